@@ -1,0 +1,96 @@
+# kinesd: one non-recursive Makefile. Each layer compiles with its own include list, so an
+# upward include (storage -> api, api -> server) fails to build.
+#   make            build build/kinesd
+#   make run        install missing packages, build, start on 127.0.0.1:4567 (./kinesd-data)
+#   make test       install missing packages, build, run unit and integration tests
+#   make asan       the same tests with AddressSanitizer and UBSan
+#   make bench      load benchmark against kinesd and kinesalite
+#   make lint       clang-format check and a scan for banned functions
+
+CC      ?= cc
+BUILD   ?= build
+PKGS    := libmicrohttpd lmdb libsodium libcrypto
+OPT     ?= -O2 -g
+WARN    := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wvla
+CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -MMD -MP $(SAN)
+LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
+LDFLAGS += $(SAN)
+VERSION := 0.1.0
+
+STORAGE_SRC := $(wildcard storage/*.c)
+API_SRC     := $(wildcard api/*.c)
+SERVER_SRC  := $(wildcard server/*.c)
+
+STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
+API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ  := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+
+UNIT_SRC := $(wildcard tests/unit/*/*.c)
+UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
+
+.PHONY: all run test unit integration asan bench lint format clean deps deps-test
+all: $(BUILD)/kinesd
+
+$(BUILD)/storage/%.o: storage/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Istorage -c $< -o $@
+$(BUILD)/api/%.o: api/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iapi -Istorage -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
+$(BUILD)/server/%.o: server/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iserver -Iapi -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
+
+$(BUILD)/kinesd: $(SERVER_OBJ) $(API_OBJ) $(STORAGE_OBJ)
+	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+
+$(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Istorage -Itests/unit $^ -o $@ $(LDLIBS)
+$(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(API_OBJ) $(STORAGE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $^ -o $@ $(LDLIBS)
+
+$(BUILD)/kbench: tools/bench/kbench.c
+	@mkdir -p $(@D)
+	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread $< -o $@ -lcrypto -lm
+
+# Debian packages the build and the tests need; installed only when missing.
+BUILD_DEBS := build-essential pkg-config libmicrohttpd-dev liblmdb-dev libsodium-dev libssl-dev
+TEST_DEBS  := python3-boto3 python3-pytest awscli nodejs npm
+deps:
+	@tools/install-deps.sh $(BUILD_DEBS)
+deps-test:
+	@tools/install-deps.sh $(BUILD_DEBS) $(TEST_DEBS)
+	@tools/install-npm.sh
+
+run: deps
+	@$(MAKE) --no-print-directory all
+	$(BUILD)/kinesd --host 127.0.0.1 --port 4567 --data-dir ./kinesd-data
+
+unit: $(UNIT_BIN)
+	@tools/run-unit.sh $(UNIT_BIN)
+
+integration: $(BUILD)/kinesd
+	@KINESD_BIN=$(BUILD)/kinesd tools/run-integration.sh
+
+test: deps-test
+	@$(MAKE) --no-print-directory unit integration
+
+asan: deps-test
+	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" unit integration
+
+bench: deps-test $(BUILD)/kinesd $(BUILD)/kbench
+	@tools/bench/run.sh
+
+lint:
+	@tools/lint.sh
+
+format:
+	@clang-format -i $(STORAGE_SRC) $(API_SRC) $(SERVER_SRC) $(wildcard */*.h)
+
+clean:
+	rm -rf build build-asan
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

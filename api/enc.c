@@ -1,0 +1,144 @@
+/* enc.c: JSON rendering of the answer writer (enc.h). Escaping has a fast path for runs of
+ * plain characters; base64 is written in 3-byte groups without intermediate copies. */
+#include "enc.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+void enc_init(struct enc *e, enum wire_fmt fmt)
+{
+    e->b = (struct buf)BUF_INIT;
+    e->fmt = fmt;
+    e->depth = 0;
+    e->need_comma[0] = false;
+}
+
+static void sep(struct enc *e)
+{
+    if (e->need_comma[e->depth])
+        buf_addc(&e->b, ',');
+    e->need_comma[e->depth] = true;
+}
+
+static void open_(struct enc *e, char c)
+{
+    sep(e);
+    buf_addc(&e->b, c);
+    if (e->depth < ENC_MAX_DEPTH - 1)
+        e->depth++;
+    e->need_comma[e->depth] = false;
+}
+
+static void close_(struct enc *e, char c)
+{
+    buf_addc(&e->b, c);
+    if (e->depth > 0)
+        e->depth--;
+}
+
+void enc_obj_begin(struct enc *e) { open_(e, '{'); }
+void enc_obj_end(struct enc *e) { close_(e, '}'); }
+void enc_arr_begin(struct enc *e) { open_(e, '['); }
+void enc_arr_end(struct enc *e) { close_(e, ']'); }
+
+static void quoted(struct buf *b, const char *s, size_t len)
+{
+    static const char hex[] = "0123456789abcdef";
+    buf_grow(b, len + 2);
+    b->p[b->len++] = '"';
+    size_t run = 0;
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (c >= 0x20 && c != '"' && c != '\\')
+            continue;
+        buf_add(b, s + run, i - run);
+        run = i + 1;
+        switch (c) {
+        case '"': buf_add(b, "\\\"", 2); break;
+        case '\\': buf_add(b, "\\\\", 2); break;
+        case '\n': buf_add(b, "\\n", 2); break;
+        case '\r': buf_add(b, "\\r", 2); break;
+        case '\t': buf_add(b, "\\t", 2); break;
+        default: {
+            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+            buf_add(b, u, 6);
+        }
+        }
+    }
+    buf_add(b, s + run, len - run);
+    buf_addc(b, '"');
+}
+
+void enc_key(struct enc *e, const char *k)
+{
+    sep(e);
+    quoted(&e->b, k, strlen(k));
+    buf_addc(&e->b, ':');
+    e->need_comma[e->depth] = false; /* the value follows without a comma */
+}
+
+void enc_str(struct enc *e, const char *s, size_t len)
+{
+    sep(e);
+    quoted(&e->b, s, len);
+}
+
+void enc_strz(struct enc *e, const char *s) { enc_str(e, s, strlen(s)); }
+
+void enc_int(struct enc *e, int64_t v)
+{
+    sep(e);
+    buf_printf(&e->b, "%" PRId64, v);
+}
+
+void enc_bool(struct enc *e, bool v)
+{
+    sep(e);
+    buf_adds(&e->b, v ? "true" : "false");
+}
+
+void enc_base64(struct buf *b, const void *d, size_t n)
+{
+    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const unsigned char *s = d;
+    buf_grow(b, (n + 2) / 3 * 4 + 1);
+    char *o = b->p + b->len;
+    size_t i = 0;
+    for (; i + 3 <= n; i += 3) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
+        o[0] = t[v >> 18];
+        o[1] = t[(v >> 12) & 63];
+        o[2] = t[(v >> 6) & 63];
+        o[3] = t[v & 63];
+        o += 4;
+    }
+    if (n - i == 1) {
+        uint32_t v = (uint32_t)s[i] << 16;
+        o[0] = t[v >> 18];
+        o[1] = t[(v >> 12) & 63];
+        o[2] = o[3] = '=';
+        o += 4;
+    } else if (n - i == 2) {
+        uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8;
+        o[0] = t[v >> 18];
+        o[1] = t[(v >> 12) & 63];
+        o[2] = t[(v >> 6) & 63];
+        o[3] = '=';
+        o += 4;
+    }
+    b->len = (size_t)(o - b->p);
+}
+
+void enc_blob(struct enc *e, const void *d, size_t len)
+{
+    sep(e);
+    buf_addc(&e->b, '"');
+    enc_base64(&e->b, d, len);
+    buf_addc(&e->b, '"');
+}
+
+void enc_time_ms(struct enc *e, int64_t ms)
+{
+    sep(e);
+    buf_printf(&e->b, "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
+}

@@ -1,0 +1,115 @@
+/* store.h: the storage front: append logs and a metadata map, durable, behind a backend table.
+ *
+ * Model. A store holds (1) a metadata map from short byte keys to byte values and (2) any
+ * number of append logs, each named by a 64-bit log id chosen by the caller. A log is a
+ * sequence of records at strictly increasing 64-bit positions. Positions are assigned by the
+ * store at append time: the next position of a log is max(last + 1, floor), where the caller
+ * supplies floor (kinesd passes the arrival time in milliseconds shifted left by 20, so a
+ * position is also a timestamp). A log's last position survives restarts, crashes and trims,
+ * so a position is never handed out twice.
+ *
+ * Durability. store_append returns only after the records are durably committed (unless the
+ * store was opened with sync off). Concurrent appends from many threads are coalesced into one
+ * backend batch: one transaction, one fsync (group commit).
+ *
+ * Records. A record is (partition key, data). The front seals it into the versioned on-disk
+ * format (store_format.h) before it reaches a backend, so encryption at rest never needs a
+ * backend's cooperation.
+ *
+ * Errors: 0 or a negative STORE_* code. This layer knows nothing of HTTP, JSON or Kinesis. */
+#ifndef KINESD_STORE_H
+#define KINESD_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum {
+    STORE_OK = 0,
+    STORE_NOTFOUND = -1, /* no such key / no such record */
+    STORE_IO = -2,       /* the backend failed to read or write (disk full, I/O error) */
+    STORE_CORRUPT = -3,  /* a stored record does not decode */
+    STORE_NOMEM = -4,
+    STORE_INVAL = -5,    /* bad argument or configuration */
+    STORE_CLOSED = -6,   /* the store is shutting down */
+};
+
+struct store;
+
+struct store_config {
+    const char *dir;       /* data directory, created if missing; borrowed during open */
+    bool sync;             /* fsync every commit (durable acknowledgements) */
+    uint64_t initial_map;  /* initial map size in bytes, 0 for the default; the map grows */
+};
+
+/* One record to append. pk and data are borrowed for the duration of store_append. */
+struct store_rec {
+    const void *pk;
+    size_t pk_len;
+    const void *data;
+    size_t data_len;
+    uint64_t pos; /* out: the position assigned */
+};
+
+/* One record read back; pointers are valid only during the callback. */
+struct store_view {
+    uint64_t pos;
+    const char *pk;
+    size_t pk_len;
+    const char *data;
+    size_t data_len;
+};
+
+/* Called for each record of a scan, in position order. Return 0 to go on, 1 to stop after
+ * this record, or a negative STORE_* code to abort the scan with that code. */
+typedef int (*store_scan_fn)(void *ctx, const struct store_view *rec);
+
+/* Open (creating if needed) the store in cfg->dir. *out owned by the caller until store_close.
+ * Returns 0, STORE_IO, STORE_INVAL, STORE_NOMEM. */
+int store_open(const struct store_config *cfg, struct store **out);
+
+/* Finish pending appends, commit, and release everything. NULL is allowed. */
+void store_close(struct store *s);
+
+/* Name of the backend in use ("lmdb"). */
+const char *store_backend_name(const struct store *s);
+
+/* Append n records to log, all at consecutive positions >= floor, atomically and durably.
+ * Fills recs[i].pos. Blocks until committed. Returns 0, STORE_IO, STORE_CLOSED, STORE_INVAL. */
+int store_append(struct store *s, uint64_t log, uint64_t floor, struct store_rec *recs, size_t n);
+
+/* Visit records of log with position >= from, in order, until fn says stop, max_n records
+ * were visited, or the data bytes visited reach max_bytes (the record that crosses it is still
+ * visited). Holds a read snapshot only for the duration of the call. Returns 0,
+ * STORE_IO, STORE_CORRUPT, or fn's negative code. */
+int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
+               store_scan_fn fn, void *ctx);
+
+/* The last position ever assigned in log (0 if none) and the first position still stored
+ * (0 if the log is empty). Either out-param may be NULL. Returns 0 or STORE_IO. */
+int store_log_bounds(struct store *s, uint64_t log, uint64_t *last, uint64_t *first);
+
+/* Delete at most max records of log with position < below, in one short transaction.
+ * *deleted gets the count. Returns 0 or STORE_IO. Use below = UINT64_MAX to empty a log. */
+int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t *deleted);
+
+/* Forget a log entirely, including its last position (after all its records were trimmed).
+ * Used only when the owning stream is gone for good. */
+int store_log_drop(struct store *s, uint64_t log);
+
+/* Metadata map. key/val borrowed. A put with val NULL deletes. Durable on return. */
+int store_meta_put(struct store *s, const char *key, const void *val, size_t len);
+
+/* Copy the value of key into a malloc'd buffer (*val owned by the caller, NUL-terminated).
+ * Returns 0 or STORE_NOTFOUND, STORE_IO. */
+int store_meta_get(struct store *s, const char *key, char **val, size_t *len);
+
+/* Visit every metadata entry whose key starts with prefix, in key order. fn returns 0 to go on,
+ * non-zero to stop. Pointers valid only during the callback. */
+typedef int (*store_meta_fn)(void *ctx, const char *key, size_t klen, const char *val, size_t vlen);
+int store_meta_scan(struct store *s, const char *prefix, store_meta_fn fn, void *ctx);
+
+/* Bytes the data file occupies on disk (for observability and tests). */
+int store_disk_bytes(struct store *s, uint64_t *bytes);
+
+#endif

@@ -1,0 +1,177 @@
+/* Unit tests of the storage front and the LMDB backend, on a real LMDB in a temporary dir. */
+#include <pthread.h>
+#include <stdint.h>
+
+#include "check.h"
+#include "store.h"
+#include "tmpdir.h"
+
+static struct store *open_at(const char *dir, uint64_t map)
+{
+    struct store_config cfg = {.dir = dir, .sync = false, .initial_map = map};
+    struct store *s = NULL;
+    CHECK(store_open(&cfg, &s) == 0);
+    return s;
+}
+
+struct collect {
+    uint64_t pos[64];
+    char data[64][32];
+    size_t n;
+};
+
+static int collect_fn(void *ctx, const struct store_view *v)
+{
+    struct collect *c = ctx;
+    c->pos[c->n] = v->pos;
+    snprintf(c->data[c->n], sizeof c->data[0], "%.*s|%.*s", (int)v->pk_len, v->pk,
+             (int)v->data_len, v->data);
+    c->n++;
+    return 0;
+}
+
+static void append_assigns_increasing_positions_from_floor(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    struct store_rec r[3] = {{"a", 1, "x", 1, 0}, {"b", 1, "", 0, 0}, {"c", 1, "zz", 2, 0}};
+    CHECK(store_append(s, 7, 100, r, 3) == 0);
+    CHECK(r[0].pos == 100 && r[1].pos == 101 && r[2].pos == 102);
+    /* a lower floor never moves positions backwards */
+    CHECK(store_append(s, 7, 5, r, 1) == 0);
+    CHECK(r[0].pos == 103);
+    /* a higher floor jumps ahead */
+    CHECK(store_append(s, 7, 1000, r, 1) == 0);
+    CHECK(r[0].pos == 1000);
+    /* another log is independent */
+    CHECK(store_append(s, 8, 1, r, 1) == 0);
+    CHECK(r[0].pos == 1);
+    struct collect c = {0};
+    CHECK(store_scan(s, 7, 0, 100, SIZE_MAX, collect_fn, &c) == 0);
+    CHECK(c.n == 5);
+    CHECK_STR(c.data[0], "a|x");
+    CHECK_STR(c.data[1], "b|");
+    CHECK_STR(c.data[2], "c|zz");
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+static void positions_survive_reopen_and_trim(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    struct store_rec r[2] = {{"k", 1, "1", 1, 0}, {"k", 1, "2", 1, 0}};
+    CHECK(store_append(s, 1, 10, r, 2) == 0);
+    size_t del = 0;
+    CHECK(store_trim(s, 1, UINT64_MAX, 100, &del) == 0);
+    CHECK(del == 2);
+    store_close(s);
+    s = open_at(d, 0);
+    uint64_t last = 0, first = 99;
+    CHECK(store_log_bounds(s, 1, &last, &first) == 0);
+    CHECK(last == 11);
+    CHECK(first == 0);
+    CHECK(store_append(s, 1, 0, r, 1) == 0);
+    CHECK(r[0].pos == 12);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+static void scan_respects_from_limit_and_stop(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    struct store_rec r[10];
+    for (int i = 0; i < 10; i++)
+        r[i] = (struct store_rec){"p", 1, "d", 1, 0};
+    CHECK(store_append(s, 3, 1, r, 10) == 0);
+    struct collect c = {0};
+    CHECK(store_scan(s, 3, 5, 3, SIZE_MAX, collect_fn, &c) == 0);
+    CHECK(c.n == 3 && c.pos[0] == 5 && c.pos[2] == 7);
+    uint64_t first = 0;
+    size_t del;
+    CHECK(store_trim(s, 3, 4, 100, &del) == 0 && del == 3);
+    CHECK(store_log_bounds(s, 3, NULL, &first) == 0 && first == 4);
+    CHECK(store_trim(s, 3, 100, 2, &del) == 0 && del == 2);
+    CHECK(store_log_bounds(s, 3, NULL, &first) == 0 && first == 6);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+static void map_grows_instead_of_failing(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 1 << 20); /* 1 MiB map */
+    static char big[64 * 1024];
+    memset(big, 'x', sizeof big);
+    struct store_rec r = {"k", 1, big, sizeof big, 0};
+    for (int i = 0; i < 100; i++) /* 6.4 MiB in all */
+        CHECK(store_append(s, 1, 0, &r, 1) == 0);
+    uint64_t last;
+    CHECK(store_log_bounds(s, 1, &last, NULL) == 0 && last == 100);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+static void meta_put_get_scan_delete(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    CHECK(store_meta_put(s, "s/a", "1", 1) == 0);
+    CHECK(store_meta_put(s, "s/b", "22", 2) == 0);
+    CHECK(store_meta_put(s, "t/c", "3", 1) == 0);
+    char *v;
+    size_t len;
+    CHECK(store_meta_get(s, "s/b", &v, &len) == 0 && len == 2 && !strcmp(v, "22"));
+    free(v);
+    CHECK(store_meta_get(s, "nope", &v, &len) == STORE_NOTFOUND);
+    CHECK(store_meta_put(s, "s/a", NULL, 0) == 0);
+    CHECK(store_meta_get(s, "s/a", &v, &len) == STORE_NOTFOUND);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+struct writer {
+    struct store *s;
+    uint64_t log;
+    int ok;
+};
+
+static void *write_many(void *arg)
+{
+    struct writer *w = arg;
+    struct store_rec r = {"k", 1, "v", 1, 0};
+    uint64_t prev = 0;
+    for (int i = 0; i < 200; i++) {
+        if (store_append(w->s, w->log, 0, &r, 1) || r.pos <= prev)
+            w->ok = 0;
+        prev = r.pos;
+    }
+    return NULL;
+}
+
+static void concurrent_appends_get_unique_positions(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    pthread_t t[8];
+    struct writer w[8];
+    for (int i = 0; i < 8; i++) {
+        w[i] = (struct writer){s, (uint64_t)(i % 2), 1};
+        pthread_create(&t[i], NULL, write_many, &w[i]);
+    }
+    for (int i = 0; i < 8; i++) {
+        pthread_join(t[i], NULL);
+        CHECK(w[i].ok);
+    }
+    uint64_t last0, last1;
+    CHECK(store_log_bounds(s, 0, &last0, NULL) == 0 && last0 == 800);
+    CHECK(store_log_bounds(s, 1, &last1, NULL) == 0 && last1 == 800);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+CHECK_RUN("storage", T(append_assigns_increasing_positions_from_floor),
+          T(positions_survive_reopen_and_trim), T(scan_respects_from_limit_and_stop),
+          T(map_grows_instead_of_failing), T(meta_put_get_scan_delete),
+          T(concurrent_appends_get_unique_positions))
