@@ -42,14 +42,14 @@ $(BUILD)/server/%.o: server/%.c
 	$(CC) $(CFLAGS) -Iserver -Iapi -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
 
 $(BUILD)/kinesd: $(SERVER_OBJ) $(API_OBJ) $(STORAGE_OBJ)
-	$(CC) $(LDFLAGS) $^ -o $@ $(LDLIBS)
+	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
 $(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Istorage -Itests/unit $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -Istorage -Itests/unit $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(API_OBJ) $(STORAGE_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $^ -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 
 $(BUILD)/kbench: tools/bench/kbench.c
 	@mkdir -p $(@D)

@@ -19,7 +19,6 @@ struct backend_append {
     const char *const *vals; /* n sealed values, borrowed */
     const size_t *lens;
     uint64_t *pos;          /* out: n positions */
-    int rc;                 /* out: 0 or STORE_* for this append alone */
 };
 
 typedef int (*backend_scan_fn)(void *ctx, uint64_t pos, const char *val, size_t len);
@@ -28,7 +27,7 @@ struct store_backend {
     const char *name;
     int (*open)(const struct store_config *cfg, void **impl);
     void (*close)(void *impl);
-    /* All appends in one transaction; if the commit fails every rc is set to the error. */
+    /* All appends in one transaction: all are committed, or none and the error is returned. */
     int (*append_batch)(void *impl, struct backend_append *a, size_t n);
     int (*scan)(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
                 backend_scan_fn fn, void *ctx);

@@ -214,8 +214,6 @@ static int lm_append_batch(void *impl, struct backend_append *a, size_t n)
         }
         if (rc == MDB_MAP_FULL && grow(m, seen) == 0)
             continue;
-        for (size_t i = 0; i < n; i++)
-            a[i].rc = map_rc(rc);
         return map_rc(rc);
     }
 }

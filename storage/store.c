@@ -17,9 +17,10 @@
 #define BATCH_BYTES (64u << 20) /* data budget for one commit */
 
 struct job {
-    struct backend_append a;
-    char *sealed;          /* owned: all values of the job back to back */
+    struct backend_append *a; /* nb appends, in the job's own allocation */
+    size_t nb;
     size_t bytes;
+    int rc;
     int done;
     struct job *next;
 };
@@ -49,8 +50,10 @@ static void *commit_loop(void *arg)
         /* take jobs up to the byte budget (at least one) */
         struct job *first = s->head, *j = first, *last = NULL;
         size_t n = 0, bytes = 0;
+        size_t na = 0;
         while (j && (n == 0 || bytes + j->bytes <= BATCH_BYTES)) {
             bytes += j->bytes;
+            na += j->nb;
             last = j;
             j = j->next;
             n++;
@@ -60,23 +63,25 @@ static void *commit_loop(void *arg)
             s->tail = NULL;
         pthread_mutex_unlock(&s->mu);
 
-        if (n > cap) {
-            cap = n * 2;
+        if (na > cap) {
+            cap = na * 2;
             struct backend_append *nb = realloc(batch, cap * sizeof *batch);
             if (!nb)
                 abort();
             batch = nb;
         }
         j = first;
+        size_t k = 0;
         for (size_t i = 0; i < n; i++, j = j->next)
-            batch[i] = j->a;
-        s->be->append_batch(s->impl, batch, n);
+            for (size_t b = 0; b < j->nb; b++)
+                batch[k++] = j->a[b];
+        int rc = s->be->append_batch(s->impl, batch, na);
 
         pthread_mutex_lock(&s->mu);
         j = first;
         for (size_t i = 0; i < n; i++) {
             struct job *nx = j->next;
-            j->a.rc = batch[i].rc;
+            j->rc = rc;
             j->done = 1;
             if (j == last)
                 break;
@@ -147,37 +152,46 @@ static void seal(char *o, const struct store_rec *r)
         memcpy(o + FORMAT_HDR + r->pk_len, r->data, r->data_len);
 }
 
-int store_append(struct store *s, uint64_t log, uint64_t floor, struct store_rec *recs, size_t n)
+int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
 {
-    if (n == 0)
-        return 0;
-    size_t total = 0;
-    for (size_t i = 0; i < n; i++) {
-        if (recs[i].pk_len > 0xFFFF)
-            return STORE_INVAL;
-        total += FORMAT_HDR + recs[i].pk_len + recs[i].data_len;
+    size_t total = 0, nrec = 0;
+    for (size_t b = 0; b < nbatches; b++) {
+        for (size_t i = 0; i < batches[b].n; i++) {
+            const struct store_rec *r = &batches[b].recs[i];
+            if (r->pk_len > 0xFFFF)
+                return STORE_INVAL;
+            total += FORMAT_HDR + r->pk_len + r->data_len;
+        }
+        nrec += batches[b].n;
     }
-    /* one allocation: values, then the pointer, length and position arrays */
-    size_t arrays = n * (sizeof(char *) + sizeof(size_t) + sizeof(uint64_t));
-    char *mem = malloc(total + arrays + 8);
+    if (nrec == 0)
+        return 0;
+    /* one allocation: sealed values, then the appends and their value, length, position arrays */
+    size_t voff = 0;
+    size_t aoff = (total + 15) & ~(size_t)15;
+    size_t arrays = nbatches * sizeof(struct backend_append) +
+                    nrec * (sizeof(char *) + sizeof(size_t) + sizeof(uint64_t));
+    char *mem = malloc(aoff + arrays);
     if (!mem)
         return STORE_NOMEM;
-    size_t aoff = (total + 7) & ~(size_t)7;
-    const char **vals = (const char **)(mem + aoff);
-    size_t *lens = (size_t *)(vals + n);
-    uint64_t *pos = (uint64_t *)(lens + n);
-    char *o = mem;
-    for (size_t i = 0; i < n; i++) {
-        seal(o, &recs[i]);
-        vals[i] = o;
-        lens[i] = FORMAT_HDR + recs[i].pk_len + recs[i].data_len;
-        o += lens[i];
+    struct backend_append *ap = (struct backend_append *)(mem + aoff);
+    const char **vals = (const char **)(ap + nbatches);
+    size_t *lens = (size_t *)(vals + nrec);
+    uint64_t *pos = (uint64_t *)(lens + nrec);
+    size_t k = 0;
+    for (size_t b = 0; b < nbatches; b++) {
+        ap[b] = (struct backend_append){.log = batches[b].log, .floor = batches[b].floor,
+                                        .n = batches[b].n, .vals = vals + k, .lens = lens + k,
+                                        .pos = pos + k};
+        for (size_t i = 0; i < batches[b].n; i++, k++) {
+            const struct store_rec *r = &batches[b].recs[i];
+            seal(mem + voff, r);
+            vals[k] = mem + voff;
+            lens[k] = FORMAT_HDR + r->pk_len + r->data_len;
+            voff += lens[k];
+        }
     }
-    struct job j = {
-        .a = {.log = log, .floor = floor, .n = n, .vals = vals, .lens = lens, .pos = pos},
-        .sealed = mem,
-        .bytes = total,
-    };
+    struct job j = {.a = ap, .nb = nbatches, .bytes = total};
     pthread_mutex_lock(&s->mu);
     if (s->closing) {
         pthread_mutex_unlock(&s->mu);
@@ -193,12 +207,14 @@ int store_append(struct store *s, uint64_t log, uint64_t floor, struct store_rec
     while (!j.done)
         pthread_cond_wait(&s->done, &s->mu);
     pthread_mutex_unlock(&s->mu);
-    int rc = j.a.rc;
-    if (rc == 0)
-        for (size_t i = 0; i < n; i++)
-            recs[i].pos = pos[i];
+    if (j.rc == 0) {
+        k = 0;
+        for (size_t b = 0; b < nbatches; b++)
+            for (size_t i = 0; i < batches[b].n; i++)
+                batches[b].recs[i].pos = pos[k++];
+    }
     free(mem);
-    return rc;
+    return j.rc;
 }
 
 struct scan_ctx {

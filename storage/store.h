@@ -74,9 +74,18 @@ void store_close(struct store *s);
 /* Name of the backend in use ("lmdb"). */
 const char *store_backend_name(const struct store *s);
 
-/* Append n records to log, all at consecutive positions >= floor, atomically and durably.
- * Fills recs[i].pos. Blocks until committed. Returns 0, STORE_IO, STORE_CLOSED, STORE_INVAL. */
-int store_append(struct store *s, uint64_t log, uint64_t floor, struct store_rec *recs, size_t n);
+/* Records for one log within an append. */
+struct store_batch {
+    uint64_t log;
+    uint64_t floor;
+    struct store_rec *recs; /* borrowed; positions are filled in */
+    size_t n;
+};
+
+/* Append every batch (each to its log, at consecutive positions >= its floor) in one atomic,
+ * durable commit. Fills recs[i].pos. Blocks until committed.
+ * Returns 0, STORE_IO, STORE_CLOSED, STORE_INVAL, STORE_NOMEM. */
+int store_append(struct store *s, struct store_batch *batches, size_t nbatches);
 
 /* Visit records of log with position >= from, in order, until fn says stop, max_n records
  * were visited, or the data bytes visited reach max_bytes (the record that crosses it is still

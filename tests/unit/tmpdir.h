@@ -3,6 +3,7 @@
 #define KINESD_TMPDIR_H
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 static inline char *tmpdir_new(void)
 {

@@ -6,6 +6,12 @@
 #include "store.h"
 #include "tmpdir.h"
 
+static int append1(struct store *s, uint64_t log, uint64_t floor, struct store_rec *r, size_t n)
+{
+    struct store_batch b = {log, floor, r, n};
+    return store_append(s, &b, 1);
+}
+
 static struct store *open_at(const char *dir, uint64_t map)
 {
     struct store_config cfg = {.dir = dir, .sync = false, .initial_map = map};
@@ -35,16 +41,16 @@ static void append_assigns_increasing_positions_from_floor(void)
     char *d = tmpdir_new();
     struct store *s = open_at(d, 0);
     struct store_rec r[3] = {{"a", 1, "x", 1, 0}, {"b", 1, "", 0, 0}, {"c", 1, "zz", 2, 0}};
-    CHECK(store_append(s, 7, 100, r, 3) == 0);
+    CHECK(append1(s, 7, 100, r, 3) == 0);
     CHECK(r[0].pos == 100 && r[1].pos == 101 && r[2].pos == 102);
     /* a lower floor never moves positions backwards */
-    CHECK(store_append(s, 7, 5, r, 1) == 0);
+    CHECK(append1(s, 7, 5, r, 1) == 0);
     CHECK(r[0].pos == 103);
     /* a higher floor jumps ahead */
-    CHECK(store_append(s, 7, 1000, r, 1) == 0);
+    CHECK(append1(s, 7, 1000, r, 1) == 0);
     CHECK(r[0].pos == 1000);
     /* another log is independent */
-    CHECK(store_append(s, 8, 1, r, 1) == 0);
+    CHECK(append1(s, 8, 1, r, 1) == 0);
     CHECK(r[0].pos == 1);
     struct collect c = {0};
     CHECK(store_scan(s, 7, 0, 100, SIZE_MAX, collect_fn, &c) == 0);
@@ -61,7 +67,7 @@ static void positions_survive_reopen_and_trim(void)
     char *d = tmpdir_new();
     struct store *s = open_at(d, 0);
     struct store_rec r[2] = {{"k", 1, "1", 1, 0}, {"k", 1, "2", 1, 0}};
-    CHECK(store_append(s, 1, 10, r, 2) == 0);
+    CHECK(append1(s, 1, 10, r, 2) == 0);
     size_t del = 0;
     CHECK(store_trim(s, 1, UINT64_MAX, 100, &del) == 0);
     CHECK(del == 2);
@@ -71,7 +77,7 @@ static void positions_survive_reopen_and_trim(void)
     CHECK(store_log_bounds(s, 1, &last, &first) == 0);
     CHECK(last == 11);
     CHECK(first == 0);
-    CHECK(store_append(s, 1, 0, r, 1) == 0);
+    CHECK(append1(s, 1, 0, r, 1) == 0);
     CHECK(r[0].pos == 12);
     store_close(s);
     tmpdir_remove(d);
@@ -84,7 +90,7 @@ static void scan_respects_from_limit_and_stop(void)
     struct store_rec r[10];
     for (int i = 0; i < 10; i++)
         r[i] = (struct store_rec){"p", 1, "d", 1, 0};
-    CHECK(store_append(s, 3, 1, r, 10) == 0);
+    CHECK(append1(s, 3, 1, r, 10) == 0);
     struct collect c = {0};
     CHECK(store_scan(s, 3, 5, 3, SIZE_MAX, collect_fn, &c) == 0);
     CHECK(c.n == 3 && c.pos[0] == 5 && c.pos[2] == 7);
@@ -106,7 +112,7 @@ static void map_grows_instead_of_failing(void)
     memset(big, 'x', sizeof big);
     struct store_rec r = {"k", 1, big, sizeof big, 0};
     for (int i = 0; i < 100; i++) /* 6.4 MiB in all */
-        CHECK(store_append(s, 1, 0, &r, 1) == 0);
+        CHECK(append1(s, 1, 0, &r, 1) == 0);
     uint64_t last;
     CHECK(store_log_bounds(s, 1, &last, NULL) == 0 && last == 100);
     store_close(s);
@@ -143,7 +149,7 @@ static void *write_many(void *arg)
     struct store_rec r = {"k", 1, "v", 1, 0};
     uint64_t prev = 0;
     for (int i = 0; i < 200; i++) {
-        if (store_append(w->s, w->log, 0, &r, 1) || r.pos <= prev)
+        if (append1(w->s, w->log, 0, &r, 1) || r.pos <= prev)
             w->ok = 0;
         prev = r.pos;
     }
@@ -171,7 +177,19 @@ static void concurrent_appends_get_unique_positions(void)
     tmpdir_remove(d);
 }
 
-CHECK_RUN("storage", T(append_assigns_increasing_positions_from_floor),
+static void one_commit_spans_several_logs(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    struct store_rec a[2] = {{"a", 1, "1", 1, 0}, {"a", 1, "2", 1, 0}}, b[1] = {{"b", 1, "3", 1, 0}};
+    struct store_batch bs[2] = {{10, 50, a, 2}, {11, 70, b, 1}};
+    CHECK(store_append(s, bs, 2) == 0);
+    CHECK(a[0].pos == 50 && a[1].pos == 51 && b[0].pos == 70);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+CHECK_RUN("storage", T(one_commit_spans_several_logs), T(append_assigns_increasing_positions_from_floor),
           T(positions_survive_reopen_and_trim), T(scan_respects_from_limit_and_stop),
           T(map_grows_instead_of_failing), T(meta_put_get_scan_delete),
           T(concurrent_appends_get_unique_positions))

@@ -1,0 +1,495 @@
+/* api.c: the Kinesis half of the request pipeline, the operation table and the error table.
+ *
+ * Order (AWS's, as recorded by kinesalite's tests against the real service):
+ *   1. empty body           -> SerializationException / UnknownOperationException, no message
+ *   2. content type         -> not JSON/CBOR: 403 AccessDeniedException or 404, XML-like text
+ *   3. decode               -> SerializationException (no message)
+ *   4. X-Amz-Target         -> UnknownOperationException
+ *   5. authentication       -> InvalidSignature / MissingAuthenticationToken / IncompleteSignature
+ *   6. validation           -> SerializationException (types), ValidationException (constraints)
+ *   7. stream resolution    -> StreamName or StreamARN (OPF_STREAM operations)
+ *   8. the operation        -> its answer, or the error it chose
+ * Every answer is encoded in the request's format and carries a request id. */
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define AMZ_JSON "application/x-amz-json-1.1"
+#define AMZ_CBOR "application/x-amz-cbor-1.1"
+#define MAX_BODY (7u << 20) /* 5 MiB of records in base64, with room for names and keys */
+
+static const struct {
+    const char *type;
+    int status;
+    const char *mkey;
+} kerrs[] = {
+#define KERR(e, type, status, mkey) [KERR_##e] = {type, status, mkey},
+#include "errors.def"
+#undef KERR
+};
+
+#define OP(wire, stem, flags) extern const struct op_def op_##stem;
+#include "ops.def"
+#undef OP
+
+static const struct {
+    const char *wire;
+    const struct op_def *def;
+    int flags;
+} ops[] = {
+#define OP(wire, stem, flags) {wire, &op_##stem, flags},
+#include "ops.def"
+#undef OP
+};
+
+/* ---- clock ---- */
+
+int64_t clock_now_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+/* ---- request ids ---- */
+
+void api_request_id(char out[40])
+{
+    static _Thread_local uint64_t s0, s1;
+    if (!s0 && !s1)
+        randombytes_buf(&s0, sizeof s0), randombytes_buf(&s1, sizeof s1), s1 |= 1;
+    /* xorshift128+ */
+    uint64_t w[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t x = s0, y = s1;
+        s0 = y;
+        x ^= x << 23;
+        s1 = x ^ y ^ (x >> 17) ^ (y >> 26);
+        w[i] = s1 + y;
+    }
+    snprintf(out, 40, "%08" PRIx32 "-%04" PRIx32 "-4%03" PRIx32 "-%04" PRIx32 "-%012" PRIx64,
+             (uint32_t)(w[0] >> 32), (uint32_t)(w[0] >> 16) & 0xFFFF, (uint32_t)w[0] & 0xFFF,
+             ((uint32_t)(w[1] >> 48) & 0x3FFF) | 0x8000, (uint64_t)(w[1] & 0xFFFFFFFFFFFFull));
+}
+
+/* ---- errors ---- */
+
+int api_fail(struct api_ctx *c, enum kerr e, const char *fmt, ...)
+{
+    c->err = e;
+    c->err_msg = NULL;
+    if (fmt) {
+        va_list ap;
+        va_start(ap, fmt);
+        char small[512];
+        int n = vsnprintf(small, sizeof small, fmt, ap);
+        va_end(ap);
+        if (n < 0)
+            n = 0;
+        char *m = arena_alloc(&c->arena, (size_t)n + 1);
+        va_start(ap, fmt);
+        vsnprintf(m, (size_t)n + 1, fmt, ap);
+        va_end(ap);
+        c->err_msg = m;
+    }
+    return -1;
+}
+
+int api_store_fail(struct api_ctx *c, int rc)
+{
+    fprintf(stderr, "kinesd: storage error %d\n", rc);
+    return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
+}
+
+static void answer_error(struct api_ctx *c, enum wire_fmt fmt, struct api_response *resp)
+{
+    enum kerr e = c->err;
+    buf_free(&c->out.b);
+    resp->status = kerrs[e].status;
+    if (!kerrs[e].mkey) {
+        /* AWS's pre-format answers */
+        struct buf b = BUF_INIT;
+        if (e == KERR_RAW_UNKNOWN_OPERATION)
+            buf_printf(&b, "<%s/>\n", kerrs[e].type);
+        else
+            buf_printf(&b, "<%s>\n  <Message>%s</Message>\n</%s>\n", kerrs[e].type,
+                       c->err_msg ? c->err_msg : "", kerrs[e].type);
+        resp->content_type = NULL;
+        resp->body = buf_steal(&b, &resp->body_len);
+        return;
+    }
+    struct enc out;
+    enc_init(&out, fmt);
+    enc_obj_begin(&out);
+    enc_key(&out, "__type");
+    enc_strz(&out, kerrs[e].type);
+    if (c->err_msg) {
+        enc_key(&out, kerrs[e].mkey);
+        enc_strz(&out, c->err_msg);
+    }
+    enc_obj_end(&out);
+    resp->content_type = fmt == WIRE_CBOR ? AMZ_CBOR : AMZ_JSON;
+    resp->body = buf_steal(&out.b, &resp->body_len);
+}
+
+/* ---- request readers ---- */
+
+const char *req_str(struct api_ctx *c, const char *name)
+{
+    const struct kv *v = kv_get(c->req, name);
+    return v && v->type == KV_STR ? v->s : NULL;
+}
+
+bool req_int(struct api_ctx *c, const char *name, int64_t *out)
+{
+    const struct kv *v = kv_get(c->req, name);
+    if (!v || v->type != KV_NUM)
+        return false;
+    *out = v->i;
+    return true;
+}
+
+bool req_time_ms(struct api_ctx *c, const char *name, int64_t *out)
+{
+    const struct kv *v = kv_get(c->req, name);
+    if (!v || v->type != KV_NUM)
+        return false;
+    /* JSON carries seconds (with a fraction); keep millisecond precision */
+    *out = v->is_int && v->i < INT64_MAX / 1000 ? v->i * 1000 : (int64_t)(v->d * 1000.0 + 0.5);
+    return true;
+}
+
+/* ---- authentication presence (signature verification is a later stage) ---- */
+
+static bool has_param(const char *auth, const char *name)
+{
+    size_t n = strlen(name);
+    for (const char *p = auth; (p = strstr(p, name)); p += n) {
+        bool starts = p == auth || p[-1] == ' ' || p[-1] == ',';
+        if (starts && p[n] == '=' && p[n + 1] && p[n + 1] != ',' && p[n + 1] != ' ')
+            return true;
+    }
+    return false;
+}
+
+static const char *query_param(struct arena *a, const char *query, const char *name)
+{
+    if (!query)
+        return NULL;
+    size_t n = strlen(name);
+    for (const char *p = query; p && *p;) {
+        const char *amp = strchr(p, '&');
+        size_t len = amp ? (size_t)(amp - p) : strlen(p);
+        if (len >= n && !strncmp(p, name, n) && (len == n || p[n] == '='))
+            return len > n ? arena_strndup(a, p + n + 1, len - n - 1) : "";
+        p = amp ? amp + 1 : NULL;
+    }
+    return NULL;
+}
+
+static int check_auth(struct api_ctx *c, const struct api_request *r)
+{
+    const char *algo = query_param(&c->arena, r->query, "X-Amz-Algorithm");
+    if (r->authorization && algo)
+        return api_fail(c, KERR_INVALID_SIGNATURE,
+                        "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.");
+    if (!r->authorization && !algo)
+        return api_fail(c, KERR_MISSING_AUTH, "Missing Authentication Token");
+    struct buf m = BUF_INIT;
+    if (r->authorization) {
+        static const char *const need[] = {"Credential", "Signature", "SignedHeaders"};
+        for (int i = 0; i < 3; i++)
+            if (!has_param(r->authorization, need[i]))
+                buf_printf(&m, "Authorization header requires '%s' parameter. ", need[i]);
+        if (!r->amz_date && !r->date)
+            buf_adds(&m, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
+        if (m.len)
+            buf_printf(&m, "Authorization=%s", r->authorization);
+    } else {
+        static const char *const need[] = {"X-Amz-Algorithm", "X-Amz-Credential", "X-Amz-Signature",
+                                           "X-Amz-SignedHeaders", "X-Amz-Date"};
+        for (int i = 0; i < 5; i++) {
+            const char *v = query_param(&c->arena, r->query, need[i]);
+            if (!v || !*v)
+                buf_printf(&m, "AWS query-string parameters must include '%s'. ", need[i]);
+        }
+        if (m.len)
+            buf_adds(&m, "Re-examine the query-string parameters.");
+    }
+    if (m.len) {
+        buf_addc(&m, 0);
+        api_fail(c, KERR_INCOMPLETE_SIGNATURE, "%s", m.p);
+        buf_free(&m);
+        return -1;
+    }
+    /* region from the credential scope: Credential=AKID/date/REGION/kinesis/aws4_request */
+    const char *cred = r->authorization ? strstr(r->authorization, "Credential=")
+                                        : query_param(&c->arena, r->query, "X-Amz-Credential");
+    if (cred) {
+        if (r->authorization)
+            cred += 11;
+        const char *p = cred;
+        for (int slash = 0; *p && slash < 2; p++)
+            if (*p == '/' || (p[0] == '%' && p[1] == '2' && (p[2] == 'F' || p[2] == 'f')))
+                slash++, p += (*p == '%') ? 2 : 0;
+        const char *e = p;
+        while (*e && *e != '/' && *e != '%' && *e != ',' && *e != ' ')
+            e++;
+        if (e > p && e - p < 64)
+            c->region = arena_strndup(&c->arena, p, (size_t)(e - p));
+    }
+    return 0;
+}
+
+/* ---- stream names and ARNs ---- */
+
+int api_resolve_stream(struct api_ctx *c)
+{
+    const char *name = req_str(c, "StreamName");
+    const char *arn = req_str(c, "StreamARN");
+    if (arn) {
+        /* arn:aws:kinesis:<region>:<account>:stream/<name> */
+        const char *p = arn;
+        const char *parts[6];
+        int n = 0;
+        parts[n++] = p;
+        while (n < 6 && (p = strchr(p, ':')))
+            parts[n++] = ++p;
+        const char *sname = n == 6 ? strchr(parts[5], '/') : NULL;
+        if (!sname || strncmp(parts[5], "stream/", 7))
+            return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ARN: %s", arn);
+        sname++;
+        size_t rlen = (size_t)(parts[4] - parts[3] - 1), alen = (size_t)(parts[5] - parts[4] - 1);
+        if (alen != strlen(c->api->account) || strncmp(parts[4], c->api->account, alen) ||
+            rlen != strlen(c->region) || strncmp(parts[3], c->region, rlen))
+            return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %.*s not found.",
+                            sname, (int)alen, parts[4]);
+        if (name && strcmp(name, sname))
+            return api_fail(c, KERR_INVALID_ARGUMENT,
+                            "StreamARN %s and StreamName %s do not refer to the same stream.", arn, name);
+        c->stream_name = sname;
+        return 0;
+    }
+    if (!name)
+        return api_fail(c, KERR_VALIDATION, "Either StreamName or StreamARN must be provided.");
+    c->stream_name = name;
+    return 0;
+}
+
+/* ---- the pipeline ---- */
+
+static bool target_op(const char *target, int *op, bool *service_ok, bool *op_named)
+{
+    *service_ok = false;
+    *op_named = false;
+    *op = -1;
+    if (!target)
+        return false;
+    const char *dot = strchr(target, '.');
+    size_t svc_len = dot ? (size_t)(dot - target) : strlen(target);
+    *service_ok = svc_len == 16 && !strncmp(target, "Kinesis_20131202", 16);
+    *op_named = dot && dot[1];
+    if (!dot || svc_len == 0)
+        return false;
+    const char *name = dot + 1;
+    size_t len = strcspn(name, ".");
+    for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
+        if (strlen(ops[i].wire) == len && !strncmp(ops[i].wire, name, len))
+            *op = (int)i;
+    return *service_ok && *op >= 0;
+}
+
+static bool ctype_is(const char *ct, const char *want)
+{
+    if (!ct)
+        return false;
+    while (*ct == ' ')
+        ct++;
+    size_t n = strlen(want);
+    if (strncasecmp(ct, want, n))
+        return false;
+    ct += n;
+    while (*ct == ' ')
+        ct++;
+    return *ct == 0 || *ct == ';';
+}
+
+void api_handle(struct api *a, const struct api_request *r, struct api_response *resp)
+{
+    struct api_ctx c = {.api = a, .region = a->region};
+    arena_init(&c.arena);
+    c.now_ms = clock_now_ms();
+    memset(resp, 0, sizeof *resp);
+    api_request_id(resp->request_id);
+
+    bool is_json = ctype_is(r->content_type, AMZ_JSON), is_cbor = ctype_is(r->content_type, AMZ_CBOR);
+    bool plain_json = ctype_is(r->content_type, "application/json");
+    enum wire_fmt fmt = is_json ? WIRE_JSON : is_cbor ? WIRE_CBOR : WIRE_JSON;
+    enc_init(&c.out, fmt);
+    int op;
+    bool service_ok, op_named;
+    bool target_ok = target_op(r->target, &op, &service_ok, &op_named);
+
+    if (r->body_len == 0) {
+        api_fail(&c, target_ok ? KERR_SERIALIZATION : KERR_UNKNOWN_OPERATION, NULL);
+        fmt = is_json ? WIRE_JSON : WIRE_CBOR;
+        goto error;
+    }
+    if (!is_json && !is_cbor && !plain_json) {
+        if (!service_ok && !(r->target && strchr(r->target, '.')))
+            api_fail(&c, KERR_RAW_ACCESS_DENIED, "Unable to determine service/operation name to be authorized");
+        else if (!r->target || !strchr(r->target, '.') || !op_named)
+            api_fail(&c, KERR_RAW_ACCESS_DENIED, "Unable to determine service/operation name to be authorized");
+        else
+            api_fail(&c, KERR_RAW_UNKNOWN_OPERATION, NULL);
+        goto error;
+    }
+    struct kv *req = NULL;
+    int drc = is_cbor ? -1 : json_parse(&c.arena, r->body, r->body_len, &req);
+    if (drc || req->type != KV_OBJ) {
+        if (plain_json) {
+            static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"},\"Version\":\"1.0\"}";
+            resp->status = 400;
+            resp->content_type = "application/json";
+            resp->body = strdup(body);
+            resp->body_len = sizeof body - 1;
+            goto done;
+        }
+        api_fail(&c, KERR_SERIALIZATION, NULL);
+        goto error;
+    }
+    if (plain_json) {
+        static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#UnknownOperationException\"},\"Version\":\"1.0\"}";
+        resp->status = 404;
+        resp->content_type = "application/json";
+        resp->body = strdup(body);
+        resp->body_len = sizeof body - 1;
+        goto done;
+    }
+    if (!target_ok) {
+        api_fail(&c, KERR_UNKNOWN_OPERATION, NULL);
+        goto error;
+    }
+    if (check_auth(&c, r))
+        goto error;
+    int kind;
+    const char *msg;
+    if (validate_request(&c.arena, req, ops[op].def->schema, &kind, &msg)) {
+        api_fail(&c, kind ? KERR_VALIDATION : KERR_SERIALIZATION, "%s", msg);
+        goto error;
+    }
+    c.req = req;
+    if (ops[op].def->check && ops[op].def->check(&c))
+        goto error;
+    if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(&c))
+        goto error;
+    if (ops[op].def->run(&c))
+        goto error;
+    resp->status = 200;
+    resp->content_type = fmt == WIRE_CBOR ? AMZ_CBOR : AMZ_JSON;
+    resp->body = buf_steal(&c.out.b, &resp->body_len);
+    goto done;
+error:
+    answer_error(&c, fmt, resp);
+done:
+    buf_free(&c.out.b);
+    arena_free(&c.arena);
+}
+
+size_t api_max_body(const struct api *a)
+{
+    (void)a;
+    return MAX_BODY;
+}
+
+void api_too_large(struct api *a, const char *content_type, uint64_t size, struct api_response *resp)
+{
+    struct api_ctx c = {.api = a};
+    arena_init(&c.arena);
+    memset(resp, 0, sizeof *resp);
+    api_request_id(resp->request_id);
+    api_fail(&c, KERR_REQUEST_TOO_LARGE, "Request of %" PRIu64 " bytes exceeds the limit of %zu bytes.",
+             size, api_max_body(a));
+    answer_error(&c, ctype_is(content_type, AMZ_CBOR) ? WIRE_CBOR : WIRE_JSON, resp);
+    arena_free(&c.arena);
+}
+
+/* ---- open / close ---- */
+
+static int load_iter_key(struct api *a)
+{
+    char *v;
+    size_t len;
+    int rc = store_meta_get(a->store, "iterator-key", &v, &len);
+    if (rc == 0 && len == sizeof a->iter_key) {
+        memcpy(a->iter_key, v, len);
+        free(v);
+        return 0;
+    }
+    if (rc == 0)
+        free(v);
+    randombytes_buf(a->iter_key, sizeof a->iter_key);
+    return store_meta_put(a->store, "iterator-key", a->iter_key, sizeof a->iter_key);
+}
+
+int api_open(const struct api_config *cfg, struct api **out)
+{
+    if (sodium_init() < 0) {
+        fprintf(stderr, "kinesd: libsodium failed to initialise\n");
+        return -1;
+    }
+    struct api *a = calloc(1, sizeof *a);
+    if (!a)
+        return -1;
+    a->cfg = *cfg;
+    snprintf(a->region, sizeof a->region, "%s", cfg->region ? cfg->region : "us-east-1");
+    snprintf(a->account, sizeof a->account, "%s", cfg->account ? cfg->account : "000000000000");
+    mkdir(cfg->data_dir, 0755);
+    struct store_config sc = {.dir = cfg->data_dir, .sync = cfg->sync};
+    int rc = store_open(&sc, &a->store);
+    if (rc) {
+        fprintf(stderr, "kinesd: cannot open data directory %s (%d)\n", cfg->data_dir, rc);
+        free(a);
+        return -1;
+    }
+    if ((rc = load_iter_key(a)) || (rc = streams_open(a))) {
+        fprintf(stderr, "kinesd: cannot load state from %s (%d)\n", cfg->data_dir, rc);
+        streams_close(a);
+        store_close(a->store);
+        free(a);
+        return -1;
+    }
+    pthread_mutex_init(&a->maint_mu, NULL);
+    pthread_cond_init(&a->maint_cv, NULL);
+    if (pthread_create(&a->maint, NULL, streams_maintain, a)) {
+        streams_close(a);
+        store_close(a->store);
+        free(a);
+        return -1;
+    }
+    *out = a;
+    return 0;
+}
+
+void api_close(struct api *a)
+{
+    if (!a)
+        return;
+    pthread_mutex_lock(&a->maint_mu);
+    a->stopping = true;
+    pthread_cond_signal(&a->maint_cv);
+    pthread_mutex_unlock(&a->maint_mu);
+    pthread_join(a->maint, NULL);
+    streams_close(a);
+    store_close(a->store);
+    pthread_mutex_destroy(&a->maint_mu);
+    pthread_cond_destroy(&a->maint_cv);
+    free(a);
+}

@@ -1,0 +1,63 @@
+/* api.h: the Kinesis API behind the HTTP server: what server/ calls, nothing more.
+ *
+ * api_handle runs the part of the request pipeline that knows Kinesis: content type, decoding,
+ * X-Amz-Target, authentication presence, validation, the operation, and encoding the answer or
+ * the error in the request's format. It never sees libmicrohttpd; the server hands it the few
+ * headers it needs and the buffered body. */
+#ifndef KINESD_API_H
+#define KINESD_API_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct api;
+
+struct api_config {
+    const char *data_dir;   /* borrowed during api_open */
+    bool sync;              /* fsync each commit */
+    int64_t create_ms, delete_ms, update_ms; /* lifecycle delays */
+    int shard_limit;
+    const char *region;     /* default region when the request names none */
+    const char *account;    /* 12 digits */
+};
+
+struct api_request {
+    const char *content_type;  /* header values, NULL when absent; all borrowed */
+    const char *target;
+    const char *authorization;
+    const char *amz_date;
+    const char *date;
+    const char *query;         /* raw query string without '?', or NULL */
+    const char *body;
+    size_t body_len;
+};
+
+struct api_response {
+    int status;
+    const char *content_type;  /* static string, or NULL for none */
+    char *body;                /* malloc'd, owned by the caller after api_handle */
+    size_t body_len;
+    char request_id[40];
+};
+
+/* Open the data directory and load every stream. *out owned by the caller until api_close.
+ * Returns 0, or -1 after printing why to stderr. */
+int api_open(const struct api_config *cfg, struct api **out);
+
+/* Stop background work, commit, close the store. NULL is allowed. */
+void api_close(struct api *a);
+
+/* Handle one request. Always fills resp (status, body). Thread-safe. */
+void api_handle(struct api *a, const struct api_request *req, struct api_response *resp);
+
+/* The largest request body accepted, in bytes (413 above it). */
+size_t api_max_body(const struct api *a);
+
+/* Fill resp with the 413 answer for a body of the announced size. */
+void api_too_large(struct api *a, const char *content_type, uint64_t size, struct api_response *resp);
+
+/* A fresh request id (36 characters, UUID form) into out[40]. */
+void api_request_id(char out[40]);
+
+#endif

@@ -1,0 +1,229 @@
+/* codec.c: shard ids, 128-bit hash keys, sequence numbers and shard iterators.
+ *
+ * Sequence numbers are 56 decimal digits:
+ *     4 | position (20) | shard index (10) | stream uid (20) | check (5)
+ * The position leads, so within a shard the numeric order is the append order, and since a
+ * position is (arrival ms << 20 | counter), numbers also grow with time across shards as
+ * AWS's do. The stream uid makes numbers of a deleted and re-created stream distinct; the
+ * check digits make a made-up number fail to decode instead of pointing somewhere.
+ *
+ * Shard iterators are sealed with XSalsa20-Poly1305 (libsodium secretbox) under a key kept in
+ * the store, so they are opaque, cannot be forged or altered, and survive a restart. */
+#include <inttypes.h>
+#include <openssl/evp.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "internal.h"
+
+void shard_id(char out[32], uint32_t index)
+{
+    snprintf(out, 32, "shardId-%012" PRIu32, index);
+}
+
+int shard_parse(const char *s, uint32_t *index)
+{
+    const char *p = s;
+    if (!strncmp(p, "shardId-", 8))
+        p += 8;
+    if (!*p || strlen(p) > 20)
+        return -1;
+    uint64_t v = 0;
+    for (; *p; p++) {
+        if (*p < '0' || *p > '9')
+            return -1;
+        v = v * 10 + (uint64_t)(*p - '0');
+        if (v > UINT32_MAX)
+            return -1;
+    }
+    *index = (uint32_t)v;
+    return 0;
+}
+
+void u128_str(char out[40], u128 v)
+{
+    char tmp[40];
+    int n = 0;
+    do {
+        tmp[n++] = (char)('0' + (int)(v % 10));
+        v /= 10;
+    } while (v);
+    for (int i = 0; i < n; i++)
+        out[i] = tmp[n - 1 - i];
+    out[n] = 0;
+}
+
+int u128_parse(const char *s, u128 *out)
+{
+    u128 v = 0, max = ~(u128)0;
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        unsigned d = (unsigned)(*s - '0');
+        if (v > (max - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+u128 hash_key(const char *pk, size_t len)
+{
+    unsigned char md[EVP_MAX_MD_SIZE];
+    unsigned int mdlen = 0;
+    EVP_Digest(pk, len, md, &mdlen, EVP_md5(), NULL);
+    u128 v = 0;
+    for (int i = 0; i < 16; i++)
+        v = v << 8 | md[i];
+    return v;
+}
+
+void shard_range(uint32_t i, uint32_t n, u128 *start, u128 *end)
+{
+    u128 max = ~(u128)0;
+    /* floor(2^128 / n) without representing 2^128 */
+    u128 step = max / n + (max % n == (u128)n - 1 ? 1 : 0);
+    *start = step * i;
+    *end = i + 1 == n ? max : step * (i + 1) - 1;
+}
+
+struct shard *shard_for_hash(struct stream *s, u128 h)
+{
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        struct shard *sh = &s->shards[i];
+        if (!sh->closed_ms && h >= sh->start && h <= sh->end)
+            return sh;
+    }
+    return NULL;
+}
+
+struct shard *shard_by_index(struct stream *s, uint32_t index)
+{
+    /* shards are stored in index order, one per index */
+    if (index < s->nshards && s->shards[index].index == index)
+        return &s->shards[index];
+    for (uint32_t i = 0; i < s->nshards; i++)
+        if (s->shards[i].index == index)
+            return &s->shards[i];
+    return NULL;
+}
+
+static uint32_t check5(uint64_t uid, uint32_t shard, uint64_t pos)
+{
+    uint64_t h = pos * 0x9E3779B97F4A7C15ull ^ (uint64_t)shard * 0xC2B2AE3D27D4EB4Full ^
+                 uid * 0x165667B19E3779F9ull;
+    h ^= h >> 29;
+    return (uint32_t)(h % 100000);
+}
+
+void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
+{
+    snprintf(out, SEQ_LEN + 1, "4%020" PRIu64 "%010" PRIu32 "%020" PRIu64 "%05" PRIu32, pos, shard,
+             uid, check5(uid, shard, pos));
+}
+
+static int digits(const char *s, int n, uint64_t *out)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < n; i++) {
+        if (s[i] < '0' || s[i] > '9')
+            return -1;
+        uint64_t d = (uint64_t)(s[i] - '0');
+        if (v > (UINT64_MAX - d) / 10)
+            return -1;
+        v = v * 10 + d;
+    }
+    *out = v;
+    return 0;
+}
+
+int seq_parse(const char *s, uint64_t *uid, uint32_t *shard, uint64_t *pos)
+{
+    uint64_t p, sh, u, ck;
+    if (strlen(s) != SEQ_LEN || s[0] != '4' || digits(s + 1, 20, &p) || digits(s + 21, 10, &sh) ||
+        sh > UINT32_MAX || digits(s + 31, 20, &u) || digits(s + 51, 5, &ck) ||
+        ck != check5(u, (uint32_t)sh, p))
+        return -1;
+    *uid = u;
+    *shard = (uint32_t)sh;
+    *pos = p;
+    return 0;
+}
+
+/* ---- shard iterators ---- */
+
+#define ITER_VERSION 1
+#define ITER_FIXED (1 + 8 + 4 + 8 + 8 + 1)
+
+const char *seal_text(struct api_ctx *c, const void *plain, size_t plen)
+{
+    const size_t over = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES;
+    unsigned char *box = arena_alloc(&c->arena, over + plen);
+    randombytes_buf(box, crypto_secretbox_NONCEBYTES);
+    crypto_secretbox_easy(box + crypto_secretbox_NONCEBYTES, plain, plen, box, c->api->iter_key);
+    struct buf b = BUF_INIT;
+    enc_base64(&b, box, over + plen);
+    char *out = arena_strndup(&c->arena, b.p, b.len);
+    buf_free(&b);
+    return out;
+}
+
+int open_text(struct api_ctx *c, const char *text, unsigned char **plain, size_t *plen)
+{
+    char *box, bad;
+    size_t blen;
+    const char *why;
+    const size_t over = crypto_secretbox_NONCEBYTES + crypto_secretbox_MACBYTES;
+    if (base64_decode(&c->arena, text, strlen(text), &box, &blen, &why, &bad) || blen < over)
+        return -1;
+    unsigned char *p = arena_alloc(&c->arena, blen - over + 1);
+    if (crypto_secretbox_open_easy(p, (unsigned char *)box + crypto_secretbox_NONCEBYTES,
+                                   blen - crypto_secretbox_NONCEBYTES, (unsigned char *)box,
+                                   c->api->iter_key))
+        return -1;
+    p[blen - over] = 0;
+    *plain = p;
+    *plen = blen - over;
+    return 0;
+}
+
+const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard,
+                      uint64_t pos, int64_t issued_ms)
+{
+    size_t nl = strlen(stream);
+    unsigned char plain[ITER_FIXED + 128];
+    if (nl > 128)
+        nl = 128;
+    plain[0] = ITER_VERSION;
+    put64(plain + 1, uid);
+    plain[9] = (unsigned char)(shard >> 24);
+    plain[10] = (unsigned char)(shard >> 16);
+    plain[11] = (unsigned char)(shard >> 8);
+    plain[12] = (unsigned char)shard;
+    put64(plain + 13, pos);
+    put64(plain + 21, (uint64_t)issued_ms);
+    plain[29] = (unsigned char)nl;
+    memcpy(plain + ITER_FIXED, stream, nl);
+    return seal_text(c, plain, ITER_FIXED + nl);
+}
+
+int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid,
+              uint32_t *shard, uint64_t *pos, int64_t *issued_ms)
+{
+    unsigned char *plain;
+    size_t plen;
+    if (open_text(c, text, &plain, &plen) || plen < ITER_FIXED || plen > ITER_FIXED + 128 ||
+        plain[0] != ITER_VERSION || plain[29] != plen - ITER_FIXED)
+        return -1;
+    *uid = get64(plain + 1);
+    *shard = (uint32_t)plain[9] << 24 | (uint32_t)plain[10] << 16 | (uint32_t)plain[11] << 8 | plain[12];
+    *pos = get64(plain + 13);
+    *issued_ms = (int64_t)get64(plain + 21);
+    *stream = (const char *)plain + ITER_FIXED;
+    return 0;
+}

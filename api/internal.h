@@ -1,0 +1,219 @@
+/* internal.h: what the api modules share: the per-request context, the operation and error
+ * tables, the stream model (streams.c), and the codecs for shard ids, hash keys, sequence
+ * numbers and shard iterators. */
+#ifndef KINESD_INTERNAL_H
+#define KINESD_INTERNAL_H
+
+#include <pthread.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "api.h"
+#include "arena.h"
+#include "enc.h"
+#include "store.h"
+#include "validate.h"
+#include "value.h"
+
+typedef unsigned __int128 u128;
+
+enum kerr {
+#define KERR(e, type, status, mkey) KERR_##e,
+#include "errors.def"
+#undef KERR
+    KERR_COUNT
+};
+
+/* ---- streams (streams.c) ---- */
+
+enum stream_status { ST_CREATING, ST_ACTIVE, ST_DELETING, ST_UPDATING, ST_GONE };
+
+struct shard {
+    uint32_t index;       /* shardId-<12 digits> */
+    u128 start, end;      /* hash key range, inclusive */
+    int64_t created_ms;   /* the shard's first sequence number encodes this time */
+    int64_t closed_ms;    /* 0 while open */
+    uint64_t end_pos;     /* last position when closed */
+    int32_t parent, adjacent_parent; /* -1 for none */
+};
+
+struct tag {
+    char *key, *value;    /* owned by the stream */
+};
+
+struct stream {
+    char name[129];
+    uint64_t uid;         /* never reused; names a stream incarnation in logs and sequences */
+    int status;           /* stored status; stream_status() gives the effective one */
+    int64_t status_until; /* CREATING/UPDATING: becomes ACTIVE then; DELETING: gone then */
+    int64_t created_ms;
+    int32_t retention_h;
+    bool on_demand;
+    uint32_t nshards;
+    struct shard *shards; /* owned; index order */
+    uint32_t ntags;
+    struct tag *tags;     /* owned; sorted by key */
+};
+
+struct streams; /* the registry: every stream, by name, behind a rwlock */
+
+struct api {
+    struct api_config cfg;
+    char region[64], account[16];
+    struct store *store;
+    struct streams *streams;
+    unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
+    pthread_t maint;
+    pthread_mutex_t maint_mu;
+    pthread_cond_t maint_cv;
+    bool stopping;
+};
+
+/* ---- the request context ---- */
+
+struct api_ctx {
+    struct api *api;
+    struct arena arena;
+    struct kv *req;        /* the validated request */
+    struct enc out;        /* the answer being written */
+    enum kerr err;
+    const char *err_msg;   /* arena */
+    const char *region;    /* from the credential scope, else the default */
+    int64_t now_ms;
+    const char *stream_name; /* OPF_STREAM: resolved from StreamName or StreamARN */
+};
+
+/* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
+int api_resolve_stream(struct api_ctx *c);
+/* Record an error for this request. Returns -1, for `return api_fail(...)`. */
+int api_fail(struct api_ctx *c, enum kerr e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+/* The store failed: log it and answer InternalFailure. */
+int api_store_fail(struct api_ctx *c, int rc);
+
+#define OPF_STREAM 1
+struct op_def {
+    const struct vfield *schema;
+    int (*check)(struct api_ctx *c);  /* cross-field check after the schema, or NULL */
+    int (*run)(struct api_ctx *c);    /* writes c->out, or returns api_fail(...) */
+};
+
+/* Helpers for reading a validated request. */
+const char *req_str(struct api_ctx *c, const char *name);   /* NULL when absent */
+bool req_int(struct api_ctx *c, const char *name, int64_t *out);
+bool req_time_ms(struct api_ctx *c, const char *name, int64_t *out);
+
+/* ---- the write path (put.c) ---- */
+struct put_item {
+    const char *pk;    /* borrowed from the request */
+    size_t pk_len;
+    const char *data;
+    size_t data_len;
+    const char *ehk;   /* ExplicitHashKey text, or NULL */
+    u128 hash;         /* out */
+    uint32_t shard;    /* out: shard index */
+    uint64_t pos;      /* out: position in the shard's log */
+};
+/* Route items to the open shards of c->stream_name and append them durably. *uid gets the
+ * stream's uid. Returns 0, or -1 with the error recorded. */
+int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t *uid);
+
+/* ---- clock ---- */
+int64_t clock_now_ms(void);
+
+/* ---- streams.c ---- */
+int streams_open(struct api *a);
+void streams_close(struct api *a);
+/* Effective status at time now. */
+int stream_status(const struct stream *s, int64_t now);
+const char *stream_status_name(int st);
+/* Lock the registry for reading / writing; every struct stream pointer is valid only while
+ * the lock is held. */
+void streams_rdlock(struct api *a);
+void streams_wrlock(struct api *a);
+void streams_unlock(struct api *a);
+/* Find a stream by name (visible: not gone). Call with the lock held. */
+struct stream *streams_find(struct api *a, const char *name, int64_t now);
+/* Streams in name order: *n gets the count; the array is valid while the lock is held. */
+struct stream **streams_list(struct api *a, size_t *n);
+/* Create and persist a stream (write lock held). Returns 0 or a STORE_* code. */
+int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand,
+                   const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
+/* Persist a changed stream (write lock held). */
+int streams_save(struct api *a, struct stream *s);
+/* Mark deleting (write lock held). */
+int streams_delete(struct api *a, struct stream *s, int64_t now);
+/* Count of open shards across every stream (lock held). */
+uint32_t streams_open_shards(struct api *a, int64_t now);
+/* Tag helpers: set/replace, remove (lock held, caller saves). */
+void stream_tag_set(struct stream *s, const char *k, const char *v);
+void stream_tag_remove(struct stream *s, const char *k);
+/* The stream the request names (c->stream_name), visible and not gone; else records
+ * ResourceNotFoundException "Stream X under account Y not found." and returns NULL. Lock held. */
+struct stream *ctx_stream(struct api_ctx *c);
+/* "arn:aws:kinesis:<region>:<account>:stream/<name>" (arena). */
+const char *stream_arn(struct api_ctx *c, const struct stream *s);
+/* The shared parts of DescribeStream and DescribeStreamSummary answers. */
+void enc_stream_common(struct api_ctx *c, const struct stream *s);
+/* One Shard object (DescribeStream, ListShards). */
+void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh);
+/* Whether every character of a tag key or value is one AWS allows. */
+bool tag_chars_ok(const char *s);
+/* Number of shards that are open at time now. */
+uint32_t stream_open_shards(const struct stream *s);
+/* Run background maintenance (lifecycle transitions, deleting dropped logs) until stopping. */
+void *streams_maintain(void *arg);
+
+/* Big-endian 64-bit fields of tokens and iterators. */
+static inline void put64(unsigned char *o, uint64_t v)
+{
+    for (int i = 0; i < 8; i++)
+        o[i] = (unsigned char)(v >> (56 - 8 * i));
+}
+static inline uint64_t get64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | p[i];
+    return v;
+}
+
+/* ---- shards, hash keys, sequence numbers, iterators (codec.c) ---- */
+#define SEQ_LEN 56
+#define POS_SHIFT 20 /* a position is (milliseconds << 20) | sub-counter */
+static inline uint64_t log_id(uint64_t uid, uint32_t shard) { return uid << 24 | shard; }
+static inline uint64_t pos_floor(int64_t ms) { return (uint64_t)ms << POS_SHIFT; }
+static inline int64_t pos_ms(uint64_t pos) { return (int64_t)(pos >> POS_SHIFT); }
+
+void shard_id(char out[32], uint32_t index);
+/* Parse "shardId-000000000001" (or a bare number, as AWS accepts); -1 if malformed. */
+int shard_parse(const char *s, uint32_t *index);
+/* Decimal text of a 128-bit value into out[40]. */
+void u128_str(char out[40], u128 v);
+/* Parse a decimal string (already matching 0|([1-9]\d{0,38})); -1 if it exceeds 2^128-1. */
+int u128_parse(const char *s, u128 *out);
+/* MD5 of the partition key as an unsigned big-endian 128-bit integer. */
+u128 hash_key(const char *pk, size_t len);
+/* Uniform split of the hash key space into n ranges, i-th range. */
+void shard_range(uint32_t i, uint32_t n, u128 *start, u128 *end);
+/* Find the open shard whose range holds h (NULL if none). */
+struct shard *shard_for_hash(struct stream *s, u128 h);
+struct shard *shard_by_index(struct stream *s, uint32_t index);
+
+/* 56-digit sequence number of a record at pos in shard of stream uid into out[SEQ_LEN+1]. */
+void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos);
+/* Decode a sequence number; -1 when it is not one of ours. */
+int seq_parse(const char *s, uint64_t *uid, uint32_t *shard, uint64_t *pos);
+
+/* Seal bytes into opaque, authenticated text (arena) / open such text (-1 if forged). Used for
+ * shard iterators and pagination tokens. */
+const char *seal_text(struct api_ctx *c, const void *plain, size_t len);
+int open_text(struct api_ctx *c, const char *text, unsigned char **plain, size_t *len);
+
+/* Seal a shard iterator into text (arena). */
+const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard,
+                      uint64_t pos, int64_t issued_ms);
+/* Open one: 0, or -1 if forged, altered or malformed. name gets arena memory. */
+int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid,
+              uint32_t *shard, uint64_t *pos, int64_t *issued_ms);
+
+#endif

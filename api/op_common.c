@@ -1,0 +1,78 @@
+/* op_common.c: pieces several operations share: naming the request's stream, ARNs, the
+ * common parts of stream descriptions, tag character rules. */
+#include <string.h>
+
+#include "internal.h"
+
+struct stream *ctx_stream(struct api_ctx *c)
+{
+    struct stream *s = streams_find(c->api, c->stream_name, c->now_ms);
+    if (!s)
+        api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", c->stream_name,
+                 c->api->account);
+    return s;
+}
+
+const char *stream_arn(struct api_ctx *c, const struct stream *s)
+{
+    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, c->api->account,
+                        s->name);
+}
+
+uint32_t stream_open_shards(const struct stream *s)
+{
+    uint32_t n = 0;
+    for (uint32_t i = 0; i < s->nshards; i++)
+        n += !s->shards[i].closed_ms;
+    return n;
+}
+
+void enc_stream_common(struct api_ctx *c, const struct stream *s)
+{
+    struct enc *e = &c->out;
+    enc_key(e, "StreamName"), enc_strz(e, s->name);
+    enc_key(e, "StreamARN"), enc_strz(e, stream_arn(c, s));
+    enc_key(e, "StreamStatus"), enc_strz(e, stream_status_name(stream_status(s, c->now_ms)));
+    enc_key(e, "StreamModeDetails");
+    enc_obj_begin(e);
+    enc_key(e, "StreamMode"), enc_strz(e, s->on_demand ? "ON_DEMAND" : "PROVISIONED");
+    enc_obj_end(e);
+    enc_key(e, "RetentionPeriodHours"), enc_int(e, s->retention_h);
+    enc_key(e, "StreamCreationTimestamp"), enc_time_ms(e, s->created_ms);
+    enc_key(e, "EnhancedMonitoring");
+    enc_arr_begin(e);
+    enc_obj_begin(e);
+    enc_key(e, "ShardLevelMetrics");
+    enc_arr_begin(e);
+    enc_arr_end(e);
+    enc_obj_end(e);
+    enc_arr_end(e);
+    enc_key(e, "EncryptionType"), enc_strz(e, "NONE");
+}
+
+/* [\u00C0-\u1FFF\u2C00-\uD7FF\w./\-=+_ @%] per character (AWS's tag character class) */
+bool tag_chars_ok(const char *s)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    while (*p) {
+        unsigned cp;
+        if (*p < 0x80) {
+            cp = *p++;
+            if ((cp >= 'a' && cp <= 'z') || (cp >= 'A' && cp <= 'Z') || (cp >= '0' && cp <= '9') ||
+                strchr("./-=+_ @%", (int)cp))
+                continue;
+            return false;
+        }
+        int n = *p >= 0xF0 ? 3 : *p >= 0xE0 ? 2 : 1;
+        cp = *p & (0x3F >> n);
+        p++;
+        for (int i = 0; i < n; i++) {
+            if ((*p & 0xC0) != 0x80)
+                return false;
+            cp = cp << 6 | (*p++ & 0x3F);
+        }
+        if (!((cp >= 0xC0 && cp <= 0x1FFF) || (cp >= 0x2C00 && cp <= 0xD7FF)))
+            return false;
+    }
+    return true;
+}

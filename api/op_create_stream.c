@@ -1,0 +1,93 @@
+/* op_create_stream.c: CreateStream. A provisioned stream gets ShardCount shards splitting the
+ * hash key space uniformly; an on-demand stream starts with 4, as AWS's do. The stream is
+ * CREATING for --create-stream-ms, then ACTIVE. */
+#include <string.h>
+
+#include "internal.h"
+
+#define ON_DEMAND_SHARDS 4
+
+static const char *const stream_modes[] = {"PROVISIONED", "ON_DEMAND", NULL};
+
+static const struct vfield mode_fields[] = {
+    {"StreamMode", VT_STRING, {NOT_NULL, ENUM(stream_modes)}, 0, 0, 0},
+    {0},
+};
+static const struct vfield tag_value = {"member", VT_STRING, {{0}}, 0, 0, 0};
+
+static const struct vfield schema[] = {
+    {"ShardCount", VT_INTEGER, {GE(1), LE(100000)}, 0, 0, 0},
+    {"StreamName", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
+    {"StreamModeDetails", VT_STRUCT, {{0}}, mode_fields, 0, 0},
+    {"Tags", VT_MAP, {LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)}, 0, &tag_value, 0},
+    {0},
+};
+
+static int run(struct api_ctx *c)
+{
+    const char *name = req_str(c, "StreamName");
+    const struct kv *mode = kv_get(kv_get(c->req, "StreamModeDetails"), "StreamMode");
+    bool on_demand = mode && mode->type == KV_STR && !strcmp(mode->s, "ON_DEMAND");
+    int64_t count = 0;
+    bool has_count = req_int(c, "ShardCount", &count);
+    if (on_demand && has_count)
+        return api_fail(c, KERR_VALIDATION,
+                        "ShardCount cannot be specified for a stream in ON_DEMAND capacity mode.");
+    if (!on_demand && !has_count)
+        return api_fail(c, KERR_VALIDATION,
+                        "1 validation error detected: Value null at 'shardCount' failed to satisfy "
+                        "constraint: Member must not be null");
+    if (on_demand)
+        count = ON_DEMAND_SHARDS;
+
+    const struct kv *tags = kv_get(c->req, "Tags");
+    uint32_t ntags = 0;
+    struct tag *tv = NULL;
+    if (tags && tags->type == KV_OBJ) {
+        if (tags->n > 50)
+            return api_fail(c, KERR_INVALID_ARGUMENT,
+                            "Failed to create stream %s under account %s because a given stream cannot "
+                            "have more than 50 tags associated with it.",
+                            name, c->api->account);
+        tv = arena_alloc(&c->arena, (tags->n + 1) * sizeof *tv);
+        for (const struct kv *t = tags->child; t; t = t->next) {
+            const char *v = t->type == KV_STR ? t->s : "";
+            if (!tag_chars_ok(t->key) || !tag_chars_ok(v))
+                return api_fail(c, KERR_INVALID_ARGUMENT,
+                                "Some tags contain invalid characters. Valid characters: Unicode "
+                                "letters, digits, white space, _ . / = + - %% @.");
+            tv[ntags++] = (struct tag){(char *)t->key, (char *)v};
+        }
+    }
+
+    streams_wrlock(c->api);
+    int rc = -1;
+    if (streams_find(c->api, name, c->now_ms)) {
+        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
+                 c->api->account);
+        goto out;
+    }
+    uint32_t open = streams_open_shards(c->api, c->now_ms);
+    if ((int64_t)open + count > c->api->cfg.shard_limit) {
+        api_fail(c, KERR_LIMIT_EXCEEDED,
+                 "This request would exceed the shard limit for the account %s in %s. Current shard "
+                 "count for the account: %u. Limit: %d. Number of additional shards that would have "
+                 "resulted from this request: %lld. Refer to the AWS Service Limits page "
+                 "(http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current "
+                 "limits and how to request higher limits.",
+                 c->api->account, c->region, open, c->api->cfg.shard_limit, (long long)count);
+        goto out;
+    }
+    struct stream *s;
+    int src = streams_create(c->api, name, (uint32_t)count, on_demand, tv, ntags, c->now_ms, &s);
+    if (src) {
+        api_store_fail(c, src);
+        goto out;
+    }
+    rc = 0;
+out:
+    streams_unlock(c->api);
+    return rc;
+}
+
+const struct op_def op_create_stream = {.schema = schema, .run = run};

@@ -1,0 +1,109 @@
+/* op_get_records.c: GetRecords, the read hot path. Records are written straight from the
+ * store's read snapshot into the answer buffer (base64 inline); the snapshot lives only for
+ * the scan. Reads start no earlier than the retention horizon, so records past retention are
+ * never returned even before the trimmer removes them. */
+#include <stdio.h>
+#include <string.h>
+#include <time.h>
+
+#include "internal.h"
+
+#define MAX_ANSWER_BYTES (10u << 20)
+#define ITERATOR_TTL_MS 300000
+
+static const struct vfield schema[] = {
+    {"Limit", VT_INTEGER, {GE(1), LE(10000)}, 0, 0, 0},
+    {"ShardIterator", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(512)}, 0, 0, 0},
+    F_STREAM_ARN,
+    {0},
+};
+
+struct reader {
+    struct api_ctx *c;
+    uint64_t uid;
+    uint32_t shard;
+    uint64_t last_pos;
+    size_t n;
+};
+
+static int emit(void *ctx, const struct store_view *v)
+{
+    struct reader *r = ctx;
+    struct enc *e = &r->c->out;
+    char seq[SEQ_LEN + 1];
+    seq_format(seq, r->uid, r->shard, v->pos);
+    enc_obj_begin(e);
+    enc_key(e, "SequenceNumber"), enc_str(e, seq, SEQ_LEN);
+    enc_key(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
+    enc_key(e, "Data"), enc_blob(e, v->data, v->data_len);
+    enc_key(e, "PartitionKey"), enc_str(e, v->pk, v->pk_len);
+    enc_obj_end(e);
+    r->last_pos = v->pos;
+    r->n++;
+    return 0;
+}
+
+static void amz_time(char out[40], int64_t ms)
+{
+    time_t t = (time_t)(ms / 1000);
+    struct tm tm;
+    gmtime_r(&t, &tm);
+    strftime(out, 40, "%a %b %d %H:%M:%S UTC %Y", &tm);
+}
+
+static int run(struct api_ctx *c)
+{
+    const char *text = req_str(c, "ShardIterator"), *name;
+    uint64_t uid, pos;
+    uint32_t ix;
+    int64_t issued;
+    if (iter_open(c, text, &name, &uid, &ix, &pos, &issued) || issued > c->now_ms + 1000)
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ShardIterator.");
+    if (c->now_ms - issued > ITERATOR_TTL_MS) {
+        char t1[40], t2[40];
+        amz_time(t1, issued);
+        amz_time(t2, c->now_ms);
+        return api_fail(c, KERR_EXPIRED_ITERATOR,
+                        "Iterator expired. The iterator was created at time %s while right now it is %s "
+                        "which is further in the future than the tolerated delay of 300000 milliseconds.",
+                        t1, t2);
+    }
+    char id[32];
+    shard_id(id, ix);
+    streams_rdlock(c->api);
+    struct stream *s = streams_find(c->api, name, c->now_ms);
+    struct shard *sh = s && s->uid == uid ? shard_by_index(s, ix) : NULL;
+    int64_t horizon = s ? c->now_ms - (int64_t)s->retention_h * 3600000 : 0;
+    uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
+    streams_unlock(c->api);
+    if (!sh)
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
+                        id, name, c->api->account);
+    int64_t limit = 10000;
+    req_int(c, "Limit", &limit);
+    uint64_t from = pos > pos_floor(horizon) ? pos : pos_floor(horizon);
+
+    struct reader r = {c, uid, ix, 0, 0};
+    struct enc *e = &c->out;
+    enc_obj_begin(e);
+    enc_key(e, "Records");
+    enc_arr_begin(e);
+    int rc = store_scan(c->api->store, log_id(uid, ix), from, (size_t)limit, MAX_ANSWER_BYTES, emit, &r);
+    if (rc)
+        return api_store_fail(c, rc);
+    enc_arr_end(e);
+    uint64_t next = r.n ? r.last_pos + 1 : from;
+    uint64_t last = 0;
+    rc = store_log_bounds(c->api->store, log_id(uid, ix), &last, NULL);
+    if (rc)
+        return api_store_fail(c, rc);
+    int64_t behind = next <= last ? c->now_ms - pos_ms(next) : 0;
+    enc_key(e, "MillisBehindLatest"), enc_int(e, behind > 0 ? behind : 0);
+    if (!(end_pos && next > end_pos)) {
+        enc_key(e, "NextShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, next, c->now_ms));
+    }
+    enc_obj_end(e);
+    return 0;
+}
+
+const struct op_def op_get_records = {.schema = schema, .run = run};

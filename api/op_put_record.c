@@ -1,0 +1,48 @@
+/* op_put_record.c: PutRecord. */
+#include "internal.h"
+
+static const struct vfield schema[] = {
+    {"SequenceNumberForOrdering", VT_STRING, {REGEX(vre_seq)}, 0, 0, 0},
+    {"PartitionKey", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(256)}, 0, 0, 0},
+    {"ExplicitHashKey", VT_STRING, {REGEX(vre_hash_key)}, 0, 0, 0},
+    {"Data", VT_BLOB, {NOT_NULL, LEN_LE(1048576)}, 0, 0, 0},
+    F_STREAM_NAME,
+    F_STREAM_ARN,
+    {0},
+};
+
+static int run(struct api_ctx *c)
+{
+    const struct kv *pk = kv_get(c->req, "PartitionKey"), *data = kv_get(c->req, "Data");
+    const char *order = req_str(c, "SequenceNumberForOrdering");
+    if (order) {
+        uint64_t uid, pos;
+        uint32_t sh;
+        if (seq_parse(order, &uid, &sh, &pos) || pos_ms(pos) > c->now_ms)
+            return api_fail(c, KERR_INVALID_ARGUMENT,
+                            "ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under "
+                            "account %s is invalid.",
+                            order, c->stream_name, c->api->account);
+    }
+    if (pk->len + data->len > 1048576)
+        return api_fail(c, KERR_VALIDATION,
+                        "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu cap=%zu]' "
+                        "at 'data' failed to satisfy constraint: Member must have length less than or "
+                        "equal to %zu",
+                        data->len, data->len, (size_t)1048576 - pk->len);
+    struct put_item it = {pk->s, pk->len, data->s, data->len, req_str(c, "ExplicitHashKey"), 0, 0, 0};
+    uint64_t uid;
+    if (put_records_append(c, &it, 1, &uid))
+        return -1;
+    char id[32], seq[SEQ_LEN + 1];
+    shard_id(id, it.shard);
+    seq_format(seq, uid, it.shard, it.pos);
+    struct enc *e = &c->out;
+    enc_obj_begin(e);
+    enc_key(e, "ShardId"), enc_strz(e, id);
+    enc_key(e, "SequenceNumber"), enc_strz(e, seq);
+    enc_obj_end(e);
+    return 0;
+}
+
+const struct op_def op_put_record = {.schema = schema, .run = run};

@@ -1,0 +1,66 @@
+/* op_put_records.c: PutRecords: up to 500 records, 1 MiB each with its partition key, 5 MiB
+ * in all; every record of the request is committed together. */
+#include "internal.h"
+
+#define MAX_REQUEST_BYTES (5u << 20)
+
+static const struct vfield entry_fields[] = {
+    {"PartitionKey", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(256)}, 0, 0, 0},
+    {"ExplicitHashKey", VT_STRING, {REGEX(vre_hash_key)}, 0, 0, 0},
+    {"Data", VT_BLOB, {NOT_NULL, LEN_LE(1048576)}, 0, 0, 0},
+    {0},
+};
+static const struct vfield entry = {"member", VT_STRUCT, {{0}}, entry_fields, 0, 0};
+
+static const struct vfield schema[] = {
+    {"Records", VT_LIST, {NOT_NULL, LEN_GE(1), LEN_LE(500)}, 0, &entry,
+     "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"},
+    F_STREAM_NAME,
+    F_STREAM_ARN,
+    {0},
+};
+
+static int run(struct api_ctx *c)
+{
+    const struct kv *list = kv_get(c->req, "Records");
+    size_t n = list->n, i = 0, total = 0;
+    struct put_item *items = arena_alloc(&c->arena, n * sizeof *items);
+    for (const struct kv *r = list->child; r; r = r->next, i++) {
+        const struct kv *pk = kv_get(r, "PartitionKey"), *data = kv_get(r, "Data");
+        if (pk->len + data->len > 1048576)
+            return api_fail(c, KERR_VALIDATION,
+                            "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu "
+                            "cap=%zu]' at 'records.%zu.member.data' failed to satisfy constraint: Member "
+                            "must have length less than or equal to %zu",
+                            data->len, data->len, i + 1, (size_t)1048576 - pk->len);
+        total += pk->len + data->len;
+        const struct kv *ehk = kv_get(r, "ExplicitHashKey");
+        items[i] = (struct put_item){pk->s, pk->len, data->s, data->len,
+                                     ehk && ehk->type == KV_STR ? ehk->s : NULL, 0, 0, 0};
+    }
+    if (total > MAX_REQUEST_BYTES)
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Records size exceeds 5 MB limit for the request: %zu bytes.", total);
+    uint64_t uid;
+    if (put_records_append(c, items, n, &uid))
+        return -1;
+    struct enc *e = &c->out;
+    enc_obj_begin(e);
+    enc_key(e, "FailedRecordCount"), enc_int(e, 0);
+    enc_key(e, "Records");
+    enc_arr_begin(e);
+    char id[32], seq[SEQ_LEN + 1];
+    for (i = 0; i < n; i++) {
+        shard_id(id, items[i].shard);
+        seq_format(seq, uid, items[i].shard, items[i].pos);
+        enc_obj_begin(e);
+        enc_key(e, "SequenceNumber"), enc_strz(e, seq);
+        enc_key(e, "ShardId"), enc_strz(e, id);
+        enc_obj_end(e);
+    }
+    enc_arr_end(e);
+    enc_obj_end(e);
+    return 0;
+}
+
+const struct op_def op_put_records = {.schema = schema, .run = run};

@@ -1,0 +1,39 @@
+/* op_remove_tags_from_stream.c: RemoveTagsFromStream; unknown keys are ignored. */
+#include "internal.h"
+
+static const struct vfield key_elem = {"member", VT_STRING, {{0}}, 0, 0, 0};
+static const struct vfield schema[] = {
+    {"TagKeys", VT_LIST, {NOT_NULL, LEN_GE(1), LEN_LE(50), CHILD_LEN(1, 128)}, 0, &key_elem, 0},
+    F_STREAM_NAME,
+    F_STREAM_ARN,
+    {0},
+};
+
+static int run(struct api_ctx *c)
+{
+    const struct kv *keys = kv_get(c->req, "TagKeys");
+    for (const struct kv *k = keys->child; k; k = k->next)
+        if (k->type == KV_STR && !tag_chars_ok(k->s))
+            return api_fail(c, KERR_INVALID_ARGUMENT,
+                            "Some tags contain invalid characters. Valid characters: Unicode letters, "
+                            "digits, white space, _ . / = + - %% @.");
+    streams_wrlock(c->api);
+    int rc = -1;
+    struct stream *s = ctx_stream(c);
+    if (!s)
+        goto out;
+    for (const struct kv *k = keys->child; k; k = k->next)
+        if (k->type == KV_STR)
+            stream_tag_remove(s, k->s);
+    int src = streams_save(c->api, s);
+    if (src) {
+        api_store_fail(c, src);
+        goto out;
+    }
+    rc = 0;
+out:
+    streams_unlock(c->api);
+    return rc;
+}
+
+const struct op_def op_remove_tags_from_stream = {.schema = schema, .run = run};

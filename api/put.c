@@ -1,0 +1,73 @@
+/* put.c: the write path shared by PutRecord and PutRecords.
+ *
+ * Hash keys are computed before any lock; the registry's read lock is held only to map hash
+ * keys to open shards and copy the stream uid; then the records of every shard go to the store
+ * in one append (one group-commit job), and the call returns once that commit is durable. */
+#include <string.h>
+
+#include "internal.h"
+
+int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t *uid)
+{
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].ehk) {
+            if (u128_parse(items[i].ehk, &items[i].hash))
+                return api_fail(c, KERR_INVALID_ARGUMENT,
+                                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, "
+                                "2^128-1]. Specified value was %s",
+                                items[i].ehk);
+        } else {
+            items[i].hash = hash_key(items[i].pk, items[i].pk_len);
+        }
+    }
+    streams_rdlock(c->api);
+    struct stream *s = ctx_stream(c);
+    if (!s) {
+        streams_unlock(c->api);
+        return -1;
+    }
+    int st = stream_status(s, c->now_ms);
+    if (st != ST_ACTIVE && st != ST_UPDATING) {
+        streams_unlock(c->api);
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", s->name,
+                        c->api->account);
+    }
+    *uid = s->uid;
+    for (size_t i = 0; i < n; i++) {
+        struct shard *sh = shard_for_hash(s, items[i].hash);
+        if (!sh) { /* cannot happen: open shards always cover the key space */
+            streams_unlock(c->api);
+            return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
+        }
+        items[i].shard = sh->index;
+    }
+    streams_unlock(c->api);
+
+    /* one batch per distinct shard, records in request order within it */
+    struct store_rec *recs = arena_alloc(&c->arena, n * sizeof *recs);
+    struct store_batch *batches = arena_alloc(&c->arena, n * sizeof *batches);
+    size_t *slot = arena_alloc(&c->arena, n * sizeof *slot);
+    bool *placed = arena_zalloc(&c->arena, n);
+    size_t nb = 0, k = 0;
+    uint64_t floor = pos_floor(c->now_ms);
+    for (size_t i = 0; i < n; i++) {
+        if (placed[i])
+            continue;
+        batches[nb] = (struct store_batch){log_id(*uid, items[i].shard), floor, recs + k, 0};
+        for (size_t j = i; j < n; j++) {
+            if (placed[j] || items[j].shard != items[i].shard)
+                continue;
+            placed[j] = true;
+            recs[k] = (struct store_rec){items[j].pk, items[j].pk_len, items[j].data, items[j].data_len, 0};
+            slot[j] = k++;
+            batches[nb].n++;
+        }
+        nb++;
+    }
+    int rc = store_append(c->api->store, batches, nb);
+    if (rc)
+        return api_store_fail(c, rc);
+    for (size_t i = 0; i < n; i++)
+        items[i].pos = recs[slot[i]].pos;
+    return 0;
+}

@@ -1,0 +1,518 @@
+/* validate.c: the validation engine (see validate.h for the model and AWS's order). */
+#include "validate.h"
+
+#include <ctype.h>
+#include <inttypes.h>
+#include <math.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "buf.h"
+
+struct vregex vre_name = {"[a-zA-Z0-9_.-]+", 0, {0}};
+struct vregex vre_hash_key = {"0|([1-9]\\d{0,38})", 0, {0}};
+struct vregex vre_seq = {"0|([1-9]\\d{0,128})", 0, {0}};
+struct vregex vre_stream_arn = {"arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+", 0, {0}};
+
+/* ---- regular expressions: AWS's (Java) syntax translated to POSIX ERE ---- */
+
+static void compile(struct vregex *r)
+{
+    struct buf b = BUF_INIT;
+    buf_adds(&b, "^(");
+    for (const char *p = r->pattern; *p; p++) {
+        if (p[0] == '\\' && p[1] == 'd') {
+            buf_adds(&b, "[0-9]");
+            p++;
+        } else if (p[0] == '\\' && p[1] == 'S') {
+            buf_adds(&b, "[^[:space:]]");
+            p++;
+        } else if (p[0] == '\\' && p[1] == 's') {
+            buf_adds(&b, "[[:space:]]");
+            p++;
+        } else if (p[0] == '\\' && p[1] == 'w') {
+            buf_adds(&b, "[A-Za-z0-9_]");
+            p++;
+        } else {
+            buf_addc(&b, *p);
+        }
+    }
+    buf_adds(&b, ")$");
+    buf_addc(&b, 0);
+    int state = regcomp(&r->re, b.p, REG_EXTENDED | REG_NOSUB) == 0 ? 1 : -1;
+    __atomic_store_n(&r->state, state, __ATOMIC_RELEASE);
+    buf_free(&b);
+}
+
+static pthread_mutex_t compile_mu = PTHREAD_MUTEX_INITIALIZER;
+
+int vregex_match(struct vregex *r, const char *s)
+{
+    int state = __atomic_load_n(&r->state, __ATOMIC_ACQUIRE);
+    if (state == 0) {
+        pthread_mutex_lock(&compile_mu);
+        if (r->state == 0)
+            compile(r);
+        state = r->state;
+        pthread_mutex_unlock(&compile_mu);
+    }
+    return state == 1 && regexec(&r->re, s, 0, NULL, 0) == 0;
+}
+
+/* ---- base64 ---- */
+
+static int b64v(unsigned char c)
+{
+    if (c >= 'A' && c <= 'Z') return c - 'A';
+    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
+    if (c >= '0' && c <= '9') return c - '0' + 52;
+    if (c == '+') return 62;
+    if (c == '/') return 63;
+    return -1;
+}
+
+int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen,
+                  const char **why, char *bad)
+{
+    if (len % 4) {
+        *why = "length";
+        return -1;
+    }
+    /* first character that is not base64, or '=' followed by something else than '=' */
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if (b64v(c) < 0 && c != '=') {
+            *why = "char";
+            *bad = (char)c;
+            return -1;
+        }
+        if (c == '=' && i + 1 < len && s[i + 1] != '=') {
+            *why = "char";
+            *bad = '=';
+            return -1;
+        }
+    }
+    size_t pad = 0;
+    if (len && s[len - 1] == '=')
+        pad++;
+    if (len > 1 && s[len - 2] == '=')
+        pad++;
+    if (len && memchr(s, '=', len - pad)) {
+        *why = "char";
+        *bad = '=';
+        return -1;
+    }
+    char *o = arena_alloc(a, len / 4 * 3 + 1);
+    size_t n = 0;
+    for (size_t i = 0; i < len; i += 4) {
+        int v0 = b64v((unsigned char)s[i]), v1 = b64v((unsigned char)s[i + 1]);
+        int v2 = s[i + 2] == '=' ? 0 : b64v((unsigned char)s[i + 2]);
+        int v3 = s[i + 3] == '=' ? 0 : b64v((unsigned char)s[i + 3]);
+        if (v0 < 0 || v1 < 0 || v2 < 0 || v3 < 0) {
+            *why = "char";
+            *bad = '=';
+            return -1;
+        }
+        uint32_t v = (uint32_t)v0 << 18 | (uint32_t)v1 << 12 | (uint32_t)v2 << 6 | (uint32_t)v3;
+        o[n++] = (char)(v >> 16);
+        if (s[i + 2] != '=')
+            o[n++] = (char)(v >> 8);
+        if (s[i + 3] != '=')
+            o[n++] = (char)v;
+        /* the bits a pad drops must be zero, or the text is not the canonical encoding */
+        if (i + 4 == len && ((s[i + 3] == '=' && (v & 0xFF)) || (s[i + 2] == '=' && (v & 0xFFFF)))) {
+            *why = "last";
+            return -1;
+        }
+    }
+    *out = o;
+    *outlen = n;
+    return 0;
+}
+
+/* ---- phase 1: types ---- */
+
+struct vstate {
+    struct arena *a;
+    const char *msg;
+    int nerr;
+    struct buf errs;
+};
+
+static const char *tname(enum vtype t)
+{
+    switch (t) {
+    case VT_INTEGER: return "Integer";
+    case VT_LONG: return "Long";
+    default: return "String";
+    }
+}
+
+static int serr(struct vstate *st, const char *msg)
+{
+    st->msg = msg;
+    return -1;
+}
+
+static int check_types(struct vstate *st, struct kv *obj, const struct vfield *f);
+
+static int check_type(struct vstate *st, struct kv *v, const struct vfield *f)
+{
+    struct arena *a = st->a;
+    if (v->type == KV_ARR && f->type != VT_LIST)
+        return serr(st, "Start of list found where not expected");
+    if (v->type == KV_OBJ && f->type != VT_MAP && f->type != VT_STRUCT)
+        return serr(st, "Start of structure or map found where not expected.");
+    switch (f->type) {
+    case VT_BOOLEAN:
+        if (v->type == KV_NUM)
+            return serr(st, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+                            "be converted to an Boolean");
+        if (v->type == KV_STR) {
+            char *u = arena_strndup(a, v->s, v->len);
+            for (char *p = u; *p; p++)
+                *p = (char)toupper((unsigned char)*p);
+            return serr(st, arena_printf(a, "'%s' can not be converted to an Boolean", u));
+        }
+        return 0;
+    case VT_INTEGER:
+    case VT_LONG:
+        if (v->type == KV_BOOL)
+            return serr(st, arena_printf(a, "class java.lang.Boolean can not be converted to an %s",
+                                         tname(f->type)));
+        if (v->type == KV_STR || v->type == KV_BLOB)
+            return serr(st, arena_printf(a, "class java.lang.String can not be converted to an %s",
+                                         tname(f->type)));
+        if (v->type == KV_NUM) {
+            double d = floor(v->d);
+            if (!v->is_int)
+                v->i = d >= 9.2e18 ? INT64_MAX : d <= -9.2e18 ? INT64_MIN : (int64_t)d;
+            v->is_int = true;
+            if (f->type == VT_INTEGER && v->i > 2147483647)
+                v->i = 2147483647;
+        }
+        return 0;
+    case VT_STRING:
+        if (v->type == KV_BOOL)
+            return serr(st, "class java.lang.Boolean can not be converted to an String");
+        if (v->type == KV_NUM)
+            return serr(st, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+                            "be converted to an String");
+        if (v->type == KV_BLOB)
+            v->type = KV_STR; /* CBOR byte string where text was expected: take the bytes */
+        return 0;
+    case VT_BLOB:
+        if (v->type == KV_BOOL)
+            return serr(st, "class java.lang.Boolean can not be converted to a Blob");
+        if (v->type == KV_NUM)
+            return serr(st, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
+                            "be converted to a Blob");
+        if (v->type == KV_STR) {
+            const char *why = NULL;
+            char bad = 0, *out;
+            size_t outlen;
+            if (base64_decode(a, v->s, v->len, &out, &outlen, &why, &bad)) {
+                if (!strcmp(why, "length"))
+                    return serr(st, arena_printf(a,
+                                                 "'%s' can not be converted to a Blob: Base64 encoded "
+                                                 "length is expected a multiple of 4 bytes but found: %zu",
+                                                 v->s, v->len));
+                if (!strcmp(why, "char"))
+                    return serr(st, arena_printf(a,
+                                                 "'%s' can not be converted to a Blob: Invalid Base64 "
+                                                 "character: '%c'",
+                                                 v->s, bad));
+                return serr(st, arena_printf(a,
+                                             "'%s' can not be converted to a Blob: Invalid last "
+                                             "non-pad Base64 character dectected",
+                                             v->s));
+            }
+            v->type = KV_BLOB;
+            v->s = out;
+            v->len = outlen;
+        }
+        return 0;
+    case VT_TIMESTAMP:
+        if (v->type == KV_BOOL)
+            return serr(st, "class java.lang.Boolean can not be converted to milliseconds since epoch");
+        if (v->type == KV_STR || v->type == KV_BLOB)
+            return serr(st, "class java.lang.String can not be converted to milliseconds since epoch");
+        return 0;
+    case VT_LIST:
+        if (v->type != KV_ARR)
+            return serr(st, "Expected list or null");
+        for (struct kv *e = v->child; e; e = e->next)
+            if (e->type != KV_NULL && check_type(st, e, f->elem))
+                return -1;
+        return 0;
+    case VT_MAP:
+        if (v->type != KV_OBJ)
+            return serr(st, "Expected map or null");
+        for (struct kv *e = v->child; e; e = e->next)
+            if (e->type != KV_NULL && check_type(st, e, f->elem))
+                return -1;
+        return 0;
+    case VT_STRUCT:
+        if (v->type != KV_OBJ)
+            return serr(st, "Expected null");
+        return check_types(st, v, f->members);
+    }
+    return 0;
+}
+
+/* The member of obj named like f, unless absent or null. */
+static struct kv *member(struct kv *obj, const char *name)
+{
+    return (struct kv *)kv_get(obj, name);
+}
+
+static int check_types(struct vstate *st, struct kv *obj, const struct vfield *f)
+{
+    for (; f->name; f++) {
+        struct kv *v = member(obj, f->name);
+        if (v && v->type != KV_NULL && check_type(st, v, f))
+            return -1;
+    }
+    return 0;
+}
+
+/* ---- phase 2: constraints ---- */
+
+/* Length as Java counts it: UTF-16 code units for strings. */
+static int64_t str_len16(const char *s, size_t n)
+{
+    int64_t len = 0;
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c & 0xC0) != 0x80)
+            len += c >= 0xF0 ? 2 : 1;
+    }
+    return len;
+}
+
+static int64_t vlen(const struct kv *v)
+{
+    switch (v->type) {
+    case KV_STR: return str_len16(v->s, v->len);
+    case KV_BLOB: return (int64_t)v->len;
+    case KV_ARR:
+    case KV_OBJ: return (int64_t)v->n;
+    default: return 0;
+    }
+}
+
+static void render(struct buf *b, const struct kv *v, const struct vfield *f)
+{
+    switch (v->type) {
+    case KV_NULL: buf_adds(b, "null"); break;
+    case KV_BOOL: buf_adds(b, v->b ? "true" : "false"); break;
+    case KV_NUM:
+        if (v->is_int)
+            buf_printf(b, "%" PRId64, v->i);
+        else
+            buf_printf(b, "%.17g", v->d);
+        break;
+    case KV_STR: buf_add(b, v->s, v->len); break;
+    case KV_BLOB: buf_printf(b, "java.nio.HeapByteBuffer[pos=0 lim=%zu cap=%zu]", v->len, v->len); break;
+    case KV_ARR:
+        buf_addc(b, '[');
+        for (const struct kv *e = v->child; e; e = e->next) {
+            if (e != v->child)
+                buf_adds(b, ", ");
+            if (f->member_str)
+                buf_adds(b, f->member_str);
+            else
+                render(b, e, f->elem);
+        }
+        buf_addc(b, ']');
+        break;
+    case KV_OBJ:
+        buf_addc(b, '{');
+        for (const struct kv *e = v->child; e; e = e->next) {
+            if (e != v->child)
+                buf_adds(b, ", ");
+            buf_adds(b, e->key);
+            buf_addc(b, '=');
+            render(b, e, f->elem ? f->elem : f);
+        }
+        buf_addc(b, '}');
+        break;
+    }
+}
+
+static void lower_first(struct buf *b, const char *name)
+{
+    buf_addc(b, (char)tolower((unsigned char)name[0]));
+    buf_adds(b, name + 1);
+}
+
+static void fail(struct vstate *st, const char *path, const char *name, const struct kv *v,
+                 const struct vfield *f, const char *what)
+{
+    struct buf *b = &st->errs;
+    if (st->nerr++)
+        buf_adds(b, "; ");
+    buf_adds(b, "Value ");
+    if (v && v->type != KV_NULL) {
+        buf_addc(b, '\'');
+        render(b, v, f);
+        buf_addc(b, '\'');
+    } else {
+        buf_adds(b, "null");
+    }
+    buf_adds(b, " at '");
+    if (path && *path) {
+        buf_adds(b, path);
+        buf_addc(b, '.');
+    }
+    lower_first(b, name);
+    buf_adds(b, "' failed to satisfy constraint: ");
+    buf_adds(b, what);
+}
+
+static bool len_in(const struct kv *v, int64_t lo, int64_t hi)
+{
+    int64_t n = vlen(v);
+    return n >= lo && n <= hi;
+}
+
+static void check_field(struct vstate *st, const char *path, const char *name, struct kv *v,
+                        const struct vfield *f, struct kv *parent);
+
+static void check_fields(struct vstate *st, const char *path, struct kv *obj, const struct vfield *f)
+{
+    for (; f->name; f++) {
+        struct kv *v = member(obj, f->name);
+        if (v && v->type == KV_NULL)
+            v = NULL;
+        check_field(st, path, f->name, v, f, obj);
+    }
+}
+
+static void check_field(struct vstate *st, const char *path, const char *name, struct kv *v,
+                        const struct vfield *f, struct kv *parent)
+{
+    char what[160];
+    for (const struct vcheck *c = f->checks; c->kind != VC_END; c++) {
+        if (st->nerr >= 10)
+            return;
+        if (!v) {
+            const struct kv *o = c->kind == VC_NOT_NULL_UNLESS ? kv_get(parent, c->other) : NULL;
+            if (c->kind == VC_NOT_NULL || (c->kind == VC_NOT_NULL_UNLESS && (!o || o->type == KV_NULL)))
+                fail(st, path, name, NULL, f, "Member must not be null");
+            continue;
+        }
+        bool ok = true;
+        const char *msg = what;
+        switch (c->kind) {
+        case VC_END:
+        case VC_NOT_NULL:
+        case VC_NOT_NULL_UNLESS: continue;
+        case VC_GE:
+            ok = v->type != KV_NUM || v->i >= c->n;
+            snprintf(what, sizeof what, "Member must have value greater than or equal to %" PRId64, c->n);
+            break;
+        case VC_LE:
+            ok = v->type != KV_NUM || v->i <= c->n;
+            snprintf(what, sizeof what, "Member must have value less than or equal to %" PRId64, c->n);
+            break;
+        case VC_LEN_GE:
+            ok = vlen(v) >= c->n;
+            snprintf(what, sizeof what, "Member must have length greater than or equal to %" PRId64, c->n);
+            break;
+        case VC_LEN_LE:
+            ok = vlen(v) <= c->n;
+            snprintf(what, sizeof what, "Member must have length less than or equal to %" PRId64, c->n);
+            break;
+        case VC_REGEX:
+            ok = v->type != KV_STR || (strlen(v->s) == v->len && vregex_match(c->re, v->s));
+            msg = arena_printf(st->a, "Member must satisfy regular expression pattern: %s",
+                               c->re->pattern);
+            break;
+        case VC_ENUM: {
+            ok = false;
+            struct buf set = BUF_INIT;
+            for (const char *const *e = c->names; *e; e++) {
+                if (v->type == KV_STR && !strcmp(v->s, *e))
+                    ok = true;
+                if (e != c->names)
+                    buf_adds(&set, ", ");
+                buf_adds(&set, *e);
+            }
+            buf_addc(&set, 0);
+            msg = arena_printf(st->a, "Member must satisfy enum value set: [%s]", set.p);
+            buf_free(&set);
+            break;
+        }
+        case VC_CHILD_LEN:
+        case VC_CHILD_KEY_LEN:
+        case VC_CHILD_VAL_LEN:
+            for (struct kv *e = v->child; e && ok; e = e->next) {
+                if (c->kind == VC_CHILD_KEY_LEN) {
+                    int64_t n = str_len16(e->key, strlen(e->key));
+                    ok = n >= c->n && n <= c->m;
+                } else {
+                    ok = len_in(e, c->n, c->m);
+                }
+            }
+            snprintf(what, sizeof what,
+                     "%s must satisfy constraint: [Member must have length less than or equal to %" PRId64
+                     ", Member must have length greater than or equal to %" PRId64 "]",
+                     c->kind == VC_CHILD_KEY_LEN   ? "Map keys"
+                     : c->kind == VC_CHILD_VAL_LEN ? "Map value"
+                                                   : "Member",
+                     c->m, c->n);
+            break;
+        }
+        if (!ok)
+            fail(st, path, name, v, f, msg);
+    }
+    if (!v || st->nerr >= 10)
+        return;
+    /* then the elements */
+    char *sub = arena_printf(st->a, "%s%s%c%s", path ? path : "", path && *path ? "." : "",
+                             tolower((unsigned char)name[0]), name + 1);
+    if (f->type == VT_STRUCT) {
+        check_fields(st, sub, v, f->members);
+    } else if (f->type == VT_LIST && f->elem) {
+        int i = 1;
+        for (struct kv *e = v->child; e && st->nerr < 10; e = e->next, i++) {
+            char *ep = arena_printf(st->a, "%s.%d", sub, i);
+            if (f->elem->type == VT_STRUCT)
+                check_fields(st, arena_printf(st->a, "%s.member", ep), e->type == KV_NULL ? NULL : e,
+                             f->elem->members);
+            else
+                check_field(st, ep, "member", e->type == KV_NULL ? NULL : e, f->elem, v);
+        }
+    } else if (f->type == VT_MAP && f->elem && f->elem->checks[0].kind != VC_END) {
+        /* AWS reports map entries last key first */
+        size_t n = v->n, i = 0;
+        struct kv **items = arena_alloc(st->a, (n ? n : 1) * sizeof *items);
+        for (struct kv *e = v->child; e; e = e->next)
+            items[i++] = e;
+        while (i-- > 0 && st->nerr < 10)
+            check_field(st, arena_printf(st->a, "%s.%s", sub, items[i]->key), "member",
+                        items[i]->type == KV_NULL ? NULL : items[i], f->elem, v);
+    }
+}
+
+int validate_request(struct arena *a, struct kv *req, const struct vfield *fields, int *kind,
+                     const char **msg)
+{
+    struct vstate st = {.a = a};
+    if (check_types(&st, req, fields)) {
+        *kind = 0;
+        *msg = st.msg;
+        return -1;
+    }
+    check_fields(&st, NULL, req, fields);
+    if (!st.nerr)
+        return 0;
+    buf_addc(&st.errs, 0);
+    *kind = 1;
+    *msg = arena_printf(a, "%d validation error%s detected: %s", st.nerr, st.nerr > 1 ? "s" : "",
+                        st.errs.p);
+    buf_free(&st.errs);
+    return -1;
+}

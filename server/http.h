@@ -1,0 +1,18 @@
+/* http.h: the HTTP front: libmicrohttpd, one thread per connection. */
+#ifndef KINESD_HTTP_H
+#define KINESD_HTTP_H
+
+#include <stdint.h>
+
+#include "api.h"
+
+struct http;
+
+/* Listen on host:port and serve requests through api. *out owned by the caller until
+ * http_stop. Returns 0 or -1 after printing why. */
+int http_start(struct api *a, const char *host, uint16_t port, struct http **out);
+
+/* Stop accepting, finish in-flight requests, release everything. */
+void http_stop(struct http *h);
+
+#endif

@@ -1,0 +1,177 @@
+/* main.c: command line, startup and orderly shutdown.
+ *
+ * kinesd accepts its own flags and kinesalite's spellings of the same settings, so a
+ * kinesalite command line keeps working. SIGTERM/SIGINT stop the listener, let in-flight
+ * requests finish, commit and close the store, and exit 0. */
+#include <errno.h>
+#include <getopt.h>
+#include <limits.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api.h"
+#include "http.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: kinesd [options]\n"
+            "  --host ADDR            address to listen on (default 127.0.0.1)\n"
+            "  --port N               port (default 4567)\n"
+            "  --data-dir DIR         data directory (default ./kinesd-data); kinesalite: --path\n"
+            "  --ephemeral            temporary data directory, removed on exit; no fsync\n"
+            "  --create-stream-ms N   time a stream stays CREATING (default 500); --createStreamMs\n"
+            "  --delete-stream-ms N   time a stream stays DELETING (default 500); --deleteStreamMs\n"
+            "  --update-stream-ms N   time a stream stays UPDATING (default 500); --updateStreamMs\n"
+            "  --shard-limit N        open shards allowed across all streams (default 500); --shardLimit\n"
+            "  --region R             region when a request names none (default us-east-1)\n"
+            "  --account-id ID        12-digit account id (default 000000000000)\n"
+            "  --sync | --no-sync     fsync every commit (default --sync)\n"
+            "  --log-level L          error, warn, info or debug (default info)\n"
+            "  --help, --version\n");
+}
+
+static int parse_num(const char *flag, const char *v, long min, long max, long *out)
+{
+    char *end;
+    errno = 0;
+    long n = strtol(v, &end, 10);
+    if (errno || end == v || *end || n < min || n > max) {
+        fprintf(stderr, "kinesd: %s expects a number from %ld to %ld, got '%s'\n", flag, min, max, v);
+        return -1;
+    }
+    *out = n;
+    return 0;
+}
+
+static volatile sig_atomic_t stop;
+static void on_signal(int sig)
+{
+    (void)sig;
+    stop = 1;
+}
+
+enum {
+    O_HOST = 256, O_PORT, O_DIR, O_EPHEMERAL, O_CREATE, O_DELETE, O_UPDATE, O_LIMIT, O_REGION,
+    O_ACCOUNT, O_SYNC, O_NOSYNC, O_LOG, O_HELP, O_VERSION, O_SSL,
+};
+
+int main(int argc, char **argv)
+{
+    static const struct option opts[] = {
+        {"host", required_argument, 0, O_HOST},
+        {"port", required_argument, 0, O_PORT},
+        {"data-dir", required_argument, 0, O_DIR},
+        {"path", required_argument, 0, O_DIR},
+        {"ephemeral", no_argument, 0, O_EPHEMERAL},
+        {"create-stream-ms", required_argument, 0, O_CREATE},
+        {"createStreamMs", required_argument, 0, O_CREATE},
+        {"delete-stream-ms", required_argument, 0, O_DELETE},
+        {"deleteStreamMs", required_argument, 0, O_DELETE},
+        {"update-stream-ms", required_argument, 0, O_UPDATE},
+        {"updateStreamMs", required_argument, 0, O_UPDATE},
+        {"shard-limit", required_argument, 0, O_LIMIT},
+        {"shardLimit", required_argument, 0, O_LIMIT},
+        {"region", required_argument, 0, O_REGION},
+        {"account-id", required_argument, 0, O_ACCOUNT},
+        {"sync", no_argument, 0, O_SYNC},
+        {"no-sync", no_argument, 0, O_NOSYNC},
+        {"log-level", required_argument, 0, O_LOG},
+        {"help", no_argument, 0, O_HELP},
+        {"version", no_argument, 0, O_VERSION},
+        {"ssl", no_argument, 0, O_SSL},
+        {0, 0, 0, 0},
+    };
+    const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1",
+               *account = "000000000000";
+    long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 500;
+    int ephemeral = 0, sync = 1;
+    int c;
+    opterr = 0;
+    while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
+        switch (c) {
+        case O_HOST: host = optarg; break;
+        case O_PORT: if (parse_num("--port", optarg, 0, 65535, &port)) return 2; break;
+        case O_DIR: dir = optarg; break;
+        case O_EPHEMERAL: ephemeral = 1; break;
+        case O_CREATE: if (parse_num("--create-stream-ms", optarg, 0, 86400000, &create_ms)) return 2; break;
+        case O_DELETE: if (parse_num("--delete-stream-ms", optarg, 0, 86400000, &delete_ms)) return 2; break;
+        case O_UPDATE: if (parse_num("--update-stream-ms", optarg, 0, 86400000, &update_ms)) return 2; break;
+        case O_LIMIT: if (parse_num("--shard-limit", optarg, 1, 1000000, &shard_limit)) return 2; break;
+        case O_REGION: region = optarg; break;
+        case O_ACCOUNT:
+            if (strlen(optarg) != 12 || strspn(optarg, "0123456789") != 12) {
+                fprintf(stderr, "kinesd: --account-id expects 12 digits, got '%s'\n", optarg);
+                return 2;
+            }
+            account = optarg;
+            break;
+        case O_SYNC: sync = 1; break;
+        case O_NOSYNC: sync = 0; break;
+        case O_LOG:
+            if (strcmp(optarg, "error") && strcmp(optarg, "warn") && strcmp(optarg, "info") &&
+                strcmp(optarg, "debug")) {
+                fprintf(stderr, "kinesd: --log-level expects error, warn, info or debug, got '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case O_SSL:
+            fprintf(stderr, "kinesd: --ssl is not supported; put a TLS proxy in front\n");
+            return 2;
+        case O_HELP:
+        case 'h': usage(stdout); return 0;
+        case O_VERSION: printf("kinesd %s\n", KINESD_VERSION); return 0;
+        default:
+            fprintf(stderr, "kinesd: unknown or incomplete option '%s'\n", argv[optind - 1]);
+            usage(stderr);
+            return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kinesd: unexpected argument '%s'\n", argv[optind]);
+        usage(stderr);
+        return 2;
+    }
+    char tmp[] = "/tmp/kinesd-XXXXXX";
+    if (ephemeral) {
+        if (!mkdtemp(tmp)) {
+            perror("kinesd: mkdtemp");
+            return 1;
+        }
+        dir = tmp;
+        sync = 0;
+    }
+    struct api_config cfg = {
+        .data_dir = dir, .sync = sync, .create_ms = create_ms, .delete_ms = delete_ms,
+        .update_ms = update_ms, .shard_limit = (int)shard_limit, .region = region, .account = account,
+    };
+    struct api *api;
+    if (api_open(&cfg, &api))
+        return 1;
+    struct sigaction sa = {0};
+    sa.sa_handler = on_signal;
+    sigaction(SIGTERM, &sa, NULL);
+    sigaction(SIGINT, &sa, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    struct http *h;
+    if (http_start(api, host, (uint16_t)port, &h)) {
+        api_close(api);
+        return 1;
+    }
+    fprintf(stderr, "kinesd %s listening on %s:%ld, data in %s%s\n", KINESD_VERSION, host, port, dir,
+            sync ? "" : " (no fsync)");
+    while (!stop)
+        pause();
+    http_stop(h);
+    api_close(api);
+    if (ephemeral) {
+        char cmd[64];
+        snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
+        if (system(cmd) != 0)
+            fprintf(stderr, "kinesd: could not remove %s\n", tmp);
+    }
+    return 0;
+}
