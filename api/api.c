@@ -161,6 +161,10 @@ bool req_time_ms(struct api_ctx *c, const char *name, int64_t *out)
     const struct kv *v = kv_get(c->req, name);
     if (!v || v->type != KV_NUM)
         return false;
+    if (c->fmt == WIRE_CBOR) { /* AWS's CBOR protocol carries integer milliseconds */
+        *out = v->is_int ? v->i : (int64_t)v->d;
+        return true;
+    }
     /* JSON carries seconds (with a fraction); keep millisecond precision */
     *out = v->is_int && v->i < INT64_MAX / 1000 ? v->i * 1000 : (int64_t)(v->d * 1000.0 + 0.5);
     return true;
@@ -352,7 +356,8 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
         goto error;
     }
     struct kv *req = NULL;
-    int drc = is_cbor ? -1 : json_parse(&c.arena, r->body, r->body_len, &req);
+    int drc = is_cbor ? cbor_parse(&c.arena, r->body, r->body_len, &req)
+                      : json_parse(&c.arena, r->body, r->body_len, &req);
     if (drc || req->type != KV_OBJ) {
         if (plain_json) {
             static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"},\"Version\":\"1.0\"}";
@@ -386,6 +391,7 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
         goto error;
     }
     c.req = req;
+    c.fmt = fmt;
     if (ops[op].def->check && ops[op].def->check(&c))
         goto error;
     if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(&c))

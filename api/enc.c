@@ -1,5 +1,7 @@
-/* enc.c: JSON rendering of the answer writer (enc.h). Escaping has a fast path for runs of
- * plain characters; base64 is written in 3-byte groups without intermediate copies. */
+/* enc.c: the answer writer (enc.h) in its two renderings. JSON: escaping has a fast path for
+ * runs of plain characters; base64 is written in 3-byte groups without intermediate copies.
+ * CBOR (RFC 8949): indefinite-length maps and arrays; timestamps are tag 1 with integer
+ * milliseconds, as AWS's CBOR protocol carries them. */
 #include "enc.h"
 
 #include <inttypes.h>
@@ -20,8 +22,50 @@ static void sep(struct enc *e)
     e->need_comma[e->depth] = true;
 }
 
+static void cbor_head(struct buf *b, unsigned major, uint64_t n)
+{
+    unsigned char h[9];
+    size_t len;
+    if (n < 24) {
+        h[0] = (unsigned char)(major << 5 | n);
+        len = 1;
+    } else if (n <= 0xFF) {
+        h[0] = (unsigned char)(major << 5 | 24);
+        h[1] = (unsigned char)n;
+        len = 2;
+    } else if (n <= 0xFFFF) {
+        h[0] = (unsigned char)(major << 5 | 25);
+        h[1] = (unsigned char)(n >> 8);
+        h[2] = (unsigned char)n;
+        len = 3;
+    } else if (n <= 0xFFFFFFFFu) {
+        h[0] = (unsigned char)(major << 5 | 26);
+        for (int i = 0; i < 4; i++)
+            h[1 + i] = (unsigned char)(n >> (24 - 8 * i));
+        len = 5;
+    } else {
+        h[0] = (unsigned char)(major << 5 | 27);
+        for (int i = 0; i < 8; i++)
+            h[1 + i] = (unsigned char)(n >> (56 - 8 * i));
+        len = 9;
+    }
+    buf_add(b, h, len);
+}
+
+static void cbor_int(struct buf *b, int64_t v)
+{
+    if (v >= 0)
+        cbor_head(b, 0, (uint64_t)v);
+    else
+        cbor_head(b, 1, (uint64_t)(-1 - v));
+}
+
 static void open_(struct enc *e, char c)
 {
+    if (e->fmt == WIRE_CBOR) {
+        buf_addc(&e->b, (char)(c == '{' ? 0xBF : 0x9F));
+        return;
+    }
     sep(e);
     buf_addc(&e->b, c);
     if (e->depth < ENC_MAX_DEPTH - 1)
@@ -31,6 +75,10 @@ static void open_(struct enc *e, char c)
 
 static void close_(struct enc *e, char c)
 {
+    if (e->fmt == WIRE_CBOR) {
+        buf_addc(&e->b, (char)0xFF);
+        return;
+    }
     buf_addc(&e->b, c);
     if (e->depth > 0)
         e->depth--;
@@ -71,6 +119,12 @@ static void quoted(struct buf *b, const char *s, size_t len)
 
 void enc_key(struct enc *e, const char *k)
 {
+    if (e->fmt == WIRE_CBOR) {
+        size_t n = strlen(k);
+        cbor_head(&e->b, 3, n);
+        buf_add(&e->b, k, n);
+        return;
+    }
     sep(e);
     quoted(&e->b, k, strlen(k));
     buf_addc(&e->b, ':');
@@ -79,6 +133,11 @@ void enc_key(struct enc *e, const char *k)
 
 void enc_str(struct enc *e, const char *s, size_t len)
 {
+    if (e->fmt == WIRE_CBOR) {
+        cbor_head(&e->b, 3, len);
+        buf_add(&e->b, s, len);
+        return;
+    }
     sep(e);
     quoted(&e->b, s, len);
 }
@@ -87,12 +146,20 @@ void enc_strz(struct enc *e, const char *s) { enc_str(e, s, strlen(s)); }
 
 void enc_int(struct enc *e, int64_t v)
 {
+    if (e->fmt == WIRE_CBOR) {
+        cbor_int(&e->b, v);
+        return;
+    }
     sep(e);
     buf_printf(&e->b, "%" PRId64, v);
 }
 
 void enc_bool(struct enc *e, bool v)
 {
+    if (e->fmt == WIRE_CBOR) {
+        buf_addc(&e->b, (char)(v ? 0xF5 : 0xF4));
+        return;
+    }
     sep(e);
     buf_adds(&e->b, v ? "true" : "false");
 }
@@ -131,6 +198,11 @@ void enc_base64(struct buf *b, const void *d, size_t n)
 
 void enc_blob(struct enc *e, const void *d, size_t len)
 {
+    if (e->fmt == WIRE_CBOR) {
+        cbor_head(&e->b, 2, len);
+        buf_add(&e->b, d, len);
+        return;
+    }
     sep(e);
     buf_addc(&e->b, '"');
     enc_base64(&e->b, d, len);
@@ -139,6 +211,11 @@ void enc_blob(struct enc *e, const void *d, size_t len)
 
 void enc_time_ms(struct enc *e, int64_t ms)
 {
+    if (e->fmt == WIRE_CBOR) {
+        buf_addc(&e->b, (char)0xC1);
+        cbor_int(&e->b, ms);
+        return;
+    }
     sep(e);
     buf_printf(&e->b, "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
 }

@@ -75,6 +75,7 @@ struct api_ctx {
     struct api *api;
     struct arena arena;
     struct kv *req;        /* the validated request */
+    enum wire_fmt fmt;     /* the request's wire format */
     struct enc out;        /* the answer being written */
     enum kerr err;
     const char *err_msg;   /* arena */

@@ -21,6 +21,13 @@ static int run(struct api_ctx *c)
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "Some tags contain invalid characters. Valid characters: Unicode letters, "
                             "digits, white space, _ . / = + - %% @.");
+    for (const struct kv *t = tags->child; t; t = t->next)
+        if (strchr(t->key, '%') || (t->type == KV_STR && strchr(t->s, '%')))
+            return api_fail(c, KERR_INVALID_ARGUMENT,
+                            "Failed to add tags to stream %s under account %s because some tags "
+                            "contained illegal characters. The allowed characters are Unicode letters, "
+                            "white-spaces, '_',',','/','=','+','-','@'.",
+                            c->stream_name, c->api->account);
     streams_wrlock(c->api);
     int rc = -1;
     struct stream *s = ctx_stream(c);

@@ -29,7 +29,8 @@ static int run(struct api_ctx *c)
     int64_t after_index = -1;
     if (token) {
         if (name || arn)
-            return api_fail(c, KERR_INVALID_ARGUMENT, "NextToken and StreamName cannot be provided together.");
+            return api_fail(c, KERR_INVALID_ARGUMENT, "NextToken and %s cannot be provided together.",
+                            name ? "StreamName" : "StreamARN");
         if (after)
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "NextToken and ExclusiveStartShardId cannot be provided together.");

@@ -39,8 +39,7 @@ static int run(struct api_ctx *c)
                                      ehk && ehk->type == KV_STR ? ehk->s : NULL, 0, 0, 0};
     }
     if (total > MAX_REQUEST_BYTES)
-        return api_fail(c, KERR_INVALID_ARGUMENT,
-                        "Records size exceeds 5 MB limit for the request: %zu bytes.", total);
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Records size exceeds 5 MB limit");
     uint64_t uid;
     if (put_records_append(c, items, n, &uid))
         return -1;

@@ -1,4 +1,6 @@
 /* op_remove_tags_from_stream.c: RemoveTagsFromStream; unknown keys are ignored. */
+#include <string.h>
+
 #include "internal.h"
 
 static const struct vfield key_elem = {"member", VT_STRING, {{0}}, 0, 0, 0};
@@ -17,6 +19,13 @@ static int run(struct api_ctx *c)
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "Some tags contain invalid characters. Valid characters: Unicode letters, "
                             "digits, white space, _ . / = + - %% @.");
+    for (const struct kv *k = keys->child; k; k = k->next)
+        if (k->type == KV_STR && strchr(k->s, '%'))
+            return api_fail(c, KERR_INVALID_ARGUMENT,
+                            "Failed to remove tags from stream %s under account %s because some tags "
+                            "contained illegal characters. The allowed characters are Unicode letters, "
+                            "white-spaces, '_',',','/','=','+','-','@'.",
+                            c->stream_name, c->api->account);
     streams_wrlock(c->api);
     int rc = -1;
     struct stream *s = ctx_stream(c);

@@ -36,4 +36,8 @@ const struct kv *kv_get(const struct kv *obj, const char *key);
  * 64 levels, or trailing data. *out is left untouched on failure. */
 int json_parse(struct arena *a, const char *text, size_t len, struct kv **out);
 
+/* Parse the first CBOR item of a body into a tree in the arena (trailing bytes are ignored,
+ * as AWS does). Returns 0, or -1 on malformed input; *out untouched on failure. */
+int cbor_parse(struct arena *a, const char *body, size_t len, struct kv **out);
+
 #endif
