@@ -88,7 +88,7 @@ lint:
 	@tools/lint.sh
 
 format:
-	@clang-format -i $(STORAGE_SRC) $(API_SRC) $(SERVER_SRC) $(wildcard */*.h)
+	@tools/lint.sh --fix
 
 clean:
 	rm -rf build build-asan

@@ -202,8 +202,9 @@ static int check_auth(struct api_ctx *c, const struct api_request *r)
 {
     const char *algo = query_param(&c->arena, r->query, "X-Amz-Algorithm");
     if (r->authorization && algo)
-        return api_fail(c, KERR_INVALID_SIGNATURE,
-                        "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.");
+        return api_fail(
+            c, KERR_INVALID_SIGNATURE,
+            "Found both 'X-Amz-Algorithm' as a query-string param and 'Authorization' as HTTP header.");
     if (!r->authorization && !algo)
         return api_fail(c, KERR_MISSING_AUTH, "Missing Authentication Token");
     struct buf m = BUF_INIT;
@@ -213,7 +214,8 @@ static int check_auth(struct api_ctx *c, const struct api_request *r)
             if (!has_param(r->authorization, need[i]))
                 buf_printf(&m, "Authorization header requires '%s' parameter. ", need[i]);
         if (!r->amz_date && !r->date)
-            buf_adds(&m, "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
+            buf_adds(&m,
+                     "Authorization header requires existence of either a 'X-Amz-Date' or a 'Date' header. ");
         if (m.len)
             buf_printf(&m, "Authorization=%s", r->authorization);
     } else {
@@ -273,8 +275,8 @@ int api_resolve_stream(struct api_ctx *c)
         size_t rlen = (size_t)(parts[4] - parts[3] - 1), alen = (size_t)(parts[5] - parts[4] - 1);
         if (alen != strlen(c->api->account) || strncmp(parts[4], c->api->account, alen) ||
             rlen != strlen(c->region) || strncmp(parts[3], c->region, rlen))
-            return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %.*s not found.",
-                            sname, (int)alen, parts[4]);
+            return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %.*s not found.", sname,
+                            (int)alen, parts[4]);
         if (name && strcmp(name, sname))
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "StreamARN %s and StreamName %s do not refer to the same stream.", arn, name);
@@ -348,9 +350,11 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
     }
     if (!is_json && !is_cbor && !plain_json) {
         if (!service_ok && !(r->target && strchr(r->target, '.')))
-            api_fail(&c, KERR_RAW_ACCESS_DENIED, "Unable to determine service/operation name to be authorized");
+            api_fail(&c, KERR_RAW_ACCESS_DENIED,
+                     "Unable to determine service/operation name to be authorized");
         else if (!r->target || !strchr(r->target, '.') || !op_named)
-            api_fail(&c, KERR_RAW_ACCESS_DENIED, "Unable to determine service/operation name to be authorized");
+            api_fail(&c, KERR_RAW_ACCESS_DENIED,
+                     "Unable to determine service/operation name to be authorized");
         else
             api_fail(&c, KERR_RAW_UNKNOWN_OPERATION, NULL);
         goto error;
@@ -360,7 +364,8 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
                       : json_parse(&c.arena, r->body, r->body_len, &req);
     if (drc || req->type != KV_OBJ) {
         if (plain_json) {
-            static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#SerializationException\"},\"Version\":\"1.0\"}";
+            static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
+                                       "SerializationException\"},\"Version\":\"1.0\"}";
             resp->status = 400;
             resp->content_type = "application/json";
             resp->body = strdup(body);
@@ -371,7 +376,8 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
         goto error;
     }
     if (plain_json) {
-        static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#UnknownOperationException\"},\"Version\":\"1.0\"}";
+        static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
+                                   "UnknownOperationException\"},\"Version\":\"1.0\"}";
         resp->status = 404;
         resp->content_type = "application/json";
         resp->body = strdup(body);
@@ -421,8 +427,8 @@ void api_too_large(struct api *a, const char *content_type, uint64_t size, struc
     arena_init(&c.arena);
     memset(resp, 0, sizeof *resp);
     api_request_id(resp->request_id);
-    api_fail(&c, KERR_REQUEST_TOO_LARGE, "Request of %" PRIu64 " bytes exceeds the limit of %zu bytes.",
-             size, api_max_body(a));
+    api_fail(&c, KERR_REQUEST_TOO_LARGE, "Request of %" PRIu64 " bytes exceeds the limit of %zu bytes.", size,
+             api_max_body(a));
     answer_error(&c, ctype_is(content_type, AMZ_CBOR) ? WIRE_CBOR : WIRE_JSON, resp);
     arena_free(&c.arena);
 }

@@ -14,29 +14,29 @@
 struct api;
 
 struct api_config {
-    const char *data_dir;   /* borrowed during api_open */
-    bool sync;              /* fsync each commit */
+    const char *data_dir;                    /* borrowed during api_open */
+    bool sync;                               /* fsync each commit */
     int64_t create_ms, delete_ms, update_ms; /* lifecycle delays */
     int shard_limit;
-    const char *region;     /* default region when the request names none */
-    const char *account;    /* 12 digits */
+    const char *region;  /* default region when the request names none */
+    const char *account; /* 12 digits */
 };
 
 struct api_request {
-    const char *content_type;  /* header values, NULL when absent; all borrowed */
+    const char *content_type; /* header values, NULL when absent; all borrowed */
     const char *target;
     const char *authorization;
     const char *amz_date;
     const char *date;
-    const char *query;         /* raw query string without '?', or NULL */
+    const char *query; /* raw query string without '?', or NULL */
     const char *body;
     size_t body_len;
 };
 
 struct api_response {
     int status;
-    const char *content_type;  /* static string, or NULL for none */
-    char *body;                /* malloc'd, owned by the caller after api_handle */
+    const char *content_type; /* static string, or NULL for none */
+    char *body;               /* malloc'd, owned by the caller after api_handle */
     size_t body_len;
     char request_id[40];
 };

@@ -8,12 +8,15 @@
 #include <string.h>
 
 struct buf {
-    char *p;     /* owned */
+    char *p; /* owned */
     size_t len;
     size_t cap;
 };
 
-#define BUF_INIT {NULL, 0, 0}
+#define BUF_INIT   \
+    {              \
+        NULL, 0, 0 \
+    }
 
 /* Make room for n more bytes; aborts on out-of-memory. */
 void buf_grow(struct buf *b, size_t n);
@@ -41,9 +44,6 @@ static inline void buf_addc(struct buf *b, char c)
     b->p[b->len++] = c;
 }
 
-static inline void buf_adds(struct buf *b, const char *s)
-{
-    buf_add(b, s, strlen(s));
-}
+static inline void buf_adds(struct buf *b, const char *s) { buf_add(b, s, strlen(s)); }
 
 #endif

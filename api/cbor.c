@@ -115,18 +115,12 @@ static int item(struct p *p, struct kv *v)
     if (head(p, &major, &info, &arg))
         return -1;
     switch (major) {
-    case 0:
-        set_num(p, v, (double)arg, arg <= INT64_MAX, arg <= INT64_MAX ? (int64_t)arg : 0);
-        return 0;
+    case 0: set_num(p, v, (double)arg, arg <= INT64_MAX, arg <= INT64_MAX ? (int64_t)arg : 0); return 0;
     case 1:
         set_num(p, v, -1.0 - (double)arg, arg < INT64_MAX, arg < INT64_MAX ? -1 - (int64_t)arg : 0);
         return 0;
-    case 2:
-        v->type = KV_BLOB;
-        return string(p, 2, info, arg, v);
-    case 3:
-        v->type = KV_STR;
-        return string(p, 3, info, arg, v);
+    case 2: v->type = KV_BLOB; return string(p, 2, info, arg, v);
+    case 3: v->type = KV_STR; return string(p, 3, info, arg, v);
     case 4:
     case 5: {
         if (++p->depth > 64)
@@ -156,12 +150,17 @@ static int item(struct p *p, struct kv *v)
         p->depth--;
         return 0;
     }
-    case 6:
-        return item(p, v); /* the tagged value itself */
-    default: /* 7 */
+    case 6: return item(p, v); /* the tagged value itself */
+    default:                   /* 7 */
         switch (info) {
-        case 20: v->type = KV_BOOL; v->b = false; return 0;
-        case 21: v->type = KV_BOOL; v->b = true; return 0;
+        case 20:
+            v->type = KV_BOOL;
+            v->b = false;
+            return 0;
+        case 21:
+            v->type = KV_BOOL;
+            v->b = true;
+            return 0;
         case 22:
         case 23: v->type = KV_NULL; return 0;
         case 25: {

@@ -18,10 +18,7 @@
 
 #include "internal.h"
 
-void shard_id(char out[32], uint32_t index)
-{
-    snprintf(out, 32, "shardId-%012" PRIu32, index);
-}
+void shard_id(char out[32], uint32_t index) { snprintf(out, 32, "shardId-%012" PRIu32, index); }
 
 int shard_parse(const char *s, uint32_t *index)
 {
@@ -115,16 +112,16 @@ struct shard *shard_by_index(struct stream *s, uint32_t index)
 
 static uint32_t check5(uint64_t uid, uint32_t shard, uint64_t pos)
 {
-    uint64_t h = pos * 0x9E3779B97F4A7C15ull ^ (uint64_t)shard * 0xC2B2AE3D27D4EB4Full ^
-                 uid * 0x165667B19E3779F9ull;
+    uint64_t h =
+        pos * 0x9E3779B97F4A7C15ull ^ (uint64_t)shard * 0xC2B2AE3D27D4EB4Full ^ uid * 0x165667B19E3779F9ull;
     h ^= h >> 29;
     return (uint32_t)(h % 100000);
 }
 
 void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
 {
-    snprintf(out, SEQ_LEN + 1, "4%020" PRIu64 "%010" PRIu32 "%020" PRIu64 "%05" PRIu32, pos, shard,
-             uid, check5(uid, shard, pos));
+    snprintf(out, SEQ_LEN + 1, "4%020" PRIu64 "%010" PRIu32 "%020" PRIu64 "%05" PRIu32, pos, shard, uid,
+             check5(uid, shard, pos));
 }
 
 static int digits(const char *s, int n, uint64_t *out)
@@ -192,8 +189,8 @@ int open_text(struct api_ctx *c, const char *text, unsigned char **plain, size_t
     return 0;
 }
 
-const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard,
-                      uint64_t pos, int64_t issued_ms)
+const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard, uint64_t pos,
+                      int64_t issued_ms)
 {
     size_t nl = strlen(stream);
     unsigned char plain[ITER_FIXED + 128];
@@ -212,8 +209,8 @@ const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint3
     return seal_text(c, plain, ITER_FIXED + nl);
 }
 
-int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid,
-              uint32_t *shard, uint64_t *pos, int64_t *issued_ms)
+int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid, uint32_t *shard,
+              uint64_t *pos, int64_t *issued_ms)
 {
     unsigned char *plain;
     size_t plen;

@@ -18,7 +18,7 @@ enum wire_fmt { WIRE_JSON, WIRE_CBOR };
 #define ENC_MAX_DEPTH 16
 
 struct enc {
-    struct buf b;             /* owned: the rendered answer */
+    struct buf b; /* owned: the rendered answer */
     enum wire_fmt fmt;
     int depth;
     bool need_comma[ENC_MAX_DEPTH]; /* JSON: a value was written at this level */

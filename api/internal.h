@@ -29,16 +29,16 @@ enum kerr {
 enum stream_status { ST_CREATING, ST_ACTIVE, ST_DELETING, ST_UPDATING, ST_GONE };
 
 struct shard {
-    uint32_t index;       /* shardId-<12 digits> */
-    u128 start, end;      /* hash key range, inclusive */
-    int64_t created_ms;   /* the shard's first sequence number encodes this time */
-    int64_t closed_ms;    /* 0 while open */
-    uint64_t end_pos;     /* last position when closed */
+    uint32_t index;                  /* shardId-<12 digits> */
+    u128 start, end;                 /* hash key range, inclusive */
+    int64_t created_ms;              /* the shard's first sequence number encodes this time */
+    int64_t closed_ms;               /* 0 while open */
+    uint64_t end_pos;                /* last position when closed */
     int32_t parent, adjacent_parent; /* -1 for none */
 };
 
 struct tag {
-    char *key, *value;    /* owned by the stream */
+    char *key, *value; /* owned by the stream */
 };
 
 struct stream {
@@ -52,7 +52,7 @@ struct stream {
     uint32_t nshards;
     struct shard *shards; /* owned; index order */
     uint32_t ntags;
-    struct tag *tags;     /* owned; sorted by key */
+    struct tag *tags; /* owned; sorted by key */
 };
 
 struct streams; /* the registry: every stream, by name, behind a rwlock */
@@ -74,12 +74,12 @@ struct api {
 struct api_ctx {
     struct api *api;
     struct arena arena;
-    struct kv *req;        /* the validated request */
-    enum wire_fmt fmt;     /* the request's wire format */
-    struct enc out;        /* the answer being written */
+    struct kv *req;    /* the validated request */
+    enum wire_fmt fmt; /* the request's wire format */
+    struct enc out;    /* the answer being written */
     enum kerr err;
-    const char *err_msg;   /* arena */
-    const char *region;    /* from the credential scope, else the default */
+    const char *err_msg; /* arena */
+    const char *region;  /* from the credential scope, else the default */
     int64_t now_ms;
     const char *stream_name; /* OPF_STREAM: resolved from StreamName or StreamARN */
 };
@@ -94,25 +94,25 @@ int api_store_fail(struct api_ctx *c, int rc);
 #define OPF_STREAM 1
 struct op_def {
     const struct vfield *schema;
-    int (*check)(struct api_ctx *c);  /* cross-field check after the schema, or NULL */
-    int (*run)(struct api_ctx *c);    /* writes c->out, or returns api_fail(...) */
+    int (*check)(struct api_ctx *c); /* cross-field check after the schema, or NULL */
+    int (*run)(struct api_ctx *c);   /* writes c->out, or returns api_fail(...) */
 };
 
 /* Helpers for reading a validated request. */
-const char *req_str(struct api_ctx *c, const char *name);   /* NULL when absent */
+const char *req_str(struct api_ctx *c, const char *name); /* NULL when absent */
 bool req_int(struct api_ctx *c, const char *name, int64_t *out);
 bool req_time_ms(struct api_ctx *c, const char *name, int64_t *out);
 
 /* ---- the write path (put.c) ---- */
 struct put_item {
-    const char *pk;    /* borrowed from the request */
+    const char *pk; /* borrowed from the request */
     size_t pk_len;
     const char *data;
     size_t data_len;
-    const char *ehk;   /* ExplicitHashKey text, or NULL */
-    u128 hash;         /* out */
-    uint32_t shard;    /* out: shard index */
-    uint64_t pos;      /* out: position in the shard's log */
+    const char *ehk; /* ExplicitHashKey text, or NULL */
+    u128 hash;       /* out */
+    uint32_t shard;  /* out: shard index */
+    uint64_t pos;    /* out: position in the shard's log */
 };
 /* Route items to the open shards of c->stream_name and append them durably. *uid gets the
  * stream's uid. Returns 0, or -1 with the error recorded. */
@@ -137,8 +137,8 @@ struct stream *streams_find(struct api *a, const char *name, int64_t now);
 /* Streams in name order: *n gets the count; the array is valid while the lock is held. */
 struct stream **streams_list(struct api *a, size_t *n);
 /* Create and persist a stream (write lock held). Returns 0 or a STORE_* code. */
-int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand,
-                   const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
+int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, const struct tag *tags,
+                   uint32_t ntags, int64_t now, struct stream **out);
 /* Persist a changed stream (write lock held). */
 int streams_save(struct api *a, struct stream *s);
 /* Mark deleting (write lock held). */
@@ -211,10 +211,10 @@ const char *seal_text(struct api_ctx *c, const void *plain, size_t len);
 int open_text(struct api_ctx *c, const char *text, unsigned char **plain, size_t *len);
 
 /* Seal a shard iterator into text (arena). */
-const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard,
-                      uint64_t pos, int64_t issued_ms);
+const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard, uint64_t pos,
+                      int64_t issued_ms);
 /* Open one: 0, or -1 if forged, altered or malformed. name gets arena memory. */
-int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid,
-              uint32_t *shard, uint64_t *pos, int64_t *issued_ms);
+int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid, uint32_t *shard,
+              uint64_t *pos, int64_t *issued_ms);
 
 #endif

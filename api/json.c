@@ -27,10 +27,14 @@ static int hex4(const char *s, unsigned *out)
     for (int i = 0; i < 4; i++) {
         char c = s[i];
         v <<= 4;
-        if (c >= '0' && c <= '9') v |= (unsigned)(c - '0');
-        else if (c >= 'a' && c <= 'f') v |= (unsigned)(c - 'a' + 10);
-        else if (c >= 'A' && c <= 'F') v |= (unsigned)(c - 'A' + 10);
-        else return -1;
+        if (c >= '0' && c <= '9')
+            v |= (unsigned)(c - '0');
+        else if (c >= 'a' && c <= 'f')
+            v |= (unsigned)(c - 'a' + 10);
+        else if (c >= 'A' && c <= 'F')
+            v |= (unsigned)(c - 'A' + 10);
+        else
+            return -1;
     }
     *out = v;
     return 0;
@@ -124,8 +128,7 @@ static int str(struct p *p, const char **out, size_t *outlen)
             w = put_utf8(w, cp);
             break;
         }
-        default:
-            return -1;
+        default: return -1;
         }
     }
     *w = 0;
@@ -297,11 +300,8 @@ static int value(struct p *p, struct kv *v)
         v->type = KV_BOOL;
         v->b = false;
         return lit(p, "false");
-    case 'n':
-        v->type = KV_NULL;
-        return lit(p, "null");
-    default:
-        return num(p, v);
+    case 'n': v->type = KV_NULL; return lit(p, "null");
+    default: return num(p, v);
     }
 }
 

@@ -7,7 +7,12 @@
 
 static const struct vfield tag_value = {"member", VT_STRING, {{0}}, 0, 0, 0};
 static const struct vfield schema[] = {
-    {"Tags", VT_MAP, {NOT_NULL, LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)}, 0, &tag_value, 0},
+    {"Tags",
+     VT_MAP,
+     {NOT_NULL, LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)},
+     0,
+     &tag_value,
+     0},
     F_STREAM_NAME,
     F_STREAM_ARN,
     {0},

@@ -15,8 +15,7 @@ struct stream *ctx_stream(struct api_ctx *c)
 
 const char *stream_arn(struct api_ctx *c, const struct stream *s)
 {
-    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, c->api->account,
-                        s->name);
+    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, c->api->account, s->name);
 }
 
 uint32_t stream_open_shards(const struct stream *s)

@@ -19,7 +19,12 @@ static const struct vfield schema[] = {
     {"ShardCount", VT_INTEGER, {GE(1), LE(100000)}, 0, 0, 0},
     {"StreamName", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
     {"StreamModeDetails", VT_STRUCT, {{0}}, mode_fields, 0, 0},
-    {"Tags", VT_MAP, {LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)}, 0, &tag_value, 0},
+    {"Tags",
+     VT_MAP,
+     {LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)},
+     0,
+     &tag_value,
+     0},
     {0},
 };
 

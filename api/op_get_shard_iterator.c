@@ -5,8 +5,8 @@
 
 #include "internal.h"
 
-static const char *const iterator_types[] = {"AFTER_SEQUENCE_NUMBER", "LATEST", "AT_TIMESTAMP",
-                                             "AT_SEQUENCE_NUMBER", "TRIM_HORIZON", NULL};
+static const char *const iterator_types[] = {"AFTER_SEQUENCE_NUMBER", "LATEST",       "AT_TIMESTAMP",
+                                             "AT_SEQUENCE_NUMBER",    "TRIM_HORIZON", NULL};
 
 static const struct vfield schema[] = {
     {"ShardId", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
@@ -88,10 +88,11 @@ static int run(struct api_ctx *c)
                             "Must specify timestampInMillis parameter for iterator of type AT_TIMESTAMP. "
                             "Current request has no timestamp parameter.");
         if (ts > c->now_ms)
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "The timestampInMillis parameter cannot be greater than the "
-                            "currentTimestampInMillis. timestampInMillis: %lld, currentTimestampInMillis: %lld",
-                            (long long)ts, (long long)c->now_ms);
+            return api_fail(
+                c, KERR_INVALID_ARGUMENT,
+                "The timestampInMillis parameter cannot be greater than the "
+                "currentTimestampInMillis. timestampInMillis: %lld, currentTimestampInMillis: %lld",
+                (long long)ts, (long long)c->now_ms);
         pos = ts > 0 ? pos_floor(ts) : 0;
     } /* TRIM_HORIZON: 0 */
     struct enc *e = &c->out;

@@ -13,7 +13,11 @@ static const struct vfield entry_fields[] = {
 static const struct vfield entry = {"member", VT_STRUCT, {{0}}, entry_fields, 0, 0};
 
 static const struct vfield schema[] = {
-    {"Records", VT_LIST, {NOT_NULL, LEN_GE(1), LEN_LE(500)}, 0, &entry,
+    {"Records",
+     VT_LIST,
+     {NOT_NULL, LEN_GE(1), LEN_LE(500)},
+     0,
+     &entry,
      "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"},
     F_STREAM_NAME,
     F_STREAM_ARN,
@@ -35,8 +39,8 @@ static int run(struct api_ctx *c)
                             data->len, data->len, i + 1, (size_t)1048576 - pk->len);
         total += pk->len + data->len;
         const struct kv *ehk = kv_get(r, "ExplicitHashKey");
-        items[i] = (struct put_item){pk->s, pk->len, data->s, data->len,
-                                     ehk && ehk->type == KV_STR ? ehk->s : NULL, 0, 0, 0};
+        items[i] = (struct put_item){
+            pk->s, pk->len, data->s, data->len, ehk && ehk->type == KV_STR ? ehk->s : NULL, 0, 0, 0};
     }
     if (total > MAX_REQUEST_BYTES)
         return api_fail(c, KERR_INVALID_ARGUMENT, "Records size exceeds 5 MB limit");

@@ -27,21 +27,15 @@ struct streams {
 
 static const char *const status_names[] = {"CREATING", "ACTIVE", "DELETING", "UPDATING", "GONE"};
 
-const char *stream_status_name(int st)
-{
-    return status_names[st];
-}
+const char *stream_status_name(int st) { return status_names[st]; }
 
 int stream_status(const struct stream *s, int64_t now)
 {
     switch (s->status) {
     case ST_CREATING:
-    case ST_UPDATING:
-        return now >= s->status_until ? ST_ACTIVE : s->status;
-    case ST_DELETING:
-        return now >= s->status_until ? ST_GONE : ST_DELETING;
-    default:
-        return s->status;
+    case ST_UPDATING: return now >= s->status_until ? ST_ACTIVE : s->status;
+    case ST_DELETING: return now >= s->status_until ? ST_GONE : ST_DELETING;
+    default: return s->status;
     }
 }
 
@@ -299,13 +293,10 @@ void streams_close(struct api *a)
     a->streams = NULL;
 }
 
-int streams_save(struct api *a, struct stream *s)
-{
-    return encode(a, s);
-}
+int streams_save(struct api *a, struct stream *s) { return encode(a, s); }
 
-int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand,
-                   const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out)
+int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, const struct tag *tags,
+                   uint32_t ntags, int64_t now, struct stream **out)
 {
     struct streams *r = a->streams;
     /* a gone stream of the same name may still await its final removal */

@@ -64,16 +64,21 @@ int vregex_match(struct vregex *r, const char *s)
 
 static int b64v(unsigned char c)
 {
-    if (c >= 'A' && c <= 'Z') return c - 'A';
-    if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-    if (c >= '0' && c <= '9') return c - '0' + 52;
-    if (c == '+') return 62;
-    if (c == '/') return 63;
+    if (c >= 'A' && c <= 'Z')
+        return c - 'A';
+    if (c >= 'a' && c <= 'z')
+        return c - 'a' + 26;
+    if (c >= '0' && c <= '9')
+        return c - '0' + 52;
+    if (c == '+')
+        return 62;
+    if (c == '/')
+        return 63;
     return -1;
 }
 
-int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen,
-                  const char **why, char *bad)
+int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen, const char **why,
+                  char *bad)
 {
     if (len % 4) {
         *why = "length";
@@ -179,11 +184,11 @@ static int check_type(struct vstate *st, struct kv *v, const struct vfield *f)
     case VT_INTEGER:
     case VT_LONG:
         if (v->type == KV_BOOL)
-            return serr(st, arena_printf(a, "class java.lang.Boolean can not be converted to an %s",
-                                         tname(f->type)));
+            return serr(
+                st, arena_printf(a, "class java.lang.Boolean can not be converted to an %s", tname(f->type)));
         if (v->type == KV_STR || v->type == KV_BLOB)
-            return serr(st, arena_printf(a, "class java.lang.String can not be converted to an %s",
-                                         tname(f->type)));
+            return serr(
+                st, arena_printf(a, "class java.lang.String can not be converted to an %s", tname(f->type)));
         if (v->type == KV_NUM) {
             double d = floor(v->d);
             if (!v->is_int)
@@ -262,10 +267,7 @@ static int check_type(struct vstate *st, struct kv *v, const struct vfield *f)
 }
 
 /* The member of obj named like f, unless absent or null. */
-static struct kv *member(struct kv *obj, const char *name)
-{
-    return (struct kv *)kv_get(obj, name);
-}
+static struct kv *member(struct kv *obj, const char *name) { return (struct kv *)kv_get(obj, name); }
 
 static int check_types(struct vstate *st, struct kv *obj, const struct vfield *f)
 {
@@ -427,8 +429,7 @@ static void check_field(struct vstate *st, const char *path, const char *name, s
             break;
         case VC_REGEX:
             ok = v->type != KV_STR || (strlen(v->s) == v->len && vregex_match(c->re, v->s));
-            msg = arena_printf(st->a, "Member must satisfy regular expression pattern: %s",
-                               c->re->pattern);
+            msg = arena_printf(st->a, "Member must satisfy regular expression pattern: %s", c->re->pattern);
             break;
         case VC_ENUM: {
             ok = false;
@@ -511,8 +512,7 @@ int validate_request(struct arena *a, struct kv *req, const struct vfield *field
         return 0;
     buf_addc(&st.errs, 0);
     *kind = 1;
-    *msg = arena_printf(a, "%d validation error%s detected: %s", st.nerr, st.nerr > 1 ? "s" : "",
-                        st.errs.p);
+    *msg = arena_printf(a, "%d validation error%s detected: %s", st.nerr, st.nerr > 1 ? "s" : "", st.errs.p);
     buf_free(&st.errs);
     return -1;
 }

@@ -26,10 +26,10 @@ enum vkind {
     VC_END,
     VC_NOT_NULL,
     VC_NOT_NULL_UNLESS, /* must not be null unless the sibling member `other` is present */
-    VC_GE,            /* numeric value >= n */
-    VC_LE,            /* numeric value <= n */
-    VC_REGEX,         /* whole value matches pattern */
-    VC_LEN_GE,        /* length (bytes of a blob, characters of a string, entries) >= n */
+    VC_GE,              /* numeric value >= n */
+    VC_LE,              /* numeric value <= n */
+    VC_REGEX,           /* whole value matches pattern */
+    VC_LEN_GE,          /* length (bytes of a blob, characters of a string, entries) >= n */
     VC_LEN_LE,
     VC_ENUM,          /* one of names */
     VC_CHILD_LEN,     /* every list element has length in [n, m] */
@@ -55,36 +55,76 @@ struct vcheck {
 struct vfield {
     const char *name; /* wire name, e.g. "StreamName"; NULL ends a table */
     enum vtype type;
-    struct vcheck checks[8];     /* in AWS's order, ended by VC_END (zero) */
+    struct vcheck checks[8];      /* in AWS's order, ended by VC_END (zero) */
     const struct vfield *members; /* VT_STRUCT: its fields */
     const struct vfield *elem;    /* VT_LIST, VT_MAP: the element's description */
     const char *member_str;       /* VT_LIST of structures: how AWS prints an element */
 };
 
-#define NOT_NULL {VC_NOT_NULL, 0, 0, 0, 0, 0}
-#define NOT_NULL_UNLESS(sib) {VC_NOT_NULL_UNLESS, 0, 0, 0, 0, sib}
-#define GE(x) {VC_GE, x, 0, 0, 0, 0}
-#define LE(x) {VC_LE, x, 0, 0, 0, 0}
-#define LEN_GE(x) {VC_LEN_GE, x, 0, 0, 0, 0}
-#define LEN_LE(x) {VC_LEN_LE, x, 0, 0, 0, 0}
-#define REGEX(r) {VC_REGEX, 0, 0, &r, 0, 0}
-#define ENUM(list) {VC_ENUM, 0, 0, 0, list, 0}
-#define CHILD_LEN(a, b) {VC_CHILD_LEN, a, b, 0, 0, 0}
-#define CHILD_KEY_LEN(a, b) {VC_CHILD_KEY_LEN, a, b, 0, 0, 0}
-#define CHILD_VAL_LEN(a, b) {VC_CHILD_VAL_LEN, a, b, 0, 0, 0}
+#define NOT_NULL                   \
+    {                              \
+        VC_NOT_NULL, 0, 0, 0, 0, 0 \
+    }
+#define NOT_NULL_UNLESS(sib)                \
+    {                                       \
+        VC_NOT_NULL_UNLESS, 0, 0, 0, 0, sib \
+    }
+#define GE(x)                \
+    {                        \
+        VC_GE, x, 0, 0, 0, 0 \
+    }
+#define LE(x)                \
+    {                        \
+        VC_LE, x, 0, 0, 0, 0 \
+    }
+#define LEN_GE(x)                \
+    {                            \
+        VC_LEN_GE, x, 0, 0, 0, 0 \
+    }
+#define LEN_LE(x)                \
+    {                            \
+        VC_LEN_LE, x, 0, 0, 0, 0 \
+    }
+#define REGEX(r)                 \
+    {                            \
+        VC_REGEX, 0, 0, &r, 0, 0 \
+    }
+#define ENUM(list)                \
+    {                             \
+        VC_ENUM, 0, 0, 0, list, 0 \
+    }
+#define CHILD_LEN(a, b)             \
+    {                               \
+        VC_CHILD_LEN, a, b, 0, 0, 0 \
+    }
+#define CHILD_KEY_LEN(a, b)             \
+    {                                   \
+        VC_CHILD_KEY_LEN, a, b, 0, 0, 0 \
+    }
+#define CHILD_VAL_LEN(a, b)             \
+    {                                   \
+        VC_CHILD_VAL_LEN, a, b, 0, 0, 0 \
+    }
 
 /* Shared field descriptions. */
-extern struct vregex vre_name;     /* [a-zA-Z0-9_.-]+ : stream, shard and consumer names */
+extern struct vregex vre_name; /* [a-zA-Z0-9_.-]+ : stream, shard and consumer names */
 extern struct vregex vre_stream_arn;
 extern struct vregex vre_hash_key; /* 0|([1-9]\d{0,38}) */
 extern struct vregex vre_seq;      /* 0|([1-9]\d{0,128}) */
 /* StreamName, required unless StreamARN names the stream */
-#define F_STREAM_NAME                                                                    \
-    {"StreamName", VT_STRING, {NOT_NULL_UNLESS("StreamARN"), REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0}
-#define F_STREAM_NAME_OPT                                                            \
-    {"StreamName", VT_STRING, {REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0}
-#define F_STREAM_ARN                                                                 \
-    {"StreamARN", VT_STRING, {LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0}
+#define F_STREAM_NAME                                                                                        \
+    {                                                                                                        \
+        "StreamName", VT_STRING, {NOT_NULL_UNLESS("StreamARN"), REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, \
+            0, 0                                                                                             \
+    }
+#define F_STREAM_NAME_OPT                                                           \
+    {                                                                               \
+        "StreamName", VT_STRING, {REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0 \
+    }
+#define F_STREAM_ARN                                                                      \
+    {                                                                                     \
+        "StreamARN", VT_STRING, {LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0 \
+    }
 
 /* Check req against fields. On failure returns -1 with *kind set to 0 for a
  * SerializationException or 1 for a ValidationException, and *msg (arena) the message. */
@@ -96,7 +136,7 @@ int vregex_match(struct vregex *r, const char *s);
 
 /* Base64 decode (standard alphabet, padding required). Returns 0, or -1 when the text is not
  * canonical base64; on -1 *why (static) says what AWS says is wrong. */
-int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen,
-                  const char **why, char *bad);
+int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen, const char **why,
+                  char *bad);
 
 #endif

@@ -17,16 +17,16 @@ enum kv_type { KV_NULL, KV_BOOL, KV_NUM, KV_STR, KV_BLOB, KV_ARR, KV_OBJ };
 
 struct kv {
     enum kv_type type;
-    bool b;            /* KV_BOOL */
-    bool is_int;       /* KV_NUM: integral and within int64 */
-    int64_t i;         /* KV_NUM when is_int */
-    double d;          /* KV_NUM */
-    const char *s;     /* KV_STR, KV_BLOB: bytes (NUL-terminated for KV_STR); KV_NUM: source text */
-    size_t len;        /* KV_STR, KV_BLOB: byte length; KV_NUM: source text length */
-    struct kv *child;  /* KV_ARR, KV_OBJ: first element / member */
-    struct kv *next;   /* next sibling */
-    const char *key;   /* member name when the parent is KV_OBJ */
-    size_t n;          /* KV_ARR, KV_OBJ: number of children */
+    bool b;           /* KV_BOOL */
+    bool is_int;      /* KV_NUM: integral and within int64 */
+    int64_t i;        /* KV_NUM when is_int */
+    double d;         /* KV_NUM */
+    const char *s;    /* KV_STR, KV_BLOB: bytes (NUL-terminated for KV_STR); KV_NUM: source text */
+    size_t len;       /* KV_STR, KV_BLOB: byte length; KV_NUM: source text length */
+    struct kv *child; /* KV_ARR, KV_OBJ: first element / member */
+    struct kv *next;  /* next sibling */
+    const char *key;  /* member name when the parent is KV_OBJ */
+    size_t n;         /* KV_ARR, KV_OBJ: number of children */
 };
 
 /* Member of an object by exact name (the last one when repeated), or NULL. Borrowed. */

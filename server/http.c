@@ -27,7 +27,7 @@ struct http {
 };
 
 struct conn {
-    char *body;       /* owned; grows to the announced length */
+    char *body; /* owned; grows to the announced length */
     size_t len, cap;
     int too_large;
     uint64_t announced;
@@ -172,7 +172,8 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         api_request_id(rid);
         MHD_add_response_header(r, "x-amzn-RequestId", rid);
         MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-        const char *rh = hdr(c, "Access-Control-Request-Headers"), *rm = hdr(c, "Access-Control-Request-Method");
+        const char *rh = hdr(c, "Access-Control-Request-Headers"),
+                   *rm = hdr(c, "Access-Control-Request-Method");
         if (rh)
             MHD_add_response_header(r, "Access-Control-Allow-Headers", rh);
         if (rm)
@@ -247,9 +248,8 @@ int http_start(struct api *a, const char *host, uint16_t port, struct http **out
         return -1;
     }
     h->d = MHD_start_daemon(flags, port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
-                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120,
-                            MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
+                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
+                            (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
                             MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
     if (!h->d) {
         fprintf(stderr, "kinesd: cannot listen on %s:%u\n", host ? host : "0.0.0.0", port);

@@ -17,21 +17,20 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: kinesd [options]\n"
-            "  --host ADDR            address to listen on (default 127.0.0.1)\n"
-            "  --port N               port (default 4567)\n"
-            "  --data-dir DIR         data directory (default ./kinesd-data); kinesalite: --path\n"
-            "  --ephemeral            temporary data directory, removed on exit; no fsync\n"
-            "  --create-stream-ms N   time a stream stays CREATING (default 500); --createStreamMs\n"
-            "  --delete-stream-ms N   time a stream stays DELETING (default 500); --deleteStreamMs\n"
-            "  --update-stream-ms N   time a stream stays UPDATING (default 500); --updateStreamMs\n"
-            "  --shard-limit N        open shards allowed across all streams (default 500); --shardLimit\n"
-            "  --region R             region when a request names none (default us-east-1)\n"
-            "  --account-id ID        12-digit account id (default 000000000000)\n"
-            "  --sync | --no-sync     fsync every commit (default --sync)\n"
-            "  --log-level L          error, warn, info or debug (default info)\n"
-            "  --help, --version\n");
+    fprintf(f, "usage: kinesd [options]\n"
+               "  --host ADDR            address to listen on (default 127.0.0.1)\n"
+               "  --port N               port (default 4567)\n"
+               "  --data-dir DIR         data directory (default ./kinesd-data); kinesalite: --path\n"
+               "  --ephemeral            temporary data directory, removed on exit; no fsync\n"
+               "  --create-stream-ms N   time a stream stays CREATING (default 500); --createStreamMs\n"
+               "  --delete-stream-ms N   time a stream stays DELETING (default 500); --deleteStreamMs\n"
+               "  --update-stream-ms N   time a stream stays UPDATING (default 500); --updateStreamMs\n"
+               "  --shard-limit N        open shards allowed across all streams (default 500); --shardLimit\n"
+               "  --region R             region when a request names none (default us-east-1)\n"
+               "  --account-id ID        12-digit account id (default 000000000000)\n"
+               "  --sync | --no-sync     fsync every commit (default --sync)\n"
+               "  --log-level L          error, warn, info or debug (default info)\n"
+               "  --help, --version\n");
 }
 
 static int parse_num(const char *flag, const char *v, long min, long max, long *out)
@@ -55,8 +54,22 @@ static void on_signal(int sig)
 }
 
 enum {
-    O_HOST = 256, O_PORT, O_DIR, O_EPHEMERAL, O_CREATE, O_DELETE, O_UPDATE, O_LIMIT, O_REGION,
-    O_ACCOUNT, O_SYNC, O_NOSYNC, O_LOG, O_HELP, O_VERSION, O_SSL,
+    O_HOST = 256,
+    O_PORT,
+    O_DIR,
+    O_EPHEMERAL,
+    O_CREATE,
+    O_DELETE,
+    O_UPDATE,
+    O_LIMIT,
+    O_REGION,
+    O_ACCOUNT,
+    O_SYNC,
+    O_NOSYNC,
+    O_LOG,
+    O_HELP,
+    O_VERSION,
+    O_SSL,
 };
 
 int main(int argc, char **argv)
@@ -85,8 +98,7 @@ int main(int argc, char **argv)
         {"ssl", no_argument, 0, O_SSL},
         {0, 0, 0, 0},
     };
-    const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1",
-               *account = "000000000000";
+    const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
     long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 500;
     int ephemeral = 0, sync = 1;
     int c;
@@ -94,13 +106,28 @@ int main(int argc, char **argv)
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
         switch (c) {
         case O_HOST: host = optarg; break;
-        case O_PORT: if (parse_num("--port", optarg, 0, 65535, &port)) return 2; break;
+        case O_PORT:
+            if (parse_num("--port", optarg, 0, 65535, &port))
+                return 2;
+            break;
         case O_DIR: dir = optarg; break;
         case O_EPHEMERAL: ephemeral = 1; break;
-        case O_CREATE: if (parse_num("--create-stream-ms", optarg, 0, 86400000, &create_ms)) return 2; break;
-        case O_DELETE: if (parse_num("--delete-stream-ms", optarg, 0, 86400000, &delete_ms)) return 2; break;
-        case O_UPDATE: if (parse_num("--update-stream-ms", optarg, 0, 86400000, &update_ms)) return 2; break;
-        case O_LIMIT: if (parse_num("--shard-limit", optarg, 1, 1000000, &shard_limit)) return 2; break;
+        case O_CREATE:
+            if (parse_num("--create-stream-ms", optarg, 0, 86400000, &create_ms))
+                return 2;
+            break;
+        case O_DELETE:
+            if (parse_num("--delete-stream-ms", optarg, 0, 86400000, &delete_ms))
+                return 2;
+            break;
+        case O_UPDATE:
+            if (parse_num("--update-stream-ms", optarg, 0, 86400000, &update_ms))
+                return 2;
+            break;
+        case O_LIMIT:
+            if (parse_num("--shard-limit", optarg, 1, 1000000, &shard_limit))
+                return 2;
+            break;
         case O_REGION: region = optarg; break;
         case O_ACCOUNT:
             if (strlen(optarg) != 12 || strspn(optarg, "0123456789") != 12) {
@@ -118,9 +145,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case O_SSL:
-            fprintf(stderr, "kinesd: --ssl is not supported; put a TLS proxy in front\n");
-            return 2;
+        case O_SSL: fprintf(stderr, "kinesd: --ssl is not supported; put a TLS proxy in front\n"); return 2;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         case O_VERSION: printf("kinesd %s\n", KINESD_VERSION); return 0;
@@ -145,8 +170,14 @@ int main(int argc, char **argv)
         sync = 0;
     }
     struct api_config cfg = {
-        .data_dir = dir, .sync = sync, .create_ms = create_ms, .delete_ms = delete_ms,
-        .update_ms = update_ms, .shard_limit = (int)shard_limit, .region = region, .account = account,
+        .data_dir = dir,
+        .sync = sync,
+        .create_ms = create_ms,
+        .delete_ms = delete_ms,
+        .update_ms = update_ms,
+        .shard_limit = (int)shard_limit,
+        .region = region,
+        .account = account,
     };
     struct api *api;
     if (api_open(&cfg, &api))

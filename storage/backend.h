@@ -18,7 +18,7 @@ struct backend_append {
     size_t n;
     const char *const *vals; /* n sealed values, borrowed */
     const size_t *lens;
-    uint64_t *pos;          /* out: n positions */
+    uint64_t *pos; /* out: n positions */
 };
 
 typedef int (*backend_scan_fn)(void *ctx, uint64_t pos, const char *val, size_t len);
@@ -29,8 +29,8 @@ struct store_backend {
     void (*close)(void *impl);
     /* All appends in one transaction: all are committed, or none and the error is returned. */
     int (*append_batch)(void *impl, struct backend_append *a, size_t n);
-    int (*scan)(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
-                backend_scan_fn fn, void *ctx);
+    int (*scan)(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, backend_scan_fn fn,
+                void *ctx);
     int (*log_bounds)(void *impl, uint64_t log, uint64_t *last, uint64_t *first);
     int (*trim)(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted);
     int (*log_drop)(void *impl, uint64_t log);

@@ -296,8 +296,7 @@ out:
     return rc == MDB_NOTFOUND ? 0 : map_rc(rc);
 }
 
-static int trim_in(struct lm *m, MDB_txn *txn, uint64_t log, uint64_t below, size_t max,
-                   size_t *deleted)
+static int trim_in(struct lm *m, MDB_txn *txn, uint64_t log, uint64_t below, size_t max, size_t *deleted)
 {
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, m->log, &cur);
@@ -310,8 +309,7 @@ static int trim_in(struct lm *m, MDB_txn *txn, uint64_t log, uint64_t below, siz
     size_t n = 0;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && n < max) {
-        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) ||
-            rd64((unsigned char *)k.mv_data + 8) >= below)
+        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || rd64((unsigned char *)k.mv_data + 8) >= below)
             break;
         rc = mdb_cursor_del(cur, 0);
         if (rc)

@@ -29,8 +29,8 @@ struct store {
     const struct store_backend *be;
     void *impl;
     pthread_mutex_t mu;
-    pthread_cond_t work;   /* committer: jobs queued or closing */
-    pthread_cond_t done;   /* waiters: a batch finished */
+    pthread_cond_t work; /* committer: jobs queued or closing */
+    pthread_cond_t done; /* waiters: a batch finished */
     struct job *head, *tail;
     int closing;
     pthread_t committer;
@@ -135,10 +135,7 @@ void store_close(struct store *s)
     free(s);
 }
 
-const char *store_backend_name(const struct store *s)
-{
-    return s->be->name;
-}
+const char *store_backend_name(const struct store *s) { return s->be->name; }
 
 static void seal(char *o, const struct store_rec *r)
 {
@@ -180,8 +177,11 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
     uint64_t *pos = (uint64_t *)(lens + nrec);
     size_t k = 0;
     for (size_t b = 0; b < nbatches; b++) {
-        ap[b] = (struct backend_append){.log = batches[b].log, .floor = batches[b].floor,
-                                        .n = batches[b].n, .vals = vals + k, .lens = lens + k,
+        ap[b] = (struct backend_append){.log = batches[b].log,
+                                        .floor = batches[b].floor,
+                                        .n = batches[b].n,
+                                        .vals = vals + k,
+                                        .lens = lens + k,
                                         .pos = pos + k};
         for (size_t i = 0; i < batches[b].n; i++, k++) {
             const struct store_rec *r = &batches[b].recs[i];
@@ -242,8 +242,8 @@ static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
     return sc->fn(sc->ctx, &v);
 }
 
-int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
-               store_scan_fn fn, void *ctx)
+int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, store_scan_fn fn,
+               void *ctx)
 {
     struct scan_ctx sc = {fn, ctx};
     return s->be->scan(s->impl, log, from, max_n, max_bytes, unseal, &sc);
@@ -263,10 +263,7 @@ int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t
     return rc;
 }
 
-int store_log_drop(struct store *s, uint64_t log)
-{
-    return s->be->log_drop(s->impl, log);
-}
+int store_log_drop(struct store *s, uint64_t log) { return s->be->log_drop(s->impl, log); }
 
 int store_meta_put(struct store *s, const char *key, const void *val, size_t len)
 {
@@ -283,7 +280,4 @@ int store_meta_scan(struct store *s, const char *prefix, store_meta_fn fn, void 
     return s->be->meta_scan(s->impl, prefix, fn, ctx);
 }
 
-int store_disk_bytes(struct store *s, uint64_t *bytes)
-{
-    return s->be->disk_bytes(s->impl, bytes);
-}
+int store_disk_bytes(struct store *s, uint64_t *bytes) { return s->be->disk_bytes(s->impl, bytes); }

@@ -30,16 +30,16 @@ enum {
     STORE_IO = -2,       /* the backend failed to read or write (disk full, I/O error) */
     STORE_CORRUPT = -3,  /* a stored record does not decode */
     STORE_NOMEM = -4,
-    STORE_INVAL = -5,    /* bad argument or configuration */
-    STORE_CLOSED = -6,   /* the store is shutting down */
+    STORE_INVAL = -5,  /* bad argument or configuration */
+    STORE_CLOSED = -6, /* the store is shutting down */
 };
 
 struct store;
 
 struct store_config {
-    const char *dir;       /* data directory, created if missing; borrowed during open */
-    bool sync;             /* fsync every commit (durable acknowledgements) */
-    uint64_t initial_map;  /* initial map size in bytes, 0 for the default; the map grows */
+    const char *dir;      /* data directory, created if missing; borrowed during open */
+    bool sync;            /* fsync every commit (durable acknowledgements) */
+    uint64_t initial_map; /* initial map size in bytes, 0 for the default; the map grows */
 };
 
 /* One record to append. pk and data are borrowed for the duration of store_append. */
@@ -91,8 +91,8 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches);
  * were visited, or the data bytes visited reach max_bytes (the record that crosses it is still
  * visited). Holds a read snapshot only for the duration of the call. Returns 0,
  * STORE_IO, STORE_CORRUPT, or fn's negative code. */
-int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
-               store_scan_fn fn, void *ctx);
+int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, store_scan_fn fn,
+               void *ctx);
 
 /* The last position ever assigned in log (0 if none) and the first position still stored
  * (0 if the log is empty). Either out-param may be NULL. Returns 0 or STORE_IO. */

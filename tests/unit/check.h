@@ -9,22 +9,22 @@
 
 static int check_failures_;
 
-#define CHECK(cond)                                                                 \
-    do {                                                                            \
-        if (!(cond)) {                                                              \
+#define CHECK(cond)                                                                  \
+    do {                                                                             \
+        if (!(cond)) {                                                               \
             fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-            check_failures_++;                                                      \
-        }                                                                           \
+            check_failures_++;                                                       \
+        }                                                                            \
     } while (0)
 
-#define CHECK_STR(a, b)                                                                 \
-    do {                                                                                \
-        const char *a_ = (a), *b_ = (b);                                                \
-        if (!a_ || !b_ || strcmp(a_, b_)) {                                             \
-            fprintf(stderr, "%s:%d: CHECK_STR failed:\n  got:  %s\n  want: %s\n", __FILE__, \
-                    __LINE__, a_ ? a_ : "(null)", b_ ? b_ : "(null)");                  \
-            check_failures_++;                                                          \
-        }                                                                               \
+#define CHECK_STR(a, b)                                                                               \
+    do {                                                                                              \
+        const char *a_ = (a), *b_ = (b);                                                              \
+        if (!a_ || !b_ || strcmp(a_, b_)) {                                                           \
+            fprintf(stderr, "%s:%d: CHECK_STR failed:\n  got:  %s\n  want: %s\n", __FILE__, __LINE__, \
+                    a_ ? a_ : "(null)", b_ ? b_ : "(null)");                                          \
+            check_failures_++;                                                                        \
+        }                                                                                             \
     } while (0)
 
 struct check_test {
@@ -49,12 +49,15 @@ static inline int check_main(const char *suite, const struct check_test *t, size
     return failed ? 1 : 0;
 }
 
-#define CHECK_RUN(suite, ...)                                                  \
-    int main(void)                                                             \
-    {                                                                          \
-        static const struct check_test t_[] = {__VA_ARGS__};                   \
-        return check_main(suite, t_, sizeof t_ / sizeof t_[0]);                \
+#define CHECK_RUN(suite, ...)                                   \
+    int main(void)                                              \
+    {                                                           \
+        static const struct check_test t_[] = {__VA_ARGS__};    \
+        return check_main(suite, t_, sizeof t_ / sizeof t_[0]); \
     }
-#define T(fn) {#fn, fn}
+#define T(fn)   \
+    {           \
+#fn, fn \
+    }
 
 #endif

@@ -30,8 +30,7 @@ static int collect_fn(void *ctx, const struct store_view *v)
 {
     struct collect *c = ctx;
     c->pos[c->n] = v->pos;
-    snprintf(c->data[c->n], sizeof c->data[0], "%.*s|%.*s", (int)v->pk_len, v->pk,
-             (int)v->data_len, v->data);
+    snprintf(c->data[c->n], sizeof c->data[0], "%.*s|%.*s", (int)v->pk_len, v->pk, (int)v->data_len, v->data);
     c->n++;
     return 0;
 }
