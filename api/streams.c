@@ -409,6 +409,7 @@ void stream_tag_remove(struct stream *s, const char *k)
 /* ---- maintenance ---- */
 
 #define DROP_BATCH 10000
+#define MAINT_TICK_MS 100 /* resident pages are released this often; lifecycle every 5 ticks */
 
 struct drop_list {
     char keys[64][48];
@@ -457,9 +458,21 @@ static void drop_logs(struct api *a)
     }
 }
 
+static bool needs_settling(struct api *a, int64_t now)
+{
+    bool any = false;
+    streams_rdlock(a);
+    for (size_t i = 0; i < a->streams->n && !any; i++)
+        any = stream_status(a->streams->v[i], now) != a->streams->v[i]->status;
+    streams_unlock(a);
+    return any;
+}
+
 /* Make lifecycle transitions durable and retire gone streams. */
 static void settle(struct api *a, int64_t now)
 {
+    if (!needs_settling(a, now))
+        return;
     streams_wrlock(a);
     struct streams *r = a->streams;
     for (size_t i = 0; i < r->n;) {
@@ -481,16 +494,20 @@ void *streams_maintain(void *arg)
 {
     struct api *a = arg;
     pthread_mutex_lock(&a->maint_mu);
+    int tick = 0;
     while (!a->stopping) {
         pthread_mutex_unlock(&a->maint_mu);
-        settle(a, clock_now_ms());
-        drop_logs(a);
+        store_release_cache(a->store);
+        if (tick++ % 5 == 0) {
+            settle(a, clock_now_ms());
+            drop_logs(a);
+        }
         pthread_mutex_lock(&a->maint_mu);
         if (a->stopping)
             break;
         struct timespec ts;
         clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += 200 * 1000000L;
+        ts.tv_nsec += MAINT_TICK_MS * 1000000L;
         if (ts.tv_nsec >= 1000000000L) {
             ts.tv_sec++;
             ts.tv_nsec -= 1000000000L;

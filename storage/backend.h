@@ -38,6 +38,9 @@ struct store_backend {
     int (*meta_get)(void *impl, const char *key, char **val, size_t *len);
     int (*meta_scan)(void *impl, const char *prefix, store_meta_fn fn, void *ctx);
     int (*disk_bytes)(void *impl, uint64_t *bytes);
+    /* Drop this process's mappings of cached data (the OS page cache keeps it); NULL if the
+     * backend keeps no such cache. */
+    void (*release_cache)(void *impl);
 };
 
 extern const struct store_backend store_backend_lmdb;

@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 
 #include "backend.h"
@@ -31,6 +32,7 @@ struct lm {
     pthread_rwlock_t resize;
     uint64_t mapsize;
     char path[4096];
+    char real_path[4096]; /* as the kernel names the mapping */
 };
 
 static void be64(unsigned char *o, uint64_t v)
@@ -104,6 +106,8 @@ static int lm_open(const struct store_config *cfg, void **impl)
         goto fail_env;
     int dead;
     mdb_reader_check(m->env, &dead); /* slots of a killed process */
+    if (!realpath(m->path, m->real_path))
+        m->real_path[0] = 0;
     MDB_envinfo info;
     if (mdb_env_info(m->env, &info) == 0)
         m->mapsize = info.me_mapsize;
@@ -450,6 +454,48 @@ static int lm_disk_bytes(void *impl, uint64_t *bytes)
     return 0;
 }
 
+/* Where LMDB mapped the data file: LMDB does not say (me_mapaddr is only set for
+ * MDB_FIXEDMAP), so read it from /proc/self/maps. */
+static int find_map(const char *path, void **addr, size_t *len)
+{
+    FILE *f = fopen("/proc/self/maps", "r");
+    if (!f)
+        return -1;
+    char line[4400];
+    int rc = -1;
+    size_t pl = strlen(path);
+    while (fgets(line, sizeof line, f)) {
+        size_t n = strlen(line);
+        if (n && line[n - 1] == '\n')
+            line[--n] = 0;
+        if (n < pl || strcmp(line + n - pl, path))
+            continue;
+        unsigned long lo, hi;
+        if (sscanf(line, "%lx-%lx", &lo, &hi) == 2) {
+            *addr = (void *)lo;
+            *len = hi - lo;
+            rc = 0;
+        }
+        break;
+    }
+    fclose(f);
+    return rc;
+}
+
+/* LMDB maps the file read-only (no MDB_WRITEMAP) and never changes a page a reader can see,
+ * so dropping the mapping of any page is safe at any time: the next access re-reads the same
+ * bytes from the page cache. */
+static void lm_release_cache(void *impl)
+{
+    struct lm *m = impl;
+    pthread_rwlock_rdlock(&m->resize); /* the map does not move meanwhile */
+    void *addr;
+    size_t len;
+    if (find_map(m->real_path, &addr, &len) == 0)
+        madvise(addr, len, MADV_DONTNEED);
+    pthread_rwlock_unlock(&m->resize);
+}
+
 const struct store_backend store_backend_lmdb = {
     .name = "lmdb",
     .open = lm_open,
@@ -463,4 +509,5 @@ const struct store_backend store_backend_lmdb = {
     .meta_get = lm_meta_get,
     .meta_scan = lm_meta_scan,
     .disk_bytes = lm_disk_bytes,
+    .release_cache = lm_release_cache,
 };

@@ -1,12 +1,16 @@
 /* store.c: the storage front: record sealing, group commit, and dispatch to the backend.
  *
- * Group commit. store_append seals its records in the caller's thread, queues one job and
- * waits. One committer thread takes every queued job at once (up to a byte budget), hands them
- * to the backend as one batch (one transaction, one fsync) and wakes the waiters. While a batch
- * commits, new jobs queue up for the next one, so batch size follows load by itself: one
- * writer gets a commit of its own, a hundred concurrent writers share a few.
+ * Group commit (the leader/follower queue of LevelDB's writer). store_append seals its
+ * records in the caller's thread and queues one job. The job at the front of the queue is the
+ * leader: it takes every queued job (up to a byte budget), hands them to the backend as one
+ * batch (one transaction, one fsync), then marks them done, wakes each owner on its own
+ * condition variable, and wakes the next front job, which leads the next batch. While a batch
+ * commits, new jobs queue behind it, so batch size follows load by itself: a lone writer
+ * commits its own records with no thread hand-off, a hundred concurrent writers share a few
+ * commits, and nobody is woken who has nothing to do.
  *
- * Invariant: a job's positions are filled, and its rc set, before `done` is set under `mu`. */
+ * Invariant: a job's positions are filled and its rc set before `done` is set under `mu`;
+ * only the leader (the queue's front, not done) touches the backend's write path. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,7 +18,8 @@
 #include "backend.h"
 #include "format.h"
 
-#define BATCH_BYTES (64u << 20) /* data budget for one commit */
+#define BATCH_BYTES (64u << 20)  /* data budget for one commit */
+#define RELEASE_BYTES (4u << 20) /* release resident pages after this much data was touched */
 
 struct job {
     struct backend_append *a; /* nb appends, in the job's own allocation */
@@ -22,6 +27,7 @@ struct job {
     size_t bytes;
     int rc;
     int done;
+    pthread_cond_t cv;
     struct job *next;
 };
 
@@ -29,69 +35,67 @@ struct store {
     const struct store_backend *be;
     void *impl;
     pthread_mutex_t mu;
-    pthread_cond_t work; /* committer: jobs queued or closing */
-    pthread_cond_t done; /* waiters: a batch finished */
-    struct job *head, *tail;
+    struct job *head, *tail; /* queued jobs; head leads */
     int closing;
-    pthread_t committer;
+    struct backend_append *batch; /* the leader's scratch array, guarded by leadership */
+    size_t batch_cap;
+    uint64_t touched; /* bytes read or written since the last release (atomic) */
 };
 
-static void *commit_loop(void *arg)
+/* Count bytes that went through the backend's cache; past RELEASE_BYTES, whoever crosses the
+ * mark releases the resident pages, so RSS stays bounded however fast data streams through. */
+static void touch(struct store *s, uint64_t bytes)
 {
-    struct store *s = arg;
-    struct backend_append *batch = NULL;
-    size_t cap = 0;
-    pthread_mutex_lock(&s->mu);
-    for (;;) {
-        while (!s->head && !s->closing)
-            pthread_cond_wait(&s->work, &s->mu);
-        if (!s->head && s->closing)
-            break;
-        /* take jobs up to the byte budget (at least one) */
-        struct job *first = s->head, *j = first, *last = NULL;
-        size_t n = 0, bytes = 0;
-        size_t na = 0;
-        while (j && (n == 0 || bytes + j->bytes <= BATCH_BYTES)) {
-            bytes += j->bytes;
-            na += j->nb;
-            last = j;
-            j = j->next;
-            n++;
-        }
-        s->head = j;
-        if (!j)
-            s->tail = NULL;
-        pthread_mutex_unlock(&s->mu);
+    uint64_t t = __atomic_add_fetch(&s->touched, bytes, __ATOMIC_RELAXED);
+    if (t >= RELEASE_BYTES &&
+        __atomic_compare_exchange_n(&s->touched, &t, 0, false, __ATOMIC_RELAXED, __ATOMIC_RELAXED))
+        store_release_cache(s);
+}
 
-        if (na > cap) {
-            cap = na * 2;
-            struct backend_append *nb = realloc(batch, cap * sizeof *batch);
-            if (!nb)
-                abort();
-            batch = nb;
-        }
-        j = first;
-        size_t k = 0;
-        for (size_t i = 0; i < n; i++, j = j->next)
-            for (size_t b = 0; b < j->nb; b++)
-                batch[k++] = j->a[b];
-        int rc = s->be->append_batch(s->impl, batch, na);
-
-        pthread_mutex_lock(&s->mu);
-        j = first;
-        for (size_t i = 0; i < n; i++) {
-            struct job *nx = j->next;
-            j->rc = rc;
-            j->done = 1;
-            if (j == last)
-                break;
-            j = nx;
-        }
-        pthread_cond_broadcast(&s->done);
+/* Called by the leader with mu held; returns with mu held and its own job done. */
+static void lead(struct store *s)
+{
+    struct job *first = s->head, *j = first, *last = NULL;
+    size_t n = 0, na = 0, bytes = 0;
+    while (j && (n == 0 || bytes + j->bytes <= BATCH_BYTES)) {
+        bytes += j->bytes;
+        na += j->nb;
+        last = j;
+        j = j->next;
+        n++;
     }
     pthread_mutex_unlock(&s->mu);
-    free(batch);
-    return NULL;
+
+    if (na > s->batch_cap) {
+        s->batch_cap = na * 2;
+        struct backend_append *nb = realloc(s->batch, s->batch_cap * sizeof *nb);
+        if (!nb)
+            abort();
+        s->batch = nb;
+    }
+    size_t k = 0;
+    j = first;
+    for (size_t i = 0; i < n; i++, j = j->next)
+        for (size_t b = 0; b < j->nb; b++)
+            s->batch[k++] = j->a[b];
+    int rc = s->be->append_batch(s->impl, s->batch, na);
+    touch(s, bytes);
+
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        j = s->head;
+        s->head = j->next;
+        if (!s->head)
+            s->tail = NULL;
+        j->rc = rc;
+        j->done = 1;
+        if (j != first)
+            pthread_cond_signal(&j->cv);
+        if (j == last)
+            break;
+    }
+    if (s->head)
+        pthread_cond_signal(&s->head->cv); /* the next leader */
 }
 
 int store_open(const struct store_config *cfg, struct store **out)
@@ -108,13 +112,6 @@ int store_open(const struct store_config *cfg, struct store **out)
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
-    pthread_cond_init(&s->work, NULL);
-    pthread_cond_init(&s->done, NULL);
-    if (pthread_create(&s->committer, NULL, commit_loop, s)) {
-        s->be->close(s->impl);
-        free(s);
-        return STORE_NOMEM;
-    }
     *out = s;
     return 0;
 }
@@ -125,13 +122,11 @@ void store_close(struct store *s)
         return;
     pthread_mutex_lock(&s->mu);
     s->closing = 1;
-    pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
-    pthread_join(s->committer, NULL);
+    /* the caller has stopped its writers; any job still queued finishes before close */
     s->be->close(s->impl);
     pthread_mutex_destroy(&s->mu);
-    pthread_cond_destroy(&s->work);
-    pthread_cond_destroy(&s->done);
+    free(s->batch);
     free(s);
 }
 
@@ -192,9 +187,11 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
         }
     }
     struct job j = {.a = ap, .nb = nbatches, .bytes = total};
+    pthread_cond_init(&j.cv, NULL);
     pthread_mutex_lock(&s->mu);
     if (s->closing) {
         pthread_mutex_unlock(&s->mu);
+        pthread_cond_destroy(&j.cv);
         free(mem);
         return STORE_CLOSED;
     }
@@ -203,10 +200,12 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
     else
         s->head = &j;
     s->tail = &j;
-    pthread_cond_signal(&s->work);
-    while (!j.done)
-        pthread_cond_wait(&s->done, &s->mu);
+    while (!j.done && s->head != &j)
+        pthread_cond_wait(&j.cv, &s->mu);
+    if (!j.done)
+        lead(s);
     pthread_mutex_unlock(&s->mu);
+    pthread_cond_destroy(&j.cv);
     if (j.rc == 0) {
         k = 0;
         for (size_t b = 0; b < nbatches; b++)
@@ -220,6 +219,7 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
 struct scan_ctx {
     store_scan_fn fn;
     void *ctx;
+    uint64_t bytes;
 };
 
 static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
@@ -232,6 +232,7 @@ static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
     size_t pk_len = (size_t)h.pk_len[0] | (size_t)h.pk_len[1] << 8;
     if (h.version != FORMAT_VERSION || (h.flags & FORMAT_F_SEALED) || pk_len > len - FORMAT_HDR)
         return STORE_CORRUPT;
+    sc->bytes += len;
     struct store_view v = {
         .pos = pos,
         .pk = val + FORMAT_HDR,
@@ -245,8 +246,10 @@ static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
 int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, store_scan_fn fn,
                void *ctx)
 {
-    struct scan_ctx sc = {fn, ctx};
-    return s->be->scan(s->impl, log, from, max_n, max_bytes, unseal, &sc);
+    struct scan_ctx sc = {fn, ctx, 0};
+    int rc = s->be->scan(s->impl, log, from, max_n, max_bytes, unseal, &sc);
+    touch(s, sc.bytes);
+    return rc;
 }
 
 int store_log_bounds(struct store *s, uint64_t log, uint64_t *last, uint64_t *first)
@@ -278,6 +281,12 @@ int store_meta_get(struct store *s, const char *key, char **val, size_t *len)
 int store_meta_scan(struct store *s, const char *prefix, store_meta_fn fn, void *ctx)
 {
     return s->be->meta_scan(s->impl, prefix, fn, ctx);
+}
+
+void store_release_cache(struct store *s)
+{
+    if (s->be->release_cache)
+        s->be->release_cache(s->impl);
 }
 
 int store_disk_bytes(struct store *s, uint64_t *bytes) { return s->be->disk_bytes(s->impl, bytes); }
