@@ -152,6 +152,21 @@ int seq_parse(const char *s, uint64_t *uid, uint32_t *shard, uint64_t *pos)
     return 0;
 }
 
+int seq_legacy_shard(const char *s, uint32_t *shard)
+{
+    u128 n;
+    if (strlen(s) > 39 || u128_parse(s, &n))
+        return -1;
+    if (n < (u128)1 << 124)
+        n += (u128)1 << 124;
+    /* hex digits 1..9 hold the creation second, which AWS bounds; the last 4 the shard */
+    uint64_t secs = (uint64_t)(n >> 88) & 0xFFFFFFFFFull;
+    if (secs >= 16025175000ull)
+        return -1;
+    *shard = (uint32_t)(n & 0xFFFF);
+    return 0;
+}
+
 /* ---- shard iterators ---- */
 
 #define ITER_VERSION 1

@@ -205,6 +205,11 @@ void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t po
 /* Decode a sequence number; -1 when it is not one of ours. */
 int seq_parse(const char *s, uint64_t *uid, uint32_t *shard, uint64_t *pos);
 
+/* A number that is not one of ours may still decode in AWS's original (version 0) layout,
+ * below 2^128, whose low 16 bits name a shard: AWS answers such numbers by that shard.
+ * Returns 0 with *shard set, or -1 when it does not decode. */
+int seq_legacy_shard(const char *s, uint32_t *shard);
+
 /* Seal bytes into opaque, authenticated text (arena) / open such text (-1 if forged). Used for
  * shard iterators and pagination tokens. */
 const char *seal_text(struct api_ctx *c, const void *plain, size_t len);

@@ -72,19 +72,30 @@ static int run(struct api_ctx *c)
     shard_id(id, ix);
     streams_rdlock(c->api);
     struct stream *s = streams_find(c->api, name, c->now_ms);
-    struct shard *sh = s && s->uid == uid ? shard_by_index(s, ix) : NULL;
+    struct shard *sh = s ? shard_by_index(s, ix) : NULL;
+    bool successor = s && s->uid != uid; /* the stream was deleted and created again */
     int64_t horizon = s ? c->now_ms - (int64_t)s->retention_h * 3600000 : 0;
     uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
     streams_unlock(c->api);
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
                         id, name, c->api->account);
+    struct enc *e = &c->out;
+    if (successor) { /* as AWS: an iterator of the old stream reads nothing from the new one */
+        enc_obj_begin(e);
+        enc_key(e, "Records");
+        enc_arr_begin(e);
+        enc_arr_end(e);
+        enc_key(e, "MillisBehindLatest"), enc_int(e, 0);
+        enc_key(e, "NextShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, pos, c->now_ms));
+        enc_obj_end(e);
+        return 0;
+    }
     int64_t limit = 10000;
     req_int(c, "Limit", &limit);
     uint64_t from = pos > pos_floor(horizon) ? pos : pos_floor(horizon);
 
     struct reader r = {c, uid, ix, 0, 0};
-    struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "Records");
     enc_arr_begin(e);
