@@ -35,7 +35,7 @@ static const struct {
 #undef KERR
 };
 
-#define OP(wire, stem, flags) extern const struct op_def op_##stem;
+#define OP(wire, stem, flags, rate) extern const struct op_def op_##stem;
 #include "ops.def"
 #undef OP
 
@@ -43,37 +43,58 @@ static const struct {
     const char *wire;
     const struct op_def *def;
     int flags;
+    int rate;
 } ops[] = {
-#define OP(wire, stem, flags) {wire, &op_##stem, flags},
+#define OP(wire, stem, flags, rate) {wire, &op_##stem, flags, rate},
 #include "ops.def"
 #undef OP
 };
 
 /* ---- clock ---- */
 
+static int64_t clock_offset_ms; /* tests move time forward; never backward */
+
 int64_t clock_now_ms(void)
 {
     struct timespec ts;
     clock_gettime(CLOCK_REALTIME, &ts);
-    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000 +
+           __atomic_load_n(&clock_offset_ms, __ATOMIC_RELAXED);
+}
+
+void api_clock_advance(int64_t ms)
+{
+    if (ms > 0)
+        __atomic_add_fetch(&clock_offset_ms, ms, __ATOMIC_RELAXED);
 }
 
 /* ---- request ids ---- */
 
-void api_request_id(char out[40])
+uint64_t api_rand64(void)
 {
     static _Thread_local uint64_t s0, s1;
-    if (!s0 && !s1)
-        randombytes_buf(&s0, sizeof s0), randombytes_buf(&s1, sizeof s1), s1 |= 1;
-    /* xorshift128+ */
-    uint64_t w[2];
-    for (int i = 0; i < 2; i++) {
-        uint64_t x = s0, y = s1;
-        s0 = y;
-        x ^= x << 23;
-        s1 = x ^ y ^ (x >> 17) ^ (y >> 26);
-        w[i] = s1 + y;
+    if (!s0 && !s1) {
+        randombytes_buf(&s0, sizeof s0);
+        randombytes_buf(&s1, sizeof s1);
+        s1 |= 1;
     }
+    /* xorshift128+ */
+    uint64_t x = s0, y = s1;
+    s0 = y;
+    x ^= x << 23;
+    s1 = x ^ y ^ (x >> 17) ^ (y >> 26);
+    return s1 + y;
+}
+
+bool api_inject_fault(struct api *a)
+{
+    return a->cfg.error_probability > 0 &&
+           (double)(api_rand64() >> 11) * 0x1.0p-53 < a->cfg.error_probability;
+}
+
+void api_request_id(char out[40])
+{
+    uint64_t w[2] = {api_rand64(), api_rand64()};
     snprintf(out, 40, "%08" PRIx32 "-%04" PRIx32 "-4%03" PRIx32 "-%04" PRIx32 "-%012" PRIx64,
              (uint32_t)(w[0] >> 32), (uint32_t)(w[0] >> 16) & 0xFFFF, (uint32_t)w[0] & 0xFFF,
              ((uint32_t)(w[1] >> 48) & 0x3FFF) | 0x8000, (uint64_t)(w[1] & 0xFFFFFFFFFFFFull));
@@ -100,6 +121,18 @@ int api_fail(struct api_ctx *c, enum kerr e, const char *fmt, ...)
         c->err_msg = m;
     }
     return -1;
+}
+
+const char *kerr_type(enum kerr e) { return kerrs[e].type; }
+
+const char *record_error_message(struct api_ctx *c, enum kerr e, uint32_t shard)
+{
+    if (e != KERR_THROUGHPUT_EXCEEDED)
+        return "Internal service failure.";
+    char id[32];
+    shard_id(id, shard);
+    return arena_printf(&c->arena, "Rate exceeded for shard %s in stream %s under account %s.", id,
+                        c->stream_name, c->api->account);
 }
 
 int api_store_fail(struct api_ctx *c, int rc)
@@ -331,6 +364,10 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
 {
     struct api_ctx c = {.api = a, .region = a->region};
     arena_init(&c.arena);
+    if (a->cfg.latency_ms > 0) {
+        struct timespec ts = {a->cfg.latency_ms / 1000, (a->cfg.latency_ms % 1000) * 1000000};
+        nanosleep(&ts, NULL);
+    }
     c.now_ms = clock_now_ms();
     memset(resp, 0, sizeof *resp);
     api_request_id(resp->request_id);
@@ -398,6 +435,15 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
     }
     c.req = req;
     c.fmt = fmt;
+    if (a->limits && !limits_op(a->limits, op)) {
+        const char *sn = req_str(&c, "StreamName");
+        if (sn)
+            api_fail(&c, KERR_LIMIT_EXCEEDED, "Rate exceeded for stream %s under account %s.", sn,
+                     a->account);
+        else
+            api_fail(&c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
+        goto error;
+    }
     if (ops[op].def->check && ops[op].def->check(&c))
         goto error;
     if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(&c))
@@ -451,6 +497,35 @@ static int load_iter_key(struct api *a)
     return store_meta_put(a->store, "iterator-key", a->iter_key, sizeof a->iter_key);
 }
 
+/* AWS's control-plane rates from ops.def, overridden by "Op=N,Op=N". */
+static int setup_limits(struct api *a)
+{
+    enum { NOPS = sizeof ops / sizeof ops[0] };
+    double rates[NOPS];
+    for (size_t i = 0; i < NOPS; i++)
+        rates[i] = ops[i].rate;
+    for (const char *p = a->cfg.rate_limits; p && *p;) {
+        const char *eq = strchr(p, '='), *end = strchr(p, ',');
+        if (!end)
+            end = p + strlen(p);
+        size_t i = 0;
+        while (eq && eq < end && i < NOPS &&
+               (strlen(ops[i].wire) != (size_t)(eq - p) || strncmp(ops[i].wire, p, (size_t)(eq - p))))
+            i++;
+        char *num_end;
+        double v = eq && eq < end ? strtod(eq + 1, &num_end) : -1;
+        if (!eq || eq > end || i == NOPS || v < 0 || num_end != end) {
+            fprintf(stderr, "kinesd: --rate-limit expects Operation=callsPerSecond, got '%.*s'\n",
+                    (int)(end - p), p);
+            return -1;
+        }
+        rates[i] = v;
+        p = *end ? end + 1 : end;
+    }
+    a->limits = limits_new(rates, NOPS);
+    return 0;
+}
+
 int api_open(const struct api_config *cfg, struct api **out)
 {
     if (sodium_init() < 0) {
@@ -473,6 +548,12 @@ int api_open(const struct api_config *cfg, struct api **out)
     }
     if ((rc = load_iter_key(a)) || (rc = streams_open(a))) {
         fprintf(stderr, "kinesd: cannot load state from %s (%d)\n", cfg->data_dir, rc);
+        streams_close(a);
+        store_close(a->store);
+        free(a);
+        return -1;
+    }
+    if (!cfg->no_limits && setup_limits(a)) {
         streams_close(a);
         store_close(a->store);
         free(a);
@@ -501,6 +582,7 @@ void api_close(struct api *a)
     pthread_join(a->maint, NULL);
     streams_close(a);
     store_close(a->store);
+    limits_free(a->limits);
     pthread_mutex_destroy(&a->maint_mu);
     pthread_cond_destroy(&a->maint_cv);
     free(a);

@@ -18,8 +18,12 @@ struct api_config {
     bool sync;                               /* fsync each commit */
     int64_t create_ms, delete_ms, update_ms; /* lifecycle delays */
     int shard_limit;
-    const char *region;  /* default region when the request names none */
-    const char *account; /* 12 digits */
+    const char *region;       /* default region when the request names none */
+    const char *account;      /* 12 digits */
+    bool no_limits;           /* switch off throughput limits */
+    double error_probability; /* inject PutRecord(s)/GetRecords failures with this probability */
+    int64_t latency_ms;       /* added to every API request */
+    const char *rate_limits;  /* "Op=N,Op=N": per-account control-plane rates; NULL for AWS's */
 };
 
 struct api_request {
@@ -56,6 +60,9 @@ size_t api_max_body(const struct api *a);
 
 /* Fill resp with the 413 answer for a body of the announced size. */
 void api_too_large(struct api *a, const char *content_type, uint64_t size, struct api_response *resp);
+
+/* Move the clock forward by ms (tests only; the server exposes it with --test-clock). */
+void api_clock_advance(int64_t ms);
 
 /* A fresh request id (36 characters, UUID form) into out[40]. */
 void api_request_id(char out[40]);

@@ -56,6 +56,7 @@ struct stream {
 };
 
 struct streams; /* the registry: every stream, by name, behind a rwlock */
+struct limits;  /* token buckets (limits.c) */
 
 struct api {
     struct api_config cfg;
@@ -63,6 +64,7 @@ struct api {
     struct store *store;
     struct streams *streams;
     unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
+    struct limits *limits;      /* NULL with --no-limits */
     pthread_t maint;
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
@@ -86,6 +88,10 @@ struct api_ctx {
 
 /* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
 int api_resolve_stream(struct api_ctx *c);
+/* AWS's __type of an error (errors.def). */
+const char *kerr_type(enum kerr e);
+/* The message of a per-record failure of PutRecords / PutRecord (arena). */
+const char *record_error_message(struct api_ctx *c, enum kerr e, uint32_t shard);
 /* Record an error for this request. Returns -1, for `return api_fail(...)`. */
 int api_fail(struct api_ctx *c, enum kerr e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The store failed: log it and answer InternalFailure. */
@@ -113,13 +119,29 @@ struct put_item {
     u128 hash;       /* out */
     uint32_t shard;  /* out: shard index */
     uint64_t pos;    /* out: position in the shard's log */
+    enum kerr err;   /* out: 0, or why this record was not written (throttled, injected) */
 };
-/* Route items to the open shards of c->stream_name and append them durably. *uid gets the
- * stream's uid. Returns 0, or -1 with the error recorded. */
+/* Route items to the open shards of c->stream_name and append them durably, except those
+ * that the shard's write limit or an injected fault turned away (their err says which; they
+ * are not written). *uid gets the stream's uid. Returns 0, or -1 with the error recorded. */
 int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t *uid);
 
-/* ---- clock ---- */
+/* ---- limits (limits.c); each returns whether the call or record may proceed ---- */
+struct limits *limits_new(const double *op_rates, size_t nops);
+void limits_free(struct limits *l);
+bool limits_write(struct limits *l, uint64_t log, size_t bytes);      /* one record */
+bool limits_read_call(struct limits *l, uint64_t log);                /* one GetRecords */
+void limits_read_bytes(struct limits *l, uint64_t log, size_t bytes); /* charge its answer */
+bool limits_iterator(struct limits *l, uint64_t log);                 /* one GetShardIterator */
+bool limits_op(struct limits *l, int op);                             /* one control-plane call */
+
+/* ---- clock, randomness, injected faults ---- */
+/* Milliseconds since the epoch, plus the test offset (api_clock_advance). */
 int64_t clock_now_ms(void);
+/* A fast thread-local pseudo-random number (not for secrets). */
+uint64_t api_rand64(void);
+/* Whether to inject a failure now (--error-probability). */
+bool api_inject_fault(struct api *a);
 
 /* ---- streams.c ---- */
 int streams_open(struct api *a);
@@ -155,6 +177,12 @@ struct stream *ctx_stream(struct api_ctx *c);
 const char *stream_arn(struct api_ctx *c, const struct stream *s);
 /* The shared parts of DescribeStream and DescribeStreamSummary answers. */
 void enc_stream_common(struct api_ctx *c, const struct stream *s);
+/* A closed shard whose records have all passed retention is gone from listings, as AWS's
+ * expired shards are. */
+static inline bool shard_expired(const struct stream *s, const struct shard *sh, int64_t now)
+{
+    return sh->closed_ms && sh->closed_ms + (int64_t)s->retention_h * 3600000 < now;
+}
 /* One Shard object (DescribeStream, ListShards). */
 void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh);
 /* Whether every character of a tag key or value is one AWS allows. */

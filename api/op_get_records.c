@@ -24,6 +24,7 @@ struct reader {
     uint32_t shard;
     uint64_t last_pos;
     size_t n;
+    size_t bytes;
 };
 
 static int emit(void *ctx, const struct store_view *v)
@@ -40,6 +41,7 @@ static int emit(void *ctx, const struct store_view *v)
     enc_obj_end(e);
     r->last_pos = v->pos;
     r->n++;
+    r->bytes += v->data_len + v->pk_len;
     return 0;
 }
 
@@ -68,6 +70,7 @@ static int run(struct api_ctx *c)
                         "which is further in the future than the tolerated delay of 300000 milliseconds.",
                         t1, t2);
     }
+    c->stream_name = name;
     char id[32];
     shard_id(id, ix);
     streams_rdlock(c->api);
@@ -91,11 +94,16 @@ static int run(struct api_ctx *c)
         enc_obj_end(e);
         return 0;
     }
+    if (api_inject_fault(c->api) && api_rand64() & 1)
+        return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
+    if (api_inject_fault(c->api) || (c->api->limits && !limits_read_call(c->api->limits, log_id(uid, ix))))
+        return api_fail(c, KERR_THROUGHPUT_EXCEEDED, "%s",
+                        record_error_message(c, KERR_THROUGHPUT_EXCEEDED, ix));
     int64_t limit = 10000;
     req_int(c, "Limit", &limit);
     uint64_t from = pos > pos_floor(horizon) ? pos : pos_floor(horizon);
 
-    struct reader r = {c, uid, ix, 0, 0};
+    struct reader r = {c, uid, ix, 0, 0, 0};
     enc_obj_begin(e);
     enc_key(e, "Records");
     enc_arr_begin(e);
@@ -103,6 +111,8 @@ static int run(struct api_ctx *c)
     if (rc)
         return api_store_fail(c, rc);
     enc_arr_end(e);
+    if (c->api->limits)
+        limits_read_bytes(c->api->limits, log_id(uid, ix), r.bytes);
     uint64_t next = r.n ? r.last_pos + 1 : from;
     uint64_t last = 0;
     rc = store_log_bounds(c->api->store, log_id(uid, ix), &last, NULL);

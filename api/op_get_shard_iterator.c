@@ -32,12 +32,17 @@ static int run(struct api_ctx *c)
     streams_rdlock(c->api);
     struct stream *s = streams_find(c->api, name, c->now_ms);
     struct shard *sh = s && stream_status(s, c->now_ms) != ST_CREATING ? shard_by_index(s, ix) : NULL;
+    if (sh && shard_expired(s, sh, c->now_ms))
+        sh = NULL;
     uint64_t uid = s ? s->uid : 0;
     uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
     streams_unlock(c->api);
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
                         id, name, acct);
+    if (c->api->limits && !limits_iterator(c->api->limits, log_id(uid, ix)))
+        return api_fail(c, KERR_THROUGHPUT_EXCEEDED,
+                        "Rate exceeded for shard %s in stream %s under account %s.", id, name, acct);
     bool wants_seq = !strcmp(type, "AT_SEQUENCE_NUMBER") || !strcmp(type, "AFTER_SEQUENCE_NUMBER");
     uint64_t pos = 0;
     if (seq && *seq && !strcmp(type, "AT_TIMESTAMP") == 0 && !wants_seq)

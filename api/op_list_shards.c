@@ -78,7 +78,7 @@ static int run(struct api_ctx *c)
     uint32_t last = 0;
     bool more = false;
     for (uint32_t i = 0; i < s->nshards; i++) {
-        if ((int64_t)s->shards[i].index <= after_index)
+        if ((int64_t)s->shards[i].index <= after_index || shard_expired(s, &s->shards[i], c->now_ms))
             continue;
         if (n == max) {
             more = true;

@@ -30,10 +30,18 @@ static int run(struct api_ctx *c)
                         "at 'data' failed to satisfy constraint: Member must have length less than or "
                         "equal to %zu",
                         data->len, data->len, (size_t)1048576 - pk->len);
-    struct put_item it = {pk->s, pk->len, data->s, data->len, req_str(c, "ExplicitHashKey"), 0, 0, 0};
+    struct put_item it = {.pk = pk->s,
+                          .pk_len = pk->len,
+                          .data = data->s,
+                          .data_len = data->len,
+                          .ehk = req_str(c, "ExplicitHashKey")};
     uint64_t uid;
     if (put_records_append(c, &it, 1, &uid))
         return -1;
+    if (it.err == KERR_THROUGHPUT_EXCEEDED)
+        return api_fail(c, it.err, "%s", record_error_message(c, it.err, it.shard));
+    if (it.err)
+        return api_fail(c, it.err, NULL);
     char id[32], seq[SEQ_LEN + 1];
     shard_id(id, it.shard);
     seq_format(seq, uid, it.shard, it.pos);

@@ -39,21 +39,34 @@ static int run(struct api_ctx *c)
                             data->len, data->len, i + 1, (size_t)1048576 - pk->len);
         total += pk->len + data->len;
         const struct kv *ehk = kv_get(r, "ExplicitHashKey");
-        items[i] = (struct put_item){
-            pk->s, pk->len, data->s, data->len, ehk && ehk->type == KV_STR ? ehk->s : NULL, 0, 0, 0};
+        items[i] = (struct put_item){.pk = pk->s,
+                                     .pk_len = pk->len,
+                                     .data = data->s,
+                                     .data_len = data->len,
+                                     .ehk = ehk && ehk->type == KV_STR ? ehk->s : NULL};
     }
     if (total > MAX_REQUEST_BYTES)
         return api_fail(c, KERR_INVALID_ARGUMENT, "Records size exceeds 5 MB limit");
     uint64_t uid;
     if (put_records_append(c, items, n, &uid))
         return -1;
+    int64_t failed = 0;
+    for (i = 0; i < n; i++)
+        failed += items[i].err != 0;
     struct enc *e = &c->out;
     enc_obj_begin(e);
-    enc_key(e, "FailedRecordCount"), enc_int(e, 0);
+    enc_key(e, "FailedRecordCount"), enc_int(e, failed);
     enc_key(e, "Records");
     enc_arr_begin(e);
     char id[32], seq[SEQ_LEN + 1];
     for (i = 0; i < n; i++) {
+        if (items[i].err) {
+            enc_obj_begin(e);
+            enc_key(e, "ErrorCode"), enc_strz(e, kerr_type(items[i].err));
+            enc_key(e, "ErrorMessage"), enc_strz(e, record_error_message(c, items[i].err, items[i].shard));
+            enc_obj_end(e);
+            continue;
+        }
         shard_id(id, items[i].shard);
         seq_format(seq, uid, items[i].shard, items[i].pos);
         enc_obj_begin(e);

@@ -43,11 +43,27 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
     }
     streams_unlock(c->api);
 
+    /* turn away what the shards' write limits do not admit, and injected failures */
+    size_t admitted = 0;
+    for (size_t i = 0; i < n; i++) {
+        items[i].err = 0;
+        if (api_inject_fault(c->api))
+            items[i].err = api_rand64() & 1 ? KERR_THROUGHPUT_EXCEEDED : KERR_INTERNAL_FAILURE;
+        else if (c->api->limits && !limits_write(c->api->limits, log_id(*uid, items[i].shard),
+                                                 items[i].pk_len + items[i].data_len))
+            items[i].err = KERR_THROUGHPUT_EXCEEDED;
+        admitted += !items[i].err;
+    }
+    if (!admitted)
+        return 0;
+
     /* one batch per distinct shard, records in request order within it */
     struct store_rec *recs = arena_alloc(&c->arena, n * sizeof *recs);
     struct store_batch *batches = arena_alloc(&c->arena, n * sizeof *batches);
     size_t *slot = arena_alloc(&c->arena, n * sizeof *slot);
     bool *placed = arena_zalloc(&c->arena, n);
+    for (size_t i = 0; i < n; i++)
+        placed[i] = items[i].err != 0;
     size_t nb = 0, k = 0;
     uint64_t floor = pos_floor(c->now_ms);
     for (size_t i = 0; i < n; i++) {
@@ -68,6 +84,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
     if (rc)
         return api_store_fail(c, rc);
     for (size_t i = 0; i < n; i++)
-        items[i].pos = recs[slot[i]].pos;
+        if (!items[i].err)
+            items[i].pos = recs[slot[i]].pos;
     return 0;
 }

@@ -490,6 +490,40 @@ static void settle(struct api *a, int64_t now)
     streams_unlock(a);
 }
 
+#define TRIM_BATCH 5000
+
+/* Delete records past each stream's retention, TRIM_BATCH per short transaction, without
+ * holding the registry lock while the store works. */
+static void trim_expired(struct api *a, int64_t now)
+{
+    streams_rdlock(a);
+    size_t n = 0;
+    for (size_t i = 0; i < a->streams->n; i++)
+        n += a->streams->v[i]->nshards;
+    uint64_t *logs = malloc((n ? n : 1) * 2 * sizeof *logs);
+    if (!logs)
+        abort();
+    size_t k = 0;
+    for (size_t i = 0; i < a->streams->n; i++) {
+        struct stream *s = a->streams->v[i];
+        uint64_t below = pos_floor(now - (int64_t)s->retention_h * 3600000);
+        for (uint32_t j = 0; j < s->nshards; j++) {
+            logs[k++] = log_id(s->uid, s->shards[j].index);
+            logs[k++] = below;
+        }
+    }
+    streams_unlock(a);
+    for (size_t i = 0; i < k && !a->stopping; i += 2) {
+        size_t del;
+        do {
+            del = 0;
+            if (store_trim(a->store, logs[i], logs[i + 1], TRIM_BATCH, &del))
+                break;
+        } while (del == TRIM_BATCH && !a->stopping);
+    }
+    free(logs);
+}
+
 void *streams_maintain(void *arg)
 {
     struct api *a = arg;
@@ -499,7 +533,9 @@ void *streams_maintain(void *arg)
         pthread_mutex_unlock(&a->maint_mu);
         store_release_cache(a->store);
         if (tick++ % 5 == 0) {
-            settle(a, clock_now_ms());
+            int64_t now = clock_now_ms();
+            settle(a, now);
+            trim_expired(a, now);
             drop_logs(a);
         }
         pthread_mutex_lock(&a->maint_mu);

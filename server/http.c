@@ -24,6 +24,7 @@
 struct http {
     struct MHD_Daemon *d;
     struct api *api;
+    int test_clock;
 };
 
 struct conn {
@@ -183,6 +184,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         MHD_destroy_response(r);
         return ret;
     }
+    if (h->test_clock && !strcmp(method, "POST") && !strcmp(url, "/_test/advance-clock")) {
+        const char *ms = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ms");
+        api_clock_advance(ms ? strtoll(ms, NULL, 10) : 0);
+        return send_text(c, 200, "{}");
+    }
     if (strcmp(method, "POST"))
         return send_text(c, 403,
                          "<AccessDeniedException>\n  <Message>Unable to determine service/operation name "
@@ -218,12 +224,13 @@ static void completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_
     }
 }
 
-int http_start(struct api *a, const char *host, uint16_t port, struct http **out)
+int http_start(struct api *a, const char *host, uint16_t port, int test_clock, struct http **out)
 {
     struct http *h = calloc(1, sizeof *h);
     if (!h)
         return -1;
     h->api = a;
+    h->test_clock = test_clock;
     struct sockaddr_in6 a6 = {0};
     struct sockaddr_in a4 = {0};
     struct sockaddr *sa;

@@ -8,9 +8,10 @@
 
 struct http;
 
-/* Listen on host:port and serve requests through api. *out owned by the caller until
+/* Listen on host:port and serve requests through api. With test_clock, POST
+ * /_test/advance-clock?ms=N moves the server's clock forward. *out owned by the caller until
  * http_stop. Returns 0 or -1 after printing why. */
-int http_start(struct api *a, const char *host, uint16_t port, struct http **out);
+int http_start(struct api *a, const char *host, uint16_t port, int test_clock, struct http **out);
 
 /* Stop accepting, finish in-flight requests, release everything. */
 void http_stop(struct http *h);

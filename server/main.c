@@ -30,6 +30,11 @@ static void usage(FILE *f)
                "  --account-id ID        12-digit account id (default 000000000000)\n"
                "  --sync | --no-sync     fsync every commit (default --sync)\n"
                "  --log-level L          error, warn, info or debug (default info)\n"
+               "  --no-limits            no per-shard or per-account throughput limits\n"
+               "  --rate-limit OP=N,...  control-plane calls per second for the account (0: none)\n"
+               "  --error-probability P  fail PutRecord(s) entries and GetRecords calls with probability P\n"
+               "  --latency-ms N         add N ms to every API request\n"
+               "  --test-clock           accept POST /_test/advance-clock?ms=N (tests only)\n"
                "  --help, --version\n");
 }
 
@@ -70,6 +75,11 @@ enum {
     O_HELP,
     O_VERSION,
     O_SSL,
+    O_NOLIMITS,
+    O_RATES,
+    O_ERRP,
+    O_LATENCY,
+    O_TESTCLOCK,
 };
 
 int main(int argc, char **argv)
@@ -96,11 +106,19 @@ int main(int argc, char **argv)
         {"help", no_argument, 0, O_HELP},
         {"version", no_argument, 0, O_VERSION},
         {"ssl", no_argument, 0, O_SSL},
+        {"no-limits", no_argument, 0, O_NOLIMITS},
+        {"rate-limit", required_argument, 0, O_RATES},
+        {"error-probability", required_argument, 0, O_ERRP},
+        {"latency-ms", required_argument, 0, O_LATENCY},
+        {"test-clock", no_argument, 0, O_TESTCLOCK},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
     long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 500;
-    int ephemeral = 0, sync = 1;
+    int ephemeral = 0, sync = 1, no_limits = 0, test_clock = 0;
+    long latency_ms = 0;
+    double error_p = 0;
+    const char *rates = NULL;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -146,6 +164,23 @@ int main(int argc, char **argv)
             }
             break;
         case O_SSL: fprintf(stderr, "kinesd: --ssl is not supported; put a TLS proxy in front\n"); return 2;
+        case O_NOLIMITS: no_limits = 1; break;
+        case O_RATES: rates = optarg; break;
+        case O_LATENCY:
+            if (parse_num("--latency-ms", optarg, 0, 600000, &latency_ms))
+                return 2;
+            break;
+        case O_TESTCLOCK: test_clock = 1; break;
+        case O_ERRP: {
+            char *end;
+            error_p = strtod(optarg, &end);
+            if (end == optarg || *end || !(error_p >= 0 && error_p <= 1)) {
+                fprintf(stderr, "kinesd: --error-probability expects a number from 0 to 1, got '%s'\n",
+                        optarg);
+                return 2;
+            }
+            break;
+        }
         case O_HELP:
         case 'h': usage(stdout); return 0;
         case O_VERSION: printf("kinesd %s\n", KINESD_VERSION); return 0;
@@ -178,6 +213,10 @@ int main(int argc, char **argv)
         .shard_limit = (int)shard_limit,
         .region = region,
         .account = account,
+        .no_limits = no_limits,
+        .error_probability = error_p,
+        .latency_ms = latency_ms,
+        .rate_limits = rates,
     };
     struct api *api;
     if (api_open(&cfg, &api))
@@ -188,7 +227,7 @@ int main(int argc, char **argv)
     sigaction(SIGINT, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     struct http *h;
-    if (http_start(api, host, (uint16_t)port, &h)) {
+    if (http_start(api, host, (uint16_t)port, test_clock, &h)) {
         api_close(api);
         return 1;
     }

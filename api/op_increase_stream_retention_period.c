@@ -1,0 +1,72 @@
+/* op_increase_stream_retention_period.c and its twin for Decrease: one handler, told apart
+ * by direction, since AWS's rules and messages mirror each other. */
+#include "internal.h"
+
+#define MIN_HOURS 24
+#define MAX_HOURS 8760
+
+static const struct vfield schema[] = {
+    {"RetentionPeriodHours", VT_INTEGER, {NOT_NULL, GE(1)}, 0, 0, 0},
+    F_STREAM_NAME,
+    F_STREAM_ARN,
+    {0},
+};
+
+static int change(struct api_ctx *c, bool increase)
+{
+    int64_t hours = 0;
+    req_int(c, "RetentionPeriodHours", &hours);
+    if (hours < MIN_HOURS)
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Minimum allowed retention period is %d hours. Requested retention period (%lld "
+                        "hours) is too short.",
+                        MIN_HOURS, (long long)hours);
+    if (hours > MAX_HOURS)
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Maximum allowed retention period is %d hours. Requested retention period (%lld "
+                        "hours) is too long.",
+                        MAX_HOURS, (long long)hours);
+    streams_wrlock(c->api);
+    int rc = -1;
+    struct stream *s = ctx_stream(c);
+    if (!s)
+        goto out;
+    int st = stream_status(s, c->now_ms);
+    if (st != ST_ACTIVE) {
+        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
+                 s->name, c->api->account, stream_status_name(st));
+        goto out;
+    }
+    if (increase && hours < s->retention_h) {
+        api_fail(c, KERR_INVALID_ARGUMENT,
+                 "Requested retention period (%lld hours) for stream %s can not be shorter than existing "
+                 "retention period (%d hours). Use DecreaseRetentionPeriod API.",
+                 (long long)hours, s->name, s->retention_h);
+        goto out;
+    }
+    if (!increase && hours > s->retention_h) {
+        api_fail(c, KERR_INVALID_ARGUMENT,
+                 "Requested retention period (%lld hours) for stream %s can not be longer than existing "
+                 "retention period (%d hours). Use IncreaseRetentionPeriod API.",
+                 (long long)hours, s->name, s->retention_h);
+        goto out;
+    }
+    int32_t old = s->retention_h;
+    s->retention_h = (int32_t)hours;
+    int src = streams_save(c->api, s);
+    if (src) {
+        s->retention_h = old;
+        api_store_fail(c, src);
+        goto out;
+    }
+    rc = 0;
+out:
+    streams_unlock(c->api);
+    return rc;
+}
+
+static int increase(struct api_ctx *c) { return change(c, true); }
+static int decrease(struct api_ctx *c) { return change(c, false); }
+
+const struct op_def op_increase_stream_retention_period = {.schema = schema, .run = increase};
+const struct op_def op_decrease_stream_retention_period = {.schema = schema, .run = decrease};
