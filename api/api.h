@@ -64,6 +64,9 @@ void api_too_large(struct api *a, const char *content_type, uint64_t size, struc
 /* Move the clock forward by ms (tests only; the server exposes it with --test-clock). */
 void api_clock_advance(int64_t ms);
 
+/* A fast thread-local pseudo-random number (not for secrets). */
+uint64_t api_rand64(void);
+
 /* A fresh request id (36 characters, UUID form) into out[40]. */
 void api_request_id(char out[40]);
 

@@ -138,8 +138,6 @@ bool limits_op(struct limits *l, int op);                             /* one con
 /* ---- clock, randomness, injected faults ---- */
 /* Milliseconds since the epoch, plus the test offset (api_clock_advance). */
 int64_t clock_now_ms(void);
-/* A fast thread-local pseudo-random number (not for secrets). */
-uint64_t api_rand64(void);
 /* Whether to inject a failure now (--error-probability). */
 bool api_inject_fault(struct api *a);
 

@@ -1,31 +1,46 @@
-/* http.c: the request pipeline's HTTP half, written once, in AWS's order:
+/* http.c: the listener and the HTTP/1.1 adapter (libmicrohttpd).
  *
- *   1. body size cap       413 as soon as Content-Length (or the bytes received) exceed the
- *                          cap, before buffering the rest
- *   2. GET /healthcheck    200 once the server accepts requests
- *   3. CORS                Origin -> Access-Control-Allow-Origin; OPTIONS preflight answered here
- *   4. method              anything but POST -> 403 AccessDeniedException (api's raw form)
- *   5. api_handle          content type, decode, X-Amz-Target, authentication, validation,
- *                          operation, encoding (see api/api.c)
- * Every answer carries x-amzn-RequestId and x-amz-id-2.
+ * kinesd accepts connections itself and looks at the first bytes: the HTTP/2 connection
+ * preface ("PRI * HTTP/2.0", prior knowledge, which the AWS SDK for JavaScript v3 sends to an
+ * http:// Kinesis endpoint) goes to h2.c; anything else is handed to libmicrohttpd with
+ * MHD_add_connection. Both end in pipeline_run, so the two protocols cannot drift apart.
  *
- * Threads: MHD_USE_THREAD_PER_CONNECTION. A PutRecord waits for its group commit, so each
- * connection needs a thread that may block; concurrent writers then share commits. */
+ * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION, and one per HTTP/2 connection).
+ * A PutRecord waits for its group commit, so each connection needs a thread that may block;
+ * concurrent writers then share commits. */
+#include "http.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
 #include <microhttpd.h>
 #include <netinet/in.h>
-#include <arpa/inet.h>
+#include <netinet/tcp.h>
+#include <poll.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sodium.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
-#include "http.h"
+#include "pipeline.h"
+
+#define MAX_CONNECTIONS 1000
 
 struct http {
     struct MHD_Daemon *d;
-    struct api *api;
-    int test_clock;
+    struct pipeline p;
+    int lfd;
+    pthread_t acceptor;
+    volatile int stopping;
+    pthread_mutex_t mu;
+    pthread_cond_t idle;
+    int sniffing; /* connections not yet handed to a protocol */
+    int h2_fds[MAX_CONNECTIONS];
+    int h2_count;
 };
+
+/* ---- HTTP/1.1 through libmicrohttpd ---- */
 
 struct conn {
     char *body; /* owned; grows to the announced length */
@@ -34,57 +49,11 @@ struct conn {
     uint64_t announced;
 };
 
-static void add_common(struct MHD_Response *r, const char *rid, struct MHD_Connection *c)
+static const char *mhd_header(void *ctx, const char *name)
 {
-    MHD_add_response_header(r, "x-amzn-RequestId", rid);
-    unsigned char raw[72];
-    randombytes_buf(raw, sizeof raw);
-    char id2[sizeof raw / 3 * 4 + 1];
-    sodium_bin2base64(id2, sizeof id2, raw, sizeof raw, sodium_base64_VARIANT_ORIGINAL);
-    MHD_add_response_header(r, "x-amz-id-2", id2);
-    if (MHD_lookup_connection_value(c, MHD_HEADER_KIND, "Origin")) {
-        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-        MHD_add_response_header(r, "Access-Control-Expose-Headers",
-                                "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,x-amz-id-2,"
-                                "x-amzn-ErrorMessage,Date");
-    }
+    return MHD_lookup_connection_value(ctx, MHD_HEADER_KIND, name);
 }
 
-static enum MHD_Result send_api(struct MHD_Connection *c, struct api_response *ar)
-{
-    struct MHD_Response *r = MHD_create_response_from_buffer(ar->body_len, ar->body, MHD_RESPMEM_MUST_FREE);
-    if (!r) {
-        free(ar->body);
-        return MHD_NO;
-    }
-    if (ar->content_type)
-        MHD_add_response_header(r, "Content-Type", ar->content_type);
-    add_common(r, ar->request_id, c);
-    enum MHD_Result ret = MHD_queue_response(c, (unsigned)ar->status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static enum MHD_Result send_text(struct MHD_Connection *c, unsigned status, const char *body)
-{
-    struct MHD_Response *r =
-        MHD_create_response_from_buffer(strlen(body), (void *)body, MHD_RESPMEM_PERSISTENT);
-    if (!r)
-        return MHD_NO;
-    char rid[40];
-    api_request_id(rid);
-    add_common(r, rid, c);
-    enum MHD_Result ret = MHD_queue_response(c, status, r);
-    MHD_destroy_response(r);
-    return ret;
-}
-
-static const char *hdr(struct MHD_Connection *c, const char *name)
-{
-    return MHD_lookup_connection_value(c, MHD_HEADER_KIND, name);
-}
-
-/* The raw query string of the request line, if any (MHD splits it into arguments). */
 static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const char *key, const char *value)
 {
     (void)kind;
@@ -98,117 +67,88 @@ static enum MHD_Result collect_arg(void *cls, enum MHD_ValueKind kind, const cha
     return MHD_YES;
 }
 
+static enum MHD_Result respond(struct http *h, struct MHD_Connection *c, const char *url, const char *method,
+                               struct conn *cn)
+{
+    char *query = NULL;
+    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &query);
+    struct hreq r = {
+        .method = method,
+        .path = url,
+        .query = query,
+        .header = mhd_header,
+        .hctx = c,
+        .body = cn->body,
+        .body_len = cn->len,
+        .too_large = cn->too_large,
+        .announced = cn->announced,
+    };
+    struct hresp o;
+    pipeline_run(&h->p, &r, &o);
+    free(query);
+    struct MHD_Response *resp = MHD_create_response_from_buffer(o.body_len, o.body, MHD_RESPMEM_MUST_FREE);
+    if (!resp) {
+        hresp_free(&o);
+        return MHD_NO;
+    }
+    for (int i = 0; i < o.nh; i++)
+        MHD_add_response_header(resp, o.h[i].name, o.h[i].value);
+    enum MHD_Result ret = MHD_queue_response(c, o.status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
                               const char *version, const char *upload, size_t *upload_size, void **ctx)
 {
     (void)version;
     struct http *h = cls;
     struct conn *cn = *ctx;
+    size_t max = api_max_body(h->p.api);
     if (!cn) {
         cn = calloc(1, sizeof *cn);
         if (!cn)
             return MHD_NO;
         *ctx = cn;
-        const char *cl = hdr(c, "Content-Length");
+        const char *cl = mhd_header(c, "Content-Length");
         if (cl) {
             cn->announced = strtoull(cl, NULL, 10);
-            if (cn->announced > api_max_body(h->api))
+            if (cn->announced > max) { /* refuse before reading any of the body */
                 cn->too_large = 1;
-        }
-        if (cn->too_large) { /* refuse before reading any of the body */
-            struct api_response ar;
-            api_too_large(h->api, hdr(c, "Content-Type"), cn->announced, &ar);
-            return send_api(c, &ar);
-        }
-        if (cn->announced) {
-            cn->cap = cn->announced;
-            cn->body = malloc(cn->cap + 1);
-            if (!cn->body)
-                return MHD_NO;
+                return respond(h, c, url, method, cn);
+            }
+            if (cn->announced) {
+                cn->cap = cn->announced;
+                cn->body = malloc(cn->cap + 1);
+                if (!cn->body)
+                    return MHD_NO;
+            }
         }
         return MHD_YES;
     }
     if (*upload_size) {
-        if (!cn->too_large) {
-            if (cn->len + *upload_size > api_max_body(h->api)) {
-                cn->too_large = 1;
-                cn->announced = cn->len + *upload_size;
-            } else {
-                if (cn->len + *upload_size > cn->cap) {
-                    size_t ncap = (cn->len + *upload_size) * 2;
-                    if (ncap > api_max_body(h->api))
-                        ncap = api_max_body(h->api);
-                    char *nb = realloc(cn->body, ncap + 1);
-                    if (!nb)
-                        return MHD_NO;
-                    cn->body = nb;
-                    cn->cap = ncap;
-                }
-                memcpy(cn->body + cn->len, upload, *upload_size);
-                cn->len += *upload_size;
-            }
-        }
-        if (cn->too_large) {
-            /* answer now; MHD closes the connection instead of reading the rest */
-            struct api_response ar;
-            api_too_large(h->api, hdr(c, "Content-Type"), cn->announced, &ar);
+        if (cn->len + *upload_size > max) {
+            cn->too_large = 1;
+            cn->announced = cn->len + *upload_size;
             *upload_size = 0;
-            return send_api(c, &ar);
+            return respond(h, c, url, method, cn); /* MHD closes instead of reading the rest */
         }
+        if (cn->len + *upload_size > cn->cap) {
+            size_t ncap = (cn->len + *upload_size) * 2;
+            if (ncap > max)
+                ncap = max;
+            char *nb = realloc(cn->body, ncap + 1);
+            if (!nb)
+                return MHD_NO;
+            cn->body = nb;
+            cn->cap = ncap;
+        }
+        memcpy(cn->body + cn->len, upload, *upload_size);
+        cn->len += *upload_size;
         *upload_size = 0;
         return MHD_YES;
     }
-    if (cn->too_large) {
-        struct api_response ar;
-        api_too_large(h->api, hdr(c, "Content-Type"), cn->announced, &ar);
-        return send_api(c, &ar);
-    }
-    if (!strcmp(method, "GET") && !strcmp(url, "/healthcheck"))
-        return send_text(c, 200, "{\"status\":\"ok\"}");
-    if (!strcmp(method, "OPTIONS") && hdr(c, "Origin")) {
-        struct MHD_Response *r = MHD_create_response_from_buffer(0, (void *)"", MHD_RESPMEM_PERSISTENT);
-        if (!r)
-            return MHD_NO;
-        char rid[40];
-        api_request_id(rid);
-        MHD_add_response_header(r, "x-amzn-RequestId", rid);
-        MHD_add_response_header(r, "Access-Control-Allow-Origin", "*");
-        const char *rh = hdr(c, "Access-Control-Request-Headers"),
-                   *rm = hdr(c, "Access-Control-Request-Method");
-        if (rh)
-            MHD_add_response_header(r, "Access-Control-Allow-Headers", rh);
-        if (rm)
-            MHD_add_response_header(r, "Access-Control-Allow-Methods", rm);
-        MHD_add_response_header(r, "Access-Control-Max-Age", "172800");
-        enum MHD_Result ret = MHD_queue_response(c, 200, r);
-        MHD_destroy_response(r);
-        return ret;
-    }
-    if (h->test_clock && !strcmp(method, "POST") && !strcmp(url, "/_test/advance-clock")) {
-        const char *ms = MHD_lookup_connection_value(c, MHD_GET_ARGUMENT_KIND, "ms");
-        api_clock_advance(ms ? strtoll(ms, NULL, 10) : 0);
-        return send_text(c, 200, "{}");
-    }
-    if (strcmp(method, "POST"))
-        return send_text(c, 403,
-                         "<AccessDeniedException>\n  <Message>Unable to determine service/operation name "
-                         "to be authorized</Message>\n</AccessDeniedException>\n");
-    char *query = NULL;
-    MHD_get_connection_values(c, MHD_GET_ARGUMENT_KIND, collect_arg, &query);
-    struct api_request req = {
-        .content_type = hdr(c, "Content-Type"),
-        .target = hdr(c, "X-Amz-Target"),
-        .authorization = hdr(c, "Authorization"),
-        .amz_date = hdr(c, "X-Amz-Date"),
-        .date = hdr(c, "Date"),
-        .query = query,
-        .body = cn->body ? cn->body : "",
-        .body_len = cn->len,
-    };
-    struct api_response ar;
-    api_handle(h->api, &req, &ar);
-    free(query);
-    return send_api(c, &ar);
+    return respond(h, c, url, method, cn);
 }
 
 static void completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_RequestTerminationCode toe)
@@ -224,53 +164,194 @@ static void completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_
     }
 }
 
+/* ---- the listener ---- */
+
+struct sniff {
+    struct http *h;
+    int fd;
+    struct sockaddr_storage addr;
+    socklen_t alen;
+};
+
+static void unsniff(struct http *h)
+{
+    pthread_mutex_lock(&h->mu);
+    h->sniffing--;
+    pthread_cond_broadcast(&h->idle);
+    pthread_mutex_unlock(&h->mu);
+}
+
+/* Decide the protocol from the first two bytes: "PR" starts the HTTP/2 preface, no HTTP/1.1
+ * method does. */
+static void *sniff_thread(void *arg)
+{
+    struct sniff *s = arg;
+    struct http *h = s->h;
+    char b[2];
+    ssize_t n = 0;
+    for (int waited = 0; waited < 30000 && !h->stopping; waited += 200) {
+        struct pollfd pfd = {s->fd, POLLIN, 0};
+        if (poll(&pfd, 1, 200) < 0 && errno != EINTR)
+            break;
+        n = recv(s->fd, b, sizeof b, MSG_PEEK | MSG_DONTWAIT);
+        if (n == 2 || n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR) || (n == 1 && b[0] != 'P'))
+            break;
+    }
+    if (n >= 1 && b[0] == 'P' && n == 2 && b[1] == 'R') {
+        pthread_mutex_lock(&h->mu);
+        int slot = h->h2_count < MAX_CONNECTIONS ? h->h2_count++ : -1;
+        if (slot >= 0)
+            h->h2_fds[slot] = s->fd;
+        h->sniffing--;
+        pthread_mutex_unlock(&h->mu);
+        if (slot >= 0) {
+            h2_serve(&h->p, s->fd); /* closes fd */
+            pthread_mutex_lock(&h->mu);
+            for (int i = 0; i < h->h2_count; i++)
+                if (h->h2_fds[i] == s->fd) {
+                    h->h2_fds[i] = h->h2_fds[--h->h2_count];
+                    break;
+                }
+            pthread_cond_broadcast(&h->idle);
+            pthread_mutex_unlock(&h->mu);
+        } else {
+            close(s->fd);
+        }
+    } else if (n > 0 && !h->stopping) {
+        if (MHD_add_connection(h->d, s->fd, (struct sockaddr *)&s->addr, s->alen) != MHD_YES)
+            close(s->fd); /* MHD does not own it on failure */
+        unsniff(h);
+    } else {
+        close(s->fd);
+        unsniff(h);
+    }
+    free(s);
+    return NULL;
+}
+
+static void *accept_loop(void *arg)
+{
+    struct http *h = arg;
+    while (!h->stopping) {
+        struct pollfd pfd = {h->lfd, POLLIN, 0};
+        if (poll(&pfd, 1, 200) <= 0)
+            continue;
+        struct sniff *s = calloc(1, sizeof *s);
+        if (!s)
+            continue;
+        s->h = h;
+        s->alen = sizeof s->addr;
+        s->fd = accept4(h->lfd, (struct sockaddr *)&s->addr, &s->alen, SOCK_CLOEXEC);
+        if (s->fd < 0) {
+            free(s);
+            continue;
+        }
+        int one = 1;
+        setsockopt(s->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        pthread_mutex_lock(&h->mu);
+        h->sniffing++;
+        pthread_mutex_unlock(&h->mu);
+        pthread_t t;
+        pthread_attr_t at;
+        pthread_attr_init(&at);
+        pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&t, &at, sniff_thread, s)) {
+            close(s->fd);
+            free(s);
+            unsniff(h);
+        }
+        pthread_attr_destroy(&at);
+    }
+    return NULL;
+}
+
+static int listen_on(const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (!host || !strcmp(host, "localhost")) {
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a4->sin_port = htons(port);
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        len = sizeof *a6;
+    } else {
+        fprintf(stderr, "kinesd: --host must be an IP address or localhost: %s\n", host);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 1024)) {
+        fprintf(stderr, "kinesd: cannot listen on %s:%u: %s\n", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
 int http_start(struct api *a, const char *host, uint16_t port, int test_clock, struct http **out)
 {
     struct http *h = calloc(1, sizeof *h);
     if (!h)
         return -1;
-    h->api = a;
-    h->test_clock = test_clock;
-    struct sockaddr_in6 a6 = {0};
-    struct sockaddr_in a4 = {0};
-    struct sockaddr *sa;
-    unsigned flags = MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL;
-    if (host && inet_pton(AF_INET, host, &a4.sin_addr) == 1) {
-        a4.sin_family = AF_INET;
-        a4.sin_port = htons(port);
-        sa = (struct sockaddr *)&a4;
-    } else if (host && inet_pton(AF_INET6, host, &a6.sin6_addr) == 1) {
-        a6.sin6_family = AF_INET6;
-        a6.sin6_port = htons(port);
-        sa = (struct sockaddr *)&a6;
-        flags |= MHD_USE_IPv6;
-    } else if (!host || !strcmp(host, "localhost")) {
-        a4.sin_family = AF_INET;
-        a4.sin_port = htons(port);
-        a4.sin_addr.s_addr = host ? htonl(INADDR_LOOPBACK) : htonl(INADDR_ANY);
-        sa = (struct sockaddr *)&a4;
-    } else {
-        fprintf(stderr, "kinesd: --host must be an IP address or localhost: %s\n", host);
-        free(h);
-        return -1;
-    }
-    h->d = MHD_start_daemon(flags, port, NULL, NULL, handle, h, MHD_OPTION_SOCK_ADDR, sa,
-                            MHD_OPTION_NOTIFY_COMPLETED, completed, NULL, MHD_OPTION_CONNECTION_TIMEOUT,
-                            (unsigned)120, MHD_OPTION_CONNECTION_LIMIT, (unsigned)1000,
-                            MHD_OPTION_LISTENING_ADDRESS_REUSE, (unsigned)1, MHD_OPTION_END);
+    h->p.api = a;
+    h->p.test_clock = test_clock;
+    pthread_mutex_init(&h->mu, NULL);
+    pthread_cond_init(&h->idle, NULL);
+    h->lfd = listen_on(host, port);
+    if (h->lfd < 0)
+        goto fail;
+    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+                                MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
+                            0, NULL, NULL, handle, h, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
+                            MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
+                            (unsigned)MAX_CONNECTIONS, MHD_OPTION_END);
     if (!h->d) {
-        fprintf(stderr, "kinesd: cannot listen on %s:%u\n", host ? host : "0.0.0.0", port);
-        free(h);
-        return -1;
+        fprintf(stderr, "kinesd: cannot start the HTTP server\n");
+        goto fail;
+    }
+    if (pthread_create(&h->acceptor, NULL, accept_loop, h)) {
+        MHD_stop_daemon(h->d);
+        goto fail;
     }
     *out = h;
     return 0;
+fail:
+    if (h->lfd >= 0)
+        close(h->lfd);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->idle);
+    free(h);
+    return -1;
 }
 
 void http_stop(struct http *h)
 {
     if (!h)
         return;
+    h->stopping = 1;
+    pthread_join(h->acceptor, NULL);
+    close(h->lfd);
+    /* HTTP/2 connections: stop reading; a request in progress still finishes and answers */
+    pthread_mutex_lock(&h->mu);
+    for (int i = 0; i < h->h2_count; i++)
+        shutdown(h->h2_fds[i], SHUT_RD);
+    while (h->sniffing > 0 || h->h2_count > 0)
+        pthread_cond_wait(&h->idle, &h->mu);
+    pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);
+    pthread_mutex_destroy(&h->mu);
+    pthread_cond_destroy(&h->idle);
     free(h);
 }

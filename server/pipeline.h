@@ -1,0 +1,53 @@
+/* pipeline.h: the HTTP half of the request pipeline, independent of the HTTP version.
+ * http.c (HTTP/1.1 through libmicrohttpd) and h2.c (HTTP/2 through nghttp2) each turn a
+ * request into a struct hreq, call pipeline_run, and send the struct hresp back. */
+#ifndef KINESD_PIPELINE_H
+#define KINESD_PIPELINE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "api.h"
+
+struct hreq {
+    const char *method;
+    const char *path;  /* without the query */
+    const char *query; /* raw query string, or NULL */
+    /* header value by case-insensitive name, or NULL; valid for the call */
+    const char *(*header)(void *ctx, const char *name);
+    void *hctx;
+    const char *body;
+    size_t body_len;
+    bool too_large;     /* the body exceeded api_max_body: answer 413 */
+    uint64_t announced; /* its announced or received size */
+};
+
+#define HRESP_MAX_HEADERS 10
+
+struct hresp {
+    unsigned status;
+    char *body; /* malloc'd, owned by the hresp until sent */
+    size_t body_len;
+    int nh;
+    struct {
+        const char *name; /* static */
+        char value[200];
+    } h[HRESP_MAX_HEADERS];
+};
+
+struct pipeline {
+    struct api *api;
+    bool test_clock;
+};
+
+/* Run one request through every step; fills out (body owned by out). */
+void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *out);
+
+/* Free what pipeline_run left in out. */
+void hresp_free(struct hresp *out);
+
+/* Serve one HTTP/2 connection (prior knowledge, h2c) on fd until it closes; closes fd. */
+void h2_serve(const struct pipeline *p, int fd);
+
+#endif

@@ -1,0 +1,2208 @@
+/*
+ * kbench — load generator for Kinesis Data Streams compatible HTTP servers.
+ *
+ * Speaks plain HTTP/1.1 with keep-alive over blocking sockets, one thread per
+ * connection.  Requests carry a syntactically complete (but unverifiable)
+ * SigV4 Authorization header, which is what local emulators expect.
+ *
+ * Modes:
+ *   create      CreateStream, then poll DescribeStreamSummary until ACTIVE
+ *   putrecord   N connections sending PutRecord (random data + keys)
+ *   putrecords  N connections sending PutRecords batches
+ *   getrecords  optional fill, then TRIM_HORIZON + GetRecords loops per shard
+ *   freeport    print a currently free TCP port on 127.0.0.1 (helper)
+ *
+ * Only loopback endpoints are accepted, every loop is bounded by a deadline
+ * or a count, and every run stops by itself.
+ *
+ * Build:
+ *   cc -std=c11 -O2 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes \
+ *      -Wvla -D_GNU_SOURCE -pthread -o build/kbench tools/bench/kbench.c \
+ *      -lcrypto -pthread
+ */
+#ifndef _GNU_SOURCE
+#define _GNU_SOURCE
+#endif
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <getopt.h>
+#include <inttypes.h>
+#include <limits.h>
+#include <netdb.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdatomic.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <sys/types.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+/* ------------------------------------------------------------------------ */
+/* Constants                                                                 */
+/* ------------------------------------------------------------------------ */
+
+#define TARGET_PREFIX "Kinesis_20131202."
+#define AMZ_DATE "20260101T000000Z"
+#define AUTH_VALUE                                                     \
+    "AWS4-HMAC-SHA256 "                                                \
+    "Credential=AKIDEXAMPLE/20260101/us-east-1/kinesis/aws4_request, " \
+    "SignedHeaders=content-type;host;x-amz-date;x-amz-target, "        \
+    "Signature="                                                       \
+    "0000000000000000000000000000000000000000000000000000000000000000"
+
+#define MAX_HEADER_BYTES (64u * 1024u)
+#define MAX_BODY_BYTES (512u * 1024u * 1024u)
+#define MAX_ITER_LEN 4096
+#define MAX_SHARDS 10000
+#define MAX_STREAM_NAME 128
+#define MAX_SHARD_ID 128
+#define MAX_HASH_KEY 64
+#define PKEY_LEN 16
+#define POOL_BYTES_BUDGET (8u * 1024u * 1024u)
+#define POOL_MAX_ENTRIES 256
+#define FILL_MAX_CONSEC_ERRORS 20
+#define FILL_CAP_SECONDS 120.0
+#define COUNT_CAP_SECONDS 600.0
+#define CREATE_POLL_NS 20000000L       /* 20 ms */
+#define ERROR_BACKOFF_NS 1000000L      /* 1 ms */
+#define RECONNECT_BACKOFF_NS 10000000L /* 10 ms */
+#define FIRST_ERROR_SHOW 2000
+
+enum mode { MODE_NONE = 0, MODE_CREATE, MODE_PUTRECORD, MODE_PUTRECORDS, MODE_GETRECORDS, MODE_FREEPORT };
+
+enum work_kind { WORK_PUTRECORD, WORK_PUTRECORDS, WORK_FILL, WORK_GETRECORDS };
+
+/* ------------------------------------------------------------------------ */
+/* Options and global state                                                  */
+/* ------------------------------------------------------------------------ */
+
+struct options {
+    const char *host;
+    long port;
+    const char *stream;
+    long shards;
+    enum mode mode;
+    long connections; /* 0 = mode default */
+    double seconds;
+    int seconds_set;
+    long long count; /* 0 = unlimited (time bound) */
+    long record_size;
+    long batch;
+    long limit;
+    long fill_per_shard;
+    int no_fill;
+    long pid; /* 0 = none */
+    long timeout_s;
+};
+
+static struct options g_opt = {
+    .host = "127.0.0.1",
+    .port = 4567,
+    .stream = "kbench",
+    .shards = 4,
+    .mode = MODE_NONE,
+    .connections = 0,
+    .seconds = 10.0,
+    .seconds_set = 0,
+    .count = 0,
+    .record_size = 100,
+    .batch = 500,
+    .limit = 10000,
+    .fill_per_shard = 25000,
+    .no_fill = 0,
+    .pid = 0,
+    .timeout_s = 30,
+};
+
+static struct sockaddr_storage g_addr;
+static socklen_t g_addrlen;
+static char g_host_header[300];
+
+static atomic_int g_first_error_shown;
+static atomic_int g_first_io_error_shown;
+static atomic_llong g_budget; /* remaining requests when --count */
+static pthread_barrier_t g_barrier;
+static uint64_t g_deadline_ns; /* set between the two barrier waits */
+
+/* ------------------------------------------------------------------------ */
+/* Small utilities                                                           */
+/* ------------------------------------------------------------------------ */
+
+static uint64_t now_ns(void)
+{
+    struct timespec ts;
+    if (clock_gettime(CLOCK_MONOTONIC, &ts) != 0) {
+        perror("clock_gettime");
+        exit(1);
+    }
+    return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+static void sleep_ns(long ns)
+{
+    struct timespec ts = {ns / 1000000000L, ns % 1000000000L};
+    while (nanosleep(&ts, &ts) != 0 && errno == EINTR) {
+    }
+}
+
+static uint64_t rng_next(uint64_t *s)
+{
+    uint64_t x = *s;
+    x ^= x >> 12;
+    x ^= x << 25;
+    x ^= x >> 27;
+    *s = x;
+    return x * 0x2545F4914F6CDD1Dull;
+}
+
+static uint64_t rng_seed(unsigned salt)
+{
+    uint64_t seed = 0;
+    if (RAND_bytes((unsigned char *)&seed, (int)sizeof seed) != 1) {
+        seed = now_ns() ^ ((uint64_t)getpid() << 32);
+    }
+    seed ^= (uint64_t)salt * 0x9E3779B97F4A7C15ull;
+    return seed ? seed : 0x853c49e6748fea9bull;
+}
+
+static void rng_fill(uint64_t *s, unsigned char *dst, size_t n)
+{
+    while (n >= 8) {
+        uint64_t v = rng_next(s);
+        memcpy(dst, &v, 8);
+        dst += 8;
+        n -= 8;
+    }
+    if (n > 0) {
+        uint64_t v = rng_next(s);
+        memcpy(dst, &v, n);
+    }
+}
+
+static void rng_pkey(uint64_t *s, char out[PKEY_LEN])
+{
+    static const char hex[] = "0123456789abcdef";
+    uint64_t v = rng_next(s);
+    for (int i = 0; i < PKEY_LEN; i++) {
+        out[i] = hex[v & 15u];
+        v >>= 4;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Growable byte buffer                                                      */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    char *p;
+    size_t len;
+    size_t cap;
+} buf_t;
+
+static int buf_reserve(buf_t *b, size_t extra)
+{
+    if (extra > SIZE_MAX - b->len - 1) {
+        return -1;
+    }
+    size_t need = b->len + extra + 1; /* room for a terminating NUL */
+    if (need <= b->cap) {
+        return 0;
+    }
+    size_t ncap = b->cap ? b->cap : 4096;
+    while (ncap < need) {
+        if (ncap > SIZE_MAX / 2) {
+            ncap = need;
+            break;
+        }
+        ncap *= 2;
+    }
+    char *np = realloc(b->p, ncap);
+    if (np == NULL) {
+        return -1;
+    }
+    b->p = np;
+    b->cap = ncap;
+    return 0;
+}
+
+static int buf_append(buf_t *b, const void *data, size_t n)
+{
+    if (buf_reserve(b, n) != 0) {
+        return -1;
+    }
+    memcpy(b->p + b->len, data, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+    return 0;
+}
+
+static int buf_str(buf_t *b, const char *s) { return buf_append(b, s, strlen(s)); }
+
+static int buf_printf(buf_t *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static int buf_printf(buf_t *b, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    char tmp[1];
+    int n = vsnprintf(tmp, sizeof tmp, fmt, ap);
+    va_end(ap);
+    if (n < 0) {
+        return -1;
+    }
+    if (buf_reserve(b, (size_t)n) != 0) {
+        return -1;
+    }
+    va_start(ap, fmt);
+    int m = vsnprintf(b->p + b->len, b->cap - b->len, fmt, ap);
+    va_end(ap);
+    if (m != n) {
+        return -1;
+    }
+    b->len += (size_t)n;
+    return 0;
+}
+
+static void buf_free(buf_t *b)
+{
+    free(b->p);
+    b->p = NULL;
+    b->len = b->cap = 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Minimal JSON scanning (enough for Kinesis responses)                     */
+/* ------------------------------------------------------------------------ */
+
+static const char *skip_ws(const char *p, const char *end)
+{
+    while (p < end && (*p == ' ' || *p == '\t' || *p == '\r' || *p == '\n')) {
+        p++;
+    }
+    return p;
+}
+
+/* Locate the value of "key" (first occurrence); returns pointer to the
+ * first character of the value or NULL. */
+static const char *json_find_value(const char *body, size_t len, const char *key)
+{
+    char pat[160];
+    int n = snprintf(pat, sizeof pat, "\"%s\"", key);
+    if (n < 0 || (size_t)n >= sizeof pat) {
+        return NULL;
+    }
+    const char *p = body;
+    const char *end = body + len;
+    while (p < end) {
+        const char *q = memmem(p, (size_t)(end - p), pat, (size_t)n);
+        if (q == NULL) {
+            return NULL;
+        }
+        const char *v = skip_ws(q + n, end);
+        if (v < end && *v == ':') {
+            return skip_ws(v + 1, end);
+        }
+        p = q + n;
+    }
+    return NULL;
+}
+
+/* Decode a JSON string starting at *p (which must be '"').  Returns length,
+ * -1 malformed/not a string, -2 null, -3 too long. */
+static long json_decode_string(const char *v, const char *end, char *out, size_t outsz)
+{
+    if (v >= end) {
+        return -1;
+    }
+    if ((size_t)(end - v) >= 4 && memcmp(v, "null", 4) == 0) {
+        return -2;
+    }
+    if (*v != '"') {
+        return -1;
+    }
+    size_t o = 0;
+    for (const char *p = v + 1; p < end; p++) {
+        char c = *p;
+        if (c == '"') {
+            if (o >= outsz) {
+                return -3;
+            }
+            out[o] = '\0';
+            return (long)o;
+        }
+        if (c == '\\') {
+            if (++p >= end) {
+                return -1;
+            }
+            switch (*p) {
+            case '"': c = '"'; break;
+            case '\\': c = '\\'; break;
+            case '/': c = '/'; break;
+            case 'b': c = '\b'; break;
+            case 'f': c = '\f'; break;
+            case 'n': c = '\n'; break;
+            case 'r': c = '\r'; break;
+            case 't': c = '\t'; break;
+            case 'u': {
+                if (end - p < 5) {
+                    return -1;
+                }
+                unsigned cp = 0;
+                for (int i = 1; i <= 4; i++) {
+                    char h = p[i];
+                    cp <<= 4;
+                    if (h >= '0' && h <= '9') {
+                        cp |= (unsigned)(h - '0');
+                    } else if (h >= 'a' && h <= 'f') {
+                        cp |= (unsigned)(h - 'a' + 10);
+                    } else if (h >= 'A' && h <= 'F') {
+                        cp |= (unsigned)(h - 'A' + 10);
+                    } else {
+                        return -1;
+                    }
+                }
+                if (cp >= 0x80) {
+                    return -1; /* never needed for iterators / ids */
+                }
+                c = (char)cp;
+                p += 4;
+                break;
+            }
+            default: return -1;
+            }
+        }
+        if (o + 1 >= outsz) {
+            return -3;
+        }
+        out[o++] = c;
+    }
+    return -1;
+}
+
+static long json_get_string(const char *body, size_t len, const char *key, char *out, size_t outsz)
+{
+    const char *v = json_find_value(body, len, key);
+    if (v == NULL) {
+        return -4;
+    }
+    return json_decode_string(v, body + len, out, outsz);
+}
+
+/* Reads a non-negative integer value; returns -1 if absent/invalid. */
+static long long json_get_uint(const char *body, size_t len, const char *key)
+{
+    const char *v = json_find_value(body, len, key);
+    const char *end = body + len;
+    if (v == NULL || v >= end || *v < '0' || *v > '9') {
+        return -1;
+    }
+    long long r = 0;
+    while (v < end && *v >= '0' && *v <= '9') {
+        if (r > (LLONG_MAX - 9) / 10) {
+            return -1;
+        }
+        r = r * 10 + (*v - '0');
+        v++;
+    }
+    return r;
+}
+
+/* Count records ("SequenceNumber" keys) and decoded "Data" payload bytes. */
+static void scan_records(const char *body, size_t len, uint64_t *nrec, uint64_t *nbytes)
+{
+    static const char seq[] = "\"SequenceNumber\"";
+    static const char dat[] = "\"Data\"";
+    const char *end = body + len;
+    const char *p = body;
+    uint64_t n = 0, bytes = 0;
+    while (p < end) {
+        const char *q = memmem(p, (size_t)(end - p), seq, sizeof seq - 1);
+        if (q == NULL) {
+            break;
+        }
+        n++;
+        p = q + sizeof seq - 1;
+    }
+    p = body;
+    while (p < end) {
+        const char *q = memmem(p, (size_t)(end - p), dat, sizeof dat - 1);
+        if (q == NULL) {
+            break;
+        }
+        const char *v = skip_ws(q + sizeof dat - 1, end);
+        p = q + sizeof dat - 1;
+        if (v >= end || *v != ':') {
+            continue;
+        }
+        v = skip_ws(v + 1, end);
+        if (v >= end || *v != '"') {
+            continue;
+        }
+        v++;
+        size_t chars = 0, pad = 0;
+        const char *s = v;
+        while (s < end && *s != '"') {
+            if (*s == '\\') { /* e.g. "\/" — count the escaped char only */
+                s++;
+                if (s >= end) {
+                    break;
+                }
+            }
+            if (*s == '=') {
+                pad++;
+            }
+            chars++;
+            s++;
+        }
+        if (chars >= 4) {
+            size_t dec = chars / 4 * 3;
+            bytes += dec > pad ? dec - pad : 0;
+        }
+        p = s;
+    }
+    *nrec = n;
+    *nbytes = bytes;
+}
+
+/* ------------------------------------------------------------------------ */
+/* HTTP client                                                               */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int fd;
+    int close_pending;
+    uint64_t nreq;   /* responses completed on this socket */
+    buf_t in;        /* raw bytes from the socket */
+    buf_t dechunk;   /* body after chunked decoding */
+    buf_t hdr;       /* request header scratch */
+    size_t consumed; /* bytes of `in` belonging to the last response */
+    int status;
+    const char *body;
+    size_t body_len;
+    char err[256]; /* last transport error */
+    int err_errno; /* errno of the last transport error, or 0 */
+} conn_t;
+
+static void conn_init(conn_t *c)
+{
+    memset(c, 0, sizeof *c);
+    c->fd = -1;
+}
+
+static void conn_close(conn_t *c)
+{
+    if (c->fd >= 0) {
+        (void)close(c->fd); /* the descriptor is released even when close fails */
+    }
+    c->fd = -1;
+    c->close_pending = 0;
+    c->nreq = 0;
+    c->in.len = 0;
+    c->consumed = 0;
+}
+
+static void conn_free(conn_t *c)
+{
+    conn_close(c);
+    buf_free(&c->in);
+    buf_free(&c->dechunk);
+    buf_free(&c->hdr);
+}
+
+static void conn_seterr(conn_t *c, const char *what, int err)
+{
+    c->err_errno = err;
+    if (err != 0) {
+        char tmp[128];
+        const char *msg = strerror_r(err, tmp, sizeof tmp); /* GNU variant */
+        (void)snprintf(c->err, sizeof c->err, "%s: %s", what, msg);
+    } else {
+        (void)snprintf(c->err, sizeof c->err, "%s", what);
+    }
+}
+
+static int conn_open(conn_t *c)
+{
+    conn_close(c);
+    int fd = socket(g_addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        conn_seterr(c, "socket", errno);
+        return -1;
+    }
+    int one = 1;
+    if (setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one) != 0) {
+        conn_seterr(c, "setsockopt(TCP_NODELAY)", errno);
+        (void)close(fd);
+        return -1;
+    }
+    struct timeval tv = {(time_t)g_opt.timeout_s, 0};
+    if (setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) != 0 ||
+        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv) != 0) {
+        conn_seterr(c, "setsockopt(timeout)", errno);
+        (void)close(fd);
+        return -1;
+    }
+    int r;
+    do {
+        r = connect(fd, (const struct sockaddr *)&g_addr, g_addrlen);
+    } while (r != 0 && errno == EINTR);
+    if (r != 0) {
+        conn_seterr(c, "connect", errno);
+        (void)close(fd);
+        return -1;
+    }
+    c->fd = fd;
+    return 0;
+}
+
+/* Read at least one byte (making room for `want` more). 1 = ok, 0 = EOF,
+ * -1 = error. */
+static int conn_read(conn_t *c, size_t want)
+{
+    if (want < 16384) {
+        want = 16384;
+    }
+    if (buf_reserve(&c->in, want) != 0) {
+        conn_seterr(c, "out of memory", 0);
+        return -1;
+    }
+    for (;;) {
+        ssize_t n = recv(c->fd, c->in.p + c->in.len, c->in.cap - c->in.len - 1, 0);
+        if (n > 0) {
+            c->in.len += (size_t)n;
+            return 1;
+        }
+        if (n == 0) {
+            conn_seterr(c, "connection closed by server", 0);
+            return 0;
+        }
+        if (errno == EINTR) {
+            continue;
+        }
+        if (errno == EAGAIN || errno == EWOULDBLOCK) {
+            conn_seterr(c, "response timeout", 0);
+        } else {
+            conn_seterr(c, "recv", errno);
+        }
+        return -1;
+    }
+}
+
+static int send_all(conn_t *c, struct iovec *iov, int iovcnt)
+{
+    while (iovcnt > 0) {
+        struct msghdr mh;
+        memset(&mh, 0, sizeof mh);
+        mh.msg_iov = iov;
+        mh.msg_iovlen = (size_t)iovcnt;
+        ssize_t n = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (n < 0) {
+            if (errno == EINTR) {
+                continue;
+            }
+            conn_seterr(c, errno == EAGAIN ? "send timeout" : "send", errno == EAGAIN ? 0 : errno);
+            return -1;
+        }
+        size_t left = (size_t)n;
+        while (iovcnt > 0 && left >= iov->iov_len) {
+            left -= iov->iov_len;
+            iov++;
+            iovcnt--;
+        }
+        if (iovcnt > 0) {
+            iov->iov_base = (char *)iov->iov_base + left;
+            iov->iov_len -= left;
+        }
+    }
+    return 0;
+}
+
+static int send_request(conn_t *c, const char *op, const char *body, size_t len)
+{
+    c->hdr.len = 0;
+    if (buf_printf(&c->hdr,
+                   "POST / HTTP/1.1\r\n"
+                   "Host: %s\r\n"
+                   "Content-Type: application/x-amz-json-1.1\r\n"
+                   "X-Amz-Target: " TARGET_PREFIX "%s\r\n"
+                   "X-Amz-Date: " AMZ_DATE "\r\n"
+                   "Authorization: " AUTH_VALUE "\r\n"
+                   "Content-Length: %zu\r\n"
+                   "\r\n",
+                   g_host_header, op, len) != 0) {
+        conn_seterr(c, "out of memory", 0);
+        return -1;
+    }
+    struct iovec iov[2];
+    iov[0].iov_base = c->hdr.p;
+    iov[0].iov_len = c->hdr.len;
+    iov[1].iov_base = (void *)(uintptr_t)body;
+    iov[1].iov_len = len;
+    return send_all(c, iov, len > 0 ? 2 : 1);
+}
+
+static int ci_prefix(const char *line, size_t len, const char *name)
+{
+    size_t n = strlen(name);
+    return len > n && strncasecmp(line, name, n) == 0 && line[n] == ':';
+}
+
+static int ci_contains(const char *s, size_t len, const char *needle)
+{
+    size_t n = strlen(needle);
+    for (size_t i = 0; i + n <= len; i++) {
+        if (strncasecmp(s + i, needle, n) == 0) {
+            return 1;
+        }
+    }
+    return 0;
+}
+
+/* Find "\r\n" in c->in starting at offset `from`; returns offset or -1. */
+static long find_crlf(const conn_t *c, size_t from)
+{
+    if (from >= c->in.len) {
+        return -1;
+    }
+    const char *q = memmem(c->in.p + from, c->in.len - from, "\r\n", 2);
+    return q ? (long)(q - c->in.p) : -1;
+}
+
+/* 0 = ok, -1 = error, -2 = EOF before the first byte of the response */
+static int read_response(conn_t *c)
+{
+    size_t hdr_end = 0;
+    long long content_length = -1;
+    int chunked = 0;
+
+    c->dechunk.len = 0;
+    c->close_pending = 0;
+    for (;;) {
+        size_t scanned = 0;
+        for (;;) {
+            if (c->in.len >= 4) {
+                size_t from = scanned > 3 ? scanned - 3 : 0;
+                const char *e = memmem(c->in.p + from, c->in.len - from, "\r\n\r\n", 4);
+                if (e != NULL) {
+                    hdr_end = (size_t)(e - c->in.p) + 4;
+                    break;
+                }
+            }
+            scanned = c->in.len;
+            if (c->in.len > MAX_HEADER_BYTES) {
+                conn_seterr(c, "response header too large", 0);
+                return -1;
+            }
+            int r = conn_read(c, 0);
+            if (r == 0 || (r < 0 && c->err_errno == ECONNRESET)) {
+                /* -2 lets the caller retry a stale keep-alive socket */
+                return c->in.len == 0 ? -2 : -1;
+            }
+            if (r < 0) {
+                return -1;
+            }
+        }
+
+        const char *h = c->in.p;
+        if (hdr_end < 12 || memcmp(h, "HTTP/1.", 7) != 0 || h[8] != ' ' || h[9] < '1' || h[9] > '5' ||
+            h[10] < '0' || h[10] > '9' || h[11] < '0' || h[11] > '9') {
+            conn_seterr(c, "malformed HTTP status line", 0);
+            return -1;
+        }
+        c->status = (h[9] - '0') * 100 + (h[10] - '0') * 10 + (h[11] - '0');
+        int http10 = h[7] == '0';
+
+        content_length = -1;
+        chunked = 0;
+        int keep_alive_seen = 0;
+        const char *p = memmem(h, hdr_end, "\r\n", 2) + 2;
+        const char *hend = h + hdr_end - 2;
+        while (p < hend) {
+            const char *eol = memmem(p, (size_t)(hend - p) + 2, "\r\n", 2);
+            if (eol == NULL) {
+                break;
+            }
+            size_t ll = (size_t)(eol - p);
+            if (ci_prefix(p, ll, "content-length")) {
+                const char *v = p + sizeof "content-length";
+                while (v < eol && (*v == ' ' || *v == '\t')) {
+                    v++;
+                }
+                long long cl = 0;
+                int digits = 0;
+                while (v < eol && *v >= '0' && *v <= '9') {
+                    if (cl > (long long)MAX_BODY_BYTES) {
+                        break;
+                    }
+                    cl = cl * 10 + (*v - '0');
+                    v++;
+                    digits++;
+                }
+                if (digits == 0 || cl > (long long)MAX_BODY_BYTES) {
+                    conn_seterr(c, "bad Content-Length", 0);
+                    return -1;
+                }
+                content_length = cl;
+            } else if (ci_prefix(p, ll, "transfer-encoding")) {
+                if (ci_contains(p, ll, "chunked")) {
+                    chunked = 1;
+                }
+            } else if (ci_prefix(p, ll, "connection")) {
+                if (ci_contains(p, ll, "close")) {
+                    c->close_pending = 1;
+                }
+                if (ci_contains(p, ll, "keep-alive")) {
+                    keep_alive_seen = 1;
+                }
+            }
+            p = eol + 2;
+        }
+        if (http10 && !keep_alive_seen) {
+            c->close_pending = 1;
+        }
+        if (c->status >= 100 && c->status < 200) {
+            /* interim response: drop it and read the real one */
+            memmove(c->in.p, c->in.p + hdr_end, c->in.len - hdr_end);
+            c->in.len -= hdr_end;
+            continue;
+        }
+        break;
+    }
+
+    if (chunked) {
+        size_t pos = hdr_end;
+        for (;;) {
+            long eol;
+            while ((eol = find_crlf(c, pos)) < 0) {
+                if (c->in.len - pos > 1024) {
+                    conn_seterr(c, "bad chunk header", 0);
+                    return -1;
+                }
+                if (conn_read(c, 0) <= 0) {
+                    return -1;
+                }
+            }
+            size_t sz = 0;
+            int digits = 0;
+            for (size_t i = pos; i < (size_t)eol; i++) {
+                char ch = c->in.p[i];
+                unsigned d;
+                if (ch >= '0' && ch <= '9') {
+                    d = (unsigned)(ch - '0');
+                } else if (ch >= 'a' && ch <= 'f') {
+                    d = (unsigned)(ch - 'a' + 10);
+                } else if (ch >= 'A' && ch <= 'F') {
+                    d = (unsigned)(ch - 'A' + 10);
+                } else {
+                    break;
+                }
+                if (sz > MAX_BODY_BYTES) {
+                    break;
+                }
+                sz = sz * 16 + d;
+                digits++;
+            }
+            if (digits == 0 || sz > MAX_BODY_BYTES || c->dechunk.len + sz > MAX_BODY_BYTES) {
+                conn_seterr(c, "bad chunk size", 0);
+                return -1;
+            }
+            pos = (size_t)eol + 2;
+            if (sz == 0) {
+                /* trailers, terminated by an empty line */
+                for (;;) {
+                    while ((eol = find_crlf(c, pos)) < 0) {
+                        if (c->in.len - pos > MAX_HEADER_BYTES) {
+                            conn_seterr(c, "trailers too large", 0);
+                            return -1;
+                        }
+                        if (conn_read(c, 0) <= 0) {
+                            return -1;
+                        }
+                    }
+                    size_t line_start = pos;
+                    pos = (size_t)eol + 2;
+                    if ((size_t)eol == line_start) {
+                        break;
+                    }
+                }
+                break;
+            }
+            while (c->in.len - pos < sz + 2) {
+                if (conn_read(c, sz + 2 - (c->in.len - pos)) <= 0) {
+                    return -1;
+                }
+            }
+            if (buf_append(&c->dechunk, c->in.p + pos, sz) != 0) {
+                conn_seterr(c, "out of memory", 0);
+                return -1;
+            }
+            if (c->in.p[pos + sz] != '\r' || c->in.p[pos + sz + 1] != '\n') {
+                conn_seterr(c, "bad chunk terminator", 0);
+                return -1;
+            }
+            pos += sz + 2;
+        }
+        c->consumed = pos;
+        if (buf_reserve(&c->dechunk, 0) != 0) {
+            conn_seterr(c, "out of memory", 0);
+            return -1;
+        }
+        c->dechunk.p[c->dechunk.len] = '\0';
+        c->body = c->dechunk.p;
+        c->body_len = c->dechunk.len;
+        return 0;
+    }
+
+    if (content_length >= 0) {
+        size_t need = hdr_end + (size_t)content_length;
+        while (c->in.len < need) {
+            if (conn_read(c, need - c->in.len) <= 0) {
+                return -1;
+            }
+        }
+        c->consumed = need;
+        c->body = c->in.p + hdr_end;
+        c->body_len = (size_t)content_length;
+        return 0;
+    }
+
+    if (c->status == 204 || c->status == 304) {
+        c->consumed = hdr_end;
+        c->body = c->in.p + hdr_end;
+        c->body_len = 0;
+        return 0;
+    }
+
+    /* No framing: body runs until the server closes the connection. */
+    for (;;) {
+        if (c->in.len - hdr_end > MAX_BODY_BYTES) {
+            conn_seterr(c, "response body too large", 0);
+            return -1;
+        }
+        int r = conn_read(c, 0);
+        if (r == 0) {
+            break;
+        }
+        if (r < 0) {
+            return -1;
+        }
+    }
+    c->close_pending = 1;
+    c->consumed = c->in.len;
+    c->body = c->in.p + hdr_end;
+    c->body_len = c->in.len - hdr_end;
+    return 0;
+}
+
+/* Send one request and read its response.  0 = got an HTTP response
+ * (c->status / c->body valid until the next call), -1 = transport error. */
+static int conn_request(conn_t *c, const char *op, const char *body, size_t len)
+{
+    for (int attempt = 0; attempt < 2; attempt++) {
+        if (c->close_pending) {
+            conn_close(c);
+        }
+        if (c->consumed > 0) {
+            memmove(c->in.p, c->in.p + c->consumed, c->in.len - c->consumed);
+            c->in.len -= c->consumed;
+            c->consumed = 0;
+        }
+        if (c->fd < 0 && conn_open(c) != 0) {
+            return -1;
+        }
+        int reused = c->nreq > 0;
+        if (send_request(c, op, body, len) != 0) {
+            conn_close(c);
+            if (reused) {
+                continue; /* server may have closed an idle keep-alive socket */
+            }
+            return -1;
+        }
+        int r = read_response(c);
+        if (r == 0) {
+            c->nreq++;
+            return 0;
+        }
+        conn_close(c);
+        if (r == -2 && reused) {
+            continue;
+        }
+        return -1;
+    }
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Error reporting                                                           */
+/* ------------------------------------------------------------------------ */
+
+static void report_http_error(const char *op, const conn_t *c)
+{
+    if (atomic_exchange(&g_first_error_shown, 1) == 0) {
+        size_t n = c->body_len < FIRST_ERROR_SHOW ? c->body_len : FIRST_ERROR_SHOW;
+        fprintf(stderr, "kbench: first error: %s -> HTTP %d: %.*s%s\n", op, c->status, (int)n, c->body,
+                n < c->body_len ? "..." : "");
+    }
+}
+
+static void report_io_error(const char *op, const conn_t *c)
+{
+    if (atomic_exchange(&g_first_io_error_shown, 1) == 0) {
+        fprintf(stderr, "kbench: first transport error: %s: %s\n", op, c->err);
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shards                                                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    char id[MAX_SHARD_ID + 1];
+    char start_hash[MAX_HASH_KEY + 1];
+    int has_hash;
+    int closed;
+} shard_t;
+
+static shard_t *g_shards;
+static int g_nshards;
+
+/* ------------------------------------------------------------------------ */
+/* Workers                                                                   */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    shard_t *sh;
+    char *iter; /* MAX_ITER_LEN + 1 bytes */
+    int have_iter;
+    long fill_left;
+    int consec_errors;
+} cursor_t;
+
+typedef struct {
+    int id;
+    pthread_t th;
+    enum work_kind kind;
+    conn_t conn;
+    uint64_t rng;
+    buf_t req;
+
+    /* payload pool: base64 strings of record_size random bytes */
+    char *pool;
+    size_t pool_stride; /* bytes per entry (b64 length) */
+    size_t pool_b64len;
+    unsigned pool_n;
+
+    cursor_t *cur;
+    int ncur;
+
+    int connect_failed;
+
+    /* stats */
+    uint64_t requests;
+    uint64_t records;
+    uint64_t bytes;
+    uint64_t errors;    /* non-200 answers */
+    uint64_t io_errors; /* transport failures */
+    uint64_t failed_records;
+    uint64_t aux_requests; /* GetShardIterator */
+    uint64_t drains;
+    uint64_t *lat;
+    size_t nlat;
+    size_t caplat;
+    int lat_oom;
+} worker_t;
+
+static void lat_push(worker_t *w, uint64_t ns)
+{
+    if (w->nlat == w->caplat) {
+        if (w->lat_oom) {
+            return;
+        }
+        size_t ncap = w->caplat ? w->caplat * 2 : 65536;
+        uint64_t *np = realloc(w->lat, ncap * sizeof *np);
+        if (np == NULL) {
+            w->lat_oom = 1;
+            return;
+        }
+        w->lat = np;
+        w->caplat = ncap;
+    }
+    w->lat[w->nlat++] = ns;
+}
+
+static int worker_make_pool(worker_t *w)
+{
+    size_t rs = (size_t)g_opt.record_size;
+    size_t n = POOL_BYTES_BUDGET / (rs ? rs : 1);
+    if (n < 1) {
+        n = 1;
+    }
+    if (n > POOL_MAX_ENTRIES) {
+        n = POOL_MAX_ENTRIES;
+    }
+    w->pool_b64len = 4 * ((rs + 2) / 3);
+    w->pool_stride = w->pool_b64len + 1;
+    w->pool_n = (unsigned)n;
+    w->pool = malloc(w->pool_stride * n);
+    unsigned char *raw = malloc(rs ? rs : 1);
+    if (w->pool == NULL || raw == NULL) {
+        free(raw);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        rng_fill(&w->rng, raw, rs);
+        int m = EVP_EncodeBlock((unsigned char *)w->pool + i * w->pool_stride, raw, (int)rs);
+        if (m < 0 || (size_t)m != w->pool_b64len) {
+            free(raw);
+            return -1;
+        }
+    }
+    free(raw);
+    return 0;
+}
+
+static const char *pool_pick(worker_t *w)
+{
+    unsigned i = (unsigned)(rng_next(&w->rng) % w->pool_n);
+    return w->pool + (size_t)i * w->pool_stride;
+}
+
+static int should_stop(void) { return now_ns() >= g_deadline_ns; }
+
+static int claim_budget(void)
+{
+    if (g_opt.count <= 0) {
+        return 1;
+    }
+    return atomic_fetch_sub(&g_budget, 1) > 0;
+}
+
+/* Issue a request and classify the outcome; records latency when asked. */
+static int do_request(worker_t *w, const char *op, int record_latency)
+{
+    uint64_t t0 = now_ns();
+    int r = conn_request(&w->conn, op, w->req.p, w->req.len);
+    uint64_t t1 = now_ns();
+    if (r != 0) {
+        w->io_errors++;
+        report_io_error(op, &w->conn);
+        sleep_ns(RECONNECT_BACKOFF_NS);
+        return -1;
+    }
+    if (record_latency) {
+        lat_push(w, t1 - t0);
+    }
+    if (w->conn.status != 200) {
+        w->errors++;
+        report_http_error(op, &w->conn);
+        sleep_ns(ERROR_BACKOFF_NS);
+        return -1;
+    }
+    return 0;
+}
+
+static int build_putrecord(worker_t *w)
+{
+    char pk[PKEY_LEN];
+    rng_pkey(&w->rng, pk);
+    w->req.len = 0;
+    if (buf_str(&w->req, "{\"StreamName\":\"") != 0 || buf_str(&w->req, g_opt.stream) != 0 ||
+        buf_str(&w->req, "\",\"PartitionKey\":\"") != 0 || buf_append(&w->req, pk, PKEY_LEN) != 0 ||
+        buf_str(&w->req, "\",\"Data\":\"") != 0 || buf_append(&w->req, pool_pick(w), w->pool_b64len) != 0 ||
+        buf_str(&w->req, "\"}") != 0) {
+        return -1;
+    }
+    return 0;
+}
+
+static int build_putrecords(worker_t *w, long n, const char *explicit_hash)
+{
+    w->req.len = 0;
+    if (buf_str(&w->req, "{\"StreamName\":\"") != 0 || buf_str(&w->req, g_opt.stream) != 0 ||
+        buf_str(&w->req, "\",\"Records\":[") != 0) {
+        return -1;
+    }
+    for (long i = 0; i < n; i++) {
+        char pk[PKEY_LEN];
+        rng_pkey(&w->rng, pk);
+        if (buf_str(&w->req, i ? ",{\"Data\":\"" : "{\"Data\":\"") != 0 ||
+            buf_append(&w->req, pool_pick(w), w->pool_b64len) != 0 ||
+            buf_str(&w->req, "\",\"PartitionKey\":\"") != 0 || buf_append(&w->req, pk, PKEY_LEN) != 0) {
+            return -1;
+        }
+        if (explicit_hash != NULL) {
+            if (buf_str(&w->req, "\",\"ExplicitHashKey\":\"") != 0 || buf_str(&w->req, explicit_hash) != 0) {
+                return -1;
+            }
+        }
+        if (buf_str(&w->req, "\"}") != 0) {
+            return -1;
+        }
+    }
+    return buf_str(&w->req, "]}");
+}
+
+static void run_putrecord(worker_t *w)
+{
+    while (!should_stop() && claim_budget()) {
+        if (build_putrecord(w) != 0) {
+            fprintf(stderr, "kbench: out of memory\n");
+            return;
+        }
+        w->requests++;
+        if (do_request(w, "PutRecord", 1) == 0) {
+            w->records++;
+            w->bytes += (uint64_t)g_opt.record_size;
+        }
+    }
+}
+
+static void account_putrecords(worker_t *w, long n)
+{
+    long long failed = json_get_uint(w->conn.body, w->conn.body_len, "FailedRecordCount");
+    if (failed < 0) {
+        failed = 0;
+    }
+    if (failed > n) {
+        failed = n;
+    }
+    w->failed_records += (uint64_t)failed;
+    w->records += (uint64_t)(n - failed);
+    w->bytes += (uint64_t)(n - failed) * (uint64_t)g_opt.record_size;
+}
+
+static void run_putrecords(worker_t *w)
+{
+    while (!should_stop() && claim_budget()) {
+        if (build_putrecords(w, g_opt.batch, NULL) != 0) {
+            fprintf(stderr, "kbench: out of memory\n");
+            return;
+        }
+        w->requests++;
+        if (do_request(w, "PutRecords", 1) == 0) {
+            account_putrecords(w, g_opt.batch);
+        }
+    }
+}
+
+static void run_fill(worker_t *w)
+{
+    int active = 1;
+    while (active && !should_stop()) {
+        active = 0;
+        for (int i = 0; i < w->ncur && !should_stop(); i++) {
+            cursor_t *cu = &w->cur[i];
+            if (cu->fill_left <= 0 || cu->consec_errors >= FILL_MAX_CONSEC_ERRORS) {
+                continue;
+            }
+            active = 1;
+            long n = cu->fill_left < g_opt.batch ? cu->fill_left : g_opt.batch;
+            if (build_putrecords(w, n, cu->sh->has_hash ? cu->sh->start_hash : NULL) != 0) {
+                fprintf(stderr, "kbench: out of memory\n");
+                return;
+            }
+            w->requests++;
+            uint64_t before = w->records;
+            if (do_request(w, "PutRecords", 1) == 0) {
+                account_putrecords(w, n);
+            }
+            if (w->records > before) {
+                cu->fill_left -= (long)(w->records - before);
+                cu->consec_errors = 0;
+            } else if (++cu->consec_errors >= FILL_MAX_CONSEC_ERRORS) {
+                fprintf(stderr, "kbench: giving up filling %s after %d failed attempts\n", cu->sh->id,
+                        FILL_MAX_CONSEC_ERRORS);
+            }
+        }
+    }
+}
+
+static int get_iterator(worker_t *w, cursor_t *cu)
+{
+    w->req.len = 0;
+    if (buf_printf(&w->req,
+                   "{\"StreamName\":\"%s\",\"ShardId\":\"%s\","
+                   "\"ShardIteratorType\":\"TRIM_HORIZON\"}",
+                   g_opt.stream, cu->sh->id) != 0) {
+        return -1;
+    }
+    w->aux_requests++;
+    if (do_request(w, "GetShardIterator", 0) != 0) {
+        return -1;
+    }
+    long n = json_get_string(w->conn.body, w->conn.body_len, "ShardIterator", cu->iter, MAX_ITER_LEN + 1);
+    if (n <= 0) {
+        w->errors++;
+        if (atomic_exchange(&g_first_error_shown, 1) == 0) {
+            fprintf(stderr, "kbench: GetShardIterator answer has no usable ShardIterator: %.*s\n",
+                    (int)(w->conn.body_len < FIRST_ERROR_SHOW ? w->conn.body_len : FIRST_ERROR_SHOW),
+                    w->conn.body);
+        }
+        sleep_ns(ERROR_BACKOFF_NS);
+        return -1;
+    }
+    cu->have_iter = 1;
+    return 0;
+}
+
+static void run_getrecords(worker_t *w)
+{
+    int i = 0;
+    while (!should_stop() && w->ncur > 0) {
+        cursor_t *cu = &w->cur[i];
+        i = (i + 1) % w->ncur;
+        if (!cu->have_iter && get_iterator(w, cu) != 0) {
+            continue;
+        }
+        if (should_stop() || !claim_budget()) {
+            break;
+        }
+        w->req.len = 0;
+        if (buf_printf(&w->req, "{\"ShardIterator\":\"%s\",\"Limit\":%ld}", cu->iter, g_opt.limit) != 0) {
+            fprintf(stderr, "kbench: out of memory\n");
+            return;
+        }
+        w->requests++;
+        if (do_request(w, "GetRecords", 1) != 0) {
+            cu->have_iter = 0; /* e.g. expired iterator: start over */
+            continue;
+        }
+        uint64_t nrec = 0, nbytes = 0;
+        scan_records(w->conn.body, w->conn.body_len, &nrec, &nbytes);
+        w->records += nrec;
+        w->bytes += nbytes;
+        long n =
+            json_get_string(w->conn.body, w->conn.body_len, "NextShardIterator", cu->iter, MAX_ITER_LEN + 1);
+        if (nrec == 0 || n <= 0) {
+            /* drained (or shard closed): re-read from TRIM_HORIZON */
+            cu->have_iter = 0;
+            w->drains++;
+        }
+    }
+}
+
+static void *worker_main(void *arg)
+{
+    worker_t *w = arg;
+    if (conn_open(&w->conn) != 0) {
+        w->connect_failed = 1;
+        fprintf(stderr, "kbench: connection %d: %s\n", w->id, w->conn.err);
+    }
+    int r = pthread_barrier_wait(&g_barrier); /* everyone connected */
+    if (r != 0 && r != PTHREAD_BARRIER_SERIAL_THREAD) {
+        fprintf(stderr, "kbench: pthread_barrier_wait failed\n");
+        return NULL;
+    }
+    r = pthread_barrier_wait(&g_barrier); /* main has set the deadline */
+    if (r != 0 && r != PTHREAD_BARRIER_SERIAL_THREAD) {
+        fprintf(stderr, "kbench: pthread_barrier_wait failed\n");
+        return NULL;
+    }
+    if (w->connect_failed) {
+        return NULL;
+    }
+    switch (w->kind) {
+    case WORK_PUTRECORD: run_putrecord(w); break;
+    case WORK_PUTRECORDS: run_putrecords(w); break;
+    case WORK_FILL: run_fill(w); break;
+    case WORK_GETRECORDS: run_getrecords(w); break;
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Running a set of workers and reporting                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    double elapsed_s;
+    uint64_t requests, records, bytes, errors, io_errors, failed_records;
+    uint64_t aux_requests, drains;
+    double p50_ms, p99_ms, max_ms;
+    size_t nlat;
+    int connect_failures;
+    int nworkers;
+} result_t;
+
+static int cmp_u64(const void *a, const void *b)
+{
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+static double pct_ms(const uint64_t *v, size_t n, double q)
+{
+    if (n == 0) {
+        return 0.0;
+    }
+    size_t rank = (size_t)(q * (double)n + 0.999999999);
+    if (rank < 1) {
+        rank = 1;
+    }
+    if (rank > n) {
+        rank = n;
+    }
+    return (double)v[rank - 1] / 1e6;
+}
+
+/* Assign shards to workers: with fewer workers than shards each worker takes
+ * every N-th shard; with more, workers wrap around the shard list. */
+static int assign_shards(worker_t *ws, int nw, int fill)
+{
+    for (int t = 0; t < nw; t++) {
+        worker_t *w = &ws[t];
+        int cnt = 0;
+        if (nw <= g_nshards) {
+            for (int s = t; s < g_nshards; s += nw) {
+                cnt++;
+            }
+        } else {
+            cnt = 1;
+        }
+        w->cur = calloc((size_t)cnt, sizeof *w->cur);
+        if (w->cur == NULL) {
+            return -1;
+        }
+        w->ncur = 0;
+        for (int k = 0; k < cnt; k++) {
+            int s = nw <= g_nshards ? t + k * nw : t % g_nshards;
+            cursor_t *cu = &w->cur[w->ncur++];
+            cu->sh = &g_shards[s];
+            cu->fill_left = fill ? (g_shards[s].closed ? 0 : g_opt.fill_per_shard) : 0;
+            cu->iter = malloc(MAX_ITER_LEN + 1);
+            if (cu->iter == NULL) {
+                return -1;
+            }
+        }
+    }
+    return 0;
+}
+
+static int run_workers(enum work_kind kind, int nw, double seconds, result_t *res)
+{
+    memset(res, 0, sizeof *res);
+    res->nworkers = nw;
+    worker_t *ws = calloc((size_t)nw, sizeof *ws);
+    if (ws == NULL) {
+        fprintf(stderr, "kbench: out of memory\n");
+        return -1;
+    }
+    int rc = -1;
+    int started = 0;
+    int barrier_ok = 0;
+    for (int i = 0; i < nw; i++) {
+        ws[i].id = i;
+        ws[i].kind = kind;
+        conn_init(&ws[i].conn);
+        ws[i].rng = rng_seed((unsigned)i + 1u);
+        if ((kind == WORK_PUTRECORD || kind == WORK_PUTRECORDS || kind == WORK_FILL) &&
+            worker_make_pool(&ws[i]) != 0) {
+            fprintf(stderr, "kbench: cannot build payload pool\n");
+            goto out;
+        }
+    }
+    if ((kind == WORK_FILL || kind == WORK_GETRECORDS) && assign_shards(ws, nw, kind == WORK_FILL) != 0) {
+        fprintf(stderr, "kbench: out of memory\n");
+        goto out;
+    }
+    if (pthread_barrier_init(&g_barrier, NULL, (unsigned)nw + 1u) != 0) {
+        fprintf(stderr, "kbench: pthread_barrier_init failed\n");
+        goto out;
+    }
+    barrier_ok = 1;
+    g_deadline_ns = UINT64_MAX;
+    for (int i = 0; i < nw; i++) {
+        int e = pthread_create(&ws[i].th, NULL, worker_main, &ws[i]);
+        if (e != 0) {
+            fprintf(stderr, "kbench: pthread_create: %s\n", strerror(e));
+            break;
+        }
+        started++;
+    }
+    if (started < nw) {
+        /* Cannot complete the barrier: release the started threads by
+         * filling the barrier with a fresh one is impossible, so abort. */
+        fprintf(stderr, "kbench: could only start %d of %d threads\n", started, nw);
+        exit(1);
+    }
+    int r = pthread_barrier_wait(&g_barrier);
+    if (r != 0 && r != PTHREAD_BARRIER_SERIAL_THREAD) {
+        fprintf(stderr, "kbench: pthread_barrier_wait failed\n");
+        exit(1);
+    }
+    uint64_t t0 = now_ns();
+    g_deadline_ns = t0 + (uint64_t)(seconds * 1e9);
+    atomic_store(&g_budget, g_opt.count);
+    r = pthread_barrier_wait(&g_barrier);
+    if (r != 0 && r != PTHREAD_BARRIER_SERIAL_THREAD) {
+        fprintf(stderr, "kbench: pthread_barrier_wait failed\n");
+        exit(1);
+    }
+    for (int i = 0; i < started; i++) {
+        int e = pthread_join(ws[i].th, NULL);
+        if (e != 0) {
+            fprintf(stderr, "kbench: pthread_join: %s\n", strerror(e));
+        }
+    }
+    uint64_t t1 = now_ns();
+    res->elapsed_s = (double)(t1 - t0) / 1e9;
+
+    size_t total = 0;
+    for (int i = 0; i < nw; i++) {
+        worker_t *w = &ws[i];
+        res->requests += w->requests;
+        res->records += w->records;
+        res->bytes += w->bytes;
+        res->errors += w->errors;
+        res->io_errors += w->io_errors;
+        res->failed_records += w->failed_records;
+        res->aux_requests += w->aux_requests;
+        res->drains += w->drains;
+        res->connect_failures += w->connect_failed;
+        if (w->lat_oom) {
+            fprintf(stderr, "kbench: warning: latency samples truncated (out of memory)\n");
+        }
+        total += w->nlat;
+    }
+    uint64_t *all = malloc((total ? total : 1) * sizeof *all);
+    if (all == NULL) {
+        fprintf(stderr, "kbench: out of memory\n");
+        goto out;
+    }
+    size_t k = 0;
+    for (int i = 0; i < nw; i++) {
+        if (ws[i].nlat > 0) {
+            memcpy(all + k, ws[i].lat, ws[i].nlat * sizeof *all);
+            k += ws[i].nlat;
+        }
+    }
+    qsort(all, total, sizeof *all, cmp_u64);
+    res->nlat = total;
+    res->p50_ms = pct_ms(all, total, 0.50);
+    res->p99_ms = pct_ms(all, total, 0.99);
+    res->max_ms = total ? (double)all[total - 1] / 1e6 : 0.0;
+    free(all);
+    rc = 0;
+
+out:
+    if (barrier_ok && pthread_barrier_destroy(&g_barrier) != 0) {
+        fprintf(stderr, "kbench: pthread_barrier_destroy failed\n");
+    }
+    for (int i = 0; i < nw; i++) {
+        worker_t *w = &ws[i];
+        conn_free(&w->conn);
+        buf_free(&w->req);
+        free(w->pool);
+        free(w->lat);
+        if (w->cur != NULL) {
+            for (int j = 0; j < w->ncur; j++) {
+                free(w->cur[j].iter);
+            }
+            free(w->cur);
+        }
+    }
+    free(ws);
+    return rc;
+}
+
+/* Reads "Key:   123 kB" from /proc/PID/status; returns kB or -1. */
+static long long proc_status_kb(long pid, const char *key)
+{
+    char path[64];
+    int n = snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        return -1;
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    char line[256];
+    long long kb = -1;
+    size_t kl = strlen(key);
+    while (fgets(line, sizeof line, f) != NULL) {
+        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
+            char *endp = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(line + kl + 1, &endp, 10);
+            if (errno == 0 && endp != line + kl + 1) {
+                kb = (long long)v;
+            }
+            break;
+        }
+    }
+    if (fclose(f) != 0) {
+        return -1;
+    }
+    return kb;
+}
+
+static void fmt_mb(char *out, size_t outsz, long long kb)
+{
+    if (kb < 0) {
+        (void)snprintf(out, outsz, "na");
+    } else {
+        (void)snprintf(out, outsz, "%.1f", (double)kb / 1024.0);
+    }
+}
+
+static const char *mode_name(enum mode m)
+{
+    switch (m) {
+    case MODE_CREATE: return "create";
+    case MODE_PUTRECORD: return "putrecord";
+    case MODE_PUTRECORDS: return "putrecords";
+    case MODE_GETRECORDS: return "getrecords";
+    case MODE_FREEPORT: return "freeport";
+    case MODE_NONE: break;
+    }
+    return "none";
+}
+
+static void print_result(enum mode m, const result_t *r, int nconn)
+{
+    double el = r->elapsed_s > 0 ? r->elapsed_s : 1e-9;
+    double rps = (double)r->requests / el;
+    double recps = (double)r->records / el;
+    double mbps = (double)r->bytes / 1e6 / el;
+    char peak[32], cur[32];
+    long long hwm = -1, rss = -1;
+    if (g_opt.pid > 0) {
+        hwm = proc_status_kb(g_opt.pid, "VmHWM");
+        rss = proc_status_kb(g_opt.pid, "VmRSS");
+        if (hwm < 0) {
+            fprintf(stderr, "kbench: cannot read /proc/%ld/status (server gone?)\n", g_opt.pid);
+        }
+    }
+    fmt_mb(peak, sizeof peak, hwm);
+    fmt_mb(cur, sizeof cur, rss);
+
+    printf("kbench %s: %s:%ld stream=%s connections=%d", mode_name(m), g_opt.host, g_opt.port, g_opt.stream,
+           nconn);
+    if (m == MODE_PUTRECORDS) {
+        printf(" batch=%ld", g_opt.batch);
+    }
+    if (m == MODE_GETRECORDS) {
+        printf(" limit=%ld shards=%d", g_opt.limit, g_nshards);
+    } else {
+        printf(" record_size=%ld", g_opt.record_size);
+    }
+    printf("\n");
+    printf("  duration     %.3f s\n", r->elapsed_s);
+    printf("  requests     %" PRIu64 "  (%.1f req/s)\n", r->requests, rps);
+    printf("  records      %" PRIu64 "  (%.1f records/s)\n", r->records, recps);
+    printf("  payload      %.2f MB  (%.2f MB/s)\n", (double)r->bytes / 1e6, mbps);
+    printf("  latency      p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%zu samples)\n", r->p50_ms, r->p99_ms,
+           r->max_ms, r->nlat);
+    printf("  errors       %" PRIu64 " non-200, %" PRIu64 " transport, %" PRIu64 " failed records\n",
+           r->errors, r->io_errors, r->failed_records);
+    if (m == MODE_GETRECORDS) {
+        printf("  iterators    %" PRIu64 " GetShardIterator calls, %" PRIu64
+               " drains (re-read from TRIM_HORIZON)\n",
+               r->aux_requests, r->drains);
+    }
+    if (g_opt.pid > 0) {
+        printf("  server RSS   peak %s MB, current %s MB (pid %ld)\n", peak, cur, g_opt.pid);
+    }
+    printf("RESULT mode=%s connections=%d duration_s=%.3f requests=%" PRIu64
+           " requests_per_s=%.1f records=%" PRIu64 " records_per_s=%.1f mb_per_s=%.2f"
+           " p50_ms=%.3f p99_ms=%.3f peak_rss_mb=%s rss_mb=%s errors=%" PRIu64 " io_errors=%" PRIu64
+           " failed_records=%" PRIu64 "\n",
+           mode_name(m), nconn, r->elapsed_s, r->requests, rps, r->records, recps, mbps, r->p50_ms, r->p99_ms,
+           peak, cur, r->errors, r->io_errors, r->failed_records);
+    if (fflush(stdout) != 0) {
+        perror("kbench: stdout");
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Single-connection control-plane helpers                                   */
+/* ------------------------------------------------------------------------ */
+
+/* Performs op with body on c; returns 0 on HTTP 200, 1 on other status,
+ * -1 on transport error. */
+static int control_call(conn_t *c, const char *op, const char *body)
+{
+    if (conn_request(c, op, body, strlen(body)) != 0) {
+        fprintf(stderr, "kbench: %s: %s\n", op, c->err);
+        return -1;
+    }
+    return c->status == 200 ? 0 : 1;
+}
+
+static int mode_create(void)
+{
+    conn_t c;
+    conn_init(&c);
+    char body[512];
+    int rc = 1;
+    uint64_t t0 = now_ns();
+    int n =
+        snprintf(body, sizeof body, "{\"StreamName\":\"%s\",\"ShardCount\":%ld}", g_opt.stream, g_opt.shards);
+    if (n < 0 || (size_t)n >= sizeof body) {
+        goto out;
+    }
+    int r = control_call(&c, "CreateStream", body);
+    if (r < 0) {
+        goto out;
+    }
+    int existed = 0;
+    if (r > 0) {
+        if (memmem(c.body, c.body_len, "ResourceInUseException", 22) != NULL) {
+            existed = 1;
+            printf("kbench create: stream %s already exists\n", g_opt.stream);
+        } else {
+            fprintf(stderr, "kbench: CreateStream -> HTTP %d: %.*s\n", c.status,
+                    (int)(c.body_len < FIRST_ERROR_SHOW ? c.body_len : FIRST_ERROR_SHOW), c.body);
+            goto out;
+        }
+    }
+    n = snprintf(body, sizeof body, "{\"StreamName\":\"%s\"}", g_opt.stream);
+    if (n < 0 || (size_t)n >= sizeof body) {
+        goto out;
+    }
+    double cap = g_opt.seconds_set ? g_opt.seconds : 30.0;
+    uint64_t deadline = t0 + (uint64_t)(cap * 1e9);
+    char status[64] = "UNKNOWN";
+    for (;;) {
+        r = control_call(&c, "DescribeStreamSummary", body);
+        if (r < 0) {
+            goto out;
+        }
+        if (r > 0) {
+            fprintf(stderr, "kbench: DescribeStreamSummary -> HTTP %d: %.*s\n", c.status,
+                    (int)(c.body_len < FIRST_ERROR_SHOW ? c.body_len : FIRST_ERROR_SHOW), c.body);
+            goto out;
+        }
+        if (json_get_string(c.body, c.body_len, "StreamStatus", status, sizeof status) <= 0) {
+            (void)snprintf(status, sizeof status, "UNKNOWN");
+        }
+        if (strcmp(status, "ACTIVE") == 0) {
+            break;
+        }
+        if (now_ns() >= deadline) {
+            fprintf(stderr, "kbench: stream %s still %s after %.0f s\n", g_opt.stream, status, cap);
+            goto out;
+        }
+        sleep_ns(CREATE_POLL_NS);
+    }
+    double ms = (double)(now_ns() - t0) / 1e6;
+    long long open_shards = json_get_uint(c.body, c.body_len, "OpenShardCount");
+    printf("kbench create: stream %s ACTIVE after %.1f ms (open shards: %lld)\n", g_opt.stream, ms,
+           open_shards);
+    printf("RESULT mode=create status=ACTIVE existed=%d elapsed_ms=%.1f open_shards=%lld errors=0\n", existed,
+           ms, open_shards);
+    rc = 0;
+out:
+    conn_free(&c);
+    if (rc != 0) {
+        printf("RESULT mode=create status=FAILED errors=1\n");
+    }
+    if (fflush(stdout) != 0) {
+        perror("kbench: stdout");
+    }
+    return rc;
+}
+
+/* Parse one ListShards page into g_shards; returns 0 and fills next_token
+ * (empty when done), or -1. */
+static int parse_shards_page(const char *body, size_t len, char *next_token, size_t ntsz)
+{
+    static const char key[] = "\"ShardId\"";
+    const char *end = body + len;
+    const char *p = body;
+    while (p < end) {
+        const char *q = memmem(p, (size_t)(end - p), key, sizeof key - 1);
+        if (q == NULL) {
+            break;
+        }
+        const char *v = skip_ws(q + sizeof key - 1, end);
+        p = q + sizeof key - 1;
+        if (v >= end || *v != ':') {
+            continue;
+        }
+        v = skip_ws(v + 1, end);
+        if (g_nshards >= MAX_SHARDS) {
+            fprintf(stderr, "kbench: too many shards\n");
+            return -1;
+        }
+        shard_t *s = &g_shards[g_nshards];
+        memset(s, 0, sizeof *s);
+        if (json_decode_string(v, end, s->id, sizeof s->id) <= 0) {
+            continue;
+        }
+        /* the shard object extends to the next "ShardId" (or the end) */
+        const char *nx = memmem(p, (size_t)(end - p), key, sizeof key - 1);
+        size_t span = (size_t)((nx ? nx : end) - p);
+        if (json_get_string(p, span, "StartingHashKey", s->start_hash, sizeof s->start_hash) > 0) {
+            s->has_hash = 1;
+        }
+        const char *ev = json_find_value(p, span, "EndingSequenceNumber");
+        s->closed = ev != NULL && *ev == '"';
+        g_nshards++;
+    }
+    long n = json_get_string(body, len, "NextToken", next_token, ntsz);
+    if (n <= 0) {
+        next_token[0] = '\0';
+    }
+    return 0;
+}
+
+static int load_shards(void)
+{
+    g_shards = calloc(MAX_SHARDS, sizeof *g_shards);
+    if (g_shards == NULL) {
+        fprintf(stderr, "kbench: out of memory\n");
+        return -1;
+    }
+    g_nshards = 0;
+    conn_t c;
+    conn_init(&c);
+    buf_t body = {0};
+    char token[4096] = "";
+    int ok = 1;
+    for (int page = 0; page < 100; page++) {
+        body.len = 0;
+        int e;
+        if (page == 0) {
+            e = buf_printf(&body, "{\"StreamName\":\"%s\",\"MaxResults\":1000}", g_opt.stream);
+        } else {
+            e = buf_printf(&body, "{\"NextToken\":\"%s\",\"MaxResults\":1000}", token);
+        }
+        if (e != 0) {
+            ok = 0;
+            break;
+        }
+        int r = control_call(&c, "ListShards", body.p);
+        if (r != 0) {
+            if (r > 0) {
+                fprintf(stderr, "kbench: ListShards -> HTTP %d: %.*s\n", c.status,
+                        (int)(c.body_len < FIRST_ERROR_SHOW ? c.body_len : FIRST_ERROR_SHOW), c.body);
+            }
+            ok = 0;
+            break;
+        }
+        if (parse_shards_page(c.body, c.body_len, token, sizeof token) != 0) {
+            ok = 0;
+            break;
+        }
+        if (token[0] == '\0') {
+            break;
+        }
+    }
+    conn_free(&c);
+    buf_free(&body);
+    if (!ok || g_nshards == 0) {
+        if (g_opt.shards < 1 || g_opt.shards > MAX_SHARDS) {
+            return -1;
+        }
+        fprintf(stderr, "kbench: ListShards unusable; assuming %ld shards shardId-000000000000..\n",
+                g_opt.shards);
+        g_nshards = 0;
+        for (long i = 0; i < g_opt.shards; i++) {
+            shard_t *s = &g_shards[g_nshards++];
+            memset(s, 0, sizeof *s);
+            (void)snprintf(s->id, sizeof s->id, "shardId-%012ld", i);
+        }
+    }
+    return 0;
+}
+
+/* A run failed when no connection worked or nothing succeeded at all. */
+static int run_failed(const result_t *r, int nconn)
+{
+    if (r->connect_failures == nconn) {
+        fprintf(stderr, "kbench: no connection could be established\n");
+        return 1;
+    }
+    if (r->records == 0 && r->errors + r->io_errors > 0) {
+        fprintf(stderr, "kbench: every request failed\n");
+        return 1;
+    }
+    return 0;
+}
+
+static int mode_getrecords(int nconn)
+{
+    if (load_shards() != 0) {
+        return 1;
+    }
+    int open = 0;
+    for (int i = 0; i < g_nshards; i++) {
+        open += !g_shards[i].closed;
+    }
+    printf("kbench getrecords: %d shards (%d open)\n", g_nshards, open);
+    if (!g_opt.no_fill && g_opt.fill_per_shard > 0 && open > 0) {
+        int nfill = open < 16 ? open : 16;
+        if (nfill > g_nshards) {
+            nfill = g_nshards;
+        }
+        result_t fr;
+        if (run_workers(WORK_FILL, nfill, FILL_CAP_SECONDS, &fr) != 0) {
+            return 1;
+        }
+        printf("kbench getrecords: filled %" PRIu64 " records (%ld per open shard) in %.2f s"
+               " (%.0f records/s, %" PRIu64 " errors)\n",
+               fr.records, g_opt.fill_per_shard, fr.elapsed_s,
+               fr.elapsed_s > 0 ? (double)fr.records / fr.elapsed_s : 0.0, fr.errors + fr.io_errors);
+        atomic_store(&g_first_error_shown, 0);
+        atomic_store(&g_first_io_error_shown, 0);
+    }
+    if (nconn <= 0) {
+        nconn = g_nshards;
+    }
+    double secs = g_opt.seconds_set || g_opt.count <= 0 ? g_opt.seconds : COUNT_CAP_SECONDS;
+    result_t r;
+    if (run_workers(WORK_GETRECORDS, nconn, secs, &r) != 0) {
+        return 1;
+    }
+    print_result(MODE_GETRECORDS, &r, nconn);
+    return run_failed(&r, nconn);
+}
+
+static int mode_put(enum mode m, int nconn)
+{
+    double secs = g_opt.seconds_set || g_opt.count <= 0 ? g_opt.seconds : COUNT_CAP_SECONDS;
+    result_t r;
+    if (run_workers(m == MODE_PUTRECORD ? WORK_PUTRECORD : WORK_PUTRECORDS, nconn, secs, &r) != 0) {
+        return 1;
+    }
+    print_result(m, &r, nconn);
+    return run_failed(&r, nconn);
+}
+
+static int mode_freeport(void)
+{
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        perror("kbench: socket");
+        return 1;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    sa.sin_port = 0;
+    socklen_t sl = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("kbench: bind");
+        (void)close(fd);
+        return 1;
+    }
+    printf("%u\n", (unsigned)ntohs(sa.sin_port));
+    if (close(fd) != 0) {
+        perror("kbench: close");
+    }
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Command line                                                              */
+/* ------------------------------------------------------------------------ */
+
+static void usage(FILE *f)
+{
+    fprintf(f, "usage: kbench --mode MODE [options]\n"
+               "\n"
+               "modes: create | putrecord | putrecords | getrecords | freeport\n"
+               "\n"
+               "  --host H          server address, loopback only (default 127.0.0.1)\n"
+               "  --port P          server port (default 4567)\n"
+               "  --stream NAME     stream name (default kbench)\n"
+               "  --shards N        shard count for create / fallback (default 4)\n"
+               "  --connections N   connections = threads (default: putrecord 16,\n"
+               "                    putrecords 4, getrecords one per shard)\n"
+               "  --seconds S       measurement duration (default 10)\n"
+               "  --count N         stop after N requests (time cap 600 s unless --seconds)\n"
+               "  --record-size B   payload bytes per record (default 100)\n"
+               "  --batch N         records per PutRecords (default 500)\n"
+               "  --limit N         GetRecords Limit (default 10000)\n"
+               "  --fill N          getrecords: records put per open shard first (default 25000)\n"
+               "  --no-fill         getrecords: read existing data only\n"
+               "  --pid PID         report the server's VmHWM / VmRSS after the run\n"
+               "  --timeout S       per-request socket timeout (default 30)\n"
+               "\n"
+               "Each measuring mode ends with a machine-readable line:\n"
+               "RESULT mode=... requests_per_s=... records_per_s=... mb_per_s=... p50_ms=...\n"
+               "       p99_ms=... peak_rss_mb=... rss_mb=... errors=...\n");
+}
+
+static int parse_long(const char *s, long lo, long hi, long *out, const char *name)
+{
+    char *end = NULL;
+    errno = 0;
+    long v = strtol(s, &end, 10);
+    if (errno != 0 || end == s || *end != '\0' || v < lo || v > hi) {
+        fprintf(stderr, "kbench: invalid %s '%s' (expected %ld..%ld)\n", name, s, lo, hi);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int parse_double(const char *s, double lo, double hi, double *out, const char *name)
+{
+    char *end = NULL;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (errno != 0 || end == s || *end != '\0' || !(v >= lo && v <= hi)) {
+        fprintf(stderr, "kbench: invalid %s '%s'\n", name, s);
+        return -1;
+    }
+    *out = v;
+    return 0;
+}
+
+static int valid_stream_name(const char *s)
+{
+    size_t n = strlen(s);
+    if (n < 1 || n > MAX_STREAM_NAME) {
+        return 0;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+              c == '.' || c == '-')) {
+            return 0;
+        }
+    }
+    return 1;
+}
+
+static int is_loopback(const struct sockaddr *sa)
+{
+    if (sa->sa_family == AF_INET) {
+        const struct sockaddr_in *s4 = (const struct sockaddr_in *)sa;
+        return (ntohl(s4->sin_addr.s_addr) >> 24) == 127;
+    }
+    if (sa->sa_family == AF_INET6) {
+        const struct sockaddr_in6 *s6 = (const struct sockaddr_in6 *)sa;
+        if (IN6_IS_ADDR_LOOPBACK(&s6->sin6_addr)) {
+            return 1;
+        }
+        if (IN6_IS_ADDR_V4MAPPED(&s6->sin6_addr)) {
+            return s6->sin6_addr.s6_addr[12] == 127;
+        }
+    }
+    return 0;
+}
+
+static int resolve_endpoint(void)
+{
+    char port[16];
+    (void)snprintf(port, sizeof port, "%ld", g_opt.port);
+    struct addrinfo hints;
+    memset(&hints, 0, sizeof hints);
+    hints.ai_family = AF_UNSPEC;
+    hints.ai_socktype = SOCK_STREAM;
+    struct addrinfo *ai = NULL;
+    int e = getaddrinfo(g_opt.host, port, &hints, &ai);
+    if (e != 0) {
+        fprintf(stderr, "kbench: cannot resolve %s: %s\n", g_opt.host, gai_strerror(e));
+        return -1;
+    }
+    int found = 0;
+    for (struct addrinfo *p = ai; p != NULL; p = p->ai_next) {
+        if (is_loopback(p->ai_addr) && p->ai_addrlen <= sizeof g_addr) {
+            memcpy(&g_addr, p->ai_addr, p->ai_addrlen);
+            g_addrlen = p->ai_addrlen;
+            found = 1;
+            break;
+        }
+    }
+    freeaddrinfo(ai);
+    if (!found) {
+        fprintf(stderr, "kbench: refusing non-loopback endpoint %s\n", g_opt.host);
+        return -1;
+    }
+    int n;
+    if (g_addr.ss_family == AF_INET6 && strchr(g_opt.host, ':') != NULL) {
+        n = snprintf(g_host_header, sizeof g_host_header, "[%s]:%ld", g_opt.host, g_opt.port);
+    } else {
+        n = snprintf(g_host_header, sizeof g_host_header, "%s:%ld", g_opt.host, g_opt.port);
+    }
+    if (n < 0 || (size_t)n >= sizeof g_host_header) {
+        fprintf(stderr, "kbench: host name too long\n");
+        return -1;
+    }
+    return 0;
+}
+
+int main(int argc, char **argv)
+{
+    enum {
+        O_HOST = 256,
+        O_PORT,
+        O_STREAM,
+        O_SHARDS,
+        O_MODE,
+        O_CONN,
+        O_SECONDS,
+        O_COUNT,
+        O_RSIZE,
+        O_BATCH,
+        O_LIMIT,
+        O_FILL,
+        O_NOFILL,
+        O_PID,
+        O_TIMEOUT,
+        O_HELP
+    };
+    static const struct option longopts[] = {
+        {"host", required_argument, NULL, O_HOST},
+        {"port", required_argument, NULL, O_PORT},
+        {"stream", required_argument, NULL, O_STREAM},
+        {"shards", required_argument, NULL, O_SHARDS},
+        {"mode", required_argument, NULL, O_MODE},
+        {"connections", required_argument, NULL, O_CONN},
+        {"seconds", required_argument, NULL, O_SECONDS},
+        {"count", required_argument, NULL, O_COUNT},
+        {"record-size", required_argument, NULL, O_RSIZE},
+        {"batch", required_argument, NULL, O_BATCH},
+        {"limit", required_argument, NULL, O_LIMIT},
+        {"fill", required_argument, NULL, O_FILL},
+        {"no-fill", no_argument, NULL, O_NOFILL},
+        {"pid", required_argument, NULL, O_PID},
+        {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"help", no_argument, NULL, O_HELP},
+        {NULL, 0, NULL, 0},
+    };
+    int ch;
+    long v;
+    while ((ch = getopt_long(argc, argv, "h", longopts, NULL)) != -1) {
+        switch (ch) {
+        case O_HOST: g_opt.host = optarg; break;
+        case O_PORT:
+            if (parse_long(optarg, 1, 65535, &g_opt.port, "port") != 0) {
+                return 2;
+            }
+            break;
+        case O_STREAM: g_opt.stream = optarg; break;
+        case O_SHARDS:
+            if (parse_long(optarg, 1, MAX_SHARDS, &g_opt.shards, "shards") != 0) {
+                return 2;
+            }
+            break;
+        case O_MODE:
+            if (strcmp(optarg, "create") == 0) {
+                g_opt.mode = MODE_CREATE;
+            } else if (strcmp(optarg, "putrecord") == 0) {
+                g_opt.mode = MODE_PUTRECORD;
+            } else if (strcmp(optarg, "putrecords") == 0) {
+                g_opt.mode = MODE_PUTRECORDS;
+            } else if (strcmp(optarg, "getrecords") == 0) {
+                g_opt.mode = MODE_GETRECORDS;
+            } else if (strcmp(optarg, "freeport") == 0) {
+                g_opt.mode = MODE_FREEPORT;
+            } else {
+                fprintf(stderr, "kbench: unknown mode '%s'\n", optarg);
+                return 2;
+            }
+            break;
+        case O_CONN:
+            if (parse_long(optarg, 1, 1024, &g_opt.connections, "connections") != 0) {
+                return 2;
+            }
+            break;
+        case O_SECONDS:
+            if (parse_double(optarg, 0.001, 3600.0, &g_opt.seconds, "seconds") != 0) {
+                return 2;
+            }
+            g_opt.seconds_set = 1;
+            break;
+        case O_COUNT:
+            if (parse_long(optarg, 1, LONG_MAX, &v, "count") != 0) {
+                return 2;
+            }
+            g_opt.count = v;
+            break;
+        case O_RSIZE:
+            if (parse_long(optarg, 1, 1048576, &g_opt.record_size, "record-size") != 0) {
+                return 2;
+            }
+            break;
+        case O_BATCH:
+            if (parse_long(optarg, 1, 500, &g_opt.batch, "batch") != 0) {
+                return 2;
+            }
+            break;
+        case O_LIMIT:
+            if (parse_long(optarg, 1, 10000, &g_opt.limit, "limit") != 0) {
+                return 2;
+            }
+            break;
+        case O_FILL:
+            if (parse_long(optarg, 0, 100000000, &g_opt.fill_per_shard, "fill") != 0) {
+                return 2;
+            }
+            break;
+        case O_NOFILL: g_opt.no_fill = 1; break;
+        case O_PID:
+            if (parse_long(optarg, 1, INT_MAX, &g_opt.pid, "pid") != 0) {
+                return 2;
+            }
+            break;
+        case O_TIMEOUT:
+            if (parse_long(optarg, 1, 3600, &g_opt.timeout_s, "timeout") != 0) {
+                return 2;
+            }
+            break;
+        case O_HELP:
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return 2;
+        }
+    }
+    if (optind < argc) {
+        fprintf(stderr, "kbench: unexpected argument '%s'\n", argv[optind]);
+        return 2;
+    }
+    if (g_opt.mode == MODE_NONE) {
+        usage(stderr);
+        return 2;
+    }
+    if (g_opt.mode == MODE_FREEPORT) {
+        return mode_freeport();
+    }
+    if (!valid_stream_name(g_opt.stream)) {
+        fprintf(stderr, "kbench: invalid stream name '%s'\n", g_opt.stream);
+        return 2;
+    }
+    if ((size_t)g_opt.batch * (size_t)g_opt.record_size > 5u * 1024u * 1024u &&
+        g_opt.mode == MODE_PUTRECORDS) {
+        fprintf(stderr, "kbench: warning: batch payload exceeds the 5 MiB PutRecords limit\n");
+    }
+    if (signal(SIGPIPE, SIG_IGN) == SIG_ERR) {
+        perror("kbench: signal");
+        return 1;
+    }
+    if (resolve_endpoint() != 0) {
+        return 2;
+    }
+    if (g_opt.pid > 0 && proc_status_kb(g_opt.pid, "VmRSS") < 0) {
+        fprintf(stderr, "kbench: warning: cannot read memory of pid %ld\n", g_opt.pid);
+    }
+
+    int nconn = (int)g_opt.connections;
+    switch (g_opt.mode) {
+    case MODE_CREATE: return mode_create();
+    case MODE_PUTRECORD: return mode_put(MODE_PUTRECORD, nconn > 0 ? nconn : 16);
+    case MODE_PUTRECORDS: return mode_put(MODE_PUTRECORDS, nconn > 0 ? nconn : 4);
+    case MODE_GETRECORDS: return mode_getrecords(nconn);
+    case MODE_FREEPORT:
+    case MODE_NONE: break;
+    }
+    return 2;
+}
