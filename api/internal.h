@@ -65,6 +65,7 @@ struct api {
     struct streams *streams;
     unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
     struct limits *limits;      /* NULL with --no-limits */
+    int inflight;               /* appends routed but not yet committed (atomic) */
     pthread_t maint;
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
@@ -187,6 +188,16 @@ void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh
 bool tag_chars_ok(const char *s);
 /* Number of shards that are open at time now. */
 uint32_t stream_open_shards(const struct stream *s);
+/* Resharding (write lock held). Each closes shards and adds children with their lineage,
+ * waiting first for appends already routed to finish, so a closed shard's EndingSequenceNumber
+ * is final. They persist the stream and set it UPDATING. Return 0 or a STORE_* code. */
+int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start, int64_t now);
+int stream_merge(struct api *a, struct stream *s, uint32_t shard, uint32_t adjacent, int64_t now);
+int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now);
+/* For reshard operations (op_split_shard.c): the ACTIVE provisioned stream the request
+ * names, and the account's shard limit; both record the error and return NULL / -1. */
+struct stream *reshard_stream(struct api_ctx *c, const char *op);
+int check_shard_limit(struct api_ctx *c, uint32_t more);
 /* Run background maintenance (lifecycle transitions, deleting dropped logs) until stopping. */
 void *streams_maintain(void *arg);
 

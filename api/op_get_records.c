@@ -79,6 +79,15 @@ static int run(struct api_ctx *c)
     bool successor = s && s->uid != uid; /* the stream was deleted and created again */
     int64_t horizon = s ? c->now_ms - (int64_t)s->retention_h * 3600000 : 0;
     uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
+    /* the children, for the answer that reaches the end of a closed shard */
+    struct shard *kids = NULL;
+    uint32_t nkids = 0;
+    if (end_pos) {
+        kids = arena_alloc(&c->arena, (s->nshards + 1) * sizeof *kids);
+        for (uint32_t i = 0; i < s->nshards; i++)
+            if (s->shards[i].parent == (int32_t)ix || s->shards[i].adjacent_parent == (int32_t)ix)
+                kids[nkids++] = s->shards[i];
+    }
     streams_unlock(c->api);
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
@@ -122,6 +131,33 @@ static int run(struct api_ctx *c)
     enc_key(e, "MillisBehindLatest"), enc_int(e, behind > 0 ? behind : 0);
     if (!(end_pos && next > end_pos)) {
         enc_key(e, "NextShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, next, c->now_ms));
+    } else {
+        enc_key(e, "ChildShards");
+        enc_arr_begin(e);
+        for (uint32_t i = 0; i < nkids; i++) {
+            char kid[32], num[40];
+            enc_obj_begin(e);
+            shard_id(kid, kids[i].index);
+            enc_key(e, "ShardId"), enc_strz(e, kid);
+            enc_key(e, "ParentShards");
+            enc_arr_begin(e);
+            shard_id(kid, (uint32_t)kids[i].parent);
+            enc_strz(e, kid);
+            if (kids[i].adjacent_parent >= 0) {
+                shard_id(kid, (uint32_t)kids[i].adjacent_parent);
+                enc_strz(e, kid);
+            }
+            enc_arr_end(e);
+            enc_key(e, "HashKeyRange");
+            enc_obj_begin(e);
+            u128_str(num, kids[i].start);
+            enc_key(e, "StartingHashKey"), enc_strz(e, num);
+            u128_str(num, kids[i].end);
+            enc_key(e, "EndingHashKey"), enc_strz(e, num);
+            enc_obj_end(e);
+            enc_obj_end(e);
+        }
+        enc_arr_end(e);
     }
     enc_obj_end(e);
     return 0;

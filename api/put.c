@@ -7,6 +7,8 @@
 
 #include "internal.h"
 
+static int admit_and_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t uid);
+
 int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t *uid)
 {
     for (size_t i = 0; i < n; i++) {
@@ -41,7 +43,16 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
         }
         items[i].shard = sh->index;
     }
+    /* a reshard waits for this before it closes a shard (see stream_close_shards) */
+    __atomic_add_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
     streams_unlock(c->api);
+    int rc = admit_and_append(c, items, n, *uid);
+    __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
+    return rc;
+}
+
+static int admit_and_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t uid)
+{
 
     /* turn away what the shards' write limits do not admit, and injected failures */
     size_t admitted = 0;
@@ -49,7 +60,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
         items[i].err = 0;
         if (api_inject_fault(c->api))
             items[i].err = api_rand64() & 1 ? KERR_THROUGHPUT_EXCEEDED : KERR_INTERNAL_FAILURE;
-        else if (c->api->limits && !limits_write(c->api->limits, log_id(*uid, items[i].shard),
+        else if (c->api->limits && !limits_write(c->api->limits, log_id(uid, items[i].shard),
                                                  items[i].pk_len + items[i].data_len))
             items[i].err = KERR_THROUGHPUT_EXCEEDED;
         admitted += !items[i].err;
@@ -69,7 +80,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
     for (size_t i = 0; i < n; i++) {
         if (placed[i])
             continue;
-        batches[nb] = (struct store_batch){log_id(*uid, items[i].shard), floor, recs + k, 0};
+        batches[nb] = (struct store_batch){log_id(uid, items[i].shard), floor, recs + k, 0};
         for (size_t j = i; j < n; j++) {
             if (placed[j] || items[j].shard != items[i].shard)
                 continue;

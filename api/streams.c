@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sched.h>
 #include <time.h>
 
 #include "internal.h"
@@ -552,4 +553,174 @@ void *streams_maintain(void *arg)
     }
     pthread_mutex_unlock(&a->maint_mu);
     return NULL;
+}
+
+/* ---- resharding ---- */
+
+/* Close the given open shards: wait until no append routed before the write lock was taken is
+ * still committing (the caller holds the write lock, so none can start), then fix each
+ * shard's last position. */
+static int close_shards(struct api *a, struct stream *s, const uint32_t *idx, size_t n, int64_t now)
+{
+    while (__atomic_load_n(&a->inflight, __ATOMIC_ACQUIRE) > 0)
+        sched_yield();
+    for (size_t i = 0; i < n; i++) {
+        struct shard *sh = &s->shards[idx[i]];
+        uint64_t last = 0;
+        int rc = store_log_bounds(a->store, log_id(s->uid, sh->index), &last, NULL);
+        if (rc)
+            return rc;
+        sh->closed_ms = now;
+        sh->end_pos = last > pos_floor(now) ? last : pos_floor(now);
+    }
+    return 0;
+}
+
+/* Append an open shard; returns its index. s->shards may move. */
+static uint32_t add_shard(struct stream *s, u128 start, u128 end, int32_t parent, int32_t adjacent,
+                          int64_t now)
+{
+    struct shard *v = realloc(s->shards, (s->nshards + 1) * sizeof *v);
+    if (!v)
+        abort();
+    s->shards = v;
+    uint32_t ix = s->nshards++;
+    v[ix] = (struct shard){.index = ix,
+                           .start = start,
+                           .end = end,
+                           .created_ms = now,
+                           .parent = parent,
+                           .adjacent_parent = adjacent};
+    return ix;
+}
+
+static int finish(struct api *a, struct stream *s, int64_t now)
+{
+    s->status = ST_UPDATING;
+    s->status_until = now + a->cfg.update_ms;
+    return streams_save(a, s);
+}
+
+int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start, int64_t now)
+{
+    int rc = close_shards(a, s, &shard, 1, now);
+    if (rc)
+        return rc;
+    u128 start = s->shards[shard].start, end = s->shards[shard].end;
+    add_shard(s, start, new_start - 1, (int32_t)shard, -1, now);
+    add_shard(s, new_start, end, (int32_t)shard, -1, now);
+    return finish(a, s, now);
+}
+
+int stream_merge(struct api *a, struct stream *s, uint32_t shard, uint32_t adjacent, int64_t now)
+{
+    uint32_t both[2] = {shard, adjacent};
+    int rc = close_shards(a, s, both, 2, now);
+    if (rc)
+        return rc;
+    add_shard(s, s->shards[shard].start, s->shards[adjacent].end, (int32_t)shard, (int32_t)adjacent, now);
+    return finish(a, s, now);
+}
+
+static int by_start(const void *x, const void *y)
+{
+    const struct shard *a = *(struct shard *const *)x, *b = *(struct shard *const *)y;
+    return a->start < b->start ? -1 : a->start > b->start;
+}
+
+/* Uniform scaling as splits and merges, so that every new shard has at most two parents:
+ * 1. each open shard is split at every target boundary strictly inside it (its fragments
+ *    have it as their parent);
+ * 2. the fragments that make up one target range are merged pairwise, left to right (an
+ *    intermediate merge result is closed at once and has no records).
+ * A consumer that reads parents before children therefore keeps per-key order. */
+int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now)
+{
+    uint32_t nopen = 0;
+    uint32_t *open = malloc(s->nshards * sizeof *open);
+    if (!open)
+        abort();
+    for (uint32_t i = 0; i < s->nshards; i++)
+        if (!s->shards[i].closed_ms)
+            open[nopen++] = i;
+    int rc = close_shards(a, s, open, nopen, now);
+    if (rc) {
+        free(open);
+        return rc;
+    }
+    /* open shards in key order (they tile the key space) */
+    struct shard **ord = malloc(nopen * sizeof *ord);
+    if (!ord)
+        abort();
+    for (uint32_t i = 0; i < nopen; i++)
+        ord[i] = &s->shards[open[i]];
+    qsort(ord, nopen, sizeof *ord, by_start);
+    for (uint32_t i = 0; i < nopen; i++)
+        open[i] = ord[i]->index;
+    free(ord);
+
+    /* phase 1: fragments, each tagged with the target range it belongs to */
+    uint32_t cap = nopen + target + 1, nfrag = 0;
+    uint32_t *frag = malloc(cap * sizeof *frag), *tgt = malloc(cap * sizeof *tgt);
+    bool *whole = malloc(cap * sizeof *whole); /* the fragment is an old shard, unsplit (closed) */
+    if (!frag || !tgt || !whole)
+        abort();
+    uint32_t t = 0;
+    for (uint32_t i = 0; i < nopen; i++) {
+        uint32_t p = open[i];
+        u128 lo = s->shards[p].start, hi = s->shards[p].end;
+        for (;;) {
+            u128 ts, te;
+            shard_range(t, target, &ts, &te);
+            while (te < lo) {
+                t++;
+                shard_range(t, target, &ts, &te);
+            }
+            u128 fe = te < hi ? te : hi;
+            whole[nfrag] = lo == s->shards[p].start && fe == hi; /* no boundary inside */
+            frag[nfrag] = whole[nfrag] ? p : add_shard(s, lo, fe, (int32_t)p, -1, now);
+            tgt[nfrag++] = t;
+            if (fe == hi)
+                break;
+            lo = fe + 1;
+        }
+    }
+    uint32_t nclose = 0;
+    uint32_t *closing = malloc(cap * sizeof *closing);
+    if (!closing)
+        abort();
+    /* phase 2: merge the fragments of each target range */
+    for (uint32_t i = 0; i < nfrag;) {
+        uint32_t j = i;
+        while (j < nfrag && tgt[j] == tgt[i])
+            j++;
+        if (j - i == 1) {
+            if (whole[i]) /* a closed old shard equal to its target range: one child replaces it */
+                add_shard(s, s->shards[frag[i]].start, s->shards[frag[i]].end, (int32_t)frag[i], -1, now);
+        } else {
+            uint32_t acc = frag[i];
+            for (uint32_t k = i + 1; k < j; k++) {
+                uint32_t next = frag[k];
+                if (!s->shards[acc].closed_ms)
+                    closing[nclose++] = acc;
+                if (!s->shards[next].closed_ms)
+                    closing[nclose++] = next;
+                rc = close_shards(a, s, closing, nclose, now);
+                nclose = 0;
+                if (rc)
+                    goto out;
+                acc =
+                    add_shard(s, s->shards[acc].start, s->shards[next].end, (int32_t)acc, (int32_t)next, now);
+            }
+        }
+        i = j;
+    }
+    rc = finish(a, s, now);
+out:
+    free(closing);
+    free(whole);
+    free(frag);
+    free(tgt);
+    free(open);
+    return rc;
 }

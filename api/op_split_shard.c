@@ -1,0 +1,147 @@
+/* op_split_shard.c: SplitShard and MergeShards: the parent(s) close now, the children open
+ * now, and the stream is UPDATING for --update-stream-ms (reads and writes go on). */
+#include "internal.h"
+
+static const struct vfield split_schema[] = {
+    {"NewStartingHashKey", VT_STRING, {NOT_NULL, REGEX(vre_hash_key)}, 0, 0, 0},
+    F_STREAM_NAME,
+    {"ShardToSplit", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
+    F_STREAM_ARN,
+    {0},
+};
+
+static const struct vfield merge_schema[] = {
+    {"ShardToMerge", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
+    {"AdjacentShardToMerge", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
+    F_STREAM_NAME,
+    F_STREAM_ARN,
+    {0},
+};
+
+/* The stream, ACTIVE and provisioned, for a reshard (write lock held); NULL with the error. */
+struct stream *reshard_stream(struct api_ctx *c, const char *op)
+{
+    struct stream *s = ctx_stream(c);
+    if (!s)
+        return NULL;
+    if (s->on_demand) {
+        api_fail(c, KERR_VALIDATION, "%s is not supported for a stream in ON_DEMAND capacity mode.", op);
+        return NULL;
+    }
+    int st = stream_status(s, c->now_ms);
+    if (st != ST_ACTIVE) {
+        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
+                 s->name, c->api->account, stream_status_name(st));
+        return NULL;
+    }
+    return s;
+}
+
+/* The open shard named by `given` (write lock held); NULL with the error. */
+static struct shard *open_shard(struct api_ctx *c, struct stream *s, const char *given)
+{
+    uint32_t ix;
+    char id[32];
+    struct shard *sh = shard_parse(given, &ix) ? NULL : shard_by_index(s, ix);
+    if (!sh) {
+        api_fail(c, KERR_RESOURCE_NOT_FOUND, "Could not find shard %s in stream %s under account %s.", given,
+                 s->name, c->api->account);
+        return NULL;
+    }
+    if (sh->closed_ms) {
+        shard_id(id, ix);
+        api_fail(c, KERR_RESOURCE_IN_USE,
+                 "Shard %s in stream %s under account %s has already been merged or split, and thus is not "
+                 "eligible for merging or splitting.",
+                 id, s->name, c->api->account);
+        return NULL;
+    }
+    return sh;
+}
+
+/* Would adding `more` open shards pass the account's shard limit? (lock held) */
+int check_shard_limit(struct api_ctx *c, uint32_t more)
+{
+    uint32_t open = streams_open_shards(c->api, c->now_ms);
+    if ((int64_t)open + more <= c->api->cfg.shard_limit)
+        return 0;
+    return api_fail(c, KERR_LIMIT_EXCEEDED,
+                    "This request would exceed the shard limit for the account %s in %s. Current shard count "
+                    "for the account: %u. Limit: %d. Number of additional shards that would have resulted "
+                    "from this request: %u. Refer to the AWS Service Limits page "
+                    "(http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current "
+                    "limits and how to request higher limits.",
+                    c->api->account, c->region, open, c->api->cfg.shard_limit, more);
+}
+
+static int split(struct api_ctx *c)
+{
+    u128 hk;
+    const char *hks = req_str(c, "NewStartingHashKey");
+    if (u128_parse(hks, &hk))
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Invalid NewStartingHashKey. NewStartingHashKey must be in the range: [0, 2^128-1]. "
+                        "Specified value was %s",
+                        hks);
+    streams_wrlock(c->api);
+    int rc = -1;
+    struct stream *s = reshard_stream(c, "SplitShard");
+    struct shard *sh = s ? open_shard(c, s, req_str(c, "ShardToSplit")) : NULL;
+    if (!sh || check_shard_limit(c, 1))
+        goto out;
+    if (hk <= sh->start + 1 || hk >= sh->end) {
+        char id[32], a[40], b[40];
+        shard_id(id, sh->index);
+        u128_str(a, sh->start);
+        u128_str(b, sh->end);
+        api_fail(
+            c, KERR_INVALID_ARGUMENT,
+            "NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is not "
+            "both greater than one plus the shard's StartingHashKey %s and less than the shard's "
+            "EndingHashKey %s.",
+            hks, id, s->name, c->api->account, a, b);
+        goto out;
+    }
+    int src = stream_split(c->api, s, sh->index, hk, c->now_ms);
+    if (src) {
+        api_store_fail(c, src);
+        goto out;
+    }
+    rc = 0;
+out:
+    streams_unlock(c->api);
+    return rc;
+}
+
+static int merge(struct api_ctx *c)
+{
+    streams_wrlock(c->api);
+    int rc = -1;
+    struct stream *s = reshard_stream(c, "MergeShards");
+    struct shard *a = s ? open_shard(c, s, req_str(c, "ShardToMerge")) : NULL;
+    struct shard *b = a ? open_shard(c, s, req_str(c, "AdjacentShardToMerge")) : NULL;
+    if (!b)
+        goto out;
+    if (a->end + 1 != b->start) {
+        char ida[32], idb[32];
+        shard_id(ida, a->index);
+        shard_id(idb, b->index);
+        api_fail(c, KERR_INVALID_ARGUMENT,
+                 "Shards %s and %s in stream %s under account %s are not an adjacent pair of shards eligible "
+                 "for merging",
+                 ida, idb, s->name, c->api->account);
+        goto out;
+    }
+    int src = stream_merge(c->api, s, a->index, b->index, c->now_ms);
+    if (src) {
+        api_store_fail(c, src);
+        goto out;
+    }
+    rc = 0;
+out:
+    streams_unlock(c->api);
+    return rc;
+}
+
+const struct op_def op_split_shard = {.schema = split_schema, .run = split};
+const struct op_def op_merge_shards = {.schema = merge_schema, .run = merge};
