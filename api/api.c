@@ -23,7 +23,6 @@
 
 #define AMZ_JSON "application/x-amz-json-1.1"
 #define AMZ_CBOR "application/x-amz-cbor-1.1"
-#define MAX_BODY (7u << 20) /* 5 MiB of records in base64, with room for names and keys */
 
 static const struct {
     const char *type;
@@ -322,6 +321,27 @@ int api_resolve_stream(struct api_ctx *c)
     return 0;
 }
 
+/* The maximum record size of the stream a request names (before validation, so the raw
+ * members are used only if they are strings); 1 MiB when there is no such stream. */
+static int64_t record_limit(struct api_ctx *c, const struct kv *req)
+{
+    const struct kv *n = kv_get(req, "StreamName"), *arn = kv_get(req, "StreamARN");
+    const char *name = n && n->type == KV_STR ? n->s : NULL;
+    if (!name && arn && arn->type == KV_STR) {
+        const char *slash = strstr(arn->s, ":stream/");
+        name = slash ? slash + 8 : NULL;
+    }
+    int64_t kib = 1024;
+    if (name) {
+        streams_rdlock(c->api);
+        struct stream *s = streams_find(c->api, name, c->now_ms);
+        if (s)
+            kib = s->max_record_kib;
+        streams_unlock(c->api);
+    }
+    return kib * 1024;
+}
+
 /* ---- the pipeline ---- */
 
 static bool target_op(const char *target, int *op, bool *service_ok, bool *op_named)
@@ -429,7 +449,7 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
         goto error;
     int kind;
     const char *msg;
-    if (validate_request(&c.arena, req, ops[op].def->schema, &kind, &msg)) {
+    if (validate_request(&c.arena, req, ops[op].def->schema, record_limit(&c, req), &kind, &msg)) {
         api_fail(&c, kind ? KERR_VALIDATION : KERR_SERIALIZATION, "%s", msg);
         goto error;
     }
@@ -461,11 +481,7 @@ done:
     arena_free(&c.arena);
 }
 
-size_t api_max_body(const struct api *a)
-{
-    (void)a;
-    return MAX_BODY;
-}
+size_t api_max_body(const struct api *a) { return __atomic_load_n(&a->max_body, __ATOMIC_RELAXED); }
 
 void api_too_large(struct api *a, const char *content_type, uint64_t size, struct api_response *resp)
 {

@@ -24,6 +24,7 @@ struct api_config {
     double error_probability; /* inject PutRecord(s)/GetRecords failures with this probability */
     int64_t latency_ms;       /* added to every API request */
     const char *rate_limits;  /* "Op=N,Op=N": per-account control-plane rates; NULL for AWS's */
+    int scalings_per_day;     /* UpdateShardCount calls per stream per rolling 24 hours */
 };
 
 struct api_request {

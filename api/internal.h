@@ -49,6 +49,9 @@ struct stream {
     int64_t created_ms;
     int32_t retention_h;
     bool on_demand;
+    int32_t max_record_kib; /* MaxRecordSizeInKiB: 1024 to 10240 */
+    uint32_t nscalings;
+    int64_t *scalings; /* owned: times of UpdateShardCount calls in the last 24 hours */
     uint32_t nshards;
     struct shard *shards; /* owned; index order */
     uint32_t ntags;
@@ -66,6 +69,7 @@ struct api {
     unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
     struct limits *limits;      /* NULL with --no-limits */
     int inflight;               /* appends routed but not yet committed (atomic) */
+    size_t max_body;            /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
     pthread_t maint;
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
@@ -85,6 +89,7 @@ struct api_ctx {
     const char *region;  /* from the credential scope, else the default */
     int64_t now_ms;
     const char *stream_name; /* OPF_STREAM: resolved from StreamName or StreamARN */
+    bool batch;              /* PutRecords (error paths name records.N.member...) */
 };
 
 /* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
@@ -126,6 +131,8 @@ struct put_item {
  * that the shard's write limit or an injected fault turned away (their err says which; they
  * are not written). *uid gets the stream's uid. Returns 0, or -1 with the error recorded. */
 int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t *uid);
+/* The request cap of PutRecords in bytes of data and keys, by the stream's record size. */
+#define PUT_RECORDS_LIMIT(kib) ((kib) > 1024 ? (size_t)10 << 20 : (size_t)5 << 20)
 
 /* ---- limits (limits.c); each returns whether the call or record may proceed ---- */
 struct limits *limits_new(const double *op_rates, size_t nops);

@@ -32,12 +32,12 @@ static int run(struct api_ctx *c)
 {
     const char *name = req_str(c, "StreamName");
     const struct kv *mode = kv_get(kv_get(c->req, "StreamModeDetails"), "StreamMode");
-    bool on_demand = mode && mode->type == KV_STR && !strcmp(mode->s, "ON_DEMAND");
     int64_t count = 0;
     bool has_count = req_int(c, "ShardCount", &count);
+    /* neither a count nor a mode makes an on-demand stream, as AWS does */
+    bool on_demand = mode ? mode->type == KV_STR && !strcmp(mode->s, "ON_DEMAND") : !has_count;
     if (on_demand && has_count)
-        return api_fail(c, KERR_VALIDATION,
-                        "ShardCount cannot be specified for a stream in ON_DEMAND capacity mode.");
+        return api_fail(c, KERR_VALIDATION, "ShardCount is not expected when StreamMode=ON_DEMAND");
     if (!on_demand && !has_count)
         return api_fail(c, KERR_VALIDATION,
                         "1 validation error detected: Value null at 'shardCount' failed to satisfy "
@@ -88,6 +88,14 @@ static int run(struct api_ctx *c)
     if (src) {
         api_store_fail(c, src);
         goto out;
+    }
+    int64_t kib;
+    if (req_int(c, "MaxRecordSizeInKiB", &kib) && kib != s->max_record_kib) {
+        s->max_record_kib = (int32_t)kib;
+        if ((src = streams_save(c->api, s))) {
+            api_store_fail(c, src);
+            goto out;
+        }
     }
     rc = 0;
 out:

@@ -22,6 +22,7 @@ static int run(struct api_ctx *c)
     enc_stream_common(c, s);
     enc_key(e, "OpenShardCount"), enc_int(e, stream_open_shards(s));
     enc_key(e, "ConsumerCount"), enc_int(e, 0);
+    enc_key(e, "MaxRecordSizeInKiB"), enc_int(e, s->max_record_kib);
     enc_obj_end(e);
     enc_obj_end(e);
     streams_unlock(c->api);

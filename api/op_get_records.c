@@ -103,9 +103,10 @@ static int run(struct api_ctx *c)
         enc_obj_end(e);
         return 0;
     }
-    if (api_inject_fault(c->api) && api_rand64() & 1)
+    bool fault = api_inject_fault(c->api);
+    if (fault && api_rand64() & 1)
         return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
-    if (api_inject_fault(c->api) || (c->api->limits && !limits_read_call(c->api->limits, log_id(uid, ix))))
+    if (fault || (c->api->limits && !limits_read_call(c->api->limits, log_id(uid, ix))))
         return api_fail(c, KERR_THROUGHPUT_EXCEEDED, "%s",
                         record_error_message(c, KERR_THROUGHPUT_EXCEEDED, ix));
     int64_t limit = 10000;

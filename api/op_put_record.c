@@ -5,7 +5,7 @@ static const struct vfield schema[] = {
     {"SequenceNumberForOrdering", VT_STRING, {REGEX(vre_seq)}, 0, 0, 0},
     {"PartitionKey", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(256)}, 0, 0, 0},
     {"ExplicitHashKey", VT_STRING, {REGEX(vre_hash_key)}, 0, 0, 0},
-    {"Data", VT_BLOB, {NOT_NULL, LEN_LE(1048576)}, 0, 0, 0},
+    {"Data", VT_BLOB, {NOT_NULL, LEN_LE_RECORD}, 0, 0, 0},
     F_STREAM_NAME,
     F_STREAM_ARN,
     {0},
@@ -24,12 +24,6 @@ static int run(struct api_ctx *c)
                             "account %s is invalid.",
                             order, c->stream_name, c->api->account);
     }
-    if (pk->len + data->len > 1048576)
-        return api_fail(c, KERR_VALIDATION,
-                        "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu cap=%zu]' "
-                        "at 'data' failed to satisfy constraint: Member must have length less than or "
-                        "equal to %zu",
-                        data->len, data->len, (size_t)1048576 - pk->len);
     struct put_item it = {.pk = pk->s,
                           .pk_len = pk->len,
                           .data = data->s,

@@ -2,12 +2,10 @@
  * in all; every record of the request is committed together. */
 #include "internal.h"
 
-#define MAX_REQUEST_BYTES (5u << 20)
-
 static const struct vfield entry_fields[] = {
     {"PartitionKey", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(256)}, 0, 0, 0},
     {"ExplicitHashKey", VT_STRING, {REGEX(vre_hash_key)}, 0, 0, 0},
-    {"Data", VT_BLOB, {NOT_NULL, LEN_LE(1048576)}, 0, 0, 0},
+    {"Data", VT_BLOB, {NOT_NULL, LEN_LE_RECORD}, 0, 0, 0},
     {0},
 };
 static const struct vfield entry = {"member", VT_STRUCT, {{0}}, entry_fields, 0, 0};
@@ -27,17 +25,10 @@ static const struct vfield schema[] = {
 static int run(struct api_ctx *c)
 {
     const struct kv *list = kv_get(c->req, "Records");
-    size_t n = list->n, i = 0, total = 0;
+    size_t n = list->n, i = 0;
     struct put_item *items = arena_alloc(&c->arena, n * sizeof *items);
     for (const struct kv *r = list->child; r; r = r->next, i++) {
         const struct kv *pk = kv_get(r, "PartitionKey"), *data = kv_get(r, "Data");
-        if (pk->len + data->len > 1048576)
-            return api_fail(c, KERR_VALIDATION,
-                            "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu "
-                            "cap=%zu]' at 'records.%zu.member.data' failed to satisfy constraint: Member "
-                            "must have length less than or equal to %zu",
-                            data->len, data->len, i + 1, (size_t)1048576 - pk->len);
-        total += pk->len + data->len;
         const struct kv *ehk = kv_get(r, "ExplicitHashKey");
         items[i] = (struct put_item){.pk = pk->s,
                                      .pk_len = pk->len,
@@ -45,8 +36,7 @@ static int run(struct api_ctx *c)
                                      .data_len = data->len,
                                      .ehk = ehk && ehk->type == KV_STR ? ehk->s : NULL};
     }
-    if (total > MAX_REQUEST_BYTES)
-        return api_fail(c, KERR_INVALID_ARGUMENT, "Records size exceeds 5 MB limit");
+    c->batch = true;
     uint64_t uid;
     if (put_records_append(c, items, n, &uid))
         return -1;

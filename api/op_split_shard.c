@@ -24,8 +24,10 @@ struct stream *reshard_stream(struct api_ctx *c, const char *op)
     struct stream *s = ctx_stream(c);
     if (!s)
         return NULL;
+    (void)op;
     if (s->on_demand) {
-        api_fail(c, KERR_VALIDATION, "%s is not supported for a stream in ON_DEMAND capacity mode.", op);
+        api_fail(c, KERR_VALIDATION, "Request is invalid. Stream %s under account %s is in On-Demand mode.",
+                 s->name, c->api->account);
         return NULL;
     }
     int st = stream_status(s, c->now_ms);
@@ -42,15 +44,16 @@ static struct shard *open_shard(struct api_ctx *c, struct stream *s, const char 
 {
     uint32_t ix;
     char id[32];
-    struct shard *sh = shard_parse(given, &ix) ? NULL : shard_by_index(s, ix);
+    shard_parse(given, &ix); /* parsed before the stream was looked up */
+    shard_id(id, ix);
+    struct shard *sh = shard_by_index(s, ix);
     if (!sh) {
-        api_fail(c, KERR_RESOURCE_NOT_FOUND, "Could not find shard %s in stream %s under account %s.", given,
+        api_fail(c, KERR_RESOURCE_NOT_FOUND, "Could not find shard %s in stream %s under account %s.", id,
                  s->name, c->api->account);
         return NULL;
     }
     if (sh->closed_ms) {
-        shard_id(id, ix);
-        api_fail(c, KERR_RESOURCE_IN_USE,
+        api_fail(c, KERR_INVALID_ARGUMENT,
                  "Shard %s in stream %s under account %s has already been merged or split, and thus is not "
                  "eligible for merging or splitting.",
                  id, s->name, c->api->account);
@@ -74,22 +77,35 @@ int check_shard_limit(struct api_ctx *c, uint32_t more)
                     c->api->account, c->region, open, c->api->cfg.shard_limit, more);
 }
 
+/* AWS checks shard ids are well formed before it looks the stream up. */
+static int shard_ids_parse(struct api_ctx *c, const char *const *names, int n)
+{
+    for (int i = 0; i < n; i++) {
+        const char *given = req_str(c, names[i]);
+        uint32_t ix;
+        if (shard_parse(given, &ix))
+            return api_fail(c, KERR_RESOURCE_NOT_FOUND,
+                            "Could not find shard %s in stream %s under account %s.", given, c->stream_name,
+                            c->api->account);
+    }
+    return 0;
+}
+
 static int split(struct api_ctx *c)
 {
+    static const char *const ids[] = {"ShardToSplit"};
+    if (shard_ids_parse(c, ids, 1))
+        return -1;
     u128 hk;
     const char *hks = req_str(c, "NewStartingHashKey");
-    if (u128_parse(hks, &hk))
-        return api_fail(c, KERR_INVALID_ARGUMENT,
-                        "Invalid NewStartingHashKey. NewStartingHashKey must be in the range: [0, 2^128-1]. "
-                        "Specified value was %s",
-                        hks);
+    bool beyond = u128_parse(hks, &hk) != 0; /* above 2^128-1: past every shard's end */
     streams_wrlock(c->api);
     int rc = -1;
     struct stream *s = reshard_stream(c, "SplitShard");
     struct shard *sh = s ? open_shard(c, s, req_str(c, "ShardToSplit")) : NULL;
     if (!sh || check_shard_limit(c, 1))
         goto out;
-    if (hk <= sh->start + 1 || hk >= sh->end) {
+    if (beyond || hk <= sh->start + 1 || hk >= sh->end) {
         char id[32], a[40], b[40];
         shard_id(id, sh->index);
         u128_str(a, sh->start);
@@ -115,6 +131,9 @@ out:
 
 static int merge(struct api_ctx *c)
 {
+    static const char *const ids[] = {"ShardToMerge", "AdjacentShardToMerge"};
+    if (shard_ids_parse(c, ids, 2))
+        return -1;
     streams_wrlock(c->api);
     int rc = -1;
     struct stream *s = reshard_stream(c, "MergeShards");

@@ -35,6 +35,29 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
                         c->api->account);
     }
     *uid = s->uid;
+    /* the record size limit is the stream's (1 MiB unless raised), partition key included;
+     * validation already held the data alone to it */
+    size_t max = (size_t)s->max_record_kib * 1024, total = 0;
+    for (size_t i = 0; i < n; i++) {
+        size_t sz = items[i].pk_len + items[i].data_len;
+        total += sz;
+        if (sz > max) {
+            streams_unlock(c->api);
+            const char *at =
+                n > 1 || c->batch ? arena_printf(&c->arena, "records.%zu.member.data", i + 1) : "data";
+            return api_fail(
+                c, KERR_VALIDATION,
+                "1 validation error detected: Value 'java.nio.HeapByteBuffer[pos=0 lim=%zu cap=%zu]' "
+                "at '%s' failed to satisfy constraint: Member must have length less than or equal "
+                "to %zu",
+                items[i].data_len, items[i].data_len, at, max - items[i].pk_len);
+        }
+    }
+    if (c->batch && total > PUT_RECORDS_LIMIT(s->max_record_kib)) {
+        int mb = s->max_record_kib > 1024 ? 10 : 5;
+        streams_unlock(c->api);
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Records size exceeds %d MB limit", mb);
+    }
     for (size_t i = 0; i < n; i++) {
         struct shard *sh = shard_for_hash(s, items[i].hash);
         if (!sh) { /* cannot happen: open shards always cover the key space */

@@ -85,6 +85,7 @@ static void stream_free(struct stream *s)
     }
     free(s->tags);
     free(s->shards);
+    free(s->scalings);
     free(s);
 }
 
@@ -126,6 +127,12 @@ static int encode(struct api *a, struct stream *s)
     enc_key(&e, "created"), enc_int(&e, s->created_ms);
     enc_key(&e, "retention"), enc_int(&e, s->retention_h);
     enc_key(&e, "onDemand"), enc_bool(&e, s->on_demand);
+    enc_key(&e, "maxRecordKiB"), enc_int(&e, s->max_record_kib);
+    enc_key(&e, "scalings");
+    enc_arr_begin(&e);
+    for (uint32_t i = 0; i < s->nscalings; i++)
+        enc_int(&e, s->scalings[i]);
+    enc_arr_end(&e);
     enc_key(&e, "shards");
     enc_arr_begin(&e);
     for (uint32_t i = 0; i < s->nshards; i++) {
@@ -194,6 +201,18 @@ static struct stream *decode(const char *text, size_t len)
     s->retention_h = (int32_t)iget(o, "retention");
     const struct kv *od = kv_get(o, "onDemand");
     s->on_demand = od && od->type == KV_BOOL && od->b;
+    s->max_record_kib = (int32_t)iget(o, "maxRecordKiB");
+    if (s->max_record_kib < 1024)
+        s->max_record_kib = 1024;
+    const struct kv *sc = kv_get(o, "scalings");
+    if (sc && sc->type == KV_ARR && sc->n) {
+        s->scalings = calloc(sc->n, sizeof *s->scalings);
+        if (!s->scalings)
+            abort();
+        for (const struct kv *t = sc->child; t; t = t->next)
+            if (t->type == KV_NUM)
+                s->scalings[s->nscalings++] = t->i;
+    }
     s->nshards = (uint32_t)shards->n;
     s->shards = calloc(s->nshards ? s->nshards : 1, sizeof *s->shards);
     if (!s->shards)
@@ -239,6 +258,17 @@ static int retire(struct api *a, size_t i)
     return 0;
 }
 
+/* The HTTP body cap: 7 MiB fits 5 MiB of records in base64 with their names and keys; once a
+ * stream takes records over 1 MiB, PutRecords may carry 10 MiB, so the cap grows to fit. */
+static void update_max_body(struct api *a)
+{
+    size_t cap = 7u << 20;
+    for (size_t i = 0; i < a->streams->n; i++)
+        if (a->streams->v[i]->max_record_kib > 1024)
+            cap = 15u << 20;
+    __atomic_store_n(&a->max_body, cap, __ATOMIC_RELAXED);
+}
+
 static int load_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
 {
     struct api *a = ctx;
@@ -278,7 +308,9 @@ int streams_open(struct api *a)
         r->next_uid = strtoull(v, NULL, 10);
         free(v);
     }
-    return store_meta_scan(a->store, "stream/", load_one, a);
+    int rc = store_meta_scan(a->store, "stream/", load_one, a);
+    update_max_body(a);
+    return rc;
 }
 
 void streams_close(struct api *a)
@@ -294,7 +326,11 @@ void streams_close(struct api *a)
     a->streams = NULL;
 }
 
-int streams_save(struct api *a, struct stream *s) { return encode(a, s); }
+int streams_save(struct api *a, struct stream *s)
+{
+    update_max_body(a);
+    return encode(a, s);
+}
 
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, const struct tag *tags,
                    uint32_t ntags, int64_t now, struct stream **out)
@@ -322,6 +358,7 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
     s->created_ms = now;
     s->retention_h = 24;
     s->on_demand = on_demand;
+    s->max_record_kib = 1024;
     s->nshards = nshards;
     s->shards = calloc(nshards, sizeof *s->shards);
     if (!s->shards)

@@ -140,6 +140,7 @@ int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t
 
 struct vstate {
     struct arena *a;
+    int64_t record_limit;
     const char *msg;
     int nerr;
     struct buf errs;
@@ -423,10 +424,12 @@ static void check_field(struct vstate *st, const char *path, const char *name, s
             ok = vlen(v) >= c->n;
             snprintf(what, sizeof what, "Member must have length greater than or equal to %" PRId64, c->n);
             break;
-        case VC_LEN_LE:
-            ok = vlen(v) <= c->n;
-            snprintf(what, sizeof what, "Member must have length less than or equal to %" PRId64, c->n);
+        case VC_LEN_LE: {
+            int64_t n = c->n == VLIMIT_RECORD ? st->record_limit : c->n;
+            ok = vlen(v) <= n;
+            snprintf(what, sizeof what, "Member must have length less than or equal to %" PRId64, n);
             break;
+        }
         case VC_REGEX:
             ok = v->type != KV_STR || (strlen(v->s) == v->len && vregex_match(c->re, v->s));
             msg = arena_printf(st->a, "Member must satisfy regular expression pattern: %s", c->re->pattern);
@@ -498,10 +501,10 @@ static void check_field(struct vstate *st, const char *path, const char *name, s
     }
 }
 
-int validate_request(struct arena *a, struct kv *req, const struct vfield *fields, int *kind,
-                     const char **msg)
+int validate_request(struct arena *a, struct kv *req, const struct vfield *fields, int64_t record_limit,
+                     int *kind, const char **msg)
 {
-    struct vstate st = {.a = a};
+    struct vstate st = {.a = a, .record_limit = record_limit};
     if (check_types(&st, req, fields)) {
         *kind = 0;
         *msg = st.msg;

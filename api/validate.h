@@ -61,75 +61,44 @@ struct vfield {
     const char *member_str;       /* VT_LIST of structures: how AWS prints an element */
 };
 
-#define NOT_NULL                   \
-    {                              \
-        VC_NOT_NULL, 0, 0, 0, 0, 0 \
-    }
-#define NOT_NULL_UNLESS(sib)                \
-    {                                       \
-        VC_NOT_NULL_UNLESS, 0, 0, 0, 0, sib \
-    }
-#define GE(x)                \
-    {                        \
-        VC_GE, x, 0, 0, 0, 0 \
-    }
-#define LE(x)                \
-    {                        \
-        VC_LE, x, 0, 0, 0, 0 \
-    }
-#define LEN_GE(x)                \
-    {                            \
-        VC_LEN_GE, x, 0, 0, 0, 0 \
-    }
-#define LEN_LE(x)                \
-    {                            \
-        VC_LEN_LE, x, 0, 0, 0, 0 \
-    }
-#define REGEX(r)                 \
-    {                            \
-        VC_REGEX, 0, 0, &r, 0, 0 \
-    }
-#define ENUM(list)                \
-    {                             \
-        VC_ENUM, 0, 0, 0, list, 0 \
-    }
-#define CHILD_LEN(a, b)             \
-    {                               \
-        VC_CHILD_LEN, a, b, 0, 0, 0 \
-    }
-#define CHILD_KEY_LEN(a, b)             \
-    {                                   \
-        VC_CHILD_KEY_LEN, a, b, 0, 0, 0 \
-    }
-#define CHILD_VAL_LEN(a, b)             \
-    {                                   \
-        VC_CHILD_VAL_LEN, a, b, 0, 0, 0 \
-    }
+/* clang-format off */
+#define NOT_NULL             {VC_NOT_NULL, 0, 0, 0, 0, 0}
+#define NOT_NULL_UNLESS(sib) {VC_NOT_NULL_UNLESS, 0, 0, 0, 0, sib}
+#define GE(x)                {VC_GE, x, 0, 0, 0, 0}
+#define LE(x)                {VC_LE, x, 0, 0, 0, 0}
+#define LEN_GE(x)            {VC_LEN_GE, x, 0, 0, 0, 0}
+#define LEN_LE(x)            {VC_LEN_LE, x, 0, 0, 0, 0}
+#define REGEX(r)             {VC_REGEX, 0, 0, &r, 0, 0}
+#define ENUM(list)           {VC_ENUM, 0, 0, 0, list, 0}
+#define CHILD_LEN(a, b)      {VC_CHILD_LEN, a, b, 0, 0, 0}
+#define CHILD_KEY_LEN(a, b)  {VC_CHILD_KEY_LEN, a, b, 0, 0, 0}
+#define CHILD_VAL_LEN(a, b)  {VC_CHILD_VAL_LEN, a, b, 0, 0, 0}
+/* A record's data: at most the maximum record size of the stream the request names (the
+ * record_limit given to validate_request). */
+#define VLIMIT_RECORD (-1)
+#define LEN_LE_RECORD        {VC_LEN_LE, VLIMIT_RECORD, 0, 0, 0, 0}
+/* clang-format on */
 
 /* Shared field descriptions. */
 extern struct vregex vre_name; /* [a-zA-Z0-9_.-]+ : stream, shard and consumer names */
 extern struct vregex vre_stream_arn;
 extern struct vregex vre_hash_key; /* 0|([1-9]\d{0,38}) */
 extern struct vregex vre_seq;      /* 0|([1-9]\d{0,128}) */
+/* clang-format off */
 /* StreamName, required unless StreamARN names the stream */
-#define F_STREAM_NAME                                                                                        \
-    {                                                                                                        \
-        "StreamName", VT_STRING, {NOT_NULL_UNLESS("StreamARN"), REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, \
-            0, 0                                                                                             \
-    }
-#define F_STREAM_NAME_OPT                                                           \
-    {                                                                               \
-        "StreamName", VT_STRING, {REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0 \
-    }
-#define F_STREAM_ARN                                                                      \
-    {                                                                                     \
-        "StreamARN", VT_STRING, {LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0 \
-    }
+#define F_STREAM_NAME \
+    {"StreamName", VT_STRING, {NOT_NULL_UNLESS("StreamARN"), REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0}
+#define F_STREAM_NAME_OPT \
+    {"StreamName", VT_STRING, {REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0}
+#define F_STREAM_ARN \
+    {"StreamARN", VT_STRING, {LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0}
+/* clang-format on */
 
-/* Check req against fields. On failure returns -1 with *kind set to 0 for a
+/* Check req against fields; record_limit stands in for LEN_LE_RECORD (the maximum record size
+ * of the stream the request names, 1 MiB by default). On failure returns -1 with *kind set to 0 for a
  * SerializationException or 1 for a ValidationException, and *msg (arena) the message. */
-int validate_request(struct arena *a, struct kv *req, const struct vfield *fields, int *kind,
-                     const char **msg);
+int validate_request(struct arena *a, struct kv *req, const struct vfield *fields, int64_t record_limit,
+                     int *kind, const char **msg);
 
 /* Whole-string match of s against a pattern (for handlers' own checks). */
 int vregex_match(struct vregex *r, const char *s);

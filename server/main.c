@@ -17,25 +17,27 @@
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kinesd [options]\n"
-               "  --host ADDR            address to listen on (default 127.0.0.1)\n"
-               "  --port N               port (default 4567)\n"
-               "  --data-dir DIR         data directory (default ./kinesd-data); kinesalite: --path\n"
-               "  --ephemeral            temporary data directory, removed on exit; no fsync\n"
-               "  --create-stream-ms N   time a stream stays CREATING (default 500); --createStreamMs\n"
-               "  --delete-stream-ms N   time a stream stays DELETING (default 500); --deleteStreamMs\n"
-               "  --update-stream-ms N   time a stream stays UPDATING (default 500); --updateStreamMs\n"
-               "  --shard-limit N        open shards allowed across all streams (default 500); --shardLimit\n"
-               "  --region R             region when a request names none (default us-east-1)\n"
-               "  --account-id ID        12-digit account id (default 000000000000)\n"
-               "  --sync | --no-sync     fsync every commit (default --sync)\n"
-               "  --log-level L          error, warn, info or debug (default info)\n"
-               "  --no-limits            no per-shard or per-account throughput limits\n"
-               "  --rate-limit OP=N,...  control-plane calls per second for the account (0: none)\n"
-               "  --error-probability P  fail PutRecord(s) entries and GetRecords calls with probability P\n"
-               "  --latency-ms N         add N ms to every API request\n"
-               "  --test-clock           accept POST /_test/advance-clock?ms=N (tests only)\n"
-               "  --help, --version\n");
+    fprintf(f,
+            "usage: kinesd [options]\n"
+            "  --host ADDR            address to listen on (default 127.0.0.1)\n"
+            "  --port N               port (default 4567)\n"
+            "  --data-dir DIR         data directory (default ./kinesd-data); kinesalite: --path\n"
+            "  --ephemeral            temporary data directory, removed on exit; no fsync\n"
+            "  --create-stream-ms N   time a stream stays CREATING (default 500); --createStreamMs\n"
+            "  --delete-stream-ms N   time a stream stays DELETING (default 500); --deleteStreamMs\n"
+            "  --update-stream-ms N   time a stream stays UPDATING (default 500); --updateStreamMs\n"
+            "  --shard-limit N        open shards allowed across all streams (default 20000); --shardLimit\n"
+            "  --region R             region when a request names none (default us-east-1)\n"
+            "  --account-id ID        12-digit account id (default 000000000000)\n"
+            "  --sync | --no-sync     fsync every commit (default --sync)\n"
+            "  --log-level L          error, warn, info or debug (default info)\n"
+            "  --scalings-per-day N   UpdateShardCount calls per stream per rolling 24 h (default 10)\n"
+            "  --no-limits            no per-shard or per-account throughput limits\n"
+            "  --rate-limit OP=N,...  control-plane calls per second for the account (0: none)\n"
+            "  --error-probability P  fail PutRecord(s) entries and GetRecords calls with probability P\n"
+            "  --latency-ms N         add N ms to every API request\n"
+            "  --test-clock           accept POST /_test/advance-clock?ms=N (tests only)\n"
+            "  --help, --version\n");
 }
 
 static int parse_num(const char *flag, const char *v, long min, long max, long *out)
@@ -80,6 +82,7 @@ enum {
     O_ERRP,
     O_LATENCY,
     O_TESTCLOCK,
+    O_SCALINGS,
 };
 
 int main(int argc, char **argv)
@@ -111,10 +114,11 @@ int main(int argc, char **argv)
         {"error-probability", required_argument, 0, O_ERRP},
         {"latency-ms", required_argument, 0, O_LATENCY},
         {"test-clock", no_argument, 0, O_TESTCLOCK},
+        {"scalings-per-day", required_argument, 0, O_SCALINGS},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
-    long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 500;
+    long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 20000, scalings = 10;
     int ephemeral = 0, sync = 1, no_limits = 0, test_clock = 0;
     long latency_ms = 0;
     double error_p = 0;
@@ -171,6 +175,10 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case O_TESTCLOCK: test_clock = 1; break;
+        case O_SCALINGS:
+            if (parse_num("--scalings-per-day", optarg, 0, 1000000, &scalings))
+                return 2;
+            break;
         case O_ERRP: {
             char *end;
             error_p = strtod(optarg, &end);
@@ -217,6 +225,7 @@ int main(int argc, char **argv)
         .error_probability = error_p,
         .latency_ms = latency_ms,
         .rate_limits = rates,
+        .scalings_per_day = (int)scalings,
     };
     struct api *api;
     if (api_open(&cfg, &api))

@@ -16,7 +16,7 @@ from botocore.config import Config
 from botocore.exceptions import ClientError
 
 import helpers
-from helpers import ACCOUNT, MIB, raises_aws, shard_id
+from helpers import ACCOUNT, raises_aws, shard_id
 
 pytestmark = pytest.mark.own_server
 
@@ -128,6 +128,11 @@ def test_put_records_writes_what_fits_the_byte_budget_and_throttles_only_what_do
     assert check_put_records_answer(out, stream) == [True, False] + [True] * 10
     assert out["FailedRecordCount"] == 1
 
+    # right away, a call whose every entry is over the budget writes nothing
+    out = kinesis.put_records(StreamName=stream, Records=[{"PartitionKey": "big", "Data": b"c" * big}] * 2)
+    assert check_put_records_answer(out, stream) == [False, False]
+    assert out["FailedRecordCount"] == 2
+
     records = read_shard(kinesis, stream)
     assert [r["Data"] for r in records] == [batch[0]["Data"]] + [rec["Data"] for rec in batch[2:]]
 
@@ -172,6 +177,16 @@ def test_write_limits_are_per_shard(kinesd_factory):
         kinesis.put_record(StreamName=stream, PartitionKey="k", Data=b"x" * 500_000, ExplicitHashKey=low)
     out = kinesis.put_record(StreamName=stream, PartitionKey="k", Data=b"x" * 500_000, ExplicitHashKey=high)
     assert out["ShardId"] == shard_id(1)
+    # in one PutRecords call, the exhausted shard's entry fails and the other shard's is written
+    out = kinesis.put_records(StreamName=stream, Records=[
+        {"PartitionKey": "k", "Data": b"y" * 400_000, "ExplicitHashKey": low},
+        {"PartitionKey": "k", "Data": b"y" * 400_000, "ExplicitHashKey": high},
+    ])
+    assert out["FailedRecordCount"] == 1
+    assert out["Records"][0] == {"ErrorCode": THROTTLED, "ErrorMessage": rate_message(stream, 0)}
+    assert out["Records"][1]["ShardId"] == shard_id(1)
+    assert [len(r["Data"]) for r in read_shard(kinesis, stream, 0)] == [1_000_000]
+    assert [len(r["Data"]) for r in read_shard(kinesis, stream, 1)] == [500_000, 400_000]
 
 
 def test_a_producer_at_twice_the_limit_gets_about_half_its_records_accepted(kinesd_factory):

@@ -33,7 +33,7 @@ static const char *run(const char *json, int *kind)
         return "PARSE";
     const char *msg = NULL;
     *kind = -1;
-    if (validate_request(&a, req, schema, kind, &msg) == 0)
+    if (validate_request(&a, req, schema, 1048576, kind, &msg) == 0)
         return "OK";
     return msg;
 }
