@@ -190,7 +190,11 @@ bool req_int(struct api_ctx *c, const char *name, int64_t *out)
 
 bool req_time_ms(struct api_ctx *c, const char *name, int64_t *out)
 {
-    const struct kv *v = kv_get(c->req, name);
+    return kv_time_ms(c, kv_get(c->req, name), out);
+}
+
+bool kv_time_ms(struct api_ctx *c, const struct kv *v, int64_t *out)
+{
     if (!v || v->type != KV_NUM)
         return false;
     if (c->fmt == WIRE_CBOR) { /* AWS's CBOR protocol carries integer milliseconds */

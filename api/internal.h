@@ -114,6 +114,7 @@ struct op_def {
 const char *req_str(struct api_ctx *c, const char *name); /* NULL when absent */
 bool req_int(struct api_ctx *c, const char *name, int64_t *out);
 bool req_time_ms(struct api_ctx *c, const char *name, int64_t *out);
+bool kv_time_ms(struct api_ctx *c, const struct kv *v, int64_t *out); /* a Timestamp member */
 
 /* ---- the write path (put.c) ---- */
 struct put_item {
