@@ -35,6 +35,8 @@ struct shard {
     int64_t closed_ms;               /* 0 while open */
     uint64_t end_pos;                /* last position when closed */
     int32_t parent, adjacent_parent; /* -1 for none */
+    uint64_t offered, offered_bytes; /* records and bytes routed here (atomic; on-demand scaling) */
+    uint32_t hot_ticks;              /* consecutive seconds above one shard's write capacity */
 };
 
 struct tag {

@@ -65,6 +65,10 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
             return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
         }
         items[i].shard = sh->index;
+        if (s->on_demand) { /* demand, throttled or not, drives on-demand scaling */
+            __atomic_add_fetch(&sh->offered, 1, __ATOMIC_RELAXED);
+            __atomic_add_fetch(&sh->offered_bytes, items[i].pk_len + items[i].data_len, __ATOMIC_RELAXED);
+        }
     }
     /* a reshard waits for this before it closes a shard (see stream_close_shards) */
     __atomic_add_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);

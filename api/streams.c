@@ -562,6 +562,39 @@ static void trim_expired(struct api *a, int64_t now)
     free(logs);
 }
 
+#define HOT_RECORDS 1000 /* one shard's write capacity per second */
+#define HOT_BYTES (1u << 20)
+#define HOT_TICKS 3 /* seconds above capacity before an on-demand shard splits */
+
+/* On-demand capacity: a shard whose offered write rate stays above one shard's capacity for
+ * HOT_TICKS seconds running is split at the middle of its range, through the same lineage as
+ * SplitShard. Called once a second. */
+static void scale_on_demand(struct api *a, int64_t now)
+{
+    streams_wrlock(a);
+    for (size_t i = 0; i < a->streams->n; i++) {
+        struct stream *s = a->streams->v[i];
+        if (!s->on_demand || stream_status(s, now) != ST_ACTIVE)
+            continue;
+        for (uint32_t j = 0; j < s->nshards; j++) {
+            struct shard *sh = &s->shards[j];
+            uint64_t recs = __atomic_exchange_n(&sh->offered, 0, __ATOMIC_RELAXED);
+            uint64_t bytes = __atomic_exchange_n(&sh->offered_bytes, 0, __ATOMIC_RELAXED);
+            if (sh->closed_ms)
+                continue;
+            sh->hot_ticks = recs > HOT_RECORDS || bytes > HOT_BYTES ? sh->hot_ticks + 1 : 0;
+            if (sh->hot_ticks < HOT_TICKS || sh->end - sh->start < 2 ||
+                streams_open_shards(a, now) + 1 > (uint32_t)a->cfg.shard_limit)
+                continue;
+            sh->hot_ticks = 0;
+            u128 mid = sh->start + (sh->end - sh->start) / 2 + 1;
+            stream_split(a, s, sh->index, mid, now);
+            break; /* one split per stream per second; shards moved */
+        }
+    }
+    streams_unlock(a);
+}
+
 void *streams_maintain(void *arg)
 {
     struct api *a = arg;
@@ -574,6 +607,8 @@ void *streams_maintain(void *arg)
             int64_t now = clock_now_ms();
             settle(a, now);
             trim_expired(a, now);
+            if (tick % 10 == 1)
+                scale_on_demand(a, now);
             drop_logs(a);
         }
         pthread_mutex_lock(&a->maint_mu);
