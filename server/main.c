@@ -6,6 +6,7 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -227,6 +228,11 @@ int main(int argc, char **argv)
         .rate_limits = rates,
         .scalings_per_day = (int)scalings,
     };
+    /* Memory: a fixed mmap threshold returns large answer buffers (GetRecords answers run to
+     * megabytes) to the system when freed, instead of glibc raising the threshold and keeping
+     * them in per-thread arenas; few arenas, since threads mostly wait. */
+    mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+    mallopt(M_ARENA_MAX, 2);
     struct api *api;
     if (api_open(&cfg, &api))
         return 1;

@@ -27,7 +27,9 @@ struct store_backend {
     const char *name;
     int (*open)(const struct store_config *cfg, void **impl);
     void (*close)(void *impl);
-    /* All appends in one transaction: all are committed, or none and the error is returned. */
+    /* All appends in one transaction: all are committed, or none and the error is returned.
+     * With sync on, the data is durable on return but the commit itself only after the next
+     * sync (this or a later commit's, or the sync call below). */
     int (*append_batch)(void *impl, struct backend_append *a, size_t n);
     int (*scan)(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, backend_scan_fn fn,
                 void *ctx);
@@ -38,6 +40,8 @@ struct store_backend {
     int (*meta_get)(void *impl, const char *key, char **val, size_t *len);
     int (*meta_scan)(void *impl, const char *prefix, store_meta_fn fn, void *ctx);
     int (*disk_bytes)(void *impl, uint64_t *bytes);
+    /* Make every earlier commit durable. */
+    int (*sync)(void *impl);
     /* Drop this process's mappings of cached data (the OS page cache keeps it); NULL if the
      * backend keeps no such cache. */
     void (*release_cache)(void *impl);

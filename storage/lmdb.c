@@ -33,6 +33,7 @@ struct lm {
     uint64_t mapsize;
     char path[4096];
     char real_path[4096]; /* as the kernel names the mapping */
+    bool sync;
 };
 
 static void be64(unsigned char *o, uint64_t v)
@@ -100,7 +101,9 @@ static int lm_open(const struct store_config *cfg, void **impl)
     if (stat(m->path, &st) == 0 && (uint64_t)st.st_size > m->mapsize)
         m->mapsize = (uint64_t)st.st_size;
     mdb_env_set_mapsize(m->env, (size_t)m->mapsize);
-    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (cfg->sync ? 0 : MDB_NOSYNC);
+    /* durable mode: data pages synced at commit, the meta page by the next sync (store.c) */
+    unsigned flags = MDB_NOTLS | MDB_NORDAHEAD | (cfg->sync ? MDB_NOMETASYNC : MDB_NOSYNC);
+    m->sync = cfg->sync;
     rc = mdb_env_open(m->env, cfg->dir, flags, 0644);
     if (rc)
         goto fail_env;
@@ -386,6 +389,8 @@ static int lm_meta_put(void *impl, const char *key, const void *val, size_t len)
             txn_abort(m, txn);
         if (rc == MDB_MAP_FULL && grow(m, seen) == 0)
             continue;
+        if (rc == 0 && m->sync) /* metadata is durable on return (the commit record too) */
+            rc = mdb_env_sync(m->env, 1);
         return map_rc(rc);
     }
 }
@@ -442,6 +447,12 @@ static int lm_meta_scan(void *impl, const char *prefix, store_meta_fn fn, void *
     mdb_cursor_close(cur);
     txn_abort(m, txn);
     return rc == MDB_NOTFOUND ? 0 : map_rc(rc);
+}
+
+static int lm_sync(void *impl)
+{
+    struct lm *m = impl;
+    return m->sync ? map_rc(mdb_env_sync(m->env, 1)) : 0;
 }
 
 static int lm_disk_bytes(void *impl, uint64_t *bytes)
@@ -510,4 +521,5 @@ const struct store_backend store_backend_lmdb = {
     .meta_scan = lm_meta_scan,
     .disk_bytes = lm_disk_bytes,
     .release_cache = lm_release_cache,
+    .sync = lm_sync,
 };

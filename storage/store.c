@@ -9,6 +9,12 @@
  * commits its own records with no thread hand-off, a hundred concurrent writers share a few
  * commits, and nobody is woken who has nothing to do.
  *
+ * One sync per commit. The backend commits without syncing its commit record (LMDB's
+ * MDB_NOMETASYNC: the data is synced, the small meta page is written but not synced); the
+ * next sync of the file makes it durable. So a batch is acknowledged after the next commit
+ * (whose data sync covers it) when more work is queued, or after an explicit sync when not.
+ * A lone writer pays two syncs as before; under load each commit pays one.
+ *
  * Invariant: a job's positions are filled and its rc set before `done` is set under `mu`;
  * only the leader (the queue's front, not done) touches the backend's write path. */
 #include <pthread.h>
@@ -39,6 +45,8 @@ struct store {
     int closing;
     struct backend_append *batch; /* the leader's scratch array, guarded by leadership */
     size_t batch_cap;
+    bool sync;                             /* durable acknowledgements */
+    struct job *pending_first, *pending_last; /* committed, acknowledged after the next sync */
     uint64_t touched; /* bytes read or written since the last release (atomic) */
 };
 
@@ -52,8 +60,27 @@ static void touch(struct store *s, uint64_t bytes)
         store_release_cache(s);
 }
 
-/* Called by the leader with mu held; returns with mu held and its own job done. */
-static void lead(struct store *s)
+/* Mark the chain first..last done with rc and wake their owners (mu held). A job may be
+ * freed by its owner as soon as it is done, so its successor is read first. */
+static void ack(struct job *first, struct job *last, int rc, const struct job *self)
+{
+    struct job *j = first;
+    for (;;) {
+        struct job *next = j->next;
+        bool end = j == last;
+        j->rc = rc;
+        j->done = 1;
+        if (j != self)
+            pthread_cond_signal(&j->cv);
+        if (end || !next)
+            return;
+        j = next;
+    }
+}
+
+/* Called by the leader with mu held; returns with mu held. Its own job is done on return,
+ * unless its batch was left to the next commit's sync (then a later leader acknowledges it). */
+static void lead(struct store *s, struct job *self)
 {
     struct job *first = s->head, *j = first, *last = NULL;
     size_t n = 0, na = 0, bytes = 0;
@@ -82,20 +109,34 @@ static void lead(struct store *s)
     touch(s, bytes);
 
     pthread_mutex_lock(&s->mu);
-    for (;;) {
-        j = s->head;
-        s->head = j->next;
-        if (!s->head)
-            s->tail = NULL;
-        j->rc = rc;
-        j->done = 1;
-        if (j != first)
-            pthread_cond_signal(&j->cv);
-        if (j == last)
-            break;
+    s->head = last->next; /* the batch leaves the queue; first..last keep their links */
+    if (!s->head)
+        s->tail = NULL;
+    /* The commit's own sync made the previous batch's commit record durable. */
+    struct job *pf = s->pending_first, *pl = s->pending_last;
+    s->pending_first = s->pending_last = NULL;
+    if (pf && rc == 0)
+        ack(pf, pl, 0, self);
+    if (rc == 0 && s->sync && s->head) {
+        /* more work is queued: its commit will make this batch durable; acknowledge then */
+        s->pending_first = first;
+        s->pending_last = last;
+        pthread_cond_signal(&s->head->cv);
+        return;
     }
     if (s->head)
-        pthread_cond_signal(&s->head->cv); /* the next leader */
+        pthread_cond_signal(&s->head->cv); /* the next leader may commit while we sync */
+    if (rc == 0 && s->sync) {
+        pthread_mutex_unlock(&s->mu);
+        rc = s->be->sync(s->impl);
+        pthread_mutex_lock(&s->mu);
+    } else if (rc && pf) {
+        pthread_mutex_unlock(&s->mu);
+        int prc = s->be->sync(s->impl);
+        pthread_mutex_lock(&s->mu);
+        ack(pf, pl, prc, self);
+    }
+    ack(first, last, rc, self);
 }
 
 int store_open(const struct store_config *cfg, struct store **out)
@@ -112,6 +153,7 @@ int store_open(const struct store_config *cfg, struct store **out)
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
+    s->sync = cfg->sync;
     *out = s;
     return 0;
 }
@@ -203,7 +245,9 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
     while (!j.done && s->head != &j)
         pthread_cond_wait(&j.cv, &s->mu);
     if (!j.done)
-        lead(s);
+        lead(s, &j);
+    while (!j.done) /* left to the next commit's sync */
+        pthread_cond_wait(&j.cv, &s->mu);
     pthread_mutex_unlock(&s->mu);
     pthread_cond_destroy(&j.cv);
     if (j.rc == 0) {
