@@ -57,7 +57,7 @@ $(BUILD)/kbench: tools/bench/kbench.c
 
 # Debian packages the build and the tests need; installed only when missing.
 BUILD_DEBS := build-essential pkg-config libmicrohttpd-dev liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev
-TEST_DEBS  := python3-boto3 python3-pytest awscli nodejs npm
+TEST_DEBS  := python3-boto3 python3-pytest awscli
 deps:
 	@tools/install-deps.sh $(BUILD_DEBS)
 deps-test:

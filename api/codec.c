@@ -93,7 +93,7 @@ struct shard *shard_for_hash(struct stream *s, u128 h)
 {
     for (uint32_t i = 0; i < s->nshards; i++) {
         struct shard *sh = &s->shards[i];
-        if (!sh->closed_ms && h >= sh->start && h <= sh->end)
+        if (shard_open(sh) && h >= sh->start && h <= sh->end)
             return sh;
     }
     return NULL;

@@ -35,6 +35,8 @@ struct shard {
     int64_t closed_ms;               /* 0 while open */
     uint64_t end_pos;                /* last position when closed */
     int32_t parent, adjacent_parent; /* -1 for none */
+    bool pending;                    /* made by a reshard still UPDATING: not yet visible */
+    bool closing;                    /* closes when that reshard completes */
     uint64_t offered, offered_bytes; /* records and bytes routed here (atomic; on-demand scaling) */
     uint32_t hot_ticks;              /* consecutive seconds above one shard's write capacity */
 };
@@ -54,6 +56,7 @@ struct stream {
     int32_t max_record_kib; /* MaxRecordSizeInKiB: 1024 to 10240 */
     uint32_t nscalings;
     int64_t *scalings; /* owned: times of UpdateShardCount calls in the last 24 hours */
+    bool resharding;   /* UPDATING with pending/closing shards, applied at status_until */
     uint32_t nshards;
     struct shard *shards; /* owned; index order */
     uint32_t ntags;
@@ -106,6 +109,7 @@ int api_fail(struct api_ctx *c, enum kerr e, const char *fmt, ...) __attribute__
 int api_store_fail(struct api_ctx *c, int rc);
 
 #define OPF_STREAM 1
+#define OPF_RECORDS 2
 struct op_def {
     const struct vfield *schema;
     int (*check)(struct api_ctx *c); /* cross-field check after the schema, or NULL */
@@ -192,15 +196,27 @@ static inline bool shard_expired(const struct stream *s, const struct shard *sh,
 {
     return sh->closed_ms && sh->closed_ms + (int64_t)s->retention_h * 3600000 < now;
 }
+/* Listed and readable: neither staged by an unfinished reshard nor expired. */
+static inline bool shard_visible(const struct stream *s, const struct shard *sh, int64_t now)
+{
+    return !sh->pending && !shard_expired(s, sh, now);
+}
+static inline bool shard_open(const struct shard *sh) { return !sh->closed_ms && !sh->pending; }
 /* One Shard object (DescribeStream, ListShards). */
 void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh);
+/* ResourceInUseException "Stream X under account Y not ACTIVE, instead in state S". Returns -1. */
+int fail_not_active(struct api_ctx *c, const struct stream *s, int status);
+/* InvalidArgumentException for tag characters AWS does not allow. Returns -1. */
+int fail_tag_chars(struct api_ctx *c);
 /* Whether every character of a tag key or value is one AWS allows. */
 bool tag_chars_ok(const char *s);
 /* Number of shards that are open at time now. */
 uint32_t stream_open_shards(const struct stream *s);
-/* Resharding (write lock held). Each closes shards and adds children with their lineage,
- * waiting first for appends already routed to finish, so a closed shard's EndingSequenceNumber
- * is final. They persist the stream and set it UPDATING. Return 0 or a STORE_* code. */
+/* Resharding (write lock held). Each stages the change: children are added pending and their
+ * parents marked closing, the stream is UPDATING; as on AWS, the old shards stay in use until
+ * the update completes (--update-stream-ms; at once when 0), when the maintenance thread
+ * closes the parents after every append already routed to them has committed (so an
+ * EndingSequenceNumber is final) and opens the children. Return 0 or a STORE_* code. */
 int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start, int64_t now);
 int stream_merge(struct api *a, struct stream *s, uint32_t shard, uint32_t adjacent, int64_t now);
 int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now);

@@ -23,9 +23,7 @@ static int run(struct api_ctx *c)
     const struct kv *tags = kv_get(c->req, "Tags");
     for (const struct kv *t = tags->child; t; t = t->next)
         if (!tag_chars_ok(t->key) || (t->type == KV_STR && !tag_chars_ok(t->s)))
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "Some tags contain invalid characters. Valid characters: Unicode letters, "
-                            "digits, white space, _ . / = + - %% @.");
+            return fail_tag_chars(c);
     for (const struct kv *t = tags->child; t; t = t->next)
         if (strchr(t->key, '%') || (t->type == KV_STR && strchr(t->s, '%')))
             return api_fail(c, KERR_INVALID_ARGUMENT,

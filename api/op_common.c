@@ -22,7 +22,7 @@ uint32_t stream_open_shards(const struct stream *s)
 {
     uint32_t n = 0;
     for (uint32_t i = 0; i < s->nshards; i++)
-        n += !s->shards[i].closed_ms;
+        n += shard_open(&s->shards[i]);
     return n;
 }
 
@@ -74,4 +74,18 @@ bool tag_chars_ok(const char *s)
             return false;
     }
     return true;
+}
+
+int fail_not_active(struct api_ctx *c, const struct stream *s, int status)
+{
+    return api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
+                    s->name, c->api->account, stream_status_name(status));
+}
+
+int fail_tag_chars(struct api_ctx *c)
+{
+    return api_fail(
+        c, KERR_INVALID_ARGUMENT,
+        "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, "
+        "_ . / = + - %% @.");
 }

@@ -15,18 +15,16 @@ static const struct vfield mode_fields[] = {
 };
 static const struct vfield tag_value = {"member", VT_STRING, {{0}}, 0, 0, 0};
 
+/* clang-format off */
 static const struct vfield schema[] = {
     {"ShardCount", VT_INTEGER, {GE(1), LE(100000)}, 0, 0, 0},
     {"StreamName", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
     {"StreamModeDetails", VT_STRUCT, {{0}}, mode_fields, 0, 0},
-    {"Tags",
-     VT_MAP,
-     {LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)},
-     0,
-     &tag_value,
-     0},
+    {"Tags", VT_MAP, {LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)}, 0, &tag_value, 0},
+    {"MaxRecordSizeInKiB", VT_INTEGER, {GE(1024), LE(10240)}, 0, 0, 0},
     {0},
 };
+/* clang-format on */
 
 static int run(struct api_ctx *c)
 {
@@ -58,9 +56,7 @@ static int run(struct api_ctx *c)
         for (const struct kv *t = tags->child; t; t = t->next) {
             const char *v = t->type == KV_STR ? t->s : "";
             if (!tag_chars_ok(t->key) || !tag_chars_ok(v))
-                return api_fail(c, KERR_INVALID_ARGUMENT,
-                                "Some tags contain invalid characters. Valid characters: Unicode "
-                                "letters, digits, white space, _ . / = + - %% @.");
+                return fail_tag_chars(c);
             tv[ntags++] = (struct tag){(char *)t->key, (char *)v};
         }
     }

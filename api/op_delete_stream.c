@@ -18,8 +18,7 @@ static int run(struct api_ctx *c)
         goto out;
     int st = stream_status(s, c->now_ms);
     if (st == ST_CREATING) {
-        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
-                 s->name, c->api->account, stream_status_name(st));
+        fail_not_active(c, s, st);
         goto out;
     }
     if (st != ST_DELETING) {

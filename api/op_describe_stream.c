@@ -72,7 +72,7 @@ static int run(struct api_ctx *c)
         char id[32];
         for (uint32_t i = 0; i < s->nshards; i++) {
             shard_id(id, s->shards[i].index);
-            if ((after && strcmp(id, after) <= 0) || shard_expired(s, &s->shards[i], c->now_ms))
+            if ((after && strcmp(id, after) <= 0) || !shard_visible(s, &s->shards[i], c->now_ms))
                 continue;
             if (n == limit) {
                 more = true;

@@ -76,13 +76,15 @@ static int run(struct api_ctx *c)
     streams_rdlock(c->api);
     struct stream *s = streams_find(c->api, name, c->now_ms);
     struct shard *sh = s ? shard_by_index(s, ix) : NULL;
+    if (sh && sh->pending)
+        sh = NULL;
     bool successor = s && s->uid != uid; /* the stream was deleted and created again */
     int64_t horizon = s ? c->now_ms - (int64_t)s->retention_h * 3600000 : 0;
-    uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
+    bool closed = sh && sh->closed_ms;
     /* the children, for the answer that reaches the end of a closed shard */
     struct shard *kids = NULL;
     uint32_t nkids = 0;
-    if (end_pos) {
+    if (closed) {
         kids = arena_alloc(&c->arena, (s->nshards + 1) * sizeof *kids);
         for (uint32_t i = 0; i < s->nshards; i++)
             if (s->shards[i].parent == (int32_t)ix || s->shards[i].adjacent_parent == (int32_t)ix)
@@ -130,7 +132,8 @@ static int run(struct api_ctx *c)
         return api_store_fail(c, rc);
     int64_t behind = next <= last ? c->now_ms - pos_ms(next) : 0;
     enc_key(e, "MillisBehindLatest"), enc_int(e, behind > 0 ? behind : 0);
-    if (!(end_pos && next > end_pos)) {
+    /* a closed shard takes no more records: having read its last one is its end */
+    if (!(closed && next > last)) {
         enc_key(e, "NextShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, next, c->now_ms));
     } else {
         enc_key(e, "ChildShards");

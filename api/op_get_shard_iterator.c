@@ -32,7 +32,7 @@ static int run(struct api_ctx *c)
     streams_rdlock(c->api);
     struct stream *s = streams_find(c->api, name, c->now_ms);
     struct shard *sh = s && stream_status(s, c->now_ms) != ST_CREATING ? shard_by_index(s, ix) : NULL;
-    if (sh && shard_expired(s, sh, c->now_ms))
+    if (sh && !shard_visible(s, sh, c->now_ms))
         sh = NULL;
     uint64_t uid = s ? s->uid : 0;
     uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;

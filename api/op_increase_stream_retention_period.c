@@ -33,8 +33,7 @@ static int change(struct api_ctx *c, bool increase)
         goto out;
     int st = stream_status(s, c->now_ms);
     if (st != ST_ACTIVE) {
-        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
-                 s->name, c->api->account, stream_status_name(st));
+        fail_not_active(c, s, st);
         goto out;
     }
     if (increase && hours < s->retention_h) {

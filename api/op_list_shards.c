@@ -54,12 +54,12 @@ struct filter {
  * stream's creation and now minus retention). */
 static bool keep(const struct stream *s, const struct shard *sh, const struct filter *f, int64_t now)
 {
-    if (shard_expired(s, sh, now))
+    if (!shard_visible(s, sh, now))
         return false;
     int64_t horizon = now - (int64_t)s->retention_h * 3600000;
     if (horizon < s->created_ms)
         horizon = s->created_ms;
-    bool open = !sh->closed_ms;
+    bool open = shard_open(sh);
     switch (f->type) {
     case F_AT_LATEST: return open;
     case F_AT_TRIM_HORIZON: return sh->created_ms <= horizon && (open || sh->closed_ms >= horizon);
@@ -158,8 +158,7 @@ static int run(struct api_ctx *c)
     }
     int st = stream_status(s, c->now_ms);
     if (st == ST_CREATING) {
-        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
-                 s->name, c->api->account, stream_status_name(st));
+        fail_not_active(c, s, st);
         goto out;
     }
     struct enc *e = &c->out;

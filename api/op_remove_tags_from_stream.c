@@ -16,9 +16,7 @@ static int run(struct api_ctx *c)
     const struct kv *keys = kv_get(c->req, "TagKeys");
     for (const struct kv *k = keys->child; k; k = k->next)
         if (k->type == KV_STR && !tag_chars_ok(k->s))
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "Some tags contain invalid characters. Valid characters: Unicode letters, "
-                            "digits, white space, _ . / = + - %% @.");
+            return fail_tag_chars(c);
     for (const struct kv *k = keys->child; k; k = k->next)
         if (k->type == KV_STR && strchr(k->s, '%'))
             return api_fail(c, KERR_INVALID_ARGUMENT,

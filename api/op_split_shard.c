@@ -32,8 +32,7 @@ struct stream *reshard_stream(struct api_ctx *c, const char *op)
     }
     int st = stream_status(s, c->now_ms);
     if (st != ST_ACTIVE) {
-        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
-                 s->name, c->api->account, stream_status_name(st));
+        fail_not_active(c, s, st);
         return NULL;
     }
     return s;
@@ -141,7 +140,7 @@ static int merge(struct api_ctx *c)
     struct shard *b = a ? open_shard(c, s, req_str(c, "AdjacentShardToMerge")) : NULL;
     if (!b)
         goto out;
-    if (a->end + 1 != b->start) {
+    if (a == b || a->end == ~(u128)0 || a->end + 1 != b->start) {
         char ida[32], idb[32];
         shard_id(ida, a->index);
         shard_id(idb, b->index);

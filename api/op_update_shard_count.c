@@ -128,8 +128,7 @@ static int set_mode(struct api_ctx *c)
         goto out;
     int st = stream_status(s, c->now_ms);
     if (st != ST_ACTIVE) {
-        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
-                 s->name, c->api->account, stream_status_name(st));
+        fail_not_active(c, s, st);
         goto out;
     }
     if (s->on_demand != on_demand) {
@@ -170,8 +169,7 @@ static int set_record_size(struct api_ctx *c)
         goto out;
     int st = stream_status(s, c->now_ms);
     if (st != ST_ACTIVE) {
-        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
-                 s->name, c->api->account, stream_status_name(st));
+        fail_not_active(c, s, st);
         goto out;
     }
     int32_t old = s->max_record_kib;

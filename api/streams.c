@@ -32,6 +32,8 @@ const char *stream_status_name(int st) { return status_names[st]; }
 
 int stream_status(const struct stream *s, int64_t now)
 {
+    if (s->resharding) /* UPDATING until the maintenance thread has applied it */
+        return ST_UPDATING;
     switch (s->status) {
     case ST_CREATING:
     case ST_UPDATING: return now >= s->status_until ? ST_ACTIVE : s->status;
@@ -128,6 +130,7 @@ static int encode(struct api *a, struct stream *s)
     enc_key(&e, "retention"), enc_int(&e, s->retention_h);
     enc_key(&e, "onDemand"), enc_bool(&e, s->on_demand);
     enc_key(&e, "maxRecordKiB"), enc_int(&e, s->max_record_kib);
+    enc_key(&e, "resharding"), enc_bool(&e, s->resharding);
     enc_key(&e, "scalings");
     enc_arr_begin(&e);
     for (uint32_t i = 0; i < s->nscalings; i++)
@@ -146,6 +149,8 @@ static int encode(struct api *a, struct stream *s)
         enc_key(&e, "endPos"), enc_int(&e, (int64_t)sh->end_pos);
         enc_key(&e, "parent"), enc_int(&e, sh->parent);
         enc_key(&e, "adjacent"), enc_int(&e, sh->adjacent_parent);
+        enc_key(&e, "pending"), enc_bool(&e, sh->pending);
+        enc_key(&e, "closing"), enc_bool(&e, sh->closing);
         enc_obj_end(&e);
     }
     enc_arr_end(&e);
@@ -168,6 +173,12 @@ static int64_t iget(const struct kv *o, const char *k)
 {
     const struct kv *v = kv_get(o, k);
     return v && v->type == KV_NUM ? v->i : 0;
+}
+
+static bool bget(const struct kv *o, const char *k)
+{
+    const struct kv *v = kv_get(o, k);
+    return v && v->type == KV_BOOL && v->b;
 }
 
 static u128 uget(const struct kv *o, const char *k)
@@ -199,9 +210,9 @@ static struct stream *decode(const char *text, size_t len)
     s->status_until = iget(o, "until");
     s->created_ms = iget(o, "created");
     s->retention_h = (int32_t)iget(o, "retention");
-    const struct kv *od = kv_get(o, "onDemand");
-    s->on_demand = od && od->type == KV_BOOL && od->b;
+    s->on_demand = bget(o, "onDemand");
     s->max_record_kib = (int32_t)iget(o, "maxRecordKiB");
+    s->resharding = bget(o, "resharding");
     if (s->max_record_kib < 1024)
         s->max_record_kib = 1024;
     const struct kv *sc = kv_get(o, "scalings");
@@ -228,6 +239,8 @@ static struct stream *decode(const char *text, size_t len)
         sh->end_pos = (uint64_t)iget(e, "endPos");
         sh->parent = (int32_t)iget(e, "parent");
         sh->adjacent_parent = (int32_t)iget(e, "adjacent");
+        sh->pending = bget(e, "pending");
+        sh->closing = bget(e, "closing");
     }
     if (tags && tags->type == KV_OBJ)
         for (const struct kv *t = tags->child; t; t = t->next)
@@ -397,7 +410,7 @@ uint32_t streams_open_shards(struct api *a, int64_t now)
         if (stream_status(s, now) == ST_GONE)
             continue;
         for (uint32_t j = 0; j < s->nshards; j++)
-            n += !s->shards[j].closed_ms;
+            n += shard_open(&s->shards[j]);
     }
     return n;
 }
@@ -496,12 +509,15 @@ static void drop_logs(struct api *a)
     }
 }
 
+static int apply_reshard(struct api *a, struct stream *s, int64_t now);
+
 static bool needs_settling(struct api *a, int64_t now)
 {
     bool any = false;
     streams_rdlock(a);
     for (size_t i = 0; i < a->streams->n && !any; i++)
-        any = stream_status(a->streams->v[i], now) != a->streams->v[i]->status;
+        any = stream_status(a->streams->v[i], now) != a->streams->v[i]->status ||
+              (a->streams->v[i]->resharding && now >= a->streams->v[i]->status_until);
     streams_unlock(a);
     return any;
 }
@@ -519,6 +535,9 @@ static void settle(struct api *a, int64_t now)
         if (st == ST_GONE) {
             if (retire(a, i) == 0)
                 continue;
+        } else if (s->resharding) {
+            if (now >= s->status_until)
+                apply_reshard(a, s, now);
         } else if (st != s->status) {
             s->status = st;
             encode(a, s);
@@ -629,17 +648,19 @@ void *streams_maintain(void *arg)
 
 /* ---- resharding ---- */
 
-/* Close the given open shards: wait until no append routed before the write lock was taken is
- * still committing (the caller holds the write lock, so none can start), then fix each
- * shard's last position. */
-static int close_shards(struct api *a, struct stream *s, const uint32_t *idx, size_t n, int64_t now)
+/* Close every closing shard: wait until no append routed before the write lock was taken is
+ * still committing (the caller holds the write lock, so none can start), then fix each one's
+ * last position. */
+static int close_shards(struct api *a, struct stream *s, int64_t now)
 {
     while (__atomic_load_n(&a->inflight, __ATOMIC_ACQUIRE) > 0)
         sched_yield();
-    for (size_t i = 0; i < n; i++) {
-        struct shard *sh = &s->shards[idx[i]];
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        struct shard *sh = &s->shards[i];
+        if (!sh->closing || sh->closed_ms)
+            continue;
         uint64_t last = 0;
-        int rc = store_log_bounds(a->store, log_id(s->uid, sh->index), &last, NULL);
+        int rc = sh->pending ? 0 : store_log_bounds(a->store, log_id(s->uid, sh->index), &last, NULL);
         if (rc)
             return rc;
         sh->closed_ms = now;
@@ -648,7 +669,26 @@ static int close_shards(struct api *a, struct stream *s, const uint32_t *idx, si
     return 0;
 }
 
-/* Append an open shard; returns its index. s->shards may move. */
+/* Complete a staged reshard (write lock held): parents close, children open. */
+static int apply_reshard(struct api *a, struct stream *s, int64_t now)
+{
+    int rc = close_shards(a, s, now);
+    if (rc)
+        return rc;
+    for (uint32_t i = 0; i < s->nshards; i++) {
+        struct shard *sh = &s->shards[i];
+        if (sh->pending) {
+            sh->pending = false;
+            sh->created_ms = now;
+        }
+        sh->closing = false;
+    }
+    s->resharding = false;
+    s->status = ST_ACTIVE;
+    return streams_save(a, s);
+}
+
+/* Stage a new shard; returns its index. s->shards may move. */
 static uint32_t add_shard(struct stream *s, u128 start, u128 end, int32_t parent, int32_t adjacent,
                           int64_t now)
 {
@@ -662,7 +702,8 @@ static uint32_t add_shard(struct stream *s, u128 start, u128 end, int32_t parent
                            .end = end,
                            .created_ms = now,
                            .parent = parent,
-                           .adjacent_parent = adjacent};
+                           .adjacent_parent = adjacent,
+                           .pending = true};
     return ix;
 }
 
@@ -670,14 +711,15 @@ static int finish(struct api *a, struct stream *s, int64_t now)
 {
     s->status = ST_UPDATING;
     s->status_until = now + a->cfg.update_ms;
+    s->resharding = true;
+    if (a->cfg.update_ms <= 0)
+        return apply_reshard(a, s, now);
     return streams_save(a, s);
 }
 
 int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start, int64_t now)
 {
-    int rc = close_shards(a, s, &shard, 1, now);
-    if (rc)
-        return rc;
+    s->shards[shard].closing = true;
     u128 start = s->shards[shard].start, end = s->shards[shard].end;
     add_shard(s, start, new_start - 1, (int32_t)shard, -1, now);
     add_shard(s, new_start, end, (int32_t)shard, -1, now);
@@ -686,10 +728,7 @@ int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start
 
 int stream_merge(struct api *a, struct stream *s, uint32_t shard, uint32_t adjacent, int64_t now)
 {
-    uint32_t both[2] = {shard, adjacent};
-    int rc = close_shards(a, s, both, 2, now);
-    if (rc)
-        return rc;
+    s->shards[shard].closing = s->shards[adjacent].closing = true;
     add_shard(s, s->shards[shard].start, s->shards[adjacent].end, (int32_t)shard, (int32_t)adjacent, now);
     return finish(a, s, now);
 }
@@ -713,13 +752,10 @@ int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now)
     if (!open)
         abort();
     for (uint32_t i = 0; i < s->nshards; i++)
-        if (!s->shards[i].closed_ms)
+        if (shard_open(&s->shards[i])) {
             open[nopen++] = i;
-    int rc = close_shards(a, s, open, nopen, now);
-    if (rc) {
-        free(open);
-        return rc;
-    }
+            s->shards[i].closing = true;
+        }
     /* open shards in key order (they tile the key space) */
     struct shard **ord = malloc(nopen * sizeof *ord);
     if (!ord)
@@ -757,39 +793,27 @@ int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now)
             lo = fe + 1;
         }
     }
-    uint32_t nclose = 0;
-    uint32_t *closing = malloc(cap * sizeof *closing);
-    if (!closing)
-        abort();
     /* phase 2: merge the fragments of each target range */
     for (uint32_t i = 0; i < nfrag;) {
         uint32_t j = i;
         while (j < nfrag && tgt[j] == tgt[i])
             j++;
         if (j - i == 1) {
-            if (whole[i]) /* a closed old shard equal to its target range: one child replaces it */
+            if (whole[i]) /* an old shard equal to its target range: one child replaces it */
                 add_shard(s, s->shards[frag[i]].start, s->shards[frag[i]].end, (int32_t)frag[i], -1, now);
         } else {
             uint32_t acc = frag[i];
             for (uint32_t k = i + 1; k < j; k++) {
                 uint32_t next = frag[k];
-                if (!s->shards[acc].closed_ms)
-                    closing[nclose++] = acc;
-                if (!s->shards[next].closed_ms)
-                    closing[nclose++] = next;
-                rc = close_shards(a, s, closing, nclose, now);
-                nclose = 0;
-                if (rc)
-                    goto out;
+                /* a fragment merged away at once is an intermediate shard without records */
+                s->shards[acc].closing = s->shards[next].closing = true;
                 acc =
                     add_shard(s, s->shards[acc].start, s->shards[next].end, (int32_t)acc, (int32_t)next, now);
             }
         }
         i = j;
     }
-    rc = finish(a, s, now);
-out:
-    free(closing);
+    int rc = finish(a, s, now);
     free(whole);
     free(frag);
     free(tgt);

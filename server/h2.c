@@ -277,9 +277,14 @@ void h2_serve(const struct pipeline *p, int fd)
     };
     nghttp2_submit_settings(c.s, NGHTTP2_FLAG_NONE, iv, sizeof iv / sizeof iv[0]);
     nghttp2_session_set_local_window_size(c.s, NGHTTP2_FLAG_NONE, 0, 16 << 20);
-    static __thread uint8_t buf[65536];
+    uint8_t *buf = malloc(65536);
+    if (!buf) {
+        nghttp2_session_del(c.s);
+        close(fd);
+        return;
+    }
     while (flush(&c) == 0 && (nghttp2_session_want_read(c.s) || nghttp2_session_want_write(c.s))) {
-        ssize_t n = recv(fd, buf, sizeof buf, 0);
+        ssize_t n = recv(fd, buf, 65536, 0);
         if (n < 0 && errno == EINTR)
             continue;
         if (n <= 0 || nghttp2_session_mem_recv(c.s, buf, (size_t)n) < 0)
@@ -295,6 +300,7 @@ void h2_serve(const struct pipeline *p, int fd)
         }
     }
     flush(&c);
+    free(buf);
     nghttp2_session_del(c.s); /* frees the remaining streams through on_close */
     close(fd);
 }

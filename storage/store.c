@@ -45,9 +45,9 @@ struct store {
     int closing;
     struct backend_append *batch; /* the leader's scratch array, guarded by leadership */
     size_t batch_cap;
-    bool sync;                             /* durable acknowledgements */
+    bool sync;                                /* durable acknowledgements */
     struct job *pending_first, *pending_last; /* committed, acknowledged after the next sync */
-    uint64_t touched; /* bytes read or written since the last release (atomic) */
+    uint64_t touched;                         /* bytes read or written since the last release (atomic) */
 };
 
 /* Count bytes that went through the backend's cache; past RELEASE_BYTES, whoever crosses the

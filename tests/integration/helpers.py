@@ -419,3 +419,93 @@ def list_all_stream_names(client):
         if not out["HasMoreStreams"]:
             return names
         kwargs = {"ExclusiveStartStreamName": out["StreamNames"][-1]}
+
+
+# ----------------------------------------------------------------------------------------------
+# Resharding
+
+
+def is_open(shard):
+    """A shard is open until resharding gives it an EndingSequenceNumber."""
+    return "EndingSequenceNumber" not in shard["SequenceNumberRange"]
+
+
+def open_shards(client, name):
+    """The open shards of a stream, in StartingHashKey order."""
+    shards = [s for s in all_shards(client, name) if is_open(s)]
+    return sorted(shards, key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+
+
+def parents_of(shard):
+    """ParentShardId and AdjacentParentShardId, whichever are present."""
+    return [shard[k] for k in ("ParentShardId", "AdjacentParentShardId") if shard.get(k)]
+
+
+def check_shard_end_rule(answer):
+    """KCL's rule for a GetRecords answer: no NextShardIterator exactly when ChildShards is non-empty."""
+    if answer.get("NextShardIterator") is None:
+        assert answer.get("ChildShards"), f"shard end without ChildShards: {answer}"
+    else:
+        assert not answer.get("ChildShards"), f"ChildShards with a NextShardIterator: {answer}"
+
+
+def read_to_shard_end(client, iterator, limit=None, max_calls=100, max_empty=5):
+    """Follow a closed shard's iterators until GetRecords answers without NextShardIterator.
+
+    Returns (records, child_shards of the final answer). Every answer is checked against KCL's
+    shard-end rule; max_empty empty answers in a row that still carry an iterator mean the shard
+    end is never reported, which fails.
+    """
+    records, empty = [], 0
+    for _ in range(max_calls):
+        args = {"ShardIterator": iterator}
+        if limit:
+            args["Limit"] = limit
+        out = client.get_records(**args)
+        check_shard_end_rule(out)
+        records += out["Records"]
+        iterator = out.get("NextShardIterator")
+        if iterator is None:
+            return records, out["ChildShards"]
+        empty = 0 if out["Records"] else empty + 1
+        if empty >= max_empty:
+            raise AssertionError(
+                f"closed shard never reached its end: {empty} empty answers in a row with a "
+                f"NextShardIterator and no ChildShards after {len(records)} records"
+            )
+    raise AssertionError("closed shard never reached its end")
+
+
+def read_stream_by_lineage(client, name):
+    """Read a whole stream from TRIM_HORIZON in lineage order, as KCL does.
+
+    Starts with the shards whose parents are not listed, reads a closed shard to its end (where
+    GetRecords names its ChildShards) and an open one to its tip, and reads a child only once all
+    its parents are fully read. Returns (records as (shard id, record) pairs in reading order,
+    the shard ids in reading order). Fails if a listed shard is never reached or a ChildShards
+    entry disagrees with ListShards.
+    """
+    shards = {s["ShardId"]: s for s in all_shards(client, name)}
+    ready = sorted(sid for sid, s in shards.items() if not any(p in shards for p in parents_of(s)))
+    done, order, records = set(), [], []
+    while ready:
+        sid = ready.pop(0)
+        it = client.get_shard_iterator(StreamName=name, ShardId=sid, ShardIteratorType="TRIM_HORIZON")[
+            "ShardIterator"
+        ]
+        if is_open(shards[sid]):
+            recs, children = read_from_iterator(client, it), []
+        else:
+            recs, children = read_to_shard_end(client, it)
+        done.add(sid)
+        order.append(sid)
+        records += [(sid, r) for r in recs]
+        for child in children:
+            cid = child["ShardId"]
+            assert cid in shards, f"ChildShards names {cid}, which ListShards does not list"
+            assert sorted(child["ParentShards"]) == sorted(parents_of(shards[cid])), (child, shards[cid])
+            assert child["HashKeyRange"] == shards[cid]["HashKeyRange"], (child, shards[cid])
+            if cid not in done and cid not in ready and all(p in done for p in child["ParentShards"]):
+                ready.append(cid)
+    assert done == set(shards), f"never reached {sorted(set(shards) - done)} following ChildShards"
+    return records, order
