@@ -2,8 +2,9 @@
 # upward include (storage -> api, api -> server) fails to build.
 #   make            build build/kinesd
 #   make run        install missing packages, build, start on 127.0.0.1:4567 (./kinesd-data)
-#   make test       install missing packages, build, run unit and integration tests
-#   make asan       the same tests with AddressSanitizer and UBSan
+#   make test       install missing packages, build, run unit and integration tests, then
+#                   the same again under AddressSanitizer and UBSan
+#   make asan       only the sanitizer run
 #   make bench      load benchmark against kinesd and kinesalite
 #   make lint       clang-format check and a scan for banned functions
 
@@ -74,12 +75,17 @@ unit: $(UNIT_BIN)
 integration: $(BUILD)/kinesd
 	@KINESD_BIN=$(BUILD)/kinesd tools/run-integration.sh
 
+SANITIZE := BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
+
+# Every test, then every test again on the AddressSanitizer/UBSan build.
 test: deps-test
 	@$(MAKE) --no-print-directory unit integration
+	@echo "== the same tests under AddressSanitizer and UBSan =="
+	@$(MAKE) --no-print-directory $(SANITIZE) unit integration
 
 asan: deps-test
-	@$(MAKE) --no-print-directory BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
-	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all" unit integration
+	@$(MAKE) --no-print-directory $(SANITIZE) unit integration
 
 bench: deps-test $(BUILD)/kinesd $(BUILD)/kbench
 	@tools/bench/run.sh

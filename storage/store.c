@@ -25,7 +25,7 @@
 #include "format.h"
 
 #define BATCH_BYTES (64u << 20)  /* data budget for one commit */
-#define RELEASE_BYTES (4u << 20) /* release resident pages after this much data was touched */
+#define RELEASE_BYTES (2u << 20) /* release resident pages after this much data was touched */
 
 struct job {
     struct backend_append *a; /* nb appends, in the job's own allocation */
