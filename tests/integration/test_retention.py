@@ -347,3 +347,24 @@ def test_the_data_file_stops_growing_once_old_records_are_trimmed(kinesd_factory
     records = helpers.read_all(kinesis, stream, shard_id(0))
     rounds = sorted({int(r["PartitionKey"].split("-")[0]) for r in records})
     assert rounds and rounds[-1] == 29 and len(rounds) <= 13, rounds
+
+
+@pytest.mark.own_server
+def test_a_closed_shard_whose_records_all_expired_leaves_listings_while_its_children_stay(kinesd_factory):
+    server, kinesis = clock_server(kinesd_factory, **{"--no-limits": None})
+    name = new_stream(kinesis, "expiring-parent")
+    put(kinesis, name, "old")
+    kinesis.split_shard(StreamName=name, ShardToSplit="shardId-000000000000",
+                        NewStartingHashKey=str(2**127))
+    helpers.wait_for_status(kinesis, name)
+    ids = [s["ShardId"] for s in kinesis.list_shards(StreamName=name)["Shards"]]
+    assert ids == ["shardId-000000000000", "shardId-000000000001", "shardId-000000000002"]
+    advance(server, 25 * HOUR_MS)
+    listed = kinesis.list_shards(StreamName=name)["Shards"]
+    assert [s["ShardId"] for s in listed] == ["shardId-000000000001", "shardId-000000000002"]
+    assert all(s["ParentShardId"] == "shardId-000000000000" for s in listed)
+    described = kinesis.describe_stream(StreamName=name)["StreamDescription"]["Shards"]
+    assert [s["ShardId"] for s in described] == ["shardId-000000000001", "shardId-000000000002"]
+    with pytest.raises(kinesis.exceptions.ResourceNotFoundException):
+        kinesis.get_shard_iterator(StreamName=name, ShardId="shardId-000000000000",
+                                   ShardIteratorType="TRIM_HORIZON")

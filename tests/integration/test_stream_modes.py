@@ -8,6 +8,7 @@ model lacks).
 """
 
 import random
+import time
 
 import pytest
 
@@ -355,3 +356,36 @@ def test_put_records_over_5_mib_in_total_on_a_default_stream_answers_invalid_arg
     api.error("PutRecords", {"StreamName": name, "Records": records}, "InvalidArgumentException",
               "Records size exceeds 5 MB limit")
     assert helpers.read_all(kinesis, name, shard_id(0)) == []
+
+
+@pytest.mark.own_server
+def test_an_on_demand_stream_splits_a_shard_whose_writes_stay_above_its_capacity(kinesd_factory):
+    server = kinesd_factory(flags={"--no-limits": None})
+    kinesis = helpers.make_client(server.endpoint)
+    name = "hot-on-demand"
+    kinesis.create_stream(StreamName=name, StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    helpers.wait_for_status(kinesis, name)
+    before = kinesis.list_shards(StreamName=name)["Shards"]
+    assert len(before) == 4
+    hot = helpers.shard_for_hash(before, helpers.hash_key("hot"))
+    deadline = time.monotonic() + 15
+    split = []
+    while time.monotonic() < deadline and not split:
+        # 2,000 records a second into one partition key: twice one shard's write capacity
+        for _ in range(4):
+            out = kinesis.put_records(StreamName=name, Records=[{"PartitionKey": "hot", "Data": b"x" * 10}] * 500)
+            assert out["FailedRecordCount"] == 0
+        time.sleep(0.5)
+        split = [s for s in kinesis.list_shards(StreamName=name)["Shards"] if "ParentShardId" in s]
+    assert len(split) == 2, "no shard was split within 15 s of writing at twice its capacity"
+    parent = split[0]["ParentShardId"]
+    assert all(s["ParentShardId"] == parent for s in split)
+    assert parent == hot
+    shards = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=name)["Shards"]}
+    assert "EndingSequenceNumber" in shards[parent]["SequenceNumberRange"]
+    # the children tile the parent's range
+    lo, hi = (int(shards[parent]["HashKeyRange"][k]) for k in ("StartingHashKey", "EndingHashKey"))
+    kids = sorted(split, key=lambda s: int(s["HashKeyRange"]["StartingHashKey"]))
+    assert int(kids[0]["HashKeyRange"]["StartingHashKey"]) == lo
+    assert int(kids[1]["HashKeyRange"]["EndingHashKey"]) == hi
+    assert int(kids[0]["HashKeyRange"]["EndingHashKey"]) + 1 == int(kids[1]["HashKeyRange"]["StartingHashKey"])
