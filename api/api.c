@@ -453,7 +453,9 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
         goto error;
     int kind;
     const char *msg;
-    int64_t rlimit = ops[op].flags & OPF_RECORDS ? record_limit(&c, req) : 1048576;
+    /* only when some stream takes records over 1 MiB is the named stream looked up here */
+    int64_t rlimit =
+        ops[op].flags & OPF_RECORDS && api_max_body(a) > DEFAULT_MAX_BODY ? record_limit(&c, req) : 1048576;
     if (validate_request(&c.arena, req, ops[op].def->schema, rlimit, &kind, &msg)) {
         api_fail(&c, kind ? KERR_VALIDATION : KERR_SERIALIZATION, "%s", msg);
         goto error;

@@ -71,10 +71,11 @@ struct api {
     char region[64], account[16];
     struct store *store;
     struct streams *streams;
-    unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
-    struct limits *limits;      /* NULL with --no-limits */
-    int inflight;               /* appends routed but not yet committed (atomic) */
-    size_t max_body;            /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
+    unsigned char iter_key[32];     /* seals shard iterators; kept in the store */
+    struct limits *limits;          /* NULL with --no-limits */
+    int inflight;                   /* appends routed but not yet committed (atomic) */
+    size_t max_body;                /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
+#define DEFAULT_MAX_BODY (7u << 20) /* 5 MiB of records in base64, with their names and keys */
     pthread_t maint;
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;

@@ -275,7 +275,7 @@ static int retire(struct api *a, size_t i)
  * stream takes records over 1 MiB, PutRecords may carry 10 MiB, so the cap grows to fit. */
 static void update_max_body(struct api *a)
 {
-    size_t cap = 7u << 20;
+    size_t cap = DEFAULT_MAX_BODY;
     for (size_t i = 0; i < a->streams->n; i++)
         if (a->streams->v[i]->max_record_kib > 1024)
             cap = 15u << 20;
