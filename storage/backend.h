@@ -39,7 +39,6 @@ struct store_backend {
     int (*meta_put)(void *impl, const char *key, const void *val, size_t len);
     int (*meta_get)(void *impl, const char *key, char **val, size_t *len);
     int (*meta_scan)(void *impl, const char *prefix, store_meta_fn fn, void *ctx);
-    int (*disk_bytes)(void *impl, uint64_t *bytes);
     /* Make every earlier commit durable. */
     int (*sync)(void *impl);
     /* Drop this process's mappings of cached data (the OS page cache keeps it); NULL if the

@@ -455,16 +455,6 @@ static int lm_sync(void *impl)
     return m->sync ? map_rc(mdb_env_sync(m->env, 1)) : 0;
 }
 
-static int lm_disk_bytes(void *impl, uint64_t *bytes)
-{
-    struct lm *m = impl;
-    struct stat st;
-    if (stat(m->path, &st))
-        return STORE_IO;
-    *bytes = (uint64_t)st.st_blocks * 512;
-    return 0;
-}
-
 /* Where LMDB mapped the data file: LMDB does not say (me_mapaddr is only set for
  * MDB_FIXEDMAP), so read it from /proc/self/maps. */
 static int find_map(const char *path, void **addr, size_t *len)
@@ -519,7 +509,6 @@ const struct store_backend store_backend_lmdb = {
     .meta_put = lm_meta_put,
     .meta_get = lm_meta_get,
     .meta_scan = lm_meta_scan,
-    .disk_bytes = lm_disk_bytes,
     .release_cache = lm_release_cache,
     .sync = lm_sync,
 };

@@ -333,4 +333,3 @@ void store_release_cache(struct store *s)
         s->be->release_cache(s->impl);
 }
 
-int store_disk_bytes(struct store *s, uint64_t *bytes) { return s->be->disk_bytes(s->impl, bytes); }

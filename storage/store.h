@@ -125,7 +125,5 @@ int store_meta_scan(struct store *s, const char *prefix, store_meta_fn fn, void 
  * touched per period instead of by the size of the data. */
 void store_release_cache(struct store *s);
 
-/* Bytes the data file occupies on disk (for observability and tests). */
-int store_disk_bytes(struct store *s, uint64_t *bytes);
 
 #endif
