@@ -384,45 +384,109 @@ static bool ctype_is(const char *ct, const char *want)
     return *ct == 0 || *ct == ';';
 }
 
+/* Fill c->resp from the finished call (rc 0: c->out holds the answer; -1: c->err;
+ * API_ANSWERED: resp is already filled) and free the context. */
+static void finish(struct api_ctx *c, int rc)
+{
+    struct api_response *resp = c->resp;
+    if (rc == 0) {
+        resp->status = 200;
+        resp->content_type = c->fmt == WIRE_CBOR ? AMZ_CBOR : AMZ_JSON;
+        resp->body = buf_steal(&c->out.b, &resp->body_len);
+    } else if (rc < 0) {
+        answer_error(c, c->fmt, resp);
+    }
+    buf_free(&c->out.b);
+    arena_free(&c->arena);
+    free(c);
+}
+
+void api_finish(struct api_ctx *c, int rc)
+{
+    api_done_fn done = c->done;
+    void *ctx = c->done_ctx;
+    struct api_response *resp = c->resp;
+    finish(c, rc);
+    done(ctx, resp);
+}
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void wake(void *arg, struct api_response *resp)
+{
+    (void)resp;
+    struct waiter *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
 void api_handle(struct api *a, const struct api_request *r, struct api_response *resp)
 {
-    struct api_ctx c = {.api = a, .region = a->region};
-    arena_init(&c.arena);
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    if (api_handle_async(a, r, resp, wake, &w)) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+    }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+}
+
+int api_handle_async(struct api *a, const struct api_request *r, struct api_response *resp, api_done_fn done,
+                     void *done_ctx)
+{
+    struct api_ctx *c = calloc(1, sizeof *c);
+    if (!c)
+        abort();
+    c->api = a;
+    c->region = a->region;
+    c->resp = resp;
+    c->done = done;
+    c->done_ctx = done_ctx;
+    arena_init(&c->arena);
     if (a->cfg.latency_ms > 0) {
         struct timespec ts = {a->cfg.latency_ms / 1000, (a->cfg.latency_ms % 1000) * 1000000};
         nanosleep(&ts, NULL);
     }
-    c.now_ms = clock_now_ms();
+    c->now_ms = clock_now_ms();
     memset(resp, 0, sizeof *resp);
     api_request_id(resp->request_id);
 
     bool is_json = ctype_is(r->content_type, AMZ_JSON), is_cbor = ctype_is(r->content_type, AMZ_CBOR);
     bool plain_json = ctype_is(r->content_type, "application/json");
     enum wire_fmt fmt = is_json ? WIRE_JSON : is_cbor ? WIRE_CBOR : WIRE_JSON;
-    enc_init(&c.out, fmt);
+    enc_init(&c->out, fmt);
+    c->fmt = fmt;
     int op;
     bool service_ok, op_named;
     bool target_ok = target_op(r->target, &op, &service_ok, &op_named);
 
     if (r->body_len == 0) {
-        api_fail(&c, target_ok ? KERR_SERIALIZATION : KERR_UNKNOWN_OPERATION, NULL);
-        fmt = is_json ? WIRE_JSON : WIRE_CBOR;
+        api_fail(c, target_ok ? KERR_SERIALIZATION : KERR_UNKNOWN_OPERATION, NULL);
+        c->fmt = is_json ? WIRE_JSON : WIRE_CBOR;
         goto error;
     }
     if (!is_json && !is_cbor && !plain_json) {
         if (!service_ok && !(r->target && strchr(r->target, '.')))
-            api_fail(&c, KERR_RAW_ACCESS_DENIED,
+            api_fail(c, KERR_RAW_ACCESS_DENIED,
                      "Unable to determine service/operation name to be authorized");
         else if (!r->target || !strchr(r->target, '.') || !op_named)
-            api_fail(&c, KERR_RAW_ACCESS_DENIED,
+            api_fail(c, KERR_RAW_ACCESS_DENIED,
                      "Unable to determine service/operation name to be authorized");
         else
-            api_fail(&c, KERR_RAW_UNKNOWN_OPERATION, NULL);
+            api_fail(c, KERR_RAW_UNKNOWN_OPERATION, NULL);
         goto error;
     }
     struct kv *req = NULL;
-    int drc = is_cbor ? cbor_parse(&c.arena, r->body, r->body_len, &req)
-                      : json_parse(&c.arena, r->body, r->body_len, &req);
+    int drc = is_cbor ? cbor_parse(&c->arena, r->body, r->body_len, &req)
+                      : json_parse(&c->arena, r->body, r->body_len, &req);
     if (drc || req->type != KV_OBJ) {
         if (plain_json) {
             static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
@@ -433,7 +497,7 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
             resp->body_len = sizeof body - 1;
             goto done;
         }
-        api_fail(&c, KERR_SERIALIZATION, NULL);
+        api_fail(c, KERR_SERIALIZATION, NULL);
         goto error;
     }
     if (plain_json) {
@@ -446,46 +510,46 @@ void api_handle(struct api *a, const struct api_request *r, struct api_response 
         goto done;
     }
     if (!target_ok) {
-        api_fail(&c, KERR_UNKNOWN_OPERATION, NULL);
+        api_fail(c, KERR_UNKNOWN_OPERATION, NULL);
         goto error;
     }
-    if (check_auth(&c, r))
+    if (check_auth(c, r))
         goto error;
     int kind;
     const char *msg;
     /* only when some stream takes records over 1 MiB is the named stream looked up here */
     int64_t rlimit =
-        ops[op].flags & OPF_RECORDS && api_max_body(a) > DEFAULT_MAX_BODY ? record_limit(&c, req) : 1048576;
-    if (validate_request(&c.arena, req, ops[op].def->schema, rlimit, &kind, &msg)) {
-        api_fail(&c, kind ? KERR_VALIDATION : KERR_SERIALIZATION, "%s", msg);
+        ops[op].flags & OPF_RECORDS && api_max_body(a) > DEFAULT_MAX_BODY ? record_limit(c, req) : 1048576;
+    if (validate_request(&c->arena, req, ops[op].def->schema, rlimit, &kind, &msg)) {
+        api_fail(c, kind ? KERR_VALIDATION : KERR_SERIALIZATION, "%s", msg);
         goto error;
     }
-    c.req = req;
-    c.fmt = fmt;
+    c->req = req;
+    c->fmt = fmt;
     if (a->limits && !limits_op(a->limits, op)) {
-        const char *sn = req_str(&c, "StreamName");
+        const char *sn = req_str(c, "StreamName");
         if (sn)
-            api_fail(&c, KERR_LIMIT_EXCEEDED, "Rate exceeded for stream %s under account %s.", sn,
-                     a->account);
+            api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded for stream %s under account %s.", sn, a->account);
         else
-            api_fail(&c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
+            api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
         goto error;
     }
-    if (ops[op].def->check && ops[op].def->check(&c))
+    if (ops[op].def->check && ops[op].def->check(c))
         goto error;
-    if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(&c))
+    if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(c))
         goto error;
-    if (ops[op].def->run(&c))
-        goto error;
-    resp->status = 200;
-    resp->content_type = fmt == WIRE_CBOR ? AMZ_CBOR : AMZ_JSON;
-    resp->body = buf_steal(&c.out.b, &resp->body_len);
-    goto done;
+    int rc = ops[op].def->run(c);
+    if (rc == API_PENDING)
+        return 1; /* api_finish completes it */
+    finish(c, rc);
+    return 0;
 error:
-    answer_error(&c, fmt, resp);
+    finish(c, -1);
+    return 0;
 done:
-    buf_free(&c.out.b);
-    arena_free(&c.arena);
+    c->fmt = fmt;
+    finish(c, API_ANSWERED);
+    return 0;
 }
 
 size_t api_max_body(const struct api *a) { return __atomic_load_n(&a->max_body, __ATOMIC_RELAXED); }

@@ -56,6 +56,14 @@ void api_close(struct api *a);
 /* Handle one request. Always fills resp (status, body). Thread-safe. */
 void api_handle(struct api *a, const struct api_request *req, struct api_response *resp);
 
+/* The same without waiting for a durable commit: returns 0 when resp is filled, or 1 when the
+ * call waits for one (PutRecord, PutRecords); then done(ctx, resp) runs later, on the store's
+ * committer thread, with resp filled. resp stays the caller's and must live until done; req
+ * and its body are needed only until api_handle_async returns. */
+typedef void (*api_done_fn)(void *ctx, struct api_response *resp);
+int api_handle_async(struct api *a, const struct api_request *req, struct api_response *resp,
+                     api_done_fn done, void *ctx);
+
 /* The largest request body accepted, in bytes (413 above it). */
 size_t api_max_body(const struct api *a);
 

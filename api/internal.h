@@ -94,8 +94,13 @@ struct api_ctx {
     const char *err_msg; /* arena */
     const char *region;  /* from the credential scope, else the default */
     int64_t now_ms;
-    const char *stream_name; /* OPF_STREAM: resolved from StreamName or StreamARN */
-    bool batch;              /* PutRecords (error paths name records.N.member...) */
+    const char *stream_name;   /* OPF_STREAM: resolved from StreamName or StreamARN */
+    bool batch;                /* PutRecords (error paths name records.N.member...) */
+    struct api_response *resp; /* where the answer goes (the caller's) */
+    api_done_fn done;          /* called once an API_PENDING call has finished */
+    void *done_ctx;
+    int (*resume)(struct api_ctx *c); /* an operation's second half, after its commit */
+    void *op_state;                   /* arena: what the second half needs */
 };
 
 /* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
@@ -104,6 +109,12 @@ int api_resolve_stream(struct api_ctx *c);
 const char *kerr_type(enum kerr e);
 /* The message of a per-record failure of PutRecords / PutRecord (arena). */
 const char *record_error_message(struct api_ctx *c, enum kerr e, uint32_t shard);
+/* run's return for a call that continues after a commit: it calls api_finish later. */
+#define API_PENDING 1
+#define API_ANSWERED 2 /* resp was filled directly (internal) */
+/* Complete a pending call with its operation's result (0, or -1 with the error recorded):
+ * fill the answer, free the context, tell the caller. */
+void api_finish(struct api_ctx *c, int rc);
 /* Record an error for this request. Returns -1, for `return api_fail(...)`. */
 int api_fail(struct api_ctx *c, enum kerr e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The store failed: log it and answer InternalFailure. */
@@ -135,10 +146,20 @@ struct put_item {
     uint64_t pos;    /* out: position in the shard's log */
     enum kerr err;   /* out: 0, or why this record was not written (throttled, injected) */
 };
-/* Route items to the open shards of c->stream_name and append them durably, except those
- * that the shard's write limit or an injected fault turned away (their err says which; they
- * are not written). *uid gets the stream's uid. Returns 0, or -1 with the error recorded. */
-int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t *uid);
+/* What a write's second half finds in c->op_state. */
+struct put_state {
+    struct put_item *items; /* arena */
+    size_t n;
+    uint64_t uid;           /* the stream's */
+    struct store_rec *recs; /* arena: the records as appended, and each item's index in them */
+    size_t *slot;
+};
+/* Route items (arena) to the open shards of c->stream_name and append them durably, except
+ * those that the shard's write limit or an injected fault turned away (their err says which;
+ * they are not written). Returns -1 with the error recorded, or API_PENDING: resume(c) runs
+ * once the records are durable (positions filled) and its result finishes the call. When
+ * nothing is left to write, returns resume(c) at once. */
+int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int (*resume)(struct api_ctx *c));
 /* The request cap of PutRecords in bytes of data and keys, by the stream's record size. */
 #define PUT_RECORDS_LIMIT(kib) ((kib) > 1024 ? (size_t)10 << 20 : (size_t)5 << 20)
 

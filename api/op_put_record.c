@@ -11,6 +11,26 @@ static const struct vfield schema[] = {
     {0},
 };
 
+/* After the commit: the answer. */
+static int answer(struct api_ctx *c)
+{
+    struct put_state *ps = c->op_state;
+    struct put_item *it = &ps->items[0];
+    if (it->err == KERR_THROUGHPUT_EXCEEDED)
+        return api_fail(c, it->err, "%s", record_error_message(c, it->err, it->shard));
+    if (it->err)
+        return api_fail(c, it->err, NULL);
+    char id[32], seq[SEQ_LEN + 1];
+    shard_id(id, it->shard);
+    seq_format(seq, ps->uid, it->shard, it->pos);
+    struct enc *e = &c->out;
+    enc_obj_begin(e);
+    enc_key(e, "ShardId"), enc_strz(e, id);
+    enc_key(e, "SequenceNumber"), enc_strz(e, seq);
+    enc_obj_end(e);
+    return 0;
+}
+
 static int run(struct api_ctx *c)
 {
     const struct kv *pk = kv_get(c->req, "PartitionKey"), *data = kv_get(c->req, "Data");
@@ -24,27 +44,13 @@ static int run(struct api_ctx *c)
                             "account %s is invalid.",
                             order, c->stream_name, c->api->account);
     }
-    struct put_item it = {.pk = pk->s,
-                          .pk_len = pk->len,
-                          .data = data->s,
-                          .data_len = data->len,
-                          .ehk = req_str(c, "ExplicitHashKey")};
-    uint64_t uid;
-    if (put_records_append(c, &it, 1, &uid))
-        return -1;
-    if (it.err == KERR_THROUGHPUT_EXCEEDED)
-        return api_fail(c, it.err, "%s", record_error_message(c, it.err, it.shard));
-    if (it.err)
-        return api_fail(c, it.err, NULL);
-    char id[32], seq[SEQ_LEN + 1];
-    shard_id(id, it.shard);
-    seq_format(seq, uid, it.shard, it.pos);
-    struct enc *e = &c->out;
-    enc_obj_begin(e);
-    enc_key(e, "ShardId"), enc_strz(e, id);
-    enc_key(e, "SequenceNumber"), enc_strz(e, seq);
-    enc_obj_end(e);
-    return 0;
+    struct put_item *it = arena_zalloc(&c->arena, sizeof *it);
+    *it = (struct put_item){.pk = pk->s,
+                            .pk_len = pk->len,
+                            .data = data->s,
+                            .data_len = data->len,
+                            .ehk = req_str(c, "ExplicitHashKey")};
+    return put_records_append(c, it, 1, answer);
 }
 
 const struct op_def op_put_record = {.schema = schema, .run = run};

@@ -22,6 +22,40 @@ static const struct vfield schema[] = {
     {0},
 };
 
+/* After the commit: one entry per record, in request order. */
+static int answer(struct api_ctx *c)
+{
+    struct put_state *ps = c->op_state;
+    struct put_item *items = ps->items;
+    int64_t failed = 0;
+    for (size_t i = 0; i < ps->n; i++)
+        failed += items[i].err != 0;
+    struct enc *e = &c->out;
+    enc_obj_begin(e);
+    enc_key(e, "FailedRecordCount"), enc_int(e, failed);
+    enc_key(e, "Records");
+    enc_arr_begin(e);
+    char id[32], seq[SEQ_LEN + 1];
+    for (size_t i = 0; i < ps->n; i++) {
+        if (items[i].err) {
+            enc_obj_begin(e);
+            enc_key(e, "ErrorCode"), enc_strz(e, kerr_type(items[i].err));
+            enc_key(e, "ErrorMessage"), enc_strz(e, record_error_message(c, items[i].err, items[i].shard));
+            enc_obj_end(e);
+            continue;
+        }
+        shard_id(id, items[i].shard);
+        seq_format(seq, ps->uid, items[i].shard, items[i].pos);
+        enc_obj_begin(e);
+        enc_key(e, "SequenceNumber"), enc_strz(e, seq);
+        enc_key(e, "ShardId"), enc_strz(e, id);
+        enc_obj_end(e);
+    }
+    enc_arr_end(e);
+    enc_obj_end(e);
+    return 0;
+}
+
 static int run(struct api_ctx *c)
 {
     const struct kv *list = kv_get(c->req, "Records");
@@ -37,36 +71,7 @@ static int run(struct api_ctx *c)
                                      .ehk = ehk && ehk->type == KV_STR ? ehk->s : NULL};
     }
     c->batch = true;
-    uint64_t uid;
-    if (put_records_append(c, items, n, &uid))
-        return -1;
-    int64_t failed = 0;
-    for (i = 0; i < n; i++)
-        failed += items[i].err != 0;
-    struct enc *e = &c->out;
-    enc_obj_begin(e);
-    enc_key(e, "FailedRecordCount"), enc_int(e, failed);
-    enc_key(e, "Records");
-    enc_arr_begin(e);
-    char id[32], seq[SEQ_LEN + 1];
-    for (i = 0; i < n; i++) {
-        if (items[i].err) {
-            enc_obj_begin(e);
-            enc_key(e, "ErrorCode"), enc_strz(e, kerr_type(items[i].err));
-            enc_key(e, "ErrorMessage"), enc_strz(e, record_error_message(c, items[i].err, items[i].shard));
-            enc_obj_end(e);
-            continue;
-        }
-        shard_id(id, items[i].shard);
-        seq_format(seq, uid, items[i].shard, items[i].pos);
-        enc_obj_begin(e);
-        enc_key(e, "SequenceNumber"), enc_strz(e, seq);
-        enc_key(e, "ShardId"), enc_strz(e, id);
-        enc_obj_end(e);
-    }
-    enc_arr_end(e);
-    enc_obj_end(e);
-    return 0;
+    return put_records_append(c, items, n, answer);
 }
 
 const struct op_def op_put_records = {.schema = schema, .run = run};

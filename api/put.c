@@ -2,15 +2,22 @@
  *
  * Hash keys are computed before any lock; the registry's read lock is held only to map hash
  * keys to open shards and copy the stream uid; then the records of every shard go to the store
- * in one append (one group-commit job), and the call returns once that commit is durable. */
+ * in one append (one group-commit job). The call does not wait: the operation's second half
+ * (c->resume, which writes the answer) runs when the commit is durable, on the store's
+ * committer thread, and api_finish hands the answer back. */
 #include <string.h>
 
 #include "internal.h"
 
-static int admit_and_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t uid);
+static int admit_and_append(struct api_ctx *c, struct put_state *ps);
 
-int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t *uid)
+int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int (*resume)(struct api_ctx *c))
 {
+    struct put_state *ps = arena_zalloc(&c->arena, sizeof *ps);
+    ps->items = items;
+    ps->n = n;
+    c->op_state = ps;
+    c->resume = resume;
     for (size_t i = 0; i < n; i++) {
         if (items[i].ehk) {
             if (u128_parse(items[i].ehk, &items[i].hash))
@@ -34,7 +41,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", s->name,
                         c->api->account);
     }
-    *uid = s->uid;
+    ps->uid = s->uid;
     /* the record size limit is the stream's (1 MiB unless raised), partition key included;
      * validation already held the data alone to it */
     size_t max = (size_t)s->max_record_kib * 1024, total = 0;
@@ -73,13 +80,33 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, uint
     /* a reshard waits for this before it closes a shard (see stream_close_shards) */
     __atomic_add_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
     streams_unlock(c->api);
-    int rc = admit_and_append(c, items, n, *uid);
-    __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
+    int rc = admit_and_append(c, ps);
+    if (rc != API_PENDING)
+        __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
     return rc;
 }
 
-static int admit_and_append(struct api_ctx *c, struct put_item *items, size_t n, uint64_t uid)
+/* The store's callback (committer thread): the records are durable, or failed. */
+static void committed(void *arg, int rc)
 {
+    struct api_ctx *c = arg;
+    struct put_state *ps = c->op_state;
+    __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
+    if (rc) {
+        api_finish(c, api_store_fail(c, rc));
+        return;
+    }
+    for (size_t i = 0; i < ps->n; i++)
+        if (!ps->items[i].err)
+            ps->items[i].pos = ps->recs[ps->slot[i]].pos;
+    api_finish(c, c->resume(c));
+}
+
+static int admit_and_append(struct api_ctx *c, struct put_state *ps)
+{
+    struct put_item *items = ps->items;
+    size_t n = ps->n;
+    uint64_t uid = ps->uid;
 
     /* turn away what the shards' write limits do not admit, and injected failures */
     size_t admitted = 0;
@@ -93,7 +120,7 @@ static int admit_and_append(struct api_ctx *c, struct put_item *items, size_t n,
         admitted += !items[i].err;
     }
     if (!admitted)
-        return 0;
+        return c->resume(c);
 
     /* one batch per distinct shard, records in request order within it */
     struct store_rec *recs = arena_alloc(&c->arena, n * sizeof *recs);
@@ -118,11 +145,8 @@ static int admit_and_append(struct api_ctx *c, struct put_item *items, size_t n,
         }
         nb++;
     }
-    int rc = store_append(c->api->store, batches, nb);
-    if (rc)
-        return api_store_fail(c, rc);
-    for (size_t i = 0; i < n; i++)
-        if (!items[i].err)
-            items[i].pos = recs[slot[i]].pos;
-    return 0;
+    ps->recs = recs;
+    ps->slot = slot;
+    int rc = store_append_async(c->api->store, batches, nb, committed, c);
+    return rc ? api_store_fail(c, rc) : API_PENDING;
 }

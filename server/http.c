@@ -5,9 +5,11 @@
  * http:// Kinesis endpoint) goes to h2.c; anything else is handed to libmicrohttpd with
  * MHD_add_connection. Both end in pipeline_run, so the two protocols cannot drift apart.
  *
- * Threads: one per connection (MHD_USE_THREAD_PER_CONNECTION, and one per HTTP/2 connection).
- * A PutRecord waits for its group commit, so each connection needs a thread that may block;
- * concurrent writers then share commits. */
+ * Threads: libmicrohttpd runs a small pool of epoll threads. A request that waits for a group
+ * commit (PutRecord, PutRecords) does not hold its thread: the connection is suspended, and
+ * the store's committer thread resumes it with the answer, so a commit of many writers costs a
+ * few thread wake-ups, not two per writer. Other calls run on the pool thread (reads hold a
+ * snapshot for milliseconds at most). HTTP/2 connections have a thread each (h2.c). */
 #include "http.h"
 
 #include <arpa/inet.h>
@@ -17,6 +19,7 @@
 #include <netinet/tcp.h>
 #include <poll.h>
 #include <pthread.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -26,6 +29,7 @@
 #include "pipeline.h"
 
 #define MAX_CONNECTIONS 1000
+#define POOL_THREADS 8
 
 struct http {
     struct MHD_Daemon *d;
@@ -38,6 +42,7 @@ struct http {
     int sniffing; /* connections not yet handed to a protocol */
     int h2_fds[MAX_CONNECTIONS];
     int h2_count;
+    int suspended; /* requests that waited for a commit and are not yet answered (mu) */
 };
 
 /* ---- HTTP/1.1 through libmicrohttpd ---- */
@@ -47,7 +52,42 @@ struct conn {
     size_t len, cap;
     int too_large;
     uint64_t announced;
+    /* a request waiting for its commit */
+    struct http *h;
+    struct MHD_Connection *c;
+    pthread_mutex_t mu;
+    bool suspended; /* mu */
+    bool waited;    /* counted in h->suspended until the answer is sent */
+    bool answered;  /* mu: o holds the answer */
+    struct hresp o;
 };
+
+static enum MHD_Result queue(struct MHD_Connection *c, struct hresp *o)
+{
+    struct MHD_Response *resp = MHD_create_response_from_buffer(o->body_len, o->body, MHD_RESPMEM_MUST_FREE);
+    o->body = NULL; /* MHD owns it now, or it is lost with the connection */
+    if (!resp)
+        return MHD_NO;
+    for (int i = 0; i < o->nh; i++)
+        MHD_add_response_header(resp, o->h[i].name, o->h[i].value);
+    enum MHD_Result ret = MHD_queue_response(c, o->status, resp);
+    MHD_destroy_response(resp);
+    return ret;
+}
+
+/* The committer's callback: the answer is ready; wake the connection if it sleeps. */
+static void answered(void *ctx, struct hresp *o)
+{
+    (void)o;
+    struct conn *cn = ctx;
+    pthread_mutex_lock(&cn->mu);
+    cn->answered = true;
+    if (cn->suspended) {
+        cn->suspended = false;
+        MHD_resume_connection(cn->c);
+    }
+    pthread_mutex_unlock(&cn->mu);
+}
 
 static const char *mhd_header(void *ctx, const char *name)
 {
@@ -83,19 +123,22 @@ static enum MHD_Result respond(struct http *h, struct MHD_Connection *c, const c
         .too_large = cn->too_large,
         .announced = cn->announced,
     };
-    struct hresp o;
-    pipeline_run(&h->p, &r, &o);
+    cn->h = h;
+    cn->c = c;
+    pthread_mutex_lock(&cn->mu); /* the callback waits until the connection is suspended */
+    int pending = pipeline_start(&h->p, &r, &cn->o, answered, cn);
     free(query);
-    struct MHD_Response *resp = MHD_create_response_from_buffer(o.body_len, o.body, MHD_RESPMEM_MUST_FREE);
-    if (!resp) {
-        hresp_free(&o);
-        return MHD_NO;
+    if (pending) {
+        cn->suspended = cn->waited = true;
+        pthread_mutex_lock(&h->mu);
+        h->suspended++;
+        pthread_mutex_unlock(&h->mu);
+        MHD_suspend_connection(c);
+        pthread_mutex_unlock(&cn->mu);
+        return MHD_YES; /* called again once resumed */
     }
-    for (int i = 0; i < o.nh; i++)
-        MHD_add_response_header(resp, o.h[i].name, o.h[i].value);
-    enum MHD_Result ret = MHD_queue_response(c, o.status, resp);
-    MHD_destroy_response(resp);
-    return ret;
+    pthread_mutex_unlock(&cn->mu);
+    return queue(c, &cn->o);
 }
 
 static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *url, const char *method,
@@ -109,6 +152,7 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         cn = calloc(1, sizeof *cn);
         if (!cn)
             return MHD_NO;
+        pthread_mutex_init(&cn->mu, NULL);
         *ctx = cn;
         const char *cl = mhd_header(c, "Content-Length");
         if (cl) {
@@ -148,6 +192,11 @@ static enum MHD_Result handle(void *cls, struct MHD_Connection *c, const char *u
         *upload_size = 0;
         return MHD_YES;
     }
+    pthread_mutex_lock(&cn->mu);
+    bool ready = cn->answered;
+    pthread_mutex_unlock(&cn->mu);
+    if (ready) /* resumed after its commit */
+        return queue(c, &cn->o);
     return respond(h, c, url, method, cn);
 }
 
@@ -157,7 +206,15 @@ static void completed(void *cls, struct MHD_Connection *c, void **ctx, enum MHD_
     (void)c;
     (void)toe;
     struct conn *cn = *ctx;
+    if (cn && cn->waited) { /* its answer went out (or the client went away) */
+        pthread_mutex_lock(&cn->h->mu);
+        cn->h->suspended--;
+        pthread_cond_broadcast(&cn->h->idle);
+        pthread_mutex_unlock(&cn->h->mu);
+    }
     if (cn) {
+        hresp_free(&cn->o);
+        pthread_mutex_destroy(&cn->mu);
         free(cn->body);
         free(cn);
         *ctx = NULL;
@@ -312,11 +369,12 @@ int http_start(struct api *a, const char *host, uint16_t port, int test_clock, s
     h->lfd = listen_on(host, port);
     if (h->lfd < 0)
         goto fail;
-    h->d = MHD_start_daemon(MHD_USE_THREAD_PER_CONNECTION | MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_POLL |
+    h->d = MHD_start_daemon(MHD_USE_INTERNAL_POLLING_THREAD | MHD_USE_EPOLL | MHD_ALLOW_SUSPEND_RESUME |
                                 MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
                             0, NULL, NULL, handle, h, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)MAX_CONNECTIONS, MHD_OPTION_END);
+                            (unsigned)MAX_CONNECTIONS, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
+                            MHD_OPTION_END);
     if (!h->d) {
         fprintf(stderr, "kinesd: cannot start the HTTP server\n");
         goto fail;
@@ -347,7 +405,9 @@ void http_stop(struct http *h)
     pthread_mutex_lock(&h->mu);
     for (int i = 0; i < h->h2_count; i++)
         shutdown(h->h2_fds[i], SHUT_RD);
-    while (h->sniffing > 0 || h->h2_count > 0)
+    /* and every request that waited for a commit has sent its answer (MHD must not stop with
+     * suspended connections, and an acknowledged write should reach its client) */
+    while (h->sniffing > 0 || h->h2_count > 0 || h->suspended > 0)
         pthread_cond_wait(&h->idle, &h->mu);
     pthread_mutex_unlock(&h->mu);
     MHD_stop_daemon(h->d);

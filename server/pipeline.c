@@ -8,6 +8,7 @@
  *   6. api_handle          content type, decode, X-Amz-Target, authentication, validation,
  *                          operation, encoding (see api/api.c)
  * Every answer carries x-amzn-RequestId and x-amz-id-2. */
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -44,10 +45,51 @@ static void id2(char out[100])
     out[96] = 0;
 }
 
-void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *o)
+/* Every answer: the request id, x-amz-id-2, and CORS exposure when the request had an Origin. */
+static void add_common(struct hresp *o, const char *rid, bool origin)
+{
+    char idv[100];
+    add(o, "x-amzn-RequestId", rid);
+    id2(idv);
+    add(o, "x-amz-id-2", idv);
+    if (origin) {
+        add(o, "Access-Control-Allow-Origin", "*");
+        add(o, "Access-Control-Expose-Headers",
+            "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,x-amz-id-2,x-amzn-ErrorMessage,Date");
+    }
+}
+
+/* An API call that waits for its commit: what its completion needs. */
+struct pending {
+    struct api_response ar;
+    struct hresp *o;
+    bool origin;
+    pipeline_done_fn done;
+    void *ctx;
+};
+
+static void from_api(struct hresp *o, struct api_response *ar, bool origin)
+{
+    o->status = (unsigned)ar->status;
+    o->body = ar->body;
+    o->body_len = ar->body_len;
+    add(o, "Content-Type", ar->content_type);
+    add_common(o, ar->request_id, origin);
+}
+
+static void api_done(void *arg, struct api_response *ar)
+{
+    struct pending *pd = arg;
+    from_api(pd->o, ar, pd->origin);
+    pd->done(pd->ctx, pd->o);
+    free(pd);
+}
+
+int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp *o, pipeline_done_fn done,
+                   void *ctx)
 {
     memset(o, 0, sizeof *o);
-    char rid[40], idv[100];
+    char rid[40];
     const char *origin = r->header(r->hctx, "Origin");
     if (r->too_large) {
         struct api_response ar;
@@ -74,7 +116,7 @@ void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *
         add(o, "Access-Control-Allow-Headers", r->header(r->hctx, "Access-Control-Request-Headers"));
         add(o, "Access-Control-Allow-Methods", r->header(r->hctx, "Access-Control-Request-Method"));
         add(o, "Access-Control-Max-Age", "172800");
-        return;
+        return 0;
     }
     if (p->test_clock && !strcmp(r->method, "POST") && !strcmp(r->path, "/_test/advance-clock")) {
         const char *q = r->query ? strstr(r->query, "ms=") : NULL;
@@ -99,22 +141,47 @@ void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *
         .body = r->body ? r->body : "",
         .body_len = r->body_len,
     };
-    struct api_response ar;
-    api_handle(p->api, &req, &ar);
-    o->status = (unsigned)ar.status;
-    o->body = ar.body;
-    o->body_len = ar.body_len;
-    add(o, "Content-Type", ar.content_type);
-    memcpy(rid, ar.request_id, sizeof rid);
+    struct pending *pd = malloc(sizeof *pd);
+    if (!pd)
+        abort();
+    *pd = (struct pending){.o = o, .origin = origin != NULL, .done = done, .ctx = ctx};
+    if (api_handle_async(p->api, &req, &pd->ar, api_done, pd))
+        return 1;
+    from_api(o, &pd->ar, origin != NULL);
+    free(pd);
+    return 0;
 common:
-    add(o, "x-amzn-RequestId", rid);
-    id2(idv);
-    add(o, "x-amz-id-2", idv);
-    if (origin) {
-        add(o, "Access-Control-Allow-Origin", "*");
-        add(o, "Access-Control-Expose-Headers",
-            "x-amzn-RequestId,x-amzn-ErrorType,x-amz-request-id,x-amz-id-2,x-amzn-ErrorMessage,Date");
+    add_common(o, rid, origin != NULL);
+    return 0;
+}
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done;
+};
+
+static void wake(void *arg, struct hresp *o)
+{
+    (void)o;
+    struct waiter *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->done = 1;
+    pthread_cond_signal(&w->cv);
+    pthread_mutex_unlock(&w->mu);
+}
+
+void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *o)
+{
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
+    if (pipeline_start(p, r, o, wake, &w)) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
     }
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
 }
 
 void hresp_free(struct hresp *o)

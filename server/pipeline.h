@@ -44,6 +44,13 @@ struct pipeline {
 /* Run one request through every step; fills out (body owned by out). */
 void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *out);
 
+/* The same without waiting for a durable commit: returns 0 with out filled, or 1 when the
+ * request waits for one; then done(ctx, out) runs later on the store's committer thread. r is
+ * needed only until the call returns; out must live until done. */
+typedef void (*pipeline_done_fn)(void *ctx, struct hresp *out);
+int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp *out, pipeline_done_fn done,
+                   void *ctx);
+
 /* Free what pipeline_run left in out. */
 void hresp_free(struct hresp *out);
 

@@ -1,22 +1,22 @@
 /* store.c: the storage front: record sealing, group commit, and dispatch to the backend.
  *
- * Group commit (the leader/follower queue of LevelDB's writer). store_append seals its
- * records in the caller's thread and queues one job. The job at the front of the queue is the
- * leader: it takes every queued job (up to a byte budget), hands them to the backend as one
- * batch (one transaction, one fsync), then marks them done, wakes each owner on its own
- * condition variable, and wakes the next front job, which leads the next batch. While a batch
- * commits, new jobs queue behind it, so batch size follows load by itself: a lone writer
- * commits its own records with no thread hand-off, a hundred concurrent writers share a few
- * commits, and nobody is woken who has nothing to do.
+ * Group commit. An append seals its records in the caller's thread and queues one job. A
+ * committer thread takes every queued job at once (up to a byte budget), hands them to the
+ * backend as one batch (one transaction), and reports each job through its callback. While a
+ * batch commits, new jobs queue up for the next one, so batch size follows load by itself.
+ * Callers do not wait: store_append_async returns at once and the callback runs on the
+ * committer thread, so a server can park a request instead of a thread (store_append is the
+ * same with a wait).
  *
  * One sync per commit. The backend commits without syncing its commit record (LMDB's
  * MDB_NOMETASYNC: the data is synced, the small meta page is written but not synced); the
  * next sync of the file makes it durable. So a batch is acknowledged after the next commit
  * (whose data sync covers it) when more work is queued, or after an explicit sync when not.
- * A lone writer pays two syncs as before; under load each commit pays one.
+ * A lone writer pays two syncs; under load each commit pays one.
  *
- * Invariant: a job's positions are filled and its rc set before `done` is set under `mu`;
- * only the leader (the queue's front, not done) touches the backend's write path. */
+ * Invariant: a job's callback runs exactly once, after its records are durable (or with the
+ * error that stopped them), with its positions filled in; only the committer thread touches
+ * the backend's write path. */
 #include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,12 +28,15 @@
 #define RELEASE_BYTES (2u << 20) /* release resident pages after this much data was touched */
 
 struct job {
-    struct backend_append *a; /* nb appends, in the job's own allocation */
+    struct backend_append *a; /* nb appends, in mem */
     size_t nb;
     size_t bytes;
-    int rc;
-    int done;
-    pthread_cond_t cv;
+    struct store_batch *batches; /* the caller's, to fill positions into */
+    size_t nbatches;
+    uint64_t *pos; /* in mem */
+    store_done_fn done;
+    void *arg;
+    char *mem; /* owned: sealed values and the arrays above */
     struct job *next;
 };
 
@@ -41,13 +44,12 @@ struct store {
     const struct store_backend *be;
     void *impl;
     pthread_mutex_t mu;
-    struct job *head, *tail; /* queued jobs; head leads */
+    pthread_cond_t work;     /* the committer: jobs queued, or closing */
+    struct job *head, *tail; /* queued jobs, guarded by mu */
     int closing;
-    struct backend_append *batch; /* the leader's scratch array, guarded by leadership */
-    size_t batch_cap;
-    bool sync;                                /* durable acknowledgements */
-    struct job *pending_first, *pending_last; /* committed, acknowledged after the next sync */
-    uint64_t touched;                         /* bytes read or written since the last release (atomic) */
+    pthread_t committer;
+    bool sync;        /* durable acknowledgements */
+    uint64_t touched; /* bytes read or written since the last release (atomic) */
 };
 
 /* Count bytes that went through the backend's cache; past RELEASE_BYTES, whoever crosses the
@@ -60,83 +62,85 @@ static void touch(struct store *s, uint64_t bytes)
         store_release_cache(s);
 }
 
-/* Mark the chain first..last done with rc and wake their owners (mu held). A job may be
- * freed by its owner as soon as it is done, so its successor is read first. */
-static void ack(struct job *first, struct job *last, int rc, const struct job *self)
+/* Report every job of a chain and free it (committer thread, mu not held). */
+static void complete(struct job *j, int rc)
 {
-    struct job *j = first;
-    for (;;) {
+    while (j) {
         struct job *next = j->next;
-        bool end = j == last;
-        j->rc = rc;
-        j->done = 1;
-        if (j != self)
-            pthread_cond_signal(&j->cv);
-        if (end || !next)
-            return;
+        if (rc == 0) {
+            size_t k = 0;
+            for (size_t b = 0; b < j->nbatches; b++)
+                for (size_t i = 0; i < j->batches[b].n; i++)
+                    j->batches[b].recs[i].pos = j->pos[k++];
+        }
+        j->done(j->arg, rc);
+        free(j->mem);
         j = next;
     }
 }
 
-/* Called by the leader with mu held; returns with mu held. Its own job is done on return,
- * unless its batch was left to the next commit's sync (then a later leader acknowledges it). */
-static void lead(struct store *s, struct job *self)
+static void *commit_loop(void *arg)
 {
-    struct job *first = s->head, *j = first, *last = NULL;
-    size_t n = 0, na = 0, bytes = 0;
-    while (j && (n == 0 || bytes + j->bytes <= BATCH_BYTES)) {
-        bytes += j->bytes;
-        na += j->nb;
-        last = j;
-        j = j->next;
-        n++;
+    struct store *s = arg;
+    struct backend_append *batch = NULL;
+    size_t cap = 0;
+    struct job *pending = NULL; /* committed; durable with the next sync */
+    pthread_mutex_lock(&s->mu);
+    for (;;) {
+        while (!s->head && !s->closing)
+            pthread_cond_wait(&s->work, &s->mu);
+        if (!s->head)
+            break;
+        struct job *first = s->head, *j = first, *last = NULL;
+        size_t na = 0, bytes = 0;
+        while (j && (!last || bytes + j->bytes <= BATCH_BYTES)) {
+            bytes += j->bytes;
+            na += j->nb;
+            last = j;
+            j = j->next;
+        }
+        s->head = j;
+        if (!j)
+            s->tail = NULL;
+        last->next = NULL;
+        pthread_mutex_unlock(&s->mu);
+
+        if (na > cap) {
+            cap = na * 2;
+            struct backend_append *nb = realloc(batch, cap * sizeof *nb);
+            if (!nb)
+                abort();
+            batch = nb;
+        }
+        size_t k = 0;
+        for (j = first; j; j = j->next)
+            for (size_t b = 0; b < j->nb; b++)
+                batch[k++] = j->a[b];
+        int rc = s->be->append_batch(s->impl, batch, na);
+        touch(s, bytes);
+
+        pthread_mutex_lock(&s->mu);
+        bool more = s->head != NULL;
+        pthread_mutex_unlock(&s->mu);
+        if (rc == 0) {
+            complete(pending, 0); /* this commit's data sync covered its commit record */
+            pending = NULL;
+            if (s->sync && more)
+                pending = first; /* the next commit will cover this one's */
+            else
+                complete(first, s->sync ? s->be->sync(s->impl) : 0);
+        } else {
+            if (pending)
+                complete(pending, s->be->sync(s->impl));
+            pending = NULL;
+            complete(first, rc);
+        }
+        pthread_mutex_lock(&s->mu);
     }
     pthread_mutex_unlock(&s->mu);
-
-    if (na > s->batch_cap) {
-        s->batch_cap = na * 2;
-        struct backend_append *nb = realloc(s->batch, s->batch_cap * sizeof *nb);
-        if (!nb)
-            abort();
-        s->batch = nb;
-    }
-    size_t k = 0;
-    j = first;
-    for (size_t i = 0; i < n; i++, j = j->next)
-        for (size_t b = 0; b < j->nb; b++)
-            s->batch[k++] = j->a[b];
-    int rc = s->be->append_batch(s->impl, s->batch, na);
-    touch(s, bytes);
-
-    pthread_mutex_lock(&s->mu);
-    s->head = last->next; /* the batch leaves the queue; first..last keep their links */
-    if (!s->head)
-        s->tail = NULL;
-    /* The commit's own sync made the previous batch's commit record durable. */
-    struct job *pf = s->pending_first, *pl = s->pending_last;
-    s->pending_first = s->pending_last = NULL;
-    if (pf && rc == 0)
-        ack(pf, pl, 0, self);
-    if (rc == 0 && s->sync && s->head) {
-        /* more work is queued: its commit will make this batch durable; acknowledge then */
-        s->pending_first = first;
-        s->pending_last = last;
-        pthread_cond_signal(&s->head->cv);
-        return;
-    }
-    if (s->head)
-        pthread_cond_signal(&s->head->cv); /* the next leader may commit while we sync */
-    if (rc == 0 && s->sync) {
-        pthread_mutex_unlock(&s->mu);
-        rc = s->be->sync(s->impl);
-        pthread_mutex_lock(&s->mu);
-    } else if (rc && pf) {
-        pthread_mutex_unlock(&s->mu);
-        int prc = s->be->sync(s->impl);
-        pthread_mutex_lock(&s->mu);
-        ack(pf, pl, prc, self);
-    }
-    ack(first, last, rc, self);
+    complete(pending, s->sync ? s->be->sync(s->impl) : 0); /* never left here, but be sure */
+    free(batch);
+    return NULL;
 }
 
 int store_open(const struct store_config *cfg, struct store **out)
@@ -153,7 +157,13 @@ int store_open(const struct store_config *cfg, struct store **out)
         return rc;
     }
     pthread_mutex_init(&s->mu, NULL);
+    pthread_cond_init(&s->work, NULL);
     s->sync = cfg->sync;
+    if (pthread_create(&s->committer, NULL, commit_loop, s)) {
+        s->be->close(s->impl);
+        free(s);
+        return STORE_NOMEM;
+    }
     *out = s;
     return 0;
 }
@@ -163,12 +173,13 @@ void store_close(struct store *s)
     if (!s)
         return;
     pthread_mutex_lock(&s->mu);
-    s->closing = 1;
+    s->closing = 1; /* jobs still queued are committed first */
+    pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
-    /* the caller has stopped its writers; any job still queued finishes before close */
+    pthread_join(s->committer, NULL);
     s->be->close(s->impl);
     pthread_mutex_destroy(&s->mu);
-    free(s->batch);
+    pthread_cond_destroy(&s->work);
     free(s);
 }
 
@@ -186,7 +197,8 @@ static void seal(char *o, const struct store_rec *r)
         memcpy(o + FORMAT_HDR + r->pk_len, r->data, r->data_len);
 }
 
-int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
+int store_append_async(struct store *s, struct store_batch *batches, size_t nbatches, store_done_fn done,
+                       void *arg)
 {
     size_t total = 0, nrec = 0;
     for (size_t b = 0; b < nbatches; b++) {
@@ -199,16 +211,18 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
         nrec += batches[b].n;
     }
     if (nrec == 0)
-        return 0;
-    /* one allocation: sealed values, then the appends and their value, length, position arrays */
+        return STORE_INVAL;
+    /* one allocation: sealed values, then the job, the appends and their value, length and
+     * position arrays */
     size_t voff = 0;
-    size_t aoff = (total + 15) & ~(size_t)15;
-    size_t arrays = nbatches * sizeof(struct backend_append) +
+    size_t joff = (total + 15) & ~(size_t)15;
+    size_t arrays = sizeof(struct job) + nbatches * sizeof(struct backend_append) +
                     nrec * (sizeof(char *) + sizeof(size_t) + sizeof(uint64_t));
-    char *mem = malloc(aoff + arrays);
+    char *mem = malloc(joff + arrays);
     if (!mem)
         return STORE_NOMEM;
-    struct backend_append *ap = (struct backend_append *)(mem + aoff);
+    struct job *j = (struct job *)(mem + joff);
+    struct backend_append *ap = (struct backend_append *)(j + 1);
     const char **vals = (const char **)(ap + nbatches);
     size_t *lens = (size_t *)(vals + nrec);
     uint64_t *pos = (uint64_t *)(lens + nrec);
@@ -228,36 +242,66 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
             voff += lens[k];
         }
     }
-    struct job j = {.a = ap, .nb = nbatches, .bytes = total};
-    pthread_cond_init(&j.cv, NULL);
+    *j = (struct job){.a = ap,
+                      .nb = nbatches,
+                      .bytes = total,
+                      .batches = batches,
+                      .nbatches = nbatches,
+                      .pos = pos,
+                      .done = done,
+                      .arg = arg,
+                      .mem = mem};
     pthread_mutex_lock(&s->mu);
     if (s->closing) {
         pthread_mutex_unlock(&s->mu);
-        pthread_cond_destroy(&j.cv);
         free(mem);
         return STORE_CLOSED;
     }
     if (s->tail)
-        s->tail->next = &j;
+        s->tail->next = j;
     else
-        s->head = &j;
-    s->tail = &j;
-    while (!j.done && s->head != &j)
-        pthread_cond_wait(&j.cv, &s->mu);
-    if (!j.done)
-        lead(s, &j);
-    while (!j.done) /* left to the next commit's sync */
-        pthread_cond_wait(&j.cv, &s->mu);
+        s->head = j;
+    s->tail = j;
+    pthread_cond_signal(&s->work);
     pthread_mutex_unlock(&s->mu);
-    pthread_cond_destroy(&j.cv);
-    if (j.rc == 0) {
-        k = 0;
-        for (size_t b = 0; b < nbatches; b++)
-            for (size_t i = 0; i < batches[b].n; i++)
-                batches[b].recs[i].pos = pos[k++];
+    return 0;
+}
+
+struct waiter {
+    pthread_mutex_t mu;
+    pthread_cond_t cv;
+    int done, rc;
+};
+
+static void wake(void *arg, int rc)
+{
+    struct waiter *w = arg;
+    pthread_mutex_lock(&w->mu);
+    w->rc = rc;
+    w->done = 1;
+    pthread_cond_signal(&w->cv); /* under the lock: the waiter cannot leave before we are done */
+    pthread_mutex_unlock(&w->mu);
+}
+
+int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
+{
+    size_t nrec = 0;
+    for (size_t b = 0; b < nbatches; b++)
+        nrec += batches[b].n;
+    if (nrec == 0)
+        return 0;
+    struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0, 0};
+    int rc = store_append_async(s, batches, nbatches, wake, &w);
+    if (rc == 0) {
+        pthread_mutex_lock(&w.mu);
+        while (!w.done)
+            pthread_cond_wait(&w.cv, &w.mu);
+        pthread_mutex_unlock(&w.mu);
+        rc = w.rc;
     }
-    free(mem);
-    return j.rc;
+    pthread_mutex_destroy(&w.mu);
+    pthread_cond_destroy(&w.cv);
+    return rc;
 }
 
 struct scan_ctx {
@@ -332,4 +376,3 @@ void store_release_cache(struct store *s)
     if (s->be->release_cache)
         s->be->release_cache(s->impl);
 }
-

@@ -87,6 +87,14 @@ struct store_batch {
  * Returns 0, STORE_IO, STORE_CLOSED, STORE_INVAL, STORE_NOMEM. */
 int store_append(struct store *s, struct store_batch *batches, size_t nbatches);
 
+/* The same without waiting: returns 0 once queued, and done(arg, rc) runs later on the store's
+ * committer thread, after the records are durable (rc 0, positions filled) or failed. batches
+ * and their records are borrowed until then; done must not block for long. Any other return
+ * (STORE_CLOSED, STORE_INVAL for no records, STORE_NOMEM) means done will not be called. */
+typedef void (*store_done_fn)(void *arg, int rc);
+int store_append_async(struct store *s, struct store_batch *batches, size_t nbatches, store_done_fn done,
+                       void *arg);
+
 /* Visit records of log with position >= from, in order, until fn says stop, max_n records
  * were visited, or the data bytes visited reach max_bytes (the record that crosses it is still
  * visited). Holds a read snapshot only for the duration of the call. Returns 0,
@@ -124,6 +132,5 @@ int store_meta_scan(struct store *s, const char *prefix, store_meta_fn fn, void 
  * minor fault, not I/O. Called periodically, it keeps the server's RSS bounded by the data
  * touched per period instead of by the size of the data. */
 void store_release_cache(struct store *s);
-
 
 #endif
