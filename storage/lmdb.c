@@ -2,11 +2,13 @@
  *
  * Databases:
  *   "log"  key = log id (8 bytes BE) . position (8 bytes BE)  -> sealed record
- *   "last" key = log id (8 bytes BE)                          -> last position (8 bytes BE)
+ *          key = log id . 0xFFFFFFFFFFFFFFFF                  -> last position (8 bytes BE)
  *   "meta" key = text                                         -> bytes
  * Big-endian keys make LMDB's byte order the (log, position) order, so a log is one key range
  * and a scan is one cursor walk. The last position of a log is written in the same transaction
- * as its records, which is what makes positions unique across crashes.
+ * as its records, which is what makes positions unique across crashes; it is kept at the end
+ * of the log's own key range, on the page the append already dirties, so a commit writes no
+ * extra B-tree pages for it.
  *
  * The map grows: every transaction holds `resize` for reading; a transaction that hits
  * MDB_MAP_FULL is aborted, the map is doubled under the write lock (no transaction can be
@@ -24,11 +26,12 @@
 #include "backend.h"
 
 #define DEFAULT_MAP (256ull << 20)
+#define LAST_KEY UINT64_MAX /* the position under which a log keeps its last position */
 #define MAX_GROW_STEP (8ull << 30)
 
 struct lm {
     MDB_env *env;
-    MDB_dbi log, last, meta;
+    MDB_dbi log, meta;
     pthread_rwlock_t resize;
     uint64_t mapsize;
     char path[4096];
@@ -120,7 +123,6 @@ static int lm_open(const struct store_config *cfg, void **impl)
     if (rc)
         goto fail_env;
     if ((rc = mdb_dbi_open(txn, "log", MDB_CREATE, &m->log)) ||
-        (rc = mdb_dbi_open(txn, "last", MDB_CREATE, &m->last)) ||
         (rc = mdb_dbi_open(txn, "meta", MDB_CREATE, &m->meta))) {
         mdb_txn_abort(txn);
         goto fail_env;
@@ -177,11 +179,12 @@ static int txn_commit(struct lm *m, MDB_txn *txn)
 
 static int append_in(struct lm *m, MDB_txn *txn, struct backend_append *a)
 {
-    unsigned char lk[8];
+    unsigned char lk[16];
     be64(lk, a->log);
-    MDB_val k = {8, lk}, v;
+    be64(lk + 8, LAST_KEY);
+    MDB_val k = {16, lk}, v;
     uint64_t last = 0;
-    int rc = mdb_get(txn, m->last, &k, &v);
+    int rc = mdb_get(txn, m->log, &k, &v);
     if (rc == 0 && v.mv_size == 8)
         last = rd64(v.mv_data);
     else if (rc && rc != MDB_NOTFOUND)
@@ -201,7 +204,7 @@ static int append_in(struct lm *m, MDB_txn *txn, struct backend_append *a)
     be64(lv, pos - 1);
     v.mv_size = 8;
     v.mv_data = lv;
-    return mdb_put(txn, m->last, &k, &v, 0);
+    return mdb_put(txn, m->log, &k, &v, 0);
 }
 
 static int lm_append_batch(void *impl, struct backend_append *a, size_t n)
@@ -248,7 +251,7 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     int out = 0;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0 && count < max_n && bytes < max_bytes) {
-        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8))
+        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || rd64((unsigned char *)k.mv_data + 8) == LAST_KEY)
             break;
         int r = fn(ctx, rd64((unsigned char *)k.mv_data + 8), v.mv_data, v.mv_size);
         count++;
@@ -276,14 +279,15 @@ static int lm_log_bounds(void *impl, uint64_t log, uint64_t *last, uint64_t *fir
         return map_rc(rc);
     unsigned char lk[16];
     be64(lk, log);
-    be64(lk + 8, 0);
-    MDB_val k = {8, lk}, v;
+    be64(lk + 8, LAST_KEY);
+    MDB_val k = {16, lk}, v;
     if (last) {
-        rc = mdb_get(txn, m->last, &k, &v);
+        rc = mdb_get(txn, m->log, &k, &v);
         *last = (rc == 0 && v.mv_size == 8) ? rd64(v.mv_data) : 0;
         if (rc && rc != MDB_NOTFOUND)
             goto out;
     }
+    be64(lk + 8, 0);
     if (first) {
         MDB_cursor *cur;
         rc = mdb_cursor_open(txn, m->log, &cur);
@@ -292,9 +296,10 @@ static int lm_log_bounds(void *impl, uint64_t log, uint64_t *last, uint64_t *fir
         k.mv_size = 16;
         k.mv_data = lk;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        *first = (rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, lk, 8))
-                     ? rd64((unsigned char *)k.mv_data + 8)
-                     : 0;
+        uint64_t p = rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, lk, 8)
+                         ? rd64((unsigned char *)k.mv_data + 8)
+                         : LAST_KEY;
+        *first = p == LAST_KEY ? 0 : p; /* only the last-position entry: empty */
         mdb_cursor_close(cur);
     }
     rc = 0;
@@ -359,10 +364,11 @@ static int lm_log_drop(void *impl, uint64_t log)
     int rc = txn_begin(m, 0, &txn, &seen);
     if (rc)
         return map_rc(rc);
-    unsigned char lk[8];
+    unsigned char lk[16];
     be64(lk, log);
-    MDB_val k = {8, lk};
-    rc = mdb_del(txn, m->last, &k, NULL);
+    be64(lk + 8, LAST_KEY);
+    MDB_val k = {16, lk};
+    rc = mdb_del(txn, m->log, &k, NULL);
     if (rc && rc != MDB_NOTFOUND) {
         txn_abort(m, txn);
         return map_rc(rc);
