@@ -25,7 +25,7 @@
 #include "format.h"
 
 #define BATCH_BYTES (64u << 20)  /* data budget for one commit */
-#define RELEASE_BYTES (2u << 20) /* release resident pages after this much data was touched */
+#define RELEASE_BYTES (1u << 20) /* release resident pages after this much data was touched */
 
 struct job {
     struct backend_append *a; /* nb appends, in mem */
@@ -305,9 +305,10 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
 }
 
 struct scan_ctx {
+    struct store *s;
     store_scan_fn fn;
     void *ctx;
-    uint64_t bytes;
+    uint64_t bytes; /* not yet counted by touch */
 };
 
 static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
@@ -321,6 +322,10 @@ static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
     if (h.version != FORMAT_VERSION || (h.flags & FORMAT_F_SEALED) || pk_len > len - FORMAT_HDR)
         return STORE_CORRUPT;
     sc->bytes += len;
+    if (sc->bytes >= RELEASE_BYTES) { /* a long scan releases as it goes */
+        touch(sc->s, sc->bytes);
+        sc->bytes = 0;
+    }
     struct store_view v = {
         .pos = pos,
         .pk = val + FORMAT_HDR,
@@ -334,7 +339,7 @@ static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
 int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, store_scan_fn fn,
                void *ctx)
 {
-    struct scan_ctx sc = {fn, ctx, 0};
+    struct scan_ctx sc = {s, fn, ctx, 0};
     int rc = s->be->scan(s->impl, log, from, max_n, max_bytes, unseal, &sc);
     touch(s, sc.bytes);
     return rc;
