@@ -1,4 +1,4 @@
-/* http.h: the HTTP front: libmicrohttpd, one thread per connection. */
+/* http.h: the HTTP front: its own listener, libmicrohttpd (HTTP/1.1) and nghttp2 (HTTP/2). */
 #ifndef KINESD_HTTP_H
 #define KINESD_HTTP_H
 

@@ -8,9 +8,10 @@
  * position is also a timestamp). A log's last position survives restarts, crashes and trims,
  * so a position is never handed out twice.
  *
- * Durability. store_append returns only after the records are durably committed (unless the
- * store was opened with sync off). Concurrent appends from many threads are coalesced into one
- * backend batch: one transaction, one fsync (group commit).
+ * Durability. An append is reported (store_append returns, or store_append_async's callback
+ * runs) only after its records are durably committed, unless the store was opened with sync
+ * off. Concurrent appends are coalesced into one backend batch: one transaction and, under
+ * load, one fsync (group commit, see store.c).
  *
  * Records. A record is (partition key, data). The front seals it into the versioned on-disk
  * format (store_format.h) before it reaches a backend, so encryption at rest never needs a
