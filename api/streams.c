@@ -460,7 +460,7 @@ void stream_tag_remove(struct stream *s, const char *k)
 /* ---- maintenance ---- */
 
 #define DROP_BATCH 10000
-#define MAINT_TICK_MS 100 /* resident pages are released this often; lifecycle every 5 ticks */
+#define MAINT_TICK_MS 100 /* lifecycle changes land this often; trimming every 5 ticks */
 
 struct drop_list {
     char keys[64][48];
@@ -622,9 +622,9 @@ void *streams_maintain(void *arg)
     while (!a->stopping) {
         pthread_mutex_unlock(&a->maint_mu);
         store_release_cache(a->store);
+        int64_t now = clock_now_ms();
+        settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
         if (tick++ % 5 == 0) {
-            int64_t now = clock_now_ms();
-            settle(a, now);
             trim_expired(a, now);
             if (tick % 10 == 1)
                 scale_on_demand(a, now);
