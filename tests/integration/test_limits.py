@@ -351,3 +351,41 @@ def test_no_limits_admits_a_burst_of_five_thousand_records_and_twenty_rapid_read
     assert outcomes == [None] * 20
     big = kinesis.put_records(StreamName=stream, Records=[{"PartitionKey": "k", "Data": b"z" * 1_000_000}] * 3)
     assert big["FailedRecordCount"] == 0
+
+
+def test_write_limits_hold_per_shard_under_many_concurrent_connections(kinesd_factory):
+    """32 producers, each with its own connection, hammer one shard at once: the shard still
+    admits one bucket (1,000 records) plus what refilled while they ran, and no more."""
+    import threading
+
+    server, kinesis = limited_server(kinesd_factory)
+    stream = new_stream(kinesis, "crowd")
+    clients = [helpers.make_client(server.endpoint) for _ in range(32)]
+    accepted = []
+    lock = threading.Lock()
+    go = threading.Event()
+
+    def produce(client, n):
+        go.wait()
+        mine = 0
+        for call in range(3):
+            out = client.put_records(
+                StreamName=stream, Records=[{"PartitionKey": f"p{n}", "Data": f"{n}-{call}-{i}".encode()} for i in range(50)]
+            )
+            mine += sum(1 for e in out["Records"] if "SequenceNumber" in e)
+        with lock:
+            accepted.append(mine)
+
+    threads = [threading.Thread(target=produce, args=(c, n)) for n, c in enumerate(clients)]
+    for t in threads:
+        t.start()
+    start = time.monotonic()
+    go.set()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - start
+    total = sum(accepted)
+    assert len(accepted) == 32
+    assert 1000 <= total <= 1000 + 1000 * elapsed + 2, (total, elapsed)
+    assert total < 32 * 3 * 50  # 4,800 offered
+    assert len(read_shard(kinesis, stream)) == total
