@@ -171,6 +171,18 @@ static void answer_error(struct api_ctx *c, enum wire_fmt fmt, struct api_respon
     resp->body = buf_steal(&out.b, &resp->body_len);
 }
 
+/* The deprecated application/json protocol answers in AWS's older envelope; its statuses are
+ * the table's raw ones (400 for a body that does not decode, 404 for everything else). */
+static void coral_answer(struct api_response *resp, enum kerr e)
+{
+    struct buf b = BUF_INIT;
+    buf_printf(&b, "{\"Output\":{\"__type\":\"com.amazon.coral.service#%s\"},\"Version\":\"1.0\"}",
+               kerrs[e].type);
+    resp->status = kerrs[e].status;
+    resp->content_type = "application/json";
+    resp->body = buf_steal(&b, &resp->body_len);
+}
+
 /* ---- request readers ---- */
 
 const char *req_str(struct api_ctx *c, const char *name)
@@ -489,24 +501,14 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
                       : json_parse(&c->arena, r->body, r->body_len, &req);
     if (drc || req->type != KV_OBJ) {
         if (plain_json) {
-            static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
-                                       "SerializationException\"},\"Version\":\"1.0\"}";
-            resp->status = 400;
-            resp->content_type = "application/json";
-            resp->body = strdup(body);
-            resp->body_len = sizeof body - 1;
+            coral_answer(resp, KERR_SERIALIZATION);
             goto done;
         }
         api_fail(c, KERR_SERIALIZATION, NULL);
         goto error;
     }
     if (plain_json) {
-        static const char body[] = "{\"Output\":{\"__type\":\"com.amazon.coral.service#"
-                                   "UnknownOperationException\"},\"Version\":\"1.0\"}";
-        resp->status = 404;
-        resp->content_type = "application/json";
-        resp->body = strdup(body);
-        resp->body_len = sizeof body - 1;
+        coral_answer(resp, KERR_RAW_UNKNOWN_OPERATION);
         goto done;
     }
     if (!target_ok) {

@@ -194,8 +194,8 @@ struct stream *streams_find(struct api *a, const char *name, int64_t now);
 /* Streams in name order: *n gets the count; the array is valid while the lock is held. */
 struct stream **streams_list(struct api *a, size_t *n);
 /* Create and persist a stream (write lock held). Returns 0 or a STORE_* code. */
-int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, const struct tag *tags,
-                   uint32_t ntags, int64_t now, struct stream **out);
+int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
+                   const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
 /* Persist a changed stream (write lock held). */
 int streams_save(struct api *a, struct stream *s);
 /* Mark deleting (write lock held). */
@@ -205,6 +205,16 @@ uint32_t streams_open_shards(struct api *a, int64_t now);
 /* Tag helpers: set/replace, remove (lock held, caller saves). */
 void stream_tag_set(struct stream *s, const char *k, const char *v);
 void stream_tag_remove(struct stream *s, const char *k);
+/* Run fn on the stream the request names, holding the registry lock for it: the read lock
+ * (STREAM_READ) or the write lock (STREAM_WRITE; STREAM_ACTIVE also requires the stream to be
+ * ACTIVE, else ResourceInUseException). A missing stream answers ResourceNotFoundException.
+ * Returns fn's result (0, or -1 with the error recorded). */
+enum stream_access { STREAM_READ, STREAM_WRITE, STREAM_ACTIVE };
+int with_stream(struct api_ctx *c, enum stream_access access, int (*fn)(struct api_ctx *c, struct stream *s));
+/* Persist a changed stream (write lock held); a store error answers InternalFailure. */
+int save_stream(struct api_ctx *c, struct stream *s);
+/* {"StreamMode": "PROVISIONED" | "ON_DEMAND"} */
+void enc_stream_mode(struct enc *e, const struct stream *s);
 /* The stream the request names (c->stream_name), visible and not gone; else records
  * ResourceNotFoundException "Stream X under account Y not found." and returns NULL. Lock held. */
 struct stream *ctx_stream(struct api_ctx *c);
@@ -242,9 +252,9 @@ uint32_t stream_open_shards(const struct stream *s);
 int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start, int64_t now);
 int stream_merge(struct api *a, struct stream *s, uint32_t shard, uint32_t adjacent, int64_t now);
 int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now);
-/* For reshard operations (op_split_shard.c): the ACTIVE provisioned stream the request
- * names, and the account's shard limit; both record the error and return NULL / -1. */
-struct stream *reshard_stream(struct api_ctx *c, const char *op);
+/* For reshard operations (op_split_shard.c): the stream must be ACTIVE and provisioned; the
+ * account's shard limit must allow `more` open shards. Both return 0, or -1 with the error. */
+int reshard_check(struct api_ctx *c, struct stream *s);
 int check_shard_limit(struct api_ctx *c, uint32_t more);
 /* Run background maintenance (lifecycle transitions, deleting dropped logs) until stopping. */
 void *streams_maintain(void *arg);

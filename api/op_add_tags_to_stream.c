@@ -18,6 +18,26 @@ static const struct vfield schema[] = {
     {0},
 };
 
+static int add(struct api_ctx *c, struct stream *s)
+{
+    const struct kv *tags = kv_get(c->req, "Tags");
+    uint32_t total = s->ntags;
+    for (const struct kv *t = tags->child; t; t = t->next) {
+        bool known = false;
+        for (uint32_t i = 0; i < s->ntags && !known; i++)
+            known = !strcmp(s->tags[i].key, t->key);
+        total += !known;
+    }
+    if (total > MAX_TAGS)
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Failed to add tags to stream %s under account %s because a given stream cannot "
+                        "have more than %d tags associated with it.",
+                        s->name, c->api->account, MAX_TAGS);
+    for (const struct kv *t = tags->child; t; t = t->next)
+        stream_tag_set(s, t->key, t->type == KV_STR ? t->s : "");
+    return save_stream(c, s);
+}
+
 static int run(struct api_ctx *c)
 {
     const struct kv *tags = kv_get(c->req, "Tags");
@@ -31,36 +51,7 @@ static int run(struct api_ctx *c)
                             "contained illegal characters. The allowed characters are Unicode letters, "
                             "white-spaces, '_',',','/','=','+','-','@'.",
                             c->stream_name, c->api->account);
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = ctx_stream(c);
-    if (!s)
-        goto out;
-    uint32_t total = s->ntags;
-    for (const struct kv *t = tags->child; t; t = t->next) {
-        bool known = false;
-        for (uint32_t i = 0; i < s->ntags && !known; i++)
-            known = !strcmp(s->tags[i].key, t->key);
-        total += !known;
-    }
-    if (total > MAX_TAGS) {
-        api_fail(c, KERR_INVALID_ARGUMENT,
-                 "Failed to add tags to stream %s under account %s because a given stream cannot have "
-                 "more than %d tags associated with it.",
-                 s->name, c->api->account, MAX_TAGS);
-        goto out;
-    }
-    for (const struct kv *t = tags->child; t; t = t->next)
-        stream_tag_set(s, t->key, t->type == KV_STR ? t->s : "");
-    int src = streams_save(c->api, s);
-    if (src) {
-        api_store_fail(c, src);
-        goto out;
-    }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    return with_stream(c, STREAM_WRITE, add);
 }
 
 const struct op_def op_add_tags_to_stream = {.schema = schema, .run = run};

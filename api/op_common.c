@@ -13,6 +13,35 @@ struct stream *ctx_stream(struct api_ctx *c)
     return s;
 }
 
+int with_stream(struct api_ctx *c, enum stream_access access, int (*fn)(struct api_ctx *c, struct stream *s))
+{
+    if (access == STREAM_READ)
+        streams_rdlock(c->api);
+    else
+        streams_wrlock(c->api);
+    int rc = -1;
+    struct stream *s = ctx_stream(c);
+    if (s) {
+        int st = stream_status(s, c->now_ms);
+        rc = access == STREAM_ACTIVE && st != ST_ACTIVE ? fail_not_active(c, s, st) : fn(c, s);
+    }
+    streams_unlock(c->api);
+    return rc;
+}
+
+int save_stream(struct api_ctx *c, struct stream *s)
+{
+    int rc = streams_save(c->api, s);
+    return rc ? api_store_fail(c, rc) : 0;
+}
+
+void enc_stream_mode(struct enc *e, const struct stream *s)
+{
+    enc_obj_begin(e);
+    enc_key(e, "StreamMode"), enc_strz(e, s->on_demand ? "ON_DEMAND" : "PROVISIONED");
+    enc_obj_end(e);
+}
+
 const char *stream_arn(struct api_ctx *c, const struct stream *s)
 {
     return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, c->api->account, s->name);
@@ -32,10 +61,7 @@ void enc_stream_common(struct api_ctx *c, const struct stream *s)
     enc_key(e, "StreamName"), enc_strz(e, s->name);
     enc_key(e, "StreamARN"), enc_strz(e, stream_arn(c, s));
     enc_key(e, "StreamStatus"), enc_strz(e, stream_status_name(stream_status(s, c->now_ms)));
-    enc_key(e, "StreamModeDetails");
-    enc_obj_begin(e);
-    enc_key(e, "StreamMode"), enc_strz(e, s->on_demand ? "ON_DEMAND" : "PROVISIONED");
-    enc_obj_end(e);
+    enc_key(e, "StreamModeDetails"), enc_stream_mode(e, s);
     enc_key(e, "RetentionPeriodHours"), enc_int(e, s->retention_h);
     enc_key(e, "StreamCreationTimestamp"), enc_time_ms(e, s->created_ms);
     enc_key(e, "EnhancedMonitoring");

@@ -61,40 +61,19 @@ static int run(struct api_ctx *c)
         }
     }
 
+    int64_t kib = 1024;
+    req_int(c, "MaxRecordSizeInKiB", &kib);
     streams_wrlock(c->api);
     int rc = -1;
-    if (streams_find(c->api, name, c->now_ms)) {
+    struct stream *s;
+    if (streams_find(c->api, name, c->now_ms))
         api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
                  c->api->account);
-        goto out;
+    else if (check_shard_limit(c, (uint32_t)count) == 0) {
+        int src =
+            streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, tv, ntags, c->now_ms, &s);
+        rc = src ? api_store_fail(c, src) : 0;
     }
-    uint32_t open = streams_open_shards(c->api, c->now_ms);
-    if ((int64_t)open + count > c->api->cfg.shard_limit) {
-        api_fail(c, KERR_LIMIT_EXCEEDED,
-                 "This request would exceed the shard limit for the account %s in %s. Current shard "
-                 "count for the account: %u. Limit: %d. Number of additional shards that would have "
-                 "resulted from this request: %lld. Refer to the AWS Service Limits page "
-                 "(http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current "
-                 "limits and how to request higher limits.",
-                 c->api->account, c->region, open, c->api->cfg.shard_limit, (long long)count);
-        goto out;
-    }
-    struct stream *s;
-    int src = streams_create(c->api, name, (uint32_t)count, on_demand, tv, ntags, c->now_ms, &s);
-    if (src) {
-        api_store_fail(c, src);
-        goto out;
-    }
-    int64_t kib;
-    if (req_int(c, "MaxRecordSizeInKiB", &kib) && kib != s->max_record_kib) {
-        s->max_record_kib = (int32_t)kib;
-        if ((src = streams_save(c->api, s))) {
-            api_store_fail(c, src);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
     streams_unlock(c->api);
     return rc;
 }

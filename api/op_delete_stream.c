@@ -9,29 +9,17 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static int run(struct api_ctx *c)
+static int delete_(struct api_ctx *c, struct stream *s)
 {
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = ctx_stream(c);
-    if (!s)
-        goto out;
     int st = stream_status(s, c->now_ms);
-    if (st == ST_CREATING) {
-        fail_not_active(c, s, st);
-        goto out;
-    }
-    if (st != ST_DELETING) {
-        int src = streams_delete(c->api, s, c->now_ms);
-        if (src) {
-            api_store_fail(c, src);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    if (st == ST_CREATING)
+        return fail_not_active(c, s, st);
+    if (st == ST_DELETING)
+        return 0;
+    int rc = streams_delete(c->api, s, c->now_ms);
+    return rc ? api_store_fail(c, rc) : 0;
 }
+
+static int run(struct api_ctx *c) { return with_stream(c, STREAM_WRITE, delete_); }
 
 const struct op_def op_delete_stream = {.schema = schema, .run = run};

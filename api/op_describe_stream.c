@@ -46,19 +46,13 @@ void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh
     enc_obj_end(e);
 }
 
-static int run(struct api_ctx *c)
+static int describe(struct api_ctx *c, struct stream *s)
 {
     int64_t limit = 100;
     req_int(c, "Limit", &limit);
     if (limit > 100)
         limit = 100;
     const char *after = req_str(c, "ExclusiveStartShardId");
-    streams_rdlock(c->api);
-    struct stream *s = ctx_stream(c);
-    if (!s) {
-        streams_unlock(c->api);
-        return -1;
-    }
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "StreamDescription");
@@ -86,8 +80,9 @@ static int run(struct api_ctx *c)
     enc_key(e, "HasMoreShards"), enc_bool(e, more);
     enc_obj_end(e);
     enc_obj_end(e);
-    streams_unlock(c->api);
     return 0;
 }
+
+static int run(struct api_ctx *c) { return with_stream(c, STREAM_READ, describe); }
 
 const struct op_def op_describe_stream = {.schema = schema, .run = run};

@@ -7,14 +7,8 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static int run(struct api_ctx *c)
+static int describe(struct api_ctx *c, struct stream *s)
 {
-    streams_rdlock(c->api);
-    struct stream *s = ctx_stream(c);
-    if (!s) {
-        streams_unlock(c->api);
-        return -1;
-    }
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "StreamDescriptionSummary");
@@ -25,8 +19,9 @@ static int run(struct api_ctx *c)
     enc_key(e, "MaxRecordSizeInKiB"), enc_int(e, s->max_record_kib);
     enc_obj_end(e);
     enc_obj_end(e);
-    streams_unlock(c->api);
     return 0;
 }
+
+static int run(struct api_ctx *c) { return with_stream(c, STREAM_READ, describe); }
 
 const struct op_def op_describe_stream_summary = {.schema = schema, .run = run};

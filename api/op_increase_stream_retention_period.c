@@ -12,10 +12,41 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static int change(struct api_ctx *c, bool increase)
+static int64_t hours_of(struct api_ctx *c)
 {
     int64_t hours = 0;
     req_int(c, "RetentionPeriodHours", &hours);
+    return hours;
+}
+
+static int set(struct api_ctx *c, struct stream *s, bool increase)
+{
+    int64_t hours = hours_of(c);
+    if (increase && hours < s->retention_h)
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Requested retention period (%lld hours) for stream %s can not be shorter than "
+                        "existing retention period (%d hours). Use DecreaseRetentionPeriod API.",
+                        (long long)hours, s->name, s->retention_h);
+    if (!increase && hours > s->retention_h)
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Requested retention period (%lld hours) for stream %s can not be longer than "
+                        "existing retention period (%d hours). Use IncreaseRetentionPeriod API.",
+                        (long long)hours, s->name, s->retention_h);
+    int32_t old = s->retention_h;
+    s->retention_h = (int32_t)hours;
+    if (save_stream(c, s)) {
+        s->retention_h = old;
+        return -1;
+    }
+    return 0;
+}
+
+static int set_longer(struct api_ctx *c, struct stream *s) { return set(c, s, true); }
+static int set_shorter(struct api_ctx *c, struct stream *s) { return set(c, s, false); }
+
+static int change(struct api_ctx *c, bool increase)
+{
+    int64_t hours = hours_of(c);
     if (hours < MIN_HOURS)
         return api_fail(c, KERR_INVALID_ARGUMENT,
                         "Minimum allowed retention period is %d hours. Requested retention period (%lld "
@@ -26,42 +57,7 @@ static int change(struct api_ctx *c, bool increase)
                         "Maximum allowed retention period is %d hours. Requested retention period (%lld "
                         "hours) is too long.",
                         MAX_HOURS, (long long)hours);
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = ctx_stream(c);
-    if (!s)
-        goto out;
-    int st = stream_status(s, c->now_ms);
-    if (st != ST_ACTIVE) {
-        fail_not_active(c, s, st);
-        goto out;
-    }
-    if (increase && hours < s->retention_h) {
-        api_fail(c, KERR_INVALID_ARGUMENT,
-                 "Requested retention period (%lld hours) for stream %s can not be shorter than existing "
-                 "retention period (%d hours). Use DecreaseRetentionPeriod API.",
-                 (long long)hours, s->name, s->retention_h);
-        goto out;
-    }
-    if (!increase && hours > s->retention_h) {
-        api_fail(c, KERR_INVALID_ARGUMENT,
-                 "Requested retention period (%lld hours) for stream %s can not be longer than existing "
-                 "retention period (%d hours). Use IncreaseRetentionPeriod API.",
-                 (long long)hours, s->name, s->retention_h);
-        goto out;
-    }
-    int32_t old = s->retention_h;
-    s->retention_h = (int32_t)hours;
-    int src = streams_save(c->api, s);
-    if (src) {
-        s->retention_h = old;
-        api_store_fail(c, src);
-        goto out;
-    }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    return with_stream(c, STREAM_ACTIVE, increase ? set_longer : set_shorter);
 }
 
 static int increase(struct api_ctx *c) { return change(c, true); }

@@ -68,10 +68,7 @@ static int run(struct api_ctx *c)
         enc_key(e, "StreamName"), enc_strz(e, s->name);
         enc_key(e, "StreamARN"), enc_strz(e, stream_arn(c, s));
         enc_key(e, "StreamStatus"), enc_strz(e, stream_status_name(stream_status(s, c->now_ms)));
-        enc_key(e, "StreamModeDetails");
-        enc_obj_begin(e);
-        enc_key(e, "StreamMode"), enc_strz(e, s->on_demand ? "ON_DEMAND" : "PROVISIONED");
-        enc_obj_end(e);
+        enc_key(e, "StreamModeDetails"), enc_stream_mode(e, s);
         enc_key(e, "StreamCreationTimestamp"), enc_time_ms(e, s->created_ms);
         enc_obj_end(e);
     }

@@ -11,17 +11,11 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static int run(struct api_ctx *c)
+static int list(struct api_ctx *c, struct stream *s)
 {
     int64_t limit = 50;
     req_int(c, "Limit", &limit);
     const char *after = req_str(c, "ExclusiveStartTagKey");
-    streams_rdlock(c->api);
-    struct stream *s = ctx_stream(c);
-    if (!s) {
-        streams_unlock(c->api);
-        return -1;
-    }
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "Tags");
@@ -44,8 +38,9 @@ static int run(struct api_ctx *c)
     enc_arr_end(e);
     enc_key(e, "HasMoreTags"), enc_bool(e, more);
     enc_obj_end(e);
-    streams_unlock(c->api);
     return 0;
 }
+
+static int run(struct api_ctx *c) { return with_stream(c, STREAM_READ, list); }
 
 const struct op_def op_list_tags_for_stream = {.schema = schema, .run = run};

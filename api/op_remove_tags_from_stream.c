@@ -11,6 +11,14 @@ static const struct vfield schema[] = {
     {0},
 };
 
+static int remove_tags(struct api_ctx *c, struct stream *s)
+{
+    for (const struct kv *k = kv_get(c->req, "TagKeys")->child; k; k = k->next)
+        if (k->type == KV_STR)
+            stream_tag_remove(s, k->s);
+    return save_stream(c, s);
+}
+
 static int run(struct api_ctx *c)
 {
     const struct kv *keys = kv_get(c->req, "TagKeys");
@@ -24,23 +32,7 @@ static int run(struct api_ctx *c)
                             "contained illegal characters. The allowed characters are Unicode letters, "
                             "white-spaces, '_',',','/','=','+','-','@'.",
                             c->stream_name, c->api->account);
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = ctx_stream(c);
-    if (!s)
-        goto out;
-    for (const struct kv *k = keys->child; k; k = k->next)
-        if (k->type == KV_STR)
-            stream_tag_remove(s, k->s);
-    int src = streams_save(c->api, s);
-    if (src) {
-        api_store_fail(c, src);
-        goto out;
-    }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    return with_stream(c, STREAM_WRITE, remove_tags);
 }
 
 const struct op_def op_remove_tags_from_stream = {.schema = schema, .run = run};

@@ -19,23 +19,14 @@ static const struct vfield merge_schema[] = {
 };
 
 /* The stream, ACTIVE and provisioned, for a reshard (write lock held); NULL with the error. */
-struct stream *reshard_stream(struct api_ctx *c, const char *op)
+int reshard_check(struct api_ctx *c, struct stream *s)
 {
-    struct stream *s = ctx_stream(c);
-    if (!s)
-        return NULL;
-    (void)op;
-    if (s->on_demand) {
-        api_fail(c, KERR_VALIDATION, "Request is invalid. Stream %s under account %s is in On-Demand mode.",
-                 s->name, c->api->account);
-        return NULL;
-    }
+    if (s->on_demand)
+        return api_fail(c, KERR_VALIDATION,
+                        "Request is invalid. Stream %s under account %s is in On-Demand mode.", s->name,
+                        c->api->account);
     int st = stream_status(s, c->now_ms);
-    if (st != ST_ACTIVE) {
-        fail_not_active(c, s, st);
-        return NULL;
-    }
-    return s;
+    return st == ST_ACTIVE ? 0 : fail_not_active(c, s, st);
 }
 
 /* The open shard named by `given` (write lock held); NULL with the error. */
@@ -90,75 +81,60 @@ static int shard_ids_parse(struct api_ctx *c, const char *const *names, int n)
     return 0;
 }
 
-static int split(struct api_ctx *c)
+static int split_stream(struct api_ctx *c, struct stream *s)
 {
-    static const char *const ids[] = {"ShardToSplit"};
-    if (shard_ids_parse(c, ids, 1))
-        return -1;
     u128 hk;
     const char *hks = req_str(c, "NewStartingHashKey");
     bool beyond = u128_parse(hks, &hk) != 0; /* above 2^128-1: past every shard's end */
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = reshard_stream(c, "SplitShard");
-    struct shard *sh = s ? open_shard(c, s, req_str(c, "ShardToSplit")) : NULL;
-    if (!sh || check_shard_limit(c, 1))
-        goto out;
+    struct shard *sh;
+    if (reshard_check(c, s) || !(sh = open_shard(c, s, req_str(c, "ShardToSplit"))) ||
+        check_shard_limit(c, 1))
+        return -1;
     if (beyond || hk <= sh->start + 1 || hk >= sh->end) {
         char id[32], a[40], b[40];
         shard_id(id, sh->index);
         u128_str(a, sh->start);
         u128_str(b, sh->end);
-        api_fail(
+        return api_fail(
             c, KERR_INVALID_ARGUMENT,
-            "NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is not "
-            "both greater than one plus the shard's StartingHashKey %s and less than the shard's "
-            "EndingHashKey %s.",
+            "NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is "
+            "not both greater than one plus the shard's StartingHashKey %s and less than the "
+            "shard's EndingHashKey %s.",
             hks, id, s->name, c->api->account, a, b);
-        goto out;
     }
-    int src = stream_split(c->api, s, sh->index, hk, c->now_ms);
-    if (src) {
-        api_store_fail(c, src);
-        goto out;
+    int rc = stream_split(c->api, s, sh->index, hk, c->now_ms);
+    return rc ? api_store_fail(c, rc) : 0;
+}
+
+static int split(struct api_ctx *c)
+{
+    static const char *const ids[] = {"ShardToSplit"};
+    return shard_ids_parse(c, ids, 1) ? -1 : with_stream(c, STREAM_WRITE, split_stream);
+}
+
+static int merge_stream(struct api_ctx *c, struct stream *s)
+{
+    struct shard *a, *b;
+    if (reshard_check(c, s) || !(a = open_shard(c, s, req_str(c, "ShardToMerge"))) ||
+        !(b = open_shard(c, s, req_str(c, "AdjacentShardToMerge"))))
+        return -1;
+    if (a == b || a->end == ~(u128)0 || a->end + 1 != b->start) {
+        char ida[32], idb[32];
+        shard_id(ida, a->index);
+        shard_id(idb, b->index);
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Shards %s and %s in stream %s under account %s are not an adjacent pair of shards "
+                        "eligible for merging",
+                        ida, idb, s->name, c->api->account);
     }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    int rc = stream_merge(c->api, s, a->index, b->index, c->now_ms);
+    return rc ? api_store_fail(c, rc) : 0;
 }
 
 static int merge(struct api_ctx *c)
 {
     static const char *const ids[] = {"ShardToMerge", "AdjacentShardToMerge"};
-    if (shard_ids_parse(c, ids, 2))
-        return -1;
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = reshard_stream(c, "MergeShards");
-    struct shard *a = s ? open_shard(c, s, req_str(c, "ShardToMerge")) : NULL;
-    struct shard *b = a ? open_shard(c, s, req_str(c, "AdjacentShardToMerge")) : NULL;
-    if (!b)
-        goto out;
-    if (a == b || a->end == ~(u128)0 || a->end + 1 != b->start) {
-        char ida[32], idb[32];
-        shard_id(ida, a->index);
-        shard_id(idb, b->index);
-        api_fail(c, KERR_INVALID_ARGUMENT,
-                 "Shards %s and %s in stream %s under account %s are not an adjacent pair of shards eligible "
-                 "for merging",
-                 ida, idb, s->name, c->api->account);
-        goto out;
-    }
-    int src = stream_merge(c->api, s, a->index, b->index, c->now_ms);
-    if (src) {
-        api_store_fail(c, src);
-        goto out;
-    }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    return shard_ids_parse(c, ids, 2) ? -1 : with_stream(c, STREAM_WRITE, merge_stream);
 }
 
 const struct op_def op_split_shard = {.schema = split_schema, .run = split};

@@ -19,68 +19,54 @@ static const struct vfield scale_schema[] = {
     {0},
 };
 
-static int scale(struct api_ctx *c)
+static int scale_stream(struct api_ctx *c, struct stream *s)
 {
+    if (reshard_check(c, s))
+        return -1;
     int64_t target = 0;
     req_int(c, "TargetShardCount", &target);
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = reshard_stream(c, "UpdateShardCount");
-    if (!s)
-        goto out;
     uint32_t open = stream_open_shards(s);
     uint32_t total_open = streams_open_shards(c->api, c->now_ms);
-    const char *acct = c->api->account;
-    if (target > c->api->cfg.shard_limit || (int64_t)total_open - open + target > c->api->cfg.shard_limit) {
-        api_fail(c, KERR_LIMIT_EXCEEDED,
-                 "Target shard count or number of open shards cannot be greater than %d. Current open shard "
-                 "count: %u, Target shard count: %lld",
-                 c->api->cfg.shard_limit, open, (long long)target);
-        goto out;
-    }
-    if (target > 2 * (int64_t)open) {
-        api_fail(c, KERR_LIMIT_EXCEEDED,
-                 "UpdateShardCount cannot scale up over double your current open shard count. Current open "
-                 "shard count: %u, Target shard count: %lld",
-                 open, (long long)target);
-        goto out;
-    }
-    if (2 * target < (int64_t)open) {
-        api_fail(c, KERR_LIMIT_EXCEEDED,
-                 "UpdateShardCount cannot scale down below half your current open shard count. Current open "
-                 "shard count: %u, Target shard count: %lld",
-                 open, (long long)target);
-        goto out;
-    }
-    if (target > 10000 && target > open) {
-        api_fail(c, KERR_LIMIT_EXCEEDED,
-                 "Cannot scale a stream beyond 10000 shards. Stream %s under account %s.", s->name, acct);
-        goto out;
-    }
+    if (target > c->api->cfg.shard_limit || (int64_t)total_open - open + target > c->api->cfg.shard_limit)
+        return api_fail(c, KERR_LIMIT_EXCEEDED,
+                        "Target shard count or number of open shards cannot be greater than %d. Current open "
+                        "shard count: %u, Target shard count: %lld",
+                        c->api->cfg.shard_limit, open, (long long)target);
+    if (target > 2 * (int64_t)open)
+        return api_fail(c, KERR_LIMIT_EXCEEDED,
+                        "UpdateShardCount cannot scale up over double your current open shard count. Current "
+                        "open shard count: %u, Target shard count: %lld",
+                        open, (long long)target);
+    if (2 * target < (int64_t)open)
+        return api_fail(
+            c, KERR_LIMIT_EXCEEDED,
+            "UpdateShardCount cannot scale down below half your current open shard count. Current "
+            "open shard count: %u, Target shard count: %lld",
+            open, (long long)target);
+    if (target > 10000 && target > open)
+        return api_fail(c, KERR_LIMIT_EXCEEDED,
+                        "Cannot scale a stream beyond 10000 shards. Stream %s under account %s.", s->name,
+                        c->api->account);
     /* the rolling 24-hour window of scalings */
     uint32_t kept = 0;
     for (uint32_t i = 0; i < s->nscalings; i++)
         if (s->scalings[i] > c->now_ms - DAY_MS)
             s->scalings[kept++] = s->scalings[i];
     s->nscalings = kept;
-    if ((int64_t)kept >= c->api->cfg.scalings_per_day) {
-        api_fail(c, KERR_LIMIT_EXCEEDED,
-                 "Stream %s under account %s has reached its limit of %d UpdateShardCount calls in a rolling "
-                 "24 hour period.",
-                 s->name, acct, c->api->cfg.scalings_per_day);
-        goto out;
-    }
+    if ((int64_t)kept >= c->api->cfg.scalings_per_day)
+        return api_fail(c, KERR_LIMIT_EXCEEDED,
+                        "Stream %s under account %s has reached its limit of %d UpdateShardCount calls in a "
+                        "rolling 24 hour period.",
+                        s->name, c->api->account, c->api->cfg.scalings_per_day);
     if (target != open) {
         int64_t *v = realloc(s->scalings, (kept + 1) * sizeof *v);
         if (!v)
             abort();
         s->scalings = v;
         s->scalings[s->nscalings++] = c->now_ms;
-        int src = stream_scale(c->api, s, (uint32_t)target, c->now_ms);
-        if (src) {
-            api_store_fail(c, src);
-            goto out;
-        }
+        int rc = stream_scale(c->api, s, (uint32_t)target, c->now_ms);
+        if (rc)
+            return api_store_fail(c, rc);
     }
     struct enc *e = &c->out;
     enc_obj_begin(e);
@@ -89,11 +75,10 @@ static int scale(struct api_ctx *c)
     enc_key(e, "CurrentShardCount"), enc_int(e, open);
     enc_key(e, "TargetShardCount"), enc_int(e, target);
     enc_obj_end(e);
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    return 0;
 }
+
+static int scale(struct api_ctx *c) { return with_stream(c, STREAM_WRITE, scale_stream); }
 
 static const struct vfield mode_fields[] = {
     {"StreamMode", VT_STRING, {NOT_NULL, ENUM(stream_modes)}, 0, 0, 0},
@@ -117,40 +102,22 @@ static int on_demand_streams(struct api_ctx *c)
     return count;
 }
 
-static int set_mode(struct api_ctx *c)
+static int set_stream_mode(struct api_ctx *c, struct stream *s)
 {
     const struct kv *m = kv_get(kv_get(c->req, "StreamModeDetails"), "StreamMode");
     bool on_demand = !strcmp(m->s, "ON_DEMAND");
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = ctx_stream(c);
-    if (!s)
-        goto out;
-    int st = stream_status(s, c->now_ms);
-    if (st != ST_ACTIVE) {
-        fail_not_active(c, s, st);
-        goto out;
-    }
-    if (s->on_demand != on_demand) {
-        if (on_demand && on_demand_streams(c) >= ON_DEMAND_STREAM_LIMIT) {
-            api_fail(c, KERR_LIMIT_EXCEEDED, "Limit for on-demand streams has been reached: %d.",
-                     ON_DEMAND_STREAM_LIMIT);
-            goto out;
-        }
-        s->on_demand = on_demand;
-        s->status = ST_UPDATING;
-        s->status_until = c->now_ms + c->api->cfg.update_ms;
-        int src = streams_save(c->api, s);
-        if (src) {
-            api_store_fail(c, src);
-            goto out;
-        }
-    }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    if (s->on_demand == on_demand)
+        return 0;
+    if (on_demand && on_demand_streams(c) >= ON_DEMAND_STREAM_LIMIT)
+        return api_fail(c, KERR_LIMIT_EXCEEDED, "Limit for on-demand streams has been reached: %d.",
+                        ON_DEMAND_STREAM_LIMIT);
+    s->on_demand = on_demand;
+    s->status = ST_UPDATING;
+    s->status_until = c->now_ms + c->api->cfg.update_ms;
+    return save_stream(c, s);
 }
+
+static int set_mode(struct api_ctx *c) { return with_stream(c, STREAM_ACTIVE, set_stream_mode); }
 
 static const struct vfield record_size_schema[] = {
     {"StreamARN", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0},
@@ -158,32 +125,22 @@ static const struct vfield record_size_schema[] = {
     {0},
 };
 
-static int set_record_size(struct api_ctx *c)
+static int set_stream_record_size(struct api_ctx *c, struct stream *s)
 {
     int64_t kib = 1024;
     req_int(c, "MaxRecordSizeInKiB", &kib);
-    streams_wrlock(c->api);
-    int rc = -1;
-    struct stream *s = ctx_stream(c);
-    if (!s)
-        goto out;
-    int st = stream_status(s, c->now_ms);
-    if (st != ST_ACTIVE) {
-        fail_not_active(c, s, st);
-        goto out;
-    }
     int32_t old = s->max_record_kib;
     s->max_record_kib = (int32_t)kib;
-    int src = streams_save(c->api, s);
-    if (src) {
+    if (save_stream(c, s)) {
         s->max_record_kib = old;
-        api_store_fail(c, src);
-        goto out;
+        return -1;
     }
-    rc = 0;
-out:
-    streams_unlock(c->api);
-    return rc;
+    return 0;
+}
+
+static int set_record_size(struct api_ctx *c)
+{
+    return with_stream(c, STREAM_ACTIVE, set_stream_record_size);
 }
 
 static const struct vfield no_fields[] = {{0}};

@@ -345,8 +345,8 @@ int streams_save(struct api *a, struct stream *s)
     return encode(a, s);
 }
 
-int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, const struct tag *tags,
-                   uint32_t ntags, int64_t now, struct stream **out)
+int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
+                   const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out)
 {
     struct streams *r = a->streams;
     /* a gone stream of the same name may still await its final removal */
@@ -371,7 +371,7 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
     s->created_ms = now;
     s->retention_h = 24;
     s->on_demand = on_demand;
-    s->max_record_kib = 1024;
+    s->max_record_kib = max_record_kib;
     s->nshards = nshards;
     s->shards = calloc(nshards, sizeof *s->shards);
     if (!s->shards)
@@ -391,6 +391,7 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
         return rc;
     }
     insert(r, s);
+    update_max_body(a);
     *out = s;
     return 0;
 }
