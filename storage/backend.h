@@ -32,7 +32,7 @@ struct store_backend {
      * sync (this or a later commit's, or the sync call below). */
     int (*append_batch)(void *impl, struct backend_append *a, size_t n);
     int (*scan)(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, backend_scan_fn fn,
-                void *ctx);
+                void *ctx, uint64_t *last);
     int (*log_bounds)(void *impl, uint64_t log, uint64_t *last, uint64_t *first);
     int (*trim)(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted);
     int (*log_drop)(void *impl, uint64_t log);

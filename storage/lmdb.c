@@ -229,7 +229,7 @@ static int lm_append_batch(void *impl, struct backend_append *a, size_t n)
 }
 
 static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
-                   backend_scan_fn fn, void *ctx)
+                   backend_scan_fn fn, void *ctx, uint64_t *last)
 {
     struct lm *m = impl;
     MDB_txn *txn;
@@ -264,6 +264,15 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     }
     if (rc && rc != MDB_NOTFOUND)
         out = map_rc(rc);
+    if (last && out == 0) { /* the log's last position, in the same snapshot */
+        be64(key + 8, LAST_KEY);
+        k.mv_size = 16;
+        k.mv_data = key;
+        rc = mdb_get(txn, m->log, &k, &v);
+        *last = rc == 0 && v.mv_size == 8 ? rd64(v.mv_data) : 0;
+        if (rc && rc != MDB_NOTFOUND)
+            out = map_rc(rc);
+    }
     mdb_cursor_close(cur);
     txn_abort(m, txn);
     return out;

@@ -337,10 +337,10 @@ static int unseal(void *ctx, uint64_t pos, const char *val, size_t len)
 }
 
 int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, store_scan_fn fn,
-               void *ctx)
+               void *ctx, uint64_t *last)
 {
     struct scan_ctx sc = {s, fn, ctx, 0};
-    int rc = s->be->scan(s->impl, log, from, max_n, max_bytes, unseal, &sc);
+    int rc = s->be->scan(s->impl, log, from, max_n, max_bytes, unseal, &sc, last);
     touch(s, sc.bytes);
     return rc;
 }

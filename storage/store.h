@@ -98,10 +98,11 @@ int store_append_async(struct store *s, struct store_batch *batches, size_t nbat
 
 /* Visit records of log with position >= from, in order, until fn says stop, max_n records
  * were visited, or the data bytes visited reach max_bytes (the record that crosses it is still
- * visited). Holds a read snapshot only for the duration of the call. Returns 0,
+ * visited). *last (if not NULL) gets the log's last position in the same snapshot, 0 if none.
+ * Holds a read snapshot only for the duration of the call. Returns 0,
  * STORE_IO, STORE_CORRUPT, or fn's negative code. */
 int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, store_scan_fn fn,
-               void *ctx);
+               void *ctx, uint64_t *last);
 
 /* The last position ever assigned in log (0 if none) and the first position still stored
  * (0 if the log is empty). Either out-param may be NULL. Returns 0 or STORE_IO. */

@@ -52,7 +52,8 @@ static void append_assigns_increasing_positions_from_floor(void)
     CHECK(append1(s, 8, 1, r, 1) == 0);
     CHECK(r[0].pos == 1);
     struct collect c = {0};
-    CHECK(store_scan(s, 7, 0, 100, SIZE_MAX, collect_fn, &c) == 0);
+    uint64_t last = 0;
+    CHECK(store_scan(s, 7, 0, 100, SIZE_MAX, collect_fn, &c, &last) == 0 && last == 1000);
     CHECK(c.n == 5);
     CHECK_STR(c.data[0], "a|x");
     CHECK_STR(c.data[1], "b|");
@@ -91,7 +92,7 @@ static void scan_respects_from_limit_and_stop(void)
         r[i] = (struct store_rec){"p", 1, "d", 1, 0};
     CHECK(append1(s, 3, 1, r, 10) == 0);
     struct collect c = {0};
-    CHECK(store_scan(s, 3, 5, 3, SIZE_MAX, collect_fn, &c) == 0);
+    CHECK(store_scan(s, 3, 5, 3, SIZE_MAX, collect_fn, &c, NULL) == 0);
     CHECK(c.n == 3 && c.pos[0] == 5 && c.pos[2] == 7);
     uint64_t first = 0;
     size_t del;
