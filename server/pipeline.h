@@ -46,7 +46,8 @@ void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *
 
 /* The same without waiting for a durable commit: returns 0 with out filled, or 1 when the
  * request waits for one; then done(ctx, out) runs later on the store's committer thread. r is
- * needed only until the call returns; out must live until done. */
+ * needed only until the call returns; out must live until done. With done NULL it waits
+ * (that is pipeline_run) and always returns 0. */
 typedef void (*pipeline_done_fn)(void *ctx, struct hresp *out);
 int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp *out, pipeline_done_fn done,
                    void *ctx);
