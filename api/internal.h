@@ -238,10 +238,10 @@ static inline bool shard_open(const struct shard *sh) { return !sh->closed_ms &&
 void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh);
 /* ResourceInUseException "Stream X under account Y not ACTIVE, instead in state S". Returns -1. */
 int fail_not_active(struct api_ctx *c, const struct stream *s, int status);
-/* InvalidArgumentException for tag characters AWS does not allow. Returns -1. */
-int fail_tag_chars(struct api_ctx *c);
-/* Whether every character of a tag key or value is one AWS allows. */
-bool tag_chars_ok(const char *s);
+/* AWS's tag text rules for a Tags map (keys and values) or a TagKeys list: characters outside
+ * its class fail, then, with an action ("add tags to", "remove tags from"), any '%' does.
+ * Returns 0, or -1 with the InvalidArgumentException recorded. */
+int check_tag_texts(struct api_ctx *c, const struct kv *tags, const char *action);
 /* Number of shards that are open at time now. */
 uint32_t stream_open_shards(const struct stream *s);
 /* Resharding (write lock held). Each stages the change: children are added pending and their

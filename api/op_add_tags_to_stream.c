@@ -40,17 +40,8 @@ static int add(struct api_ctx *c, struct stream *s)
 
 static int run(struct api_ctx *c)
 {
-    const struct kv *tags = kv_get(c->req, "Tags");
-    for (const struct kv *t = tags->child; t; t = t->next)
-        if (!tag_chars_ok(t->key) || (t->type == KV_STR && !tag_chars_ok(t->s)))
-            return fail_tag_chars(c);
-    for (const struct kv *t = tags->child; t; t = t->next)
-        if (strchr(t->key, '%') || (t->type == KV_STR && strchr(t->s, '%')))
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "Failed to add tags to stream %s under account %s because some tags "
-                            "contained illegal characters. The allowed characters are Unicode letters, "
-                            "white-spaces, '_',',','/','=','+','-','@'.",
-                            c->stream_name, c->api->account);
+    if (check_tag_texts(c, kv_get(c->req, "Tags"), "add tags to"))
+        return -1;
     return with_stream(c, STREAM_WRITE, add);
 }
 

@@ -76,7 +76,7 @@ void enc_stream_common(struct api_ctx *c, const struct stream *s)
 }
 
 /* [\u00C0-\u1FFF\u2C00-\uD7FF\w./\-=+_ @%] per character (AWS's tag character class) */
-bool tag_chars_ok(const char *s)
+static bool tag_chars_ok(const char *s)
 {
     const unsigned char *p = (const unsigned char *)s;
     while (*p) {
@@ -108,10 +108,29 @@ int fail_not_active(struct api_ctx *c, const struct stream *s, int status)
                     s->name, c->api->account, stream_status_name(status));
 }
 
-int fail_tag_chars(struct api_ctx *c)
+/* Whether f holds for every tag text of a Tags map (keys and values) or TagKeys list. */
+static bool all_texts(const struct kv *tags, bool (*f)(const char *))
 {
-    return api_fail(
-        c, KERR_INVALID_ARGUMENT,
-        "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white space, "
-        "_ . / = + - %% @.");
+    for (const struct kv *t = tags->child; t; t = t->next)
+        if ((tags->type == KV_OBJ && !f(t->key)) || (t->type == KV_STR && !f(t->s)))
+            return false;
+    return true;
+}
+
+static bool no_percent(const char *s) { return !strchr(s, '%'); }
+
+int check_tag_texts(struct api_ctx *c, const struct kv *tags, const char *action)
+{
+    if (!all_texts(tags, tag_chars_ok))
+        return api_fail(
+            c, KERR_INVALID_ARGUMENT,
+            "Some tags contain invalid characters. Valid characters: Unicode letters, digits, white "
+            "space, _ . / = + - %% @.");
+    if (action && !all_texts(tags, no_percent))
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Failed to %s stream %s under account %s because some tags contained illegal "
+                        "characters. The allowed characters are Unicode letters, white-spaces, "
+                        "'_',',','/','=','+','-','@'.",
+                        action, c->stream_name, c->api->account);
+    return 0;
 }

@@ -52,13 +52,11 @@ static int run(struct api_ctx *c)
                             "Failed to create stream %s under account %s because a given stream cannot "
                             "have more than 50 tags associated with it.",
                             name, c->api->account);
+        if (check_tag_texts(c, tags, NULL))
+            return -1;
         tv = arena_alloc(&c->arena, (tags->n + 1) * sizeof *tv);
-        for (const struct kv *t = tags->child; t; t = t->next) {
-            const char *v = t->type == KV_STR ? t->s : "";
-            if (!tag_chars_ok(t->key) || !tag_chars_ok(v))
-                return fail_tag_chars(c);
-            tv[ntags++] = (struct tag){(char *)t->key, (char *)v};
-        }
+        for (const struct kv *t = tags->child; t; t = t->next)
+            tv[ntags++] = (struct tag){(char *)t->key, t->type == KV_STR ? (char *)t->s : ""};
     }
 
     int64_t kib = 1024;

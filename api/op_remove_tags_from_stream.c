@@ -21,17 +21,8 @@ static int remove_tags(struct api_ctx *c, struct stream *s)
 
 static int run(struct api_ctx *c)
 {
-    const struct kv *keys = kv_get(c->req, "TagKeys");
-    for (const struct kv *k = keys->child; k; k = k->next)
-        if (k->type == KV_STR && !tag_chars_ok(k->s))
-            return fail_tag_chars(c);
-    for (const struct kv *k = keys->child; k; k = k->next)
-        if (k->type == KV_STR && strchr(k->s, '%'))
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "Failed to remove tags from stream %s under account %s because some tags "
-                            "contained illegal characters. The allowed characters are Unicode letters, "
-                            "white-spaces, '_',',','/','=','+','-','@'.",
-                            c->stream_name, c->api->account);
+    if (check_tag_texts(c, kv_get(c->req, "TagKeys"), "remove tags from"))
+        return -1;
     return with_stream(c, STREAM_WRITE, remove_tags);
 }
 
