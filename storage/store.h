@@ -10,8 +10,9 @@
  *
  * Durability. An append is reported (store_append returns, or store_append_async's callback
  * runs) only after its records are durably committed, unless the store was opened with sync
- * off. Concurrent appends are coalesced into one backend batch: one transaction and, under
- * load, one fsync (group commit, see store.c).
+ * off. Concurrent appends are coalesced into one frame of a write-ahead log: one write and
+ * one fsync (group commit); the records reach the backend later, in larger transactions, and
+ * are readable from the moment they are acknowledged (see store.c).
  *
  * Records. A record is (partition key, data). The front seals it into the versioned on-disk
  * format (store_format.h) before it reaches a backend, so encryption at rest never needs a
