@@ -3,11 +3,14 @@
  *
  * Group commit. An append seals its records in the caller's thread and queues one job. A
  * committer thread takes every queued job at once (up to a byte budget), assigns positions,
- * writes them all as one frame of the write-ahead log (wal.h) with one sync, and reports each
- * job through its callback. While a frame syncs, new jobs queue up for the next one, so the
- * batch size follows load by itself. Callers do not wait: store_append_async returns at once
- * and the callback runs on the committer thread, so a server can park a request instead of a
- * thread (store_append is the same with a wait).
+ * writes them all as one frame of the write-ahead log (wal.h), syncs it, and reports each job
+ * through its callback. While a frame syncs, new jobs queue up for the next one, so the batch
+ * size follows load by itself. There are two committers: while one syncs its frame, the other
+ * writes and syncs the next, because two syncs in flight finish sooner than two in a row. A
+ * sync covers every frame written before it, so no frame is durable before an earlier one;
+ * frames are linked into the tail and reported in the order they were written. Callers do
+ * not wait: store_append_async returns at once and the callback runs on a committer thread,
+ * so a server can park a request instead of a thread (store_append is the same with a wait).
  *
  * The tail. A committed job stays in memory, in commit order (the tail), until a flusher
  * thread has written it to the backend: every FLUSH_MS, or sooner past FLUSH_BYTES, in one
@@ -15,19 +18,19 @@
  * readable from the moment it is acknowledged. The backend syncs its own commits (LMDB: data
  * pages at commit, meta page at the next sync), but no acknowledgement waits for that.
  *
- * Checkpoint. Once the log holds WAL_RESET bytes, the committer is paused, the tail flushed,
+ * Checkpoint. Once the log holds WAL_RESET bytes, the committers are paused, the tail flushed,
  * the backend synced, and the log reset; a log drop does the same, so no frame of a dropped
  * log can be replayed into it. After a crash, store_open replays the log: entries past the
  * backend's last position of their log go back into the tail, and are flushed as usual.
  *
- * Locks, always taken in this order: wal_mu (a committer cycle: positions, frame, publishing
- * and callbacks; a checkpoint), flush_mu (one flush at a time), tail_rw (held for reading by a
- * reader across its backend snapshot and its walk of the tail; for writing only to remove
- * flushed jobs), tail_mu (the tail's links and counters, held briefly). mu guards the queue.
+ * Locks, always taken in this order: wal_mu (positions and the frame write; a checkpoint),
+ * flush_mu (one flush at a time), tail_rw (held for reading by a reader across its backend
+ * snapshot and its walk of the tail; for writing only to remove flushed jobs), tail_mu (the
+ * tail's links, counters and turns, held briefly). mu guards the queue.
  *
  * Invariant: a job's callback runs exactly once, after its records are durable (or with the
- * error that stopped them), with its positions filled in; positions are handed out only by
- * the committer thread, from `last`, so none is handed out twice. */
+ * error that stopped them), with its positions filled in; positions are handed out only under
+ * wal_mu, from `last`, so none is handed out twice. */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -479,8 +482,9 @@ static void *commit_loop(void *arg)
             pthread_mutex_lock(&s->tail_mu);
             await_turn(s, &s->reported, seq);
             if (rc == 0) {
+                if (!s->t_done || s->t_bytes >= FLUSH_BYTES) /* else the flusher has a timer */
+                    pthread_cond_signal(&s->tail_cv);
                 s->t_done = last;
-                pthread_cond_signal(&s->tail_cv);
             }
             s->reported++;
             s->inflight--;
