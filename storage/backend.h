@@ -4,8 +4,8 @@
  * atomic and durable by the next sync call, assign positions as store.h describes (the front
  * passes the positions it already acknowledged as floors), and keep each log's last position
  * in the same commit as the records. Acknowledgements do not wait for a backend: the front's
- * write-ahead log (wal.h) holds every record until a sync of the backend has covered it. Every function returns 0 or a
- * negative STORE_* code. The interface is narrow on purpose so that a networked backend can
+ * write-ahead log (wal.h) holds every record until a sync of the backend has covered it. Every function
+ * returns 0 or a negative STORE_* code. The interface is narrow on purpose so that a networked backend can
  * implement it: no callbacks run inside a write, no pointers into backend memory outlive a call
  * (scan callbacks excepted, for the duration of the callback). */
 #ifndef KINESD_BACKEND_H

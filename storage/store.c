@@ -31,10 +31,12 @@
  * Invariant: a job's callback runs exactly once, after its records are durable (or with the
  * error that stopped them), with its positions filled in; positions are handed out only under
  * wal_mu, from `last`, so none is handed out twice. */
+#include <malloc.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <time.h>
 
 #include "backend.h"
@@ -44,7 +46,7 @@
 #define BATCH_BYTES (64u << 20)  /* data budget for one commit */
 #define RELEASE_BYTES (1u << 20) /* release resident pages after this much data was touched */
 #define FLUSH_MS 50              /* the tail is flushed to the backend this often */
-#define FLUSH_BYTES (4u << 20)   /* or as soon as it holds this much */
+#define FLUSH_BYTES (1u << 20)   /* or as soon as it holds this much */
 #define WAL_RESET (32ull << 20)  /* checkpoint and reset the log once it holds this much */
 #define FRAME_KEEP (8u << 20)    /* a frame buffer larger than this is not kept */
 #define COMMITTERS 2             /* frames in flight: two syncs overlap on a disk */
@@ -58,7 +60,8 @@ struct job {
     uint64_t *pos; /* in mem */
     store_done_fn done;
     void *arg;
-    char *mem;     /* owned: sealed values and the arrays above */
+    char *mem; /* owned (job_alloc): sealed values and the arrays above */
+    size_t mem_len;
     int64_t at_ms; /* when it joined the tail */
     struct job *next;
 };
@@ -112,6 +115,27 @@ static int64_t now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (int64_t)t.tv_sec * 1000 + t.tv_nsec / 1000000;
+}
+
+/* Job memory. A job lives in the tail for up to FLUSH_MS, much longer than the request
+ * memory around it, so large jobs (PutRecords) are mapped on their own instead of coming from
+ * the heap, where freeing them would leave holes the process keeps resident. */
+#define JOB_MMAP (64u << 10)
+
+static char *job_alloc(size_t n)
+{
+    if (n < JOB_MMAP)
+        return malloc(n);
+    void *p = mmap(NULL, n, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+    return p == MAP_FAILED ? NULL : p;
+}
+
+static void job_free(char *p, size_t n)
+{
+    if (n < JOB_MMAP)
+        free(p);
+    else if (p)
+        munmap(p, n);
 }
 
 /* ---- position map ---- */
@@ -189,7 +213,7 @@ static void free_jobs(struct job *j)
 {
     while (j) {
         struct job *next = j->next;
-        free(j->mem);
+        job_free(j->mem, j->mem_len);
         j = next;
     }
 }
@@ -208,7 +232,7 @@ static void complete(struct job *first, struct job *last, int rc)
         }
         j->done(j->arg, rc);
         if (rc)
-            free(j->mem);
+            job_free(j->mem, j->mem_len);
     }
 }
 
@@ -332,9 +356,19 @@ static int checkpoint_locked(struct store *s)
     return rc;
 }
 
+/* Return free heap pages to the system. Jobs outlive the requests that made them, so a burst
+ * of writes leaves the heap holed; once the tail is empty the holes are only resident. */
+static void give_back_heap(void)
+{
+#ifdef __GLIBC__
+    malloc_trim(0);
+#endif
+}
+
 static void *flush_loop(void *arg)
 {
     struct store *s = arg;
+    int64_t trimmed = 0;
     pthread_mutex_lock(&s->tail_mu);
     for (;;) {
         while (!s->t_done && !s->flusher_stop)
@@ -362,6 +396,12 @@ static void *flush_loop(void *arg)
         }
         pthread_mutex_lock(&s->tail_mu);
         s->flush_rc = rc;
+        if (!s->t_head && now_ms() - trimmed >= 1000) { /* idle: hand the heap's holes back */
+            trimmed = now_ms();
+            pthread_mutex_unlock(&s->tail_mu);
+            give_back_heap();
+            pthread_mutex_lock(&s->tail_mu);
+        }
     }
     pthread_mutex_unlock(&s->tail_mu);
     return NULL;
@@ -521,13 +561,14 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
     }
     if (rc < 0 || n == 0)
         return rc;
-    char *mem =
-        malloc(bytes + sizeof(struct job) +
-               n * (sizeof(struct backend_append) + sizeof(char *) + sizeof(size_t) + sizeof(uint64_t)) + 16);
+    size_t mem_len =
+        (bytes + sizeof(struct job) +
+         n * (sizeof(struct backend_append) + sizeof(char *) + sizeof(size_t) + sizeof(uint64_t)) + 16);
+    char *mem = job_alloc(mem_len);
     if (!mem)
         return STORE_NOMEM;
     struct job *j = (struct job *)(mem + ((bytes + 15) & ~(size_t)15));
-    *j = (struct job){.mem = mem};
+    *j = (struct job){.mem = mem, .mem_len = mem_len};
     j->a = (struct backend_append *)(j + 1);
     const char **vals = (const char **)(j->a + n);
     size_t *lens = (size_t *)(vals + n);
@@ -564,7 +605,7 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
             goto fail;
     }
     if (j->nb == 0) {
-        free(mem);
+        job_free(mem, mem_len);
         return 0;
     }
     j->pos = poss;
@@ -574,7 +615,7 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
     pthread_mutex_unlock(&s->tail_mu);
     return 0;
 fail:
-    free(mem);
+    job_free(mem, mem_len);
     return rc;
 }
 
@@ -703,7 +744,7 @@ int store_append_async(struct store *s, struct store_batch *batches, size_t nbat
     size_t joff = (total + 15) & ~(size_t)15;
     size_t arrays = sizeof(struct job) + nbatches * sizeof(struct backend_append) +
                     nrec * (sizeof(char *) + sizeof(size_t) + sizeof(uint64_t));
-    char *mem = malloc(joff + arrays);
+    char *mem = job_alloc(joff + arrays);
     if (!mem)
         return STORE_NOMEM;
     struct job *j = (struct job *)(mem + joff);
@@ -735,11 +776,12 @@ int store_append_async(struct store *s, struct store_batch *batches, size_t nbat
                       .pos = pos,
                       .done = done,
                       .arg = arg,
-                      .mem = mem};
+                      .mem = mem,
+                      .mem_len = joff + arrays};
     pthread_mutex_lock(&s->mu);
     if (s->closing) {
         pthread_mutex_unlock(&s->mu);
-        free(mem);
+        job_free(mem, joff + arrays);
         return STORE_CLOSED;
     }
     if (s->tail)
