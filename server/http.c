@@ -29,14 +29,7 @@
 #include "pipeline.h"
 
 #define MAX_CONNECTIONS 1000
-/* libmicrohttpd's epoll threads: two per core, at least 4. Requests that wait for a commit
- * hold no thread, so more threads only add context switches (on 2 cores, 4 threads served
- * 5-15% more PutRecord requests per second than 8, in five paired runs). */
-static unsigned pool_threads(void)
-{
-    long n = sysconf(_SC_NPROCESSORS_ONLN) * 2;
-    return n < 4 ? 4u : n > 64 ? 64u : (unsigned)n;
-}
+#define POOL_THREADS 8
 
 struct http {
     struct MHD_Daemon *d;
@@ -380,7 +373,7 @@ int http_start(struct api *a, const char *host, uint16_t port, int test_clock, s
                                 MHD_USE_NO_LISTEN_SOCKET | MHD_USE_ITC,
                             0, NULL, NULL, handle, h, MHD_OPTION_NOTIFY_COMPLETED, completed, NULL,
                             MHD_OPTION_CONNECTION_TIMEOUT, (unsigned)120, MHD_OPTION_CONNECTION_LIMIT,
-                            (unsigned)MAX_CONNECTIONS, MHD_OPTION_THREAD_POOL_SIZE, pool_threads(),
+                            (unsigned)MAX_CONNECTIONS, MHD_OPTION_THREAD_POOL_SIZE, (unsigned)POOL_THREADS,
                             MHD_OPTION_END);
     if (!h->d) {
         fprintf(stderr, "kinesd: cannot start the HTTP server\n");
