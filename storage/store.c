@@ -656,7 +656,11 @@ int store_open(const struct store_config *cfg, struct store **out)
     pthread_cond_init(&s->work, NULL);
     pthread_mutex_init(&s->wal_mu, NULL);
     pthread_mutex_init(&s->flush_mu, NULL);
-    pthread_rwlock_init(&s->tail_rw, NULL);
+    pthread_rwlockattr_t ra; /* readers overlap all the time; the flusher must still get in */
+    pthread_rwlockattr_init(&ra);
+    pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
+    pthread_rwlock_init(&s->tail_rw, &ra);
+    pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&s->tail_mu, NULL);
     pthread_cond_init(&s->tail_cv, NULL);
     pthread_cond_init(&s->turn, NULL);
