@@ -11,6 +11,9 @@
  *   putrecords  N connections sending PutRecords batches
  *   getrecords  optional fill, then TRIM_HORIZON + GetRecords loops per shard
  *   freeport    print a currently free TCP port on 127.0.0.1 (helper)
+ *   disksync    time 500 writes of 2,000 bytes, each followed by fdatasync, in a
+ *               file overwritten in place in --dir: the floor under a durable
+ *               acknowledgement on that disk at that moment (helper)
  *
  * Only loopback endpoints are accepted, every loop is bounded by a deadline
  * or a count, and every run stops by itself.
@@ -26,6 +29,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <limits.h>
@@ -80,7 +84,15 @@
 #define RECONNECT_BACKOFF_NS 10000000L /* 10 ms */
 #define FIRST_ERROR_SHOW 2000
 
-enum mode { MODE_NONE = 0, MODE_CREATE, MODE_PUTRECORD, MODE_PUTRECORDS, MODE_GETRECORDS, MODE_FREEPORT };
+enum mode {
+    MODE_NONE = 0,
+    MODE_CREATE,
+    MODE_PUTRECORD,
+    MODE_PUTRECORDS,
+    MODE_GETRECORDS,
+    MODE_FREEPORT,
+    MODE_DISKSYNC
+};
 
 enum work_kind { WORK_PUTRECORD, WORK_PUTRECORDS, WORK_FILL, WORK_GETRECORDS };
 
@@ -92,6 +104,7 @@ struct options {
     const char *host;
     long port;
     const char *stream;
+    const char *dir; /* disksync */
     long shards;
     enum mode mode;
     long connections; /* 0 = mode default */
@@ -1566,6 +1579,7 @@ static const char *mode_name(enum mode m)
     case MODE_PUTRECORDS: return "putrecords";
     case MODE_GETRECORDS: return "getrecords";
     case MODE_FREEPORT: return "freeport";
+    case MODE_DISKSYNC: return "disksync";
     case MODE_NONE: break;
     }
     return "none";
@@ -1909,6 +1923,56 @@ static int mode_freeport(void)
     return 0;
 }
 
+static int cmp_double(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+#define DISKSYNC_N 500
+#define DISKSYNC_LEN 2000
+
+static int mode_disksync(void)
+{
+    char path[4096];
+    if (!g_opt.dir || snprintf(path, sizeof path, "%s/kbench-disksync", g_opt.dir) >= (int)sizeof path) {
+        fprintf(stderr, "kbench: disksync needs --dir\n");
+        return 2;
+    }
+    int fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        perror("kbench: disksync open");
+        return 1;
+    }
+    static char block[DISKSYNC_N * DISKSYNC_LEN];
+    static double us[DISKSYNC_N];
+    int rc = 0;
+    /* written and synced once first, so the timed writes change no file size */
+    if (pwrite(fd, block, sizeof block, 0) != (ssize_t)sizeof block || fdatasync(fd) != 0) {
+        perror("kbench: disksync");
+        rc = 1;
+    }
+    memset(block, 0x5a, sizeof block);
+    for (int i = 0; rc == 0 && i < DISKSYNC_N; i++) {
+        uint64_t t0 = now_ns();
+        if (pwrite(fd, block, DISKSYNC_LEN, (off_t)i * DISKSYNC_LEN) != DISKSYNC_LEN || fdatasync(fd) != 0) {
+            perror("kbench: disksync");
+            rc = 1;
+        }
+        us[i] = (double)(now_ns() - t0) / 1e3;
+    }
+    (void)close(fd);
+    (void)unlink(path);
+    if (rc) {
+        printf("RESULT mode=disksync errors=1\n");
+        return rc;
+    }
+    qsort(us, DISKSYNC_N, sizeof us[0], cmp_double);
+    printf("RESULT mode=disksync writes=%d p50_us=%.0f p99_us=%.0f errors=0\n", DISKSYNC_N,
+           us[DISKSYNC_N / 2], us[DISKSYNC_N * 99 / 100]);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Command line                                                              */
 /* ------------------------------------------------------------------------ */
@@ -1917,7 +1981,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: kbench --mode MODE [options]\n"
                "\n"
-               "modes: create | putrecord | putrecords | getrecords | freeport\n"
+               "modes: create | putrecord | putrecords | getrecords | freeport | disksync\n"
                "\n"
                "  --host H          server address, loopback only (default 127.0.0.1)\n"
                "  --port P          server port (default 4567)\n"
@@ -1934,6 +1998,7 @@ static void usage(FILE *f)
                "  --no-fill         getrecords: read existing data only\n"
                "  --pid PID         report the server's VmHWM / VmRSS after the run\n"
                "  --timeout S       per-request socket timeout (default 30)\n"
+               "  --dir D           disksync: directory on the disk to time\n"
                "\n"
                "Each measuring mode ends with a machine-readable line:\n"
                "RESULT mode=... requests_per_s=... records_per_s=... mb_per_s=... p50_ms=...\n"
@@ -2059,6 +2124,7 @@ int main(int argc, char **argv)
         O_NOFILL,
         O_PID,
         O_TIMEOUT,
+        O_DIR,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -2077,6 +2143,7 @@ int main(int argc, char **argv)
         {"no-fill", no_argument, NULL, O_NOFILL},
         {"pid", required_argument, NULL, O_PID},
         {"timeout", required_argument, NULL, O_TIMEOUT},
+        {"dir", required_argument, NULL, O_DIR},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -2107,6 +2174,8 @@ int main(int argc, char **argv)
                 g_opt.mode = MODE_GETRECORDS;
             } else if (strcmp(optarg, "freeport") == 0) {
                 g_opt.mode = MODE_FREEPORT;
+            } else if (strcmp(optarg, "disksync") == 0) {
+                g_opt.mode = MODE_DISKSYNC;
             } else {
                 fprintf(stderr, "kbench: unknown mode '%s'\n", optarg);
                 return 2;
@@ -2160,6 +2229,7 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_DIR: g_opt.dir = optarg; break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -2175,6 +2245,9 @@ int main(int argc, char **argv)
     }
     if (g_opt.mode == MODE_FREEPORT) {
         return mode_freeport();
+    }
+    if (g_opt.mode == MODE_DISKSYNC) {
+        return mode_disksync();
     }
     if (!valid_stream_name(g_opt.stream)) {
         fprintf(stderr, "kbench: invalid stream name '%s'\n", g_opt.stream);
@@ -2202,6 +2275,7 @@ int main(int argc, char **argv)
     case MODE_PUTRECORDS: return mode_put(MODE_PUTRECORDS, nconn > 0 ? nconn : 4);
     case MODE_GETRECORDS: return mode_getrecords(nconn);
     case MODE_FREEPORT:
+    case MODE_DISKSYNC:
     case MODE_NONE: break;
     }
     return 2;
