@@ -37,6 +37,10 @@ struct lm {
     char path[4096];
     char real_path[4096]; /* as the kernel names the mapping */
     bool sync;
+    pthread_mutex_t map_mu; /* guards the three below */
+    void *map_addr;         /* where the map is, found for map_for (a map size) */
+    size_t map_len;
+    uint64_t map_for;
 };
 
 static void be64(unsigned char *o, uint64_t v)
@@ -91,6 +95,7 @@ static int lm_open(const struct store_config *cfg, void **impl)
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&m->resize, &ra);
     pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&m->map_mu, NULL);
     snprintf(m->path, sizeof m->path, "%s/data.mdb", cfg->dir);
     m->mapsize = cfg->initial_map ? cfg->initial_map : DEFAULT_MAP;
 
@@ -138,6 +143,7 @@ fail_env:
 fail:
     fprintf(stderr, "kinesd: lmdb: %s: %s\n", cfg->dir, mdb_strerror(rc));
     pthread_rwlock_destroy(&m->resize);
+    pthread_mutex_destroy(&m->map_mu);
     free(m);
     return map_rc(rc) == STORE_NOTFOUND ? STORE_IO : map_rc(rc);
 }
@@ -150,6 +156,7 @@ static void lm_close(void *impl)
     mdb_env_sync(m->env, 1);
     mdb_env_close(m->env);
     pthread_rwlock_destroy(&m->resize);
+    pthread_mutex_destroy(&m->map_mu);
     free(m);
 }
 
@@ -505,9 +512,14 @@ static void lm_release_cache(void *impl)
 {
     struct lm *m = impl;
     pthread_rwlock_rdlock(&m->resize); /* the map does not move meanwhile */
-    void *addr;
-    size_t len;
-    if (find_map(m->real_path, &addr, &len) == 0)
+    pthread_mutex_lock(&m->map_mu);
+    if (m->map_for != m->mapsize) { /* look it up again only after the map grew */
+        m->map_for = find_map(m->real_path, &m->map_addr, &m->map_len) == 0 ? m->mapsize : 0;
+    }
+    void *addr = m->map_for ? m->map_addr : NULL;
+    size_t len = m->map_len;
+    pthread_mutex_unlock(&m->map_mu);
+    if (addr)
         madvise(addr, len, MADV_DONTNEED);
     pthread_rwlock_unlock(&m->resize);
 }

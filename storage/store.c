@@ -43,13 +43,13 @@
 #include "format.h"
 #include "wal.h"
 
-#define BATCH_BYTES (64u << 20)  /* data budget for one commit */
-#define RELEASE_BYTES (1u << 20) /* release resident pages after this much data was touched */
-#define FLUSH_MS 50              /* the tail is flushed to the backend this often */
-#define FLUSH_BYTES (1u << 20)   /* or as soon as it holds this much */
-#define WAL_RESET (32ull << 20)  /* checkpoint and reset the log once it holds this much */
-#define FRAME_KEEP (8u << 20)    /* a frame buffer larger than this is not kept */
-#define COMMITTERS 2             /* frames in flight: two syncs overlap on a disk */
+#define BATCH_BYTES (64u << 20)    /* data budget for one commit */
+#define RELEASE_BYTES (512u << 10) /* release resident pages after this much data was touched */
+#define FLUSH_MS 50                /* the tail is flushed to the backend this often */
+#define FLUSH_BYTES (1u << 20)     /* or as soon as it holds this much */
+#define WAL_RESET (32ull << 20)    /* checkpoint and reset the log once it holds this much */
+#define FRAME_KEEP (8u << 20)      /* a frame buffer larger than this is not kept */
+#define COMMITTERS 2               /* frames in flight: two syncs overlap on a disk */
 
 struct job {
     struct backend_append *a; /* nb appends, in mem; a[i].floor becomes its first position */
