@@ -47,6 +47,7 @@
 #define RELEASE_BYTES (512u << 10) /* release resident pages after this much data was touched */
 #define FLUSH_MS 50                /* the tail is flushed to the backend this often */
 #define FLUSH_BYTES (1u << 20)     /* or as soon as it holds this much */
+#define FLUSH_RETRY_MS 500         /* after a failed flush, wait this long before the next */
 #define WAL_RESET (32ull << 20)    /* checkpoint and reset the log once it holds this much */
 #define FRAME_KEEP (8u << 20)      /* a frame buffer larger than this is not kept */
 #define COMMITTERS 2               /* frames in flight: two syncs overlap on a disk */
@@ -80,7 +81,7 @@ struct store {
     const struct store_backend *be;
     void *impl;
     pthread_mutex_t mu;
-    pthread_cond_t work;     /* the committer: jobs queued, or closing */
+    pthread_cond_t work;     /* the committers: jobs queued, or closing */
     struct job *head, *tail; /* queued jobs, guarded by mu */
     int closing;
     pthread_t committer[COMMITTERS];
@@ -106,7 +107,6 @@ struct store {
     uint64_t published, reported; /* frames linked into the tail / reported, in order */
     int inflight;                 /* frames written but not yet reported */
     bool flusher_stop;
-    int flush_rc; /* the last flush's result, to back off after an error */
     pthread_t flusher;
 };
 
@@ -368,17 +368,19 @@ static void give_back_heap(void)
 static void *flush_loop(void *arg)
 {
     struct store *s = arg;
-    int64_t trimmed = 0;
+    int64_t trimmed = 0, retry_at = 0;
     pthread_mutex_lock(&s->tail_mu);
     for (;;) {
         while (!s->t_done && !s->flusher_stop)
             pthread_cond_wait(&s->tail_cv, &s->tail_mu);
         if (s->flusher_stop)
             break;
-        /* let the tail gather: FLUSH_MS after its oldest job, sooner when it is large, later
-         * after a failed flush */
-        int64_t due = s->t_head->at_ms + (s->flush_rc ? 10 * FLUSH_MS : FLUSH_MS), t;
-        while (!s->flusher_stop && s->t_bytes < FLUSH_BYTES && (t = now_ms()) < due) {
+        /* let the tail gather: FLUSH_MS after its oldest job, sooner when it is large; after
+         * a failed flush (a full disk, say), not before retry_at whatever the tail holds */
+        int64_t due = s->t_head->at_ms + FLUSH_MS, t;
+        if (due < retry_at)
+            due = retry_at;
+        while (!s->flusher_stop && (s->t_bytes < FLUSH_BYTES || retry_at) && (t = now_ms()) < due) {
             struct timespec ts;
             clock_gettime(CLOCK_REALTIME, &ts);
             int64_t ns = ts.tv_nsec + (due - t) * 1000000;
@@ -394,8 +396,8 @@ static void *flush_loop(void *arg)
                 rc = checkpoint_locked(s);
             pthread_mutex_unlock(&s->wal_mu);
         }
+        retry_at = rc ? now_ms() + FLUSH_RETRY_MS : 0;
         pthread_mutex_lock(&s->tail_mu);
-        s->flush_rc = rc;
         if (!s->t_head && now_ms() - trimmed >= 1000) { /* idle: hand the heap's holes back */
             trimmed = now_ms();
             pthread_mutex_unlock(&s->tail_mu);

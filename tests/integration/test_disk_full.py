@@ -6,6 +6,7 @@ The data directory is a small tmpfs mounted for the test (root only; skipped oth
 import os
 import subprocess
 import tempfile
+import time
 
 import pytest
 
@@ -56,6 +57,18 @@ def test_writes_on_a_full_disk_answer_internal_failure_and_every_acknowledged_re
 
     # still serving: the health check and reads answer
     assert helpers.http_request(server.endpoint, "GET", "/healthcheck").status == 200
+
+    # and idle: records that cannot be moved into the full store are retried now and then, not
+    # in a busy loop (which burned a whole core once)
+    def cpu_seconds():
+        with open(f"/proc/{server.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+    before = cpu_seconds()
+    time.sleep(2)
+    assert cpu_seconds() - before < 0.5, "kinesd keeps a core busy while the disk is full"
+
     def check_every_acknowledged_record():
         got = {r["SequenceNumber"]: r for r in helpers.read_all(kinesis, "full", "shardId-000000000000")}
         for seq, i in acked:
