@@ -138,6 +138,25 @@ static void job_free(char *p, size_t n)
         munmap(p, n);
 }
 
+/* A new job: `bytes` of room for sealed values at j->mem, then the job and, in the same
+ * allocation, room for nb appends and the value, length and position arrays of nrec records. */
+static struct job *job_new(size_t bytes, size_t nb, size_t nrec, const char ***vals, size_t **lens)
+{
+    size_t joff = (bytes + 15) & ~(size_t)15;
+    size_t len = joff + sizeof(struct job) + nb * sizeof(struct backend_append) +
+                 nrec * (sizeof(char *) + sizeof(size_t) + sizeof(uint64_t));
+    char *mem = job_alloc(len);
+    if (!mem)
+        return NULL;
+    struct job *j = (struct job *)(mem + joff);
+    *j = (struct job){.mem = mem, .mem_len = len};
+    j->a = (struct backend_append *)(j + 1);
+    *vals = (const char **)(j->a + nb);
+    *lens = (size_t *)(*vals + nrec);
+    j->pos = (uint64_t *)(*lens + nrec);
+    return j;
+}
+
 /* ---- position map ---- */
 
 static size_t pm_slot(const struct posmap *m, uint64_t key)
@@ -428,10 +447,11 @@ static int last_pos(struct store *s, uint64_t log, uint64_t *last)
 static int write_chain(struct store *s, struct job *first, uint64_t *seq)
 {
     size_t size = WAL_HDR;
-    for (struct job *j = first; j; j = j->next)
+    for (struct job *j = first; j; j = j->next) {
+        size += j->bytes;
         for (size_t b = 0; b < j->nb; b++)
-            for (size_t i = 0; i < j->a[b].n; i++)
-                size += WAL_ENTRY + j->a[b].lens[i];
+            size += WAL_ENTRY * j->a[b].n;
+    }
     if (size > s->frame_cap) {
         char *f = malloc(size);
         if (!f)
@@ -563,18 +583,11 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
     }
     if (rc < 0 || n == 0)
         return rc;
-    size_t mem_len =
-        (bytes + sizeof(struct job) +
-         n * (sizeof(struct backend_append) + sizeof(char *) + sizeof(size_t) + sizeof(uint64_t)) + 16);
-    char *mem = job_alloc(mem_len);
-    if (!mem)
+    const char **vals;
+    size_t *lens;
+    struct job *j = job_new(bytes, n, n, &vals, &lens);
+    if (!j)
         return STORE_NOMEM;
-    struct job *j = (struct job *)(mem + ((bytes + 15) & ~(size_t)15));
-    *j = (struct job){.mem = mem, .mem_len = mem_len};
-    j->a = (struct backend_append *)(j + 1);
-    const char **vals = (const char **)(j->a + n);
-    size_t *lens = (size_t *)(vals + n);
-    uint64_t *poss = (uint64_t *)(lens + n);
     size_t k = 0, voff = 0;
     off = 0;
     while (wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen) == 1) {
@@ -592,12 +605,12 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
         if (!a || a->log != log || a->pos[a->n - 1] + 1 != pos) {
             a = &j->a[j->nb++];
             *a = (struct backend_append){
-                .log = log, .floor = pos, .vals = vals + k, .lens = lens + k, .pos = poss + k};
+                .log = log, .floor = pos, .vals = vals + k, .lens = lens + k, .pos = j->pos + k};
         }
-        memcpy(mem + voff, val, vlen);
-        vals[k] = mem + voff;
+        memcpy(j->mem + voff, val, vlen);
+        vals[k] = j->mem + voff;
         lens[k] = vlen;
-        poss[k] = pos;
+        j->pos[k] = pos;
         voff += vlen;
         j->bytes += vlen;
         k++;
@@ -607,17 +620,16 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
             goto fail;
     }
     if (j->nb == 0) {
-        job_free(mem, mem_len);
+        job_free(j->mem, j->mem_len);
         return 0;
     }
-    j->pos = poss;
     pthread_mutex_lock(&s->tail_mu);
     tail_link(s, j, j);
     s->t_done = j;
     pthread_mutex_unlock(&s->tail_mu);
     return 0;
 fail:
-    job_free(mem, mem_len);
+    job_free(j->mem, j->mem_len);
     return rc;
 }
 
@@ -744,50 +756,37 @@ int store_append_async(struct store *s, struct store_batch *batches, size_t nbat
     }
     if (nrec == 0)
         return STORE_INVAL;
-    /* one allocation: sealed values, then the job, the appends and their value, length and
-     * position arrays */
-    size_t voff = 0;
-    size_t joff = (total + 15) & ~(size_t)15;
-    size_t arrays = sizeof(struct job) + nbatches * sizeof(struct backend_append) +
-                    nrec * (sizeof(char *) + sizeof(size_t) + sizeof(uint64_t));
-    char *mem = job_alloc(joff + arrays);
-    if (!mem)
+    const char **vals;
+    size_t *lens;
+    struct job *j = job_new(total, nbatches, nrec, &vals, &lens);
+    if (!j)
         return STORE_NOMEM;
-    struct job *j = (struct job *)(mem + joff);
-    struct backend_append *ap = (struct backend_append *)(j + 1);
-    const char **vals = (const char **)(ap + nbatches);
-    size_t *lens = (size_t *)(vals + nrec);
-    uint64_t *pos = (uint64_t *)(lens + nrec);
-    size_t k = 0;
+    size_t k = 0, voff = 0;
     for (size_t b = 0; b < nbatches; b++) {
-        ap[b] = (struct backend_append){.log = batches[b].log,
-                                        .floor = batches[b].floor,
-                                        .n = batches[b].n,
-                                        .vals = vals + k,
-                                        .lens = lens + k,
-                                        .pos = pos + k};
+        j->a[b] = (struct backend_append){.log = batches[b].log,
+                                          .floor = batches[b].floor,
+                                          .n = batches[b].n,
+                                          .vals = vals + k,
+                                          .lens = lens + k,
+                                          .pos = j->pos + k};
         for (size_t i = 0; i < batches[b].n; i++, k++) {
             const struct store_rec *r = &batches[b].recs[i];
-            seal(mem + voff, r);
-            vals[k] = mem + voff;
+            seal(j->mem + voff, r);
+            vals[k] = j->mem + voff;
             lens[k] = FORMAT_HDR + r->pk_len + r->data_len;
             voff += lens[k];
         }
     }
-    *j = (struct job){.a = ap,
-                      .nb = nbatches,
-                      .bytes = total,
-                      .batches = batches,
-                      .nbatches = nbatches,
-                      .pos = pos,
-                      .done = done,
-                      .arg = arg,
-                      .mem = mem,
-                      .mem_len = joff + arrays};
+    j->nb = nbatches;
+    j->bytes = total;
+    j->batches = batches;
+    j->nbatches = nbatches;
+    j->done = done;
+    j->arg = arg;
     pthread_mutex_lock(&s->mu);
     if (s->closing) {
         pthread_mutex_unlock(&s->mu);
-        job_free(mem, joff + arrays);
+        job_free(j->mem, j->mem_len);
         return STORE_CLOSED;
     }
     if (s->tail)
@@ -905,12 +904,16 @@ int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_
     pthread_rwlock_rdlock(&s->tail_rw);
     tail_view(s, &first, &tl);
     int rc = s->be->scan(s->impl, log, from, max_n, max_bytes, visit_stored, &sc, &stored);
-    /* then the tail: records past what the backend's snapshot holds */
-    for (struct job *j = first; j && rc == 0 && !sc.stopped; j = j == tl ? NULL : j->next)
-        for (size_t b = 0; b < j->nb && rc == 0 && !sc.stopped; b++) {
+    /* then the tail, in one walk: records past what the backend's snapshot holds, as long as
+     * fn and the limits allow, and the log's newest position */
+    uint64_t newest = stored;
+    for (struct job *j = first; j && rc == 0; j = j == tl ? NULL : j->next)
+        for (size_t b = 0; b < j->nb && rc == 0; b++) {
             const struct backend_append *a = &j->a[b];
             if (a->log != log)
                 continue;
+            if (a->pos[a->n - 1] > newest)
+                newest = a->pos[a->n - 1];
             for (size_t i = 0; i < a->n && rc == 0 && !sc.stopped; i++) {
                 if (a->pos[i] < from || a->pos[i] <= stored)
                     continue;
@@ -922,11 +925,8 @@ int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_
                 rc = r < 0 ? r : 0;
             }
         }
-    if (last && rc == 0) {
-        uint64_t lo, hi;
-        tail_bounds(first, tl, log, &lo, &hi);
-        *last = hi > stored ? hi : stored;
-    }
+    if (last && rc == 0)
+        *last = newest;
     pthread_rwlock_unlock(&s->tail_rw);
     touch(s, sc.bytes);
     return rc;
