@@ -61,21 +61,13 @@ static int run(struct api_ctx *c)
         uint64_t suid;
         uint32_t six;
         bool ours = seq_parse(seq, &suid, &six, &pos) == 0;
-        if (!ours && seq_legacy_shard(seq, &six) == 0) {
-            if (six == ix) /* AWS fails this one on its side */
-                return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
-            char other[32];
-            shard_id(other, six);
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "Invalid StartingSequenceNumber. It encodes %s, while it was used in a call "
-                            "to a shard with %s",
-                            other, id);
-        }
-        if (!ours)
+        if (!ours && seq_legacy_shard(seq, &six) != 0)
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s "
                             "under account %s is invalid.",
                             seq, id, name, acct);
+        if (!ours && six == ix) /* a legacy number of this very shard: AWS fails on its side */
+            return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
         if (six != ix) {
             char other[32];
             shard_id(other, six);
