@@ -67,21 +67,10 @@ KB_TIMEOUT=$(awk -v s="$SECS" 'BEGIN { printf "%d", s + 150 }')
 SERVER_PIDS=()
 DATA_DIRS=()
 cleanup() {
-    local pid dir _
-    for pid in "${SERVER_PIDS[@]}"; do
-        if kill -0 "$pid" 2>/dev/null; then
-            kill -TERM "$pid" 2>/dev/null || true
-            for _ in $(seq 50); do
-                kill -0 "$pid" 2>/dev/null || break
-                sleep 0.1
-            done
-            if kill -0 "$pid" 2>/dev/null; then
-                kill -KILL "$pid" 2>/dev/null || true
-            fi
-            wait "$pid" 2>/dev/null || true
-        fi
+    local pid dir
+    for pid in "${SERVER_PIDS[@]}"; do # the list is expanded before stop_server edits it
+        stop_server "$pid"
     done
-    SERVER_PIDS=()
     for dir in "${DATA_DIRS[@]}"; do
         [[ -n $dir && -d $dir ]] && rm -rf -- "$dir"
     done
