@@ -2,10 +2,14 @@
  *
  * Per shard: writes 1,000 records/s and 1 MiB/s; GetRecords 5 calls/s and 2 MiB/s;
  * GetShardIterator 5 calls/s. Per account: each control-plane operation's rate (ops.def).
- * A bucket holds one second of its rate, so short bursts pass as on AWS. The read-bytes
- * bucket may go into debt: a call is let through while the bucket is positive and its answer's
- * size is charged afterwards, so a 10 MiB answer blocks that shard's reads for about 5 s, as
- * AWS documents.
+ * A bucket holds one second of its rate, so short bursts pass as on AWS. Two byte buckets may
+ * go into debt. Reads: a call is let through while the bucket is positive and its answer's size
+ * is charged afterwards, so a 10 MiB answer blocks that shard's reads for about 5 s, as AWS
+ * documents. Writes: a record larger than the bucket can ever hold (a stream's
+ * MaxRecordSizeInKiB goes up to 10 MiB, the bucket holds 1 MiB) is admitted when the bucket is
+ * full and leaves it that far below zero, so the shard's writes that follow wait until the
+ * record is paid for: its average rate stays 1 MiB/s. Anything else needs its bytes in the
+ * bucket.
  *
  * State lives in memory only (a restart refills every bucket). With --no-limits nothing here
  * runs: callers test `a->limits` first, so the hot path pays one branch. */
@@ -120,7 +124,9 @@ bool limits_write(struct limits *l, uint64_t log, size_t bytes)
     int64_t t = now_us();
     refill(&m->wrec, WRITE_RECORDS, t);
     refill(&m->wbytes, WRITE_BYTES, t);
-    bool ok = m->wrec.tokens >= 1.0 && m->wbytes.tokens >= (double)bytes;
+    /* a record over the bucket's capacity needs a full bucket and leaves it in debt */
+    double need = (double)bytes < WRITE_BYTES ? (double)bytes : WRITE_BYTES;
+    bool ok = m->wrec.tokens >= 1.0 && m->wbytes.tokens >= need;
     if (ok) {
         m->wrec.tokens -= 1.0;
         m->wbytes.tokens -= (double)bytes;

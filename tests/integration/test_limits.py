@@ -1,6 +1,6 @@
 """Throughput limits: AWS's per-shard data-plane rates and per-account control-plane rates.
 
-Every test here starts its own kinesd WITH limits (the shared server runs with --no-limits), so
+Every test here starts its own kinesd with limits (the default), so
 each starts with full token buckets: a bucket holds one second of its rate and refills
 continuously. Per shard: writes 1,000 records/s and 1 MiB/s (data + partition key), GetRecords
 5 calls/s, GetShardIterator 5 calls/s. Per account: each control-plane operation's rate
@@ -187,6 +187,27 @@ def test_write_limits_are_per_shard(kinesd_factory):
     assert out["Records"][1]["ShardId"] == shard_id(1)
     assert [len(r["Data"]) for r in read_shard(kinesis, stream, 0)] == [1_000_000]
     assert [len(r["Data"]) for r in read_shard(kinesis, stream, 1)] == [500_000, 400_000]
+
+
+@pytest.mark.parametrize("mib", [4, 10])
+def test_a_record_larger_than_the_byte_bucket_is_written_when_the_bucket_is_full_and_throttles_what_follows(
+    kinesd_factory, mib
+):
+    server, kinesis = limited_server(kinesd_factory)
+    stream = new_stream(kinesis, f"large{mib}")
+    api = helpers.RawApi(server.endpoint)
+    api.ok("UpdateMaxRecordSize", {"StreamARN": helpers.stream_arn(stream), "MaxRecordSizeInKiB": 10240})
+    helpers.wait_for_status(kinesis, stream)
+    large = bytes(range(256)) * (mib * 4096 - 1)  # with its 1-byte key, under MaxRecordSizeInKiB
+    out = kinesis.put_record(StreamName=stream, PartitionKey="k", Data=large)
+    assert out["ShardId"] == shard_id(0)
+    # the record is paid for at 1 MiB/s: the shard's next write, however small, waits
+    with raises_aws(THROTTLED, rate_message(stream)):
+        kinesis.put_record(StreamName=stream, PartitionKey="k", Data=b"small")
+    # one read: its 4 or 10 MiB answer puts the shard's read bucket in debt in turn
+    it = kinesis.get_shard_iterator(StreamName=stream, ShardId=shard_id(0), ShardIteratorType="TRIM_HORIZON")
+    records = kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"]
+    assert [(r["SequenceNumber"], r["Data"]) for r in records] == [(out["SequenceNumber"], large)]
 
 
 def test_a_producer_at_twice_the_limit_gets_about_half_its_records_accepted(kinesd_factory):
