@@ -5,7 +5,8 @@
 #   make test       install missing packages, build, run unit and integration tests, then
 #                   the same again under AddressSanitizer and UBSan
 #   make asan       only the sanitizer run
-#   make bench      load benchmark against kinesd and kinesalite
+#   make bench      load benchmark: kinesd, kinesalite and kinesis-mock side by side (about 6 min;
+#                   BENCH_MODES, BENCH_SERVERS, BENCH_SECONDS select parts: tools/bench/run.sh -h)
 #   make lint       clang-format check and a scan for banned functions
 
 CC      ?= cc

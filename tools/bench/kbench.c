@@ -14,6 +14,18 @@
  *   disksync    time 500 writes of 2,000 bytes, each followed by fdatasync, in a
  *               file overwritten in place in --dir: the floor under a durable
  *               acknowledgement on that disk at that moment (helper)
+ *   diskwrite   write --mib MiB (default 256) in 1 MiB writes to a new file in
+ *               --dir, then one fdatasync: the disk's sequential write bandwidth,
+ *               the ceiling for large-record PutRecords on that disk (helper)
+ *
+ * --trivial-server makes putrecord, putrecords and getrecords run against a
+ * server inside kbench itself that reads each request and answers a canned,
+ * realistically sized 200: the load generator's own ceiling on this machine.
+ *
+ * With --pid, a sampler thread reads the server's /proc/PID/status every 100 ms
+ * while the workers run and reports the peak RssAnon (anonymous memory: heap,
+ * stacks, anonymous maps; not page cache or a file map's clean pages) next to
+ * VmHWM (peak resident set, file-backed pages included).
  *
  * Only loopback endpoints are accepted, every loop is bounded by a deadline
  * or a count, and every run stops by itself.
@@ -48,6 +60,7 @@
 #include <string.h>
 #include <strings.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 #include <time.h>
@@ -91,7 +104,8 @@ enum mode {
     MODE_PUTRECORDS,
     MODE_GETRECORDS,
     MODE_FREEPORT,
-    MODE_DISKSYNC
+    MODE_DISKSYNC,
+    MODE_DISKWRITE
 };
 
 enum work_kind { WORK_PUTRECORD, WORK_PUTRECORDS, WORK_FILL, WORK_GETRECORDS };
@@ -118,6 +132,8 @@ struct options {
     int no_fill;
     long pid; /* 0 = none */
     long timeout_s;
+    long mib;           /* diskwrite */
+    int trivial_server; /* answer from the built-in canned server */
 };
 
 static struct options g_opt = {
@@ -137,6 +153,8 @@ static struct options g_opt = {
     .no_fill = 0,
     .pid = 0,
     .timeout_s = 30,
+    .mib = 256,
+    .trivial_server = 0,
 };
 
 static struct sockaddr_storage g_addr;
@@ -464,20 +482,24 @@ static void scan_records(const char *body, size_t len, uint64_t *nrec, uint64_t 
             continue;
         }
         v++;
-        size_t chars = 0, pad = 0;
-        const char *s = v;
-        while (s < end && *s != '"') {
-            if (*s == '\\') { /* e.g. "\/" — count the escaped char only */
-                s++;
-                if (s >= end) {
-                    break;
+        /* base64 has no quote; an escape ("\/") is rare, so look for the closing quote with
+         * memchr and walk the characters only when the value holds a backslash */
+        const char *q2 = memchr(v, '"', (size_t)(end - v));
+        const char *s = q2 ? q2 : end;
+        size_t chars = (size_t)(s - v), pad = 0;
+        if (memchr(v, '\\', chars) != NULL) {
+            chars = 0;
+            for (s = v; s < end && *s != '"'; s++) {
+                if (*s == '\\' && ++s >= end) {
+                    break; /* count the escaped character only */
                 }
+                pad += *s == '=';
+                chars++;
             }
-            if (*s == '=') {
+        } else {
+            for (const char *t = s; t > v && t[-1] == '='; t--) {
                 pad++;
             }
-            chars++;
-            s++;
         }
         if (chars >= 4) {
             size_t dec = chars / 4 * 3;
@@ -1336,6 +1358,84 @@ static void *worker_main(void *arg)
 }
 
 /* ------------------------------------------------------------------------ */
+/* Server memory                                                             */
+/* ------------------------------------------------------------------------ */
+
+#define SAMPLE_NS 100000000L /* 100 ms between samples of the server's memory */
+
+struct memstat {
+    long long rss_anon_kb; /* RssAnon, -1 if unknown */
+    long long hwm_kb;      /* VmHWM */
+    long long rss_kb;      /* VmRSS */
+};
+
+/* Reads RssAnon, VmHWM and VmRSS from /proc/PID/status in one pass; -1 when absent. */
+static int proc_mem(long pid, struct memstat *m)
+{
+    m->rss_anon_kb = m->hwm_kb = m->rss_kb = -1;
+    char path[64];
+    int n = snprintf(path, sizeof path, "/proc/%ld/status", pid);
+    if (n < 0 || (size_t)n >= sizeof path) {
+        return -1;
+    }
+    FILE *f = fopen(path, "r");
+    if (f == NULL) {
+        return -1;
+    }
+    const struct {
+        const char *key;
+        long long *dst;
+    } keys[] = {
+        {"RssAnon:", &m->rss_anon_kb},
+        {"VmHWM:", &m->hwm_kb},
+        {"VmRSS:", &m->rss_kb},
+    };
+    char line[256];
+    while (fgets(line, sizeof line, f) != NULL) {
+        for (size_t k = 0; k < sizeof keys / sizeof keys[0]; k++) {
+            size_t kl = strlen(keys[k].key);
+            if (strncmp(line, keys[k].key, kl) != 0) {
+                continue;
+            }
+            char *endp = NULL;
+            errno = 0;
+            unsigned long long v = strtoull(line + kl, &endp, 10);
+            if (errno == 0 && endp != line + kl) {
+                *keys[k].dst = (long long)v;
+            }
+        }
+    }
+    if (fclose(f) != 0) {
+        return -1;
+    }
+    return m->rss_kb < 0 ? -1 : 0;
+}
+
+/* Highest RssAnon seen by the sampler over every run of this process, -1 before any. */
+static atomic_llong g_peak_anon_kb = -1;
+static atomic_int g_sampler_stop;
+
+static void note_anon(long long kb)
+{
+    long long cur = atomic_load(&g_peak_anon_kb);
+    while (kb > cur && !atomic_compare_exchange_weak(&g_peak_anon_kb, &cur, kb)) {
+    }
+}
+
+static void *sampler_main(void *arg)
+{
+    (void)arg;
+    while (!atomic_load(&g_sampler_stop)) {
+        struct memstat m;
+        if (proc_mem(g_opt.pid, &m) == 0) {
+            note_anon(m.rss_anon_kb);
+        }
+        sleep_ns(SAMPLE_NS);
+    }
+    return NULL;
+}
+
+/* ------------------------------------------------------------------------ */
 /* Running a set of workers and reporting                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -1343,7 +1443,7 @@ typedef struct {
     double elapsed_s;
     uint64_t requests, records, bytes, errors, io_errors, failed_records;
     uint64_t aux_requests, drains;
-    double p50_ms, p99_ms, max_ms;
+    double p50_ms, p99_ms, p999_ms, max_ms;
     size_t nlat;
     int connect_failures;
     int nworkers;
@@ -1436,6 +1536,17 @@ static int run_workers(enum work_kind kind, int nw, double seconds, result_t *re
     }
     barrier_ok = 1;
     g_deadline_ns = UINT64_MAX;
+    pthread_t sampler;
+    int sampling = 0;
+    if (g_opt.pid > 0) {
+        atomic_store(&g_sampler_stop, 0);
+        int e = pthread_create(&sampler, NULL, sampler_main, NULL);
+        if (e != 0) {
+            fprintf(stderr, "kbench: memory sampler: %s\n", strerror(e));
+        } else {
+            sampling = 1;
+        }
+    }
     for (int i = 0; i < nw; i++) {
         int e = pthread_create(&ws[i].th, NULL, worker_main, &ws[i]);
         if (e != 0) {
@@ -1471,6 +1582,10 @@ static int run_workers(enum work_kind kind, int nw, double seconds, result_t *re
     }
     uint64_t t1 = now_ns();
     res->elapsed_s = (double)(t1 - t0) / 1e9;
+    if (sampling) {
+        atomic_store(&g_sampler_stop, 1);
+        (void)pthread_join(sampler, NULL);
+    }
 
     size_t total = 0;
     for (int i = 0; i < nw; i++) {
@@ -1505,6 +1620,7 @@ static int run_workers(enum work_kind kind, int nw, double seconds, result_t *re
     res->nlat = total;
     res->p50_ms = pct_ms(all, total, 0.50);
     res->p99_ms = pct_ms(all, total, 0.99);
+    res->p999_ms = pct_ms(all, total, 0.999);
     res->max_ms = total ? (double)all[total - 1] / 1e6 : 0.0;
     free(all);
     rc = 0;
@@ -1530,38 +1646,6 @@ out:
     return rc;
 }
 
-/* Reads "Key:   123 kB" from /proc/PID/status; returns kB or -1. */
-static long long proc_status_kb(long pid, const char *key)
-{
-    char path[64];
-    int n = snprintf(path, sizeof path, "/proc/%ld/status", pid);
-    if (n < 0 || (size_t)n >= sizeof path) {
-        return -1;
-    }
-    FILE *f = fopen(path, "r");
-    if (f == NULL) {
-        return -1;
-    }
-    char line[256];
-    long long kb = -1;
-    size_t kl = strlen(key);
-    while (fgets(line, sizeof line, f) != NULL) {
-        if (strncmp(line, key, kl) == 0 && line[kl] == ':') {
-            char *endp = NULL;
-            errno = 0;
-            unsigned long long v = strtoull(line + kl + 1, &endp, 10);
-            if (errno == 0 && endp != line + kl + 1) {
-                kb = (long long)v;
-            }
-            break;
-        }
-    }
-    if (fclose(f) != 0) {
-        return -1;
-    }
-    return kb;
-}
-
 static void fmt_mb(char *out, size_t outsz, long long kb)
 {
     if (kb < 0) {
@@ -1580,6 +1664,7 @@ static const char *mode_name(enum mode m)
     case MODE_GETRECORDS: return "getrecords";
     case MODE_FREEPORT: return "freeport";
     case MODE_DISKSYNC: return "disksync";
+    case MODE_DISKWRITE: return "diskwrite";
     case MODE_NONE: break;
     }
     return "none";
@@ -1591,17 +1676,18 @@ static void print_result(enum mode m, const result_t *r, int nconn)
     double rps = (double)r->requests / el;
     double recps = (double)r->records / el;
     double mbps = (double)r->bytes / 1e6 / el;
-    char peak[32], cur[32];
-    long long hwm = -1, rss = -1;
+    char peak[32], cur[32], anon_peak[32], anon_cur[32];
+    struct memstat ms = {-1, -1, -1};
     if (g_opt.pid > 0) {
-        hwm = proc_status_kb(g_opt.pid, "VmHWM");
-        rss = proc_status_kb(g_opt.pid, "VmRSS");
-        if (hwm < 0) {
+        if (proc_mem(g_opt.pid, &ms) != 0) {
             fprintf(stderr, "kbench: cannot read /proc/%ld/status (server gone?)\n", g_opt.pid);
         }
+        note_anon(ms.rss_anon_kb);
     }
-    fmt_mb(peak, sizeof peak, hwm);
-    fmt_mb(cur, sizeof cur, rss);
+    fmt_mb(peak, sizeof peak, ms.hwm_kb);
+    fmt_mb(cur, sizeof cur, ms.rss_kb);
+    fmt_mb(anon_peak, sizeof anon_peak, g_opt.pid > 0 ? atomic_load(&g_peak_anon_kb) : -1);
+    fmt_mb(anon_cur, sizeof anon_cur, ms.rss_anon_kb);
 
     printf("kbench %s: %s:%ld stream=%s connections=%d", mode_name(m), g_opt.host, g_opt.port, g_opt.stream,
            nconn);
@@ -1613,13 +1699,16 @@ static void print_result(enum mode m, const result_t *r, int nconn)
     } else {
         printf(" record_size=%ld", g_opt.record_size);
     }
+    if (g_opt.trivial_server) {
+        printf(" (built-in trivial server)");
+    }
     printf("\n");
     printf("  duration     %.3f s\n", r->elapsed_s);
     printf("  requests     %" PRIu64 "  (%.1f req/s)\n", r->requests, rps);
     printf("  records      %" PRIu64 "  (%.1f records/s)\n", r->records, recps);
     printf("  payload      %.2f MB  (%.2f MB/s)\n", (double)r->bytes / 1e6, mbps);
-    printf("  latency      p50 %.3f ms  p99 %.3f ms  max %.3f ms  (%zu samples)\n", r->p50_ms, r->p99_ms,
-           r->max_ms, r->nlat);
+    printf("  latency      p50 %.3f ms  p99 %.3f ms  p99.9 %.3f ms  max %.3f ms  (%zu samples)\n", r->p50_ms,
+           r->p99_ms, r->p999_ms, r->max_ms, r->nlat);
     printf("  errors       %" PRIu64 " non-200, %" PRIu64 " transport, %" PRIu64 " failed records\n",
            r->errors, r->io_errors, r->failed_records);
     if (m == MODE_GETRECORDS) {
@@ -1628,14 +1717,16 @@ static void print_result(enum mode m, const result_t *r, int nconn)
                r->aux_requests, r->drains);
     }
     if (g_opt.pid > 0) {
-        printf("  server RSS   peak %s MB, current %s MB (pid %ld)\n", peak, cur, g_opt.pid);
+        printf("  server mem   RssAnon peak %s MB (sampled every 100 ms), now %s MB;"
+               " VmHWM %s MB, VmRSS now %s MB (pid %ld)\n",
+               anon_peak, anon_cur, peak, cur, g_opt.pid);
     }
     printf("RESULT mode=%s connections=%d duration_s=%.3f requests=%" PRIu64
            " requests_per_s=%.1f records=%" PRIu64 " records_per_s=%.1f mb_per_s=%.2f"
-           " p50_ms=%.3f p99_ms=%.3f peak_rss_mb=%s rss_mb=%s errors=%" PRIu64 " io_errors=%" PRIu64
-           " failed_records=%" PRIu64 "\n",
+           " p50_ms=%.3f p99_ms=%.3f p999_ms=%.3f max_ms=%.3f peak_rss_anon_mb=%s rss_anon_mb=%s"
+           " peak_rss_mb=%s rss_mb=%s errors=%" PRIu64 " io_errors=%" PRIu64 " failed_records=%" PRIu64 "\n",
            mode_name(m), nconn, r->elapsed_s, r->requests, rps, r->records, recps, mbps, r->p50_ms, r->p99_ms,
-           peak, cur, r->errors, r->io_errors, r->failed_records);
+           r->p999_ms, r->max_ms, anon_peak, anon_cur, peak, cur, r->errors, r->io_errors, r->failed_records);
     if (fflush(stdout) != 0) {
         perror("kbench: stdout");
     }
@@ -1973,6 +2064,345 @@ static int mode_disksync(void)
     return 0;
 }
 
+#define DISKWRITE_CHUNK (1u << 20)
+
+/* Sequential write bandwidth: --mib MiB in 1 MiB writes to a new file, then one fdatasync,
+ * timed from the first write to the end of the sync. The file is removed afterwards. */
+static int mode_diskwrite(void)
+{
+    char path[4096];
+    if (!g_opt.dir || snprintf(path, sizeof path, "%s/kbench-diskwrite", g_opt.dir) >= (int)sizeof path) {
+        fprintf(stderr, "kbench: diskwrite needs --dir\n");
+        return 2;
+    }
+    struct statvfs sv;
+    unsigned long long want = (unsigned long long)g_opt.mib << 20;
+    if (statvfs(g_opt.dir, &sv) == 0 && (unsigned long long)sv.f_bavail * sv.f_frsize < want * 2) {
+        fprintf(stderr, "kbench: diskwrite: less than %ld MiB free in %s\n", g_opt.mib * 2, g_opt.dir);
+        printf("RESULT mode=diskwrite errors=1\n");
+        return 1;
+    }
+    char *block = malloc(DISKWRITE_CHUNK);
+    if (block == NULL) {
+        fprintf(stderr, "kbench: out of memory\n");
+        return 1;
+    }
+    uint64_t rng = rng_seed(7);
+    rng_fill(&rng, (unsigned char *)block, DISKWRITE_CHUNK); /* not zeros: nothing to elide */
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    if (fd < 0) {
+        perror("kbench: diskwrite open");
+        free(block);
+        return 1;
+    }
+    int rc = 0;
+    uint64_t t0 = now_ns();
+    for (long i = 0; rc == 0 && i < g_opt.mib; i++) {
+        size_t done = 0;
+        while (done < DISKWRITE_CHUNK) {
+            ssize_t n = write(fd, block + done, DISKWRITE_CHUNK - done);
+            if (n < 0 && errno == EINTR) {
+                continue;
+            }
+            if (n <= 0) {
+                perror("kbench: diskwrite write");
+                rc = 1;
+                break;
+            }
+            done += (size_t)n;
+        }
+    }
+    uint64_t t_written = now_ns();
+    if (rc == 0 && fdatasync(fd) != 0) {
+        perror("kbench: diskwrite fdatasync");
+        rc = 1;
+    }
+    uint64_t t1 = now_ns();
+    (void)close(fd);
+    (void)unlink(path);
+    free(block);
+    if (rc) {
+        printf("RESULT mode=diskwrite errors=1\n");
+        return rc;
+    }
+    double secs = (double)(t1 - t0) / 1e9;
+    double mb = (double)want / 1e6;
+    printf("kbench diskwrite: %ld MiB in 1 MiB writes + fdatasync in %.3f s (writes %.3f s, sync %.3f s):"
+           " %.1f MB/s\n",
+           g_opt.mib, secs, (double)(t_written - t0) / 1e9, (double)(t1 - t_written) / 1e9, mb / secs);
+    printf("RESULT mode=diskwrite mib=%ld seconds=%.3f mb_per_s=%.1f errors=0\n", g_opt.mib, secs, mb / secs);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Trivial server: the load generator's own ceiling                          */
+/* ------------------------------------------------------------------------ */
+
+/* A thread per connection reads each request whole (headers, then Content-Length bytes of
+ * body, which it discards) and writes a canned answer chosen by X-Amz-Target. The answers
+ * are built once, at the sizes a real server sends (a sequence number per PutRecords
+ * record, --limit records of --record-size bytes per GetRecords), so the client parses as
+ * much as it would against a real server and only the server's own work is missing. Bounded:
+ * TS_MAX_CONN connections, MAX_HEADER_BYTES of header, MAX_BODY_BYTES of body; the threads
+ * end with the process. */
+
+#define TS_MAX_CONN 1100
+#define TS_IN_BYTES (MAX_HEADER_BYTES + 65536u)
+#define TS_SEQ "49660000000000000000000000000000000000000000000000000042"
+
+enum ts_answer { TS_PUTRECORD, TS_PUTRECORDS, TS_GETRECORDS, TS_LISTSHARDS, TS_ITERATOR, TS_OTHER, TS_N };
+
+static buf_t g_ts_answer[TS_N];
+static atomic_int g_ts_conns;
+
+static int ts_build_answers(void)
+{
+    int e = 0;
+    buf_t *b = &g_ts_answer[TS_PUTRECORD];
+    e |= buf_str(b, "{\"SequenceNumber\":\"" TS_SEQ "\",\"ShardId\":\"shardId-000000000001\"}");
+    b = &g_ts_answer[TS_PUTRECORDS];
+    e |= buf_str(b, "{\"FailedRecordCount\":0,\"Records\":[");
+    for (long i = 0; i < g_opt.batch; i++) {
+        e |= buf_str(b, i ? ",{\"SequenceNumber\":\"" TS_SEQ "\",\"ShardId\":\"shardId-000000000001\"}"
+                          : "{\"SequenceNumber\":\"" TS_SEQ "\",\"ShardId\":\"shardId-000000000001\"}");
+    }
+    e |= buf_str(b, "]}");
+    /* one base64 payload of record_size bytes, repeated */
+    size_t rs = (size_t)g_opt.record_size;
+    unsigned char *raw = malloc(rs);
+    char *b64 = malloc(4 * ((rs + 2) / 3) + 1);
+    if (raw == NULL || b64 == NULL) {
+        free(raw);
+        free(b64);
+        return -1;
+    }
+    uint64_t rng = rng_seed(99);
+    rng_fill(&rng, raw, rs);
+    (void)EVP_EncodeBlock((unsigned char *)b64, raw, (int)rs);
+    b = &g_ts_answer[TS_GETRECORDS];
+    e |= buf_str(b, "{\"Records\":[");
+    for (long i = 0; i < g_opt.limit; i++) {
+        e |= buf_str(b, i ? ",{\"SequenceNumber\":\"" TS_SEQ "\"" : "{\"SequenceNumber\":\"" TS_SEQ "\"");
+        e |= buf_str(b, ",\"ApproximateArrivalTimestamp\":1767225600.123,\"Data\":\"");
+        e |= buf_str(b, b64);
+        e |= buf_str(b, "\",\"PartitionKey\":\"pk-0123456789abc\"}");
+    }
+    e |= buf_str(b, "],\"NextShardIterator\":\"AAAAAAAAAAFtrivialtrivialtrivial\",\"MillisBehindLatest\":0}");
+    free(raw);
+    free(b64);
+    b = &g_ts_answer[TS_LISTSHARDS];
+    e |= buf_str(b, "{\"Shards\":[");
+    for (long i = 0; i < g_opt.shards; i++) {
+        e |= buf_printf(
+            b,
+            "%s{\"ShardId\":\"shardId-%012ld\",\"HashKeyRange\":{\"StartingHashKey\":\"0\","
+            "\"EndingHashKey\":\"0\"},\"SequenceNumberRange\":{\"StartingSequenceNumber\":\"" TS_SEQ "\"}}",
+            i ? "," : "", i);
+    }
+    e |= buf_str(b, "]}");
+    e |= buf_str(&g_ts_answer[TS_ITERATOR], "{\"ShardIterator\":\"AAAAAAAAAAFtrivialtrivialtrivial\"}");
+    e |= buf_str(&g_ts_answer[TS_OTHER], "{}");
+    return e ? -1 : 0;
+}
+
+static enum ts_answer ts_pick(const char *h, size_t len)
+{
+    static const char key[] = "\r\nx-amz-target:";
+    for (size_t i = 0; i + sizeof key - 1 < len; i++) {
+        if (strncasecmp(h + i, key, sizeof key - 1) != 0) {
+            continue;
+        }
+        const char *v = h + i + sizeof key - 1;
+        const char *end = h + len;
+        while (v < end && *v == ' ') {
+            v++;
+        }
+        size_t pl = sizeof TARGET_PREFIX - 1;
+        if ((size_t)(end - v) < pl || memcmp(v, TARGET_PREFIX, pl) != 0) {
+            return TS_OTHER;
+        }
+        v += pl;
+        const char *eol = memchr(v, '\r', (size_t)(end - v));
+        size_t n = eol ? (size_t)(eol - v) : (size_t)(end - v);
+        if (n == 9 && memcmp(v, "PutRecord", 9) == 0) {
+            return TS_PUTRECORD;
+        }
+        if (n == 10 && memcmp(v, "PutRecords", 10) == 0) {
+            return TS_PUTRECORDS;
+        }
+        if (n == 10 && memcmp(v, "GetRecords", 10) == 0) {
+            return TS_GETRECORDS;
+        }
+        if (n == 10 && memcmp(v, "ListShards", 10) == 0) {
+            return TS_LISTSHARDS;
+        }
+        if (n == 16 && memcmp(v, "GetShardIterator", 16) == 0) {
+            return TS_ITERATOR;
+        }
+        return TS_OTHER;
+    }
+    return TS_OTHER;
+}
+
+static long long ts_content_length(const char *h, size_t len)
+{
+    static const char key[] = "\r\ncontent-length:";
+    for (size_t i = 0; i + sizeof key - 1 < len; i++) {
+        if (strncasecmp(h + i, key, sizeof key - 1) == 0) {
+            const char *v = h + i + sizeof key - 1;
+            while (v < h + len && *v == ' ') {
+                v++;
+            }
+            long long cl = 0;
+            int digits = 0;
+            while (v < h + len && *v >= '0' && *v <= '9' && cl <= (long long)MAX_BODY_BYTES) {
+                cl = cl * 10 + (*v++ - '0');
+                digits++;
+            }
+            return digits && cl <= (long long)MAX_BODY_BYTES ? cl : -1;
+        }
+    }
+    return 0;
+}
+
+static int ts_send(int fd, const buf_t *body)
+{
+    char head[160];
+    int n = snprintf(head, sizeof head,
+                     "HTTP/1.1 200 OK\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                     "Content-Length: %zu\r\n\r\n",
+                     body->len);
+    if (n < 0 || (size_t)n >= sizeof head) {
+        return -1;
+    }
+    struct iovec iov[2] = {{head, (size_t)n}, {body->p, body->len}};
+    conn_t c; /* send_all only needs the descriptor and an error slot */
+    conn_init(&c);
+    c.fd = fd;
+    return send_all(&c, iov, 2);
+}
+
+static void *ts_conn_main(void *arg)
+{
+    int fd = (int)(intptr_t)arg;
+    char *in = malloc(TS_IN_BYTES);
+    size_t len = 0;
+    while (in != NULL) {
+        char *e = len >= 4 ? memmem(in, len, "\r\n\r\n", 4) : NULL;
+        if (e == NULL) {
+            if (len == TS_IN_BYTES) {
+                break; /* header too large */
+            }
+            ssize_t n = recv(fd, in + len, TS_IN_BYTES - len, 0);
+            if (n <= 0) {
+                break;
+            }
+            len += (size_t)n;
+            continue;
+        }
+        size_t hdr = (size_t)(e - in) + 4;
+        long long cl = ts_content_length(in, hdr);
+        if (cl < 0) {
+            break;
+        }
+        enum ts_answer a = ts_pick(in, hdr);
+        size_t have = len - hdr;
+        if (have >= (size_t)cl) { /* body (and maybe the next request) already here */
+            size_t used = hdr + (size_t)cl;
+            memmove(in, in + used, len - used);
+            len -= used;
+        } else { /* discard the rest of the body as it arrives */
+            size_t left = (size_t)cl - have;
+            while (left > 0) {
+                ssize_t n = recv(fd, in, left < TS_IN_BYTES ? left : TS_IN_BYTES, 0);
+                if (n <= 0) {
+                    goto out;
+                }
+                left -= (size_t)n;
+            }
+            len = 0;
+        }
+        if (ts_send(fd, &g_ts_answer[a]) != 0) {
+            break;
+        }
+    }
+out:
+    free(in);
+    (void)close(fd);
+    atomic_fetch_sub(&g_ts_conns, 1);
+    return NULL;
+}
+
+static void *ts_accept_main(void *arg)
+{
+    int lfd = (int)(intptr_t)arg;
+    for (;;) {
+        int fd = accept4(lfd, NULL, NULL, SOCK_CLOEXEC);
+        if (fd < 0) {
+            if (errno == EINTR || errno == ECONNABORTED) {
+                continue;
+            }
+            perror("kbench: trivial server accept");
+            return NULL;
+        }
+        if (atomic_fetch_add(&g_ts_conns, 1) >= TS_MAX_CONN) {
+            atomic_fetch_sub(&g_ts_conns, 1);
+            (void)close(fd);
+            continue;
+        }
+        int one = 1;
+        (void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct timeval tv = {(time_t)g_opt.timeout_s, 0};
+        (void)setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+        (void)setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+        pthread_attr_t at;
+        pthread_t th;
+        int ok = pthread_attr_init(&at) == 0;
+        ok = ok && pthread_attr_setdetachstate(&at, PTHREAD_CREATE_DETACHED) == 0;
+        ok = ok && pthread_create(&th, &at, ts_conn_main, (void *)(intptr_t)fd) == 0;
+        (void)pthread_attr_destroy(&at);
+        if (!ok) {
+            atomic_fetch_sub(&g_ts_conns, 1);
+            (void)close(fd);
+        }
+    }
+}
+
+/* Start the trivial server on a free loopback port and point the workload at it. */
+static int ts_start(void)
+{
+    if (ts_build_answers() != 0) {
+        fprintf(stderr, "kbench: out of memory\n");
+        return -1;
+    }
+    int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        perror("kbench: socket");
+        return -1;
+    }
+    struct sockaddr_in sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sin_family = AF_INET;
+    sa.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    socklen_t sl = sizeof sa;
+    if (bind(fd, (struct sockaddr *)&sa, sizeof sa) != 0 || listen(fd, 1024) != 0 ||
+        getsockname(fd, (struct sockaddr *)&sa, &sl) != 0) {
+        perror("kbench: trivial server");
+        (void)close(fd);
+        return -1;
+    }
+    pthread_t th;
+    int e = pthread_create(&th, NULL, ts_accept_main, (void *)(intptr_t)fd);
+    if (e != 0 || pthread_detach(th) != 0) {
+        fprintf(stderr, "kbench: trivial server thread: %s\n", strerror(e));
+        (void)close(fd);
+        return -1;
+    }
+    g_opt.host = "127.0.0.1";
+    g_opt.port = ntohs(sa.sin_port);
+    return 0;
+}
+
 /* ------------------------------------------------------------------------ */
 /* Command line                                                              */
 /* ------------------------------------------------------------------------ */
@@ -1981,7 +2411,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: kbench --mode MODE [options]\n"
                "\n"
-               "modes: create | putrecord | putrecords | getrecords | freeport | disksync\n"
+               "modes: create | putrecord | putrecords | getrecords | freeport | disksync | diskwrite\n"
                "\n"
                "  --host H          server address, loopback only (default 127.0.0.1)\n"
                "  --port P          server port (default 4567)\n"
@@ -1996,13 +2426,18 @@ static void usage(FILE *f)
                "  --limit N         GetRecords Limit (default 10000)\n"
                "  --fill N          getrecords: records put per open shard first (default 25000)\n"
                "  --no-fill         getrecords: read existing data only\n"
-               "  --pid PID         report the server's VmHWM / VmRSS after the run\n"
+               "  --pid PID         sample the server's RssAnon every 100 ms during the run\n"
+               "                    and report its peak, with VmHWM / VmRSS after the run\n"
                "  --timeout S       per-request socket timeout (default 30)\n"
-               "  --dir D           disksync: directory on the disk to time\n"
+               "  --dir D           disksync, diskwrite: directory on the disk to time\n"
+               "  --mib N           diskwrite: MiB to write (default 256)\n"
+               "  --trivial-server  putrecord, putrecords, getrecords: run against a canned\n"
+               "                    server inside kbench (the load generator's ceiling)\n"
                "\n"
                "Each measuring mode ends with a machine-readable line:\n"
                "RESULT mode=... requests_per_s=... records_per_s=... mb_per_s=... p50_ms=...\n"
-               "       p99_ms=... peak_rss_mb=... rss_mb=... errors=...\n");
+               "       p99_ms=... p999_ms=... max_ms=... peak_rss_anon_mb=... rss_anon_mb=...\n"
+               "       peak_rss_mb=... (VmHWM) rss_mb=... errors=...\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out, const char *name)
@@ -2125,6 +2560,8 @@ int main(int argc, char **argv)
         O_PID,
         O_TIMEOUT,
         O_DIR,
+        O_MIB,
+        O_TRIVIAL,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -2144,6 +2581,8 @@ int main(int argc, char **argv)
         {"pid", required_argument, NULL, O_PID},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"dir", required_argument, NULL, O_DIR},
+        {"mib", required_argument, NULL, O_MIB},
+        {"trivial-server", no_argument, NULL, O_TRIVIAL},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -2176,6 +2615,8 @@ int main(int argc, char **argv)
                 g_opt.mode = MODE_FREEPORT;
             } else if (strcmp(optarg, "disksync") == 0) {
                 g_opt.mode = MODE_DISKSYNC;
+            } else if (strcmp(optarg, "diskwrite") == 0) {
+                g_opt.mode = MODE_DISKWRITE;
             } else {
                 fprintf(stderr, "kbench: unknown mode '%s'\n", optarg);
                 return 2;
@@ -2230,6 +2671,12 @@ int main(int argc, char **argv)
             }
             break;
         case O_DIR: g_opt.dir = optarg; break;
+        case O_MIB:
+            if (parse_long(optarg, 1, 65536, &g_opt.mib, "mib") != 0) {
+                return 2;
+            }
+            break;
+        case O_TRIVIAL: g_opt.trivial_server = 1; break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -2249,6 +2696,9 @@ int main(int argc, char **argv)
     if (g_opt.mode == MODE_DISKSYNC) {
         return mode_disksync();
     }
+    if (g_opt.mode == MODE_DISKWRITE) {
+        return mode_diskwrite();
+    }
     if (!valid_stream_name(g_opt.stream)) {
         fprintf(stderr, "kbench: invalid stream name '%s'\n", g_opt.stream);
         return 2;
@@ -2261,10 +2711,25 @@ int main(int argc, char **argv)
         perror("kbench: signal");
         return 1;
     }
+    if (g_opt.trivial_server) {
+        if (g_opt.mode != MODE_PUTRECORD && g_opt.mode != MODE_PUTRECORDS && g_opt.mode != MODE_GETRECORDS) {
+            fprintf(stderr, "kbench: --trivial-server works with putrecord, putrecords and getrecords\n");
+            return 2;
+        }
+        if (g_opt.pid > 0) {
+            fprintf(stderr, "kbench: --trivial-server runs in this process; --pid ignored\n");
+            g_opt.pid = 0;
+        }
+        g_opt.no_fill = 1;
+        if (ts_start() != 0) {
+            return 1;
+        }
+    }
     if (resolve_endpoint() != 0) {
         return 2;
     }
-    if (g_opt.pid > 0 && proc_status_kb(g_opt.pid, "VmRSS") < 0) {
+    struct memstat m0;
+    if (g_opt.pid > 0 && proc_mem(g_opt.pid, &m0) != 0) {
         fprintf(stderr, "kbench: warning: cannot read memory of pid %ld\n", g_opt.pid);
     }
 
@@ -2276,6 +2741,7 @@ int main(int argc, char **argv)
     case MODE_GETRECORDS: return mode_getrecords(nconn);
     case MODE_FREEPORT:
     case MODE_DISKSYNC:
+    case MODE_DISKWRITE:
     case MODE_NONE: break;
     }
     return 2;

@@ -1,39 +1,60 @@
 #!/usr/bin/env bash
-# Benchmark kinesd against kinesalite with tools/bench/kbench.
+# Benchmark kinesd, kinesalite and kinesis-mock side by side with tools/bench/kbench.
 #
 # Usage: tools/bench/run.sh [--kinesd-only | --kinesalite-only] [-h]
 #
 # Environment:
+#   BENCH_SERVERS   servers to run, in order (default "kinesd kinesalite kinesis-mock")
+#   BENCH_MODES     modes to run (default: all of them, in this order)
+#                     ceiling         kbench against its own built-in trivial server, for
+#                                     every workload selected below: the load generator's ceiling
+#                     putrecord       PutRecord, 16 connections, 100 B (after the disk's sync latency)
+#                     putrecords      PutRecords 500 x 100 B, 4 connections
+#                     getrecords      GetRecords Limit 10000, one connection per shard
+#                     putrecords-1k   PutRecords 500 x 1 KiB, MB/s (after the disk's bandwidth)
+#                     putrecords-25k  PutRecords 25 x 25 KiB, MB/s
+#                     checkpoint      PutRecord, 16 connections, BENCH_CKPT_RECORD bytes for
+#                                     BENCH_CKPT_SECONDS: long enough to cross several of kinesd's
+#                                     write-ahead-log checkpoints (every 32 MiB); p99 and max
 #   BENCH_SECONDS   seconds per measured mode (default 8)
+#   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
+#   BENCH_CKPT_RECORD   record size of the checkpoint mode (default 1024)
+#   BENCH_DISK_MIB  MiB written to time the disk's sequential bandwidth (default 256)
 #   BENCH_SHARDS    shards in the benchmark stream (default 4)
-#   BENCH_GET_FILL  if set, getrecords first puts this many records per shard
-#                   (default: read back what the put modes wrote, --no-fill)
+#   BENCH_GET_FILL  if set, getrecords first puts this many records per shard (default: read
+#                   back what the put modes wrote; 25000 per shard when no put mode ran before)
 #   KINESD_BIN      server binary (default build/kinesd)
-#   KINESALITE_CLI  kinesalite cli.js (default build/npm/node_modules/kinesalite/cli.js,
-#                   installed there with npm when missing)
+#   KINESALITE_CLI  kinesalite cli.js (default build/npm/node_modules/kinesalite/cli.js)
+#   KINESIS_MOCK_JS kinesis-mock's main.js (default build/npm/node_modules/kinesis-local/main.js)
+#                   both installed by tools/install-npm.sh when missing
 #   BENCH_LOG_DIR   where server logs and raw kbench output go (default build/bench)
 #
-# Steps: build build/kbench if needed, start kinesd (durable mode) on a free
-# loopback port, create a stream, run putrecord (16 connections), putrecords
-# (500 x 100 B) and getrecords (Limit 10000) with the server pid for RSS, do
-# the same against kinesalite (in memory), then print a comparison table. Before
-# kinesd's PutRecord run, kbench times bare write+fdatasync calls in kinesd's data
-# directory: the floor under a durable acknowledgement at that moment.
+# kinesd runs durable (no --no-sync) with --no-limits; kinesalite and kinesis-mock keep
+# everything in memory. Each server is started on a free loopback port, gets one stream, runs
+# every selected mode, and is stopped before the next starts, so no two servers share the
+# cores. During each mode kbench samples the server's RssAnon every 100 ms. The table at the
+# end has the absolute figures and the ratios kinesd/kinesalite and kinesd/kinesis-mock.
 # Servers started here are stopped on exit.
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
+ALL_SERVERS="kinesd kinesalite kinesis-mock"
+ALL_MODES="ceiling putrecord putrecords getrecords putrecords-1k putrecords-25k checkpoint"
+SERVERS=${BENCH_SERVERS:-$ALL_SERVERS}
+MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
+CKPT_SECS=${BENCH_CKPT_SECONDS:-20}
+CKPT_RECORD=${BENCH_CKPT_RECORD:-1024}
+DISK_MIB=${BENCH_DISK_MIB:-256}
 SHARDS=${BENCH_SHARDS:-4}
 KINESD=${KINESD_BIN:-build/kinesd}
 KINESALITE_CLI=${KINESALITE_CLI:-build/npm/node_modules/kinesalite/cli.js}
+KINESIS_MOCK_JS=${KINESIS_MOCK_JS:-build/npm/node_modules/kinesis-local/main.js}
 LOG_DIR=${BENCH_LOG_DIR:-build/bench}
 KBENCH=build/kbench
 STREAM=bench
-RUN_KINESD=1
-RUN_KINESALITE=1
 FAILED=0
 
 usage() {
@@ -42,18 +63,32 @@ usage() {
 
 for arg in "$@"; do
     case "$arg" in
-        --kinesd-only) RUN_KINESALITE=0 ;;
-        --kinesalite-only) RUN_KINESD=0 ;;
+        --kinesd-only) SERVERS=kinesd ;;
+        --kinesalite-only) SERVERS=kinesalite ;;
         -h|--help) usage; exit 0 ;;
         *) echo "run.sh: unknown argument '$arg'" >&2; usage >&2; exit 2 ;;
     esac
 done
-if [[ $RUN_KINESD == 0 && $RUN_KINESALITE == 0 ]]; then
-    echo "run.sh: --kinesd-only and --kinesalite-only exclude each other" >&2
-    exit 2
-fi
-if ! [[ $SECS =~ ^[0-9]+([.][0-9]+)?$ ]] || ! [[ $SHARDS =~ ^[0-9]+$ ]]; then
-    echo "run.sh: BENCH_SECONDS and BENCH_SHARDS must be numbers" >&2
+
+# word lists: every word must be known
+in_list() { # WORD LIST
+    local w
+    for w in $2; do [[ $w == "$1" ]] && return 0; done
+    return 1
+}
+for s in $SERVERS; do
+    in_list "$s" "$ALL_SERVERS" || { echo "run.sh: unknown server '$s' (known: $ALL_SERVERS)" >&2; exit 2; }
+done
+for m in $MODES; do
+    in_list "$m" "$ALL_MODES" || { echo "run.sh: unknown mode '$m' (known: $ALL_MODES)" >&2; exit 2; }
+done
+has_mode() { in_list "$1" "$MODES"; }
+has_server() { in_list "$1" "$SERVERS"; }
+num_re='^[0-9]+([.][0-9]+)?$'
+if ! [[ $SECS =~ $num_re && $CKPT_SECS =~ $num_re ]] || ! [[ $SHARDS =~ ^[0-9]+$ ]] ||
+    ! [[ $CKPT_RECORD =~ ^[0-9]+$ && $DISK_MIB =~ ^[0-9]+$ ]]; then
+    echo "run.sh: BENCH_SECONDS, BENCH_CKPT_SECONDS, BENCH_CKPT_RECORD, BENCH_DISK_MIB and" \
+        "BENCH_SHARDS must be numbers" >&2
     exit 2
 fi
 if [[ -n ${BENCH_GET_FILL:-} ]] && ! [[ $BENCH_GET_FILL =~ ^[0-9]+$ ]]; then
@@ -61,7 +96,7 @@ if [[ -n ${BENCH_GET_FILL:-} ]] && ! [[ $BENCH_GET_FILL =~ ^[0-9]+$ ]]; then
     exit 2
 fi
 # upper bound for one kbench invocation (it stops by itself; this is a backstop)
-KB_TIMEOUT=$(awk -v s="$SECS" 'BEGIN { printf "%d", s + 150 }')
+KB_TIMEOUT=$(awk -v s="$SECS" -v c="$CKPT_SECS" 'BEGIN { m = s > c ? s : c; printf "%d", m + 150 }')
 
 # ---------------------------------------------------------------- cleanup --
 SERVER_PIDS=()
@@ -101,57 +136,59 @@ stop_server() {
 
 # ------------------------------------------------------------------ build --
 mkdir -p build "$LOG_DIR"
+rm -f "$LOG_DIR"/*.out
 if [[ ! -x $KBENCH || tools/bench/kbench.c -nt $KBENCH ]]; then
-    if [[ -f Makefile ]] && grep -Eq '^(\$\(BUILD\)|build)/kbench[[:space:]]*:' Makefile; then
-        echo "run.sh: building $KBENCH with make"
-        make build/kbench
-    else
-        echo "run.sh: building $KBENCH"
-        crypto_flags=$(pkg-config --cflags --libs libcrypto 2>/dev/null || echo -lcrypto)
-        # shellcheck disable=SC2086
-        ${CC:-cc} -std=c11 -O2 -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wvla \
-            -D_GNU_SOURCE -pthread -o "$KBENCH" tools/bench/kbench.c $crypto_flags -pthread
-    fi
+    echo "run.sh: building $KBENCH with make"
+    make --no-print-directory build/kbench
 fi
 
 # -------------------------------------------------------- prerequisites --
-if [[ $RUN_KINESD == 1 && ! -x $KINESD ]]; then
-    cat >&2 <<EOF
-run.sh: $KINESD not found (or not executable).
-        Build the server first (e.g. 'make'), or set KINESD_BIN.
-        To measure only the kinesalite baseline: tools/bench/run.sh --kinesalite-only
-EOF
+drop_server() { # NAME REASON
+    echo "run.sh: skipping $1: $2" >&2
+    local rest="" s
+    for s in $SERVERS; do [[ $s == "$1" ]] || rest="$rest $s"; done
+    SERVERS=$rest
+    FAILED=1
+}
+if has_server kinesd && [[ ! -x $KINESD ]]; then
+    echo "run.sh: $KINESD not found (or not executable): build it first ('make') or set KINESD_BIN" >&2
+    exit 2
+fi
+if has_server kinesalite || has_server kinesis-mock; then
+    if [[ ! -f $KINESALITE_CLI && $KINESALITE_CLI == build/npm/* ]] ||
+        [[ ! -f $KINESIS_MOCK_JS && $KINESIS_MOCK_JS == build/npm/* ]]; then
+        echo "run.sh: installing the npm packages (tools/install-npm.sh)"
+        tools/install-npm.sh || echo "run.sh: tools/install-npm.sh failed" >&2
+    fi
+    if ! command -v node >/dev/null 2>&1; then
+        has_server kinesalite && drop_server kinesalite "node not found"
+        has_server kinesis-mock && drop_server kinesis-mock "node not found"
+    fi
+    if has_server kinesalite && [[ ! -f $KINESALITE_CLI ]]; then
+        drop_server kinesalite "$KINESALITE_CLI not found"
+    fi
+    if has_server kinesis-mock && [[ ! -f $KINESIS_MOCK_JS ]]; then
+        drop_server kinesis-mock "$KINESIS_MOCK_JS not found"
+    fi
+fi
+if [[ -z ${SERVERS// /} ]] && ! has_mode ceiling; then
+    echo "run.sh: nothing to benchmark" >&2
     exit 2
 fi
 
-if [[ $RUN_KINESALITE == 1 ]]; then
-    if ! command -v node >/dev/null 2>&1; then
-        echo "run.sh: node not found; skipping kinesalite" >&2
-        RUN_KINESALITE=0
-    elif [[ ! -f $KINESALITE_CLI ]]; then
-        if [[ $KINESALITE_CLI == build/npm/node_modules/kinesalite/cli.js ]] &&
-            command -v npm >/dev/null 2>&1; then
-            echo "run.sh: installing kinesalite into build/npm"
-            if ! npm install --prefix build/npm --no-audit --no-fund --loglevel=error kinesalite; then
-                echo "run.sh: npm install kinesalite failed; skipping kinesalite" >&2
-                RUN_KINESALITE=0
-            fi
-        else
-            echo "run.sh: $KINESALITE_CLI not found; skipping kinesalite" >&2
-            RUN_KINESALITE=0
-        fi
-    fi
-    if [[ $RUN_KINESALITE == 0 && $RUN_KINESD == 0 ]]; then
-        echo "run.sh: nothing to benchmark" >&2
-        exit 2
-    fi
-fi
-
 # ---------------------------------------------------------------- helpers --
-# wait_port PID PORT NAME LOG: wait until PORT accepts connections
+# kb OUTFILE ARGS...: run kbench, show and keep its output
+kb() {
+    local out=$1
+    shift
+    # pipefail: the pipeline fails when kbench does
+    timeout --signal=TERM "$KB_TIMEOUT" "$KBENCH" "$@" 2>&1 | tee -a "$out"
+}
+
+# wait_port PID PORT NAME LOG SECONDS: wait until PORT accepts connections
 wait_port() {
-    local pid=$1 port=$2 name=$3 log=$4 _
-    for _ in $(seq 200); do
+    local pid=$1 port=$2 name=$3 log=$4 secs=$5 i
+    for ((i = 0; i < secs * 20; i++)); do
         if ! kill -0 "$pid" 2>/dev/null; then
             echo "run.sh: $name exited during startup; last log lines:" >&2
             tail -n 20 "$log" >&2 || true
@@ -162,176 +199,279 @@ wait_port() {
         fi
         sleep 0.05
     done
-    echo "run.sh: $name did not listen on port $port within 10 s" >&2
+    echo "run.sh: $name did not listen on port $port within $secs s" >&2
     return 1
 }
 
-# run_suite NAME PID PORT: run all modes, raw output in LOG_DIR/NAME.out
+# workload MODE: kbench arguments of a load mode (shared by the servers and the ceiling)
+workload() {
+    case "$1" in
+        putrecord) echo "--mode putrecord --connections 16 --record-size 100 --seconds $SECS" ;;
+        putrecords) echo "--mode putrecords --connections 4 --batch 500 --record-size 100 --seconds $SECS" ;;
+        getrecords) echo "--mode getrecords --limit 10000 --record-size 100 --seconds $SECS" ;;
+        putrecords-1k) echo "--mode putrecords --connections 4 --batch 500 --record-size 1024 --seconds $SECS" ;;
+        putrecords-25k) echo "--mode putrecords --connections 4 --batch 25 --record-size 25600 --seconds $SECS" ;;
+        checkpoint) echo "--mode putrecord --connections 16 --record-size $CKPT_RECORD --seconds $CKPT_SECS" ;;
+    esac
+}
+
+# run_suite NAME PID PORT [DATA_DIR]: every selected mode; raw output in LOG_DIR/NAME.MODE.out
 run_suite() {
-    local name=$1 pid=$2 port=$3 disk_dir=${4:-} out="$LOG_DIR/$1.out" get_fill rc=0
-    : >"$out"
+    local name=$1 pid=$2 port=$3 disk_dir=${4:-} rc=0 m put_done=0 disk_bw_done=0 extra
     local common=(--host 127.0.0.1 --port "$port" --stream "$STREAM")
-    if [[ -n ${BENCH_GET_FILL:-} ]]; then
-        get_fill=(--fill "$BENCH_GET_FILL")
-    else
-        get_fill=(--no-fill)
-    fi
     echo
     echo "=== $name (pid $pid, port $port) ==="
-    kb "$out" "${common[@]}" --mode create --shards "$SHARDS" || return 1
-    # the disk's own sync latency right before PutRecord, which waits for it on every request
-    if [[ -n $disk_dir ]]; then
-        kb "$out" --mode disksync --dir "$disk_dir" || rc=1
-    fi
-    kb "$out" "${common[@]}" --mode putrecord --connections 16 --record-size 100 \
-        --seconds "$SECS" --pid "$pid" || rc=1
-    kb "$out" "${common[@]}" --mode putrecords --connections 4 --batch 500 --record-size 100 \
-        --seconds "$SECS" --pid "$pid" || rc=1
-    kb "$out" "${common[@]}" --mode getrecords --limit 10000 "${get_fill[@]}" \
-        --seconds "$SECS" --pid "$pid" || rc=1
+    kb "$LOG_DIR/$name.create.out" "${common[@]}" --mode create --shards "$SHARDS" || return 1
+    for m in $MODES; do
+        [[ $m == ceiling ]] && continue
+        extra=()
+        # the disk's own figures, measured in kinesd's data directory right before the modes
+        # bound by them: sync latency before PutRecord, sequential bandwidth before large records
+        if [[ -n $disk_dir ]]; then
+            case "$m" in
+                putrecord | checkpoint)
+                    kb "$LOG_DIR/disk.sync-$m.out" --mode disksync --dir "$disk_dir" || rc=1 ;;
+                putrecords-1k | putrecords-25k)
+                    if [[ $disk_bw_done == 0 ]]; then
+                        kb "$LOG_DIR/disk.write.out" --mode diskwrite --mib "$DISK_MIB" --dir "$disk_dir" || rc=1
+                        disk_bw_done=1
+                    fi ;;
+            esac
+        fi
+        if [[ $m == getrecords ]]; then
+            if [[ -n ${BENCH_GET_FILL:-} ]]; then
+                extra=(--fill "$BENCH_GET_FILL")
+            elif [[ $put_done == 1 ]]; then
+                extra=(--no-fill)
+            else
+                extra=(--fill 25000)
+            fi
+        fi
+        [[ $m == putrecord || $m == putrecords ]] && put_done=1
+        # shellcheck disable=SC2046
+        kb "$LOG_DIR/$name.$m.out" "${common[@]}" $(workload "$m") "${extra[@]+"${extra[@]}"}" \
+            --pid "$pid" || rc=1
+    done
     return "$rc"
 }
 
-# kb OUTFILE ARGS...: run kbench, show and keep its output
-kb() {
-    local out=$1
-    shift
-    # pipefail: the pipeline fails when kbench does
-    timeout --signal=TERM "$KB_TIMEOUT" "$KBENCH" "$@" 2>&1 | tee -a "$out"
-}
-
-# field NAME MODE KEY: value of KEY in the RESULT line of MODE (empty if none)
-field() {
-    local f="$LOG_DIR/$1.out"
-    [[ -f $f ]] || return 0
-    awk -v mode="$2" -v key="$3" '
-        $1 == "RESULT" && $2 == "mode=" mode {
-            for (i = 3; i <= NF; i++) {
-                split($i, kv, "=")
-                if (kv[1] == key) v = substr($i, length(key) + 2)
-            }
-        }
-        END { if (v != "") print v }' "$f"
-}
-
-# sum of errors + io_errors + failed_records over all modes
-error_total() {
-    local f="$LOG_DIR/$1.out"
-    [[ -f $f ]] || return 0
-    awk '$1 == "RESULT" {
-            for (i = 3; i <= NF; i++) {
-                split($i, kv, "=")
-                if (kv[1] == "errors" || kv[1] == "io_errors" || kv[1] == "failed_records") {
-                    t += kv[2]; seen = 1
-                }
-            }
-        }
-        END { if (seen) print t }' "$f"
-}
-
-# highest peak_rss_mb over all modes (VmHWM only grows, this is the last)
-peak_rss() {
-    local f="$LOG_DIR/$1.out"
-    [[ -f $f ]] || return 0
-    awk '$1 == "RESULT" {
-            for (i = 3; i <= NF; i++) {
-                split($i, kv, "=")
-                if (kv[1] == "peak_rss_mb" && kv[2] != "na" && (m == "" || kv[2] + 0 > m + 0)) m = kv[2]
-            }
-        }
-        END { if (m != "") print m }' "$f"
-}
-
-# ---------------------------------------------------------------- kinesd --
-if [[ $RUN_KINESD == 1 ]]; then
-    port=$("$KBENCH" --mode freeport)
-    data_dir=$(mktemp -d)
-    DATA_DIRS+=("$data_dir")
-    log="$LOG_DIR/kinesd.log"
-    kinesd_args=(--host 127.0.0.1 --port "$port" --data-dir "$data_dir"
-        --create-stream-ms 0 --log-level warn)
+start_kinesd() { # PORT LOG -> pid in START_PID, data dir in START_DIR
+    local port=$1 log=$2 args
+    START_DIR=$(mktemp -d)
+    DATA_DIRS+=("$START_DIR")
+    args=(--host 127.0.0.1 --port "$port" --data-dir "$START_DIR" --create-stream-ms 0 --log-level warn)
     # durable mode (no --no-sync); lift throughput limits when the build has them
     if "$KINESD" --help 2>&1 | grep -q -- '--no-limits'; then
-        kinesd_args+=(--no-limits)
+        args+=(--no-limits)
     else
         echo "run.sh: note: $KINESD has no --no-limits option; running without it"
     fi
-    "$KINESD" "${kinesd_args[@]}" >"$log" 2>&1 &
-    pid=$!
-    SERVER_PIDS+=("$pid")
-    if wait_port "$pid" "$port" kinesd "$log"; then
-        run_suite kinesd "$pid" "$port" "$data_dir" || { echo "run.sh: kinesd suite failed" >&2; FAILED=1; }
-    else
-        : >"$LOG_DIR/kinesd.out"
-        FAILED=1
-    fi
-    stop_server "$pid"
+    "$KINESD" "${args[@]}" >"$log" 2>&1 &
+    START_PID=$!
+}
+
+start_kinesalite() {
+    START_DIR=
+    node "$KINESALITE_CLI" --port "$1" --createStreamMs 0 >"$2" 2>&1 &
+    START_PID=$!
+}
+
+# kinesis-mock (npm kinesis-local) is a Scala.js build: one node process, in memory
+start_kinesis_mock() {
+    local tls_port
+    tls_port=$("$KBENCH" --mode freeport)
+    START_DIR=
+    (cd "$(dirname "$KINESIS_MOCK_JS")" &&
+        exec env KINESIS_MOCK_PLAIN_PORT="$1" KINESIS_MOCK_TLS_PORT="$tls_port" \
+            SHOULD_PERSIST_DATA=false LOAD_DATA_IF_EXISTS=false LOG_LEVEL=WARN \
+            CREATE_STREAM_DURATION=0ms SHARD_LIMIT=1000 node "$(basename "$KINESIS_MOCK_JS")") >"$2" 2>&1 &
+    START_PID=$!
+}
+
+# ---------------------------------------------------------------- ceiling --
+if has_mode ceiling; then
+    echo
+    echo "=== kbench ceiling (built-in trivial server answering canned 200s, same cores) ==="
+    for m in $MODES; do
+        [[ $m == ceiling ]] && continue
+        # shellcheck disable=SC2046
+        kb "$LOG_DIR/ceiling.$m.out" --trivial-server $(workload "$m") || FAILED=1
+    done
 fi
 
-# ------------------------------------------------------------ kinesalite --
-if [[ $RUN_KINESALITE == 1 ]]; then
+# ---------------------------------------------------------------- servers --
+for s in $SERVERS; do
     port=$("$KBENCH" --mode freeport)
-    log="$LOG_DIR/kinesalite.log"
-    node "$KINESALITE_CLI" --port "$port" --createStreamMs 0 >"$log" 2>&1 &
-    pid=$!
-    SERVER_PIDS+=("$pid")
-    if wait_port "$pid" "$port" kinesalite "$log"; then
-        run_suite kinesalite "$pid" "$port" || { echo "run.sh: kinesalite suite failed" >&2; FAILED=1; }
+    log="$LOG_DIR/$s.log"
+    case "$s" in
+        kinesd) start_kinesd "$port" "$log"; wait_s=10 ;;
+        kinesalite) start_kinesalite "$port" "$log"; wait_s=20 ;;
+        kinesis-mock) start_kinesis_mock "$port" "$log"; wait_s=60 ;;
+    esac
+    SERVER_PIDS+=("$START_PID")
+    if wait_port "$START_PID" "$port" "$s" "$log" "$wait_s"; then
+        run_suite "$s" "$START_PID" "$port" "$START_DIR" || { echo "run.sh: $s suite failed" >&2; FAILED=1; }
     else
-        : >"$LOG_DIR/kinesalite.out"
         FAILED=1
     fi
-    stop_server "$pid"
-fi
+    stop_server "$START_PID"
+done
 
 # ----------------------------------------------------------------- table --
-A=kinesd
-B=kinesalite
-[[ $RUN_KINESD == 1 ]] || rm -f "$LOG_DIR/kinesd.out"
-[[ $RUN_KINESALITE == 1 ]] || rm -f "$LOG_DIR/kinesalite.out"
+# field FILE-STEM KEY: value of KEY in the last RESULT line of LOG_DIR/STEM.out (empty if none)
+field() {
+    local f="$LOG_DIR/$1.out"
+    [[ -f $f ]] || return 0
+    awk -v key="$2" '
+        $1 == "RESULT" {
+            v = ""
+            for (i = 2; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] == key) v = substr($i, length(key) + 2)
+            }
+            last = v
+        }
+        END { if (last != "") print last }' "$f"
+}
 
-# row LABEL VALUE_A VALUE_B TARGET (TARGET like ">=150000" / "<=64" / "")
+# over SERVER KEY AGG MODES...: sum or max of KEY over the server's modes
+over() {
+    local s=$1 key=$2 agg=$3 m f files=()
+    shift 3
+    for m in "$@"; do
+        f="$LOG_DIR/$s.$m.out"
+        [[ -f $f ]] && files+=("$f")
+    done
+    [[ ${#files[@]} -gt 0 ]] || return 0
+    awk -v key="$key" -v agg="$agg" '
+        $1 == "RESULT" {
+            for (i = 2; i <= NF; i++) {
+                split($i, kv, "=")
+                if (kv[1] != key || kv[2] !~ /^[0-9.]+$/) continue
+                seen = 1
+                if (agg == "sum") t += kv[2]; else if (kv[2] + 0 > t + 0) t = kv[2]
+            }
+        }
+        END { if (seen) print t }' "${files[@]}"
+}
+
+# checkpoints SERVER: lower bound on the 32 MiB log checkpoints the checkpoint mode crossed
+# (its payload alone; the log also holds keys and headers)
+checkpoints() {
+    local recs
+    recs=$(field "$1.checkpoint" records)
+    [[ -n $recs ]] || return 0
+    awk -v r="$recs" -v b="$CKPT_RECORD" 'BEGIN { printf "%d", r * b / 33554432 }'
+}
+
+# pct A B: A as a percentage of B
+pct() {
+    awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
+        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.0f", 100 * a / b }'
+}
+
+# row LABEL CEILING KINESD KINESALITE KINESIS_MOCK TARGET (TARGET like ">=150000" / "<=64")
 row() {
-    local label=$1 a=${2:-n/a} b=${3:-n/a} target=${4:-}
-    awk -v label="$label" -v a="$a" -v b="$b" -v target="$target" '
+    awk -v label="$1" -v c="${2:-}" -v a="${3:-}" -v b="${4:-}" -v k="${5:-}" -v target="${6:-}" '
         function num(x) { return x ~ /^-?[0-9]+([.][0-9]+)?$/ }
+        function ratio(x, y,   r) {
+            if (!num(x) || !num(y) || y + 0 <= 0) return "n/a"
+            r = x / y
+            if (r >= 100) return sprintf("%.0fx", r)
+            if (r >= 10) return sprintf("%.1fx", r)
+            return r >= 0.1 ? sprintf("%.2fx", r) : sprintf("%.3fx", r)
+        }
+        function show(x) { return x == "" ? "n/a" : x }
         BEGIN {
-            ratio = "n/a"
-            if (num(a) && num(b) && b + 0 > 0) ratio = sprintf("%.2fx", a / b)
             verdict = ""
             if (target != "" && num(a)) {
                 op = substr(target, 1, 2); t = substr(target, 3) + 0
                 ok = (op == ">=") ? (a + 0 >= t) : (a + 0 <= t)
                 verdict = ok ? "met" : "MISSED"
             }
-            printf "%-26s %14s %14s %9s   %-10s %s\n", label, a, b, ratio, target, verdict
+            printf "%-36s %11s %11s %11s %11s %9s %9s  %-9s %s\n", label, show(c), show(a), show(b),
+                show(k), ratio(a, b), ratio(a, k), target, verdict
         }'
 }
 
+# R LABEL MODE KEY TARGET: one row of a mode's RESULT key for the ceiling and all servers
+R() {
+    row "$1" "$(field "ceiling.$2" "$3")" "$(field "kinesd.$2" "$3")" "$(field "kinesalite.$2" "$3")" \
+        "$(field "kinesis-mock.$2" "$3")" "${4:-}"
+}
+
+disk_bw=$(field disk.write mb_per_s)
+mb_target=$(awk -v d="$disk_bw" 'BEGIN { if (d ~ /^[0-9.]+$/) printf ">=%.0f", 0.6 * d }')
+small_modes=(putrecord putrecords getrecords)
+all_modes=()
+for m in $MODES; do [[ $m == ceiling ]] || all_modes+=("$m"); done
+
 echo
-echo "=== kinesd vs kinesalite: ${SECS} s per mode, $SHARDS shards, 100 B records ==="
-echo "ratio = kinesd / kinesalite (rates: higher is better; latency and RSS: lower is better)"
-printf "%-26s %14s %14s %9s   %-10s %s\n" metric kinesd kinesalite ratio target "kinesd vs target"
-printf '%.0s-' $(seq 88)
+echo "=== kinesd / kinesalite / kinesis-mock: ${SECS} s per mode, $SHARDS shards; kinesd durable," \
+    "--no-limits; the others in memory ==="
+echo "ceiling = kbench against its own trivial server (the load generator's limit on these cores)."
+echo "ratios = kinesd / the other (rates: higher is better; latency and memory: lower is better)."
+echo "MB = 10^6 bytes of record payload. RssAnon is sampled every 100 ms during each mode."
+printf "%-36s %11s %11s %11s %11s %9s %9s  %-9s %s\n" metric ceiling kinesd kinesalite kinesis-mock \
+    kd/klite kd/kmock target "kinesd vs target"
+printf '%.0s-' $(seq 128)
 echo
-row "PutRecord req/s" "$(field $A putrecord requests_per_s)" "$(field $B putrecord requests_per_s)" ">=10000"
-row "disk fdatasync p50 us" "$(field $A disksync p50_us)" "n/a"
-row "PutRecord MB/s" "$(field $A putrecord mb_per_s)" "$(field $B putrecord mb_per_s)"
-row "PutRecord p50 ms" "$(field $A putrecord p50_ms)" "$(field $B putrecord p50_ms)"
-row "PutRecord p99 ms" "$(field $A putrecord p99_ms)" "$(field $B putrecord p99_ms)"
-row "PutRecords records/s" "$(field $A putrecords records_per_s)" "$(field $B putrecords records_per_s)" ">=150000"
-row "PutRecords req/s" "$(field $A putrecords requests_per_s)" "$(field $B putrecords requests_per_s)"
-row "PutRecords MB/s" "$(field $A putrecords mb_per_s)" "$(field $B putrecords mb_per_s)"
-row "PutRecords p50 ms" "$(field $A putrecords p50_ms)" "$(field $B putrecords p50_ms)"
-row "PutRecords p99 ms" "$(field $A putrecords p99_ms)" "$(field $B putrecords p99_ms)"
-row "GetRecords records/s" "$(field $A getrecords records_per_s)" "$(field $B getrecords records_per_s)" ">=500000"
-row "GetRecords req/s" "$(field $A getrecords requests_per_s)" "$(field $B getrecords requests_per_s)"
-row "GetRecords MB/s" "$(field $A getrecords mb_per_s)" "$(field $B getrecords mb_per_s)"
-row "GetRecords p50 ms" "$(field $A getrecords p50_ms)" "$(field $B getrecords p50_ms)"
-row "GetRecords p99 ms" "$(field $A getrecords p99_ms)" "$(field $B getrecords p99_ms)"
-row "errors (all modes)" "$(error_total $A)" "$(error_total $B)"
-row "peak RSS MB (VmHWM)" "$(peak_rss $A)" "$(peak_rss $B)" "<=64"
-row "RSS MB after getrecords" "$(field $A getrecords rss_mb)" "$(field $B getrecords rss_mb)"
+if has_mode putrecord; then
+    row "disk write+fdatasync p50 us" "" "$(field disk.sync-putrecord p50_us)"
+    R "PutRecord 16 conn, 100 B: req/s" putrecord requests_per_s ">=14000"
+    R "PutRecord p50 ms" putrecord p50_ms
+    R "PutRecord p99 ms" putrecord p99_ms
+fi
+if has_mode putrecords; then
+    R "PutRecords 500 x 100 B: records/s" putrecords records_per_s ">=400000"
+    R "PutRecords 500 x 100 B: p99 ms" putrecords p99_ms
+fi
+if has_mode getrecords; then
+    R "GetRecords Limit 10000: records/s" getrecords records_per_s ">=1500000"
+    R "GetRecords p99 ms" getrecords p99_ms
+fi
+if has_mode putrecords-1k || has_mode putrecords-25k; then
+    row "disk sequential write MB/s (${DISK_MIB} MiB)" "" "$disk_bw"
+fi
+if has_mode putrecords-1k; then
+    R "PutRecords 500 x 1 KiB: MB/s" putrecords-1k mb_per_s "$mb_target"
+    row "  kinesd, % of the disk's bandwidth" "" "$(pct "$(field kinesd.putrecords-1k mb_per_s)" "$disk_bw")"
+fi
+if has_mode putrecords-25k; then
+    R "PutRecords 25 x 25 KiB: MB/s" putrecords-25k mb_per_s "$mb_target"
+    row "  kinesd, % of the disk's bandwidth" "" "$(pct "$(field kinesd.putrecords-25k mb_per_s)" "$disk_bw")"
+fi
+if has_mode checkpoint; then
+    row "disk write+fdatasync p50 us" "" "$(field disk.sync-checkpoint p50_us)"
+    R "Checkpoint run ${CKPT_SECS} s, ${CKPT_RECORD} B: req/s" checkpoint requests_per_s
+    row "  log checkpoints crossed (at least)" "" "$(checkpoints kinesd)"
+    R "  PutRecord p99 ms" checkpoint p99_ms
+    R "  PutRecord p99.9 ms" checkpoint p999_ms
+    R "  PutRecord max ms" checkpoint max_ms
+fi
+row "errors (all modes)" "$(over ceiling errors sum "${all_modes[@]}")" \
+    "$(over kinesd errors sum "${all_modes[@]}")" "$(over kinesalite errors sum "${all_modes[@]}")" \
+    "$(over kinesis-mock errors sum "${all_modes[@]}")"
+io_failed() { # SERVER: "transport errors/failed records" over all modes
+    local a b
+    a=$(over "$1" io_errors sum "${all_modes[@]}")
+    b=$(over "$1" failed_records sum "${all_modes[@]}")
+    [[ -z $a$b ]] || echo "${a:-0}/${b:-0}"
+}
+row "transport errors/failed records" "" "$(io_failed kinesd)" "$(io_failed kinesalite)" \
+    "$(io_failed kinesis-mock)"
+MEM() { # LABEL KEY TARGET MODES...
+    local label=$1 key=$2 target=$3
+    shift 3
+    row "$label" "" "$(over kinesd "$key" max "$@")" "$(over kinesalite "$key" max "$@")" \
+        "$(over kinesis-mock "$key" max "$@")" "$target"
+}
+MEM "peak RssAnon MB, 100 B modes" peak_rss_anon_mb "<=64" "${small_modes[@]}"
+MEM "peak RssAnon MB, all modes" peak_rss_anon_mb "<=64" "${all_modes[@]}"
+MEM "VmHWM MB (file pages too), all modes" peak_rss_mb "" "${all_modes[@]}"
+for m in "${all_modes[@]}"; do
+    MEM "  RssAnon peak in $m" peak_rss_anon_mb "" "$m"
+done
 echo
 echo "raw kbench output and server logs: $LOG_DIR/"
 if [[ $FAILED != 0 ]]; then
