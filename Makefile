@@ -8,6 +8,7 @@
 #   make bench      load benchmark: kinesd, kinesalite and kinesis-mock side by side (about 6 min;
 #                   BENCH_MODES, BENCH_SERVERS, BENCH_SECONDS select parts: tools/bench/run.sh -h)
 #   make lint       clang-format check and a scan for banned functions
+#   make fuzz       each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (60) under ASan/UBSan
 
 CC      ?= cc
 BUILD   ?= build
@@ -30,7 +31,7 @@ SERVER_OBJ  := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 UNIT_SRC := $(wildcard tests/unit/*/*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration asan bench lint format clean deps deps-test
+.PHONY: all run test unit integration asan bench lint format clean deps deps-test fuzz fuzz-bins
 all: $(BUILD)/kinesd
 
 $(BUILD)/storage/%.o: storage/%.c
@@ -91,6 +92,24 @@ asan: deps-test
 bench: deps-test $(BUILD)/kinesd $(BUILD)/kbench
 	@tools/bench/run.sh
 
+# libFuzzer harnesses (not part of `make test`): objects built with clang under ASan/UBSan in
+# build-fuzz, each harness run for FUZZ_SECONDS on its seed corpus (tests/fuzz/corpus/<harness>).
+FUZZ_SECONDS ?= 60
+FUZZ_DEBS    := clang libclang-rt-14-dev
+FUZZ_HARNESS := $(basename $(notdir $(wildcard tests/fuzz/fuzz_*.c)))
+# (clang warns about one gcc-clean idiom of the sources, `!strcmp(..) == 0`)
+FUZZ_SAN     := -fsanitize=address,undefined -fno-sanitize-recover=all -fsanitize=fuzzer-no-link \
+	  -Wno-logical-not-parentheses
+fuzz:
+	@tools/install-deps.sh $(BUILD_DEBS) $(FUZZ_DEBS)
+	@$(MAKE) --no-print-directory BUILD=build-fuzz CC=clang OPT="-O1 -g -fno-omit-frame-pointer" \
+	  SAN="$(FUZZ_SAN)" fuzz-bins
+	@tools/run-fuzz.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_HARNESS)
+fuzz-bins: $(FUZZ_HARNESS:%=$(BUILD)/tests/fuzz/%)
+$(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(API_OBJ) $(STORAGE_OBJ)
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -Iapi -Istorage -Itests/fuzz $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+
 lint:
 	@tools/lint.sh
 
@@ -98,6 +117,6 @@ format:
 	@tools/lint.sh --fix
 
 clean:
-	rm -rf build build-asan
+	rm -rf build build-asan build-fuzz
 
 -include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

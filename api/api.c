@@ -504,7 +504,11 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
             coral_answer(resp, KERR_SERIALIZATION);
             goto done;
         }
-        api_fail(c, KERR_SERIALIZATION, NULL);
+        if (drc == KV_TOO_BIG) /* a body of tiny items: its tree would outgrow kv_budget */
+            api_fail(c, KERR_SERIALIZATION, "Request of %zu bytes decodes to more than %zu bytes.",
+                     r->body_len, kv_budget(r->body_len));
+        else
+            api_fail(c, KERR_SERIALIZATION, NULL);
         goto error;
     }
     if (plain_json) {
@@ -523,7 +527,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     int64_t rlimit =
         ops[op].flags & OPF_RECORDS && api_max_body(a) > DEFAULT_MAX_BODY ? record_limit(c, req) : 1048576;
     if (validate_request(&c->arena, req, ops[op].def->schema, rlimit, &kind, &msg)) {
-        api_fail(c, kind ? KERR_VALIDATION : KERR_SERIALIZATION, "%s", msg);
+        api_fail(c, kind ? KERR_VALIDATION : KERR_SERIALIZATION, msg ? "%s" : NULL, msg);
         goto error;
     }
     c->req = req;

@@ -1,11 +1,15 @@
 /* enc.c: the answer writer (enc.h) in its two renderings. JSON: escaping has a fast path for
  * runs of plain characters; base64 is written in 3-byte groups without intermediate copies.
  * CBOR (RFC 8949): indefinite-length maps and arrays; timestamps are tag 1 with integer
- * milliseconds, as AWS's CBOR protocol carries them. */
+ * milliseconds, as AWS's CBOR protocol carries them. Strings are written as valid UTF-8
+ * whatever their bytes (U+FFFD stands in for a byte that is not UTF-8), and JSON escapes every
+ * control character, so an answer is always readable by a strict client. */
 #include "enc.h"
 
 #include <inttypes.h>
 #include <stdio.h>
+
+#include "utf8.h"
 
 void enc_init(struct enc *e, enum wire_fmt fmt)
 {
@@ -89,40 +93,86 @@ void enc_obj_end(struct enc *e) { close_(e, '}'); }
 void enc_arr_begin(struct enc *e) { open_(e, '['); }
 void enc_arr_end(struct enc *e) { close_(e, ']'); }
 
+/* A JSON string of the len bytes at s. Whatever the bytes, the text is valid JSON and valid
+ * UTF-8: control characters are escaped, and a byte that does not start a valid UTF-8 sequence
+ * is written as U+FFFD (what a stored key that predates validation, or a message cut in the
+ * middle of a character, becomes), so no stored value can make an answer unreadable. */
 static void quoted(struct buf *b, const char *s, size_t len)
 {
     static const char hex[] = "0123456789abcdef";
     buf_grow(b, len + 2);
     b->p[b->len++] = '"';
     size_t run = 0;
-    for (size_t i = 0; i < len; i++) {
+    for (size_t i = 0; i < len;) {
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\')
+        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
+            i++;
             continue;
+        }
+        if (c >= 0x80) {
+            size_t k = utf8_seq((const unsigned char *)s + i, len - i);
+            if (k) {
+                i += k;
+                continue;
+            }
+        }
         buf_add(b, s + run, i - run);
-        run = i + 1;
+        i++;
+        run = i;
         switch (c) {
         case '"': buf_add(b, "\\\"", 2); break;
         case '\\': buf_add(b, "\\\\", 2); break;
         case '\n': buf_add(b, "\\n", 2); break;
         case '\r': buf_add(b, "\\r", 2); break;
         case '\t': buf_add(b, "\\t", 2); break;
-        default: {
-            char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            buf_add(b, u, 6);
-        }
+        default:
+            if (c >= 0x80) {
+                buf_add(b, "\xEF\xBF\xBD", 3); /* U+FFFD for a byte that is not UTF-8 */
+            } else {
+                char u[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
+                buf_add(b, u, 6);
+            }
         }
     }
     buf_add(b, s + run, len - run);
     buf_addc(b, '"');
 }
 
+/* A CBOR text string: the bytes as they are when they are UTF-8 (the common case, checked
+ * without a copy), otherwise with U+FFFD for every byte that is not, as quoted() does. */
+static void cbor_text(struct buf *b, const char *s, size_t len)
+{
+    const unsigned char *u = (const unsigned char *)s;
+    size_t extra = 0;
+    for (size_t i = 0; i < len;) {
+        size_t k = u[i] < 0x80 ? 1 : utf8_seq(u + i, len - i);
+        if (!k) {
+            extra += 2; /* one byte becomes three */
+            k = 1;
+        }
+        i += k;
+    }
+    cbor_head(b, 3, len + extra);
+    if (!extra) {
+        buf_add(b, s, len);
+        return;
+    }
+    for (size_t i = 0; i < len;) {
+        size_t k = u[i] < 0x80 ? 1 : utf8_seq(u + i, len - i);
+        if (k) {
+            buf_add(b, s + i, k);
+            i += k;
+        } else {
+            buf_add(b, "\xEF\xBF\xBD", 3);
+            i++;
+        }
+    }
+}
+
 void enc_key(struct enc *e, const char *k)
 {
     if (e->fmt == WIRE_CBOR) {
-        size_t n = strlen(k);
-        cbor_head(&e->b, 3, n);
-        buf_add(&e->b, k, n);
+        cbor_text(&e->b, k, strlen(k));
         return;
     }
     sep(e);
@@ -134,8 +184,7 @@ void enc_key(struct enc *e, const char *k)
 void enc_str(struct enc *e, const char *s, size_t len)
 {
     if (e->fmt == WIRE_CBOR) {
-        cbor_head(&e->b, 3, len);
-        buf_add(&e->b, s, len);
+        cbor_text(&e->b, s, len);
         return;
     }
     sep(e);

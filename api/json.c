@@ -1,19 +1,31 @@
 /* json.c: strict RFC 8259 parser into the request tree (value.h).
  *
  * Numbers keep their source text so error messages can echo a value as the client wrote it.
- * Recursion is bounded to 64 levels so hostile input cannot exhaust the stack. */
-#include "value.h"
-
+ * Strings must be valid UTF-8 (raw bytes and \u escapes alike: a surrogate escape must be a
+ * high one followed by a low one) and may not hold NUL, so the tree never carries text a JSON
+ * answer could not repeat. Recursion is bounded to KV_MAX_DEPTH levels so hostile input cannot
+ * exhaust the stack, and every allocation is charged to the arena's limit (kv_budget), so it
+ * cannot exhaust memory either. */
 #include <errno.h>
+#include <float.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>
+
+#include "utf8.h"
+#include "value.h"
 
 struct p {
     struct arena *a;
     const char *s, *end;
     int depth;
 };
+
+size_t kv_budget(size_t len)
+{
+    size_t b = KV_BUDGET_BASE + len + len / 4;
+    return len > KV_BUDGET_MAX || b > KV_BUDGET_MAX ? KV_BUDGET_MAX : b;
+}
 
 static void ws(struct p *p)
 {
@@ -66,12 +78,23 @@ static int str(struct p *p, const char **out, size_t *outlen)
     const char *start = p->s;
     const char *q = start;
     while (q < p->end && *q != '"' && *q != '\\') {
-        if ((unsigned char)*q < 0x20)
-            return -1;
-        q++;
+        unsigned char c = (unsigned char)*q;
+        if (c < 0x20)
+            return KV_MALFORMED;
+        if (c < 0x80) {
+            q++;
+            continue;
+        }
+        size_t k = utf8_seq((const unsigned char *)q, (size_t)(p->end - q));
+        if (!k)
+            return KV_MALFORMED;
+        q += k;
     }
-    if (q < p->end && *q == '"') { /* fast path: no escapes, point into a copy */
-        *out = arena_strndup(p->a, start, (size_t)(q - start));
+    if (q < p->end && *q == '"') { /* fast path: no escapes, a plain copy */
+        char *o = arena_try_strndup(p->a, start, (size_t)(q - start));
+        if (!o)
+            return KV_TOO_BIG;
+        *out = o;
         *outlen = (size_t)(q - start);
         p->s = q + 1;
         return 0;
@@ -84,19 +107,31 @@ static int str(struct p *p, const char **out, size_t *outlen)
         e++;
     }
     if (e >= p->end)
-        return -1;
-    char *o = arena_alloc(p->a, (size_t)(e - start) + 1);
+        return KV_MALFORMED;
+    char *o = arena_try_alloc(p->a, (size_t)(e - start) + 1, 1);
+    if (!o)
+        return KV_TOO_BIG;
     char *w = o;
     const char *r = start;
     while (r < e) {
-        char c = *r++;
-        if ((unsigned char)c < 0x20)
-            return -1;
-        if (c != '\\') {
-            *w++ = c;
+        unsigned char c = (unsigned char)*r;
+        if (c < 0x20)
+            return KV_MALFORMED;
+        if (c >= 0x80) {
+            size_t k = utf8_seq((const unsigned char *)r, (size_t)(e - r));
+            if (!k)
+                return KV_MALFORMED;
+            memcpy(w, r, k);
+            w += k;
+            r += k;
             continue;
         }
-        c = *r++;
+        r++;
+        if (c != '\\') {
+            *w++ = (char)c;
+            continue;
+        }
+        c = (unsigned char)*r++;
         switch (c) {
         case '"': *w++ = '"'; break;
         case '\\': *w++ = '\\'; break;
@@ -109,26 +144,24 @@ static int str(struct p *p, const char **out, size_t *outlen)
         case 'u': {
             unsigned cp;
             if (e - r < 4 || hex4(r, &cp))
-                return -1;
+                return KV_MALFORMED;
             r += 4;
-            if (cp >= 0xD800 && cp < 0xDC00) {
+            if (cp >= 0xD800 && cp < 0xDC00) { /* a high surrogate needs its low half */
                 unsigned lo;
-                if (e - r >= 6 && r[0] == '\\' && r[1] == 'u' && !hex4(r + 2, &lo) && lo >= 0xDC00 &&
-                    lo < 0xE000) {
-                    r += 6;
-                    cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-                } else {
-                    cp = 0xFFFD;
-                }
-            } else if (cp >= 0xDC00 && cp < 0xE000) {
-                cp = 0xFFFD;
+                if (e - r < 6 || r[0] != '\\' || r[1] != 'u' || hex4(r + 2, &lo) || lo < 0xDC00 ||
+                    lo >= 0xE000)
+                    return KV_MALFORMED;
+                r += 6;
+                cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
+            } else if ((cp >= 0xDC00 && cp < 0xE000) || cp == 0) {
+                return KV_MALFORMED; /* a lone low surrogate, or NUL */
             }
-            /* a \uXXXX escape (6 source bytes) never needs more than 4 output bytes, and a
+            /* a \uXXXX escape (6 source bytes) never needs more than 3 output bytes, and a
              * surrogate pair (12 bytes) never more than 4 */
             w = put_utf8(w, cp);
             break;
         }
-        default: return -1;
+        default: return KV_MALFORMED;
         }
     }
     *w = 0;
@@ -145,20 +178,20 @@ static int num(struct p *p, struct kv *v)
     if (q < p->end && *q == '-')
         q++;
     if (q >= p->end)
-        return -1;
+        return KV_MALFORMED;
     if (*q == '0') {
         q++;
     } else if (*q >= '1' && *q <= '9') {
         while (q < p->end && *q >= '0' && *q <= '9')
             q++;
     } else {
-        return -1;
+        return KV_MALFORMED;
     }
     if (q < p->end && *q == '.') {
         integral = false;
         q++;
         if (q >= p->end || *q < '0' || *q > '9')
-            return -1;
+            return KV_MALFORMED;
         while (q < p->end && *q >= '0' && *q <= '9')
             q++;
     }
@@ -168,15 +201,19 @@ static int num(struct p *p, struct kv *v)
         if (q < p->end && (*q == '+' || *q == '-'))
             q++;
         if (q >= p->end || *q < '0' || *q > '9')
-            return -1;
+            return KV_MALFORMED;
         while (q < p->end && *q >= '0' && *q <= '9')
             q++;
     }
-    char *txt = arena_strndup(p->a, st, (size_t)(q - st));
+    char *txt = arena_try_strndup(p->a, st, (size_t)(q - st));
+    if (!txt)
+        return KV_TOO_BIG;
     v->type = KV_NUM;
     v->s = txt;
     v->len = (size_t)(q - st);
     v->d = strtod(txt, NULL);
+    if (isinf(v->d)) /* beyond a double's range: the largest finite one, so conversions stay defined */
+        v->d = copysign(DBL_MAX, v->d);
     if (integral) {
         errno = 0;
         long long ll = strtoll(txt, NULL, 10);
@@ -196,98 +233,72 @@ static int lit(struct p *p, const char *w)
 {
     size_t n = strlen(w);
     if ((size_t)(p->end - p->s) < n || memcmp(p->s, w, n))
-        return -1;
+        return KV_MALFORMED;
     p->s += n;
     return 0;
+}
+
+/* The members of an object or the elements of an array; p->s is past the opening bracket. */
+static int children(struct p *p, struct kv *v, bool obj)
+{
+    char close = obj ? '}' : ']';
+    int rc;
+    if (++p->depth > KV_MAX_DEPTH)
+        return KV_MALFORMED;
+    v->type = obj ? KV_OBJ : KV_ARR;
+    struct kv **tail = &v->child;
+    ws(p);
+    if (p->s < p->end && *p->s == close) {
+        p->s++;
+        p->depth--;
+        return 0;
+    }
+    for (;;) {
+        struct kv *m = arena_try_zalloc(p->a, sizeof *m);
+        if (!m)
+            return KV_TOO_BIG;
+        if (obj) {
+            ws(p);
+            if (p->s >= p->end || *p->s != '"')
+                return KV_MALFORMED;
+            p->s++;
+            size_t klen;
+            if ((rc = str(p, &m->key, &klen)))
+                return rc;
+            ws(p);
+            if (p->s >= p->end || *p->s != ':')
+                return KV_MALFORMED;
+            p->s++;
+        }
+        if ((rc = value(p, m)))
+            return rc;
+        *tail = m;
+        tail = &m->next;
+        v->n++;
+        ws(p);
+        if (p->s >= p->end)
+            return KV_MALFORMED;
+        if (*p->s == ',') {
+            p->s++;
+            continue;
+        }
+        if (*p->s == close) {
+            p->s++;
+            p->depth--;
+            return 0;
+        }
+        return KV_MALFORMED;
+    }
 }
 
 static int value(struct p *p, struct kv *v)
 {
     ws(p);
     if (p->s >= p->end)
-        return -1;
+        return KV_MALFORMED;
     switch (*p->s) {
-    case '{': {
-        if (++p->depth > 64)
-            return -1;
-        p->s++;
-        v->type = KV_OBJ;
-        struct kv **tail = &v->child;
-        ws(p);
-        if (p->s < p->end && *p->s == '}') {
-            p->s++;
-            p->depth--;
-            return 0;
-        }
-        for (;;) {
-            ws(p);
-            if (p->s >= p->end || *p->s != '"')
-                return -1;
-            p->s++;
-            const char *k;
-            size_t klen;
-            if (str(p, &k, &klen))
-                return -1;
-            ws(p);
-            if (p->s >= p->end || *p->s != ':')
-                return -1;
-            p->s++;
-            struct kv *m = arena_zalloc(p->a, sizeof *m);
-            m->key = k;
-            if (value(p, m))
-                return -1;
-            *tail = m;
-            tail = &m->next;
-            v->n++;
-            ws(p);
-            if (p->s >= p->end)
-                return -1;
-            if (*p->s == ',') {
-                p->s++;
-                continue;
-            }
-            if (*p->s == '}') {
-                p->s++;
-                p->depth--;
-                return 0;
-            }
-            return -1;
-        }
-    }
-    case '[': {
-        if (++p->depth > 64)
-            return -1;
-        p->s++;
-        v->type = KV_ARR;
-        struct kv **tail = &v->child;
-        ws(p);
-        if (p->s < p->end && *p->s == ']') {
-            p->s++;
-            p->depth--;
-            return 0;
-        }
-        for (;;) {
-            struct kv *m = arena_zalloc(p->a, sizeof *m);
-            if (value(p, m))
-                return -1;
-            *tail = m;
-            tail = &m->next;
-            v->n++;
-            ws(p);
-            if (p->s >= p->end)
-                return -1;
-            if (*p->s == ',') {
-                p->s++;
-                continue;
-            }
-            if (*p->s == ']') {
-                p->s++;
-                p->depth--;
-                return 0;
-            }
-            return -1;
-        }
-    }
+    case '{': p->s++; return children(p, v, true);
+    case '[': p->s++; return children(p, v, false);
     case '"':
         p->s++;
         v->type = KV_STR;
@@ -308,12 +319,18 @@ static int value(struct p *p, struct kv *v)
 int json_parse(struct arena *a, const char *text, size_t len, struct kv **out)
 {
     struct p p = {a, text, text + len, 0};
-    struct kv *v = arena_zalloc(a, sizeof *v);
-    if (value(&p, v))
-        return -1;
-    ws(&p);
-    if (p.s != p.end)
-        return -1;
+    size_t saved = a->limit;
+    arena_set_limit(a, a->used + kv_budget(len));
+    int rc = KV_TOO_BIG;
+    struct kv *v = arena_try_zalloc(a, sizeof *v);
+    if (v && !(rc = value(&p, v))) {
+        ws(&p);
+        if (p.s != p.end)
+            rc = KV_MALFORMED;
+    }
+    arena_set_limit(a, saved);
+    if (rc)
+        return rc;
     *out = v;
     return 0;
 }

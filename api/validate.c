@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "buf.h"
+#include "utf8.h"
 
 struct vregex vre_name = {"[a-zA-Z0-9_.-]+", 0, {0}};
 struct vregex vre_hash_key = {"0|([1-9]\\d{0,38})", 0, {0}};
@@ -205,8 +206,14 @@ static int check_type(struct vstate *st, struct kv *v, const struct vfield *f)
         if (v->type == KV_NUM)
             return serr(st, "class com.amazon.coral.value.json.numbers.TruncatingBigNumber can not "
                             "be converted to an String");
-        if (v->type == KV_BLOB)
-            v->type = KV_STR; /* CBOR byte string where text was expected: take the bytes */
+        if (v->type == KV_BLOB) {
+            /* CBOR byte string where text was expected: take the bytes, if they are text as
+             * the decoders require of every string (a bare SerializationException, as for a
+             * malformed body) */
+            if (!utf8_valid_nonul(v->s, v->len))
+                return serr(st, NULL);
+            v->type = KV_STR;
+        }
         return 0;
     case VT_BLOB:
         if (v->type == KV_BOOL)
@@ -244,6 +251,15 @@ static int check_type(struct vstate *st, struct kv *v, const struct vfield *f)
             return serr(st, "class java.lang.Boolean can not be converted to milliseconds since epoch");
         if (v->type == KV_STR || v->type == KV_BLOB)
             return serr(st, "class java.lang.String can not be converted to milliseconds since epoch");
+        if (v->type == KV_NUM) {
+            /* clamp far past and far future so that seconds or milliseconds times 1000 stays
+             * within int64: 9.2e15 is about 290,000 years either side of 1970 */
+            const double tmax = 9.2e15;
+            if (v->d > tmax || v->d < -tmax)
+                v->d = v->d > 0 ? tmax : -tmax;
+            if (v->is_int && (v->i > (int64_t)tmax || v->i < -(int64_t)tmax))
+                v->i = v->i > 0 ? (int64_t)tmax : -(int64_t)tmax;
+        }
         return 0;
     case VT_LIST:
         if (v->type != KV_ARR)

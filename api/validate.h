@@ -96,7 +96,10 @@ extern struct vregex vre_seq;      /* 0|([1-9]\d{0,128}) */
 
 /* Check req against fields; record_limit stands in for LEN_LE_RECORD (the maximum record size
  * of the stream the request names, 1 MiB by default). On failure returns -1 with *kind set to 0 for a
- * SerializationException or 1 for a ValidationException, and *msg (arena) the message. */
+ * SerializationException or 1 for a ValidationException, and *msg (arena) the message, or NULL
+ * for a bare SerializationException (a CBOR byte string that is not text where a String is
+ * expected). Timestamp members are clamped to +-9.2e15 (seconds or milliseconds), so converting
+ * them to milliseconds cannot overflow. */
 int validate_request(struct arena *a, struct kv *req, const struct vfield *fields, int64_t record_limit,
                      int *kind, const char **msg);
 

@@ -1,0 +1,89 @@
+/* Unit tests of the answer writer: whatever bytes a string holds, the JSON answer is valid JSON
+ * in valid UTF-8 (checked with the strict decoder), and CBOR text strings are valid UTF-8. */
+#include "check.h"
+#include "enc.h"
+#include "utf8.h"
+#include "value.h"
+
+/* The JSON of ["<s>"] parsed back; returns the decoded string (arena) or NULL. */
+static const char *json_roundtrip(struct arena *a, const char *s, size_t len, size_t *outlen)
+{
+    struct enc e;
+    enc_init(&e, WIRE_JSON);
+    enc_arr_begin(&e);
+    enc_str(&e, s, len);
+    enc_arr_end(&e);
+    struct kv *v;
+    int rc = json_parse(a, e.b.p, e.b.len, &v);
+    buf_free(&e.b);
+    if (rc || v->type != KV_ARR || v->n != 1 || v->child->type != KV_STR)
+        return NULL;
+    *outlen = v->child->len;
+    return v->child->s;
+}
+
+static void invalid_bytes_become_replacement_characters(void)
+{
+    struct arena a;
+    arena_init(&a);
+    size_t n;
+    const char *s = json_roundtrip(&a,
+                                   "a\xff"
+                                   "b",
+                                   3, &n);
+    CHECK(s && n == 5 &&
+          !memcmp(s,
+                  "a\xef\xbf\xbd"
+                  "b",
+                  5));
+    s = json_roundtrip(&a, "\xed\xa0\x80", 3, &n); /* a surrogate in UTF-8: three bytes, three U+FFFD */
+    CHECK(s && n == 9);
+    s = json_roundtrip(&a, "\xc0\xaf", 2, &n); /* overlong */
+    CHECK(s && n == 6);
+    s = json_roundtrip(&a, "caf\xc3\xa9 \xf0\x9f\x98\x80", 10, &n); /* valid text is kept as is */
+    CHECK(s && n == 10 && !memcmp(s, "caf\xc3\xa9 \xf0\x9f\x98\x80", 10));
+    s = json_roundtrip(&a, "\xf0\x9f\x98", 3, &n); /* truncated at the end */
+    CHECK(s && n == 9);
+    arena_free(&a);
+}
+
+static void control_characters_are_escaped(void)
+{
+    struct enc e;
+    enc_init(&e, WIRE_JSON);
+    enc_str(&e, "\x01\x1f\"\\\n\x7f", 6);
+    CHECK(e.b.len == 21 && !memcmp(e.b.p, "\"\\u0001\\u001f\\\"\\\\\\n\x7f\"", 21));
+    buf_free(&e.b);
+}
+
+static void cbor_text_is_utf8(void)
+{
+    struct enc e;
+    enc_init(&e, WIRE_CBOR);
+    enc_str(&e, "a\xff", 2);
+    CHECK(e.b.len == 5 && !memcmp(e.b.p,
+                                  "\x64"
+                                  "a\xef\xbf\xbd",
+                                  5));
+    buf_free(&e.b);
+    enc_init(&e, WIRE_CBOR);
+    enc_str(&e, "\xc3\xa9", 2);
+    CHECK(e.b.len == 3 && !memcmp(e.b.p, "\x62\xc3\xa9", 3));
+    buf_free(&e.b);
+}
+
+static void utf8_follows_rfc3629(void)
+{
+    CHECK(utf8_valid_nonul(
+        "\xc2\x80\xdf\xbf\xe0\xa0\x80\xed\x9f\xbf\xee\x80\x80\xf0\x90\x80\x80\xf4\x8f\xbf\xbf", 21));
+    CHECK(!utf8_valid_nonul("\xc1\xbf", 2));
+    CHECK(!utf8_valid_nonul("\xe0\x9f\xbf", 3));
+    CHECK(!utf8_valid_nonul("\xed\xbf\xbf", 3));
+    CHECK(!utf8_valid_nonul("\xf0\x8f\xbf\xbf", 4));
+    CHECK(!utf8_valid_nonul("\xf5\x80\x80\x80", 4));
+    CHECK(!utf8_valid_nonul("\xe2\x82", 2));
+    CHECK(!utf8_valid_nonul("a\0", 2));
+}
+
+CHECK_RUN("enc", T(invalid_bytes_become_replacement_characters), T(control_characters_are_escaped),
+          T(cbor_text_is_utf8), T(utf8_follows_rfc3629))
