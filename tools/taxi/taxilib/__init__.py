@@ -1,0 +1,1 @@
+"""taxilib: the taxi pipeline's shared modules (trips, geohash, KPL aggregation, the tools)."""
