@@ -20,15 +20,17 @@ LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 LDFLAGS += $(SAN)
 VERSION := 0.1.0
 
-STORAGE_SRC := $(wildcard storage/*.c)
+STORAGE_SRC := $(wildcard storage/*.c storage/lmdb/*.c)
 API_SRC     := $(wildcard api/*.c)
 SERVER_SRC  := $(wildcard server/*.c)
 
 STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
+# the fault-injecting engine is linked into the storage tests only
+FAULT_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard storage/fault/*.c))
 API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ  := $(SERVER_SRC:%.c=$(BUILD)/%.o)
 
-UNIT_SRC := $(wildcard tests/unit/*/*.c)
+UNIT_SRC := $(wildcard tests/unit/*/*.c tests/unit/*/*/*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
 .PHONY: all run test unit integration asan bench lint format clean deps deps-test fuzz fuzz-bins
@@ -47,7 +49,7 @@ $(BUILD)/server/%.o: server/%.c
 $(BUILD)/kinesd: $(SERVER_OBJ) $(API_OBJ) $(STORAGE_OBJ)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
-$(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ)
+$(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ) $(FAULT_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Istorage -Itests/unit $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(API_OBJ) $(STORAGE_OBJ)

@@ -134,9 +134,14 @@ const char *record_error_message(struct api_ctx *c, enum kerr e, uint32_t shard)
                         c->stream_name, c->api->account);
 }
 
+/* Storage's codes as the answers AWS SDKs retry: backpressure is a 503, which every SDK
+ * retries with backoff (its wording is ours: AWS documents no such case for Kinesis); the rest
+ * is InternalFailure (500), which they retry too, as AWS's own. */
 int api_store_fail(struct api_ctx *c, int rc)
 {
-    fprintf(stderr, "kinesd: storage error %d\n", rc);
+    if (rc == STORE_BUSY)
+        return api_fail(c, KERR_SERVICE_UNAVAILABLE, "Too many records are waiting to be stored. Retry the request.");
+    fprintf(stderr, "kinesd: storage: %s\n", store_strerror(rc));
     return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
 }
 
@@ -578,7 +583,7 @@ static int load_iter_key(struct api *a)
 {
     char *v;
     size_t len;
-    int rc = store_meta_get(a->store, "iterator-key", &v, &len);
+    int rc = store_meta_get(a->store, "iterator-key", &v, &len, NULL);
     if (rc == 0 && len == sizeof a->iter_key) {
         memcpy(a->iter_key, v, len);
         free(v);
@@ -632,10 +637,10 @@ int api_open(const struct api_config *cfg, struct api **out)
     snprintf(a->region, sizeof a->region, "%s", cfg->region ? cfg->region : "us-east-1");
     snprintf(a->account, sizeof a->account, "%s", cfg->account ? cfg->account : "000000000000");
     mkdir(cfg->data_dir, 0755);
-    struct store_config sc = {.dir = cfg->data_dir, .sync = cfg->sync};
+    struct store_config sc = {.dir = cfg->data_dir, .sync = cfg->sync, .max_unflushed = cfg->max_unflushed};
     int rc = store_open(&sc, &a->store);
     if (rc) {
-        fprintf(stderr, "kinesd: cannot open data directory %s (%d)\n", cfg->data_dir, rc);
+        fprintf(stderr, "kinesd: cannot open data directory %s: %s\n", cfg->data_dir, store_strerror(rc));
         free(a);
         return -1;
     }

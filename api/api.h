@@ -25,6 +25,7 @@ struct api_config {
     int64_t latency_ms;       /* added to every API request */
     const char *rate_limits;  /* "Op=N,Op=N": per-account control-plane rates; NULL for AWS's */
     int scalings_per_day;     /* UpdateShardCount calls per stream per rolling 24 hours */
+    uint64_t max_unflushed;   /* storage backpressure cap in bytes, 0 for the default */
 };
 
 struct api_request {

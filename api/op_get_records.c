@@ -1,6 +1,6 @@
-/* op_get_records.c: GetRecords, the read hot path. Records are written straight from the
- * store's read snapshot into the answer buffer (base64 inline); the snapshot lives only for
- * the scan. Reads start no earlier than the retention horizon, so records past retention are
+/* op_get_records.c: GetRecords, the read hot path. The store copies the records into the
+ * request's arena (no lock or snapshot is held afterwards), and they are written from there
+ * into the answer buffer (base64 inline). Reads start no earlier than the retention horizon, so records past retention are
  * never returned even before the trimmer removes them. */
 #include <stdio.h>
 #include <string.h>
@@ -18,31 +18,18 @@ static const struct vfield schema[] = {
     {0},
 };
 
-struct reader {
-    struct api_ctx *c;
-    uint64_t uid;
-    uint32_t shard;
-    uint64_t last_pos;
-    size_t n;
-    size_t bytes;
-};
+static void *arena_fn(void *arena, size_t n) { return arena_alloc(arena, n); }
 
-static int emit(void *ctx, const struct store_view *v)
+static void emit(struct enc *e, uint64_t uid, uint32_t shard, const struct store_read *v)
 {
-    struct reader *r = ctx;
-    struct enc *e = &r->c->out;
     char seq[SEQ_LEN + 1];
-    seq_format(seq, r->uid, r->shard, v->pos);
+    seq_format(seq, uid, shard, v->pos);
     enc_obj_begin(e);
     enc_key(e, "SequenceNumber"), enc_str(e, seq, SEQ_LEN);
     enc_key(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
     enc_key(e, "Data"), enc_blob(e, v->data, v->data_len);
     enc_key(e, "PartitionKey"), enc_str(e, v->pk, v->pk_len);
     enc_obj_end(e);
-    r->last_pos = v->pos;
-    r->n++;
-    r->bytes += v->data_len + v->pk_len;
-    return 0;
 }
 
 static void amz_time(char out[40], int64_t ms)
@@ -115,19 +102,21 @@ static int run(struct api_ctx *c)
     req_int(c, "Limit", &limit);
     uint64_t from = pos > pos_floor(horizon) ? pos : pos_floor(horizon);
 
-    struct reader r = {c, uid, ix, 0, 0, 0};
+    /* the records, and the shard's newest position from the same snapshot */
+    struct store_records got = {.alloc = arena_fn, .actx = &c->arena};
+    int rc = store_scan(c->api->store, log_id(uid, ix), from, (size_t)limit, MAX_ANSWER_BYTES, &got);
+    if (rc)
+        return api_store_fail(c, rc);
+    uint64_t last = got.last;
     enc_obj_begin(e);
     enc_key(e, "Records");
     enc_arr_begin(e);
-    uint64_t last = 0; /* the shard's newest position, from the same snapshot as the records */
-    int rc =
-        store_scan(c->api->store, log_id(uid, ix), from, (size_t)limit, MAX_ANSWER_BYTES, emit, &r, &last);
-    if (rc)
-        return api_store_fail(c, rc);
+    for (size_t i = 0; i < got.n; i++)
+        emit(e, uid, ix, &got.v[i]);
     enc_arr_end(e);
     if (c->api->limits)
-        limits_read_bytes(c->api->limits, log_id(uid, ix), r.bytes);
-    uint64_t next = r.n ? r.last_pos + 1 : from;
+        limits_read_bytes(c->api->limits, log_id(uid, ix), got.bytes);
+    uint64_t next = got.n ? got.v[got.n - 1].pos + 1 : from;
     int64_t behind = next <= last ? c->now_ms - pos_ms(next) : 0;
     enc_key(e, "MillisBehindLatest"), enc_int(e, behind > 0 ? behind : 0);
     /* a closed shard takes no more records: having read its last one is its end */

@@ -282,8 +282,9 @@ static void update_max_body(struct api *a)
     __atomic_store_n(&a->max_body, cap, __ATOMIC_RELAXED);
 }
 
-static int load_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+static int load_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
 {
+    (void)version;
     struct api *a = ctx;
     struct stream *s = decode(val, vlen);
     if (!s) {
@@ -317,7 +318,7 @@ int streams_open(struct api *a)
     a->streams = r;
     char *v;
     size_t len;
-    if (store_meta_get(a->store, "next-uid", &v, &len) == 0) {
+    if (store_meta_get(a->store, "next-uid", &v, &len, NULL) == 0) {
         r->next_uid = strtoull(v, NULL, 10);
         free(v);
     }
@@ -460,7 +461,6 @@ void stream_tag_remove(struct stream *s, const char *k)
 
 /* ---- maintenance ---- */
 
-#define DROP_BATCH 10000
 #define MAINT_TICK_MS 100 /* lifecycle changes land this often; trimming every 5 ticks */
 
 struct drop_list {
@@ -468,8 +468,10 @@ struct drop_list {
     int n;
 };
 
-static int collect_drop(void *ctx, const char *key, size_t klen, const char *val, size_t vlen)
+static int collect_drop(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                        uint64_t version)
 {
+    (void)version;
     struct drop_list *d = ctx;
     (void)val;
     (void)vlen;
@@ -489,24 +491,21 @@ static void drop_logs(struct api *a)
     for (int i = 0; i < d.n && !a->stopping; i++) {
         char *v;
         size_t len;
-        if (store_meta_get(a->store, d.keys[i], &v, &len))
+        if (store_meta_get(a->store, d.keys[i], &v, &len, NULL))
             continue;
         uint64_t uid = strtoull(d.keys[i] + 5, NULL, 10);
         uint32_t nshards = (uint32_t)strtoul(v, NULL, 10);
         free(v);
-        bool empty = true;
+        bool empty = true; /* each drop removes a bounded batch and says whether more remain */
         for (uint32_t sh = 0; sh < nshards; sh++) {
-            size_t del = 0;
-            if (store_trim(a->store, log_id(uid, sh), UINT64_MAX, DROP_BATCH, &del))
-                return;
-            if (del == DROP_BATCH)
+            int rc = store_log_drop(a->store, log_id(uid, sh));
+            if (rc == STORE_BUSY)
                 empty = false;
+            else if (rc)
+                return;
         }
-        if (!empty)
-            continue;
-        for (uint32_t sh = 0; sh < nshards; sh++)
-            store_log_drop(a->store, log_id(uid, sh));
-        store_meta_put(a->store, d.keys[i], NULL, 0);
+        if (empty)
+            store_meta_put(a->store, d.keys[i], NULL, 0);
     }
 }
 
@@ -622,7 +621,6 @@ void *streams_maintain(void *arg)
     int tick = 0;
     while (!a->stopping) {
         pthread_mutex_unlock(&a->maint_mu);
-        store_release_cache(a->store);
         int64_t now = clock_now_ms();
         settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
         if (tick++ % 5 == 0) {

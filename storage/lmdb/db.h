@@ -1,0 +1,63 @@
+/* db.h: the lmdb engine's database: records, each log's last position, and metadata rows, in
+ * one LMDB environment (engine-internal; engine.c uses it).
+ *
+ * The database stores the positions it is given. db_append refuses a record at or below its
+ * log's last position (STORE_CORRUPT), except during recovery, where such records are the
+ * ones already stored and are skipped. Functions return 0 or a negative STORE_* code. */
+#ifndef KINESD_LMDB_DB_H
+#define KINESD_LMDB_DB_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "../store.h"
+
+struct db;
+
+/* One sealed record to store. val borrowed for the call. */
+struct db_rec {
+    uint64_t log, pos;
+    const char *val;
+    size_t len;
+};
+
+/* Open or create dir/data.mdb. sync: every commit's data pages are synced before its meta
+ * page is written (LMDB's MDB_NOMETASYNC), so the file is consistent after a power loss;
+ * db_sync makes every earlier commit durable. */
+int db_open(const char *dir, bool sync, uint64_t initial_map, struct db **out);
+void db_close(struct db *d);
+
+/* Store every record in one transaction; records of one log come in position order. With
+ * replay, records at or below their log's last position (and those of dropped logs) are
+ * skipped; without, they fail the whole call with STORE_CORRUPT (nothing stored) and a
+ * dropped log fails it with STORE_NOT_FOUND. */
+int db_append(struct db *d, const struct db_rec *r, size_t n, bool replay);
+
+/* Open records of log from position from into out (format_open), as store_scan. *last gets
+ * the log's last position in the same snapshot. */
+int db_scan(struct db *d, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
+            struct store_records *out, uint64_t *last);
+
+/* The log's last position (0 if none), first stored position (0 if none), and whether it was
+ * dropped. Any out-param may be NULL. */
+int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool *dropped);
+
+/* Delete at most max records below `below`; no write transaction when there are none. */
+int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *deleted);
+
+/* Delete at most max records of log; once none remain, mark the log dropped (its last
+ * position stays, so no record of it is ever stored again). *more: records remain. */
+int db_drop(struct db *d, uint64_t log, size_t max, bool *more);
+
+int db_meta_cas(struct db *d, struct store_row *rows, size_t n);
+int db_meta_get(struct db *d, const char *key, char **val, size_t *len, uint64_t *version);
+int db_meta_scan(struct db *d, const char *prefix, store_meta_fn fn, void *ctx);
+
+/* Make every earlier commit durable (mdb_env_sync); a no-op without sync. */
+int db_sync(struct db *d);
+
+/* Size of the data file in bytes. */
+uint64_t db_file_bytes(struct db *d);
+
+#endif
