@@ -6,7 +6,6 @@
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
-#include <malloc.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -33,6 +32,8 @@ static void usage(FILE *f)
             "  --sync | --no-sync     fsync every commit (default --sync)\n"
             "  --log-level L          error, warn, info or debug (default info)\n"
             "  --scalings-per-day N   UpdateShardCount calls per stream per rolling 24 h (default 10)\n"
+            "  --max-unflushed-mb N   written records not yet in the database before writes get a\n"
+            "                         retryable 503 (default 256)\n"
             "  --no-limits            no per-shard or per-account throughput limits\n"
             "  --rate-limit OP=N,...  control-plane calls per second for the account (0: none)\n"
             "  --error-probability P  fail PutRecord(s) entries and GetRecords calls with probability P\n"
@@ -84,6 +85,7 @@ enum {
     O_LATENCY,
     O_TESTCLOCK,
     O_SCALINGS,
+    O_UNFLUSHED,
 };
 
 int main(int argc, char **argv)
@@ -116,10 +118,12 @@ int main(int argc, char **argv)
         {"latency-ms", required_argument, 0, O_LATENCY},
         {"test-clock", no_argument, 0, O_TESTCLOCK},
         {"scalings-per-day", required_argument, 0, O_SCALINGS},
+        {"max-unflushed-mb", required_argument, 0, O_UNFLUSHED},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
-    long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 20000, scalings = 10;
+    long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 20000, scalings = 10,
+         unflushed_mb = 256;
     int ephemeral = 0, sync = 1, no_limits = 0, test_clock = 0;
     long latency_ms = 0;
     double error_p = 0;
@@ -176,6 +180,10 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case O_TESTCLOCK: test_clock = 1; break;
+        case O_UNFLUSHED:
+            if (parse_num("--max-unflushed-mb", optarg, 1, 1 << 20, &unflushed_mb))
+                return 2;
+            break;
         case O_SCALINGS:
             if (parse_num("--scalings-per-day", optarg, 0, 1000000, &scalings))
                 return 2;
@@ -227,12 +235,8 @@ int main(int argc, char **argv)
         .latency_ms = latency_ms,
         .rate_limits = rates,
         .scalings_per_day = (int)scalings,
+        .max_unflushed = (uint64_t)unflushed_mb << 20,
     };
-    /* Memory: two malloc arenas, not one per core times eight: connection threads mostly wait,
-     * and every arena keeps the megabyte answer buffers it once held. (A fixed mmap threshold
-     * would return them too, but page-faulting each GetRecords answer anew cost 40% of read
-     * throughput.) */
-    mallopt(M_ARENA_MAX, 2);
     struct api *api;
     if (api_open(&cfg, &api))
         return 1;

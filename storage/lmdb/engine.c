@@ -25,7 +25,9 @@
  *
  * Recovery. store_open replays both segments into LMDB (records at or below a log's stored
  * last position, or of a dropped log, are skipped), syncs LMDB, and starts both segments with
- * new runs, so nothing of a replayed run is continued.
+ * new runs, so nothing of a replayed run is continued. On a full disk the frames LMDB cannot
+ * take stay in the tail (readable); writes are refused until the flusher has stored them,
+ * and only then does the log start anew.
  *
  * Fail-stop. If LMDB is found to hold a position the engine handed out again (a flush finds a
  * record at or below a log's stored last position), the engine refuses every later write with
@@ -131,6 +133,8 @@ struct lmdb {
     int retiring;          /* segment to retire, -1 for none (under tail_mu) */
     uint64_t retire_after; /* ... once every frame up to this seq is flushed */
     bool failed;           /* fail-stop (atomic) */
+    bool recovering;       /* replayed frames LMDB could not take are in the tail: no writes
+                              until the flusher stored them and restarted the log (atomic) */
 
     pthread_mutex_t flush_mu;
     pthread_rwlock_t tail_rw;
@@ -325,7 +329,9 @@ static int flush(struct lmdb *e)
         if (f == last)
             break;
     }
-    rc = db_append(e->db, r, n, false);
+    /* while recovering, the tail holds replayed frames, parts of which LMDB may hold already */
+    bool recovering = __atomic_load_n(&e->recovering, __ATOMIC_ACQUIRE);
+    rc = db_append(e->db, r, n, recovering);
     free(r);
     if (rc == STORE_CORRUPT) {
         /* LMDB holds a position handed out again: stop writing, keep the log */
@@ -378,6 +384,21 @@ static int db_durable(struct lmdb *e)
 /* Retire the segment the committers switched away from once its frames are in LMDB. */
 static int retire(struct lmdb *e)
 {
+    if (__atomic_load_n(&e->recovering, __ATOMIC_ACQUIRE)) {
+        /* the replayed frames are stored: make that durable, then the log can start anew */
+        pthread_mutex_lock(&e->tail_mu);
+        bool empty = !e->t_head;
+        pthread_mutex_unlock(&e->tail_mu);
+        int rc = empty ? db_durable(e) : 0;
+        if (rc == 0 && empty) {
+            pthread_mutex_lock(&e->wal_mu);
+            rc = wal_restart(e->wal);
+            if (rc == 0)
+                __atomic_store_n(&e->recovering, false, __ATOMIC_RELEASE);
+            pthread_mutex_unlock(&e->wal_mu);
+        }
+        return rc;
+    }
     pthread_mutex_lock(&e->tail_mu);
     int seg = e->retiring;
     bool ready = seg >= 0 && e->flushed > e->retire_after;
@@ -407,7 +428,7 @@ static void *flush_loop(void *arg)
         int64_t t = now_ms(), due = INT64_MAX;
         if (e->t_head)
             due = __atomic_load_n(&e->unflushed, __ATOMIC_RELAXED) >= FLUSH_BYTES ? t : e->t_head->at_ms + FLUSH_MS;
-        if (e->retiring >= 0 && e->flushed > e->retire_after)
+        if ((e->retiring >= 0 && e->flushed > e->retire_after) || (e->recovering && !e->t_head))
             due = t;
         if (due != INT64_MAX && due < retry_at)
             due = retry_at;
@@ -464,6 +485,8 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
     *out = NULL;
     if (__atomic_load_n(&e->failed, __ATOMIC_ACQUIRE) || wal_broken(e->wal))
         return STORE_UNAVAILABLE;
+    if (__atomic_load_n(&e->recovering, __ATOMIC_ACQUIRE))
+        return STORE_FULL;
     size_t nruns = 0, nents = 0, payload = 0, sealed = 0;
     for (struct job *j = jobs; j; j = j->next) {
         for (size_t b = 0; b < j->nb && !j->rc; b++) {
@@ -810,7 +833,43 @@ static void lm_stats(void *impl, struct store_stats *st)
 
 /* ---- recovery, open and close ---- */
 
-/* One replayed frame: its records go to LMDB as they are (skipping what it holds already). */
+/* A replayed frame as a tail frame (recovery on a full disk): entries in runs of consecutive
+ * positions of one log. Returns NULL when out of memory. */
+static struct frame *frame_of(struct lmdb *e, const char *payload, size_t len, size_t n)
+{
+    size_t off_runs = (sizeof(struct frame) + 15) & ~(size_t)15;
+    size_t off_ents = off_runs + n * sizeof(struct run);
+    size_t off_buf = (off_ents + n * sizeof(struct ent) + 15) & ~(size_t)15;
+    char *mem = malloc(off_buf + WAL_HDR + len);
+    if (!mem)
+        return NULL;
+    struct frame *f = (struct frame *)mem;
+    *f = (struct frame){.runs = (struct run *)(mem + off_runs),
+                        .ents = (struct ent *)(mem + off_ents),
+                        .buf = mem + off_buf,
+                        .len = WAL_HDR + len,
+                        .seq = e->next_seq++,
+                        .at_ms = now_ms()};
+    memcpy(f->buf + WAL_HDR, payload, len);
+    size_t off = 0, vlen;
+    uint64_t log, pos;
+    const char *val;
+    while (wal_next_entry(f->buf + WAL_HDR, len, &off, &log, &pos, &val, &vlen) == 1) {
+        struct run *u = f->nruns ? &f->runs[f->nruns - 1] : NULL;
+        if (!u || u->log != log || u->first + u->n != pos) {
+            u = &f->runs[f->nruns++];
+            *u = (struct run){.log = log, .first = pos, .ent = f->nents};
+        }
+        u->n++;
+        f->ents[f->nents++] = (struct ent){(uint32_t)(val - f->buf), (uint32_t)vlen};
+        f->bytes += vlen;
+    }
+    return f;
+}
+
+/* One replayed frame: its records go to LMDB as they are (skipping what it holds already).
+ * If LMDB cannot take them (a full disk), this and every later frame stay in the tail, to be
+ * stored by the flusher once there is room; writes wait for that (see `recovering`). */
 static int replay_frame(void *ctx, const char *payload, size_t len)
 {
     struct lmdb *e = ctx;
@@ -826,17 +885,34 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
     }
     if (!n)
         return 0;
-    struct db_rec *r = malloc(n * sizeof *r);
-    if (!r)
-        return STORE_NOMEM;
-    off = 0;
-    for (size_t i = 0; i < n; i++) {
-        wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen);
-        r[i] = (struct db_rec){log, pos, val, vlen};
+    if (!e->recovering) {
+        struct db_rec *r = malloc(n * sizeof *r);
+        if (!r)
+            return STORE_NOMEM;
+        off = 0;
+        for (size_t i = 0; i < n; i++) {
+            wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen);
+            r[i] = (struct db_rec){log, pos, val, vlen};
+        }
+        rc = db_append(e->db, r, n, true);
+        free(r);
+        if (rc != STORE_FULL)
+            return rc;
+        fprintf(stderr, "kinesd: storage: no space to store the log's records; serving them from memory, "
+                        "writes refused until there is room\n");
+        e->recovering = true;
     }
-    rc = db_append(e->db, r, n, true);
-    free(r);
-    return rc;
+    struct frame *f = frame_of(e, payload, len, n);
+    if (!f)
+        return STORE_NOMEM;
+    if (e->t_last)
+        e->t_last->next = f;
+    else
+        e->t_head = f;
+    e->t_last = f;
+    e->published = e->next_seq;
+    e->unflushed += f->bytes;
+    return 0;
 }
 
 static void stop_threads(struct lmdb *e, int committers, bool flusher)
@@ -906,7 +982,7 @@ static int lm_open(const struct store_config *cfg, void **impl)
         rc = wal_replay(e->wal, replay_frame, e);
     if (rc == 0)
         rc = db_durable(e);
-    if (rc == 0)
+    if (rc == 0 && !e->recovering) /* else the flusher restarts it once the tail is stored */
         rc = wal_restart(e->wal);
     bool flusher = rc == 0 && pthread_create(&e->flusher, NULL, flush_loop, e) == 0;
     int started = 0;
@@ -929,7 +1005,7 @@ static void lm_close(void *impl)
     stop_threads(e, COMMITTERS, true);
     /* store what the tail holds and make LMDB durable; on failure the log keeps it */
     if (flush(e) == 0 && db_durable(e) == 0 && !wal_broken(e->wal) && !__atomic_load_n(&e->failed, __ATOMIC_ACQUIRE))
-        wal_restart(e->wal);
+        wal_restart(e->wal); /* everything is in LMDB (a recovery's tail too, now) */
     for (struct frame *f = e->t_head, *next; f; f = next) {
         next = f->next;
         frame_free(f);
