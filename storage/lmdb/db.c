@@ -68,7 +68,9 @@ static int map_rc(int rc)
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
     case MDB_INVALID: return STORE_CORRUPT;
-    default: return STORE_IO;
+    default:
+        fprintf(stderr, "kinesd: lmdb: %s\n", mdb_strerror(rc)); /* what the code does not name */
+        return STORE_IO;
     }
 }
 

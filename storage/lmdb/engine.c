@@ -896,10 +896,11 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
         }
         rc = db_append(e->db, r, n, true);
         free(r);
-        if (rc != STORE_FULL)
+        /* LMDB reports a short write on a full disk as an I/O error: either is retried */
+        if (rc != STORE_FULL && rc != STORE_IO)
             return rc;
-        fprintf(stderr, "kinesd: storage: no space to store the log's records; serving them from memory, "
-                        "writes refused until there is room\n");
+        fprintf(stderr, "kinesd: storage: cannot store the log's records (%s); serving them from memory, "
+                        "writes refused until they are stored\n", store_strerror(rc));
         e->recovering = true;
     }
     struct frame *f = frame_of(e, payload, len, n);
