@@ -5,9 +5,12 @@
  *   2. content type         -> not JSON/CBOR: 403 AccessDeniedException or 404, XML-like text
  *   3. decode               -> SerializationException (no message)
  *   4. X-Amz-Target         -> UnknownOperationException
- *   5. authentication       -> InvalidSignature / MissingAuthenticationToken / IncompleteSignature
- *   6. validation           -> SerializationException (types), ValidationException (constraints)
+ *   5. authentication       -> InvalidSignature / MissingAuthenticationToken / IncompleteSignature;
+ *                              with --auth, SigV4 verified (auth.c): UnrecognizedClient too
+ *   6. validation           -> SerializationException (types), ValidationException (constraints),
+ *                              then the operation's cross-field check
  *   7. stream resolution    -> StreamName or StreamARN (OPF_STREAM operations)
+ *   7b. account rate        -> LimitExceededException, charged only once the arguments are valid
  *   8. the operation        -> its answer, or the error it chose
  * Every answer is encoded in the request's format and carries a request id. */
 #include <inttypes.h>
@@ -140,7 +143,8 @@ const char *record_error_message(struct api_ctx *c, enum kerr e, uint32_t shard)
 int api_store_fail(struct api_ctx *c, int rc)
 {
     if (rc == STORE_BUSY)
-        return api_fail(c, KERR_SERVICE_UNAVAILABLE, "Too many records are waiting to be stored. Retry the request.");
+        return api_fail(c, KERR_SERVICE_UNAVAILABLE,
+                        "Too many records are waiting to be stored. Retry the request.");
     fprintf(stderr, "kinesd: storage: %s\n", store_strerror(rc));
     return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
 }
@@ -307,6 +311,44 @@ static int check_auth(struct api_ctx *c, const struct api_request *r)
     return 0;
 }
 
+/* --auth: verify the signature; the service in the scope must be the target's. */
+static int verify_auth(struct api_ctx *c, const struct api_request *r)
+{
+    if (!r->header)
+        return api_fail(c, KERR_MISSING_AUTH, "Missing Authentication Token");
+    const char *service = r->target && !strncmp(r->target, "TrentService.", 13) ? "kms" : "kinesis";
+    struct auth_http h = {
+        .method = r->method ? r->method : "POST",
+        .path = r->path ? r->path : "/",
+        .query = r->query,
+        .header = r->header,
+        .hctx = r->hctx,
+        .body = r->body,
+        .body_len = r->body_len,
+    };
+    c->auth_snap = auth_acquire(c->api->auth);
+    struct auth_verdict v;
+    switch (auth_verify(c->auth_snap, &c->arena, &h, service, c->now_ms, &v)) {
+    case AUTH_OK: break;
+    case AUTH_INCOMPLETE: return api_fail(c, KERR_INCOMPLETE_SIGNATURE, "%s", v.msg);
+    case AUTH_BAD_SIGNATURE: return api_fail(c, KERR_INVALID_SIGNATURE, "%s", v.msg);
+    case AUTH_UNKNOWN_KEY: return api_fail(c, KERR_UNRECOGNIZED_CLIENT, "%s", v.msg);
+    }
+    c->caller = v.cred;
+    c->region = v.region;
+    return 0;
+}
+
+int api_reload_auth(struct api *a)
+{
+    if (!a->auth)
+        return 0;
+    int rc = auth_reload(a->auth);
+    fprintf(stderr, rc ? "kinesd: kept the previous credentials\n" : "kinesd: reloaded %s\n",
+            a->cfg.auth_file);
+    return rc;
+}
+
 /* ---- stream names and ARNs ---- */
 
 int api_resolve_stream(struct api_ctx *c)
@@ -414,6 +456,7 @@ static void finish(struct api_ctx *c, int rc)
         answer_error(c, c->fmt, resp);
     }
     buf_free(&c->out.b);
+    auth_release(c->auth_snap);
     arena_free(&c->arena);
     free(c);
 }
@@ -524,7 +567,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
         api_fail(c, KERR_UNKNOWN_OPERATION, NULL);
         goto error;
     }
-    if (check_auth(c, r))
+    if (check_auth(c, r) || (a->auth && verify_auth(c, r)))
         goto error;
     int kind;
     const char *msg;
@@ -537,6 +580,11 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     }
     c->req = req;
     c->fmt = fmt;
+    if (ops[op].def->check && ops[op].def->check(c))
+        goto error;
+    if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(c))
+        goto error;
+    /* the account's rate is charged only for a call whose arguments are valid */
     if (a->limits && !limits_op(a->limits, op)) {
         const char *sn = req_str(c, "StreamName");
         if (sn)
@@ -545,10 +593,6 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
             api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
         goto error;
     }
-    if (ops[op].def->check && ops[op].def->check(c))
-        goto error;
-    if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(c))
-        goto error;
     int rc = ops[op].def->run(c);
     if (rc == API_PENDING)
         return 1; /* api_finish completes it */
@@ -651,6 +695,12 @@ int api_open(const struct api_config *cfg, struct api **out)
         free(a);
         return -1;
     }
+    if (cfg->auth_file && auth_open(cfg->auth_file, a->account, &a->auth)) {
+        streams_close(a);
+        store_close(a->store);
+        free(a);
+        return -1;
+    }
     if (!cfg->no_limits && setup_limits(a)) {
         streams_close(a);
         store_close(a->store);
@@ -681,6 +731,7 @@ void api_close(struct api *a)
     streams_close(a);
     store_close(a->store);
     limits_free(a->limits);
+    auth_close(a->auth);
     pthread_mutex_destroy(&a->maint_mu);
     pthread_cond_destroy(&a->maint_cv);
     free(a);

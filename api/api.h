@@ -1,9 +1,9 @@
 /* api.h: the Kinesis API behind the HTTP server: what server/ calls, nothing more.
  *
  * api_handle runs the part of the request pipeline that knows Kinesis: content type, decoding,
- * X-Amz-Target, authentication presence, validation, the operation, and encoding the answer or
- * the error in the request's format. It never sees libmicrohttpd; the server hands it the few
- * headers it needs and the buffered body. */
+ * X-Amz-Target, authentication (presence; with --auth, SigV4 verification), validation, the operation, and
+ * encoding the answer or the error in the request's format. It never sees libmicrohttpd; the server hands it
+ * the few headers it needs and the buffered body. */
 #ifndef KINESD_API_H
 #define KINESD_API_H
 
@@ -26,6 +26,7 @@ struct api_config {
     const char *rate_limits;  /* "Op=N,Op=N": per-account control-plane rates; NULL for AWS's */
     int scalings_per_day;     /* UpdateShardCount calls per stream per rolling 24 hours */
     uint64_t max_unflushed;   /* storage backpressure cap in bytes, 0 for the default */
+    const char *auth_file;    /* --auth: verify SigV4 against this credentials file; NULL: don't */
 };
 
 struct api_request {
@@ -37,6 +38,12 @@ struct api_request {
     const char *query; /* raw query string without '?', or NULL */
     const char *body;
     size_t body_len;
+    /* What SigV4 verification (--auth) needs besides: the method, the path as received, and
+     * any header by case-insensitive name (NULL when absent); borrowed for the call. */
+    const char *method;
+    const char *path;
+    const char *(*header)(void *ctx, const char *name);
+    void *hctx;
 };
 
 struct api_response {
@@ -70,6 +77,10 @@ size_t api_max_body(const struct api *a);
 
 /* Fill resp with the 413 answer for a body of the announced size. */
 void api_too_large(struct api *a, const char *content_type, uint64_t size, struct api_response *resp);
+
+/* Reload the --auth credentials file (SIGHUP). Returns 0, or -1 (the old ones stay) after
+ * printing why; 0 without --auth. */
+int api_reload_auth(struct api *a);
 
 /* Move the clock forward by ms (tests only; the server exposes it with --test-clock). */
 void api_clock_advance(int64_t ms);

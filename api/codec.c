@@ -22,17 +22,17 @@ void shard_id(char out[32], uint32_t index) { snprintf(out, 32, "shardId-%012" P
 
 int shard_parse(const char *s, uint32_t *index)
 {
-    const char *p = s;
-    if (!strncmp(p, "shardId-", 8))
-        p += 8;
-    if (!*p || strlen(p) > 20)
+    /* AWS reads the text after the first '-' (or the whole id) as the shard's number */
+    const char *dash = strchr(s, '-');
+    const char *p = dash ? dash + 1 : s;
+    if (!*p)
         return -1;
     uint64_t v = 0;
     for (; *p; p++) {
         if (*p < '0' || *p > '9')
             return -1;
         v = v * 10 + (uint64_t)(*p - '0');
-        if (v > UINT32_MAX)
+        if (v > INT32_MAX)
             return -1;
     }
     *index = (uint32_t)v;

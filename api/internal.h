@@ -10,6 +10,7 @@
 
 #include "api.h"
 #include "arena.h"
+#include "auth.h"
 #include "enc.h"
 #include "store.h"
 #include "validate.h"
@@ -73,6 +74,7 @@ struct api {
     struct streams *streams;
     unsigned char iter_key[32];     /* seals shard iterators; kept in the store */
     struct limits *limits;          /* NULL with --no-limits */
+    struct auth *auth;              /* --auth: the credentials; NULL without */
     int inflight;                   /* appends routed but not yet committed (atomic) */
     size_t max_body;                /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
 #define DEFAULT_MAX_BODY (7u << 20) /* 5 MiB of records in base64, with their names and keys */
@@ -91,8 +93,10 @@ struct api_ctx {
     enum wire_fmt fmt; /* the request's wire format */
     struct enc out;    /* the answer being written */
     enum kerr err;
-    const char *err_msg; /* arena */
-    const char *region;  /* from the credential scope, else the default */
+    const char *err_msg;            /* arena */
+    const char *region;             /* from the credential scope, else the default */
+    struct auth_snap *auth_snap;    /* --auth: the credentials this request was verified with */
+    const struct auth_cred *caller; /* --auth: the verified caller (in auth_snap); else NULL */
     int64_t now_ms;
     const char *stream_name;   /* OPF_STREAM: resolved from StreamName or StreamARN */
     bool batch;                /* PutRecords (error paths name records.N.member...) */
@@ -242,6 +246,12 @@ int fail_not_active(struct api_ctx *c, const struct stream *s, int status);
  * its class fail, then, with an action ("add tags to", "remove tags from"), any '%' does.
  * Returns 0, or -1 with the InvalidArgumentException recorded. */
 int check_tag_texts(struct api_ctx *c, const struct kv *tags, const char *action);
+/* The tag operations' shared halves (write lock held): upsert the request's "Tags" (at most
+ * 50 per stream), remove its "TagKeys" (unknown keys are ignored); both check the texts first
+ * and save the stream. AddTagsToStream / TagResource and RemoveTagsFromStream / UntagResource
+ * run them. Return 0, or -1 with the error recorded. */
+int stream_tags_add(struct api_ctx *c, struct stream *s);
+int stream_tags_remove(struct api_ctx *c, struct stream *s);
 /* Number of shards that are open at time now. */
 uint32_t stream_open_shards(const struct stream *s);
 /* Resharding (write lock held). Each stages the change: children are added pending and their
@@ -281,7 +291,9 @@ static inline uint64_t pos_floor(int64_t ms) { return (uint64_t)ms << POS_SHIFT;
 static inline int64_t pos_ms(uint64_t pos) { return (int64_t)(pos >> POS_SHIFT); }
 
 void shard_id(char out[32], uint32_t index);
-/* Parse "shardId-000000000001" (or a bare number, as AWS accepts); -1 if malformed. */
+/* A ShardId as AWS resolves it: the text after the first '-' (or the whole id), digits only, at
+ * most 2147483647, so "shardId-000000000005", "shard-5", "x-5" and "5" all name shard 5; -1
+ * otherwise (AWS: "Could not find shard <given> in stream <name> under account <account>."). */
 int shard_parse(const char *s, uint32_t *index);
 /* Decimal text of a 128-bit value into out[40]. */
 void u128_str(char out[40], u128 v);

@@ -134,3 +134,39 @@ int check_tag_texts(struct api_ctx *c, const struct kv *tags, const char *action
                         action, c->stream_name, c->api->account);
     return 0;
 }
+
+#define MAX_TAGS 50
+
+int stream_tags_add(struct api_ctx *c, struct stream *s)
+{
+    const struct kv *tags = kv_get(c->req, "Tags");
+    /* AWS looks the stream up before it checks the tags' characters */
+    if (check_tag_texts(c, tags, "add tags to"))
+        return -1;
+    uint32_t total = s->ntags;
+    for (const struct kv *t = tags->child; t; t = t->next) {
+        bool known = false;
+        for (uint32_t i = 0; i < s->ntags && !known; i++)
+            known = !strcmp(s->tags[i].key, t->key);
+        total += !known;
+    }
+    if (total > MAX_TAGS)
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "Failed to add tags to stream %s under account %s because a given stream cannot "
+                        "have more than %d tags associated with it.",
+                        s->name, c->api->account, MAX_TAGS);
+    for (const struct kv *t = tags->child; t; t = t->next)
+        stream_tag_set(s, t->key, t->type == KV_STR ? t->s : "");
+    return save_stream(c, s);
+}
+
+int stream_tags_remove(struct api_ctx *c, struct stream *s)
+{
+    /* AWS looks the stream up before it checks the keys' characters */
+    if (check_tag_texts(c, kv_get(c->req, "TagKeys"), "remove tags from"))
+        return -1;
+    for (const struct kv *k = kv_get(c->req, "TagKeys")->child; k; k = k->next)
+        if (k->type == KV_STR)
+            stream_tag_remove(s, k->s);
+    return save_stream(c, s);
+}

@@ -21,6 +21,7 @@ static const struct vfield schema[] = {
     {"StreamName", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
     {"StreamModeDetails", VT_STRUCT, {{0}}, mode_fields, 0, 0},
     {"Tags", VT_MAP, {LEN_GE(1), LEN_LE(200), CHILD_KEY_LEN(1, 128), CHILD_VAL_LEN(0, 256)}, 0, &tag_value, 0},
+    {"WarmThroughputMiBps", VT_INTEGER, {GE(0)}, 0, 0, 0},
     {"MaxRecordSizeInKiB", VT_INTEGER, {GE(1024), LE(10240)}, 0, 0, 0},
     {0},
 };

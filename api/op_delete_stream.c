@@ -1,19 +1,14 @@
 /* op_delete_stream.c: DeleteStream. The stream is DELETING for --delete-stream-ms, then gone;
- * its records are removed in the background. */
+ * its records are removed in the background. A CREATING stream can be deleted too. */
 #include "internal.h"
 
 static const struct vfield schema[] = {
-    F_STREAM_NAME,
-    {"EnforceConsumerDeletion", VT_BOOLEAN, {{0}}, 0, 0, 0},
-    F_STREAM_ARN,
-    {0},
+    F_STREAM_NAME, {"EnforceConsumerDeletion", VT_BOOLEAN, {{0}}, 0, 0, 0}, F_STREAM_ARN, F_STREAM_ID, {0},
 };
 
 static int delete_(struct api_ctx *c, struct stream *s)
 {
-    int st = stream_status(s, c->now_ms);
-    if (st == ST_CREATING)
-        return fail_not_active(c, s, st);
+    int st = stream_status(s, c->now_ms); /* CREATING may be deleted, as on AWS */
     if (st == ST_DELETING)
         return 0;
     int rc = streams_delete(c->api, s, c->now_ms);

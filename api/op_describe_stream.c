@@ -9,6 +9,7 @@ static const struct vfield schema[] = {
     {"ExclusiveStartShardId", VT_STRING, {REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
     F_STREAM_NAME,
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

@@ -4,6 +4,7 @@
 static const struct vfield schema[] = {
     F_STREAM_NAME,
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

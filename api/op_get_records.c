@@ -15,6 +15,7 @@ static const struct vfield schema[] = {
     {"Limit", VT_INTEGER, {GE(1), LE(10000)}, 0, 0, 0},
     {"ShardIterator", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(512)}, 0, 0, 0},
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 
@@ -57,6 +58,11 @@ static int run(struct api_ctx *c)
                         "which is further in the future than the tolerated delay of 300000 milliseconds.",
                         t1, t2);
     }
+    /* an iterator reads only its own stream: a StreamARN naming another one is refused */
+    const char *arn = req_str(c, "StreamARN");
+    if (arn && strcmp(arn, arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region,
+                                        c->api->account, name)))
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ShardIterator.");
     c->stream_name = name;
     char id[32];
     shard_id(id, ix);

@@ -15,6 +15,7 @@ static const struct vfield schema[] = {
     F_STREAM_NAME,
     {"Timestamp", VT_TIMESTAMP, {{0}}, 0, 0, 0},
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 
@@ -40,9 +41,6 @@ static int run(struct api_ctx *c)
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
                         id, name, acct);
-    if (c->api->limits && !limits_iterator(c->api->limits, log_id(uid, ix)))
-        return api_fail(c, KERR_THROUGHPUT_EXCEEDED,
-                        "Rate exceeded for shard %s in stream %s under account %s.", id, name, acct);
     bool wants_seq = !strcmp(type, "AT_SEQUENCE_NUMBER") || !strcmp(type, "AFTER_SEQUENCE_NUMBER");
     uint64_t pos = 0;
     if (seq && *seq && !strcmp(type, "AT_TIMESTAMP") == 0 && !wants_seq)
@@ -103,6 +101,10 @@ static int run(struct api_ctx *c)
                 (long long)ts, (long long)c->now_ms);
         pos = ts > 0 ? pos_floor(ts) : 0;
     } /* TRIM_HORIZON: 0 */
+    /* the shard's rate is charged once the arguments have passed */
+    if (c->api->limits && !limits_iterator(c->api->limits, log_id(uid, ix)))
+        return api_fail(c, KERR_THROUGHPUT_EXCEEDED,
+                        "Rate exceeded for shard %s in stream %s under account %s.", id, name, acct);
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "ShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, pos, c->now_ms));

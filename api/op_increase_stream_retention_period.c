@@ -9,6 +9,7 @@ static const struct vfield schema[] = {
     {"RetentionPeriodHours", VT_INTEGER, {NOT_NULL, GE(1)}, 0, 0, 0},
     F_STREAM_NAME,
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

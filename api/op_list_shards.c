@@ -38,6 +38,7 @@ static const struct vfield schema[] = {
     F_STREAM_NAME_OPT,
     {"ShardFilter", VT_STRUCT, {{0}}, filter_fields, 0, 0},
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

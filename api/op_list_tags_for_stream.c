@@ -8,6 +8,7 @@ static const struct vfield schema[] = {
     {"ExclusiveStartTagKey", VT_STRING, {LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
     F_STREAM_NAME,
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

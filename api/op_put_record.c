@@ -8,6 +8,7 @@ static const struct vfield schema[] = {
     {"Data", VT_BLOB, {NOT_NULL, LEN_LE_RECORD}, 0, 0, 0},
     F_STREAM_NAME,
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

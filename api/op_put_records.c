@@ -19,6 +19,7 @@ static const struct vfield schema[] = {
      "com.amazonaws.kinesis.v20131202.PutRecordsRequestEntry@c965e310"},
     F_STREAM_NAME,
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

@@ -7,6 +7,7 @@ static const struct vfield split_schema[] = {
     F_STREAM_NAME,
     {"ShardToSplit", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 
@@ -15,6 +16,7 @@ static const struct vfield merge_schema[] = {
     {"AdjacentShardToMerge", VT_STRING, {NOT_NULL, REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0},
     F_STREAM_NAME,
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 

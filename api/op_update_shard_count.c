@@ -16,6 +16,7 @@ static const struct vfield scale_schema[] = {
     {"TargetShardCount", VT_INTEGER, {NOT_NULL, GE(1)}, 0, 0, 0},
     {"ScalingType", VT_STRING, {NOT_NULL, ENUM(scaling_types)}, 0, 0, 0},
     F_STREAM_ARN,
+    F_STREAM_ID,
     {0},
 };
 
@@ -87,6 +88,7 @@ static const struct vfield mode_fields[] = {
 
 static const struct vfield mode_schema[] = {
     {"StreamARN", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0},
+    F_STREAM_ID,
     {"StreamModeDetails", VT_STRUCT, {NOT_NULL}, mode_fields, 0, 0},
     {"WarmThroughputMiBps", VT_INTEGER, {GE(0)}, 0, 0, 0},
     {0},
@@ -121,6 +123,7 @@ static int set_mode(struct api_ctx *c) { return with_stream(c, STREAM_ACTIVE, se
 
 static const struct vfield record_size_schema[] = {
     {"StreamARN", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0},
+    F_STREAM_ID,
     {"MaxRecordSizeInKiB", VT_INTEGER, {NOT_NULL, GE(1024), LE(10240)}, 0, 0, 0},
     {0},
 };

@@ -105,7 +105,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *f, const uint8_t *
         free(st->query);
         st->path = dup_n(value, q ? (size_t)(q - value) : vlen);
         st->query = q ? dup_n(q + 1, vlen - (size_t)(q - value) - 1) : NULL;
-    } else if (nlen && name[0] != ':' && st->nh < MAX_HEADERS) {
+    } else if (nlen && (name[0] != ':' || (nlen == 10 && !memcmp(name, ":authority", 10))) &&
+               st->nh < MAX_HEADERS) { /* :authority is the host a signature covers */
         st->hname[st->nh] = dup_n(name, nlen);
         st->hvalue[st->nh] = dup_n(value, vlen);
         st->nh++;

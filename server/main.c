@@ -39,6 +39,8 @@ static void usage(FILE *f)
             "  --error-probability P  fail PutRecord(s) entries and GetRecords calls with probability P\n"
             "  --latency-ms N         add N ms to every API request\n"
             "  --test-clock           accept POST /_test/advance-clock?ms=N (tests only)\n"
+            "  --auth FILE            verify SigV4 signatures against an AWS credentials file\n"
+            "                         (reloaded on SIGHUP); without it any credentials are accepted\n"
             "  --help, --version\n");
 }
 
@@ -55,11 +57,13 @@ static int parse_num(const char *flag, const char *v, long min, long max, long *
     return 0;
 }
 
-static volatile sig_atomic_t stop;
+static volatile sig_atomic_t stop, hup;
 static void on_signal(int sig)
 {
-    (void)sig;
-    stop = 1;
+    if (sig == SIGHUP)
+        hup = 1;
+    else
+        stop = 1;
 }
 
 enum {
@@ -86,6 +90,7 @@ enum {
     O_TESTCLOCK,
     O_SCALINGS,
     O_UNFLUSHED,
+    O_AUTH,
 };
 
 int main(int argc, char **argv)
@@ -119,6 +124,7 @@ int main(int argc, char **argv)
         {"test-clock", no_argument, 0, O_TESTCLOCK},
         {"scalings-per-day", required_argument, 0, O_SCALINGS},
         {"max-unflushed-mb", required_argument, 0, O_UNFLUSHED},
+        {"auth", required_argument, 0, O_AUTH},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
@@ -127,7 +133,7 @@ int main(int argc, char **argv)
     int ephemeral = 0, sync = 1, no_limits = 0, test_clock = 0;
     long latency_ms = 0;
     double error_p = 0;
-    const char *rates = NULL;
+    const char *rates = NULL, *auth = NULL;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -184,6 +190,7 @@ int main(int argc, char **argv)
             if (parse_num("--max-unflushed-mb", optarg, 1, 1 << 20, &unflushed_mb))
                 return 2;
             break;
+        case O_AUTH: auth = optarg; break;
         case O_SCALINGS:
             if (parse_num("--scalings-per-day", optarg, 0, 1000000, &scalings))
                 return 2;
@@ -236,6 +243,7 @@ int main(int argc, char **argv)
         .rate_limits = rates,
         .scalings_per_day = (int)scalings,
         .max_unflushed = (uint64_t)unflushed_mb << 20,
+        .auth_file = auth,
     };
     struct api *api;
     if (api_open(&cfg, &api))
@@ -244,6 +252,7 @@ int main(int argc, char **argv)
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);
     sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGHUP, &sa, NULL);
     signal(SIGPIPE, SIG_IGN);
     struct http *h;
     if (http_start(api, host, (uint16_t)port, test_clock, &h)) {
@@ -252,8 +261,13 @@ int main(int argc, char **argv)
     }
     fprintf(stderr, "kinesd %s listening on %s:%ld, data in %s%s\n", KINESD_VERSION, host, port, dir,
             sync ? "" : " (no fsync)");
-    while (!stop)
+    while (!stop) {
         pause();
+        if (hup) {
+            hup = 0;
+            api_reload_auth(api);
+        }
+    }
     http_stop(h);
     api_close(api);
     if (ephemeral) {

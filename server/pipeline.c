@@ -139,6 +139,10 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
         .query = r->query,
         .body = r->body ? r->body : "",
         .body_len = r->body_len,
+        .method = r->method,
+        .path = r->path,
+        .header = r->header,
+        .hctx = r->hctx,
     };
     if (!done) { /* pipeline_run: the API call may wait for its commit */
         struct api_response ar;

@@ -125,3 +125,15 @@ def test_delete_stream_is_deleting_until_the_delete_delay_has_passed(kinesd_fact
         kinesis.create_stream(StreamName="going", ShardCount=1)
     helpers.wait_until_gone(kinesis, "going")
     assert "going" not in kinesis.list_streams()["StreamNames"]
+
+
+@pytest.mark.own_server
+def test_delete_stream_while_it_is_still_creating_succeeds(kinesd_factory):
+    server = kinesd_factory({"--create-stream-ms": "60000"})
+    kinesis = helpers.make_client(server.endpoint)
+    kinesis.create_stream(StreamName="young", ShardCount=1)
+    summary = kinesis.describe_stream_summary(StreamName="young")["StreamDescriptionSummary"]
+    assert summary["StreamStatus"] == "CREATING"
+    kinesis.delete_stream(StreamName="young")
+    helpers.wait_until_gone(kinesis, "young")
+    assert "young" not in kinesis.list_streams()["StreamNames"]

@@ -527,3 +527,25 @@ def test_get_records_answers_at_most_10_mib_of_data_per_call(kinesis, make_strea
     assert sum(len(r["Data"]) + len(r["PartitionKey"]) for r in out["Records"]) <= 10 * MIB
     rest = helpers.read_from_iterator(kinesis, out["NextShardIterator"])
     assert len(out["Records"]) + len(rest) == 11
+
+
+@pytest.mark.parametrize("given", ["shard-1", "x-1", "1", "shardId-00000000000000000001", "-1"])
+def test_get_shard_iterator_reads_the_number_after_the_first_dash_as_aws_does(kinesis, make_stream, given):
+    name = make_stream(2)
+    out = kinesis.put_record(StreamName=name, PartitionKey="a", Data=b"top", ExplicitHashKey=str(helpers.POW_128 - 1))
+    it = kinesis.get_shard_iterator(StreamName=name, ShardId=given, ShardIteratorType="TRIM_HORIZON")
+    records = helpers.read_from_iterator(kinesis, it["ShardIterator"])
+    assert [r["SequenceNumber"] for r in records] == [out["SequenceNumber"]]
+
+
+@pytest.mark.parametrize("given", ["shardId-abc", "shardId-", "shard-1-2", "shardId-2147483648", "1x", "a"])
+def test_get_shard_iterator_with_an_unreadable_shard_id_cannot_find_it(kinesis, make_stream, given):
+    name = make_stream(1)
+    with raises_aws("ResourceNotFoundException", f"Could not find shard {given} in stream {name} under account {ACCOUNT}."):
+        kinesis.get_shard_iterator(StreamName=name, ShardId=given, ShardIteratorType="LATEST")
+
+
+def test_get_shard_iterator_with_the_largest_shard_number_is_a_missing_shard(kinesis, make_stream):
+    name = make_stream(1)
+    with raises_aws("ResourceNotFoundException", missing_shard_message(name, "shardId-002147483647")):
+        kinesis.get_shard_iterator(StreamName=name, ShardId="x-2147483647", ShardIteratorType="LATEST")

@@ -410,3 +410,26 @@ def test_write_limits_hold_per_shard_under_many_concurrent_connections(kinesd_fa
     assert 1000 <= total <= 1000 + 1000 * elapsed + 2, (total, elapsed)
     assert total < 32 * 3 * 50  # 4,800 offered
     assert len(read_shard(kinesis, stream)) == total
+
+
+def test_calls_that_fail_validation_are_not_charged_to_the_account_rate(kinesd_factory):
+    server, kinesis = limited_server(kinesd_factory, **{"--rate-limit": "ListTagsForStream=1"})
+    name = new_stream(kinesis, "checked")
+    api = helpers.RawApi(server.endpoint)
+    for _ in range(5):
+        api.error("ListTagsForStream", {"StreamName": "not a name!"}, "ValidationException")
+        api.error("ListTagsForStream", {"StreamName": name, "Limit": 0}, "ValidationException")
+    # the bucket holds one call: still full, since none of the calls above was valid
+    kinesis.list_tags_for_stream(StreamName=name)
+    with raises_aws("LimitExceededException"):
+        kinesis.list_tags_for_stream(StreamName=name)
+
+
+def test_get_shard_iterator_calls_with_invalid_arguments_are_not_charged_to_the_shard(kinesd_factory):
+    server, kinesis = limited_server(kinesd_factory)
+    name = new_stream(kinesis, "iters")
+    for _ in range(10):
+        with raises_aws("InvalidArgumentException"):
+            kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id(0), ShardIteratorType="AT_SEQUENCE_NUMBER")
+    for _ in range(5):  # the shard's five calls per second are all still there
+        kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id(0), ShardIteratorType="LATEST")

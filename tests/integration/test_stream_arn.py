@@ -153,3 +153,16 @@ def test_neither_name_nor_arn_is_refused(api, operation, payload):
     resp = api.call(operation, payload)
     assert resp.status == 400, resp
     assert resp.error_type in ("ValidationException", "InvalidArgumentException"), resp
+
+
+@NO_ARN
+def test_get_records_with_the_arn_of_another_stream_than_the_iterators_is_refused(kinesis, arn_stream, make_stream):
+    name, arn = arn_stream
+    other = make_stream(1)
+    kinesis.put_record(StreamName=name, PartitionKey="a", Data=b"mine", ExplicitHashKey="0")
+    it = kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id(0), ShardIteratorType="TRIM_HORIZON")
+    with raises_aws("InvalidArgumentException", "Invalid ShardIterator."):
+        kinesis.get_records(StreamARN=stream_arn(other), ShardIterator=it["ShardIterator"])
+    # the iterator still reads its own stream, named or not
+    assert [r["Data"] for r in kinesis.get_records(StreamARN=arn, ShardIterator=it["ShardIterator"])["Records"]] == [b"mine"]
+    assert [r["Data"] for r in kinesis.get_records(ShardIterator=it["ShardIterator"])["Records"]] == [b"mine"]

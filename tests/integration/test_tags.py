@@ -340,3 +340,13 @@ def test_remove_tags_frees_room_under_the_50_tag_limit(kinesis, make_stream):
     kinesis.add_tags_to_stream(StreamName=name, Tags={"replacement": "v"})
     pairs = all_tag_pairs(kinesis, name)
     assert len(pairs) == 50 and ("replacement", "v") in pairs and ("t0-0", "v") not in pairs
+
+
+def test_add_tags_with_invalid_characters_on_an_unknown_stream_answers_resource_not_found(kinesis, stream_name):
+    with raises_aws("ResourceNotFoundException", not_found_message(stream_name)):
+        kinesis.add_tags_to_stream(StreamName=stream_name, Tags={"abc;def": "%"})
+
+
+def test_remove_tags_with_invalid_characters_on_an_unknown_stream_answers_resource_not_found(kinesis, stream_name):
+    with raises_aws("ResourceNotFoundException", not_found_message(stream_name)):
+        kinesis.remove_tags_from_stream(StreamName=stream_name, TagKeys=["abc;def", "a%b"])
