@@ -36,6 +36,7 @@ BAD_TEXT = {
     "past U+10FFFF": b"\xf4\x90\x80\x80",
     "NUL": b"a\x00b",
 }
+BAD = "@BAD@"  # where a test splices its hostile bytes into a payload
 BAD_ESCAPES = {
     "lone high surrogate": b"\\ud800",
     "lone low surrogate": b"\\udc00",
@@ -60,7 +61,7 @@ def cbor_map(items):
     """A CBOR map of (key, encoded value) pairs."""
     out = cbor_codec._head(5, len(items))
     for k, enc in items:
-        out += cbor_codec.dumps(k) + enc
+        out += (cbor_text(k) if isinstance(k, bytes) else cbor_codec.dumps(k)) + enc
     return out
 
 
@@ -133,6 +134,49 @@ class TestSerialization:
         fields[field] = BAD_ESCAPES[case]
         assert_serialization_error(api.call("PutRecord", json_body(fields)))
         assert [r["PartitionKey"] for r in read_all()["Records"]] == ["first"]
+
+    @pytest.mark.parametrize(
+        "operation,payload",
+        [
+            ("PutRecord", {"StreamName": "s", "PartitionKey": "k", "Data": "", "SequenceNumberForOrdering": BAD}),
+            ("PutRecord", {"StreamARN": BAD, "PartitionKey": "k", "Data": ""}),
+            ("GetShardIterator", {"StreamName": "s", "ShardId": BAD, "ShardIteratorType": "LATEST"}),
+            ("GetShardIterator", {"StreamName": "s", "ShardId": "0", "ShardIteratorType": BAD}),
+            (
+                "GetShardIterator",
+                {"StreamName": "s", "ShardId": "0", "ShardIteratorType": "AT_SEQUENCE_NUMBER", "StartingSequenceNumber": BAD},
+            ),
+            ("GetRecords", {"ShardIterator": BAD}),
+            ("ListShards", {"NextToken": BAD}),
+            ("ListShards", {"StreamName": "s", "ExclusiveStartShardId": BAD}),
+            ("ListShards", {"StreamName": "s", "ShardFilter": {"Type": BAD}}),
+            ("ListStreams", {"ExclusiveStartStreamName": BAD}),
+            ("CreateStream", {"StreamName": BAD, "ShardCount": 1}),
+            ("AddTagsToStream", {"StreamName": "s", "Tags": {BAD: "v"}}),
+            ("AddTagsToStream", {"StreamName": "s", "Tags": {"k": BAD}}),
+            ("RemoveTagsFromStream", {"StreamName": "s", "TagKeys": [BAD]}),
+            ("ListStreams", {BAD: 1}),
+        ],
+        ids=lambda v: v if isinstance(v, str) else None,
+    )
+    @pytest.mark.parametrize("bad", [b"\xff", b"\\ud800", b"\\u0000", b"\xed\xa0\x80"], ids=["byte", "surrogate", "NUL", "utf8-surrogate"])
+    def test_every_string_of_every_operation_is_checked(self, api, operation, payload, bad):
+        body = json.dumps(payload).encode().replace(b"@BAD@", bad)
+        assert_serialization_error(api.call(operation, body))
+        if b"\\" not in bad:  # the same raw bytes in a CBOR text string
+            raw = bad.decode("latin-1")
+            doc = json.loads(json.dumps(payload).replace("@BAD@", raw))
+
+            def enc(v):
+                if isinstance(v, str):
+                    return cbor_text(v.encode("latin-1"))
+                if isinstance(v, dict):
+                    return cbor_map([(k.encode("latin-1"), enc(x)) for k, x in v.items()])
+                if isinstance(v, list):
+                    return cbor_codec._head(4, len(v)) + b"".join(enc(x) for x in v)
+                return cbor_codec.dumps(v)
+
+            assert_serialization_error(api.call(operation, enc(doc), content_type=AMZ_CBOR))
 
     @pytest.mark.parametrize("case", sorted(BAD_TEXT) + sorted(BAD_ESCAPES))
     def test_put_records_refuses_a_bad_partition_key_among_good_ones(self, api, stream_reader, case):
