@@ -19,6 +19,7 @@ struct p {
     struct arena *a;
     const char *s, *end;
     int depth;
+    bool stored; /* json_parse_stored: bytes of strings taken as they are */
 };
 
 size_t kv_budget(size_t len)
@@ -86,9 +87,9 @@ static int str(struct p *p, const char **out, size_t *outlen)
             continue;
         }
         size_t k = utf8_seq((const unsigned char *)q, (size_t)(p->end - q));
-        if (!k)
+        if (!k && !p->stored)
             return KV_MALFORMED;
-        q += k;
+        q += k ? k : 1;
     }
     if (q < p->end && *q == '"') { /* fast path: no escapes, a plain copy */
         char *o = arena_try_strndup(p->a, start, (size_t)(q - start));
@@ -119,8 +120,9 @@ static int str(struct p *p, const char **out, size_t *outlen)
             return KV_MALFORMED;
         if (c >= 0x80) {
             size_t k = utf8_seq((const unsigned char *)r, (size_t)(e - r));
-            if (!k)
+            if (!k && !p->stored)
                 return KV_MALFORMED;
+            k = k ? k : 1;
             memcpy(w, r, k);
             w += k;
             r += k;
@@ -153,7 +155,7 @@ static int str(struct p *p, const char **out, size_t *outlen)
                     return KV_MALFORMED;
                 r += 6;
                 cp = 0x10000 + ((cp - 0xD800) << 10) + (lo - 0xDC00);
-            } else if ((cp >= 0xDC00 && cp < 0xE000) || cp == 0) {
+            } else if ((cp >= 0xDC00 && cp < 0xE000) || (cp == 0 && !p->stored)) {
                 return KV_MALFORMED; /* a lone low surrogate, or NUL */
             }
             /* a \uXXXX escape (6 source bytes) never needs more than 3 output bytes, and a
@@ -316,11 +318,12 @@ static int value(struct p *p, struct kv *v)
     }
 }
 
-int json_parse(struct arena *a, const char *text, size_t len, struct kv **out)
+static int parse(struct arena *a, const char *text, size_t len, bool stored, struct kv **out)
 {
-    struct p p = {a, text, text + len, 0};
+    struct p p = {a, text, text + len, 0, stored};
     size_t saved = a->limit;
-    arena_set_limit(a, a->used + kv_budget(len));
+    if (!stored) /* our own documents are as large as the streams they describe */
+        arena_set_limit(a, a->used + kv_budget(len));
     int rc = KV_TOO_BIG;
     struct kv *v = arena_try_zalloc(a, sizeof *v);
     if (v && !(rc = value(&p, v))) {
@@ -333,6 +336,16 @@ int json_parse(struct arena *a, const char *text, size_t len, struct kv **out)
         return rc;
     *out = v;
     return 0;
+}
+
+int json_parse(struct arena *a, const char *text, size_t len, struct kv **out)
+{
+    return parse(a, text, len, false, out);
+}
+
+int json_parse_stored(struct arena *a, const char *text, size_t len, struct kv **out)
+{
+    return parse(a, text, len, true, out);
 }
 
 const struct kv *kv_get(const struct kv *obj, const char *key)

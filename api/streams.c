@@ -196,7 +196,7 @@ static struct stream *decode(const char *text, size_t len)
     arena_init(&ar);
     struct kv *o;
     struct stream *s = NULL;
-    if (json_parse(&ar, text, len, &o) || o->type != KV_OBJ || iget(o, "v") != 1)
+    if (json_parse_stored(&ar, text, len, &o) || o->type != KV_OBJ || iget(o, "v") != 1)
         goto out;
     const struct kv *name = kv_get(o, "name"), *shards = kv_get(o, "shards"), *tags = kv_get(o, "tags");
     if (!name || name->type != KV_STR || name->len > 128 || !shards || shards->type != KV_ARR)

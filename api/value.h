@@ -62,6 +62,12 @@ const struct kv *kv_get(const struct kv *obj, const char *key);
  * left untouched on failure; the arena may hold partial work until it is freed. */
 int json_parse(struct arena *a, const char *text, size_t len, struct kv **out);
 
+/* json_parse for the server's own stored documents (stream metadata): string bytes are taken
+ * as they are, as versions before the UTF-8 checks stored them, so a stream whose tags hold
+ * such bytes stays readable (the answer writer replaces them), and without kv_budget (the
+ * metadata of a stream of 20,000 shards is a dense tree). Never for a client's body. */
+int json_parse_stored(struct arena *a, const char *text, size_t len, struct kv **out);
+
 /* Parse the first CBOR item of a body into a tree in the arena (trailing bytes are ignored,
  * as AWS does). Returns 0, KV_MALFORMED or KV_TOO_BIG as json_parse; *out untouched on
  * failure. */

@@ -410,3 +410,15 @@ class TestBehaviour:
         resp = api.call("PutRecords", body, content_type=AMZ_CBOR)
         assert resp.status == 200, resp
         assert len(read_all()["Records"]) == 501
+
+    @pytest.mark.own_server
+    def test_a_stream_of_5000_shards_survives_a_restart(self, kinesd_factory):
+        """Stored metadata is the server's own document: the decode budget is for clients' bodies."""
+        srv = kinesd_factory()
+        kinesis = helpers.make_client(srv.endpoint)
+        kinesis.create_stream(StreamName="wide", ShardCount=5000)
+        helpers.wait_for_status(kinesis, "wide")
+        srv.restart()
+        kinesis = helpers.make_client(srv.endpoint)
+        summary = kinesis.describe_stream_summary(StreamName="wide")["StreamDescriptionSummary"]
+        assert summary["OpenShardCount"] == 5000

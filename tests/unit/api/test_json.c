@@ -129,5 +129,34 @@ static void the_tree_keeps_to_its_budget(void)
     CHECK(kv_budget(1u << 30) == KV_BUDGET_MAX);
 }
 
+/* The server's own documents: bytes of earlier versions are kept, dense trees are not capped. */
+static void stored_documents_stay_readable(void)
+{
+    struct arena a;
+    arena_init(&a);
+    struct kv *v;
+    const char *old = "{\"t\":\"\xff\\u0000\"}";
+    CHECK(json_parse_stored(&a, old, strlen(old), &v) == 0);
+    CHECK(v->type == KV_OBJ && kv_get(v, "t")->len == 2);
+    CHECK(json_parse_stored(&a, "[\"\\ud800\"]", 10, &v) == KV_MALFORMED); /* never written */
+    arena_free(&a);
+    size_t n = 20000, cap = n * 40 + 16, len = 0;
+    char *doc = malloc(cap);
+    if (!doc)
+        abort();
+    doc[len++] = '[';
+    for (size_t i = 0; i < n; i++)
+        len += (size_t)snprintf(doc + len, cap - len, "%s{\"i\":%zu,\"a\":1,\"b\":2}", i ? "," : "", i);
+    doc[len++] = ']';
+    arena_init(&a);
+    CHECK(json_parse(&a, doc, len, &v) == KV_TOO_BIG);
+    arena_free(&a);
+    arena_init(&a);
+    CHECK(json_parse_stored(&a, doc, len, &v) == 0 && v->n == n);
+    arena_free(&a);
+    free(doc);
+}
+
 CHECK_RUN("json", T(strings_must_be_utf8_without_nul), T(surrogate_escapes_must_pair),
-          T(hostile_numbers_stay_finite), T(nesting_is_bounded), T(the_tree_keeps_to_its_budget))
+          T(hostile_numbers_stay_finite), T(nesting_is_bounded), T(the_tree_keeps_to_its_budget),
+          T(stored_documents_stay_readable))
