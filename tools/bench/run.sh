@@ -288,6 +288,7 @@ start_kinesis_mock() {
     START_PID=$!
 }
 
+LOAD_BEFORE=$(cut -d' ' -f1-3 /proc/loadavg)
 # ---------------------------------------------------------------- ceiling --
 if has_mode ceiling; then
     echo
@@ -412,6 +413,8 @@ echo "=== kinesd / kinesalite / kinesis-mock: ${SECS} s per mode, $SHARDS shards
 echo "ceiling = kbench against its own trivial server (the load generator's limit on these cores)."
 echo "ratios = kinesd / the other (rates: higher is better; latency and memory: lower is better)."
 echo "MB = 10^6 bytes of record payload. RssAnon is sampled every 100 ms during each mode."
+echo "load average (1, 5, 15 min) before the run: $LOAD_BEFORE; after: $(cut -d' ' -f1-3 /proc/loadavg)" \
+    "on $(nproc) cores (other work on the machine lowers every figure)."
 printf "%-36s %11s %11s %11s %11s %9s %9s  %-9s %s\n" metric ceiling kinesd kinesalite kinesis-mock \
     kd/klite kd/kmock target "kinesd vs target"
 printf '%.0s-' $(seq 128)
