@@ -28,7 +28,9 @@ STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
 # the fault-injecting engine is linked into the storage tests only
 FAULT_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard storage/fault/*.c))
 API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o)
-SERVER_OBJ  := $(SERVER_SRC:%.c=$(BUILD)/%.o)
+SERVER_OBJ  := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/console_files.o
+# The web console's static files, compiled into the binary (server/console.h).
+CONSOLE_FILES := $(sort $(wildcard server/console/*.html server/console/*.js server/console/*.css))
 
 UNIT_SRC := $(wildcard tests/unit/*/*.c tests/unit/*/*/*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
@@ -46,6 +48,18 @@ $(BUILD)/server/%.o: server/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iserver -Iapi -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
 
+# One C array per console file (od and sed, both in every Debian), then the name table.
+$(BUILD)/server/console_files.c: $(CONSOLE_FILES) Makefile
+	@mkdir -p $(@D)
+	@{ echo '#include "console.h"'; i=0; for f in $(CONSOLE_FILES); do \
+	    echo "static const unsigned char f$$i[] = {"; \
+	    od -An -v -tx1 "$$f" | sed 's/ \([0-9a-f][0-9a-f]\)/0x\1,/g'; echo "};"; i=$$((i+1)); done; \
+	  echo "const struct console_file console_files[] = {"; i=0; for f in $(CONSOLE_FILES); do \
+	    echo "    {\"$${f##*/}\", f$$i, sizeof f$$i},"; i=$$((i+1)); done; \
+	  echo "};"; echo "const size_t console_nfiles = $$i;"; } > $@.tmp && mv $@.tmp $@
+$(BUILD)/server/console_files.o: $(BUILD)/server/console_files.c
+	$(CC) $(CFLAGS) -Iserver -c $< -o $@
+
 $(BUILD)/kinesd: $(SERVER_OBJ) $(API_OBJ) $(STORAGE_OBJ)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
@@ -62,7 +76,7 @@ $(BUILD)/kbench: tools/bench/kbench.c
 
 # Debian packages the build and the tests need; installed only when missing.
 BUILD_DEBS := build-essential pkg-config libmicrohttpd-dev liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev
-TEST_DEBS  := python3-boto3 python3-pytest awscli
+TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket
 deps:
 	@tools/install-deps.sh $(BUILD_DEBS)
 deps-test:

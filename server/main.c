@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "api.h"
+#include "console.h"
 #include "http.h"
 
 static void usage(FILE *f)
@@ -41,6 +42,7 @@ static void usage(FILE *f)
             "  --test-clock           accept POST /_test/advance-clock?ms=N (tests only)\n"
             "  --auth FILE            verify SigV4 signatures against an AWS credentials file\n"
             "                         (reloaded on SIGHUP); without it any credentials are accepted\n"
+            "  --no-console           do not serve the web console at GET /console\n"
             "  --help, --version\n");
 }
 
@@ -91,6 +93,7 @@ enum {
     O_SCALINGS,
     O_UNFLUSHED,
     O_AUTH,
+    O_NOCONSOLE,
 };
 
 int main(int argc, char **argv)
@@ -125,6 +128,7 @@ int main(int argc, char **argv)
         {"scalings-per-day", required_argument, 0, O_SCALINGS},
         {"max-unflushed-mb", required_argument, 0, O_UNFLUSHED},
         {"auth", required_argument, 0, O_AUTH},
+        {"no-console", no_argument, 0, O_NOCONSOLE},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
@@ -191,6 +195,7 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case O_AUTH: auth = optarg; break;
+        case O_NOCONSOLE: console_enable(false); break;
         case O_SCALINGS:
             if (parse_num("--scalings-per-day", optarg, 0, 1000000, &scalings))
                 return 2;

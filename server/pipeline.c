@@ -2,6 +2,7 @@
  *
  *   1. body size cap       413 before the body is buffered (the adapters stop reading)
  *   2. GET /healthcheck    200 once the server accepts requests
+ *      GET /console[/...]  the web console's compiled-in files (console.c), unless --no-console
  *   3. CORS                Origin -> Access-Control-Allow-Origin; OPTIONS preflight answered here
  *   4. test clock          POST /_test/advance-clock?ms=N, only with --test-clock
  *   5. method              anything but POST -> 403 AccessDeniedException (XML, as AWS)
@@ -12,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "console.h"
 #include "pipeline.h"
 
 static void add(struct hresp *o, const char *name, const char *value)
@@ -105,6 +107,14 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
         o->status = 200;
         set_body(o, "{\"status\":\"ok\"}");
         add(o, "Content-Type", "application/json");
+        goto common;
+    }
+    if (console_wants(r->method, r->path)) {
+        const char *type;
+        o->status = console_serve(r->path, &o->body, &o->body_len, &type);
+        add(o, "Content-Type", type);
+        add(o, "Cache-Control", "no-cache");
+        add(o, "Content-Security-Policy", CONSOLE_CSP);
         goto common;
     }
     if (!strcmp(r->method, "OPTIONS") && origin) {

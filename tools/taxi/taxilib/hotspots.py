@@ -352,14 +352,14 @@ class Consumer:
         lines = [f"\x1b[H\x1b[2Jtaxi-hotspots  stream {self.a.stream}  shards reading {len(self.live)} "
                  f"(busy {behind})  windows {self.state['emitted']}  late {self.state['late']}",
                  f"window {name}  {total} pickups in {len(rows)} cells", "",
-                 f"{'#':>2}  {'cell':<8} {'lat':>8} {'lon':>9} {'pickups':>7}  {'to JFK':>10}  {'to LGA':>10}"]
+                 f"{'#':>2}  {'cell':<8} {'lat':>8} {'lon':>9} {'pickups':>7}  {'to JFK':>14}  {'to LGA':>14}"]
         for i, r in enumerate(rows[:self.a.top], 1):
             lat, lon = geohash.decode(r["cell"]) if not r["cell"].startswith(("zone", "inv")) else (0, 0)
 
             def dur(x):
                 return f"{x['avgSeconds'] / 60:5.1f} min ({x['trips']})" if x else "-"
             lines.append(f"{i:>2}  {r['cell']:<8} {lat:8.4f} {lon:9.4f} {r['pickups']:>7}  "
-                         f"{dur(r.get('toJFK')):>10}  {dur(r.get('toLGA')):>10}")
+                         f"{dur(r.get('toJFK')):>14}  {dur(r.get('toLGA')):>14}")
         self.out.write("\n".join(lines) + "\n")
         self.out.flush()
 
@@ -370,6 +370,9 @@ class Consumer:
             kinesis.ensure_stream(self.k, self.a.out_stream, 1)
         self.write_pending(check=True)
         self.refresh_shards()
+        if self.tty:
+            print(f"taxi-hotspots: reading {len(self.live)} shards of {self.a.stream}; a window appears "
+                  f"{self.a.lateness} s of event time after it ends", file=self.out, flush=True)
         while True:
             now = time.monotonic()
             for sid in list(self.live):
