@@ -15,6 +15,7 @@ import time
 import urllib.request
 from pathlib import Path
 
+import boto3
 import pytest
 
 import helpers
@@ -224,3 +225,30 @@ def test_no_console_turns_the_console_off(kinesd_factory):
     srv = kinesd_factory(flags={"--no-console": None})
     r = helpers.http_request(srv.endpoint, "GET", "/console")
     assert r.status == 403 and b"AccessDeniedException" in r.raw
+
+
+@pytest.mark.own_server
+def test_with_auth_the_console_asks_for_credentials_and_signs_with_them(browser, kinesd_factory, tmp_path):
+    creds = tmp_path / "credentials"
+    creds.write_text("[console-user]\naws_access_key_id = AKIACONSOLETEST\n"
+                     "aws_secret_access_key = console/secret+key/0123456789\n")
+    srv = kinesd_factory(flags={"--auth": str(creds)})
+    k = boto3.client("kinesis", endpoint_url=srv.endpoint, region_name="us-east-1",
+                     aws_access_key_id="AKIACONSOLETEST", aws_secret_access_key="console/secret+key/0123456789")
+    k.create_stream(StreamName="signed", ShardCount=1)
+    browser.errors.clear()
+    browser.goto(srv.endpoint + "/console")
+    # the placeholders are refused: the dialog opens and says why
+    browser.wait("document.getElementById('creds').open", what="the credentials dialog")
+    assert "UnrecognizedClientException" in browser.js("document.getElementById('banner').textContent")
+    refused = list(browser.errors)
+    assert refused and all("400" in e for e in refused), refused  # the refused calls, nothing else
+    browser.errors.clear()
+    set_value(browser, "creds-key", "AKIACONSOLETEST")
+    set_value(browser, "creds-secret", "console/secret+key/0123456789")
+    click(browser, "#creds-save")
+    browser.wait("!!document.querySelector('#streams-table tr[data-stream=\"signed\"]')", what="the signed listing")
+    assert browser.js("document.getElementById('banner').hidden")
+    browser.screenshot(tmp_path / "signed.png")
+    browser.js("localStorage.removeItem('kinesd.creds')")
+    assert browser.errors == [], browser.errors
