@@ -531,10 +531,15 @@ function wire() {
   });
   $("delete-button").addEventListener("click", () => { $("delete-confirm").hidden = false; $("delete-confirm").textContent = `Really delete ${current.stream}`; });
   $("delete-confirm").addEventListener("click", async () => {
+    const run = current;
+    run.alive = false; // the view's pollers stop before their stream goes
     try {
-      await api("DeleteStream", { StreamName: current.stream });
+      await api("DeleteStream", { StreamName: run.stream });
       location.hash = "#/streams";
-    } catch (e) { result("delete-result", e.message, true); }
+    } catch (e) {
+      route();
+      result("delete-result", e.message, true);
+    }
   });
   $("tail-restart").addEventListener("click", () => current.stream && startTail(current));
   $("tail-from").addEventListener("change", () => current.stream && startTail(current));

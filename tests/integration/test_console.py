@@ -114,13 +114,20 @@ def browser(tmp_path_factory):
             proc.wait()
 
 
+def api_refusal(error, endpoint):
+    """Chromium logs every 4xx answer of fetch as an error; a Kinesis error answer of POST /
+    (a stream deleted while a poller looks at it) is the API working, not the page failing."""
+    return error.startswith("log (network)") and "status of 400" in error and error.endswith(endpoint + "/")
+
+
 @pytest.fixture
 def page(browser, endpoint, tmp_path):
     browser.errors.clear()
     browser.goto(endpoint + "/console")
     yield browser
     browser.screenshot(tmp_path / "last.png")
-    assert browser.errors == [], f"the page reported errors: {browser.errors}"
+    errors = [e for e in browser.errors if not api_refusal(e, endpoint)]
+    assert errors == [], f"the page reported errors: {errors}"
 
 
 def set_value(page, id_, value):
@@ -139,12 +146,14 @@ def test_the_console_loads_without_errors_and_lists_a_stream_the_test_created(pa
     assert "ACTIVE" in row and "PROVISIONED" in row and "24 h" in row and "\t3\t" in row, row
     assert page.js("document.title") == "kinesd console"
     page.screenshot(tmp_path / "streams.png")
+    assert page.errors == [], page.errors  # not even an API error answer
 
 
 def test_a_stream_created_and_deleted_through_the_forms(page, kinesis, stream_name):
     set_value(page, "create-name", stream_name)
     set_value(page, "create-shards", "2")
     click(page, "#create-submit")
+    page.wait("document.getElementById('create-result').textContent.startsWith('Creating')", what="CreateStream's answer")
     helpers.wait_for_status(kinesis, stream_name)
     assert kinesis.describe_stream_summary(StreamName=stream_name)["StreamDescriptionSummary"]["OpenShardCount"] == 2
     page.wait(f"!!document.querySelector('a[data-stream={json.dumps(stream_name)}]')", what="the new stream's link")
