@@ -88,14 +88,14 @@ def env_for(endpoint):
     return dict(os.environ, KINESIS_ENDPOINT=endpoint, PYTHONDONTWRITEBYTECODE="1")
 
 
-def replay(endpoint, stream, *extra, shards=2, seed=SEED, count=TRIPS, per_minute=120):
+def replay(endpoint, stream, *extra, shards=2, seed=SEED, count=TRIPS, per_minute=120, skip=0):
     cmd = [sys.executable, str(TAXI / "taxi-replay"), "--stream", stream, "--shards", str(shards),
            "--seed", str(seed), "--trips", str(count), "--start", START, "--speedup", "0",
-           "--per-minute", str(per_minute), *extra]
+           "--per-minute", str(per_minute), "--skip", str(skip), *extra]
     p = subprocess.run(cmd, env=env_for(endpoint), capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr + p.stdout
     last = p.stdout.strip().splitlines()[-1]
-    assert f"sent={count} " in last, p.stdout
+    assert f"sent={count - skip} " in last, p.stdout
     return dict(kv.split("=", 1) for kv in last.split()[1:] if "=" in kv)
 
 
@@ -239,6 +239,32 @@ def test_a_killed_consumer_resumes_without_losing_or_repeating_a_window(endpoint
         assert output_windows(kinesis, out) == expected_windows()
         state = json.loads(cp.read_text())
         assert state["late"] == 0 and not state["pending"] and not state["windows"]
+    finally:
+        for s in (src, out):
+            kinesis.delete_stream(StreamName=s)
+
+
+def test_the_consumer_follows_a_reshard_from_parents_to_children(endpoint, kinesis, tmp_path):
+    src, out = helpers.unique_name("taxi"), helpers.unique_name("hot")
+    try:
+        replay(endpoint, src, shards=2, count=500)
+        # a third of the trips before a split, a third between it and a merge of its children
+        kinesis.split_shard(StreamName=src, ShardToSplit="shardId-000000000000", NewStartingHashKey=str(2**126))
+        helpers.wait_for_status(kinesis, src)
+        replay(endpoint, src, count=1000, skip=500)
+        kinesis.merge_shards(StreamName=src, ShardToMerge="shardId-000000000002",
+                             AdjacentShardToMerge="shardId-000000000003")
+        helpers.wait_for_status(kinesis, src)
+        replay(endpoint, src, count=TRIPS, skip=1000)
+        shards = helpers.all_shards(kinesis, src)
+        assert len(shards) == 5 and sum(1 for s in shards if helpers.is_open(s)) == 2
+        p = hotspots(endpoint, src, out, tmp_path / "cp.json")
+        assert p.returncode == 0, p.stderr
+        assert output_windows(kinesis, out) == expected_windows()
+        state = json.loads((tmp_path / "cp.json").read_text())
+        assert state["late"] == 0
+        assert sorted(sid for sid, sh in state["shards"].items() if sh["done"]) == sorted(
+            s["ShardId"] for s in shards if not helpers.is_open(s))
     finally:
         for s in (src, out):
             kinesis.delete_stream(StreamName=s)

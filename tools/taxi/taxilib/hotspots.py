@@ -141,8 +141,14 @@ class Consumer:
 
     # ---- shards ----
 
-    def refresh_shards(self):
+    def refresh_shards(self, children=()):
         self.listing = {s["ShardId"]: s for s in kinesis.list_shards(self.k, self.a.stream)}
+        for c in children:  # GetRecords named them; a listing may not show them yet
+            if c["ShardId"] not in self.listing:
+                parents = c.get("ParentShards") or []
+                self.listing[c["ShardId"]] = {"ShardId": c["ShardId"], "SequenceNumberRange": {},
+                                              "ParentShardId": parents[0] if parents else None,
+                                              "AdjacentParentShardId": parents[1] if len(parents) > 1 else None}
         self.last_list = time.monotonic()
         shards = self.state["shards"]
         for sid, s in self.listing.items():
@@ -204,12 +210,12 @@ class Consumer:
         nxt = r.get("NextShardIterator")
         if nxt:
             lv["it"] = nxt
-        else:  # closed and read to its end: the children may start
+        else:  # closed and read to its end: its ChildShards may start
             sh["done"] = True
             del self.live[sid]
             self.dirty = True
             self.save()
-            self.refresh_shards()
+            self.refresh_shards(children=r.get("ChildShards") or [])
 
     def count(self, data, lv):
         try:

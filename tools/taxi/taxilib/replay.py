@@ -11,6 +11,7 @@ hash ranges) are packed into KPL aggregated records of at most 51,200 bytes."""
 
 import argparse
 import hashlib
+import itertools
 import sys
 import time
 
@@ -33,6 +34,7 @@ def parse_args(argv):
     p.add_argument("--csv", metavar="FILE", help="a NYC TLC yellow-taxi trip CSV (coordinates or location ids)")
     p.add_argument("--seed", type=int, default=1, help="seed of the synthetic generator (default 1)")
     p.add_argument("--trips", type=int, default=20000, help="synthetic trips to send (default 20000; 0: no end)")
+    p.add_argument("--skip", type=int, default=0, help="leave out the first N trips (to resume a replay)")
     p.add_argument("--start", default="2015-01-15 07:00:00", help="synthetic: first pickup time")
     p.add_argument("--per-minute", type=float, default=120, help="synthetic: pickups per minute at peak")
     p.add_argument("--rate", type=float, default=0, help="at most N records per second (default: no cap)")
@@ -189,6 +191,9 @@ def run(argv=None):
     else:
         total = a.trips or None
         source = trips.synthetic(a.seed, a.start, total, a.per_minute)
+    if a.skip:
+        source = itertools.islice(source, a.skip, None)
+        total = total - a.skip if total else total
     sender = Sender(k, a.stream, a.aggregate, a.speedup > 0 or a.rate > 0)
     prog = Progress(total, a.interval, a.quiet)
     t0 = time.monotonic()
