@@ -38,6 +38,9 @@ struct shard {
     int32_t parent, adjacent_parent; /* -1 for none */
     bool pending;                    /* made by a reshard still UPDATING: not yet visible */
     bool closing;                    /* closes when that reshard completes */
+    bool sealed;                     /* no longer routed to; closes once its appends committed */
+    uint64_t ver;                    /* its metadata row's version */
+    int64_t trim_at;                 /* in memory: when its oldest record passes retention */
     uint64_t offered, offered_bytes; /* records and bytes routed here (atomic; on-demand scaling) */
     uint32_t hot_ticks;              /* consecutive seconds above one shard's write capacity */
 };
@@ -61,10 +64,17 @@ struct stream {
     uint32_t nshards;
     struct shard *shards; /* owned; index order */
     uint32_t ntags;
-    struct tag *tags; /* owned; sorted by key */
+    struct tag *tags;       /* owned; sorted by key */
+    uint64_t ver, tags_ver; /* versions of its header and tags rows */
+    bool legacy;            /* read from the older one-value format, not yet rewritten as rows */
 };
 
-struct streams; /* the registry: every stream, by name, behind a rwlock */
+/* A log id is uid << 24 | shard index (log_id): the bounds of both. */
+#define SHARD_INDEX_LIMIT (1u << 24)
+#define UID_LIMIT (1ull << 40)
+#define STREAMS_NO_IDS 1 /* a change would need a shard index or uid past these */
+
+struct streams; /* the registry: every stream, by name (streams.c) */
 struct limits;  /* token buckets (limits.c) */
 
 struct api {
@@ -188,35 +198,44 @@ void streams_close(struct api *a);
 /* Effective status at time now. */
 int stream_status(const struct stream *s, int64_t now);
 const char *stream_status_name(int st);
-/* Lock the registry for reading / writing; every struct stream pointer is valid only while
- * the lock is held. */
+/* The routing lock, for reading: every struct stream pointer got under it is valid only while
+ * it is held. (Only the registry takes it for writing, to swap a pointer.) */
 void streams_rdlock(struct api *a);
-void streams_wrlock(struct api *a);
 void streams_unlock(struct api *a);
-/* Find a stream by name (visible: not gone). Call with the lock held. */
+/* The change lock: serializes every change of the registry (never taken by the data plane).
+ * While it is held the registry does not change, so streams may be read without the rdlock. */
+void streams_change_lock(struct api *a);
+void streams_change_unlock(struct api *a);
+/* Find a stream by name (visible: not gone). Call with either lock held. */
 struct stream *streams_find(struct api *a, const char *name, int64_t now);
 /* Streams in name order: *n gets the count; the array is valid while the lock is held. */
 struct stream **streams_list(struct api *a, size_t *n);
-/* Create and persist a stream (write lock held). Returns 0 or a STORE_* code. */
+/* Create and persist a stream (change lock held). Returns 0, STREAMS_NO_IDS (uids or shard
+ * indices exhausted), or a STORE_* code (nothing changed). *out is owned by the registry. */
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
                    const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
-/* Persist a changed stream (write lock held). */
-int streams_save(struct api *a, struct stream *s);
-/* Mark deleting (write lock held). */
-int streams_delete(struct api *a, struct stream *s, int64_t now);
-/* Count of open shards across every stream (lock held). */
+/* A private, changeable copy of a stream (owned by the caller until streams_commit succeeds
+ * or stream_discard frees it). Change lock held. */
+struct stream *stream_copy(const struct stream *s);
+void stream_discard(struct stream *s);
+/* Persist next (a changed copy of the current cur) by writing the rows that differ in one
+ * compare-and-set, then swap it in; cur is freed and next belongs to the registry. A reshard
+ * staged without an UPDATING period completes here. Change lock held. Returns 0, or a STORE_*
+ * code with nothing changed (next still the caller's). */
+int streams_commit(struct api *a, struct stream *cur, struct stream *next, int64_t now);
+/* Count of open shards across every stream (either lock held). */
 uint32_t streams_open_shards(struct api *a, int64_t now);
-/* Tag helpers: set/replace, remove (lock held, caller saves). */
+/* Tag helpers: set/replace, remove (on a copy). */
 void stream_tag_set(struct stream *s, const char *k, const char *v);
 void stream_tag_remove(struct stream *s, const char *k);
-/* Run fn on the stream the request names, holding the registry lock for it: the read lock
- * (STREAM_READ) or the write lock (STREAM_WRITE; STREAM_ACTIVE also requires the stream to be
- * ACTIVE, else ResourceInUseException). A missing stream answers ResourceNotFoundException.
- * Returns fn's result (0, or -1 with the error recorded). */
+/* Run fn on the stream the request names. STREAM_READ: the current version, under the read
+ * lock. STREAM_WRITE (STREAM_ACTIVE also requires the stream to be ACTIVE, else
+ * ResourceInUseException): under the change lock, fn gets a private copy to change; when it
+ * returns 0 the copy is committed (streams_commit; a store error answers InternalFailure and
+ * changes nothing). A missing stream answers ResourceNotFoundException. Returns fn's result
+ * (0, or -1 with the error recorded). */
 enum stream_access { STREAM_READ, STREAM_WRITE, STREAM_ACTIVE };
 int with_stream(struct api_ctx *c, enum stream_access access, int (*fn)(struct api_ctx *c, struct stream *s));
-/* Persist a changed stream (write lock held); a store error answers InternalFailure. */
-int save_stream(struct api_ctx *c, struct stream *s);
 /* {"StreamMode": "PROVISIONED" | "ON_DEMAND"} */
 void enc_stream_mode(struct enc *e, const struct stream *s);
 /* The stream the request names (c->stream_name), visible and not gone; else records
@@ -237,7 +256,10 @@ static inline bool shard_visible(const struct stream *s, const struct shard *sh,
 {
     return !sh->pending && !shard_expired(s, sh, now);
 }
-static inline bool shard_open(const struct shard *sh) { return !sh->closed_ms && !sh->pending; }
+static inline bool shard_open(const struct shard *sh)
+{
+    return !sh->closed_ms && !sh->pending && !sh->sealed;
+}
 /* One Shard object (DescribeStream, ListShards). */
 void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh);
 /* ResourceInUseException "Stream X under account Y not ACTIVE, instead in state S". Returns -1. */
@@ -246,26 +268,32 @@ int fail_not_active(struct api_ctx *c, const struct stream *s, int status);
  * its class fail, then, with an action ("add tags to", "remove tags from"), any '%' does.
  * Returns 0, or -1 with the InvalidArgumentException recorded. */
 int check_tag_texts(struct api_ctx *c, const struct kv *tags, const char *action);
-/* The tag operations' shared halves (write lock held): upsert the request's "Tags" (at most
- * 50 per stream), remove its "TagKeys" (unknown keys are ignored); both check the texts first
- * and save the stream. AddTagsToStream / TagResource and RemoveTagsFromStream / UntagResource
- * run them. Return 0, or -1 with the error recorded. */
+/* The tag operations' shared halves, on a copy (with_stream STREAM_WRITE commits it): upsert
+ * the request's "Tags" (at most 50 per stream), remove its "TagKeys" (unknown keys are
+ * ignored); both check the texts first. AddTagsToStream / TagResource and RemoveTagsFromStream /
+ * UntagResource run them. Return 0, or -1 with the error recorded. */
 int stream_tags_add(struct api_ctx *c, struct stream *s);
 int stream_tags_remove(struct api_ctx *c, struct stream *s);
 /* Number of shards that are open at time now. */
 uint32_t stream_open_shards(const struct stream *s);
-/* Resharding (write lock held). Each stages the change: children are added pending and their
- * parents marked closing, the stream is UPDATING; as on AWS, the old shards stay in use until
- * the update completes (--update-stream-ms; at once when 0), when the maintenance thread
- * closes the parents after every append already routed to them has committed (so an
- * EndingSequenceNumber is final) and opens the children. Return 0 or a STORE_* code. */
+/* Resharding, on a copy (streams_commit persists it). Each stages the change: children are
+ * added pending and their parents marked closing, the stream is UPDATING; as on AWS, the old
+ * shards stay in use until the update completes (--update-stream-ms; at once when 0), when the
+ * parents are sealed and the children opened, and each parent closes once every append already
+ * routed to it has committed (so an EndingSequenceNumber is final). Return 0, or
+ * STREAMS_NO_IDS (the stream unchanged) when the stream has not enough shard indices left
+ * (SHARD_INDEX_LIMIT over its life). */
 int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start, int64_t now);
 int stream_merge(struct api *a, struct stream *s, uint32_t shard, uint32_t adjacent, int64_t now);
 int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now);
+/* Whether `more` shards may still be added to s. */
+bool stream_indices_left(const struct stream *s, uint32_t more);
 /* For reshard operations (op_split_shard.c): the stream must be ACTIVE and provisioned; the
  * account's shard limit must allow `more` open shards. Both return 0, or -1 with the error. */
 int reshard_check(struct api_ctx *c, struct stream *s);
 int check_shard_limit(struct api_ctx *c, uint32_t more);
+/* LimitExceededException: the stream has no shard indices left (STREAMS_NO_IDS). Returns -1. */
+int fail_no_indices(struct api_ctx *c, const struct stream *s);
 /* Run background maintenance (lifecycle transitions, deleting dropped logs) until stopping. */
 void *streams_maintain(void *arg);
 

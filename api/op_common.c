@@ -15,24 +15,34 @@ struct stream *ctx_stream(struct api_ctx *c)
 
 int with_stream(struct api_ctx *c, enum stream_access access, int (*fn)(struct api_ctx *c, struct stream *s))
 {
-    if (access == STREAM_READ)
-        streams_rdlock(c->api);
-    else
-        streams_wrlock(c->api);
     int rc = -1;
+    if (access == STREAM_READ) {
+        streams_rdlock(c->api);
+        struct stream *s = ctx_stream(c);
+        if (s)
+            rc = fn(c, s);
+        streams_unlock(c->api);
+        return rc;
+    }
+    /* change by copy, persist, swap: routing goes on by the current version meanwhile */
+    streams_change_lock(c->api);
     struct stream *s = ctx_stream(c);
     if (s) {
         int st = stream_status(s, c->now_ms);
-        rc = access == STREAM_ACTIVE && st != ST_ACTIVE ? fail_not_active(c, s, st) : fn(c, s);
+        if (access == STREAM_ACTIVE && st != ST_ACTIVE) {
+            rc = fail_not_active(c, s, st);
+        } else {
+            struct stream *next = stream_copy(s);
+            rc = fn(c, next);
+            int src = rc == 0 ? streams_commit(c->api, s, next, c->now_ms) : 0;
+            if (src)
+                rc = api_store_fail(c, src);
+            if (rc)
+                stream_discard(next);
+        }
     }
-    streams_unlock(c->api);
+    streams_change_unlock(c->api);
     return rc;
-}
-
-int save_stream(struct api_ctx *c, struct stream *s)
-{
-    int rc = streams_save(c->api, s);
-    return rc ? api_store_fail(c, rc) : 0;
 }
 
 void enc_stream_mode(struct enc *e, const struct stream *s)
@@ -157,7 +167,7 @@ int stream_tags_add(struct api_ctx *c, struct stream *s)
                         s->name, c->api->account, MAX_TAGS);
     for (const struct kv *t = tags->child; t; t = t->next)
         stream_tag_set(s, t->key, t->type == KV_STR ? t->s : "");
-    return save_stream(c, s);
+    return 0;
 }
 
 int stream_tags_remove(struct api_ctx *c, struct stream *s)
@@ -168,5 +178,5 @@ int stream_tags_remove(struct api_ctx *c, struct stream *s)
     for (const struct kv *k = kv_get(c->req, "TagKeys")->child; k; k = k->next)
         if (k->type == KV_STR)
             stream_tag_remove(s, k->s);
-    return save_stream(c, s);
+    return 0;
 }

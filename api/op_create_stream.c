@@ -62,7 +62,7 @@ static int run(struct api_ctx *c)
 
     int64_t kib = 1024;
     req_int(c, "MaxRecordSizeInKiB", &kib);
-    streams_wrlock(c->api);
+    streams_change_lock(c->api);
     int rc = -1;
     struct stream *s;
     if (streams_find(c->api, name, c->now_ms))
@@ -71,9 +71,15 @@ static int run(struct api_ctx *c)
     else if (check_shard_limit(c, (uint32_t)count) == 0) {
         int src =
             streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, tv, ntags, c->now_ms, &s);
-        rc = src ? api_store_fail(c, src) : 0;
+        if (src == STREAMS_NO_IDS)
+            api_fail(c, KERR_LIMIT_EXCEEDED,
+                     "Account %s has created the %llu streams a data directory can name; no stream can "
+                     "be created in it any more.",
+                     c->api->account, (unsigned long long)UID_LIMIT - 1);
+        else
+            rc = src ? api_store_fail(c, src) : 0;
     }
-    streams_unlock(c->api);
+    streams_change_unlock(c->api);
     return rc;
 }
 

@@ -11,8 +11,9 @@ static int delete_(struct api_ctx *c, struct stream *s)
     int st = stream_status(s, c->now_ms); /* CREATING may be deleted, as on AWS */
     if (st == ST_DELETING)
         return 0;
-    int rc = streams_delete(c->api, s, c->now_ms);
-    return rc ? api_store_fail(c, rc) : 0;
+    s->status = ST_DELETING;
+    s->status_until = c->now_ms + c->api->cfg.delete_ms;
+    return 0;
 }
 
 static int run(struct api_ctx *c) { return with_stream(c, STREAM_WRITE, delete_); }

@@ -33,12 +33,7 @@ static int set(struct api_ctx *c, struct stream *s, bool increase)
                         "Requested retention period (%lld hours) for stream %s can not be longer than "
                         "existing retention period (%d hours). Use IncreaseRetentionPeriod API.",
                         (long long)hours, s->name, s->retention_h);
-    int32_t old = s->retention_h;
     s->retention_h = (int32_t)hours;
-    if (save_stream(c, s)) {
-        s->retention_h = old;
-        return -1;
-    }
     return 0;
 }
 

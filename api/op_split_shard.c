@@ -20,7 +20,7 @@ static const struct vfield merge_schema[] = {
     {0},
 };
 
-/* The stream, ACTIVE and provisioned, for a reshard (write lock held); NULL with the error. */
+/* The stream, ACTIVE and provisioned, for a reshard (a copy, change lock held); -1 with the error. */
 int reshard_check(struct api_ctx *c, struct stream *s)
 {
     if (s->on_demand)
@@ -31,7 +31,7 @@ int reshard_check(struct api_ctx *c, struct stream *s)
     return st == ST_ACTIVE ? 0 : fail_not_active(c, s, st);
 }
 
-/* The open shard named by `given` (write lock held); NULL with the error. */
+/* The open shard named by `given` (change lock held); NULL with the error. */
 static struct shard *open_shard(struct api_ctx *c, struct stream *s, const char *given)
 {
     uint32_t ix;
@@ -69,6 +69,14 @@ int check_shard_limit(struct api_ctx *c, uint32_t more)
                     c->api->account, c->region, open, c->api->cfg.shard_limit, more);
 }
 
+int fail_no_indices(struct api_ctx *c, const struct stream *s)
+{
+    return api_fail(c, KERR_LIMIT_EXCEEDED,
+                    "Stream %s under account %s has used all %u shard ids a stream can have over its "
+                    "life; it cannot be resharded further.",
+                    s->name, c->api->account, SHARD_INDEX_LIMIT);
+}
+
 /* AWS checks shard ids are well formed before it looks the stream up. */
 static int shard_ids_parse(struct api_ctx *c, const char *const *names, int n)
 {
@@ -104,8 +112,7 @@ static int split_stream(struct api_ctx *c, struct stream *s)
             "shard's EndingHashKey %s.",
             hks, id, s->name, c->api->account, a, b);
     }
-    int rc = stream_split(c->api, s, sh->index, hk, c->now_ms);
-    return rc ? api_store_fail(c, rc) : 0;
+    return stream_split(c->api, s, sh->index, hk, c->now_ms) ? fail_no_indices(c, s) : 0;
 }
 
 static int split(struct api_ctx *c)
@@ -129,8 +136,7 @@ static int merge_stream(struct api_ctx *c, struct stream *s)
                         "eligible for merging",
                         ida, idb, s->name, c->api->account);
     }
-    int rc = stream_merge(c->api, s, a->index, b->index, c->now_ms);
-    return rc ? api_store_fail(c, rc) : 0;
+    return stream_merge(c->api, s, a->index, b->index, c->now_ms) ? fail_no_indices(c, s) : 0;
 }
 
 static int merge(struct api_ctx *c)

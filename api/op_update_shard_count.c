@@ -60,14 +60,13 @@ static int scale_stream(struct api_ctx *c, struct stream *s)
                         "rolling 24 hour period.",
                         s->name, c->api->account, c->api->cfg.scalings_per_day);
     if (target != open) {
+        if (stream_scale(c->api, s, (uint32_t)target, c->now_ms))
+            return fail_no_indices(c, s);
         int64_t *v = realloc(s->scalings, (kept + 1) * sizeof *v);
         if (!v)
             abort();
         s->scalings = v;
         s->scalings[s->nscalings++] = c->now_ms;
-        int rc = stream_scale(c->api, s, (uint32_t)target, c->now_ms);
-        if (rc)
-            return api_store_fail(c, rc);
     }
     struct enc *e = &c->out;
     enc_obj_begin(e);
@@ -116,7 +115,7 @@ static int set_stream_mode(struct api_ctx *c, struct stream *s)
     s->on_demand = on_demand;
     s->status = ST_UPDATING;
     s->status_until = c->now_ms + c->api->cfg.update_ms;
-    return save_stream(c, s);
+    return 0;
 }
 
 static int set_mode(struct api_ctx *c) { return with_stream(c, STREAM_ACTIVE, set_stream_mode); }
@@ -132,12 +131,7 @@ static int set_stream_record_size(struct api_ctx *c, struct stream *s)
 {
     int64_t kib = 1024;
     req_int(c, "MaxRecordSizeInKiB", &kib);
-    int32_t old = s->max_record_kib;
     s->max_record_kib = (int32_t)kib;
-    if (save_stream(c, s)) {
-        s->max_record_kib = old;
-        return -1;
-    }
     return 0;
 }
 

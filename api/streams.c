@@ -1,29 +1,63 @@
-/* streams.c: the stream registry: every stream in memory, persisted in the store's metadata.
+/* streams.c: the stream registry: every stream in memory, persisted as versioned metadata rows.
  *
- * Model. A sorted array of stream pointers behind one rwlock. Data-plane calls hold the read
- * lock only to route (find the stream and shard, copy ids), never across a storage call;
- * control-plane calls hold the write lock and persist the changed stream before they answer.
- * A stream is stored as "stream/<name>" -> JSON (this module's own format, versioned "v":1).
+ * Model. A sorted array of pointers to immutable stream versions. Two locks:
+ *  - the rwlock routes: data-plane calls hold it for reading only to find a stream and shard
+ *    and copy ids, never across a storage call; it is taken for writing only to swap a pointer;
+ *  - the control mutex serializes every change (control-plane calls and maintenance); the
+ *    data plane never takes it, so it may be held across a durable write.
+ * A change is made by copy, persist, swap: the changed stream is built as a private copy, the
+ * rows that differ are written in one compare-and-set on their versions, and only then is the
+ * copy swapped in under the write lock (the old version is freed after, since no reader can
+ * still hold it). A failed write changes nothing: routing stays as the disk has it.
+ *
+ * Rows. One per stream header, per shard and per tag set, so a change writes only what changed:
+ *   "st/<uid>"               the header (name, status, retention, mode, ...; JSON "v":2)
+ *   "shard/<uid>/<index>"    one shard (hash range, lineage, closing state)
+ *   "tags/<uid>"             the tags, absent when there are none
+ *   "drop/<uid>" -> shards   the logs of a retired stream still to be dropped
+ *   "next-uid"               the next stream uid
+ * (uids have 20 digits and indices 8, so keys sort numerically). The older format, one JSON
+ * value per stream at "stream/<name>" ("v":1), is read at startup and rewritten as rows.
  *
  * Lifecycle. Transitions are timestamps, not timers: a stream stores its status and the time
  * it ends (CREATING -> ACTIVE, UPDATING -> ACTIVE, DELETING -> gone), and readers compute the
  * effective status from the clock without writing. The maintenance thread later makes the
- * change durable, and for a gone stream removes its records in bounded batches: it first
- * writes "drop/<uid>" so the removal resumes after a restart, then forgets the stream. */
+ * change durable (a failed write is logged and retried), and retires a gone stream: one write
+ * records "drop/<uid>" and deletes its rows, then its logs are dropped in bounded batches.
+ *
+ * Resharding completes in two durable steps: the parents are sealed (no longer routed to) and
+ * the children opened; once every append routed to a parent before the swap has committed
+ * (waited for without any registry lock), each parent is closed at its last position.
+ *
+ * Trimming. Each shard remembers (in memory) when its oldest record passes retention; the
+ * maintenance thread visits a shard only then, so an idle server writes nothing, and a closed
+ * shard whose records are all gone is never visited again.
+ *
+ * Ids. A log id is uid << 24 | shard index: a stream may have 2^24 shard indices over its life
+ * and there may be 2^40 stream uids; a change that would need more is refused. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sched.h>
 #include <time.h>
 
 #include "internal.h"
 
+/* ---- the store's metadata rows ---- */
+
+static int meta_cas(struct api *a, struct store_row *rows, size_t n)
+{
+    return store_meta_cas(a->store, rows, n);
+}
+#define meta_get(a, k, v, len) store_meta_get((a)->store, k, v, len, NULL)
+#define meta_scan(a, prefix, fn, ctx) store_meta_scan((a)->store, prefix, fn, ctx)
+
 struct streams {
-    pthread_rwlock_t lock;
-    struct stream **v; /* owned, sorted by name */
+    pthread_rwlock_t lock; /* routing; written only to swap pointers */
+    pthread_mutex_t ctl;   /* serializes changes; never taken by the data plane */
+    struct stream **v;     /* owned, sorted by name */
     size_t n, cap;
-    uint64_t next_uid;
+    uint64_t next_uid; /* under ctl */
 };
 
 static const char *const status_names[] = {"CREATING", "ACTIVE", "DELETING", "UPDATING", "GONE"};
@@ -32,7 +66,7 @@ const char *stream_status_name(int st) { return status_names[st]; }
 
 int stream_status(const struct stream *s, int64_t now)
 {
-    if (s->resharding) /* UPDATING until the maintenance thread has applied it */
+    if (s->resharding && s->status != ST_DELETING) /* UPDATING until the reshard is applied */
         return ST_UPDATING;
     switch (s->status) {
     case ST_CREATING:
@@ -43,8 +77,9 @@ int stream_status(const struct stream *s, int64_t now)
 }
 
 void streams_rdlock(struct api *a) { pthread_rwlock_rdlock(&a->streams->lock); }
-void streams_wrlock(struct api *a) { pthread_rwlock_wrlock(&a->streams->lock); }
 void streams_unlock(struct api *a) { pthread_rwlock_unlock(&a->streams->lock); }
+void streams_change_lock(struct api *a) { pthread_mutex_lock(&a->streams->ctl); }
+void streams_change_unlock(struct api *a) { pthread_mutex_unlock(&a->streams->ctl); }
 
 static size_t lower_bound(struct streams *r, const char *name)
 {
@@ -91,22 +126,75 @@ static void stream_free(struct stream *s)
     free(s);
 }
 
-static void insert(struct streams *r, struct stream *s)
+static char *xstrdup(const char *s)
 {
-    if (r->n == r->cap) {
-        r->cap = r->cap ? r->cap * 2 : 16;
-        struct stream **v = realloc(r->v, r->cap * sizeof *v);
-        if (!v)
-            abort();
-        r->v = v;
-    }
-    size_t i = lower_bound(r, s->name);
-    memmove(r->v + i + 1, r->v + i, (r->n - i) * sizeof *r->v);
-    r->v[i] = s;
-    r->n++;
+    char *d = strdup(s);
+    if (!d)
+        abort();
+    return d;
 }
 
-/* ---- persistence ---- */
+struct stream *stream_copy(const struct stream *s)
+{
+    struct stream *d = malloc(sizeof *d);
+    if (!d)
+        abort();
+    *d = *s;
+    d->shards = malloc((s->nshards ? s->nshards : 1) * sizeof *d->shards);
+    d->scalings = malloc((s->nscalings ? s->nscalings : 1) * sizeof *d->scalings);
+    d->tags = malloc((s->ntags ? s->ntags : 1) * sizeof *d->tags);
+    if (!d->shards || !d->scalings || !d->tags)
+        abort();
+    if (s->nshards)
+        memcpy(d->shards, s->shards, s->nshards * sizeof *d->shards);
+    for (uint32_t i = 0; i < s->nshards; i++)
+        d->shards[i].offered = d->shards[i].offered_bytes = 0;
+    if (s->nscalings)
+        memcpy(d->scalings, s->scalings, s->nscalings * sizeof *d->scalings);
+    for (uint32_t i = 0; i < s->ntags; i++)
+        d->tags[i] = (struct tag){xstrdup(s->tags[i].key), xstrdup(s->tags[i].value)};
+    return d;
+}
+
+void stream_discard(struct stream *s) { stream_free(s); }
+
+/* Publish: put next where cur is (cur NULL: insert; next NULL: remove), under the write lock
+ * held for the swap only; then free cur, which no reader can hold any more. */
+static void publish(struct api *a, struct stream *cur, struct stream *next)
+{
+    struct streams *r = a->streams;
+    if (!cur && r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct stream **v = malloc(cap * sizeof *v);
+        if (!v)
+            abort();
+        if (r->n)
+            memcpy(v, r->v, r->n * sizeof *v);
+        pthread_rwlock_wrlock(&r->lock);
+        struct stream **old = r->v;
+        r->v = v;
+        r->cap = cap;
+        pthread_rwlock_unlock(&r->lock);
+        free(old);
+    }
+    pthread_rwlock_wrlock(&r->lock);
+    if (cur && next) {
+        r->v[lower_bound(r, cur->name)] = next;
+    } else if (next) {
+        size_t i = lower_bound(r, next->name);
+        memmove(r->v + i + 1, r->v + i, (r->n - i) * sizeof *r->v);
+        r->v[i] = next;
+        r->n++;
+    } else if (cur) {
+        size_t i = lower_bound(r, cur->name);
+        memmove(r->v + i, r->v + i + 1, (r->n - i - 1) * sizeof *r->v);
+        r->n--;
+    }
+    pthread_rwlock_unlock(&r->lock);
+    stream_free(cur);
+}
+
+/* ---- rows ---- */
 
 static void put_u128(struct enc *e, const char *k, u128 v)
 {
@@ -116,58 +204,227 @@ static void put_u128(struct enc *e, const char *k, u128 v)
     enc_strz(e, t);
 }
 
-static int encode(struct api *a, struct stream *s)
+static void header_key(char *out, size_t cap, uint64_t uid) { snprintf(out, cap, "st/%020" PRIu64, uid); }
+static void tags_key(char *out, size_t cap, uint64_t uid) { snprintf(out, cap, "tags/%020" PRIu64, uid); }
+static void shard_key(char *out, size_t cap, uint64_t uid, uint32_t ix)
 {
-    struct enc e;
-    enc_init(&e, WIRE_JSON);
-    enc_obj_begin(&e);
-    enc_key(&e, "v"), enc_int(&e, 1);
-    enc_key(&e, "name"), enc_strz(&e, s->name);
-    enc_key(&e, "uid"), enc_int(&e, (int64_t)s->uid);
-    enc_key(&e, "status"), enc_int(&e, s->status);
-    enc_key(&e, "until"), enc_int(&e, s->status_until);
-    enc_key(&e, "created"), enc_int(&e, s->created_ms);
-    enc_key(&e, "retention"), enc_int(&e, s->retention_h);
-    enc_key(&e, "onDemand"), enc_bool(&e, s->on_demand);
-    enc_key(&e, "maxRecordKiB"), enc_int(&e, s->max_record_kib);
-    enc_key(&e, "resharding"), enc_bool(&e, s->resharding);
-    enc_key(&e, "scalings");
-    enc_arr_begin(&e);
+    snprintf(out, cap, "shard/%020" PRIu64 "/%08" PRIu32, uid, ix);
+}
+
+static void enc_header(struct enc *e, const struct stream *s)
+{
+    enc_init(e, WIRE_JSON);
+    enc_obj_begin(e);
+    enc_key(e, "v"), enc_int(e, 2);
+    enc_key(e, "name"), enc_strz(e, s->name);
+    enc_key(e, "uid"), enc_int(e, (int64_t)s->uid);
+    enc_key(e, "status"), enc_int(e, s->status);
+    enc_key(e, "until"), enc_int(e, s->status_until);
+    enc_key(e, "created"), enc_int(e, s->created_ms);
+    enc_key(e, "retention"), enc_int(e, s->retention_h);
+    enc_key(e, "onDemand"), enc_bool(e, s->on_demand);
+    enc_key(e, "maxRecordKiB"), enc_int(e, s->max_record_kib);
+    enc_key(e, "resharding"), enc_bool(e, s->resharding);
+    enc_key(e, "nshards"), enc_int(e, s->nshards);
+    enc_key(e, "scalings");
+    enc_arr_begin(e);
     for (uint32_t i = 0; i < s->nscalings; i++)
-        enc_int(&e, s->scalings[i]);
-    enc_arr_end(&e);
-    enc_key(&e, "shards");
-    enc_arr_begin(&e);
-    for (uint32_t i = 0; i < s->nshards; i++) {
-        struct shard *sh = &s->shards[i];
-        enc_obj_begin(&e);
-        enc_key(&e, "i"), enc_int(&e, sh->index);
-        put_u128(&e, "start", sh->start);
-        put_u128(&e, "end", sh->end);
-        enc_key(&e, "created"), enc_int(&e, sh->created_ms);
-        enc_key(&e, "closed"), enc_int(&e, sh->closed_ms);
-        enc_key(&e, "endPos"), enc_int(&e, (int64_t)sh->end_pos);
-        enc_key(&e, "parent"), enc_int(&e, sh->parent);
-        enc_key(&e, "adjacent"), enc_int(&e, sh->adjacent_parent);
-        enc_key(&e, "pending"), enc_bool(&e, sh->pending);
-        enc_key(&e, "closing"), enc_bool(&e, sh->closing);
-        enc_obj_end(&e);
-    }
-    enc_arr_end(&e);
-    enc_key(&e, "tags");
-    enc_obj_begin(&e);
+        enc_int(e, s->scalings[i]);
+    enc_arr_end(e);
+    enc_obj_end(e);
+}
+
+static void enc_shard_row(struct enc *e, const struct shard *sh)
+{
+    enc_obj_begin(e);
+    enc_key(e, "i"), enc_int(e, sh->index);
+    put_u128(e, "start", sh->start);
+    put_u128(e, "end", sh->end);
+    enc_key(e, "created"), enc_int(e, sh->created_ms);
+    enc_key(e, "closed"), enc_int(e, sh->closed_ms);
+    enc_key(e, "endPos"), enc_int(e, (int64_t)sh->end_pos);
+    enc_key(e, "parent"), enc_int(e, sh->parent);
+    enc_key(e, "adjacent"), enc_int(e, sh->adjacent_parent);
+    enc_key(e, "pending"), enc_bool(e, sh->pending);
+    enc_key(e, "closing"), enc_bool(e, sh->closing);
+    enc_key(e, "sealed"), enc_bool(e, sh->sealed);
+    enc_obj_end(e);
+}
+
+static void enc_tags_row(struct enc *e, const struct stream *s)
+{
+    enc_init(e, WIRE_JSON);
+    enc_obj_begin(e);
     for (uint32_t i = 0; i < s->ntags; i++) {
-        enc_key(&e, s->tags[i].key);
-        enc_strz(&e, s->tags[i].value);
+        enc_key(e, s->tags[i].key);
+        enc_strz(e, s->tags[i].value);
     }
-    enc_obj_end(&e);
-    enc_obj_end(&e);
-    char key[160];
-    snprintf(key, sizeof key, "stream/%s", s->name);
-    int rc = store_meta_put(a->store, key, e.b.p, e.b.len);
-    buf_free(&e.b);
+    enc_obj_end(e);
+}
+
+/* The persisted fields of two shards are equal. */
+static bool shard_same(const struct shard *x, const struct shard *y)
+{
+    return x->index == y->index && x->start == y->start && x->end == y->end &&
+           x->created_ms == y->created_ms && x->closed_ms == y->closed_ms && x->end_pos == y->end_pos &&
+           x->parent == y->parent && x->adjacent_parent == y->adjacent_parent && x->pending == y->pending &&
+           x->closing == y->closing && x->sealed == y->sealed;
+}
+
+/* The rows of one write: keys and values owned here, and where each new version goes. */
+struct rows {
+    struct store_row *v;
+    char **own; /* keys and values to free */
+    uint64_t **ver;
+    size_t n, cap, nown;
+};
+
+static void rows_add(struct rows *w, const char *key, uint64_t expect, struct enc *val, uint64_t *ver)
+{
+    if (w->n == w->cap) {
+        w->cap = w->cap ? w->cap * 2 : 8;
+        w->v = realloc(w->v, w->cap * sizeof *w->v);
+        w->ver = realloc(w->ver, w->cap * sizeof *w->ver);
+        w->own = realloc(w->own, 2 * w->cap * sizeof *w->own);
+        if (!w->v || !w->ver || !w->own)
+            abort();
+    }
+    char *k = xstrdup(key);
+    w->own[w->nown++] = k;
+    const void *p = NULL;
+    size_t len = 0;
+    if (val) {
+        size_t cap;
+        p = w->own[w->nown++] = buf_steal(&val->b, &cap);
+        len = cap;
+    }
+    w->v[w->n] = (struct store_row){k, expect, p, len};
+    w->ver[w->n++] = ver;
+}
+
+static void rows_free(struct rows *w)
+{
+    for (size_t i = 0; i < w->nown; i++)
+        free(w->own[i]);
+    free(w->own);
+    free(w->v);
+    free(w->ver);
+}
+
+/* Write the rows; on success store each new version where it belongs. */
+static int rows_write(struct api *a, struct rows *w)
+{
+    if (!w->n)
+        return 0;
+    int rc = meta_cas(a, w->v, w->n);
+    if (rc == 0)
+        for (size_t i = 0; i < w->n; i++)
+            if (w->ver[i])
+                *w->ver[i] = w->v[i].version;
     return rc;
 }
+
+/* Add the rows that turn cur into next (cur NULL or legacy: every row is new; next NULL: every
+ * row of cur is deleted). Versions land in next once written. */
+static void rows_diff(struct rows *w, const struct stream *cur, struct stream *next)
+{
+    char key[160];
+    const struct stream *s = next ? next : cur;
+    bool fresh = !cur || cur->legacy;
+    /* header */
+    struct enc hn, ho;
+    if (next) {
+        enc_header(&hn, next);
+        bool same = false;
+        if (!fresh) {
+            enc_header(&ho, cur);
+            same = ho.b.len == hn.b.len && !memcmp(ho.b.p, hn.b.p, hn.b.len);
+            buf_free(&ho.b);
+        }
+        header_key(key, sizeof key, s->uid);
+        if (same)
+            buf_free(&hn.b);
+        else
+            rows_add(w, key, fresh ? 0 : cur->ver, &hn, &next->ver);
+    } else if (!fresh) {
+        header_key(key, sizeof key, s->uid);
+        rows_add(w, key, cur->ver, NULL, NULL);
+    }
+    /* shards */
+    uint32_t n = next ? next->nshards : 0, m = fresh ? 0 : cur->nshards;
+    for (uint32_t i = 0; i < (n > m ? n : m); i++) {
+        shard_key(key, sizeof key, s->uid, i);
+        if (i >= n) {
+            rows_add(w, key, cur->shards[i].ver, NULL, NULL);
+            continue;
+        }
+        struct shard *sh = &next->shards[i];
+        if (i < m && shard_same(&cur->shards[i], sh))
+            continue;
+        struct enc e;
+        enc_init(&e, WIRE_JSON);
+        enc_shard_row(&e, sh);
+        rows_add(w, key, i < m ? cur->shards[i].ver : 0, &e, &sh->ver);
+    }
+    /* tags */
+    tags_key(key, sizeof key, s->uid);
+    bool had = !fresh && cur->ntags, has = next && next->ntags;
+    if (has) {
+        struct enc tn, to;
+        enc_tags_row(&tn, next);
+        bool same = false;
+        if (had) {
+            enc_tags_row(&to, cur);
+            same = to.b.len == tn.b.len && !memcmp(to.b.p, tn.b.p, tn.b.len);
+            buf_free(&to.b);
+        }
+        if (same)
+            buf_free(&tn.b);
+        else
+            rows_add(w, key, had ? cur->tags_ver : 0, &tn, &next->tags_ver);
+    } else if (had) {
+        rows_add(w, key, cur->tags_ver, NULL, next ? &next->tags_ver : NULL);
+    }
+    /* the older format's value goes once its rows are written */
+    if (cur && cur->legacy) {
+        snprintf(key, sizeof key, "stream/%s", cur->name);
+        rows_add(w, key, STORE_ANY_VERSION, NULL, NULL);
+    }
+}
+
+/* The HTTP body cap: 7 MiB fits 5 MiB of records in base64 with their names and keys; once a
+ * stream takes records over 1 MiB, PutRecords may carry 10 MiB, so the cap grows to fit. */
+static void update_max_body(struct api *a)
+{
+    size_t cap = DEFAULT_MAX_BODY;
+    for (size_t i = 0; i < a->streams->n; i++)
+        if (a->streams->v[i]->max_record_kib > 1024)
+            cap = 15u << 20;
+    __atomic_store_n(&a->max_body, cap, __ATOMIC_RELAXED);
+}
+
+/* Persist next in place of cur (change lock held; either may be NULL) and swap it in. On
+ * failure nothing changed and next is still the caller's. */
+static int commit(struct api *a, struct stream *cur, struct stream *next)
+{
+    struct rows w = {0};
+    rows_diff(&w, cur, next);
+    int rc = rows_write(a, &w);
+    rows_free(&w);
+    if (rc)
+        return rc;
+    if (next) {
+        next->legacy = false;
+        if (cur && cur->retention_h != next->retention_h)
+            for (uint32_t i = 0; i < next->nshards; i++)
+                next->shards[i].trim_at = 0;
+    }
+    publish(a, cur, next);
+    update_max_body(a);
+    return 0;
+}
+
+/* ---- loading ---- */
 
 static int64_t iget(const struct kv *o, const char *k)
 {
@@ -190,16 +447,34 @@ static u128 uget(const struct kv *o, const char *k)
     return r;
 }
 
-static struct stream *decode(const char *text, size_t len)
+static void decode_shard(const struct kv *e, struct shard *sh)
+{
+    sh->index = (uint32_t)iget(e, "i");
+    sh->start = uget(e, "start");
+    sh->end = uget(e, "end");
+    sh->created_ms = iget(e, "created");
+    sh->closed_ms = iget(e, "closed");
+    sh->end_pos = (uint64_t)iget(e, "endPos");
+    sh->parent = (int32_t)iget(e, "parent");
+    sh->adjacent_parent = (int32_t)iget(e, "adjacent");
+    sh->pending = bget(e, "pending");
+    sh->closing = bget(e, "closing");
+    sh->sealed = bget(e, "sealed");
+}
+
+/* A stream header (v 2) or a whole stream in the older format (v 1, shards and tags inline). */
+static struct stream *decode(const char *text, size_t len, int version)
 {
     struct arena ar;
     arena_init(&ar);
     struct kv *o;
     struct stream *s = NULL;
-    if (json_parse_stored(&ar, text, len, &o) || o->type != KV_OBJ || iget(o, "v") != 1)
+    if (json_parse_stored(&ar, text, len, &o) || o->type != KV_OBJ || iget(o, "v") != version)
         goto out;
     const struct kv *name = kv_get(o, "name"), *shards = kv_get(o, "shards"), *tags = kv_get(o, "tags");
-    if (!name || name->type != KV_STR || name->len > 128 || !shards || shards->type != KV_ARR)
+    int64_t nshards =
+        version == 1 ? (shards && shards->type == KV_ARR ? (int64_t)shards->n : -1) : iget(o, "nshards");
+    if (!name || name->type != KV_STR || name->len > 128 || nshards < 0 || nshards > SHARD_INDEX_LIMIT)
         goto out;
     s = calloc(1, sizeof *s);
     if (!s)
@@ -216,92 +491,158 @@ static struct stream *decode(const char *text, size_t len)
     if (s->max_record_kib < 1024)
         s->max_record_kib = 1024;
     const struct kv *sc = kv_get(o, "scalings");
-    if (sc && sc->type == KV_ARR && sc->n) {
-        s->scalings = calloc(sc->n, sizeof *s->scalings);
-        if (!s->scalings)
-            abort();
+    s->scalings = calloc(sc && sc->type == KV_ARR && sc->n ? sc->n : 1, sizeof *s->scalings);
+    if (!s->scalings)
+        abort();
+    if (sc && sc->type == KV_ARR)
         for (const struct kv *t = sc->child; t; t = t->next)
             if (t->type == KV_NUM)
                 s->scalings[s->nscalings++] = t->i;
-    }
-    s->nshards = (uint32_t)shards->n;
+    s->nshards = (uint32_t)nshards;
     s->shards = calloc(s->nshards ? s->nshards : 1, sizeof *s->shards);
     if (!s->shards)
         abort();
-    uint32_t i = 0;
-    for (const struct kv *e = shards->child; e; e = e->next, i++) {
-        struct shard *sh = &s->shards[i];
-        sh->index = (uint32_t)iget(e, "i");
-        sh->start = uget(e, "start");
-        sh->end = uget(e, "end");
-        sh->created_ms = iget(e, "created");
-        sh->closed_ms = iget(e, "closed");
-        sh->end_pos = (uint64_t)iget(e, "endPos");
-        sh->parent = (int32_t)iget(e, "parent");
-        sh->adjacent_parent = (int32_t)iget(e, "adjacent");
-        sh->pending = bget(e, "pending");
-        sh->closing = bget(e, "closing");
+    for (uint32_t i = 0; i < s->nshards; i++)
+        s->shards[i].index = UINT32_MAX; /* not loaded yet */
+    if (version == 1) {
+        uint32_t i = 0;
+        for (const struct kv *e = shards->child; e; e = e->next, i++)
+            decode_shard(e, &s->shards[i]);
+        if (tags && tags->type == KV_OBJ)
+            for (const struct kv *t = tags->child; t; t = t->next)
+                if (t->type == KV_STR)
+                    stream_tag_set(s, t->key, t->s);
     }
-    if (tags && tags->type == KV_OBJ)
-        for (const struct kv *t = tags->child; t; t = t->next)
-            if (t->type == KV_STR)
-                stream_tag_set(s, t->key, t->s);
 out:
     arena_free(&ar);
     return s;
 }
 
-/* Forget stream i for good: record that its logs must be dropped, then remove its entry.
- * Returns 0, or a STORE_* code with the stream left in place. */
-static int retire(struct api *a, size_t i)
+struct loading {
+    struct api *a;
+    struct stream **v; /* by uid */
+    size_t n, cap;
+    int bad;
+};
+
+static void loading_add(struct loading *l, struct stream *s)
 {
-    struct streams *r = a->streams;
-    struct stream *s = r->v[i];
-    char key[160], val[32];
-    snprintf(key, sizeof key, "drop/%" PRIu64, s->uid);
-    int n = snprintf(val, sizeof val, "%" PRIu32, s->nshards);
-    int rc = store_meta_put(a->store, key, val, (size_t)n);
-    if (rc)
-        return rc;
-    snprintf(key, sizeof key, "stream/%s", s->name);
-    store_meta_put(a->store, key, NULL, 0);
-    stream_free(s);
-    memmove(r->v + i, r->v + i + 1, (r->n - i - 1) * sizeof *r->v);
-    r->n--;
+    if (l->n == l->cap) {
+        l->cap = l->cap ? l->cap * 2 : 16;
+        l->v = realloc(l->v, l->cap * sizeof *l->v);
+        if (!l->v)
+            abort();
+    }
+    l->v[l->n++] = s;
+}
+
+static struct stream *loading_find(struct loading *l, uint64_t uid)
+{
+    size_t lo = 0, hi = l->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (l->v[mid]->uid < uid)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo < l->n && l->v[lo]->uid == uid ? l->v[lo] : NULL;
+}
+
+static int load_header(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                       uint64_t version)
+{
+    struct loading *l = ctx;
+    struct stream *s = decode(val, vlen, 2);
+    if (!s) {
+        fprintf(stderr, "kinesd: skipping unreadable stream row %.*s\n", (int)klen, key);
+        return 0;
+    }
+    s->ver = version;
+    loading_add(l, s); /* rows come in key order, which is uid order */
     return 0;
 }
 
-/* The HTTP body cap: 7 MiB fits 5 MiB of records in base64 with their names and keys; once a
- * stream takes records over 1 MiB, PutRecords may carry 10 MiB, so the cap grows to fit. */
-static void update_max_body(struct api *a)
+/* "<prefix><uid>[/<index>]" */
+static bool parse_row_key(const char *key, size_t klen, size_t plen, uint64_t *uid, uint32_t *ix)
 {
-    size_t cap = DEFAULT_MAX_BODY;
-    for (size_t i = 0; i < a->streams->n; i++)
-        if (a->streams->v[i]->max_record_kib > 1024)
-            cap = 15u << 20;
-    __atomic_store_n(&a->max_body, cap, __ATOMIC_RELAXED);
+    char t[64];
+    if (klen <= plen || klen - plen >= sizeof t)
+        return false;
+    memcpy(t, key + plen, klen - plen);
+    t[klen - plen] = 0;
+    char *end;
+    *uid = strtoull(t, &end, 10);
+    if (ix) {
+        if (*end != '/')
+            return false;
+        *ix = (uint32_t)strtoul(end + 1, &end, 10);
+    }
+    return *end == 0;
 }
 
-static int load_one(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+static int load_shard(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
 {
+    struct loading *l = ctx;
+    uint64_t uid;
+    uint32_t ix;
+    struct stream *s;
+    struct arena ar;
+    struct kv *o;
+    if (!parse_row_key(key, klen, 6, &uid, &ix) || !(s = loading_find(l, uid)) || ix >= s->nshards)
+        return 0; /* a row of a stream that is gone: nothing routes by it */
+    arena_init(&ar);
+    if (json_parse_stored(&ar, val, vlen, &o) == 0 && o->type == KV_OBJ) {
+        decode_shard(o, &s->shards[ix]);
+        s->shards[ix].ver = version;
+    }
+    arena_free(&ar);
+    return 0;
+}
+
+static int load_tags(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    struct loading *l = ctx;
+    uint64_t uid;
+    struct stream *s;
+    struct arena ar;
+    struct kv *o;
+    if (!parse_row_key(key, klen, 5, &uid, NULL) || !(s = loading_find(l, uid)))
+        return 0;
+    arena_init(&ar);
+    if (json_parse_stored(&ar, val, vlen, &o) == 0 && o->type == KV_OBJ)
+        for (const struct kv *t = o->child; t; t = t->next)
+            if (t->type == KV_STR)
+                stream_tag_set(s, t->key, t->s);
+    s->tags_ver = version;
+    arena_free(&ar);
+    return 0;
+}
+
+static int load_legacy(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                       uint64_t version)
+{
+    struct loading *l = ctx;
     (void)version;
-    struct api *a = ctx;
-    struct stream *s = decode(val, vlen);
+    struct stream *s = decode(val, vlen, 1);
     if (!s) {
         fprintf(stderr, "kinesd: skipping unreadable stream entry %.*s\n", (int)klen, key);
         return 0;
     }
-    insert(a->streams, s);
-    if (s->uid >= a->streams->next_uid)
-        a->streams->next_uid = s->uid + 1;
+    s->legacy = true;
+    loading_add(l, s);
     return 0;
 }
 
-static int save_next_uid(struct api *a)
+static int by_uid(const void *x, const void *y)
 {
-    char t[32];
-    int n = snprintf(t, sizeof t, "%" PRIu64, a->streams->next_uid);
-    return store_meta_put(a->store, "next-uid", t, (size_t)n);
+    const struct stream *a = *(struct stream *const *)x, *b = *(struct stream *const *)y;
+    return a->uid < b->uid ? -1 : a->uid > b->uid;
+}
+
+static int by_name(const void *x, const void *y)
+{
+    return strcmp((*(struct stream *const *)x)->name, (*(struct stream *const *)y)->name);
 }
 
 int streams_open(struct api *a)
@@ -314,15 +655,65 @@ int streams_open(struct api *a)
     pthread_rwlockattr_setkind_np(&ra, PTHREAD_RWLOCK_PREFER_WRITER_NONRECURSIVE_NP);
     pthread_rwlock_init(&r->lock, &ra);
     pthread_rwlockattr_destroy(&ra);
+    pthread_mutex_init(&r->ctl, NULL);
     r->next_uid = 1;
     a->streams = r;
     char *v;
     size_t len;
-    if (store_meta_get(a->store, "next-uid", &v, &len, NULL) == 0) {
+    if (meta_get(a, "next-uid", &v, &len) == 0) {
         r->next_uid = strtoull(v, NULL, 10);
         free(v);
     }
-    int rc = store_meta_scan(a->store, "stream/", load_one, a);
+    struct loading l = {.a = a};
+    int rc = meta_scan(a, "st/", load_header, &l);
+    if (!rc && l.n)
+        qsort(l.v, l.n, sizeof *l.v, by_uid); /* in key order already; kept for safety */
+    if (!rc)
+        rc = meta_scan(a, "shard/", load_shard, &l);
+    if (!rc)
+        rc = meta_scan(a, "tags/", load_tags, &l);
+    size_t nrows = l.n;
+    if (!rc)
+        rc = meta_scan(a, "stream/", load_legacy, &l);
+    /* keep whole streams only; a legacy entry whose rows exist is left over from a migration */
+    size_t kept = 0;
+    for (size_t i = 0; i < l.n; i++) {
+        struct stream *s = l.v[i];
+        bool ok = true;
+        for (uint32_t j = 0; j < s->nshards && ok; j++)
+            ok = s->shards[j].index == j;
+        if (s->legacy && loading_find(&(struct loading){.v = l.v, .n = nrows}, s->uid)) {
+            char key[160];
+            snprintf(key, sizeof key, "stream/%s", s->name);
+            store_meta_put(a->store, key, NULL, 0);
+            ok = false;
+        } else if (!ok) {
+            fprintf(stderr, "kinesd: skipping stream %s: a shard row is missing\n", s->name);
+        }
+        if (!ok) {
+            stream_free(s);
+            continue;
+        }
+        if (s->uid >= r->next_uid)
+            r->next_uid = s->uid + 1;
+        l.v[kept++] = s;
+    }
+    l.n = kept;
+    if (l.n)
+        qsort(l.v, l.n, sizeof *l.v, by_name);
+    r->v = l.v;
+    r->n = r->cap = l.n;
+    /* rewrite the older format as rows; on failure it is kept and rewritten at the next change */
+    for (size_t i = 0; i < r->n && !rc; i++) {
+        struct stream *s = r->v[i];
+        if (!s->legacy)
+            continue;
+        struct stream *next = stream_copy(s);
+        if (commit(a, s, next)) {
+            fprintf(stderr, "kinesd: cannot rewrite stream %s in the row format yet\n", s->name);
+            stream_free(next);
+        }
+    }
     update_max_body(a);
     return rc;
 }
@@ -336,37 +727,63 @@ void streams_close(struct api *a)
         stream_free(r->v[i]);
     free(r->v);
     pthread_rwlock_destroy(&r->lock);
+    pthread_mutex_destroy(&r->ctl);
     free(r);
     a->streams = NULL;
 }
 
-int streams_save(struct api *a, struct stream *s)
+/* ---- changes ---- */
+
+static int save_next_uid(struct api *a, uint64_t next)
 {
+    char t[32];
+    int n = snprintf(t, sizeof t, "%" PRIu64, next);
+    struct store_row row = {"next-uid", STORE_ANY_VERSION, t, (size_t)n};
+    return meta_cas(a, &row, 1);
+}
+
+/* Forget gone stream s for good (change lock held): one write records that its logs must be
+ * dropped and deletes its rows; then it leaves the registry. Returns 0 or a STORE_* code. */
+static int retire(struct api *a, struct stream *s)
+{
+    struct rows w = {0};
+    char key[48];
+    snprintf(key, sizeof key, "drop/%" PRIu64, s->uid);
+    struct enc e;
+    enc_init(&e, WIRE_JSON);
+    enc_int(&e, s->nshards);
+    rows_add(&w, key, STORE_ANY_VERSION, &e, NULL);
+    rows_diff(&w, s, NULL);
+    int rc = rows_write(a, &w);
+    rows_free(&w);
+    if (rc)
+        return rc;
+    publish(a, s, NULL);
     update_max_body(a);
-    return encode(a, s);
+    return 0;
 }
 
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
                    const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out)
 {
     struct streams *r = a->streams;
+    if (nshards > SHARD_INDEX_LIMIT || r->next_uid >= UID_LIMIT)
+        return STREAMS_NO_IDS;
     /* a gone stream of the same name may still await its final removal */
-    size_t at = lower_bound(r, name);
-    if (at < r->n && !strcmp(r->v[at]->name, name)) {
-        int rc = retire(a, at);
+    struct stream *old = find_any(r, name);
+    if (old) {
+        int rc = retire(a, old);
         if (rc)
             return rc;
     }
+    int rc = save_next_uid(a, r->next_uid + 1);
+    if (rc)
+        return rc;
     struct stream *s = calloc(1, sizeof *s);
     if (!s)
         abort();
     snprintf(s->name, sizeof s->name, "%s", name);
     s->uid = r->next_uid++;
-    int rc = save_next_uid(a);
-    if (rc) {
-        free(s);
-        return rc;
-    }
     s->status = ST_CREATING;
     s->status_until = now + a->cfg.create_ms;
     s->created_ms = now;
@@ -374,8 +791,9 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
     s->on_demand = on_demand;
     s->max_record_kib = max_record_kib;
     s->nshards = nshards;
-    s->shards = calloc(nshards, sizeof *s->shards);
-    if (!s->shards)
+    s->shards = calloc(nshards ? nshards : 1, sizeof *s->shards);
+    s->scalings = calloc(1, sizeof *s->scalings);
+    if (!s->shards || !s->scalings)
         abort();
     for (uint32_t i = 0; i < nshards; i++) {
         struct shard *sh = &s->shards[i];
@@ -386,22 +804,26 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
     }
     for (uint32_t i = 0; i < ntags; i++)
         stream_tag_set(s, tags[i].key, tags[i].value);
-    rc = encode(a, s);
+    rc = commit(a, NULL, s);
     if (rc) {
         stream_free(s);
         return rc;
     }
-    insert(r, s);
-    update_max_body(a);
     *out = s;
     return 0;
 }
 
-int streams_delete(struct api *a, struct stream *s, int64_t now)
+static int reshard_apply(struct api *a, struct stream *s, int64_t now);
+
+int streams_commit(struct api *a, struct stream *cur, struct stream *next, int64_t now)
 {
-    s->status = ST_DELETING;
-    s->status_until = now + a->cfg.delete_ms;
-    return encode(a, s);
+    int rc = commit(a, cur, next);
+    if (rc)
+        return rc;
+    /* a reshard without an UPDATING period (--update-stream-ms 0) completes now */
+    if (next->resharding && now >= next->status_until)
+        reshard_apply(a, next, now);
+    return 0;
 }
 
 uint32_t streams_open_shards(struct api *a, int64_t now)
@@ -426,9 +848,7 @@ void stream_tag_set(struct stream *s, const char *k, const char *v)
 {
     for (uint32_t i = 0; i < s->ntags; i++) {
         if (!strcmp(s->tags[i].key, k)) {
-            char *nv = strdup(v);
-            if (!nv)
-                abort();
+            char *nv = xstrdup(v);
             free(s->tags[i].value);
             s->tags[i].value = nv;
             return;
@@ -438,10 +858,8 @@ void stream_tag_set(struct stream *s, const char *k, const char *v)
     if (!t)
         abort();
     s->tags = t;
-    t[s->ntags].key = strdup(k);
-    t[s->ntags].value = strdup(v);
-    if (!t[s->ntags].key || !t[s->ntags].value)
-        abort();
+    t[s->ntags].key = xstrdup(k);
+    t[s->ntags].value = xstrdup(v);
     s->ntags++;
     qsort(s->tags, s->ntags, sizeof *s->tags, tag_cmp);
 }
@@ -459,232 +877,81 @@ void stream_tag_remove(struct stream *s, const char *k)
     }
 }
 
-/* ---- maintenance ---- */
-
-#define MAINT_TICK_MS 100 /* lifecycle changes land this often; trimming every 5 ticks */
-
-struct drop_list {
-    char keys[64][48];
-    int n;
-};
-
-static int collect_drop(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
-                        uint64_t version)
-{
-    (void)version;
-    struct drop_list *d = ctx;
-    (void)val;
-    (void)vlen;
-    if (d->n < 64 && klen < sizeof d->keys[0]) {
-        memcpy(d->keys[d->n], key, klen);
-        d->keys[d->n][klen] = 0;
-        d->n++;
-    }
-    return d->n >= 64;
-}
-
-/* Remove the records of dropped streams, a bounded batch at a time. */
-static void drop_logs(struct api *a)
-{
-    struct drop_list d = {.n = 0};
-    store_meta_scan(a->store, "drop/", collect_drop, &d);
-    for (int i = 0; i < d.n && !a->stopping; i++) {
-        char *v;
-        size_t len;
-        if (store_meta_get(a->store, d.keys[i], &v, &len, NULL))
-            continue;
-        uint64_t uid = strtoull(d.keys[i] + 5, NULL, 10);
-        uint32_t nshards = (uint32_t)strtoul(v, NULL, 10);
-        free(v);
-        bool empty = true; /* each drop removes a bounded batch and says whether more remain */
-        for (uint32_t sh = 0; sh < nshards; sh++) {
-            int rc = store_log_drop(a->store, log_id(uid, sh));
-            if (rc == STORE_BUSY)
-                empty = false;
-            else if (rc)
-                return;
-        }
-        if (empty)
-            store_meta_put(a->store, d.keys[i], NULL, 0);
-    }
-}
-
-static int apply_reshard(struct api *a, struct stream *s, int64_t now);
-
-static bool needs_settling(struct api *a, int64_t now)
-{
-    bool any = false;
-    streams_rdlock(a);
-    for (size_t i = 0; i < a->streams->n && !any; i++)
-        any = stream_status(a->streams->v[i], now) != a->streams->v[i]->status ||
-              (a->streams->v[i]->resharding && now >= a->streams->v[i]->status_until);
-    streams_unlock(a);
-    return any;
-}
-
-/* Make lifecycle transitions durable and retire gone streams. */
-static void settle(struct api *a, int64_t now)
-{
-    if (!needs_settling(a, now))
-        return;
-    streams_wrlock(a);
-    struct streams *r = a->streams;
-    for (size_t i = 0; i < r->n;) {
-        struct stream *s = r->v[i];
-        int st = stream_status(s, now);
-        if (st == ST_GONE) {
-            if (retire(a, i) == 0)
-                continue;
-        } else if (s->resharding) {
-            if (now >= s->status_until)
-                apply_reshard(a, s, now);
-        } else if (st != s->status) {
-            s->status = st;
-            encode(a, s);
-        }
-        i++;
-    }
-    streams_unlock(a);
-}
-
-#define TRIM_BATCH 5000
-
-/* Delete records past each stream's retention, TRIM_BATCH per short transaction, without
- * holding the registry lock while the store works. */
-static void trim_expired(struct api *a, int64_t now)
-{
-    streams_rdlock(a);
-    size_t n = 0;
-    for (size_t i = 0; i < a->streams->n; i++)
-        n += a->streams->v[i]->nshards;
-    uint64_t *logs = malloc((n ? n : 1) * 2 * sizeof *logs);
-    if (!logs)
-        abort();
-    size_t k = 0;
-    for (size_t i = 0; i < a->streams->n; i++) {
-        struct stream *s = a->streams->v[i];
-        uint64_t below = pos_floor(now - (int64_t)s->retention_h * 3600000);
-        for (uint32_t j = 0; j < s->nshards; j++) {
-            logs[k++] = log_id(s->uid, s->shards[j].index);
-            logs[k++] = below;
-        }
-    }
-    streams_unlock(a);
-    for (size_t i = 0; i < k && !a->stopping; i += 2) {
-        size_t del;
-        do {
-            del = 0;
-            if (store_trim(a->store, logs[i], logs[i + 1], TRIM_BATCH, &del))
-                break;
-        } while (del == TRIM_BATCH && !a->stopping);
-    }
-    free(logs);
-}
-
-#define HOT_RECORDS 1000 /* one shard's write capacity per second */
-#define HOT_BYTES (1u << 20)
-#define HOT_TICKS 3 /* seconds above capacity before an on-demand shard splits */
-
-/* On-demand capacity: a shard whose offered write rate stays above one shard's capacity for
- * HOT_TICKS seconds running is split at the middle of its range, through the same lineage as
- * SplitShard. Called once a second. */
-static void scale_on_demand(struct api *a, int64_t now)
-{
-    streams_wrlock(a);
-    for (size_t i = 0; i < a->streams->n; i++) {
-        struct stream *s = a->streams->v[i];
-        if (!s->on_demand || stream_status(s, now) != ST_ACTIVE)
-            continue;
-        for (uint32_t j = 0; j < s->nshards; j++) {
-            struct shard *sh = &s->shards[j];
-            uint64_t recs = __atomic_exchange_n(&sh->offered, 0, __ATOMIC_RELAXED);
-            uint64_t bytes = __atomic_exchange_n(&sh->offered_bytes, 0, __ATOMIC_RELAXED);
-            if (sh->closed_ms)
-                continue;
-            sh->hot_ticks = recs > HOT_RECORDS || bytes > HOT_BYTES ? sh->hot_ticks + 1 : 0;
-            if (sh->hot_ticks < HOT_TICKS || sh->end - sh->start < 2 ||
-                streams_open_shards(a, now) + 1 > (uint32_t)a->cfg.shard_limit)
-                continue;
-            sh->hot_ticks = 0;
-            u128 mid = sh->start + (sh->end - sh->start) / 2 + 1;
-            stream_split(a, s, sh->index, mid, now);
-            break; /* one split per stream per second; shards moved */
-        }
-    }
-    streams_unlock(a);
-}
-
-void *streams_maintain(void *arg)
-{
-    struct api *a = arg;
-    pthread_mutex_lock(&a->maint_mu);
-    int tick = 0;
-    while (!a->stopping) {
-        pthread_mutex_unlock(&a->maint_mu);
-        int64_t now = clock_now_ms();
-        settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
-        if (tick++ % 5 == 0) {
-            trim_expired(a, now);
-            if (tick % 10 == 1)
-                scale_on_demand(a, now);
-            drop_logs(a);
-        }
-        pthread_mutex_lock(&a->maint_mu);
-        if (a->stopping)
-            break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += MAINT_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &ts);
-    }
-    pthread_mutex_unlock(&a->maint_mu);
-    return NULL;
-}
-
 /* ---- resharding ---- */
 
-/* Close every closing shard: wait until no append routed before the write lock was taken is
- * still committing (the caller holds the write lock, so none can start), then fix each one's
- * last position. */
-static int close_shards(struct api *a, struct stream *s, int64_t now)
+static void sleep_ms(int ms)
 {
-    while (__atomic_load_n(&a->inflight, __ATOMIC_ACQUIRE) > 0)
-        sched_yield();
-    for (uint32_t i = 0; i < s->nshards; i++) {
-        struct shard *sh = &s->shards[i];
-        if (!sh->closing || sh->closed_ms)
-            continue;
-        uint64_t last = 0;
-        int rc = sh->pending ? 0 : store_log_bounds(a->store, log_id(s->uid, sh->index), &last, NULL);
-        if (rc)
-            return rc;
-        sh->closed_ms = now;
-        sh->end_pos = last > pos_floor(now) ? last : pos_floor(now);
-    }
-    return 0;
+    struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
 }
 
-/* Complete a staged reshard (write lock held): parents close, children open. */
-static int apply_reshard(struct api *a, struct stream *s, int64_t now)
+/* Wait, holding no registry lock, until no append routed before now is still committing:
+ * true once the count of appends in flight was seen at zero, false after a second. */
+static bool appends_drained(struct api *a)
 {
-    int rc = close_shards(a, s, now);
-    if (rc)
-        return rc;
-    for (uint32_t i = 0; i < s->nshards; i++) {
-        struct shard *sh = &s->shards[i];
-        if (sh->pending) {
-            sh->pending = false;
-            sh->created_ms = now;
+    for (int i = 0; i < 1000; i++) {
+        if (__atomic_load_n(&a->inflight, __ATOMIC_ACQUIRE) == 0)
+            return true;
+        sleep_ms(1);
+    }
+    return false;
+}
+
+/* Complete a staged reshard whose UPDATING period is over (change lock held; s is current).
+ * Step 1: the parents are sealed (routed to no more) and the children open, written and
+ * swapped in. Step 2, once every append routed to a parent before that swap has committed:
+ * each parent closes at its last position and the stream is ACTIVE. Returns 0, a STORE_* code,
+ * or 1 when appends are still committing (the maintenance thread tries again). */
+static int reshard_apply(struct api *a, struct stream *s, int64_t now)
+{
+    bool staged = false;
+    for (uint32_t i = 0; i < s->nshards && !staged; i++)
+        staged =
+            s->shards[i].pending || (s->shards[i].closing && !s->shards[i].sealed && !s->shards[i].closed_ms);
+    if (staged) {
+        struct stream *next = stream_copy(s);
+        for (uint32_t i = 0; i < next->nshards; i++) {
+            struct shard *sh = &next->shards[i];
+            if (sh->closing && !sh->closed_ms)
+                sh->sealed = true;
+            if (sh->pending) {
+                sh->pending = false;
+                sh->created_ms = now;
+            }
+        }
+        int rc = commit(a, s, next);
+        if (rc) {
+            stream_free(next);
+            return rc;
+        }
+        s = next;
+    }
+    if (!appends_drained(a))
+        return 1;
+    struct stream *next = stream_copy(s);
+    for (uint32_t i = 0; i < next->nshards; i++) {
+        struct shard *sh = &next->shards[i];
+        if (sh->sealed) {
+            uint64_t last = 0;
+            int rc = store_log_bounds(a->store, log_id(next->uid, sh->index), &last, NULL);
+            if (rc) {
+                stream_free(next);
+                return rc;
+            }
+            sh->closed_ms = now;
+            sh->end_pos = last > pos_floor(now) ? last : pos_floor(now);
+            sh->sealed = false;
+            sh->trim_at = 0;
         }
         sh->closing = false;
     }
-    s->resharding = false;
-    s->status = ST_ACTIVE;
-    return streams_save(a, s);
+    next->resharding = false;
+    if (next->status != ST_DELETING) /* deleted while UPDATING: it stays DELETING */
+        next->status = ST_ACTIVE;
+    int rc = commit(a, s, next);
+    if (rc)
+        stream_free(next);
+    return rc;
 }
 
 /* Stage a new shard; returns its index. s->shards may move. */
@@ -706,30 +973,38 @@ static uint32_t add_shard(struct stream *s, u128 start, u128 end, int32_t parent
     return ix;
 }
 
-static int finish(struct api *a, struct stream *s, int64_t now)
+static void finish(struct api *a, struct stream *s, int64_t now)
 {
     s->status = ST_UPDATING;
-    s->status_until = now + a->cfg.update_ms;
+    s->status_until = now + (a->cfg.update_ms > 0 ? a->cfg.update_ms : 0);
     s->resharding = true;
-    if (a->cfg.update_ms <= 0)
-        return apply_reshard(a, s, now);
-    return streams_save(a, s);
+}
+
+bool stream_indices_left(const struct stream *s, uint32_t more)
+{
+    return (uint64_t)s->nshards + more <= SHARD_INDEX_LIMIT;
 }
 
 int stream_split(struct api *a, struct stream *s, uint32_t shard, u128 new_start, int64_t now)
 {
+    if (!stream_indices_left(s, 2))
+        return STREAMS_NO_IDS;
     s->shards[shard].closing = true;
     u128 start = s->shards[shard].start, end = s->shards[shard].end;
     add_shard(s, start, new_start - 1, (int32_t)shard, -1, now);
     add_shard(s, new_start, end, (int32_t)shard, -1, now);
-    return finish(a, s, now);
+    finish(a, s, now);
+    return 0;
 }
 
 int stream_merge(struct api *a, struct stream *s, uint32_t shard, uint32_t adjacent, int64_t now)
 {
+    if (!stream_indices_left(s, 1))
+        return STREAMS_NO_IDS;
     s->shards[shard].closing = s->shards[adjacent].closing = true;
     add_shard(s, s->shards[shard].start, s->shards[adjacent].end, (int32_t)shard, (int32_t)adjacent, now);
-    return finish(a, s, now);
+    finish(a, s, now);
+    return 0;
 }
 
 static int by_start(const void *x, const void *y)
@@ -743,20 +1018,26 @@ static int by_start(const void *x, const void *y)
  *    have it as their parent);
  * 2. the fragments that make up one target range are merged pairwise, left to right (an
  *    intermediate merge result is closed at once and has no records).
- * A consumer that reads parents before children therefore keeps per-key order. */
+ * A consumer that reads parents before children therefore keeps per-key order. At most
+ * 2 * (open + target) new shards are made; with fewer indices left the stream is unchanged. */
 int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now)
 {
     uint32_t nopen = 0;
-    uint32_t *open = malloc(s->nshards * sizeof *open);
+    for (uint32_t i = 0; i < s->nshards; i++)
+        nopen += shard_open(&s->shards[i]);
+    if (!stream_indices_left(s, 2 * (nopen + target)))
+        return STREAMS_NO_IDS;
+    uint32_t *open = malloc((nopen ? nopen : 1) * sizeof *open);
     if (!open)
         abort();
+    nopen = 0;
     for (uint32_t i = 0; i < s->nshards; i++)
         if (shard_open(&s->shards[i])) {
             open[nopen++] = i;
             s->shards[i].closing = true;
         }
     /* open shards in key order (they tile the key space) */
-    struct shard **ord = malloc(nopen * sizeof *ord);
+    struct shard **ord = malloc((nopen ? nopen : 1) * sizeof *ord);
     if (!ord)
         abort();
     for (uint32_t i = 0; i < nopen; i++)
@@ -812,10 +1093,254 @@ int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now)
         }
         i = j;
     }
-    int rc = finish(a, s, now);
+    finish(a, s, now);
     free(whole);
     free(frag);
     free(tgt);
     free(open);
-    return rc;
+    return 0;
+}
+
+/* ---- maintenance ---- */
+
+#define TRIM_BATCH 5000
+#define MAINT_TICK_MS 100 /* lifecycle changes land this often; trimming every 5 ticks */
+
+/* Drop a piece of log: 0 once it is gone, 1 while records remain, or a STORE_* code. */
+static int drop_piece(struct api *a, uint64_t log)
+{
+    int rc = store_log_drop(a->store, log);
+    return rc == STORE_BUSY ? 1 : rc;
+}
+
+struct drop_list {
+    char keys[64][48];
+    uint32_t nshards[64];
+    int n;
+};
+
+static int collect_drop(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                        uint64_t version)
+{
+    struct drop_list *d = ctx;
+    (void)version;
+    if (d->n < 64 && klen < sizeof d->keys[0]) {
+        char t[16] = {0};
+        memcpy(t, val, vlen < sizeof t - 1 ? vlen : sizeof t - 1);
+        memcpy(d->keys[d->n], key, klen);
+        d->keys[d->n][klen] = 0;
+        d->nshards[d->n] = (uint32_t)strtoul(t, NULL, 10);
+        d->n++;
+    }
+    return d->n >= 64;
+}
+
+/* Remove the logs of retired streams, a bounded piece at a time. Visits the store only while
+ * some are left (known from the last pass or from a retirement since). */
+static void drop_logs(struct api *a, bool *pending)
+{
+    if (!*pending)
+        return;
+    struct drop_list d = {.n = 0};
+    if (meta_scan(a, "drop/", collect_drop, &d))
+        return;
+    *pending = d.n > 0;
+    for (int i = 0; i < d.n && !a->stopping; i++) {
+        uint64_t uid = strtoull(d.keys[i] + 5, NULL, 10);
+        bool gone = true;
+        for (uint32_t sh = 0; sh < d.nshards[i] && gone; sh++) {
+            int rc = drop_piece(a, log_id(uid, sh));
+            if (rc < 0) {
+                fprintf(stderr, "kinesd: dropping the logs of stream %" PRIu64 ": storage error %d\n", uid,
+                        rc);
+                return;
+            }
+            gone = rc == 0;
+        }
+        if (!gone)
+            continue;
+        struct store_row row = {d.keys[i], STORE_ANY_VERSION, NULL, 0};
+        int rc = meta_cas(a, &row, 1);
+        if (rc)
+            fprintf(stderr, "kinesd: forgetting dropped stream %" PRIu64 ": storage error %d\n", uid, rc);
+    }
+}
+
+static void warn_change(const struct stream *s, const char *what, int rc)
+{
+    fprintf(stderr, "kinesd: stream %s: cannot %s (storage error %d); retrying\n", s->name, what, rc);
+}
+
+/* Make lifecycle transitions durable, complete reshards, and retire gone streams (change lock
+ * held). A failed write is logged and tried again at the next tick; memory keeps the version
+ * on disk. Returns whether a stream was retired. */
+static bool settle(struct api *a, int64_t now)
+{
+    struct streams *r = a->streams;
+    bool retired = false;
+    for (size_t i = 0; i < r->n;) {
+        struct stream *s = r->v[i];
+        int st = stream_status(s, now);
+        int rc = 0;
+        if (st == ST_GONE) {
+            if ((rc = retire(a, s)) == 0) {
+                retired = true;
+                continue; /* r->v[i] is the next stream now */
+            }
+            warn_change(s, "retire it", rc);
+        } else if (s->resharding) {
+            if (now >= s->status_until && (rc = reshard_apply(a, s, now)) < 0)
+                warn_change(s, "complete its reshard", rc);
+        } else if (st != s->status) {
+            struct stream *next = stream_copy(s);
+            next->status = st;
+            if ((rc = commit(a, s, next))) {
+                warn_change(s, "record its status", rc);
+                stream_free(next);
+            }
+        }
+        i++;
+    }
+    return retired;
+}
+
+/* The shards whose trim is due, copied out so the store is called without the change lock. */
+struct trim_job {
+    uint64_t uid;
+    uint32_t shard;
+    uint64_t below;
+    int64_t retention_ms;
+    bool closed;
+};
+
+/* Delete records past each stream's retention, TRIM_BATCH per short transaction. A shard is
+ * visited only when its oldest record is due (shard.trim_at), so nothing is written when
+ * nothing is due; a closed shard whose records are all gone is not visited again. */
+static void trim_expired(struct api *a, int64_t now)
+{
+    struct streams *r = a->streams;
+    size_t n = 0, cap = 0;
+    struct trim_job *jobs = NULL;
+    streams_change_lock(a);
+    for (size_t i = 0; i < r->n; i++) {
+        struct stream *s = r->v[i];
+        int64_t keep = (int64_t)s->retention_h * 3600000;
+        for (uint32_t j = 0; j < s->nshards; j++) {
+            struct shard *sh = &s->shards[j];
+            if (sh->trim_at > now || sh->pending)
+                continue;
+            if (n == cap) {
+                cap = cap ? cap * 2 : 64;
+                jobs = realloc(jobs, cap * sizeof *jobs);
+                if (!jobs)
+                    abort();
+            }
+            jobs[n++] = (struct trim_job){s->uid, sh->index, pos_floor(now - keep), keep, sh->closed_ms != 0};
+        }
+    }
+    streams_change_unlock(a);
+    for (size_t i = 0; i < n && !a->stopping; i++) {
+        struct trim_job *t = &jobs[i];
+        uint64_t log = log_id(t->uid, t->shard), first = 0;
+        size_t del;
+        int rc;
+        do {
+            del = 0;
+            rc = store_trim(a->store, log, t->below, TRIM_BATCH, &del);
+        } while (!rc && del == TRIM_BATCH && !a->stopping);
+        if (!rc)
+            rc = store_log_bounds(a->store, log, NULL, &first);
+        int64_t at;
+        if (rc) {
+            fprintf(stderr, "kinesd: trimming log %" PRIu64 ": storage error %d\n", log, rc);
+            at = now + 5000; /* try again in a while */
+        } else if (first) {
+            at = pos_ms(first) + t->retention_ms + 1; /* when the oldest record expires */
+        } else {
+            at = t->closed ? INT64_MAX : now + t->retention_ms; /* a record written now */
+        }
+        /* the stream may have been replaced meanwhile: note it on the current version */
+        streams_change_lock(a);
+        for (size_t k = 0; k < r->n; k++) {
+            struct stream *s = r->v[k];
+            if (s->uid == t->uid && t->shard < s->nshards &&
+                (s->shards[t->shard].closed_ms != 0) == t->closed &&
+                (int64_t)s->retention_h * 3600000 == t->retention_ms)
+                s->shards[t->shard].trim_at = at;
+        }
+        streams_change_unlock(a);
+    }
+    free(jobs);
+}
+
+#define HOT_RECORDS 1000 /* one shard's write capacity per second */
+#define HOT_BYTES (1u << 20)
+#define HOT_TICKS 3 /* seconds above capacity before an on-demand shard splits */
+
+/* On-demand capacity: a shard whose offered write rate stays above one shard's capacity for
+ * HOT_TICKS seconds running is split at the middle of its range, through the same lineage as
+ * SplitShard. Called once a second, change lock held. */
+static void scale_on_demand(struct api *a, int64_t now)
+{
+    struct streams *r = a->streams;
+    for (size_t i = 0; i < r->n; i++) {
+        struct stream *s = r->v[i];
+        if (!s->on_demand || stream_status(s, now) != ST_ACTIVE)
+            continue;
+        for (uint32_t j = 0; j < s->nshards; j++) {
+            struct shard *sh = &s->shards[j];
+            uint64_t recs = __atomic_exchange_n(&sh->offered, 0, __ATOMIC_RELAXED);
+            uint64_t bytes = __atomic_exchange_n(&sh->offered_bytes, 0, __ATOMIC_RELAXED);
+            if (!shard_open(sh))
+                continue;
+            sh->hot_ticks = recs > HOT_RECORDS || bytes > HOT_BYTES ? sh->hot_ticks + 1 : 0;
+            if (sh->hot_ticks < HOT_TICKS || sh->end - sh->start < 2 ||
+                streams_open_shards(a, now) + 1 > (uint32_t)a->cfg.shard_limit)
+                continue;
+            sh->hot_ticks = 0;
+            u128 mid = sh->start + (sh->end - sh->start) / 2 + 1;
+            struct stream *next = stream_copy(s);
+            int rc = stream_split(a, next, sh->index, mid, now);
+            if (rc == 0 && (rc = streams_commit(a, s, next, now)) == 0)
+                break; /* one split per stream per second; s is freed */
+            if (rc)
+                warn_change(s, "split a hot shard", rc);
+            stream_free(next);
+            break;
+        }
+    }
+}
+
+void *streams_maintain(void *arg)
+{
+    struct api *a = arg;
+    bool drops = true; /* drop rows may be left from before a restart */
+    pthread_mutex_lock(&a->maint_mu);
+    int tick = 0;
+    while (!a->stopping) {
+        pthread_mutex_unlock(&a->maint_mu);
+        int64_t now = clock_now_ms();
+        streams_change_lock(a);
+        drops |= settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
+        if (tick % 10 == 0)
+            scale_on_demand(a, now);
+        streams_change_unlock(a);
+        if (tick++ % 5 == 0) {
+            trim_expired(a, now);
+            drop_logs(a, &drops);
+        }
+        pthread_mutex_lock(&a->maint_mu);
+        if (a->stopping)
+            break;
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        ts.tv_nsec += MAINT_TICK_MS * 1000000L;
+        if (ts.tv_nsec >= 1000000000L) {
+            ts.tv_sec++;
+            ts.tv_nsec -= 1000000000L;
+        }
+        pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &ts);
+    }
+    pthread_mutex_unlock(&a->maint_mu);
+    return NULL;
 }

@@ -4,9 +4,12 @@ One run (the module fixture crash_run) starts kinesd in its default durable mode
 commit), creates a 4-shard stream and lets 8 producer threads call PutRecords (1-50 records) and
 PutRecord as fast as they can. At random moments the server is killed with SIGKILL, reaped, and
 started again on the same data directory and port; the producers carry on through the outage,
-and a request that got no answer is simply not counted as acknowledged. After the last cycle
-the producers stop and every shard is read from TRIM_HORIZON to its tip. The tests below each
-check one property of what was read against what was sent and what was acknowledged.
+and a request that got no answer is simply not counted as acknowledged. Between kills the
+control plane works too: the stream is resharded (a split, then a merge of the split's children,
+each UPDATING across later kills), and a second stream is written, deleted, and left to go away.
+After the last cycle the producers stop and every shard is read from TRIM_HORIZON to its tip.
+The tests below each check one property of what was read against what was sent and what was
+acknowledged, the shard lineage, and that the deleted stream stays deleted.
 
 Every payload starts with a header naming its producer and that producer's counter, so each
 record read back can be traced to the one request entry that sent it.
@@ -25,11 +28,14 @@ from botocore.exceptions import ConnectionError as BotoConnectionError
 
 import conftest
 import helpers
-from helpers import hash_key, shard_for_hash
+from helpers import hash_key
 
 pytestmark = pytest.mark.own_server
 
 SHARDS = 4
+# lifecycle transitions short enough to complete between kills, long enough to span some
+FLAGS = {"--no-limits": None, "--create-stream-ms": "300", "--delete-stream-ms": "300", "--update-stream-ms": "300"}
+DOOMED_RECORDS = 200
 PRODUCERS = 8
 MIN_KILLS = 5
 MAX_KILLS = 12
@@ -148,6 +154,10 @@ class CrashRun:
         self.records = {}  # shard id -> records read, in order
         self.requests = self.answered = self.outage_errors = 0
         self.unexpected = []
+        self.reshards = []  # the control-plane calls made, in order
+        self.doomed = None  # name of the stream deleted during the run
+        self.doomed_after = None  # its description once the run is over, or the error
+        self.doomed_again = None  # records read from a stream created again under that name
 
     def __str__(self):
         acked = len(self.acked)
@@ -166,7 +176,7 @@ def crash_run(tmp_path_factory):
     seed = random.randrange(2**32)
     rng = random.Random(seed)
     run = CrashRun(seed)
-    server = CrashableKinesd(tmp_path_factory.mktemp("crash") / "data").start()
+    server = CrashableKinesd(tmp_path_factory.mktemp("crash") / "data", FLAGS).start()
     stop = threading.Event()
     producers = []
     try:
@@ -180,8 +190,35 @@ def crash_run(tmp_path_factory):
             producer.stream = stream
             producer.start()
 
+        run.doomed = stream + "-doomed"
+        admin.create_stream(StreamName=run.doomed, ShardCount=2)
+        helpers.wait_for_status(admin, run.doomed)
+        for i in range(0, DOOMED_RECORDS, 100):
+            admin.put_records(
+                StreamName=run.doomed,
+                Records=[{"PartitionKey": f"d{j}", "Data": b"doomed %d" % j} for j in range(i, i + 100)],
+            )
+
+        def control_plane(cycle):
+            """One change per cycle, made right after a restart, so that no kill cuts a call short
+            (a kill can still land while the change is UPDATING or DELETING)."""
+            admin = helpers.make_client(server.endpoint)
+            if cycle == 1:
+                admin.delete_stream(StreamName=run.doomed)
+            elif cycle in (2, 4):
+                helpers.wait_for_status(admin, stream)
+                if cycle == 2:
+                    admin.split_shard(StreamName=stream, ShardToSplit=helpers.shard_id(0), NewStartingHashKey=str(2**125))
+                    run.reshards.append("split 0")
+                else:
+                    admin.merge_shards(
+                        StreamName=stream, ShardToMerge=helpers.shard_id(SHARDS), AdjacentShardToMerge=helpers.shard_id(SHARDS + 1)
+                    )
+                    run.reshards.append(f"merge {SHARDS} {SHARDS + 1}")
+
         began = time.monotonic()
         while run.kills < MAX_KILLS and (run.kills < MIN_KILLS or time.monotonic() - began < LOAD_BUDGET):
+            control_plane(run.kills)
             time.sleep(rng.uniform(*KILL_AFTER))
             server.crash()
             run.kills += 1
@@ -203,9 +240,28 @@ def crash_run(tmp_path_factory):
             run.unexpected += [f"producer {p.pid}: {u}" for u in p.unexpected]
 
         reader = helpers.make_client(server.endpoint, read_timeout=30)
+        helpers.wait_for_status(reader, stream)
         run.shards = helpers.all_shards(reader, stream)
         for shard in run.shards:
             run.records[shard["ShardId"]] = helpers.read_all(reader, stream, shard["ShardId"], limit=10000)
+        # the deleted stream: gone after its DELETING period, and once more after a restart
+        helpers.wait_until_gone(reader, run.doomed)
+        server.crash()
+        server.start()
+        reader = helpers.make_client(server.endpoint, read_timeout=30)
+        try:
+            run.doomed_after = reader.describe_stream_summary(StreamName=run.doomed)
+        except ClientError as e:
+            run.doomed_after = e.response["Error"]["Code"]
+        listed = reader.list_streams()["StreamNames"]
+        if run.doomed in listed:
+            run.doomed_after = f"listed by ListStreams: {listed}"
+        # a stream created again under its name starts empty: none of the old records come back
+        reader.create_stream(StreamName=run.doomed, ShardCount=2)
+        helpers.wait_for_status(reader, run.doomed)
+        run.doomed_again = [
+            r for s in helpers.all_shards(reader, run.doomed) for r in helpers.read_all(reader, run.doomed, s["ShardId"])
+        ]
         print(run)
         yield run
     finally:
@@ -234,7 +290,48 @@ def test_the_run_killed_kinesd_at_least_five_times_under_load_and_got_answers_be
     assert crash_run.kills >= MIN_KILLS, crash_run
     assert crash_run.outage_errors > 0, f"no request was in flight or refused during an outage: {crash_run}"
     assert len(crash_run.acked) > 0, crash_run
-    assert sorted(s["ShardId"] for s in crash_run.shards) == [helpers.shard_id(i) for i in range(SHARDS)]
+    assert crash_run.reshards == ["split 0", f"merge {SHARDS} {SHARDS + 1}"], crash_run
+
+
+def test_the_resharded_lineage_is_intact_after_the_crashes(crash_run):
+    shards = {s["ShardId"]: s for s in crash_run.shards}
+    sid = helpers.shard_id
+    assert sorted(shards) == [sid(i) for i in range(SHARDS + 3)], sorted(shards)
+
+    def key_range(shard_id):
+        r = shards[shard_id]["HashKeyRange"]
+        return int(r["StartingHashKey"]), int(r["EndingHashKey"])
+
+    def closed(shard_id):
+        return "EndingSequenceNumber" in shards[shard_id]["SequenceNumberRange"]
+
+    # the split: shard 0 closed, its two children tile its range
+    assert closed(sid(0))
+    for child in (sid(SHARDS), sid(SHARDS + 1)):
+        assert shards[child].get("ParentShardId") == sid(0), shards[child]
+        assert closed(child)
+    lo, hi = key_range(sid(0))
+    assert key_range(sid(SHARDS)) == (lo, 2**125 - 1)
+    assert key_range(sid(SHARDS + 1)) == (2**125, hi)
+    # the merge: one child over both
+    merged = shards[sid(SHARDS + 2)]
+    assert merged.get("ParentShardId") == sid(SHARDS) and merged.get("AdjacentParentShardId") == sid(SHARDS + 1)
+    assert key_range(sid(SHARDS + 2)) == (lo, hi) and not closed(sid(SHARDS + 2))
+    # the open shards tile the key space
+    open_ranges = sorted(key_range(s) for s in shards if not closed(s))
+    assert open_ranges[0][0] == 0 and open_ranges[-1][1] == helpers.POW_128 - 1
+    assert all(a[1] + 1 == b[0] for a, b in zip(open_ranges, open_ranges[1:])), open_ranges
+    # a closed shard's records all lie at or before its ending sequence number
+    for shard_id, records in crash_run.records.items():
+        if closed(shard_id):
+            end = int(shards[shard_id]["SequenceNumberRange"]["EndingSequenceNumber"])
+            late = [r["SequenceNumber"] for r in records if int(r["SequenceNumber"]) > end]
+            assert not late, f"{shard_id} closed at {end} holds later records {late[:5]}"
+
+
+def test_the_deleted_stream_stays_gone_and_none_of_its_records_come_back(crash_run):
+    assert crash_run.doomed_after == "ResourceNotFoundException", crash_run.doomed_after
+    assert crash_run.doomed_again == [], f"{len(crash_run.doomed_again)} records of the deleted stream came back"
 
 
 def test_producers_got_no_error_answers_only_lost_connections_while_kinesd_was_down(crash_run):
@@ -258,9 +355,10 @@ def test_every_acknowledged_record_survives_with_its_shard_sequence_number_data_
                 f"{ident} acknowledged as {shard} {seq}: found {identify(record['Data'])} "
                 f"with partition key {record['PartitionKey']!r}, sent {key!r}"
             )
-        expected_shard = shard_for_hash(crash_run.shards, hash_key(key))
-        if shard != expected_shard:
-            problems.append(f"{ident} acknowledged in {shard}, its partition key hashes to {expected_shard}")
+        # the shard it was acknowledged in holds its hash key (the layout changed during the run)
+        r = next((s["HashKeyRange"] for s in crash_run.shards if s["ShardId"] == shard), None)
+        if r is None or not int(r["StartingHashKey"]) <= hash_key(key) <= int(r["EndingHashKey"]):
+            problems.append(f"{ident} acknowledged in {shard}, whose range does not hold its hash key")
     assert not problems, f"{crash_run}\n{summary(problems)}"
 
 
