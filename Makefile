@@ -12,15 +12,16 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libmicrohttpd lmdb libsodium libcrypto libnghttp2
+PKGS    := libmicrohttpd lmdb libsodium libcrypto libnghttp2 libpq
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wvla
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -MMD -MP $(SAN)
 LDLIBS  += $(shell pkg-config --libs $(PKGS) 2>/dev/null) -lm -pthread
 LDFLAGS += $(SAN)
+PG_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null)
 VERSION := 0.1.0
 
-STORAGE_SRC := $(wildcard storage/*.c storage/lmdb/*.c)
+STORAGE_SRC := $(wildcard storage/*.c storage/lmdb/*.c storage/pg/*.c)
 API_SRC     := $(wildcard api/*.c)
 SERVER_SRC  := $(wildcard server/*.c)
 
@@ -40,7 +41,7 @@ all: $(BUILD)/kinesd
 
 $(BUILD)/storage/%.o: storage/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Istorage -c $< -o $@
+	$(CC) $(CFLAGS) -Istorage $(PG_CFLAGS) -c $< -o $@
 $(BUILD)/api/%.o: api/%.c
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iapi -Istorage -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
@@ -65,7 +66,7 @@ $(BUILD)/kinesd: $(SERVER_OBJ) $(API_OBJ) $(STORAGE_OBJ)
 
 $(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ) $(FAULT_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Istorage -Itests/unit $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -Istorage -Itests/unit $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(API_OBJ) $(STORAGE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $(filter %.c %.o,$^) -o $@ $(LDLIBS)
@@ -75,8 +76,8 @@ $(BUILD)/kbench: tools/bench/kbench.c
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread $< -o $@ -lcrypto -lm
 
 # Debian packages the build and the tests need; installed only when missing.
-BUILD_DEBS := build-essential pkg-config libmicrohttpd-dev liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev
-TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket
+BUILD_DEBS := build-essential pkg-config libmicrohttpd-dev liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev libpq-dev
+TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql
 deps:
 	@tools/install-deps.sh $(BUILD_DEBS)
 deps-test:
@@ -87,8 +88,9 @@ run: deps
 	@$(MAKE) --no-print-directory all
 	$(BUILD)/kinesd --host 127.0.0.1 --port 4567 --data-dir ./kinesd-data
 
+# with a throwaway PostgreSQL for the pg engine's tests
 unit: $(UNIT_BIN)
-	@tools/run-unit.sh $(UNIT_BIN)
+	@tools/with-postgres.sh tools/run-unit.sh $(UNIT_BIN)
 
 integration: $(BUILD)/kinesd
 	@KINESD_BIN=$(BUILD)/kinesd tools/run-integration.sh

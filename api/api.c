@@ -623,20 +623,33 @@ void api_too_large(struct api *a, const char *content_type, uint64_t size, struc
 
 /* ---- open / close ---- */
 
+/* The key that seals iterators and tokens: the one in the store, or a new one. Front-ends that
+ * share a store share it, so an iterator from one is accepted by all; if two start at once,
+ * the compare-and-set lets one key win and the other front-end reads it. */
 static int load_iter_key(struct api *a)
 {
-    char *v;
-    size_t len;
-    int rc = store_meta_get(a->store, "iterator-key", &v, &len, NULL);
-    if (rc == 0 && len == sizeof a->iter_key) {
-        memcpy(a->iter_key, v, len);
-        free(v);
-        return 0;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        char *v;
+        size_t len;
+        uint64_t version = 0;
+        int rc = store_meta_get(a->store, "iterator-key", &v, &len, &version);
+        if (rc == 0 && len == sizeof a->iter_key) {
+            memcpy(a->iter_key, v, len);
+            free(v);
+            return 0;
+        }
+        if (rc == 0)
+            free(v); /* not a key: replaced below */
+        else if (rc != STORE_NOT_FOUND)
+            return rc;
+        randombytes_buf(a->iter_key, sizeof a->iter_key);
+        struct store_row row = {
+            .key = "iterator-key", .version = version, .val = a->iter_key, .len = sizeof a->iter_key};
+        rc = store_meta_cas(a->store, &row, 1);
+        if (rc != STORE_CONFLICT)
+            return rc;
     }
-    if (rc == 0)
-        free(v);
-    randombytes_buf(a->iter_key, sizeof a->iter_key);
-    return store_meta_put(a->store, "iterator-key", a->iter_key, sizeof a->iter_key);
+    return STORE_CONFLICT;
 }
 
 /* AWS's control-plane rates from ops.def, overridden by "Op=N,Op=N". */
@@ -680,11 +693,16 @@ int api_open(const struct api_config *cfg, struct api **out)
     a->cfg = *cfg;
     snprintf(a->region, sizeof a->region, "%s", cfg->region ? cfg->region : "us-east-1");
     snprintf(a->account, sizeof a->account, "%s", cfg->account ? cfg->account : "000000000000");
-    mkdir(cfg->data_dir, 0755);
-    struct store_config sc = {.dir = cfg->data_dir, .sync = cfg->sync, .max_unflushed = cfg->max_unflushed};
+    struct store_config sc = {.engine = cfg->store ? "pg" : "lmdb",
+                              .dir = cfg->store ? cfg->store : cfg->data_dir,
+                              .sync = cfg->sync,
+                              .max_unflushed = cfg->max_unflushed};
+    if (!cfg->store)
+        mkdir(cfg->data_dir, 0755);
     int rc = store_open(&sc, &a->store);
     if (rc) {
-        fprintf(stderr, "kinesd: cannot open data directory %s: %s\n", cfg->data_dir, store_strerror(rc));
+        fprintf(stderr, "kinesd: cannot open %s: %s\n", cfg->store ? "the PostgreSQL store" : cfg->data_dir,
+                store_strerror(rc));
         free(a);
         return -1;
     }

@@ -15,6 +15,8 @@ struct api;
 
 struct api_config {
     const char *data_dir;                    /* borrowed during api_open */
+    const char *store;                       /* a PostgreSQL connection string, or NULL for LMDB
+                                                in data_dir; borrowed during api_open */
     bool sync;                               /* fsync each commit */
     int64_t create_ms, delete_ms, update_ms; /* lifecycle delays */
     int shard_limit;

@@ -1,7 +1,7 @@
 /* op_get_records.c: GetRecords, the read hot path. The store copies the records into the
  * request's arena (no lock or snapshot is held afterwards), and they are written from there
- * into the answer buffer (base64 inline). Reads start no earlier than the retention horizon, so records past retention are
- * never returned even before the trimmer removes them. */
+ * into the answer buffer (base64 inline). Reads start no earlier than the retention horizon, so records past
+ * retention are never returned even before the trimmer removes them. */
 #include <stdio.h>
 #include <string.h>
 #include <time.h>

@@ -23,6 +23,8 @@ static void usage(FILE *f)
             "  --host ADDR            address to listen on (default 127.0.0.1)\n"
             "  --port N               port (default 4567)\n"
             "  --data-dir DIR         data directory (default ./kinesd-data); kinesalite: --path\n"
+            "  --store URL            lmdb:DIR (the default, as --data-dir) or postgresql://... (any libpq\n"
+            "                         connection string): several kinesd share one PostgreSQL\n"
             "  --ephemeral            temporary data directory, removed on exit; no fsync\n"
             "  --create-stream-ms N   time a stream stays CREATING (default 500); --createStreamMs\n"
             "  --delete-stream-ms N   time a stream stays DELETING (default 500); --deleteStreamMs\n"
@@ -94,6 +96,7 @@ enum {
     O_UNFLUSHED,
     O_AUTH,
     O_NOCONSOLE,
+    O_STORE,
 };
 
 int main(int argc, char **argv)
@@ -129,8 +132,10 @@ int main(int argc, char **argv)
         {"max-unflushed-mb", required_argument, 0, O_UNFLUSHED},
         {"auth", required_argument, 0, O_AUTH},
         {"no-console", no_argument, 0, O_NOCONSOLE},
+        {"store", required_argument, 0, O_STORE},
         {0, 0, 0, 0},
     };
+    const char *store = NULL; /* a PostgreSQL connection string, or NULL for LMDB in dir */
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
     long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 20000, scalings = 10,
          unflushed_mb = 256;
@@ -148,6 +153,16 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case O_DIR: dir = optarg; break;
+        case O_STORE:
+            if (!strncmp(optarg, "lmdb:", 5) && optarg[5]) {
+                dir = optarg + 5;
+            } else if (!strncmp(optarg, "postgresql://", 13) || !strncmp(optarg, "postgres://", 11)) {
+                store = optarg;
+            } else {
+                fprintf(stderr, "kinesd: --store expects lmdb:DIR or postgresql://..., got '%s'\n", optarg);
+                return 2;
+            }
+            break;
         case O_EPHEMERAL: ephemeral = 1; break;
         case O_CREATE:
             if (parse_num("--create-stream-ms", optarg, 0, 86400000, &create_ms))
@@ -235,6 +250,7 @@ int main(int argc, char **argv)
     }
     struct api_config cfg = {
         .data_dir = dir,
+        .store = store,
         .sync = sync,
         .create_ms = create_ms,
         .delete_ms = delete_ms,
@@ -264,8 +280,8 @@ int main(int argc, char **argv)
         api_close(api);
         return 1;
     }
-    fprintf(stderr, "kinesd %s listening on %s:%ld, data in %s%s\n", KINESD_VERSION, host, port, dir,
-            sync ? "" : " (no fsync)");
+    fprintf(stderr, "kinesd %s listening on %s:%ld, data in %s%s\n", KINESD_VERSION, host, port,
+            store ? "PostgreSQL" : dir, sync || store ? "" : " (no fsync)"); /* no password in logs */
     while (!stop) {
         pause();
         if (hup) {

@@ -28,6 +28,11 @@
  *               ... ON CONFLICT DO NOTHING for version 0), all rows in one transaction;
  *               any row not matched rolls back and reports STORE_CONFLICT.
  *   meta_get / meta_scan   SELECT key, version, val FROM meta WHERE key LIKE prefix || '%'.
+ *   log_seal    UPDATE logs SET sealed: the append transaction's UPDATE of the log row skips a
+ *               sealed log, so a write routed by another front-end's old layout fails.
+ *   lease       pg_try_advisory_lock on a connection of its own.
+ *   row changes meta_cas NOTIFYs the changed keys; every front-end LISTENs and forwards them
+ *               to store_meta_watch's callbacks (store.c runs those for local changes).
  *   stats       counters kept by the engine itself.
  * Optional entries may be NULL. */
 #ifndef KINESD_ENGINE_H
@@ -37,7 +42,8 @@
 
 struct store_engine {
     const char *name;
-    int (*open)(const struct store_config *cfg, void **impl);
+    /* owner: the store being opened, for store_rows_changed (borrowed until close) */
+    int (*open)(const struct store_config *cfg, struct store *owner, void **impl);
     void (*close)(void *impl);
     int (*append)(void *impl, struct store_batch *batches, size_t nbatches, store_done_fn done, void *arg);
     int (*scan)(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
@@ -48,6 +54,8 @@ struct store_engine {
     bool (*unwatch)(void *impl, struct store_watch *w);
     int (*trim)(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted);
     int (*log_drop)(void *impl, uint64_t log);
+    int (*log_seal)(void *impl, uint64_t log);
+    int (*lease)(void *impl, const char *name); /* optional: NULL always holds */
     int (*meta_cas)(void *impl, struct store_row *rows, size_t n);
     int (*meta_get)(void *impl, const char *key, char **val, size_t *len, uint64_t *version);
     int (*meta_scan)(void *impl, const char *prefix, store_meta_fn fn, void *ctx);
@@ -55,13 +63,21 @@ struct store_engine {
 };
 
 extern const struct store_engine store_engine_lmdb;
+extern const struct store_engine store_engine_pg;
+struct store;
+
+/* An engine calls this with each metadata key another process changed (pg's notifications),
+ * or NULL when any may have, so store_meta_watch's callbacks run; store.c calls it itself
+ * after every local meta_cas. */
+void store_rows_changed(struct store *s, const char *key);
 
 /* Engines that wrap another, chosen by a cfg->engine of "NAME:INNER" (tests only): the
  * fault-injecting engine is "fault:lmdb". */
 struct store_wrapper {
     const char *name;
     /* Open around an inner engine that this call opens itself with cfg. */
-    int (*open)(const struct store_engine *inner, const struct store_config *cfg, void **impl);
+    int (*open)(const struct store_engine *inner, const struct store_config *cfg, struct store *owner,
+                void **impl);
     const struct store_engine *table; /* every entry but open, on the wrapper's impl */
 };
 

@@ -29,7 +29,10 @@
 #define FORMAT_MAX_PK 0xFFFF
 
 /* Bytes that format_seal writes for a record of these sizes. */
-static inline size_t format_sealed_len(size_t pk_len, size_t data_len) { return FORMAT_HDR + pk_len + data_len; }
+static inline size_t format_sealed_len(size_t pk_len, size_t data_len)
+{
+    return FORMAT_HDR + pk_len + data_len;
+}
 
 /* Seal one record for (log, pos) into out, which has format_sealed_len bytes of room.
  * pk_len <= FORMAT_MAX_PK (the caller checked). Returns the bytes written. */

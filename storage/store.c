@@ -5,6 +5,7 @@
  * waiting form of an append. Wrappers (a fault-injecting engine for tests) are registered by
  * name and chosen by "NAME:INNER". */
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -14,6 +15,13 @@
 struct store {
     const struct store_engine *e;
     void *impl;
+    pthread_mutex_t watch_mu;
+    struct {
+        char prefix[64];
+        store_row_fn fn;
+        void *arg;
+    } watch[STORE_MAX_ROW_WATCHES];
+    int nwatch;
 };
 
 #define MAX_WRAPPERS 4
@@ -33,7 +41,7 @@ void store_register_wrapper(const struct store_wrapper *w)
 
 static const struct store_engine *engine_named(const char *name, size_t len)
 {
-    static const struct store_engine *const engines[] = {&store_engine_lmdb};
+    static const struct store_engine *const engines[] = {&store_engine_lmdb, &store_engine_pg};
     for (size_t i = 0; i < sizeof engines / sizeof *engines; i++)
         if (strlen(engines[i]->name) == len && !memcmp(engines[i]->name, name, len))
             return engines[i];
@@ -64,12 +72,14 @@ int store_open(const struct store_config *cfg, struct store **out)
         return STORE_INVALID;
     const char *name = cfg->engine ? cfg->engine : "lmdb";
     const char *colon = strchr(name, ':');
-    const struct store_engine *inner = engine_named(colon ? colon + 1 : name, strlen(colon ? colon + 1 : name));
+    const struct store_engine *inner =
+        engine_named(colon ? colon + 1 : name, strlen(colon ? colon + 1 : name));
     const struct store_wrapper *wrap = NULL;
     if (colon) {
         pthread_mutex_lock(&wrappers_mu);
         for (int i = 0; i < MAX_WRAPPERS && wrappers[i]; i++)
-            if (strlen(wrappers[i]->name) == (size_t)(colon - name) && !memcmp(wrappers[i]->name, name, (size_t)(colon - name)))
+            if (strlen(wrappers[i]->name) == (size_t)(colon - name) &&
+                !memcmp(wrappers[i]->name, name, (size_t)(colon - name)))
                 wrap = wrappers[i];
         pthread_mutex_unlock(&wrappers_mu);
         if (!wrap)
@@ -81,8 +91,10 @@ int store_open(const struct store_config *cfg, struct store **out)
     if (!s)
         return STORE_NOMEM;
     s->e = wrap ? wrap->table : inner;
-    int rc = wrap ? wrap->open(inner, cfg, &s->impl) : inner->open(cfg, &s->impl);
+    pthread_mutex_init(&s->watch_mu, NULL);
+    int rc = wrap ? wrap->open(inner, cfg, s, &s->impl) : inner->open(cfg, s, &s->impl);
     if (rc) {
+        pthread_mutex_destroy(&s->watch_mu);
         free(s);
         return rc;
     }
@@ -95,12 +107,14 @@ void store_close(struct store *s)
     if (!s)
         return;
     s->e->close(s->impl);
+    pthread_mutex_destroy(&s->watch_mu);
     free(s);
 }
 
 const char *store_engine_name(const struct store *s) { return s->e->name; }
 
-int store_append_async(struct store *s, struct store_batch *batches, size_t nbatches, store_done_fn done, void *arg)
+int store_append_async(struct store *s, struct store_batch *batches, size_t nbatches, store_done_fn done,
+                       void *arg)
 {
     size_t nrec = 0;
     for (size_t b = 0; b < nbatches; b++) {
@@ -146,7 +160,8 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches)
     return rc;
 }
 
-int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, struct store_records *out)
+int store_scan(struct store *s, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
+               struct store_records *out)
 {
     return s->e->scan(s->impl, log, from, max_n, max_bytes, out);
 }
@@ -156,7 +171,8 @@ int store_log_bounds(struct store *s, uint64_t log, uint64_t *last, uint64_t *fi
     return s->e->log_bounds(s->impl, log, last, first);
 }
 
-int store_watch(struct store *s, uint64_t log, uint64_t after, store_watch_fn fn, void *arg, struct store_watch **w)
+int store_watch(struct store *s, uint64_t log, uint64_t after, store_watch_fn fn, void *arg,
+                struct store_watch **w)
 {
     return s->e->watch(s->impl, log, after, fn, arg, w);
 }
@@ -174,12 +190,44 @@ int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t
 
 int store_log_drop(struct store *s, uint64_t log) { return s->e->log_drop(s->impl, log); }
 
+int store_log_seal(struct store *s, uint64_t log) { return s->e->log_seal(s->impl, log); }
+
+int store_lease(struct store *s, const char *name) { return s->e->lease ? s->e->lease(s->impl, name) : 0; }
+
+int store_meta_watch(struct store *s, const char *prefix, store_row_fn fn, void *arg)
+{
+    if (strlen(prefix) >= sizeof s->watch[0].prefix)
+        return STORE_INVALID;
+    pthread_mutex_lock(&s->watch_mu);
+    int rc = s->nwatch < STORE_MAX_ROW_WATCHES ? 0 : STORE_NOMEM;
+    if (rc == 0) {
+        snprintf(s->watch[s->nwatch].prefix, sizeof s->watch[0].prefix, "%s", prefix);
+        s->watch[s->nwatch].fn = fn;
+        s->watch[s->nwatch].arg = arg;
+        s->nwatch++;
+    }
+    pthread_mutex_unlock(&s->watch_mu);
+    return rc;
+}
+
+void store_rows_changed(struct store *s, const char *key)
+{
+    pthread_mutex_lock(&s->watch_mu);
+    for (int i = 0; i < s->nwatch; i++)
+        if (!key || !strncmp(key, s->watch[i].prefix, strlen(s->watch[i].prefix)))
+            s->watch[i].fn(s->watch[i].arg, key);
+    pthread_mutex_unlock(&s->watch_mu);
+}
+
 int store_meta_cas(struct store *s, struct store_row *rows, size_t n)
 {
     for (size_t i = 0; i < n; i++)
         if (!rows[i].key || !rows[i].key[0] || strlen(rows[i].key) > 256)
             return STORE_INVALID;
-    return s->e->meta_cas(s->impl, rows, n);
+    int rc = s->e->meta_cas(s->impl, rows, n);
+    for (size_t i = 0; rc == 0 && i < n; i++)
+        store_rows_changed(s, rows[i].key);
+    return rc;
 }
 
 int store_meta_put(struct store *s, const char *key, const void *val, size_t len)

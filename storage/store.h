@@ -15,9 +15,10 @@
  * Records. A record is (partition key, data). The record format (format.h) seals it once its
  * position is known, so a seal can bind the position; engines never interpret record bytes.
  *
- * Engines. store_open picks the engine from cfg->engine ("lmdb", the default); engine.h is
- * the table each one implements. This layer knows nothing of HTTP, JSON or Kinesis: it returns
- * 0 or a negative STORE_* code and the caller translates it where it knows the context. */
+ * Engines. store_open picks the engine from cfg->engine ("lmdb", the default, embedded; "pg",
+ * PostgreSQL, shared by any number of processes); engine.h is the table each one implements. This layer knows
+ * nothing of HTTP, JSON or Kinesis: it returns 0 or a negative STORE_* code and the caller translates it
+ * where it knows the context. */
 #ifndef KINESD_STORE_H
 #define KINESD_STORE_H
 
@@ -62,13 +63,14 @@ struct store_io {
 };
 
 struct store_config {
-    const char *engine;           /* "lmdb" (default when NULL) */
-    const char *dir;              /* data directory, created if missing; borrowed during open */
-    bool sync;                    /* durable acknowledgements (fdatasync per group commit) */
-    uint64_t initial_map;         /* lmdb: initial map size in bytes, 0 for the default */
-    uint64_t max_unflushed;       /* backpressure cap on committed bytes not yet in the database;
-                                     0 for the default (256 MiB) */
-    const struct store_io *io;    /* borrowed until store_close; NULL for the OS */
+    const char *engine;        /* "lmdb" (default when NULL) or "pg" */
+    const char *dir;           /* lmdb: data directory, created if missing; pg: a libpq
+                                  connection string; borrowed during open */
+    bool sync;                 /* durable acknowledgements (fdatasync per group commit) */
+    uint64_t initial_map;      /* lmdb: initial map size in bytes, 0 for the default */
+    uint64_t max_unflushed;    /* backpressure cap on committed bytes not yet in the database;
+                                  0 for the default (256 MiB) */
+    const struct store_io *io; /* borrowed until store_close; NULL for the OS */
 };
 
 /* Open (creating if needed) the store. Recovery runs here: whatever the engine acknowledged
@@ -134,7 +136,7 @@ struct store_records {
     void *actx;
     struct store_read *v; /* from alloc, n entries, position order */
     size_t n;
-    size_t bytes; /* pk + data bytes in v */
+    size_t bytes;  /* pk + data bytes in v */
     uint64_t last; /* the log's last position in the same snapshot, 0 if none */
 };
 
@@ -175,6 +177,30 @@ int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t
  * remain (call again), 0 when the log is gone. Returns 0, STORE_BUSY, STORE_IO, STORE_FULL. */
 int store_log_drop(struct store *s, uint64_t log);
 
+/* Close a log to appends for good (a reshard closed its shard): appends to it that are queued
+ * or later fail with STORE_CONFLICT, which a front-end routing by an outdated layout answers
+ * with a retryable error; its records stay readable. When this returns 0, every append that
+ * was acknowledged for the log is readable, so its last position is final. Returns 0, STORE_IO,
+ * STORE_UNAVAILABLE. */
+int store_log_seal(struct store *s, uint64_t log);
+
+/* ---- coordination ---- */
+
+/* Try to hold the lease `name` (background work that one process at a time does: lifecycle
+ * transitions, trimming). Returns 0 while this process holds it (it keeps it until close or
+ * until the engine loses its connection), STORE_BUSY while another one does, or
+ * STORE_UNAVAILABLE. Cheap to call often: an embedded engine always holds every lease. */
+int store_lease(struct store *s, const char *name);
+
+/* Be told when a metadata row whose key starts with prefix is changed, by this process or
+ * (for a shared engine) another one: fn(arg, key) runs on an engine thread, must not block
+ * and must not call the store; key is valid during the call, and NULL when any row may have
+ * changed (a shared engine lost its notifications for a while). A change may be told twice. At most
+ * STORE_MAX_ROW_WATCHES are kept; they live until store_close. Returns 0, STORE_NOMEM, STORE_INVALID. */
+#define STORE_MAX_ROW_WATCHES 8
+typedef void (*store_row_fn)(void *arg, const char *key);
+int store_meta_watch(struct store *s, const char *prefix, store_row_fn fn, void *arg);
+
 /* ---- metadata rows ---- */
 
 /* A version that matches whatever is stored (an unconditional put or delete). */
@@ -211,12 +237,12 @@ int store_meta_scan(struct store *s, const char *prefix, store_meta_fn fn, void 
 /* ---- observing ---- */
 
 struct store_stats {
-    uint64_t unflushed_bytes;  /* committed, not yet in the database */
-    uint64_t wal_bytes;        /* in the write-ahead log's live segments */
-    uint64_t syncs;            /* datasyncs of the log since open */
-    uint64_t sync_ns_total;    /* their summed latency */
-    uint64_t checkpoints;      /* segments retired since open */
-    uint64_t db_bytes;         /* size of the database file */
+    uint64_t unflushed_bytes; /* committed, not yet in the database */
+    uint64_t wal_bytes;       /* in the write-ahead log's live segments */
+    uint64_t syncs;           /* datasyncs of the log since open */
+    uint64_t sync_ns_total;   /* their summed latency */
+    uint64_t checkpoints;     /* segments retired since open */
+    uint64_t db_bytes;        /* size of the database file */
 };
 
 /* Fill *st without taking a lock a writer or reader needs. */

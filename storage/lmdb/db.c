@@ -3,7 +3,8 @@
  * Databases:
  *   "log"  key = log id (8 bytes BE) . position (8 bytes BE)  -> sealed record
  *          key = log id . 0xFFFFFFFFFFFFFFFF                  -> last position (8 bytes BE),
- *                                                                then "D" once dropped
+ *                                                                then "D" once dropped or
+ *                                                                "S" once sealed
  *   "rows" key = text                                         -> version (8 bytes BE) . value
  *   "meta" the unversioned rows of earlier releases, moved into "rows" (version 1) at open.
  * Big-endian keys make LMDB's byte order the (log, position) order, so a log is one key range
@@ -143,7 +144,8 @@ static int migrate(struct db *d, MDB_txn *txn, void *ctx)
     MDB_cursor *cur;
     int rc = mdb_cursor_open(txn, old, &cur);
     MDB_val k, v;
-    for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (rc = rc ? rc : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
+         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         MDB_val nv = {8 + v.mv_size, NULL};
         if ((rc = mdb_put(txn, d->rows, &k, &nv, MDB_RESERVE)))
             break;
@@ -189,8 +191,8 @@ int db_open(const char *dir, bool sync, uint64_t initial_map, struct db **out)
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(d->env, NULL, 0, &txn)))
         goto fail_env;
-    if ((rc = mdb_dbi_open(txn, "log", MDB_CREATE, &d->log)) || (rc = mdb_dbi_open(txn, "rows", MDB_CREATE, &d->rows)) ||
-        (rc = migrate(d, txn, NULL))) {
+    if ((rc = mdb_dbi_open(txn, "log", MDB_CREATE, &d->log)) ||
+        (rc = mdb_dbi_open(txn, "rows", MDB_CREATE, &d->rows)) || (rc = migrate(d, txn, NULL))) {
         mdb_txn_abort(txn);
         goto fail_env;
     }
@@ -229,8 +231,10 @@ uint64_t db_file_bytes(struct db *d)
 
 /* ---- records ---- */
 
-/* The last-position entry of log: *last and *dropped, or 0 / false when there is none. */
-static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, bool *dropped)
+enum { OPEN = 0, DROPPED = 'D', SEALED = 'S' };
+
+/* The last-position entry of log: *last and *state, or 0 / OPEN when there is none. */
+static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, int *state)
 {
     unsigned char lk[16];
     be64(lk, log);
@@ -238,26 +242,27 @@ static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, bo
     MDB_val k = {16, lk}, v;
     int rc = mdb_get(txn, d->log, &k, &v);
     *last = 0;
-    *dropped = false;
+    *state = OPEN;
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
         return rc;
-    if (v.mv_size != 8 && v.mv_size != 9)
+    if (v.mv_size != 8 &&
+        !(v.mv_size == 9 && (((char *)v.mv_data)[8] == DROPPED || ((char *)v.mv_data)[8] == SEALED)))
         return MDB_CORRUPTED;
     *last = rd64(v.mv_data);
-    *dropped = v.mv_size == 9;
+    *state = v.mv_size == 9 ? ((char *)v.mv_data)[8] : OPEN;
     return 0;
 }
 
-static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, bool dropped)
+static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, int state)
 {
     unsigned char lk[16], lv[9];
     be64(lk, log);
     be64(lk + 8, LAST_KEY);
     be64(lv, last);
-    lv[8] = 'D';
-    MDB_val k = {16, lk}, v = {dropped ? 9 : 8, lv};
+    lv[8] = (unsigned char)state;
+    MDB_val k = {16, lk}, v = {state == OPEN ? 8 : 9, lv};
     return mdb_put(txn, d->log, &k, &v, 0);
 }
 
@@ -272,13 +277,16 @@ static int append_in(struct db *d, MDB_txn *txn, void *ctx)
     struct append_ctx *a = ctx;
     for (size_t i = 0; i < a->n;) {
         uint64_t log = a->r[i].log, last;
-        bool dropped;
-        int rc = get_last(d, txn, log, &last, &dropped);
+        int state;
+        int rc = get_last(d, txn, log, &last, &state);
         if (rc)
             return rc;
+        bool dropped = state == DROPPED;
         size_t j = i;
         for (; j < a->n && a->r[j].log == log; j++) {
             const struct db_rec *r = &a->r[j];
+            /* a sealed log still takes what was acknowledged before the seal (a replay, or a
+             * flush of frames written before it): the seal fenced later appends upstream */
             if (r->pos <= last || dropped) {
                 if (a->replay)
                     continue;
@@ -293,7 +301,7 @@ static int append_in(struct db *d, MDB_txn *txn, void *ctx)
             memcpy(v.mv_data, r->val, r->len);
             last = r->pos;
         }
-        if (!dropped && (rc = put_last(d, txn, log, last, false)))
+        if (!dropped && (rc = put_last(d, txn, log, last, state)))
             return rc;
         i = j;
     }
@@ -339,27 +347,29 @@ int db_scan(struct db *d, uint64_t log, uint64_t from, size_t max_n, size_t max_
     if (rc && rc != MDB_NOTFOUND && !out_rc)
         out_rc = map_rc(rc);
     mdb_cursor_close(cur);
-    bool dropped;
-    if (!out_rc && last && (rc = get_last(d, txn, log, last, &dropped)))
+    int state;
+    if (!out_rc && last && (rc = get_last(d, txn, log, last, &state)))
         out_rc = map_rc(rc);
     txn_abort(d, txn);
     return out_rc;
 }
 
-int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool *dropped)
+int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool *dropped, bool *sealed)
 {
     MDB_txn *txn;
     uint64_t seen, l;
-    bool dr;
+    int state;
     int rc = txn_begin(d, MDB_RDONLY, &txn, &seen);
     if (rc)
         return map_rc(rc);
-    if ((rc = get_last(d, txn, log, &l, &dr)))
+    if ((rc = get_last(d, txn, log, &l, &state)))
         goto out;
     if (last)
         *last = l;
     if (dropped)
-        *dropped = dr;
+        *dropped = state == DROPPED;
+    if (sealed)
+        *sealed = state == SEALED;
     if (first) {
         MDB_cursor *cur;
         if ((rc = mdb_cursor_open(txn, d->log, &cur)))
@@ -369,7 +379,8 @@ int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool 
         be64(lk + 8, 0);
         MDB_val k = {16, lk}, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        uint64_t p = rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, lk, 8) ? rd64((char *)k.mv_data + 8) : LAST_KEY;
+        uint64_t p =
+            rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, lk, 8) ? rd64((char *)k.mv_data + 8) : LAST_KEY;
         *first = p == LAST_KEY ? 0 : p;
         mdb_cursor_close(cur);
         rc = rc == MDB_NOTFOUND ? 0 : rc;
@@ -421,7 +432,7 @@ static int trim_in(struct db *d, MDB_txn *txn, void *ctx)
 int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *deleted)
 {
     uint64_t first = 0;
-    int rc = db_bounds(d, log, NULL, &first, NULL); /* a read: most calls find nothing due */
+    int rc = db_bounds(d, log, NULL, &first, NULL, NULL); /* a read: most calls find nothing due */
     *deleted = 0;
     if (rc || !first || first >= below || !max)
         return rc;
@@ -439,10 +450,10 @@ static int drop_in(struct db *d, MDB_txn *txn, void *ctx)
     if (rc || t->more)
         return rc;
     uint64_t last;
-    bool dropped;
-    if ((rc = get_last(d, txn, t->log, &last, &dropped)))
+    int state;
+    if ((rc = get_last(d, txn, t->log, &last, &state)))
         return rc;
-    return put_last(d, txn, t->log, last, true);
+    return put_last(d, txn, t->log, last, DROPPED);
 }
 
 int db_drop(struct db *d, uint64_t log, size_t max, bool *more)
@@ -451,6 +462,24 @@ int db_drop(struct db *d, uint64_t log, size_t max, bool *more)
     int rc = write_txn(d, drop_in, &t);
     *more = t.more;
     return map_rc(rc);
+}
+
+struct seal_ctx {
+    uint64_t log;
+};
+
+static int seal_in(struct db *d, MDB_txn *txn, void *ctx)
+{
+    uint64_t log = ((struct seal_ctx *)ctx)->log, last;
+    int state;
+    int rc = get_last(d, txn, log, &last, &state);
+    return rc || state != OPEN ? rc : put_last(d, txn, log, last, SEALED);
+}
+
+int db_seal(struct db *d, uint64_t log)
+{
+    struct seal_ctx c = {log};
+    return map_rc(write_txn(d, seal_in, &c));
 }
 
 /* ---- rows ---- */
@@ -551,8 +580,8 @@ int db_meta_scan(struct db *d, const char *prefix, store_meta_fn fn, void *ctx)
     }
     size_t pl = strlen(prefix);
     MDB_val k = {pl, (void *)prefix}, v;
-    for (rc = pl ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST); rc == 0;
-         rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
+    for (rc = pl ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
+         rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl))
             break;
         if (v.mv_size < 8) {

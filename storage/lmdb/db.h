@@ -40,8 +40,11 @@ int db_scan(struct db *d, uint64_t log, uint64_t from, size_t max_n, size_t max_
             struct store_records *out, uint64_t *last);
 
 /* The log's last position (0 if none), first stored position (0 if none), and whether it was
- * dropped. Any out-param may be NULL. */
-int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool *dropped);
+ * dropped or sealed. Any out-param may be NULL. */
+int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool *dropped, bool *sealed);
+
+/* Mark the log sealed (see store_log_seal); its last position stays. */
+int db_seal(struct db *d, uint64_t log);
 
 /* Delete at most max records below `below`; no write transaction when there are none. */
 int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *deleted);

@@ -39,11 +39,14 @@
  * mu guards the queue. No lock is held across a sync except
  * flush_mu (by the flusher, which no request waits for). */
 #include <errno.h>
+#include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <time.h>
+#include <unistd.h>
 
 #include "../engine.h"
 #include "../format.h"
@@ -99,8 +102,8 @@ struct frame {
 struct posmap {
     struct pm_slot {
         uint64_t key, val;
-        bool used, dropped;
-    } *v;
+        bool used, dropped, sealed;
+    } * v;
     size_t cap, n;
 };
 
@@ -115,6 +118,7 @@ struct store_watch {
 struct lmdb {
     struct db *db;
     struct wal *wal;
+    int lock_fd; /* flock'd: the data directory is this process's */
     const struct store_io *io;
     char dir[4096];
     bool sync;
@@ -147,7 +151,7 @@ struct lmdb {
     bool flusher_stop;
     pthread_t flusher;
 
-    uint64_t unflushed; /* atomic: queued and tail bytes */
+    uint64_t unflushed;                   /* atomic: queued and tail bytes */
     uint64_t syncs, sync_ns, checkpoints; /* atomic */
 
     pthread_mutex_t watch_mu;
@@ -228,14 +232,15 @@ static int last_of(struct lmdb *e, uint64_t log, struct pm_slot **out)
     struct pm_slot *p = pm_find(&e->last, log);
     if (!p) {
         uint64_t last;
-        bool dropped;
-        int rc = db_bounds(e->db, log, &last, NULL, &dropped);
+        bool dropped, sealed;
+        int rc = db_bounds(e->db, log, &last, NULL, &dropped, &sealed);
         if (rc)
             return rc;
         if (!(p = pm_get(&e->last, log)))
             return STORE_NOMEM;
         p->val = last;
         p->dropped = dropped;
+        p->sealed = sealed;
     }
     *out = p;
     return 0;
@@ -427,7 +432,9 @@ static void *flush_loop(void *arg)
          * is ready to retire, never before retry_at after a failure */
         int64_t t = now_ms(), due = INT64_MAX;
         if (e->t_head)
-            due = __atomic_load_n(&e->unflushed, __ATOMIC_RELAXED) >= FLUSH_BYTES ? t : e->t_head->at_ms + FLUSH_MS;
+            due = __atomic_load_n(&e->unflushed, __ATOMIC_RELAXED) >= FLUSH_BYTES
+                      ? t
+                      : e->t_head->at_ms + FLUSH_MS;
         if ((e->retiring >= 0 && e->flushed > e->retire_after) || (e->recovering && !e->t_head))
             due = t;
         if (due != INT64_MAX && due < retry_at)
@@ -496,6 +503,8 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
                 return rc;
             if (p->dropped)
                 j->rc = STORE_NOT_FOUND;
+            else if (p->sealed)
+                j->rc = STORE_CONFLICT;
         }
         if (j->rc)
             continue;
@@ -651,7 +660,8 @@ static int lm_append(void *impl, struct store_batch *batches, size_t nbatches, s
         __atomic_sub_fetch(&e->unflushed, bytes, __ATOMIC_RELAXED);
         return STORE_NOMEM;
     }
-    *j = (struct job){.batches = batches, .nb = nbatches, .nrec = nrec, .bytes = bytes, .done = done, .arg = arg};
+    *j = (struct job){
+        .batches = batches, .nb = nbatches, .nrec = nrec, .bytes = bytes, .done = done, .arg = arg};
     pthread_mutex_lock(&e->mu);
     if (e->closing) {
         pthread_mutex_unlock(&e->mu);
@@ -671,7 +681,8 @@ static int lm_append(void *impl, struct store_batch *batches, size_t nbatches, s
 
 /* ---- reading ---- */
 
-static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes, struct store_records *out)
+static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t max_bytes,
+                   struct store_records *out)
 {
     struct lmdb *e = impl;
     uint64_t stored = 0;
@@ -715,7 +726,7 @@ static int lm_log_bounds(void *impl, uint64_t log, uint64_t *last, uint64_t *fir
     struct lmdb *e = impl;
     uint64_t l = 0, f = 0, lo, hi;
     pthread_rwlock_rdlock(&e->tail_rw);
-    int rc = db_bounds(e->db, log, &l, &f, NULL);
+    int rc = db_bounds(e->db, log, &l, &f, NULL, NULL);
     tail_bounds(e, log, &lo, &hi);
     pthread_rwlock_unlock(&e->tail_rw);
     if (last)
@@ -725,7 +736,8 @@ static int lm_log_bounds(void *impl, uint64_t log, uint64_t *last, uint64_t *fir
     return rc;
 }
 
-static int lm_watch(void *impl, uint64_t log, uint64_t after, store_watch_fn fn, void *arg, struct store_watch **out)
+static int lm_watch(void *impl, uint64_t log, uint64_t after, store_watch_fn fn, void *arg,
+                    struct store_watch **out)
 {
     struct lmdb *e = impl;
     struct store_watch *w = calloc(1, sizeof *w);
@@ -799,6 +811,28 @@ static int lm_log_drop(void *impl, uint64_t log)
     if ((rc = db_drop(e->db, log, DROP_BATCH, &more)))
         return rc;
     return more ? STORE_BUSY : db_durable(e);
+}
+
+static int lm_log_seal(void *impl, uint64_t log)
+{
+    struct lmdb *e = impl;
+    pthread_mutex_lock(&e->wal_mu);
+    struct pm_slot *p;
+    int rc = last_of(e, log, &p);
+    if (rc == 0)
+        p->sealed = true;
+    uint64_t upto = e->next_seq;
+    pthread_mutex_unlock(&e->wal_mu);
+    if (rc)
+        return rc;
+    /* every frame that may hold an append of it is published (readable) before this returns */
+    pthread_mutex_lock(&e->tail_mu);
+    while (e->published < upto)
+        pthread_cond_wait(&e->turn, &e->tail_mu);
+    pthread_mutex_unlock(&e->tail_mu);
+    if ((rc = db_seal(e->db, log)) == 0)
+        rc = db_durable(e);
+    return rc;
 }
 
 /* ---- metadata ---- */
@@ -899,8 +933,10 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
         /* LMDB reports a short write on a full disk as an I/O error: either is retried */
         if (rc != STORE_FULL && rc != STORE_IO)
             return rc;
-        fprintf(stderr, "kinesd: storage: cannot store the log's records (%s); serving them from memory, "
-                        "writes refused until they are stored\n", store_strerror(rc));
+        fprintf(stderr,
+                "kinesd: storage: cannot store the log's records (%s); serving them from memory, "
+                "writes refused until they are stored\n",
+                store_strerror(rc));
         e->recovering = true;
     }
     struct frame *f = frame_of(e, payload, len, n);
@@ -947,15 +983,43 @@ static void destroy(struct lmdb *e)
     pthread_cond_destroy(&e->turn);
     pthread_mutex_destroy(&e->watch_mu);
     free(e->last.v);
+    close(e->lock_fd); /* lets the directory go */
     free(e);
 }
 
-static int lm_open(const struct store_config *cfg, void **impl)
+/* One process at a time per data directory: a second one would write the same log. */
+static int lock_dir(const char *dir, int *fd)
 {
+    char path[4200];
+    snprintf(path, sizeof path, "%s/lock", dir);
+    *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
+    if (*fd < 0) {
+        fprintf(stderr, "kinesd: %s: %s\n", path, strerror(errno));
+        return STORE_IO;
+    }
+    if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
+        return 0;
+    fprintf(stderr, "kinesd: %s is in use by another process\n", dir);
+    close(*fd);
+    *fd = -1;
+    return STORE_BUSY;
+}
+
+static int lm_open(const struct store_config *cfg, struct store *owner, void **impl)
+{
+    (void)owner; /* rows change only through this process: store.c reports them */
+    int lock_fd;
+    int rc = lock_dir(cfg->dir, &lock_fd);
+    if (rc)
+        return rc;
     struct lmdb *e = calloc(1, sizeof *e);
-    if (!e)
+    if (!e) {
+        close(lock_fd);
         return STORE_NOMEM;
+    }
+    e->lock_fd = lock_fd;
     if ((size_t)snprintf(e->dir, sizeof e->dir, "%s", cfg->dir) >= sizeof e->dir) {
+        close(lock_fd);
         free(e);
         return STORE_INVALID;
     }
@@ -976,7 +1040,7 @@ static int lm_open(const struct store_config *cfg, void **impl)
     pthread_cond_init(&e->tail_cv, NULL);
     pthread_cond_init(&e->turn, NULL);
     pthread_mutex_init(&e->watch_mu, NULL);
-    int rc = db_open(cfg->dir, cfg->sync, cfg->initial_map, &e->db);
+    rc = db_open(cfg->dir, cfg->sync, cfg->initial_map, &e->db);
     if (rc == 0)
         rc = wal_open(cfg->dir, cfg->sync, cfg->io, &e->wal);
     if (rc == 0)
@@ -987,7 +1051,8 @@ static int lm_open(const struct store_config *cfg, void **impl)
         rc = wal_restart(e->wal);
     bool flusher = rc == 0 && pthread_create(&e->flusher, NULL, flush_loop, e) == 0;
     int started = 0;
-    while (flusher && started < COMMITTERS && pthread_create(&e->committer[started], NULL, commit_loop, e) == 0)
+    while (flusher && started < COMMITTERS &&
+           pthread_create(&e->committer[started], NULL, commit_loop, e) == 0)
         started++;
     if (started < COMMITTERS) {
         stop_threads(e, started, flusher);
@@ -1005,7 +1070,8 @@ static void lm_close(void *impl)
         return;
     stop_threads(e, COMMITTERS, true);
     /* store what the tail holds and make LMDB durable; on failure the log keeps it */
-    if (flush(e) == 0 && db_durable(e) == 0 && !wal_broken(e->wal) && !__atomic_load_n(&e->failed, __ATOMIC_ACQUIRE))
+    if (flush(e) == 0 && db_durable(e) == 0 && !wal_broken(e->wal) &&
+        !__atomic_load_n(&e->failed, __ATOMIC_ACQUIRE))
         wal_restart(e->wal); /* everything is in LMDB (a recovery's tail too, now) */
     for (struct frame *f = e->t_head, *next; f; f = next) {
         next = f->next;
@@ -1029,6 +1095,7 @@ const struct store_engine store_engine_lmdb = {
     .unwatch = lm_unwatch,
     .trim = lm_trim,
     .log_drop = lm_log_drop,
+    .log_seal = lm_log_seal,
     .meta_cas = lm_meta_cas,
     .meta_get = lm_meta_get,
     .meta_scan = lm_meta_scan,

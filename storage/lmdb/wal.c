@@ -35,10 +35,10 @@
 enum { FREE, ACTIVE, RETIRING };
 
 struct seg {
-    int fd;                 /* writes and reads */
+    int fd; /* writes and reads */
     int sync_fd[WAL_SYNCERS];
-    uint64_t off;           /* end of the frames */
-    uint64_t filled;        /* the file's size */
+    uint64_t off;    /* end of the frames */
+    uint64_t filled; /* the file's size */
     uint64_t run;
     int state;
 };
@@ -236,7 +236,8 @@ static int replay_frames(struct wal *w, int fd, uint64_t off, uint64_t run, wal_
         if ((rc = io_all(w, fd, false, h, WAL_HDR, off)))
             break;
         uint64_t len = rd32(h + 4), r = rd64(h + 8);
-        if (rd32(h) != WAL_MAGIC || len > MAX_FRAME || len > size - off - WAL_HDR || (run && r != run) || rd32(h + 20))
+        if (rd32(h) != WAL_MAGIC || len > MAX_FRAME || len > size - off - WAL_HDR || (run && r != run) ||
+            rd32(h + 20))
             break;
         if (len > cap) {
             char *nb = realloc(buf, len ? len : 1);
@@ -335,7 +336,8 @@ int wal_restart(struct wal *w)
 static void extend(struct wal *w, struct seg *s, uint64_t end)
 {
     struct statvfs vfs;
-    if (!w->sync || end <= s->filled || fstatvfs(s->fd, &vfs) || (uint64_t)vfs.f_bavail * vfs.f_frsize < EXTEND_FREE)
+    if (!w->sync || end <= s->filled || fstatvfs(s->fd, &vfs) ||
+        (uint64_t)vfs.f_bavail * vfs.f_frsize < EXTEND_FREE)
         return;
     static const char zero[1 << 16];
     uint64_t to = end + EXTEND;

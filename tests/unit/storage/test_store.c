@@ -50,7 +50,8 @@ static int scan(struct store *s, uint64_t log, uint64_t from, size_t max, struct
     for (size_t i = 0; i < out.n && c->n < 64; i++, c->n++) {
         const struct store_read *v = &out.v[i];
         c->pos[c->n] = v->pos;
-        snprintf(c->data[c->n], sizeof c->data[0], "%.*s|%.*s", (int)v->pk_len, v->pk, (int)v->data_len, v->data);
+        snprintf(c->data[c->n], sizeof c->data[0], "%.*s|%.*s", (int)v->pk_len, v->pk, (int)v->data_len,
+                 v->data);
     }
     if (last)
         *last = out.last;
