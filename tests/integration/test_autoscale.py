@@ -160,6 +160,16 @@ def decisions(scaler, action):
     return [d for d in scaler.events() if d["action"] == action]
 
 
+def logged(scaler, action):
+    """The decisions of that action, waiting for the first: the autoscaler logs a scaling after
+    UpdateShardCount has answered, so the line can follow the change it describes."""
+    deadline = time.monotonic() + STEP_DEADLINE_S
+    while not decisions(scaler, action):
+        assert time.monotonic() < deadline, f"no {action} logged:\n{scaler.log()}"
+        time.sleep(0.02)
+    return decisions(scaler, action)
+
+
 def test_scales_out_at_ninety_percent_and_back_in_when_the_load_stops(kinesd_factory, autoscaler):
     server, kinesis = clock_server(kinesd_factory)
     stream = new_stream(kinesis, "auto")
@@ -167,7 +177,7 @@ def test_scales_out_at_ninety_percent_and_back_in_when_the_load_stops(kinesd_fac
     wait_watching(scaler)
 
     run_until(server, kinesis, stream, FULL_LOAD, lambda: open_count(kinesis, stream) == 4, scaler, "scale-out to 4")
-    out = decisions(scaler, "scale-out")
+    out = logged(scaler, "scale-out")
     assert len(out) == 1, scaler.log()
     assert out[0]["open_shards"] == 2 and out[0]["target_shards"] == 4
     assert out[0]["capacity"] == {"records_per_s": 2000, "bytes_per_s": 2 * helpers.MIB}
@@ -183,7 +193,7 @@ def test_scales_out_at_ninety_percent_and_back_in_when_the_load_stops(kinesd_fac
     assert open_count(kinesis, stream) == 4
 
     run_until(server, kinesis, stream, 1, lambda: open_count(kinesis, stream) == 2, scaler, "scale-in to 2")
-    back = decisions(scaler, "scale-in")
+    back = logged(scaler, "scale-in")
     assert len(back) == 1 and back[0]["open_shards"] == 4 and back[0]["target_shards"] == 2, scaler.log()
     assert all(p["records_util"] < 0.3 for p in back[0]["periods"])
     assert len(decisions(scaler, "scale-out")) == 1
@@ -208,7 +218,7 @@ def test_max_shards_caps_the_target(kinesd_factory, autoscaler):
     scaler = autoscaler(server.endpoint, stream, "--max-shards", "3")
     wait_watching(scaler)
     run_until(server, kinesis, stream, FULL_LOAD, lambda: open_count(kinesis, stream) == 3, scaler, "scale-out to 3")
-    assert decisions(scaler, "scale-out")[0]["target_shards"] == 3
+    assert logged(scaler, "scale-out")[0]["target_shards"] == 3
     # 1,800 records/s on 3 shards is 60 %: held, and never above the cap
     run_until(server, kinesis, stream, FULL_LOAD,
               lambda: any(d["open_shards"] == 3 for d in decisions(scaler, "hold")), scaler, "a hold at 3 shards")
@@ -238,7 +248,7 @@ def test_scalings_per_day_holds_until_the_rolling_day_has_passed(kinesd_factory,
 
     server.clock.advance(24 * 3600 * 1000)
     run_until(server, kinesis, stream, 1, lambda: open_count(kinesis, stream) == 2, scaler, "scale-in after a day")
-    assert decisions(scaler, "scale-in")[0]["scalings_last_24h"] == 0
+    assert logged(scaler, "scale-in")[0]["scalings_last_24h"] == 0
 
 
 def test_an_updating_stream_is_left_alone(kinesd_factory, autoscaler):
