@@ -10,7 +10,9 @@
  *   6. validation           -> SerializationException (types), ValidationException (constraints),
  *                              then the operation's cross-field check
  *   7. stream resolution    -> StreamName or StreamARN (OPF_STREAM operations)
- *   7b. account rate        -> LimitExceededException, charged only once the arguments are valid
+ *   7b. authorization       -> with --auth: AccessDeniedException unless the caller's identity
+ *                              policy or the stream's resource policy allows the call (authorize)
+ *   7c. account rate        -> LimitExceededException, charged only once the arguments are valid
  *   8. the operation        -> its answer, or the error it chose
  * Every answer is encoded in the request's format and carries a request id. */
 #include <inttypes.h>
@@ -351,12 +353,11 @@ int api_reload_auth(struct api *a)
 
 /* ---- stream names and ARNs ---- */
 
-int api_resolve_stream(struct api_ctx *c)
+/* c->stream_name from a stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>) of this
+ * account and region; name, when given, must be the same stream. */
+static int resolve_arn(struct api_ctx *c, const char *arn, const char *name)
 {
-    const char *name = req_str(c, "StreamName");
-    const char *arn = req_str(c, "StreamARN");
-    if (arn) {
-        /* arn:aws:kinesis:<region>:<account>:stream/<name> */
+    {
         const char *p = arn;
         const char *parts[6];
         int n = 0;
@@ -378,10 +379,111 @@ int api_resolve_stream(struct api_ctx *c)
         c->stream_name = sname;
         return 0;
     }
+}
+
+int api_resolve_stream(struct api_ctx *c)
+{
+    const char *name = req_str(c, "StreamName");
+    const char *arn = req_str(c, "StreamARN");
+    if (arn)
+        return resolve_arn(c, arn, name);
     if (!name)
         return api_fail(c, KERR_VALIDATION, "Either StreamName or StreamARN must be provided.");
     c->stream_name = name;
     return 0;
+}
+
+int api_resolve_resource(struct api_ctx *c)
+{
+    const char *arn = req_str(c, "ResourceARN");
+    if (arn && strstr(arn, "/consumer/"))
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Consumer %s not found.", arn);
+    return resolve_arn(c, arn, NULL);
+}
+
+/* ---- authorization (--auth): identity policies, resource policies ---- */
+
+/* The ARN a call acts on, as IAM sees it; "*" for account-wide calls. */
+static const char *call_resource(struct api_ctx *c, int op, const struct kv *req)
+{
+    const char *wire = ops[op].wire;
+    const struct kv *v;
+    if ((v = kv_get(req, "ResourceARN")) && v->type == KV_STR)
+        return v->s;
+    if ((v = kv_get(req, "StreamARN")) && v->type == KV_STR)
+        return v->s;
+    const char *name = c->stream_name;
+    if (!name && (v = kv_get(req, "StreamName")) && v->type == KV_STR)
+        name = v->s;
+    if (!name && !strcmp(wire, "GetRecords") && (v = kv_get(req, "ShardIterator")) && v->type == KV_STR) {
+        uint64_t uid, pos;
+        uint32_t ix;
+        int64_t issued;
+        if (iter_open(c, v->s, &name, &uid, &ix, &pos, &issued))
+            name = NULL;
+    }
+    if (name)
+        return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, c->api->account, name);
+    if (!strcmp(wire, "ListStreams"))
+        return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/*", c->region, c->api->account);
+    return "*";
+}
+
+/* The uid of the stream an ARN of this account names (0 when none): resource policies are
+ * bound to one incarnation. */
+static uint64_t arn_stream_uid(struct api_ctx *c, const char *arn)
+{
+    const char *slash = strstr(arn, ":stream/");
+    if (!slash)
+        return 0;
+    streams_rdlock(c->api);
+    struct stream *s = streams_find(c->api, slash + 8, c->now_ms);
+    uint64_t uid = s ? s->uid : 0;
+    streams_unlock(c->api);
+    return uid;
+}
+
+static int authorize(struct api_ctx *c, int op)
+{
+    const struct auth_cred *who = c->caller;
+    bool same_account = !strcmp(who->account, c->api->account);
+    char action[80];
+    snprintf(action, sizeof action, "kinesis:%s", ops[op].wire);
+    /* another account names its own streams by StreamName; only ARNs reach this account's */
+    if (!same_account && (ops[op].flags & OPF_STREAM) && !req_str(c, "StreamARN"))
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", c->stream_name,
+                        who->account);
+    if (same_account && !who->policy && !resource_policies_any(c->api))
+        return 0; /* the common case: a user of the account without a policy file */
+    const char *resource = call_resource(c, op, c->req);
+    struct policy_request pr = {
+        .action = action,
+        .resource = resource,
+        .principal_arn = who->user_arn,
+        .principal_acct = who->account,
+        .region = c->region,
+        .username = who->name,
+    };
+    enum policy_verdict id = who->policy ? policy_eval(who->policy, &pr) : POLICY_ALLOW;
+    enum policy_verdict rs = POLICY_NONE;
+    if (resource_policies_any(c->api) && strcmp(resource, "*")) {
+        uint64_t uid = arn_stream_uid(c, resource);
+        if (uid)
+            rs = resource_policies_eval(c->api, resource, uid, &pr);
+    }
+    const char *why = NULL;
+    if (id == POLICY_DENY)
+        why = "with an explicit deny in an identity-based policy";
+    else if (rs == POLICY_DENY)
+        why = "with an explicit deny in a resource-based policy";
+    else if (same_account ? (id != POLICY_ALLOW && rs != POLICY_ALLOW) : id != POLICY_ALLOW)
+        why = arena_printf(&c->arena, "because no identity-based policy allows the %s action", action);
+    else if (!same_account && rs != POLICY_ALLOW)
+        why = arena_printf(&c->arena, "because no resource-based policy allows the %s action", action);
+    if (!why)
+        return 0;
+    return api_fail(c, KERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
+                    who->user_arn, action, resource, why);
 }
 
 /* The maximum record size of the stream a request names (before validation, so the raw
@@ -584,6 +686,8 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
         goto error;
     if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(c))
         goto error;
+    if (c->caller && authorize(c, op))
+        goto error;
     /* the account's rate is charged only for a call whose arguments are valid */
     if (a->limits && !limits_op(a->limits, op)) {
         const char *sn = req_str(c, "StreamName");
@@ -713,7 +817,16 @@ int api_open(const struct api_config *cfg, struct api **out)
         free(a);
         return -1;
     }
+    if ((rc = resource_policies_open(a))) {
+        fprintf(stderr, "kinesd: cannot load resource policies from %s (%d)\n", cfg->data_dir, rc);
+        resource_policies_close(a);
+        streams_close(a);
+        store_close(a->store);
+        free(a);
+        return -1;
+    }
     if (cfg->auth_file && auth_open(cfg->auth_file, a->account, &a->auth)) {
+        resource_policies_close(a);
         streams_close(a);
         store_close(a->store);
         free(a);
@@ -750,6 +863,7 @@ void api_close(struct api *a)
     store_close(a->store);
     limits_free(a->limits);
     auth_close(a->auth);
+    resource_policies_close(a);
     pthread_mutex_destroy(&a->maint_mu);
     pthread_cond_destroy(&a->maint_cv);
     free(a);

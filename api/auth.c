@@ -13,8 +13,8 @@
 #include <inttypes.h>
 #include <openssl/crypto.h>
 #include <openssl/evp.h>
-#include <openssl/hmac.h>
 #include <pthread.h>
+#include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -22,6 +22,7 @@
 
 #include "auth.h"
 #include "buf.h"
+#include "policy.h"
 
 #define SKEW_MS (5 * 60 * 1000)
 #define MAX_CREDS 10000
@@ -55,6 +56,7 @@ static void cred_free(struct auth_cred *c)
     free(c->token);
     free(c->user_arn);
     free(c->policy_file);
+    policy_free(c->policy);
 }
 
 static void snap_free(struct auth_snap *s)
@@ -155,6 +157,21 @@ static int finish_section(const char *path, struct auth_cred *c, const char *def
     if (policy_file) {
         c->policy_file = resolve_path(path, policy_file);
         free(policy_file);
+        size_t len;
+        char *text = read_file(c->policy_file, &len);
+        if (!text) {
+            fprintf(stderr, "kinesd: %s: section [%s]: cannot read policy_file %s\n", path, c->name,
+                    c->policy_file);
+            return -1;
+        }
+        char why[256];
+        c->policy = policy_parse(text, len, false, why, sizeof why);
+        free(text);
+        if (!c->policy) {
+            fprintf(stderr, "kinesd: %s: section [%s]: policy_file %s: %s\n", path, c->name, c->policy_file,
+                    why);
+            return -1;
+        }
     }
     return 0;
 }
@@ -364,11 +381,23 @@ static void hex(char *out, const unsigned char *p, size_t n)
     out[2 * n] = 0;
 }
 
+/* SHA-256 through OpenSSL (its SHA extensions / AVX2 code for the body), with the algorithm
+ * fetched once and one context per thread: a one-shot EVP_Digest fetches it on every call. */
+static EVP_MD *sha256_md;
+static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
+static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+
 static void sha256_hex(const void *p, size_t n, char out[65])
 {
+    static _Thread_local EVP_MD_CTX *ctx;
+    pthread_once(&sha256_once, sha256_fetch);
+    if (!ctx && !(ctx = EVP_MD_CTX_new()))
+        abort();
     unsigned char md[32];
     unsigned int mdlen = 0;
-    EVP_Digest(p, n, md, &mdlen, EVP_sha256(), NULL);
+    if (!sha256_md || !EVP_DigestInit_ex2(ctx, sha256_md, NULL) || !EVP_DigestUpdate(ctx, p, n) ||
+        !EVP_DigestFinal_ex(ctx, md, &mdlen))
+        abort();
     hex(out, md, 32);
 }
 
@@ -782,10 +811,15 @@ static uint64_t keys_derived;                /* atomic */
 
 uint64_t auth_keys_derived(void) { return __atomic_load_n(&keys_derived, __ATOMIC_RELAXED); }
 
+/* HMAC-SHA256 of short messages: libsodium's, which has no per-call setup (OpenSSL 3's HMAC()
+ * fetches the algorithm and allocates a context on every call). */
 static void hmac(const unsigned char *key, size_t klen, const char *msg, size_t mlen, unsigned char out[32])
 {
-    unsigned int n = 32;
-    HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, mlen, out, &n);
+    crypto_auth_hmacsha256_state st;
+    crypto_auth_hmacsha256_init(&st, key, klen);
+    crypto_auth_hmacsha256_update(&st, (const unsigned char *)msg, mlen);
+    crypto_auth_hmacsha256_final(&st, out);
+    sodium_memzero(&st, sizeof st);
 }
 
 static void signing_key(const char *akid, const char *secret, const struct auth_sig *sig,

@@ -19,15 +19,17 @@
 
 struct auth;      /* the credentials file, reloadable */
 struct auth_snap; /* one loaded version of it, reference-counted */
+struct policy;    /* policy.h */
 
 struct auth_cred {
-    char *name;        /* section name: the IAM user's name */
-    char *akid;        /* aws_access_key_id */
-    char *secret;      /* aws_secret_access_key */
-    char *account;     /* 12 digits */
-    char *token;       /* aws_session_token, or NULL */
-    char *user_arn;    /* arn:aws:iam::<account>:user/<name> */
-    char *policy_file; /* policy_file, relative to the credentials file's folder; or NULL */
+    char *name;            /* section name: the IAM user's name */
+    char *akid;            /* aws_access_key_id */
+    char *secret;          /* aws_secret_access_key */
+    char *account;         /* 12 digits */
+    char *token;           /* aws_session_token, or NULL */
+    char *user_arn;        /* arn:aws:iam::<account>:user/<name> */
+    char *policy_file;     /* policy_file, relative to the credentials file's folder; or NULL */
+    struct policy *policy; /* its identity policy, compiled; NULL: everything in its account */
 };
 
 /* What SigV4 sees of a request; all borrowed for the call. */

@@ -11,6 +11,7 @@
 #include "api.h"
 #include "arena.h"
 #include "auth.h"
+#include "policy.h"
 #include "enc.h"
 #include "store.h"
 #include "validate.h"
@@ -74,17 +75,19 @@ struct stream {
 #define UID_LIMIT (1ull << 40)
 #define STREAMS_NO_IDS 1 /* a change would need a shard index or uid past these */
 
-struct streams; /* the registry: every stream, by name (streams.c) */
-struct limits;  /* token buckets (limits.c) */
+struct streams;           /* the registry: every stream, by name (streams.c) */
+struct limits;            /* token buckets (limits.c) */
+struct resource_policies; /* resource_policies.c */
 
 struct api {
     struct api_config cfg;
     char region[64], account[16];
     struct store *store;
     struct streams *streams;
-    unsigned char iter_key[32];     /* seals shard iterators; kept in the store */
-    struct limits *limits;          /* NULL with --no-limits */
-    struct auth *auth;              /* --auth: the credentials; NULL without */
+    unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
+    struct limits *limits;      /* NULL with --no-limits */
+    struct auth *auth;          /* --auth: the credentials; NULL without */
+    struct resource_policies *policies;
     int inflight;                   /* appends routed but not yet committed (atomic) */
     size_t max_body;                /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
 #define DEFAULT_MAX_BODY (7u << 20) /* 5 MiB of records in base64, with their names and keys */
@@ -191,6 +194,39 @@ bool limits_op(struct limits *l, int op);                             /* one con
 int64_t clock_now_ms(void);
 /* Whether to inject a failure now (--error-probability). */
 bool api_inject_fault(struct api *a);
+
+/* ---- resource policies (resource_policies.c) ---- */
+int resource_policies_open(struct api *a);
+void resource_policies_close(struct api *a);
+/* Persist, then publish, the policy (document text of len bytes, compiled as p, which this
+ * steals) of the resource arn, bound to stream incarnation uid. Returns 0, 1 when the number
+ * of policies is at its bound, or a STORE_* code. */
+int resource_policies_put(struct api *a, const char *arn, uint64_t uid, const char *text, size_t len,
+                          struct policy *p);
+/* Remove the policy of arn (absent is fine). Returns 0 or a STORE_* code. */
+int resource_policies_delete(struct api *a, const char *arn);
+/* The document of arn's policy for incarnation uid (arena), or NULL. */
+const char *resource_policies_text(struct api_ctx *c, const char *arn, uint64_t uid);
+/* Whether any resource has a policy (no lock: the common case costs one load). */
+bool resource_policies_any(struct api *a);
+/* The verdict of arn's policy (incarnation uid) for r; POLICY_NONE without one. */
+enum policy_verdict resource_policies_eval(struct api *a, const char *arn, uint64_t uid,
+                                           const struct policy_request *r);
+/* Set c->stream_name from the request's ResourceARN (a stream's ARN in this account and
+ * region); -1 with the error recorded. */
+int api_resolve_resource(struct api_ctx *c);
+
+/* ---- account settings (op_describe_account_settings.c) ---- */
+enum commit_status { COMMIT_DISABLED, COMMIT_ENABLED, COMMIT_PENDING_END };
+struct account_settings {
+    int status;                                    /* enum commit_status, effective at the request's time */
+    int64_t started_ms, earliest_end_ms, ended_ms; /* 0: none */
+};
+/* Read the account's settings (defaults when none are stored). 0 or a STORE_* code. */
+int account_settings_load(struct api_ctx *c, struct account_settings *out);
+int account_settings_save(struct api_ctx *c, const struct account_settings *s);
+/* {"MinimumThroughputBillingCommitment": {...}} into c->out. */
+void account_settings_encode(struct api_ctx *c, const struct account_settings *s);
 
 /* ---- streams.c ---- */
 int streams_open(struct api *a);

@@ -15,6 +15,7 @@ struct vregex vre_name = {"[a-zA-Z0-9_.-]+", 0, {0}};
 struct vregex vre_hash_key = {"0|([1-9]\\d{0,38})", 0, {0}};
 struct vregex vre_seq = {"0|([1-9]\\d{0,128})", 0, {0}};
 struct vregex vre_stream_arn = {"arn:aws.*:kinesis:.*:\\d{12}:stream/\\S+", 0, {0}};
+struct vregex vre_resource_arn = {"arn:aws.*:kinesis:.*:\\d{12}:.*stream/\\S+", 0, {0}};
 struct vregex vre_stream_id = {"[a-z0-9]{20}-[a-z0-9]{3}", 0, {0}};
 
 /* ---- regular expressions: AWS's (Java) syntax translated to POSIX ERE ---- */

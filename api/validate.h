@@ -82,9 +82,10 @@ struct vfield {
 /* Shared field descriptions. */
 extern struct vregex vre_name; /* [a-zA-Z0-9_.-]+ : stream, shard and consumer names */
 extern struct vregex vre_stream_arn;
-extern struct vregex vre_stream_id; /* [a-z0-9]{20}-[a-z0-9]{3} */
-extern struct vregex vre_hash_key;  /* 0|([1-9]\d{0,38}) */
-extern struct vregex vre_seq;       /* 0|([1-9]\d{0,128}) */
+extern struct vregex vre_stream_id;    /* [a-z0-9]{20}-[a-z0-9]{3} */
+extern struct vregex vre_resource_arn; /* a stream's or a consumer's ARN */
+extern struct vregex vre_hash_key;     /* 0|([1-9]\d{0,38}) */
+extern struct vregex vre_seq;          /* 0|([1-9]\d{0,128}) */
 /* clang-format off */
 /* StreamName, required unless StreamARN names the stream */
 #define F_STREAM_NAME \
@@ -93,6 +94,9 @@ extern struct vregex vre_seq;       /* 0|([1-9]\d{0,128}) */
     {"StreamName", VT_STRING, {REGEX(vre_name), LEN_GE(1), LEN_LE(128)}, 0, 0, 0}
 #define F_STREAM_ARN \
     {"StreamARN", VT_STRING, {LEN_GE(1), LEN_LE(2048), REGEX(vre_stream_arn)}, 0, 0, 0}
+/* ResourceARN of the resource operations (tags, policies): a stream's or a consumer's ARN */
+#define F_RESOURCE_ARN \
+    {"ResourceARN", VT_STRING, {NOT_NULL, LEN_GE(1), LEN_LE(2048), REGEX(vre_resource_arn)}, 0, 0, 0}
 /* StreamId, which the newer SDKs may send beside the stream's name or ARN: checked, then unused */
 #define F_STREAM_ID \
     {"StreamId", VT_STRING, {LEN_GE(1), LEN_LE(24), REGEX(vre_stream_id)}, 0, 0, 0}

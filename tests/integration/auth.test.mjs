@@ -1,7 +1,8 @@
 // SigV4 verification (--auth FILE) with the AWS SDK for JavaScript v3 (@aws-sdk/client-kinesis,
 // its default HTTP/2 handler): keys from the credentials file work; a wrong secret, an unknown
 // key, a skewed clock, and a body or signed header changed after signing are refused with AWS's
-// errors. Starts its own kinesd (KINESD_BIN, default build/kinesd) with a fresh data directory
+// errors. The SDK's model also has the resource operations (tags and policies on stream ARNs,
+// account settings) that the installed boto3 lacks: they are called here, signed. Starts its own kinesd (KINESD_BIN, default build/kinesd) with a fresh data directory
 // and credentials file; skipped with KINESD_ENDPOINT (it needs a server it configures itself).
 
 import { after, before, test } from 'node:test';
@@ -17,7 +18,11 @@ import { fileURLToPath } from 'node:url';
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..');
 const require = createRequire(path.join(repoRoot, 'build', 'npm', '/'));
-const { KinesisClient, CreateStreamCommand, ListStreamsCommand, PutRecordCommand } = require('@aws-sdk/client-kinesis');
+const {
+  KinesisClient, CreateStreamCommand, ListStreamsCommand, PutRecordCommand, TagResourceCommand, UntagResourceCommand,
+  ListTagsForResourceCommand, PutResourcePolicyCommand, GetResourcePolicyCommand, DeleteResourcePolicyCommand,
+  DescribeAccountSettingsCommand, UpdateAccountSettingsCommand,
+} = require('@aws-sdk/client-kinesis');
 
 const REGION = 'us-east-1';
 const ALICE = { accessKeyId: 'AKIAJSALICE000000001', secretAccessKey: 'js/alice+Secret/0123456789abcdefghij' };
@@ -144,5 +149,28 @@ test('a signed header changed after signing is refused', LIMIT, async () => {
   tamperAfterSigning(k, (req) => { req.headers['x-amz-target'] = 'Kinesis_20131202.DescribeLimits'; });
   await rejects(k.send(new ListStreamsCommand({})), 'InvalidSignatureException',
     /x-amz-target:Kinesis_20131202\.DescribeLimits\n/);
+  k.destroy();
+});
+
+test('tags and a resource policy on a stream ARN, and the account settings, through the SDK', LIMIT, async () => {
+  const k = client(ALICE);
+  const name = `js-res-${randomBytes(4).toString('hex')}`;
+  await k.send(new CreateStreamCommand({ StreamName: name, ShardCount: 1 }));
+  const arn = `arn:aws:kinesis:${REGION}:000000000000:stream/${name}`;
+  await k.send(new TagResourceCommand({ ResourceARN: arn, Tags: { b: '2', a: '1' } }));
+  await k.send(new UntagResourceCommand({ ResourceARN: arn, TagKeys: ['b'] }));
+  const tags = await k.send(new ListTagsForResourceCommand({ ResourceARN: arn }));
+  assert.deepEqual(tags.Tags, [{ Key: 'a', Value: '1' }]);
+  const policy = JSON.stringify({ Version: '2012-10-17', Statement: [{ Effect: 'Allow', Principal: { AWS: '111122223333' },
+    Action: 'kinesis:GetRecords', Resource: arn }] });
+  await k.send(new PutResourcePolicyCommand({ ResourceARN: arn, Policy: policy }));
+  assert.equal((await k.send(new GetResourcePolicyCommand({ ResourceARN: arn }))).Policy, policy);
+  await k.send(new DeleteResourcePolicyCommand({ ResourceARN: arn }));
+  assert.equal((await k.send(new GetResourcePolicyCommand({ ResourceARN: arn }))).Policy, '{}');
+  const before = await k.send(new DescribeAccountSettingsCommand({}));
+  assert.equal(before.MinimumThroughputBillingCommitment.Status, 'DISABLED');
+  const on = await k.send(new UpdateAccountSettingsCommand({ MinimumThroughputBillingCommitment: { Status: 'ENABLED' } }));
+  assert.equal(on.MinimumThroughputBillingCommitment.Status, 'ENABLED');
+  assert.ok(on.MinimumThroughputBillingCommitment.StartedAt instanceof Date);
   k.destroy();
 });

@@ -62,11 +62,16 @@ def auth_server(tmp_path_factory, creds_file):
 
 
 def client(endpoint, key):
+    """boto3 signing with key, on the newest Kinesis model installed (as helpers.make_client)."""
     import boto3
+    import botocore.session
     from botocore.config import Config
 
+    core = botocore.session.get_session()
+    if helpers.NEWER_MODEL_DIR:
+        core.set_config_variable("data_path", helpers.NEWER_MODEL_DIR)
     return boto3.session.Session(
-        aws_access_key_id=key[0], aws_secret_access_key=key[1], region_name=helpers.REGION
+        botocore_session=core, aws_access_key_id=key[0], aws_secret_access_key=key[1], region_name=helpers.REGION
     ).client("kinesis", endpoint_url=endpoint, config=Config(retries={"max_attempts": 0}))
 
 

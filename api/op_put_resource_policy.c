@@ -1,0 +1,45 @@
+/* op_put_resource_policy.c: PutResourcePolicy: an IAM policy document (at most 20 KiB, every
+ * statement with a Principal) attached to a stream's ARN, replacing any before it. The
+ * document is validated and compiled before it is stored; --auth enforces it. */
+#include <string.h>
+
+#include "internal.h"
+
+static const struct vfield schema[] = {
+    F_RESOURCE_ARN,
+    F_STREAM_ID,
+    {"Policy", VT_STRING, {NOT_NULL}, 0, 0, 0},
+    {0},
+};
+
+static int stream_uid(struct api_ctx *c, struct stream *s)
+{
+    *(uint64_t *)c->op_state = s->uid;
+    return 0;
+}
+
+static int run(struct api_ctx *c)
+{
+    if (api_resolve_resource(c))
+        return -1;
+    uint64_t uid = 0;
+    c->op_state = &uid;
+    if (with_stream(c, STREAM_READ, stream_uid))
+        return -1;
+    const char *text = req_str(c, "Policy");
+    char why[256];
+    struct policy *p = policy_parse(text, strlen(text), true, why, sizeof why);
+    if (!p)
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid policy document: %s", why);
+    int rc = resource_policies_put(c->api, req_str(c, "ResourceARN"), uid, text, strlen(text), p);
+    if (rc == 1)
+        return api_fail(c, KERR_LIMIT_EXCEEDED, "Too many resource policies under account %s.",
+                        c->api->account);
+    if (rc)
+        return api_store_fail(c, rc);
+    enc_obj_begin(&c->out);
+    enc_obj_end(&c->out);
+    return 0;
+}
+
+const struct op_def op_put_resource_policy = {.schema = schema, .run = run};
