@@ -52,8 +52,8 @@ static inline void fuzz_check_tree(const struct kv *v, int depth)
 }
 
 /* Write s as a JSON answer and parse it back: it must parse, to the same bytes when s is
- * UTF-8. (NUL is written as \u0000, valid JSON that our decoder refuses on purpose: NUL bytes
- * are checked as 0x01 instead.) */
+ * UTF-8; the same for the CBOR rendering. (NUL is written as \u0000, valid JSON that our
+ * decoder refuses on purpose: NUL bytes are checked as 0x01 instead.) */
 static inline void fuzz_roundtrip_string(const char *s0, size_t len)
 {
     char *s = malloc(len + 1);
@@ -72,6 +72,16 @@ static inline void fuzz_roundtrip_string(const char *s0, size_t len)
     if (json_parse(&a, e.b.p, e.b.len, &v) || v->type != KV_ARR || v->n != 1 || v->child->type != KV_STR)
         abort();
     if (utf8_valid_nonul(s, len) && (v->child->len != len || memcmp(v->child->s, s, len)))
+        abort();
+    arena_free(&a);
+    buf_free(&e.b);
+    /* the same string as a CBOR answer writes it: a text string our decoder accepts */
+    enc_init(&e, WIRE_CBOR);
+    enc_str(&e, s, len);
+    arena_init(&a);
+    if (cbor_parse(&a, e.b.p, e.b.len, &v) || v->type != KV_STR)
+        abort();
+    if (utf8_valid_nonul(s, len) && (v->len != len || memcmp(v->s, s, len)))
         abort();
     arena_free(&a);
     buf_free(&e.b);
