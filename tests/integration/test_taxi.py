@@ -29,10 +29,11 @@ TRIPS = 1500
 START = "2015-01-15 17:00:00"
 
 
-def expected_windows(seed=SEED, count=TRIPS, precision=6, start=START):
-    """{window start: {cell: (pickups, jfk trips, jfk avg, lga trips, lga avg)}} from the generator."""
+def expected_windows(seed=SEED, count=TRIPS, precision=6, start=START, source=None):
+    """{window start: {cell: (pickups, jfk trips, jfk avg, lga trips, lga avg)}} from the generator
+    (or from the given trips)."""
     acc = collections.defaultdict(lambda: collections.defaultdict(lambda: [0, 0, 0, 0, 0]))
-    for t in trips.synthetic(seed, start, count):
+    for t in source if source is not None else trips.synthetic(seed, start, count):
         w = t["pickup"] - t["pickup"] % 60
         c = geohash.encode(t["plat"], t["plon"], precision)
         v = acc[w][c]
@@ -241,6 +242,40 @@ def test_a_killed_consumer_resumes_without_losing_or_repeating_a_window(endpoint
         assert state["late"] == 0 and not state["pending"] and not state["windows"]
     finally:
         for s in (src, out):
+            kinesis.delete_stream(StreamName=s)
+
+
+def test_a_tlc_csv_replays_in_pickup_order_into_the_same_windows(endpoint, kinesis, tmp_path):
+    # a 2015-style file (coordinates), rows only roughly in pickup order as TLC's are
+    src_trips = list(trips.synthetic(77, START, 800))
+    rows = src_trips[:]
+    rng = random.Random(1)
+    for i in range(0, len(rows) - 300, 7):
+        j = i + rng.randrange(1, 300)
+        rows[i], rows[j] = rows[j], rows[i]  # up to 300 trips (minutes, past the lateness) out of order
+    csv = tmp_path / "yellow_tripdata_2015-01.csv"
+    with open(csv, "w") as f:
+        f.write("VendorID,tpep_pickup_datetime,tpep_dropoff_datetime,passenger_count,trip_distance,"
+                "pickup_longitude,pickup_latitude,RateCodeID,store_and_fwd_flag,dropoff_longitude,"
+                "dropoff_latitude,payment_type,fare_amount,extra,mta_tax,tip_amount,tolls_amount,"
+                "improvement_surcharge,total_amount\n")
+        for t in rows:
+            f.write(f"2,{trips.format_time(t['pickup'])},{trips.format_time(t['dropoff'])},{t['passengers']},"
+                    f"{t['distance']},{t['plon']!r},{t['plat']!r},1,N,{t['dlon']!r},{t['dlat']!r},1,{t['fare']},"
+                    f"0,0.5,0,0,0.3,{t['total']}\n")
+        f.write("2,not a date,2015-01-15 08:00:00,1,1,-73.98,40.75,1,N,-73.97,40.76,1,5,0,0.5,0,0,0.3,6\n")
+    stream, out = helpers.unique_name("csv"), helpers.unique_name("hot")
+    try:
+        cmd = [sys.executable, str(TAXI / "taxi-replay"), "--stream", stream, "--csv", str(csv), "--speedup", "0"]
+        p = subprocess.run(cmd, env=env_for(endpoint), capture_output=True, text=True, timeout=120)
+        assert p.returncode == 0, p.stderr
+        assert "sent=800 " in p.stdout.splitlines()[-1] and "skipped 1 rows" in p.stderr
+        p = hotspots(endpoint, stream, out, tmp_path / "cp.json", "--limit", "40")  # small reads: lateness counts
+        assert p.returncode == 0, p.stderr
+        assert output_windows(kinesis, out) == expected_windows(source=src_trips)
+        assert json.loads((tmp_path / "cp.json").read_text())["late"] == 0
+    finally:
+        for s in (stream, out):
             kinesis.delete_stream(StreamName=s)
 
 

@@ -1,6 +1,7 @@
 """taxi-replay: replays taxi trips into a Kinesis stream.
 
-Model: trips come in pickup order (a TLC CSV, or the seeded generator); each becomes one
+Model: trips come in pickup order (the seeded generator; a TLC CSV is re-sorted within a
+window of REORDER_TRIPS trips, and a jump of over an hour is not waited for); each becomes one
 user record whose partition key is its pickup cell (geohash). Records go out in PutRecords
 batches; a batch is retried - only its failed entries, with backoff - until every entry is
 written, before the next batch leaves, so no trip is lost and a shard never sees a trip
@@ -11,6 +12,7 @@ hash ranges) are packed into KPL aggregated records of at most 51,200 bytes."""
 
 import argparse
 import hashlib
+import heapq
 import itertools
 import sys
 import time
@@ -23,6 +25,8 @@ MAX_BATCH_RECORDS = 500
 MAX_BATCH_BYTES = 5 * 1024 * 1024
 BATCH_SPAN_S = 30  # event time one batch may cover
 BATCH_WAIT_S = 0.2  # wall time a paced batch waits for company
+REORDER_TRIPS = 20000  # a CSV's trips are put in pickup order within this many
+MAX_GAP_S = 3600  # a longer pause between two pickups (a stray date in a CSV) is not waited for
 
 
 def parse_args(argv):
@@ -179,6 +183,18 @@ class Sender:
             pending = failed
 
 
+def in_pickup_order(source, window=REORDER_TRIPS):
+    """The trips of source, re-sorted by pickup time within a window of that many trips (TLC
+    files are only roughly in pickup order); the sort is stable for equal times."""
+    heap = []
+    for n, t in enumerate(source):
+        heapq.heappush(heap, (t["pickup"], n, t))
+        if len(heap) > window:
+            yield heapq.heappop(heap)[2]
+    while heap:
+        yield heapq.heappop(heap)[2]
+
+
 def run(argv=None):
     a = parse_args(argv)
     k = kinesis.client(a.endpoint, a.region)
@@ -187,7 +203,7 @@ def run(argv=None):
     if a.csv:
         with open(a.csv, "rb") as f:
             total = max(0, sum(1 for _ in f) - 1)
-        source = trips.csv_trips(a.csv, skipped)
+        source = in_pickup_order(trips.csv_trips(a.csv, skipped))
     else:
         total = a.trips or None
         source = trips.synthetic(a.seed, a.start, total, a.per_minute)
@@ -197,12 +213,15 @@ def run(argv=None):
     sender = Sender(k, a.stream, a.aggregate, a.speedup > 0 or a.rate > 0)
     prog = Progress(total, a.interval, a.quiet)
     t0 = time.monotonic()
-    first = None
+    first = prev = None
     n = 0
     try:
         for trip in source:
             if first is None:
-                first = trip["pickup"]
+                first = prev = trip["pickup"]
+            if trip["pickup"] - prev > MAX_GAP_S:
+                first += trip["pickup"] - prev
+            prev = trip["pickup"]
             # pacing: event time at --speedup, and at most --rate records per second
             wait = 0.0
             if a.speedup > 0:
