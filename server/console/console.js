@@ -286,14 +286,14 @@ function drawChart(pts, sampled, open) {
   const W = 800, H = 160, L = 44, B = 20;
   const maxR = Math.max(1, ...pts.map((p) => p.recs)), maxK = Math.max(1, ...pts.map((p) => p.kib));
   const x = (i) => L + (i + CHART_POINTS - pts.length) * (W - L - 8) / (CHART_POINTS - 1);
-  const line = (vals, max, color) => el("polyline", { fill: "none", stroke: color, "stroke-width": 2,
+  const line = (vals, max, color, dash) => el("polyline", { fill: "none", stroke: color, "stroke-width": 2, "stroke-dasharray": dash,
     points: vals.map((v, i) => `${x(i).toFixed(1)},${(H - B - v / max * (H - B - 10)).toFixed(1)}`).join(" ") });
   const axis = [el("line", { x1: L, y1: H - B, x2: W - 8, y2: H - B, stroke: "#cbd5e0" }),
     el("text", { x: 4, y: 16, "font-size": 11, fill: "#2b6cb0" }, `${maxR} rec/s`),
     el("text", { x: 4, y: 30, "font-size": 11, fill: "#dd6b20" }, `${maxK.toFixed(1)} KiB/s`),
     el("text", { x: L, y: H - 4, "font-size": 11, fill: "#718096" }, "-60 s"),
     el("text", { x: W - 30, y: H - 4, "font-size": 11, fill: "#718096" }, "now")];
-  $("throughput").replaceChildren(...axis, line(pts.map((p) => p.recs), maxR, "#2b6cb0"), line(pts.map((p) => p.kib), maxK, "#dd6b20"));
+  $("throughput").replaceChildren(...axis, line(pts.map((p) => p.recs), maxR, "#2b6cb0"), line(pts.map((p) => p.kib), maxK, "#dd6b20", "5 3"));
   const last = pts[pts.length - 1] || { recs: 0, kib: 0 };
   $("tp-legend").textContent = `now ${last.recs} records/s, ${last.kib.toFixed(1)} KiB/s` +
     (sampled < open ? ` (sampling ${sampled} of ${open} open shards)` : ` over ${open} open shard${open === 1 ? "" : "s"}`);

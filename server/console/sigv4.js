@@ -92,5 +92,6 @@ const SigV4 = (() => {
     return h;
   }
 
-  return { sign, sha256hex: async (text) => hex(await sha256(te.encode(text))), webcrypto: !!subtle };
+  return { sign, sha256hex: async (text) => hex(await sha256(te.encode(text))), webcrypto: !!subtle,
+    fallback: { sha256: (text) => hex(sha256js(te.encode(text))), hmac: (key, text) => hex(hmacjs(te.encode(key), te.encode(text))) } };
 })();

@@ -149,6 +149,19 @@ def test_the_console_loads_without_errors_and_lists_a_stream_the_test_created(pa
     assert page.errors == [], page.errors  # not even an API error answer
 
 
+def test_the_fallback_sha256_and_hmac_match_python(page):
+    # used when the page is not a secure context (no WebCrypto): plain http from another host
+    import hashlib
+    import hmac
+
+    for n in (0, 1, 55, 56, 63, 64, 65, 119, 1000):
+        text = "".join(chr(97 + i % 26) for i in range(n)) + "é"
+        assert page.js(f"SigV4.fallback.sha256({json.dumps(text)})") == hashlib.sha256(text.encode()).hexdigest()
+        key = "k" * (n % 100)
+        assert page.js(f"SigV4.fallback.hmac({json.dumps(key)}, {json.dumps(text)})") == \
+            hmac.new(key.encode(), text.encode(), hashlib.sha256).hexdigest()
+
+
 def test_a_stream_created_and_deleted_through_the_forms(page, kinesis, stream_name):
     set_value(page, "create-name", stream_name)
     set_value(page, "create-shards", "2")

@@ -126,7 +126,7 @@ def synthetic(seed, start="2015-01-15 07:00:00", count=None, per_minute=120):
         miles = max(0.3, _miles(plat, plon, dlat, dlon) * 1.25)
         rush = 7 <= hour < 10 or 16 <= hour < 20
         highway = dst in (JFK, LGA) or src in (JFK, LGA)
-        mph = (17.0 if rush else 25.0) if highway else (8.5 if rush else 12.0)
+        mph = (20.0 if rush else 26.0) if highway else (8.5 if rush else 12.0)
         seconds = max(120, int(miles / mph * 3600 * rng.lognormvariate(0, 0.18)))
         if {src, dst} & {JFK} and {src, dst} & {MIDTOWN, FIDI, UPTOWN}:
             fare = 70.0
