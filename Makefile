@@ -22,7 +22,7 @@ PG_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null)
 VERSION := 0.1.0
 
 STORAGE_SRC := $(wildcard storage/*.c storage/lmdb/*.c storage/pg/*.c)
-API_SRC     := $(wildcard api/*.c)
+API_SRC     := $(wildcard api/*.c api/kms/*.c)
 SERVER_SRC  := $(wildcard server/*.c)
 
 STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
@@ -77,7 +77,7 @@ $(BUILD)/kbench: tools/bench/kbench.c
 
 # Debian packages the build and the tests need; installed only when missing.
 BUILD_DEBS := build-essential pkg-config libmicrohttpd-dev liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev libpq-dev libjansson-dev
-TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql
+TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql python3-lmdb
 deps:
 	@tools/install-deps.sh $(BUILD_DEBS)
 deps-test:

@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "kms/datakeys.h"
 
 #define AMZ_JSON "application/x-amz-json-1.1"
 #define AMZ_CBOR "application/x-amz-cbor-1.1"
@@ -803,10 +804,27 @@ int api_open(const struct api_config *cfg, struct api **out)
                               .max_unflushed = cfg->max_unflushed};
     if (!cfg->store)
         mkdir(cfg->data_dir, 0755);
+    if (!cfg->no_encryption_at_rest) {
+        struct datakeys_root root = {cfg->root_key_file, cfg->root_key_env, cfg->root_key_command};
+        int krc = datakeys_open(cfg->store ? NULL : cfg->data_dir, &root, &a->dk);
+        if (krc) {
+            free(a);
+            return krc;
+        }
+        sc.keyring = datakeys_keyring(a->dk);
+    }
     int rc = store_open(&sc, &a->store);
+    int krc = rc == 0 && a->dk ? datakeys_attach(a->dk, a->store) : 0;
+    if (krc) { /* it said why */
+        store_close(a->store);
+        datakeys_close(a->dk);
+        free(a);
+        return krc;
+    }
     if (rc) {
         fprintf(stderr, "kinesd: cannot open %s: %s\n", cfg->store ? "the PostgreSQL store" : cfg->data_dir,
                 store_strerror(rc));
+        datakeys_close(a->dk);
         free(a);
         return -1;
     }
@@ -814,6 +832,7 @@ int api_open(const struct api_config *cfg, struct api **out)
         fprintf(stderr, "kinesd: cannot load state from %s (%d)\n", cfg->data_dir, rc);
         streams_close(a);
         store_close(a->store);
+        datakeys_close(a->dk);
         free(a);
         return -1;
     }
@@ -835,6 +854,7 @@ int api_open(const struct api_config *cfg, struct api **out)
     if (!cfg->no_limits && setup_limits(a)) {
         streams_close(a);
         store_close(a->store);
+        datakeys_close(a->dk);
         free(a);
         return -1;
     }
@@ -843,6 +863,7 @@ int api_open(const struct api_config *cfg, struct api **out)
     if (pthread_create(&a->maint, NULL, streams_maintain, a)) {
         streams_close(a);
         store_close(a->store);
+        datakeys_close(a->dk);
         free(a);
         return -1;
     }
@@ -861,6 +882,7 @@ void api_close(struct api *a)
     pthread_join(a->maint, NULL);
     streams_close(a);
     store_close(a->store);
+    datakeys_close(a->dk);
     limits_free(a->limits);
     auth_close(a->auth);
     resource_policies_close(a);

@@ -29,6 +29,10 @@ struct api_config {
     int scalings_per_day;     /* UpdateShardCount calls per stream per rolling 24 hours */
     uint64_t max_unflushed;   /* storage backpressure cap in bytes, 0 for the default */
     const char *auth_file;    /* --auth: verify SigV4 against this credentials file; NULL: don't */
+    /* the root key of encryption at rest: at most one source; none for the data directory's
+       own root.key (tests and development) */
+    const char *root_key_file, *root_key_env, *root_key_command;
+    bool no_encryption_at_rest; /* records stored unencrypted (measurements only) */
 };
 
 struct api_request {
@@ -57,7 +61,8 @@ struct api_response {
 };
 
 /* Open the data directory and load every stream. *out owned by the caller until api_close.
- * Returns 0, or -1 after printing why to stderr. */
+ * Returns 0, or -1 after printing why to stderr, or -2 (after printing why) when the root key
+ * cannot be had or is not this data directory's: exit with status 2, nothing was changed. */
 int api_open(const struct api_config *cfg, struct api **out);
 
 /* Stop background work, commit, close the store. NULL is allowed. */

@@ -83,6 +83,7 @@ struct api {
     struct api_config cfg;
     char region[64], account[16];
     struct store *store;
+    struct datakeys *dk; /* encryption at rest; NULL with --no-encryption-at-rest */
     struct streams *streams;
     unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
     struct limits *limits;      /* NULL with --no-limits */

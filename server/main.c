@@ -45,6 +45,10 @@ static void usage(FILE *f)
             "  --auth FILE            verify SigV4 signatures against an AWS credentials file\n"
             "                         (reloaded on SIGHUP); without it any credentials are accepted\n"
             "  --no-console           do not serve the web console at GET /console\n"
+            "  --root-key-file F      root key of encryption at rest: a file of mode 0600\n"
+            "  --root-key-env VAR     ... or an environment variable, --root-key-command CMD its output\n"
+            "                         (64 hex digits or base64; default: DIR/root.key, created if missing)\n"
+            "  --no-encryption-at-rest  store records unencrypted (measurements only)\n"
             "  --help, --version\n");
 }
 
@@ -97,6 +101,10 @@ enum {
     O_AUTH,
     O_NOCONSOLE,
     O_STORE,
+    O_ROOTFILE,
+    O_ROOTENV,
+    O_ROOTCMD,
+    O_NOENC,
 };
 
 int main(int argc, char **argv)
@@ -133,6 +141,10 @@ int main(int argc, char **argv)
         {"auth", required_argument, 0, O_AUTH},
         {"no-console", no_argument, 0, O_NOCONSOLE},
         {"store", required_argument, 0, O_STORE},
+        {"root-key-file", required_argument, 0, O_ROOTFILE},
+        {"root-key-env", required_argument, 0, O_ROOTENV},
+        {"root-key-command", required_argument, 0, O_ROOTCMD},
+        {"no-encryption-at-rest", no_argument, 0, O_NOENC},
         {0, 0, 0, 0},
     };
     const char *store = NULL; /* a PostgreSQL connection string, or NULL for LMDB in dir */
@@ -143,6 +155,8 @@ int main(int argc, char **argv)
     long latency_ms = 0;
     double error_p = 0;
     const char *rates = NULL, *auth = NULL;
+    const char *root_file = NULL, *root_env = NULL, *root_cmd = NULL;
+    int no_enc = 0;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -205,6 +219,10 @@ int main(int argc, char **argv)
                 return 2;
             break;
         case O_TESTCLOCK: test_clock = 1; break;
+        case O_ROOTFILE: root_file = optarg; break;
+        case O_ROOTENV: root_env = optarg; break;
+        case O_ROOTCMD: root_cmd = optarg; break;
+        case O_NOENC: no_enc = 1; break;
         case O_UNFLUSHED:
             if (parse_num("--max-unflushed-mb", optarg, 1, 1 << 20, &unflushed_mb))
                 return 2;
@@ -265,10 +283,15 @@ int main(int argc, char **argv)
         .scalings_per_day = (int)scalings,
         .max_unflushed = (uint64_t)unflushed_mb << 20,
         .auth_file = auth,
+        .root_key_file = root_file,
+        .root_key_env = root_env,
+        .root_key_command = root_cmd,
+        .no_encryption_at_rest = no_enc,
     };
     struct api *api;
-    if (api_open(&cfg, &api))
-        return 1;
+    int arc = api_open(&cfg, &api);
+    if (arc)
+        return arc == -2 ? 2 : 1;
     struct sigaction sa = {0};
     sa.sa_handler = on_signal;
     sigaction(SIGTERM, &sa, NULL);

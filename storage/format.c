@@ -1,19 +1,40 @@
 /* format.c: sealing and opening records (see format.h).
  *
+ * A sealer is one batch's state: the random half of the nonce, drawn once, and a counter, so
+ * sealing a record costs one AEAD and no allocation; the data key is looked up once per log
+ * and bucket of the batch, not per record. Version 3 is encrypted in place: the partition key
+ * and data are copied into the output, then sealed there.
+ *
  * format_open appends to a caller's batch whose entries come from the caller's allocator (an
  * arena): the array grows by doubling into a fresh allocation, so a batch of n records costs at
- * most twice its final array, and nothing is freed one by one. */
+ * most twice its final array, and nothing is freed one by one. A version 3 record is decrypted
+ * straight into that allocation, and only once its tag checks out. */
+#include <sodium.h>
 #include <string.h>
 
 #include "crc32c.h"
 #include "format.h"
 
 #define V1_HDR 32
+#define AD_LEN (FORMAT_SEALED_HDR + 16)
+
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == 24, "nonce size");
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == FORMAT_TAG, "tag size");
+_Static_assert(crypto_aead_xchacha20poly1305_ietf_KEYBYTES == KEYRING_KEY_BYTES, "key size");
+_Static_assert(FORMAT_SEALED_HDR == 4 + 8 + 24, "version 3 header layout");
 
 static void le64(unsigned char *o, uint64_t v)
 {
     for (int i = 0; i < 8; i++, v >>= 8)
         o[i] = (unsigned char)v;
+}
+
+static uint64_t rd64(const unsigned char *p)
+{
+    uint64_t v = 0;
+    for (int i = 7; i >= 0; i--)
+        v = v << 8 | p[i];
+    return v;
 }
 
 static uint32_t check_of(const unsigned char *rec, size_t len, uint64_t log, uint64_t pos)
@@ -26,7 +47,21 @@ static uint32_t check_of(const unsigned char *rec, size_t len, uint64_t log, uin
     return crc32c(c, rec + FORMAT_HDR, len - FORMAT_HDR);
 }
 
-size_t format_seal(char *out, uint64_t log, uint64_t pos, const struct store_rec *r)
+static void ad_of(unsigned char ad[AD_LEN], const unsigned char *hdr, uint64_t log, uint64_t pos)
+{
+    memcpy(ad, hdr, FORMAT_SEALED_HDR);
+    le64(ad + FORMAT_SEALED_HDR, log);
+    le64(ad + FORMAT_SEALED_HDR + 8, pos);
+}
+
+void format_sealer_init(struct format_sealer *s, const struct store_keyring *kr)
+{
+    *s = (struct format_sealer){.kr = kr};
+    if (kr)
+        randombytes_buf(s->nonce, 16);
+}
+
+static size_t seal_v2(char *out, uint64_t log, uint64_t pos, const struct store_rec *r)
 {
     unsigned char *o = (unsigned char *)out;
     o[0] = FORMAT_VERSION;
@@ -36,26 +71,81 @@ size_t format_seal(char *out, uint64_t log, uint64_t pos, const struct store_rec
     memcpy(o + FORMAT_HDR, r->pk, r->pk_len);
     if (r->data_len)
         memcpy(o + FORMAT_HDR + r->pk_len, r->data, r->data_len);
-    size_t len = format_sealed_len(r->pk_len, r->data_len);
+    size_t len = FORMAT_HDR + r->pk_len + r->data_len;
     uint32_t c = check_of(o, len, log, pos);
     for (int i = 0; i < 4; i++, c >>= 8)
         o[4 + i] = (unsigned char)c;
     return len;
 }
 
-/* Where the key and data are in a stored record, or STORE_CORRUPT. */
-static int parse(const char *val, size_t len, uint64_t log, uint64_t pos, size_t *hdr, size_t *pk_len)
+int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, size_t n,
+                const struct store_rec *r, size_t *len)
+{
+    if (!s->kr) {
+        *len = seal_v2(out, log, pos, r);
+        return 0;
+    }
+    if (!s->key || s->log != log || pos >= s->bucket_end || pos < s->bucket_end - keyring_bucket_start(1)) {
+        uint64_t b = keyring_bucket(pos);
+        uint32_t want = n > KEYRING_KEY_RECORDS ? KEYRING_KEY_RECORDS : (uint32_t)n;
+        int rc = s->kr->seal_key(s->kr->ctx, log, b, want ? want : 1, &s->key_id, &s->key);
+        if (rc) {
+            s->key = NULL;
+            return rc;
+        }
+        s->log = log;
+        s->bucket_end = keyring_bucket_start(b + 1);
+    }
+    unsigned char *o = (unsigned char *)out;
+    o[0] = FORMAT_SEALED_VERSION;
+    o[1] = 0;
+    o[2] = (unsigned char)r->pk_len;
+    o[3] = (unsigned char)(r->pk_len >> 8);
+    le64(o + 4, s->key_id);
+    le64(s->nonce + 16, s->ctr++);
+    memcpy(o + 12, s->nonce, 24);
+    unsigned char *m = o + FORMAT_SEALED_HDR;
+    memcpy(m, r->pk, r->pk_len);
+    if (r->data_len)
+        memcpy(m + r->pk_len, r->data, r->data_len);
+    size_t mlen = r->pk_len + r->data_len;
+    unsigned char ad[AD_LEN];
+    ad_of(ad, o, log, pos);
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(m, m + mlen, NULL, m, mlen, ad, sizeof ad, NULL,
+                                                        o + 12, s->key);
+    *len = FORMAT_SEALED_HDR + mlen + FORMAT_TAG;
+    return 0;
+}
+
+static bool zero(const unsigned char *p, size_t n)
+{
+    unsigned char acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= p[i];
+    return acc == 0;
+}
+
+/* Where the key and data are in a stored record, or STORE_CORRUPT. *sealed: version 3. */
+static int parse(const char *val, size_t len, uint64_t log, uint64_t pos, size_t *hdr, size_t *pk_len,
+                 bool *sealed)
 {
     const unsigned char *v = (const unsigned char *)val;
     if (len < 4)
         return STORE_CORRUPT;
     size_t pl = (size_t)v[2] | (size_t)v[3] << 8;
-    if (v[0] == FORMAT_VERSION && v[1] == 0 && len >= FORMAT_HDR && pl <= len - FORMAT_HDR) {
+    *sealed = false;
+    if (v[0] == FORMAT_SEALED_VERSION && v[1] == 0 && len >= FORMAT_SEALED_HDR + FORMAT_TAG &&
+        pl <= len - FORMAT_SEALED_HDR - FORMAT_TAG) {
+        *hdr = FORMAT_SEALED_HDR;
+        *sealed = true;
+    } else if (v[0] == FORMAT_VERSION && v[1] == 0 && len >= FORMAT_HDR && pl <= len - FORMAT_HDR) {
         uint32_t want = (uint32_t)v[4] | (uint32_t)v[5] << 8 | (uint32_t)v[6] << 16 | (uint32_t)v[7] << 24;
         if (check_of(v, len, log, pos) != want)
             return STORE_CORRUPT;
         *hdr = FORMAT_HDR;
-    } else if (v[0] == 1 && v[1] == 0 && len >= V1_HDR && pl <= len - V1_HDR) {
+    } else if (v[0] == 1 && v[1] == 0 && len >= V1_HDR && pl <= len - V1_HDR && zero(v + 4, V1_HDR - 4)) {
+        /* (its reserved bytes were always written as zeros: a sealed record with a flipped
+           version byte is not taken for one) */
         *hdr = V1_HDR;
     } else {
         return STORE_CORRUPT;
@@ -64,16 +154,44 @@ static int parse(const char *val, size_t len, uint64_t log, uint64_t pos, size_t
     return 0;
 }
 
-int format_check(const char *val, size_t len, uint64_t log, uint64_t pos)
+/* Decrypt a version 3 record into m (len - header - tag bytes). */
+static int unseal(const struct store_keyring *kr, const unsigned char *v, size_t len, uint64_t log,
+                  uint64_t pos, unsigned char *m)
 {
-    size_t hdr, pl;
-    return parse(val, len, log, pos, &hdr, &pl);
+    const unsigned char *key;
+    if (!kr || kr->open_key(kr->ctx, log, rd64(v + 4), &key))
+        return STORE_CORRUPT;
+    unsigned char ad[AD_LEN];
+    ad_of(ad, v, log, pos);
+    size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(m, NULL, v + FORMAT_SEALED_HDR, clen,
+                                                            v + len - FORMAT_TAG, ad, sizeof ad, v + 12, key))
+        return STORE_CORRUPT;
+    return 0;
 }
 
-int format_open(const char *val, size_t len, uint64_t log, uint64_t pos, struct store_records *out)
+int format_check(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos)
 {
     size_t hdr, pl;
-    int rc = parse(val, len, log, pos, &hdr, &pl);
+    bool sealed;
+    int rc = parse(val, len, log, pos, &hdr, &pl, &sealed);
+    if (rc || !sealed)
+        return rc;
+    size_t mlen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+    unsigned char *m = sodium_malloc(mlen ? mlen : 1);
+    if (!m)
+        return STORE_NOMEM;
+    rc = unseal(kr, (const unsigned char *)val, len, log, pos, m);
+    sodium_free(m);
+    return rc;
+}
+
+int format_open(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos,
+                struct store_records *out)
+{
+    size_t hdr, pl;
+    bool sealed;
+    int rc = parse(val, len, log, pos, &hdr, &pl, &sealed);
     if (rc)
         return rc;
     size_t n = out->n;
@@ -86,11 +204,16 @@ int format_open(const char *val, size_t len, uint64_t log, uint64_t pos, struct 
             memcpy(v, out->v, n * sizeof *v);
         out->v = v;
     }
-    size_t body = len - hdr;
+    size_t body = len - hdr - (sealed ? FORMAT_TAG : 0);
     char *p = out->alloc(out->actx, body ? body : 1);
     if (!p)
         return STORE_NOMEM;
-    memcpy(p, val + hdr, body);
+    if (sealed) {
+        if ((rc = unseal(kr, (const unsigned char *)val, len, log, pos, (unsigned char *)p)))
+            return rc;
+    } else {
+        memcpy(p, val + hdr, body);
+    }
     out->v[n] = (struct store_read){.pos = pos, .pk = p, .pk_len = pl, .data = p + pl, .data_len = body - pl};
     out->n = n + 1;
     out->bytes += body;

@@ -3,47 +3,90 @@
  * Every engine calls format_seal once it has assigned a record's position, and format_open
  * when it reads one back; engines store the sealed bytes as they are. The seal binds the
  * record to its log and position, so a record moved or copied to another key on disk fails to
- * open (STORE_CORRUPT) instead of being served as another record; encryption at rest adds its
- * key id and nonce here, behind a flag, without any engine's cooperation.
+ * open (STORE_CORRUPT) instead of being served as another record.
  *
- * Version 2 (written), little-endian, an 8-byte header:
+ * With a keyring (store_config.keyring) records are encrypted: version 3. Without one (only
+ * for measurements) they carry a checksum: version 2. Both versions and the legacy version 1
+ * are always read.
+ *
+ * Version 3 (written with a keyring), little-endian, a 36-byte header, then ciphertext, tag:
  *   off size field
- *     0    1 version   2
- *     1    1 flags     0 (bit 0 reserved for records sealed with a data key)
+ *     0    1 version   3
+ *     1    1 flags     0
  *     2    2 pk_len    partition key length in bytes
+ *     4    8 key id    the data key (keyring.h: bucket << 24 | generation)
+ *    12   24 nonce     16 random bytes drawn once per sealer (a write batch) . 8-byte counter
+ *    36    .           XChaCha20-Poly1305 of partition key . data
+ *   end   16 tag       Poly1305 tag over the ciphertext and the associated data:
+ *                      bytes 0..35 . log (8) . pos (8)
+ * A log id names the stream incarnation and the shard; a position is the arrival time
+ * (milliseconds << 20) plus a counter, so the tag binds stream, shard, sequence number, arrival
+ * time and data key: a record swapped, moved, altered or opened under another key fails.
+ * A nonce is never repeated under one key: the random part is new for every sealer and the
+ * counter counts within it.
+ *
+ * Version 2 (written without a keyring), an 8-byte header:
+ *     0    1 version   2
+ *     1    1 flags     0
+ *     2    2 pk_len
  *     4    4 check     CRC-32C of log (8) . pos (8) . bytes 0..3 . bytes 8.. of the record
- *     8  pk_len        partition key
- *     .    .           data
- * Version 1 (read only): a 32-byte header (version 1, flags 0, pk_len, 28 reserved bytes),
- * then the partition key and the data, with no check. */
+ *     8  pk_len        partition key, then data
+ * Version 1 (read only): a 32-byte header (version 1, flags 0, pk_len, 28 reserved bytes that
+ * must be zero), then the partition key and the data, with no check. */
 #ifndef KINESD_FORMAT_H
 #define KINESD_FORMAT_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
+#include "keyring.h"
 #include "store.h"
 
 #define FORMAT_VERSION 2
 #define FORMAT_HDR 8
+#define FORMAT_SEALED_VERSION 3
+#define FORMAT_SEALED_HDR 36
+#define FORMAT_TAG 16
 #define FORMAT_MAX_PK 0xFFFF
 
-/* Bytes that format_seal writes for a record of these sizes. */
-static inline size_t format_sealed_len(size_t pk_len, size_t data_len)
+/* Bytes that format_seal writes for a record of these sizes (kr: the store's keyring, NULL
+ * for none). */
+static inline size_t format_sealed_len(const struct store_keyring *kr, size_t pk_len, size_t data_len)
 {
-    return FORMAT_HDR + pk_len + data_len;
+    return kr ? FORMAT_SEALED_HDR + pk_len + data_len + FORMAT_TAG : FORMAT_HDR + pk_len + data_len;
 }
 
-/* Seal one record for (log, pos) into out, which has format_sealed_len bytes of room.
- * pk_len <= FORMAT_MAX_PK (the caller checked). Returns the bytes written. */
-size_t format_seal(char *out, uint64_t log, uint64_t pos, const struct store_rec *r);
+/* One batch's sealing state: the nonce base and counter, the current data key (cached across
+ * the records of one log and bucket). Lives on the sealing thread's stack for one batch. */
+struct format_sealer {
+    const struct store_keyring *kr; /* borrowed; NULL: version 2 */
+    unsigned char nonce[24];        /* 16 random bytes, then the counter */
+    uint64_t ctr;
+    uint64_t log, bucket_end; /* the cached key's log and the first position past its bucket */
+    uint64_t key_id;
+    const unsigned char *key; /* the keyring's; NULL when none is cached */
+};
+
+/* Start a batch: draws the nonce's random part. kr borrowed for the sealer's life. */
+void format_sealer_init(struct format_sealer *s, const struct store_keyring *kr);
+
+/* Seal one record for (log, pos) into out, which has format_sealed_len bytes of room. n is
+ * the number of records of this log the caller is about to seal from here on (the key's
+ * count is reserved for them when a key is first taken). pk_len <= FORMAT_MAX_PK (the caller
+ * checked). *len gets the bytes written. Returns 0, or a keyring code (STORE_IO, STORE_FULL,
+ * STORE_NOMEM) when no data key could be had. */
+int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, size_t n,
+                const struct store_rec *r, size_t *len);
 
 /* Check the sealed bytes of the record stored at (log, pos) and append it to out, copying its
- * key and data through out->alloc. Returns 0, STORE_CORRUPT (does not check out: moved,
- * altered, or an unknown version), STORE_NOMEM. */
-int format_open(const char *val, size_t len, uint64_t log, uint64_t pos, struct store_records *out);
+ * key and data through out->alloc (decrypted there for version 3, with kr). Returns 0,
+ * STORE_CORRUPT (does not check out: moved, altered, swapped, an unknown version, or a data key
+ * that is gone), STORE_NOMEM. */
+int format_open(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos,
+                struct store_records *out);
 
 /* Only check the record (for verification tools). Returns 0 or STORE_CORRUPT. */
-int format_check(const char *val, size_t len, uint64_t log, uint64_t pos);
+int format_check(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos);
 
 #endif

@@ -3,7 +3,12 @@
  * Everything about where records live belongs to the engine (engine.h); this file picks one
  * by name, checks what every engine would check (key lengths, row keys), and offers the
  * waiting form of an append. Wrappers (a fault-injecting engine for tests) are registered by
- * name and chosen by "NAME:INNER". */
+ * name and chosen by "NAME:INNER".
+ *
+ * Keys. With a keyring, an append first makes sure the data key of each batch's bucket exists
+ * (creating one is a durable metadata write, better made here than on the engine's committer
+ * thread under its locks), and trims and drops tell the keyring which keys no record needs any
+ * more, so it destroys them (crypto-shredding). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -22,6 +27,7 @@ struct store {
         void *arg;
     } watch[STORE_MAX_ROW_WATCHES];
     int nwatch;
+    const struct store_keyring *kr;
 };
 
 #define MAX_WRAPPERS 4
@@ -92,6 +98,7 @@ int store_open(const struct store_config *cfg, struct store **out)
         return STORE_NOMEM;
     s->e = wrap ? wrap->table : inner;
     pthread_mutex_init(&s->watch_mu, NULL);
+    s->kr = cfg->keyring;
     int rc = wrap ? wrap->open(inner, cfg, s, &s->impl) : inner->open(cfg, s, &s->impl);
     if (rc) {
         pthread_mutex_destroy(&s->watch_mu);
@@ -125,6 +132,13 @@ int store_append_async(struct store *s, struct store_batch *batches, size_t nbat
     }
     if (!nrec)
         return STORE_INVALID;
+    for (size_t b = 0; s->kr && b < nbatches; b++) {
+        uint64_t id;
+        const unsigned char *key;
+        int rc = s->kr->seal_key(s->kr->ctx, batches[b].log, keyring_bucket(batches[b].floor), 0, &id, &key);
+        if (rc)
+            return rc;
+    }
     return s->e->append(s->impl, batches, nbatches, done, arg);
 }
 
@@ -185,10 +199,19 @@ int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t
     int rc = s->e->trim(s->impl, log, below, max, &d);
     if (deleted)
         *deleted = d;
+    uint64_t first = 0;
+    if (rc == 0 && d && s->kr && s->e->log_bounds(s->impl, log, NULL, &first) == 0)
+        s->kr->trimmed(s->kr->ctx, log, first ? first : below); /* a failure is retried next time */
     return rc;
 }
 
-int store_log_drop(struct store *s, uint64_t log) { return s->e->log_drop(s->impl, log); }
+int store_log_drop(struct store *s, uint64_t log)
+{
+    int rc = s->e->log_drop(s->impl, log);
+    if (rc == 0 && s->kr)
+        rc = s->kr->dropped(s->kr->ctx, log);
+    return rc;
+}
 
 int store_log_seal(struct store *s, uint64_t log) { return s->e->log_seal(s->impl, log); }
 

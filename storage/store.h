@@ -71,6 +71,9 @@ struct store_config {
     uint64_t max_unflushed;    /* backpressure cap on committed bytes not yet in the database;
                                   0 for the default (256 MiB) */
     const struct store_io *io; /* borrowed until store_close; NULL for the OS */
+    /* the data keys records are sealed with (keyring.h), borrowed until store_close; NULL:
+       records are not encrypted (only for measurements) */
+    const struct store_keyring *keyring;
 };
 
 /* Open (creating if needed) the store. Recovery runs here: whatever the engine acknowledged

@@ -120,6 +120,7 @@ struct lmdb {
     struct wal *wal;
     int lock_fd; /* flock'd: the data directory is this process's */
     const struct store_io *io;
+    const struct store_keyring *kr; /* the records' data keys (NULL: not encrypted) */
     char dir[4096];
     bool sync;
     uint64_t max_unflushed;
@@ -528,6 +529,8 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
                         .len = WAL_HDR + payload,
                         .bytes = sealed};
     size_t off = WAL_HDR;
+    struct format_sealer sealer;
+    format_sealer_init(&sealer, e->kr);
     for (struct job *j = jobs; j; j = j->next) {
         if (j->rc)
             continue;
@@ -538,8 +541,15 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
             f->runs[f->nruns++] = (struct run){.log = sb->log, .first = pos, .n = sb->n, .ent = f->nents};
             for (size_t i = 0; i < sb->n; i++, pos++) {
                 const struct store_rec *r = &sb->recs[i];
-                off += wal_put_entry(f->buf + off, sb->log, pos, format_sealed_len(r->pk_len, r->data_len));
-                size_t len = format_seal(f->buf + off, sb->log, pos, r);
+                off += wal_put_entry(f->buf + off, sb->log, pos,
+                                     format_sealed_len(e->kr, r->pk_len, r->data_len));
+                size_t len;
+                int rc = format_seal(&sealer, f->buf + off, sb->log, pos, sb->n - i, r, &len);
+                if (rc) { /* no data key: the positions handed out so far are skipped */
+                    p->val = pos;
+                    free(mem);
+                    return rc;
+                }
                 f->ents[f->nents++] = (struct ent){(uint32_t)off, (uint32_t)len};
                 off += len;
             }
@@ -645,7 +655,7 @@ static int lm_append(void *impl, struct store_batch *batches, size_t nbatches, s
         if (!batches[b].n)
             return STORE_INVALID;
         for (size_t i = 0; i < batches[b].n; i++)
-            bytes += format_sealed_len(batches[b].recs[i].pk_len, batches[b].recs[i].data_len);
+            bytes += format_sealed_len(e->kr, batches[b].recs[i].pk_len, batches[b].recs[i].data_len);
         nrec += batches[b].n;
     }
     if (!nrec)
@@ -693,7 +703,7 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     pthread_mutex_lock(&e->tail_mu);
     struct frame *first = e->t_head, *tl = e->t_last;
     pthread_mutex_unlock(&e->tail_mu);
-    int rc = db_scan(e->db, log, from, max_n, max_bytes, out, &stored);
+    int rc = db_scan(e->db, e->kr, log, from, max_n, max_bytes, out, &stored);
     /* then the tail: records past the snapshot's, as far as the limits allow, and the log's
      * newest position */
     uint64_t newest = stored;
@@ -712,7 +722,7 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
                 if (out->n >= max_n || out->bytes >= max_bytes)
                     break;
                 const struct ent *x = &f->ents[u->ent + k];
-                rc = format_open(f->buf + x->off, x->len, log, pos, out);
+                rc = format_open(e->kr, f->buf + x->off, x->len, log, pos, out);
             }
         }
     pthread_rwlock_unlock(&e->tail_rw);
@@ -1024,6 +1034,7 @@ static int lm_open(const struct store_config *cfg, struct store *owner, void **i
         return STORE_INVALID;
     }
     e->io = cfg->io;
+    e->kr = cfg->keyring;
     e->sync = cfg->sync;
     e->max_unflushed = cfg->max_unflushed ? cfg->max_unflushed : DEFAULT_UNFLUSHED;
     e->retiring = -1;

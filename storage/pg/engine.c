@@ -74,6 +74,7 @@ struct conn {
 
 struct pg {
     char *conninfo;
+    const struct store_keyring *kr; /* the records' data keys (NULL: not encrypted) */
     struct store *owner;
     uint64_t max_unflushed;
     uint64_t queued; /* atomic: bytes queued or being committed */
@@ -481,6 +482,8 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
     size_t rows = 0;
     for (size_t i = 0; i < ng; i++)
         g[i].floor = g[i].first; /* now: the next position to hand out */
+    struct format_sealer sealer;
+    format_sealer_init(&sealer, p->kr);
     for (struct job *j = jobs; j; j = j->next) {
         if (j->rc)
             continue;
@@ -494,9 +497,11 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
                 put64(&o, sb->log);
                 put32(&o, 8);
                 put64(&o, pos);
-                size_t len = format_sealed_len(sb->recs[i].pk_len, sb->recs[i].data_len);
+                size_t len = format_sealed_len(p->kr, sb->recs[i].pk_len, sb->recs[i].data_len);
                 put32(&o, (uint32_t)len);
-                o += format_seal(o, sb->log, pos, &sb->recs[i]);
+                if ((rc = format_seal(&sealer, o, sb->log, pos, sb->n - i, &sb->recs[i], &len)))
+                    goto rollback; /* no data key */
+                o += len;
                 rows++;
             }
         }
@@ -605,7 +610,7 @@ static int pg_append(void *impl, struct store_batch *batches, size_t nbatches, s
         if (!batches[b].n)
             return STORE_INVALID;
         for (size_t i = 0; i < batches[b].n; i++)
-            bytes += format_sealed_len(batches[b].recs[i].pk_len, batches[b].recs[i].data_len);
+            bytes += format_sealed_len(p->kr, batches[b].recs[i].pk_len, batches[b].recs[i].data_len);
         nrec += batches[b].n;
     }
     uint64_t u = __atomic_add_fetch(&p->queued, bytes, __ATOMIC_RELAXED);
@@ -669,7 +674,8 @@ static int pg_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
         out->last = get_i64(r, t, 0);
         if (PQgetisnull(r, t, 1))
             continue;
-        rc = format_open(PQgetvalue(r, t, 2), (size_t)PQgetlength(r, t, 2), log, get_i64(r, t, 1), out);
+        rc =
+            format_open(p->kr, PQgetvalue(r, t, 2), (size_t)PQgetlength(r, t, 2), log, get_i64(r, t, 1), out);
     }
     PQclear(r);
     pool_give(p, slot);
@@ -1087,6 +1093,7 @@ static int pg_open(const struct store_config *cfg, struct store *owner, void **i
         return STORE_NOMEM;
     }
     p->owner = owner;
+    p->kr = cfg->keyring;
     p->max_unflushed = cfg->max_unflushed ? cfg->max_unflushed : DEFAULT_UNFLUSHED;
     p->wake[0] = p->wake[1] = -1;
     pthread_mutex_init(&p->mu, NULL);

@@ -1,0 +1,709 @@
+/* datakeys.c: root key, node key and the data keys records are sealed with (see datakeys.h).
+ *
+ * Model. Every data key of the store is in memory from datakeys_attach on: one open-addressing
+ * table in sodium_malloc'd memory, entries keyed by (log, id), and beside them, per (log,
+ * bucket), a pointer entry naming the bucket's newest key, which is the one that seals. A key
+ * loaded at start counts as used up (how much it sealed before is not known), so every start
+ * seals with fresh keys and no nonce space is ever shared with an earlier run.
+ *
+ * Pointers handed out stay valid: when the table grows, the old one is kept (wiped and freed at
+ * close), and a destroyed key is wiped in every copy. A reader that races a shred of the very
+ * key it uses can only fail to open the record (the tag does not check out), never read
+ * something else; such records are being trimmed anyway.
+ *
+ * Creating a key: under create_mu (one at a time), a random key, wrapped by the node key with
+ * the row's name as associated data, is written with a compare-and-set (version 0: it must not
+ * exist) and only then entered into the table. Destroying: the rows are deleted in one commit,
+ * then the keys are wiped. Bounds: at most MAX_KEYS keys (STORE_FULL past it). */
+#include <errno.h>
+#include <fcntl.h>
+#include <inttypes.h>
+#include <pthread.h>
+#include <sodium.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "datakeys.h"
+
+#define MAX_KEYS (1u << 22)
+#define MAX_TABLES 32
+#define SHRED_BATCH 256
+#define NODE_MAGIC "KNK1"
+#define NODE_FILE_LEN (4 + 24 + 32 + 16)
+#define ROW_LEN (2 + 24 + 32 + 16)
+#define WRAP_NODE 0 /* a data key row wrapped by the node key */
+
+enum { FREE = 0, USED, GONE };
+
+struct ent {
+    uint64_t log, b; /* key: (log, id); pointer: (log, bucket) */
+    uint64_t id;     /* pointer: the bucket's newest key id */
+    uint32_t used;   /* key: records it has sealed or reserved */
+    uint8_t state, ptr;
+    unsigned char key[KEYRING_KEY_BYTES];
+};
+
+struct datakeys {
+    unsigned char *root, *node; /* sodium_malloc'd, 32 bytes each */
+    bool in_store;              /* a networked store: node key (and default root key) are rows */
+    bool root_pending;          /* in_store without a root key source: the store's own */
+    struct store *store;
+    struct store_keyring kr;
+    pthread_rwlock_t rw;       /* the table */
+    pthread_mutex_t create_mu; /* creating and destroying keys */
+    struct ent *t;             /* sodium_malloc'd */
+    size_t cap, n, gone;       /* n counts used entries, gone tombstones */
+    struct ent *old[MAX_TABLES];
+    size_t old_cap[MAX_TABLES], nold;
+};
+
+static uint64_t mix(uint64_t log, uint64_t b, int ptr)
+{
+    uint64_t h =
+        log * 0x9E3779B97F4A7C15ull ^ (b + (uint64_t)ptr * 0xD6E8FEB86659FD93ull) * 0xC2B2AE3D27D4EB4Full;
+    return h ^ h >> 29;
+}
+
+/* The entry for (log, b, ptr) in table t, or NULL. */
+static struct ent *find_in(struct ent *t, size_t cap, uint64_t log, uint64_t b, int ptr)
+{
+    if (!t)
+        return NULL;
+    for (size_t i = mix(log, b, ptr) & (cap - 1), k = 0; k < cap; i = (i + 1) & (cap - 1), k++) {
+        struct ent *e = &t[i];
+        if (e->state == FREE)
+            return NULL;
+        if (e->state == USED && e->log == log && e->b == b && e->ptr == ptr)
+            return e;
+    }
+    return NULL;
+}
+
+/* A free slot for a new entry (the caller checked it is not there). */
+static struct ent *slot_in(struct ent *t, size_t cap, uint64_t log, uint64_t b, int ptr)
+{
+    for (size_t i = mix(log, b, ptr) & (cap - 1);; i = (i + 1) & (cap - 1))
+        if (t[i].state != USED)
+            return &t[i];
+}
+
+/* Make room for one more entry (rw held for writing). */
+static int reserve(struct datakeys *dk)
+{
+    if ((dk->n + dk->gone + 1) * 4 <= dk->cap * 3)
+        return 0;
+    size_t cap = dk->cap ? dk->cap : 1024;
+    while ((dk->n + 1) * 2 > cap)
+        cap *= 2;
+    if (cap > 2 * (size_t)MAX_KEYS * 2 || dk->nold == MAX_TABLES)
+        return STORE_FULL;
+    struct ent *t = sodium_malloc(cap * sizeof *t);
+    if (!t)
+        return STORE_NOMEM;
+    memset(t, 0, cap * sizeof *t);
+    for (size_t i = 0; i < dk->cap; i++)
+        if (dk->t[i].state == USED)
+            *slot_in(t, cap, dk->t[i].log, dk->t[i].b, dk->t[i].ptr) = dk->t[i];
+    if (dk->t) { /* kept: pointers into it may be in use (see the file comment) */
+        dk->old[dk->nold] = dk->t;
+        dk->old_cap[dk->nold++] = dk->cap;
+    }
+    dk->t = t;
+    dk->cap = cap;
+    dk->gone = 0;
+    return 0;
+}
+
+static void row_name(char out[64], uint64_t log, uint64_t id)
+{
+    snprintf(out, 64, "dk/%016" PRIx64 "/%016" PRIx64, log, id);
+}
+
+/* Wrap/unwrap 32 bytes under kek with ad: out gets nonce (24) . ciphertext (32) . tag (16). */
+static void wrap(unsigned char out[72], const unsigned char *key, const unsigned char *kek, const void *ad,
+                 size_t adlen)
+{
+    randombytes_buf(out, 24);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(out + 24, NULL, key, 32, ad, adlen, NULL, out, kek);
+}
+
+static int unwrap(unsigned char *key, const unsigned char in[72], const unsigned char *kek, const void *ad,
+                  size_t adlen)
+{
+    return crypto_aead_xchacha20poly1305_ietf_decrypt(key, NULL, NULL, in + 24, 48, ad, adlen, in, kek) ? -1
+                                                                                                        : 0;
+}
+
+/* Enter a key (rw held for writing); it becomes its bucket's sealing key if it is the newest. */
+static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned char *key, uint32_t used)
+{
+    int rc = reserve(dk);
+    if (rc)
+        return rc;
+    struct ent *e = slot_in(dk->t, dk->cap, log, id, 0);
+    if (e->state == GONE)
+        dk->gone--;
+    *e = (struct ent){.log = log, .b = id, .used = used, .state = USED};
+    memcpy(e->key, key, KEYRING_KEY_BYTES);
+    dk->n++;
+    uint64_t bucket = id >> 24;
+    struct ent *p = find_in(dk->t, dk->cap, log, bucket, 1);
+    if (p) {
+        if (id > p->id)
+            p->id = id;
+        return 0;
+    }
+    if ((rc = reserve(dk)))
+        return rc;
+    p = slot_in(dk->t, dk->cap, log, bucket, 1);
+    if (p->state == GONE)
+        dk->gone--;
+    *p = (struct ent){.log = log, .b = bucket, .id = id, .state = USED, .ptr = 1};
+    dk->n++;
+    return 0;
+}
+
+/* Make a new key for (log, bucket) after id `after` (~0: none yet), stored durably. */
+static int create(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t after, uint32_t n)
+{
+    uint64_t gen = after == UINT64_MAX ? 0 : (after & 0xFFFFFF) + 1;
+    if (gen > 0xFFFFFF || bucket >> 40)
+        return STORE_FULL;
+    if (dk->n >= MAX_KEYS)
+        return STORE_FULL;
+    uint64_t id = bucket << 24 | gen;
+    unsigned char *key = sodium_malloc(KEYRING_KEY_BYTES);
+    if (!key)
+        return STORE_NOMEM;
+    randombytes_buf(key, KEYRING_KEY_BYTES);
+    char name[64];
+    row_name(name, log, id);
+    unsigned char row[ROW_LEN];
+    row[0] = 1;
+    row[1] = WRAP_NODE;
+    wrap(row + 2, key, dk->node, name, strlen(name));
+    struct store_row r = {.key = name, .version = 0, .val = row, .len = sizeof row};
+    int rc = store_meta_cas(dk->store, &r, 1);
+    if (rc == 0) {
+        pthread_rwlock_wrlock(&dk->rw);
+        rc = enter(dk, log, id, key, n);
+        pthread_rwlock_unlock(&dk->rw);
+    }
+    sodium_free(key);
+    return rc;
+}
+
+/* The sealing key of (log, bucket) with n more records reserved, or its id (~0 for none) in
+ * *newest when it has none or it is used up. */
+static const unsigned char *current(struct datakeys *dk, uint64_t log, uint64_t bucket, uint32_t n,
+                                    uint64_t *id, uint64_t *newest)
+{
+    const unsigned char *key = NULL;
+    *newest = UINT64_MAX;
+    pthread_rwlock_rdlock(&dk->rw);
+    struct ent *p = find_in(dk->t, dk->cap, log, bucket, 1);
+    struct ent *e = p ? find_in(dk->t, dk->cap, log, p->id, 0) : NULL;
+    if (p)
+        *newest = p->id;
+    if (e) {
+        uint32_t u = __atomic_load_n(&e->used, __ATOMIC_RELAXED);
+        while (u <= KEYRING_KEY_RECORDS - n && !key)
+            if (__atomic_compare_exchange_n(&e->used, &u, u + n, true, __ATOMIC_RELAXED, __ATOMIC_RELAXED)) {
+                key = e->key;
+                *id = e->b;
+            }
+    }
+    pthread_rwlock_unlock(&dk->rw);
+    return key;
+}
+
+static int kr_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uint64_t *id,
+                       const unsigned char **key)
+{
+    struct datakeys *dk = ctx;
+    uint64_t newest;
+    if ((*key = current(dk, log, bucket, n, id, &newest)))
+        return 0;
+    pthread_mutex_lock(&dk->create_mu);
+    int rc = 0;
+    /* another thread may have made it meanwhile */
+    if (!(*key = current(dk, log, bucket, n, id, &newest)) &&
+        (rc = create(dk, log, bucket, newest, 0)) == 0 && !(*key = current(dk, log, bucket, n, id, &newest)))
+        rc = STORE_FULL;
+    pthread_mutex_unlock(&dk->create_mu);
+    return rc;
+}
+
+static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key)
+{
+    struct datakeys *dk = ctx;
+    pthread_rwlock_rdlock(&dk->rw);
+    struct ent *e = find_in(dk->t, dk->cap, log, id, 0);
+    *key = e ? e->key : NULL;
+    pthread_rwlock_unlock(&dk->rw);
+    return *key ? 0 : STORE_NOT_FOUND;
+}
+
+struct shred_scan {
+    uint64_t log, below_bucket;
+    uint64_t ids[SHRED_BATCH];
+    size_t n;
+};
+
+static int shred_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                       uint64_t version)
+{
+    (void)val, (void)vlen, (void)version;
+    struct shred_scan *s = ctx;
+    char name[64];
+    if (klen != 36 || klen >= sizeof name)
+        return 0;
+    memcpy(name, key, klen);
+    name[klen] = 0;
+    uint64_t id = strtoull(name + 20, NULL, 16);
+    if (id >> 24 >= s->below_bucket)
+        return 1; /* rows are in id order: nothing further is due */
+    s->ids[s->n++] = id;
+    return s->n == SHRED_BATCH;
+}
+
+/* Destroy the keys of log whose buckets are below below_bucket: rows first, then memory. */
+static int shred(struct datakeys *dk, uint64_t log, uint64_t below_bucket)
+{
+    if (!dk->store)
+        return 0;
+    pthread_mutex_lock(&dk->create_mu);
+    int rc = 0;
+    for (;;) {
+        struct shred_scan s = {.log = log, .below_bucket = below_bucket};
+        char prefix[64];
+        snprintf(prefix, sizeof prefix, "dk/%016" PRIx64 "/", log);
+        if ((rc = store_meta_scan(dk->store, prefix, shred_visit, &s)) || !s.n)
+            break;
+        struct store_row rows[SHRED_BATCH];
+        char names[SHRED_BATCH][64];
+        for (size_t i = 0; i < s.n; i++) {
+            row_name(names[i], log, s.ids[i]);
+            rows[i] = (struct store_row){.key = names[i], .version = STORE_ANY_VERSION};
+        }
+        if ((rc = store_meta_cas(dk->store, rows, s.n)))
+            break;
+        pthread_rwlock_wrlock(&dk->rw);
+        for (size_t i = 0; i < s.n; i++) {
+            for (size_t t = 0; t < dk->nold; t++) {
+                struct ent *o = find_in(dk->old[t], dk->old_cap[t], log, s.ids[i], 0);
+                if (o)
+                    sodium_memzero(o->key, sizeof o->key);
+            }
+            struct ent *e = find_in(dk->t, dk->cap, log, s.ids[i], 0);
+            if (e) {
+                sodium_memzero(e->key, sizeof e->key);
+                e->state = GONE;
+                dk->n--, dk->gone++;
+            }
+            struct ent *p = find_in(dk->t, dk->cap, log, s.ids[i] >> 24, 1);
+            if (p && p->id == s.ids[i]) {
+                p->state = GONE;
+                dk->n--, dk->gone++;
+            }
+        }
+        pthread_rwlock_unlock(&dk->rw);
+        if (s.n < SHRED_BATCH)
+            break;
+    }
+    pthread_mutex_unlock(&dk->create_mu);
+    return rc;
+}
+
+static int kr_trimmed(void *ctx, uint64_t log, uint64_t first)
+{
+    return shred(ctx, log, keyring_bucket(first));
+}
+
+static int kr_dropped(void *ctx, uint64_t log) { return shred(ctx, log, UINT64_MAX); }
+
+/* ---- the root key ---- */
+
+static int hexval(int c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+/* 32 bytes from 64 hex digits, 44 base64 characters, or (raw_ok) 32 raw bytes; trailing
+ * whitespace ignored. */
+static int parse_key(const unsigned char *s, size_t len, bool raw_ok, unsigned char out[32])
+{
+    if (raw_ok && len == 32) {
+        memcpy(out, s, 32);
+        return 0;
+    }
+    while (len && (s[len - 1] == '\n' || s[len - 1] == '\r' || s[len - 1] == ' '))
+        len--;
+    if (len == 64) {
+        for (size_t i = 0; i < 32; i++) {
+            int h = hexval(s[2 * i]), l = hexval(s[2 * i + 1]);
+            if (h < 0 || l < 0)
+                return -1;
+            out[i] = (unsigned char)(h << 4 | l);
+        }
+        return 0;
+    }
+    size_t n;
+    if (len == 44 &&
+        sodium_base642bin(out, 32, (const char *)s, len, NULL, &n, NULL, sodium_base64_VARIANT_ORIGINAL) ==
+            0 &&
+        n == 32)
+        return 0;
+    return -1;
+}
+
+/* Read at most cap bytes of fd into buf. */
+static ssize_t read_all(int fd, unsigned char *buf, size_t cap)
+{
+    size_t n = 0;
+    while (n < cap) {
+        ssize_t r = read(fd, buf + n, cap - n);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r < 0)
+            return -1;
+        if (r == 0)
+            break;
+        n += (size_t)r;
+    }
+    return (ssize_t)n;
+}
+
+#define KEY_TEXT_MAX 256
+
+static int root_from_file(const char *path, bool must_be_private, unsigned char out[32])
+{
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    struct stat st;
+    if (fd < 0 || fstat(fd, &st)) {
+        fprintf(stderr, "kinesd: cannot read the root key file %s: %s\n", path, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -2;
+    }
+    if (must_be_private && (st.st_mode & 077)) {
+        fprintf(
+            stderr,
+            "kinesd: the root key file %s is readable by others (mode %03o); it must be 0600 or stricter\n",
+            path, (unsigned)(st.st_mode & 0777));
+        close(fd);
+        return -2;
+    }
+    unsigned char *buf = sodium_malloc(KEY_TEXT_MAX);
+    ssize_t n = buf ? read_all(fd, buf, KEY_TEXT_MAX) : -1;
+    close(fd);
+    int rc = n < 0 || parse_key(buf, (size_t)n, true, out) ? -2 : 0;
+    if (rc)
+        fprintf(stderr, "kinesd: the root key file %s must hold 32 bytes (raw, 64 hex digits or base64)\n",
+                path);
+    sodium_free(buf);
+    return rc;
+}
+
+static int root_from_command(const char *cmd, unsigned char out[32])
+{
+    FILE *p = popen(cmd, "r");
+    if (!p) {
+        fprintf(stderr, "kinesd: cannot run the root key command: %s\n", strerror(errno));
+        return -2;
+    }
+    unsigned char *buf = sodium_malloc(KEY_TEXT_MAX);
+    size_t n = buf ? fread(buf, 1, KEY_TEXT_MAX, p) : 0;
+    int status = pclose(p);
+    int rc = !buf || status != 0 || parse_key(buf, n, false, out) ? -2 : 0;
+    if (rc)
+        fprintf(stderr,
+                "kinesd: the root key command must exit 0 and print 32 bytes as 64 hex digits or base64\n");
+    sodium_free(buf);
+    return rc;
+}
+
+/* The data directory's own root key, created if missing (tests and development). */
+static int root_in_dir(const char *dir, unsigned char out[32])
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/root.key", dir);
+    if (access(path, F_OK) == 0) {
+        fprintf(stderr,
+                "kinesd: root key: using %s from the data directory (for tests and development; "
+                "pass --root-key-file, --root-key-env or --root-key-command in production)\n",
+                path);
+        return root_from_file(path, true, out);
+    }
+    unsigned char key[32];
+    char hex[65];
+    randombytes_buf(key, sizeof key);
+    sodium_bin2hex(hex, sizeof hex, key, sizeof key);
+    int fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0600);
+    hex[64] = '\n';
+    bool ok = fd >= 0 && write(fd, hex, 65) == 65 && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    memcpy(out, key, 32);
+    sodium_memzero(key, sizeof key);
+    sodium_memzero(hex, sizeof hex);
+    if (!ok) {
+        fprintf(stderr, "kinesd: cannot create the root key %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    fprintf(stderr,
+            "kinesd: root key: created %s in the data directory (for tests and development; "
+            "pass --root-key-file, --root-key-env or --root-key-command in production)\n",
+            path);
+    return 0;
+}
+
+/* Open dir/node.key with the root key, or create it when the directory has none. */
+static int node_key(struct datakeys *dk, const char *dir)
+{
+    static const char ad[] = "kinesd node key v1";
+    char path[4200], tmp[4210];
+    snprintf(path, sizeof path, "%s/node.key", dir);
+    unsigned char file[NODE_FILE_LEN + 1];
+    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    if (fd >= 0) {
+        ssize_t n = read_all(fd, file, sizeof file);
+        close(fd);
+        if (n != NODE_FILE_LEN || memcmp(file, NODE_MAGIC, 4)) {
+            fprintf(stderr, "kinesd: %s is not a node key file\n", path);
+            return -2;
+        }
+        if (unwrap(dk->node, file + 4, dk->root, ad, sizeof ad - 1)) {
+            fprintf(stderr, "kinesd: the root key does not open %s: wrong root key (nothing was changed)\n",
+                    path);
+            return -2;
+        }
+        return 0;
+    }
+    if (errno != ENOENT) {
+        fprintf(stderr, "kinesd: cannot read %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    randombytes_buf(dk->node, 32);
+    memcpy(file, NODE_MAGIC, 4);
+    wrap(file + 4, dk->node, dk->root, ad, sizeof ad - 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, file, NODE_FILE_LEN) == NODE_FILE_LEN && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    ok = ok && rename(tmp, path) == 0;
+    int dfd = ok ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    ok = ok && dfd >= 0 && fsync(dfd) == 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (!ok) {
+        fprintf(stderr, "kinesd: cannot create %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
+/* A 32-byte key in row `name` of the store: its wrapped form under kek (or, kek NULL, as it is),
+ * created when missing. Returns 0, -2 (it does not open under kek), -1. */
+static int key_row(struct store *s, const char *name, const unsigned char *kek, unsigned char *key,
+                   bool *created)
+{
+    for (int attempt = 0; attempt < 3; attempt++) {
+        char *v;
+        size_t len;
+        int rc = store_meta_get(s, name, &v, &len, NULL);
+        if (rc == 0) {
+            int ok = kek ? len == 72 && unwrap(key, (unsigned char *)v, kek, name, strlen(name)) == 0
+                         : len == 32 && (memcpy(key, v, 32), 1);
+            sodium_memzero(v, len);
+            free(v);
+            return ok ? 0 : -2;
+        }
+        if (rc != STORE_NOT_FOUND)
+            return -1;
+        unsigned char row[72];
+        randombytes_buf(key, 32);
+        if (kek)
+            wrap(row, key, kek, name, strlen(name));
+        else
+            memcpy(row, key, 32);
+        struct store_row r = {.key = name, .version = 0, .val = row, .len = kek ? 72 : 32};
+        rc = store_meta_cas(s, &r, 1);
+        sodium_memzero(row, sizeof row);
+        if (rc == 0) {
+            *created = true;
+            return 0;
+        }
+        if (rc != STORE_CONFLICT) /* else another front-end made it first: read theirs */
+            return -1;
+    }
+    return -1;
+}
+
+static int keys_in_store(struct datakeys *dk, struct store *s)
+{
+    bool created = false;
+    if (dk->root_pending) {
+        int rc = key_row(s, "keyring/root", NULL, dk->root, &created);
+        if (rc) {
+            fprintf(stderr, "kinesd: cannot read or create the store's root key\n");
+            return -1;
+        }
+        fprintf(stderr,
+                "kinesd: root key: %s in the store (for tests and development; pass --root-key-file, "
+                "--root-key-env or --root-key-command in production)\n",
+                created ? "created" : "using the one");
+    }
+    int rc = key_row(s, "keyring/node", dk->root, dk->node, &created);
+    if (rc == -2)
+        fprintf(stderr, "kinesd: the root key does not open the store's node key: wrong root key\n");
+    else if (rc)
+        fprintf(stderr, "kinesd: cannot read or create the store's node key\n");
+    return rc;
+}
+
+int datakeys_open(const char *dir, const struct datakeys_root *root, struct datakeys **out)
+{
+    int given = !!root->file + !!root->env + !!root->command;
+    if (given > 1) {
+        fprintf(stderr, "kinesd: give at most one of --root-key-file, --root-key-env, --root-key-command\n");
+        return -2;
+    }
+    struct datakeys *dk = calloc(1, sizeof *dk);
+    if (!dk)
+        return -1;
+    pthread_rwlock_init(&dk->rw, NULL);
+    pthread_mutex_init(&dk->create_mu, NULL);
+    dk->root = sodium_malloc(32);
+    dk->node = sodium_malloc(32);
+    if (!dk->root || !dk->node) {
+        datakeys_close(dk);
+        return -1;
+    }
+    int rc;
+    if (root->file) {
+        rc = root_from_file(root->file, true, dk->root);
+    } else if (root->env) {
+        const char *v = getenv(root->env);
+        rc = v && parse_key((const unsigned char *)v, strlen(v), false, dk->root) == 0 ? 0 : -2;
+        if (rc)
+            fprintf(stderr,
+                    "kinesd: the environment variable %s must hold 32 bytes as 64 hex digits or base64\n",
+                    root->env);
+    } else if (root->command) {
+        rc = root_from_command(root->command, dk->root);
+    } else if (dir) {
+        rc = root_in_dir(dir, dk->root);
+    } else {
+        rc = 0;
+        dk->root_pending = true;
+    }
+    dk->in_store = !dir;
+    if (rc == 0 && dir)
+        rc = node_key(dk, dir);
+    if (rc) {
+        datakeys_close(dk);
+        return rc;
+    }
+    /* key material must not end up in a core file */
+    struct rlimit no_core = {0, 0};
+    setrlimit(RLIMIT_CORE, &no_core);
+    prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
+    dk->kr = (struct store_keyring){.seal_key = kr_seal_key,
+                                    .open_key = kr_open_key,
+                                    .trimmed = kr_trimmed,
+                                    .dropped = kr_dropped,
+                                    .ctx = dk};
+    *out = dk;
+    return 0;
+}
+
+const struct store_keyring *datakeys_keyring(struct datakeys *dk) { return &dk->kr; }
+
+const unsigned char *datakeys_root_key(const struct datakeys *dk) { return dk->root; }
+
+struct load {
+    struct datakeys *dk;
+    int rc;
+    char bad[64];
+};
+
+static int load_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    (void)version;
+    struct load *l = ctx;
+    char name[64];
+    if (klen != 36 || key[19] != '/') {
+        snprintf(l->bad, sizeof l->bad, "%.*s", (int)(klen < 40 ? klen : 40), key);
+        l->rc = -1;
+        return 1;
+    }
+    memcpy(name, key, klen);
+    name[klen] = 0;
+    name[19] = 0;
+    uint64_t log = strtoull(name + 3, NULL, 16), id = strtoull(name + 20, NULL, 16);
+    name[19] = '/';
+    unsigned char *k = sodium_malloc(32);
+    if (!k) {
+        l->rc = -1;
+        return 1;
+    }
+    const unsigned char *v = (const unsigned char *)val;
+    if (vlen != ROW_LEN || v[0] != 1 || v[1] != WRAP_NODE || unwrap(k, v + 2, l->dk->node, name, klen)) {
+        snprintf(l->bad, sizeof l->bad, "%s", name);
+        l->rc = -1;
+    } else {
+        l->rc = enter(l->dk, log, id, k, KEYRING_KEY_RECORDS) ? -1 : 0; /* used up: see the file comment */
+    }
+    sodium_free(k);
+    return l->rc;
+}
+
+int datakeys_attach(struct datakeys *dk, struct store *store)
+{
+    dk->store = store;
+    if (dk->in_store) {
+        int rc = keys_in_store(dk, store);
+        if (rc)
+            return rc;
+    }
+    struct load l = {.dk = dk};
+    pthread_rwlock_wrlock(&dk->rw);
+    int rc = store_meta_scan(store, "dk/", load_visit, &l);
+    pthread_rwlock_unlock(&dk->rw);
+    if (rc || l.rc) {
+        fprintf(stderr, "kinesd: cannot load the data keys%s%s (%s)\n", l.bad[0] ? ": " : "", l.bad,
+                rc ? store_strerror(rc) : "it does not open under the node key");
+        return -1;
+    }
+    return 0;
+}
+
+void datakeys_close(struct datakeys *dk)
+{
+    if (!dk)
+        return;
+    if (dk->t) {
+        sodium_memzero(dk->t, dk->cap * sizeof *dk->t);
+        sodium_free(dk->t);
+    }
+    for (size_t i = 0; i < dk->nold; i++) {
+        sodium_memzero(dk->old[i], dk->old_cap[i] * sizeof *dk->old[i]);
+        sodium_free(dk->old[i]);
+    }
+    pthread_rwlock_destroy(&dk->rw);
+    pthread_mutex_destroy(&dk->create_mu);
+    sodium_free(dk->root);
+    sodium_free(dk->node);
+    free(dk);
+}

@@ -1,0 +1,175 @@
+/* test_datakeys.c: the data keys with the real store in a temporary directory: records sealed
+ * through the keyring read back across restarts, each start seals with new keys, a wrong root key
+ * is refused before anything is written, and trims and drops destroy the keys no record needs. */
+#include <sodium.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "check.h"
+#include "format.h"
+#include "kms/datakeys.h"
+#include "tmpdir.h"
+
+#define HOUR_POS(h) (((uint64_t)(h)*KEYRING_BUCKET_MS) << 20)
+
+static char *dir;
+static char keyfile[300];
+
+static int open_all(const char *root_file, struct datakeys **dk, struct store **s)
+{
+    struct datakeys_root root = {.file = root_file};
+    int rc = datakeys_open(dir, &root, dk);
+    if (rc)
+        return rc;
+    struct store_config cfg = {.dir = dir, .sync = false, .keyring = datakeys_keyring(*dk)};
+    if (store_open(&cfg, s) || datakeys_attach(*dk, *s)) {
+        datakeys_close(*dk);
+        return -1;
+    }
+    return 0;
+}
+
+static void close_all(struct datakeys *dk, struct store *s)
+{
+    store_close(s);
+    datakeys_close(dk);
+}
+
+static int put(struct store *s, uint64_t log, uint64_t floor, const char *data)
+{
+    struct store_rec r = {.pk = "pk", .pk_len = 2, .data = data, .data_len = strlen(data)};
+    struct store_batch b = {.log = log, .floor = floor, .recs = &r, .n = 1};
+    return store_append(s, &b, 1);
+}
+
+static char arena[1 << 16];
+static size_t used;
+static void *bump(void *ctx, size_t n)
+{
+    (void)ctx;
+    n = (n + 15) & ~(size_t)15;
+    if (used + n > sizeof arena)
+        return NULL;
+    used += n;
+    return arena + used - n;
+}
+
+static int read_log(struct store *s, uint64_t log, struct store_records *out)
+{
+    used = 0;
+    *out = (struct store_records){.alloc = bump};
+    return store_scan(s, log, 0, 100, 1 << 20, out);
+}
+
+static int count_rows(void *ctx, const char *k, size_t kl, const char *v, size_t vl, uint64_t ver)
+{
+    (void)k, (void)kl, (void)v, (void)vl, (void)ver;
+    ++*(int *)ctx;
+    return 0;
+}
+
+static int rows(struct store *s, const char *prefix)
+{
+    int n = 0;
+    store_meta_scan(s, prefix, count_rows, &n);
+    return n;
+}
+
+static void write_root(const char *path, int mode)
+{
+    unsigned char k[32];
+    char hex[65];
+    randombytes_buf(k, sizeof k);
+    sodium_bin2hex(hex, sizeof hex, k, sizeof k);
+    FILE *f = fopen(path, "w");
+    fprintf(f, "%s\n", hex);
+    fclose(f);
+    chmod(path, (mode_t)mode);
+}
+
+static void test_records_sealed_under_data_keys_read_back_across_restarts(void)
+{
+    dir = tmpdir_new();
+    snprintf(keyfile, sizeof keyfile, "%s/../root-%d.key", dir, (int)getpid());
+    write_root(keyfile, 0600);
+    struct datakeys *dk;
+    struct store *s;
+    CHECK(open_all(keyfile, &dk, &s) == 0);
+    CHECK(put(s, 1, HOUR_POS(100), "one") == 0);
+    CHECK(put(s, 1, HOUR_POS(100) + 5, "two") == 0);
+    CHECK(rows(s, "dk/") == 1); /* one key for the log's bucket */
+    CHECK(put(s, 1, HOUR_POS(101), "three") == 0);
+    CHECK(rows(s, "dk/") == 2);
+    close_all(dk, s);
+    CHECK(open_all(keyfile, &dk, &s) == 0);
+    struct store_records out;
+    CHECK(read_log(s, 1, &out) == 0 && out.n == 3);
+    CHECK(out.n == 3 && out.v[2].data_len == 5 && !memcmp(out.v[2].data, "three", 5));
+    CHECK(put(s, 1, HOUR_POS(101) + 99, "four") == 0);
+    CHECK(rows(s, "dk/") == 3); /* a new start seals with a new key */
+    close_all(dk, s);
+    /* a wrong root key: refused, and node.key is as it was */
+    char wrong[320];
+    snprintf(wrong, sizeof wrong, "%s.wrong", keyfile);
+    write_root(wrong, 0600);
+    CHECK(open_all(wrong, &dk, &s) == -2);
+    write_root(wrong, 0644);
+    CHECK(open_all(wrong, &dk, &s) == -2);
+    remove(wrong);
+    CHECK(open_all(keyfile, &dk, &s) == 0);
+    CHECK(read_log(s, 1, &out) == 0 && out.n == 4);
+    close_all(dk, s);
+    remove(keyfile);
+    tmpdir_remove(dir);
+}
+
+static void test_a_trim_destroys_the_keys_of_buckets_no_record_is_left_in(void)
+{
+    dir = tmpdir_new();
+    struct datakeys *dk;
+    struct store *s;
+    CHECK(open_all(NULL, &dk, &s) == 0); /* the data directory's own root key */
+    CHECK(put(s, 2, HOUR_POS(10), "a") == 0);
+    CHECK(put(s, 2, HOUR_POS(11), "b") == 0);
+    CHECK(put(s, 2, HOUR_POS(12), "c") == 0);
+    CHECK(put(s, 3, HOUR_POS(10), "other log") == 0);
+    /* a record sealed by hand under bucket 10's key, to try after the shred */
+    const struct store_keyring *kr = datakeys_keyring(dk);
+    struct format_sealer sealer;
+    format_sealer_init(&sealer, kr);
+    struct store_rec r = {.pk = "p", .pk_len = 1, .data = "x", .data_len = 1};
+    char sealed[64];
+    size_t len;
+    CHECK(format_seal(&sealer, sealed, 2, HOUR_POS(10) + 7, 1, &r, &len) == 0);
+    CHECK(format_check(kr, sealed, len, 2, HOUR_POS(10) + 7) == 0);
+    size_t del;
+    CHECK(store_trim(s, 2, HOUR_POS(11) + 1, 100, &del) == 0 && del == 2);
+    CHECK(rows(s, "dk/0000000000000002/") == 1); /* bucket 12's key only */
+    CHECK(rows(s, "dk/0000000000000003/") == 1);
+    CHECK(format_check(kr, sealed, len, 2, HOUR_POS(10) + 7) == STORE_CORRUPT);
+    struct store_records out;
+    CHECK(read_log(s, 2, &out) == 0 && out.n == 1 && !memcmp(out.v[0].data, "c", 1));
+    int rc;
+    while ((rc = store_log_drop(s, 3)) == STORE_BUSY)
+        ;
+    CHECK(rc == 0);
+    CHECK(rows(s, "dk/0000000000000003/") == 0);
+    close_all(dk, s);
+    CHECK(open_all(NULL, &dk, &s) == 0); /* the keys left load again */
+    CHECK(read_log(s, 2, &out) == 0 && out.n == 1);
+    close_all(dk, s);
+    tmpdir_remove(dir);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    static const struct check_test tests[] = {
+        {"records sealed under data keys read back across restarts",
+         test_records_sealed_under_data_keys_read_back_across_restarts},
+        {"a trim destroys the keys of buckets no record is left in",
+         test_a_trim_destroys_the_keys_of_buckets_no_record_is_left_in},
+    };
+    return check_main("datakeys", tests, sizeof tests / sizeof tests[0]);
+}

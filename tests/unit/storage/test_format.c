@@ -1,0 +1,189 @@
+/* test_format.c: sealing and opening records, every version, and what must not open. The
+ * keyring here is a table of two fixed keys (the real one, api/kms/datakeys.c, is tested with
+ * the store in tests/unit/api/kms). */
+#include <sodium.h>
+
+#include "check.h"
+#include "format.h"
+
+static unsigned char keys[2][32];
+static int seal_calls;
+
+static int t_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uint64_t *id,
+                      const unsigned char **key)
+{
+    (void)ctx, (void)log, (void)n;
+    seal_calls++;
+    *id = bucket << 24 | (bucket & 1);
+    *key = keys[bucket & 1];
+    return 0;
+}
+
+static int t_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key)
+{
+    (void)ctx, (void)log;
+    if ((id & 0xFFFFFF) > 1)
+        return STORE_NOT_FOUND;
+    *key = keys[id & 1];
+    return 0;
+}
+
+static int t_none(void *ctx, uint64_t log, uint64_t first)
+{
+    (void)ctx, (void)log, (void)first;
+    return 0;
+}
+
+static int t_drop(void *ctx, uint64_t log)
+{
+    (void)ctx, (void)log;
+    return 0;
+}
+
+static const struct store_keyring kr = {t_seal_key, t_open_key, t_none, t_drop, NULL};
+
+static char arena[1 << 16];
+static size_t arena_used;
+static void *bump(void *ctx, size_t n)
+{
+    (void)ctx;
+    n = (n + 15) & ~(size_t)15;
+    if (arena_used + n > sizeof arena)
+        return NULL;
+    void *p = arena + arena_used;
+    arena_used += n;
+    return p;
+}
+
+static int open1(const struct store_keyring *k, const char *v, size_t len, uint64_t log, uint64_t pos,
+                 struct store_records *out)
+{
+    arena_used = 0;
+    *out = (struct store_records){.alloc = bump};
+    return format_open(k, v, len, log, pos, out);
+}
+
+#define POS(ms) ((uint64_t)(ms) << 20)
+
+static void test_a_sealed_record_opens_at_its_log_and_position_only(void)
+{
+    struct format_sealer s;
+    format_sealer_init(&s, &kr);
+    struct store_rec r = {.pk = "partition-key", .pk_len = 13, .data = "secret data", .data_len = 11};
+    char buf[128];
+    size_t len;
+    CHECK(format_seal(&s, buf, 7, POS(1000), 1, &r, &len) == 0);
+    CHECK(len == format_sealed_len(&kr, 13, 11));
+    CHECK(buf[0] == FORMAT_SEALED_VERSION);
+    CHECK(!memmem(buf, len, "secret", 6) && !memmem(buf, len, "partition", 9));
+    struct store_records out;
+    CHECK(open1(&kr, buf, len, 7, POS(1000), &out) == 0);
+    CHECK(out.n == 1 && out.v[0].pk_len == 13 && !memcmp(out.v[0].pk, "partition-key", 13));
+    CHECK(out.v[0].data_len == 11 && !memcmp(out.v[0].data, "secret data", 11));
+    CHECK(open1(&kr, buf, len, 8, POS(1000), &out) == STORE_CORRUPT);     /* another log (stream, shard) */
+    CHECK(open1(&kr, buf, len, 7, POS(1000) + 1, &out) == STORE_CORRUPT); /* another position */
+    CHECK(open1(NULL, buf, len, 7, POS(1000), &out) == STORE_CORRUPT);    /* no keys */
+    CHECK(format_check(&kr, buf, len, 7, POS(1000)) == 0);
+}
+
+static void test_every_flipped_bit_fails_to_open(void)
+{
+    struct format_sealer s;
+    format_sealer_init(&s, &kr);
+    struct store_rec r = {.pk = "k", .pk_len = 1, .data = "0123456789", .data_len = 10};
+    char buf[128];
+    size_t len;
+    CHECK(format_seal(&s, buf, 1, POS(5), 1, &r, &len) == 0);
+    int opened = 0;
+    for (size_t i = 0; i < len; i++)
+        for (int b = 0; b < 8; b++) {
+            buf[i] ^= (char)(1 << b);
+            struct store_records out;
+            opened += open1(&kr, buf, len, 1, POS(5), &out) == 0;
+            buf[i] ^= (char)(1 << b);
+        }
+    CHECK(opened == 0);
+    struct store_records out;
+    CHECK(open1(&kr, buf, len - 1, 1, POS(5), &out) == STORE_CORRUPT); /* cut short */
+}
+
+static void test_two_records_swapped_do_not_open(void)
+{
+    struct format_sealer s;
+    format_sealer_init(&s, &kr);
+    struct store_rec a = {.pk = "a", .pk_len = 1, .data = "first", .data_len = 5};
+    struct store_rec b = {.pk = "b", .pk_len = 1, .data = "other", .data_len = 5};
+    char ba[64], bb[64];
+    size_t la, lb;
+    CHECK(format_seal(&s, ba, 3, POS(9), 2, &a, &la) == 0);
+    CHECK(format_seal(&s, bb, 3, POS(9) + 1, 1, &b, &lb) == 0);
+    struct store_records out;
+    CHECK(open1(&kr, bb, lb, 3, POS(9), &out) == STORE_CORRUPT);
+    CHECK(open1(&kr, ba, la, 3, POS(9) + 1, &out) == STORE_CORRUPT);
+    CHECK(memcmp(ba + 12, bb + 12, 24) != 0); /* nonces differ within a batch */
+    CHECK(!memcmp(ba + 12, bb + 12, 16));     /* ... by the counter */
+}
+
+static void test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket(void)
+{
+    struct format_sealer s1, s2;
+    format_sealer_init(&s1, &kr);
+    format_sealer_init(&s2, &kr);
+    CHECK(memcmp(s1.nonce, s2.nonce, 16) != 0);
+    struct store_rec r = {.pk = "k", .pk_len = 1, .data = "d", .data_len = 1};
+    char buf[64];
+    size_t len;
+    seal_calls = 0;
+    uint64_t hour = KEYRING_BUCKET_MS;
+    for (int i = 0; i < 10; i++)
+        CHECK(format_seal(&s1, buf, 1, POS(hour * 4) + (uint64_t)i, 10, &r, &len) == 0);
+    CHECK(seal_calls == 1);
+    /* the next bucket (another key) and another log each take a lookup */
+    CHECK(format_seal(&s1, buf, 1, POS(hour * 5), 1, &r, &len) == 0);
+    CHECK(seal_calls == 2);
+    CHECK(buf[4] == 1); /* key id's low byte: bucket 5's key (generation 1 in this table) */
+    struct store_records out;
+    CHECK(open1(&kr, buf, len, 1, POS(hour * 5), &out) == 0);
+    CHECK(format_seal(&s1, buf, 2, POS(hour * 5) + 1, 1, &r, &len) == 0);
+    CHECK(seal_calls == 3);
+    /* a record claiming another key id fails */
+    buf[4] ^= 1;
+    CHECK(open1(&kr, buf, len, 2, POS(hour * 5) + 1, &out) == STORE_CORRUPT);
+}
+
+static void test_versions_2_and_1_are_still_read(void)
+{
+    struct format_sealer s;
+    format_sealer_init(&s, NULL);
+    struct store_rec r = {.pk = "pk", .pk_len = 2, .data = "plain", .data_len = 5};
+    char buf[64];
+    size_t len;
+    CHECK(format_seal(&s, buf, 4, 44, 1, &r, &len) == 0);
+    CHECK(len == format_sealed_len(NULL, 2, 5) && buf[0] == 2);
+    struct store_records out;
+    CHECK(open1(&kr, buf, len, 4, 44, &out) == 0 && out.v[0].data_len == 5);
+    CHECK(open1(NULL, buf, len, 4, 45, &out) == STORE_CORRUPT);
+    char v1[40] = {1, 0, 2, 0};
+    memcpy(v1 + 32, "pkdata", 6);
+    CHECK(open1(NULL, v1, 38, 4, 1, &out) == 0 && out.v[0].data_len == 4 &&
+          !memcmp(out.v[0].data, "data", 4));
+    char v9[40] = {9, 0, 0, 0};
+    CHECK(open1(&kr, v9, 40, 4, 1, &out) == STORE_CORRUPT);
+}
+
+int main(void)
+{
+    if (sodium_init() < 0)
+        return 1;
+    randombytes_buf(keys, sizeof keys);
+    static const struct check_test tests[] = {
+        {"a sealed record opens at its log and position only",
+         test_a_sealed_record_opens_at_its_log_and_position_only},
+        {"every flipped bit fails to open", test_every_flipped_bit_fails_to_open},
+        {"two records swapped do not open", test_two_records_swapped_do_not_open},
+        {"batches draw fresh nonces and look keys up once per bucket",
+         test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket},
+        {"versions 2 and 1 are still read", test_versions_2_and_1_are_still_read},
+    };
+    return check_main("format", tests, sizeof tests / sizeof tests[0]);
+}
