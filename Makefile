@@ -107,7 +107,10 @@ test: deps-test
 asan: deps-test
 	@$(MAKE) --no-print-directory $(SANITIZE) unit integration
 
+# h2load (nghttp2-client) drives the HTTP/2 PutRecord mode of the benchmark
+BENCH_DEBS := nghttp2-client
 bench: deps-test $(BUILD)/kinesd $(BUILD)/kbench
+	@tools/install-deps.sh $(BENCH_DEBS)
 	@tools/bench/run.sh
 
 # libFuzzer harnesses (not part of `make test`): objects built with clang under ASan/UBSan in

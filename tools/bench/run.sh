@@ -9,6 +9,9 @@
 #                     ceiling         kbench against its own built-in trivial server, for
 #                                     every workload selected below: the load generator's ceiling
 #                     putrecord       PutRecord, 16 connections, 100 B (after the disk's sync latency)
+#                     putrecord-h2    PutRecord over one HTTP/2 (h2c) connection with 64 concurrent
+#                                     streams, 100 B, by h2load (Debian nghttp2-client); a server
+#                                     that does not speak h2c shows n/a
 #                     putrecords      PutRecords 500 x 100 B, 4 connections
 #                     getrecords      GetRecords Limit 10000, one connection per shard
 #                     putrecords-1k   PutRecords 500 x 1 KiB, MB/s (after the disk's bandwidth)
@@ -41,7 +44,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
 ALL_SERVERS="kinesd kinesalite kinesis-mock"
-ALL_MODES="ceiling putrecord putrecords getrecords putrecords-1k putrecords-25k checkpoint"
+ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-1k putrecords-25k checkpoint"
 SERVERS=${BENCH_SERVERS:-$ALL_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
@@ -215,6 +218,61 @@ workload() {
     esac
 }
 
+# sample_anon PID OUT: peak RssAnon (kB) of PID every 100 ms into OUT until killed
+sample_anon() {
+    local pid=$1 out=$2 peak=0 kb
+    while kill -0 "$pid" 2>/dev/null; do
+        kb=$(awk '$1 == "RssAnon:" { print $2 }' "/proc/$pid/status" 2>/dev/null || true)
+        if [[ -n $kb ]] && ((kb > peak)); then
+            peak=$kb
+            echo "$peak" >"$out"
+        fi
+        sleep 0.1
+    done
+}
+
+# h2_putrecord OUT PORT PID: PutRecord over one h2c connection, 64 streams, for SECS; a RESULT
+# line in OUT in kbench's format. h2load sends the same request each time (one record, one
+# partition key), with the same unverified SigV4 header as kbench.
+h2_putrecord() {
+    local out=$1 port=$2 pid=$3 body raw peak sampler data
+    body=$(mktemp)
+    raw=$(mktemp)
+    peak=$(mktemp)
+    data=$(head -c 100 /dev/urandom | base64 -w0)
+    printf '{"StreamName":"%s","PartitionKey":"pk-h2load-00001","Data":"%s"}' "$STREAM" "$data" >"$body"
+    sample_anon "$pid" "$peak" &
+    sampler=$!
+    timeout --signal=TERM "$KB_TIMEOUT" h2load -c 1 -m 64 -D "$SECS" -d "$body" \
+        -H 'content-type: application/x-amz-json-1.1' -H 'x-amz-target: Kinesis_20131202.PutRecord' \
+        -H 'x-amz-date: 20260101T000000Z' \
+        -H 'authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000' \
+        "http://127.0.0.1:$port/" >"$raw" 2>&1 || true
+    kill "$sampler" 2>/dev/null || true
+    wait "$sampler" 2>/dev/null || true
+    cat "$raw" >>"$out"
+    awk -v secs="$SECS" -v anon="$(cat "$peak")" '
+        /^finished in/ { d = $3; sub(/s,$/, "", d) }
+        /^requests:/ { for (i = 2; i <= NF; i++) { if ($(i + 1) ~ /^succeeded/) ok = $i
+                                                   if ($(i + 1) ~ /^(failed|errored|timeout)/) bad += $i } }
+        /^status codes:/ { s2 = $3 }
+        /^time for request:/ { mean = $6; max = $5 }
+        function ms(x) { if (x ~ /us$/) return substr(x, 1, length(x) - 2) / 1000
+                         if (x ~ /ms$/) return substr(x, 1, length(x) - 2) + 0
+                         if (x ~ /s$/) return substr(x, 1, length(x) - 1) * 1000
+                         return "" }
+        END {
+            if (d == "" || d + 0 <= 0) d = secs
+            ok += 0
+            if (ok == 0) { print "RESULT mode=putrecord-h2 succeeded=0 errors=0"; exit }
+            printf "RESULT mode=putrecord-h2 connections=1 streams=64 duration_s=%s requests=%d", d, ok + bad
+            printf " requests_per_s=%.1f mean_ms=%s max_ms=%s errors=%d", ok / d, ms(mean), ms(max), bad
+            printf " peak_rss_anon_mb=%s\n", anon == "" ? "na" : sprintf("%.1f", anon / 1024)
+        }' "$raw" | tee -a "$out"
+    rm -f "$body" "$raw" "$peak"
+    ! grep -q '^RESULT mode=putrecord-h2 succeeded=0' "$out"
+}
+
 # run_suite NAME PID PORT [DATA_DIR]: every selected mode; raw output in LOG_DIR/NAME.MODE.out
 run_suite() {
     local name=$1 pid=$2 port=$3 disk_dir=${4:-} rc=0 m put_done=0 disk_bw_done=0 extra
@@ -248,6 +306,15 @@ run_suite() {
             fi
         fi
         [[ $m == putrecord || $m == putrecords ]] && put_done=1
+        if [[ $m == putrecord-h2 ]]; then
+            if command -v h2load >/dev/null 2>&1; then
+                h2_putrecord "$LOG_DIR/$name.$m.out" "$port" "$pid" ||
+                    echo "run.sh: $name: no PutRecord over h2c succeeded (see $LOG_DIR/$name.$m.out)" >&2
+            else
+                echo "run.sh: h2load not found (Debian nghttp2-client): skipping putrecord-h2" >&2
+            fi
+            continue
+        fi
         # shellcheck disable=SC2046
         kb "$LOG_DIR/$name.$m.out" "${common[@]}" $(workload "$m") "${extra[@]+"${extra[@]}"}" \
             --pid "$pid" || rc=1
@@ -294,7 +361,7 @@ if has_mode ceiling; then
     echo
     echo "=== kbench ceiling (built-in trivial server answering canned 200s, same cores) ==="
     for m in $MODES; do
-        [[ $m == ceiling ]] && continue
+        [[ $m == ceiling || $m == putrecord-h2 ]] && continue
         # shellcheck disable=SC2046
         kb "$LOG_DIR/ceiling.$m.out" --trivial-server $(workload "$m") || FAILED=1
     done
@@ -424,6 +491,13 @@ if has_mode putrecord; then
     R "PutRecord 16 conn, 100 B: req/s" putrecord requests_per_s ">=14000"
     R "PutRecord p50 ms" putrecord p50_ms
     R "PutRecord p99 ms" putrecord p99_ms
+fi
+if has_mode putrecord-h2; then
+    h1=$(field kinesd.putrecord requests_per_s)
+    R "PutRecord h2c 1 x 64 streams: req/s" putrecord-h2 requests_per_s \
+        "$(awk -v h="$h1" 'BEGIN { if (h ~ /^[0-9.]+$/) printf ">=%.0f", h }')"
+    R "PutRecord h2c mean ms" putrecord-h2 mean_ms
+    R "PutRecord h2c max ms" putrecord-h2 max_ms
 fi
 if has_mode putrecords; then
     R "PutRecords 500 x 100 B: records/s" putrecords records_per_s ">=400000"
