@@ -12,7 +12,7 @@
 
 CC      ?= cc
 BUILD   ?= build
-PKGS    := libmicrohttpd lmdb libsodium libcrypto libnghttp2 libpq jansson
+PKGS    := lmdb libsodium libssl libcrypto libnghttp2 libpq jansson
 OPT     ?= -O2 -g
 WARN    := -Wall -Wextra -Werror -Wshadow -Wmissing-prototypes -Wvla
 CFLAGS  += -std=c11 -D_GNU_SOURCE $(OPT) $(WARN) -pthread -MMD -MP $(SAN)
@@ -76,8 +76,8 @@ $(BUILD)/kbench: tools/bench/kbench.c
 	$(CC) -std=c11 -D_GNU_SOURCE -O2 $(WARN) -pthread $< -o $@ -lcrypto -lm
 
 # Debian packages the build and the tests need; installed only when missing.
-BUILD_DEBS := build-essential pkg-config libmicrohttpd-dev liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev libpq-dev libjansson-dev
-TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql python3-lmdb
+BUILD_DEBS := build-essential pkg-config liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev libpq-dev libjansson-dev
+TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql python3-lmdb curl nghttp2-client
 deps:
 	@tools/install-deps.sh $(BUILD_DEBS)
 deps-test:

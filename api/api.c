@@ -726,6 +726,17 @@ void api_too_large(struct api *a, const char *content_type, uint64_t size, struc
     arena_free(&c.arena);
 }
 
+void api_unavailable(struct api *a, const char *content_type, const char *message, struct api_response *resp)
+{
+    struct api_ctx c = {.api = a};
+    arena_init(&c.arena);
+    memset(resp, 0, sizeof *resp);
+    api_request_id(resp->request_id);
+    api_fail(&c, KERR_SERVICE_UNAVAILABLE, "%s", message);
+    answer_error(&c, ctype_is(content_type, AMZ_CBOR) ? WIRE_CBOR : WIRE_JSON, resp);
+    arena_free(&c.arena);
+}
+
 /* ---- open / close ---- */
 
 /* The key that seals iterators and tokens: the one in the store, or a new one. Front-ends that

@@ -58,6 +58,42 @@ struct api_response {
     char *body;               /* malloc'd, owned by the caller after api_handle */
     size_t body_len;
     char request_id[40];
+    /* A streaming answer: NULL for an ordinary one. When set, status, content_type and
+     * request_id describe the answer's head, body is NULL, and the server pulls the rest from
+     * the producer (owned by the server from then on; it calls close exactly once). */
+    struct api_producer *producer;
+};
+
+/* ---- streaming answers ----
+ * An operation that answers with a stream of frames (SubscribeToShard) hands the server a
+ * producer. The server pulls bytes when the client can take them (HTTP/2 flow control, or the
+ * socket's buffer for HTTP/1.1 chunked transfer), so the producer never has to hold more than
+ * one pull's worth of frames: that is the per-answer bound. The producer tells the server that
+ * more is ready through the sink; wake may be called from any thread, any number of times. */
+struct api_sink {
+    void (*wake)(struct api_sink *s);
+};
+
+enum api_stream_end {
+    API_STREAM_DONE,        /* the producer returned API_PULL_END and every byte was sent */
+    API_STREAM_CLIENT_GONE, /* the client closed its connection or reset its stream */
+    API_STREAM_SHUTDOWN,    /* the server is stopping, or a server limit ended the answer */
+};
+
+#define API_PULL_END (-1L)
+
+struct api_producer {
+    /* Called once, on the connection's thread, before the first pull: the sink to wake when
+     * more is ready. The sink stays valid until close returns. */
+    void (*start)(struct api_producer *p, struct api_sink *sink);
+    /* Copy up to cap bytes of the answer into buf, on the connection's thread (a frame larger
+     * than cap is handed over in pieces: the producer keeps its place). Returns the number of
+     * bytes (> 0), 0 when nothing is ready yet (then it calls sink->wake later), or
+     * API_PULL_END after the last byte. */
+    long (*pull)(struct api_producer *p, char *buf, size_t cap);
+    /* The answer is over (why: see api_stream_end). Releases the producer; once it returns the
+     * producer never calls wake again. Called exactly once, on the connection's thread. */
+    void (*close)(struct api_producer *p, enum api_stream_end why);
 };
 
 /* Open the data directory and load every stream. *out owned by the caller until api_close.
@@ -88,6 +124,10 @@ void api_too_large(struct api *a, const char *content_type, uint64_t size, struc
 /* Reload the --auth credentials file (SIGHUP). Returns 0, or -1 (the old ones stay) after
  * printing why; 0 without --auth. */
 int api_reload_auth(struct api *a);
+
+/* Fill resp with a retryable 503 ServiceUnavailable answer with the given message (the server
+ * is out of its memory budget, or stopping). */
+void api_unavailable(struct api *a, const char *content_type, const char *message, struct api_response *resp);
 
 /* Move the clock forward by ms (tests only; the server exposes it with --test-clock). */
 void api_clock_advance(int64_t ms);

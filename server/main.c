@@ -1,20 +1,29 @@
 /* main.c: command line, startup and orderly shutdown.
  *
  * kinesd accepts its own flags and kinesalite's spellings of the same settings, so a
- * kinesalite command line keeps working. SIGTERM/SIGINT stop the listener, let in-flight
- * requests finish, commit and close the store, and exit 0. */
+ * kinesalite command line keeps working (--ssl serves TLS with a self-signed certificate).
+ *
+ * Signals: SIGTERM, SIGINT and SIGHUP are blocked before any thread starts, so every thread
+ * inherits the mask, and the main thread alone takes them through a signalfd. SIGHUP reloads
+ * the --auth file. The first SIGTERM/SIGINT drains the HTTP front (no new requests; in-flight
+ * ones finish, HTTP/2 gets GOAWAY), then the store commits and closes, and kinesd exits 0. A
+ * second one while draining exits at once (status 1), without waiting. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
+#include <poll.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/signalfd.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "api.h"
 #include "console.h"
 #include "http.h"
+#include "tls.h"
 
 static void usage(FILE *f)
 {
@@ -41,7 +50,19 @@ static void usage(FILE *f)
             "  --rate-limit OP=N,...  control-plane calls per second for the account (0: none)\n"
             "  --error-probability P  fail PutRecord(s) entries and GetRecords calls with probability P\n"
             "  --latency-ms N         add N ms to every API request\n"
-            "  --test-clock           accept POST /_test/advance-clock?ms=N (tests only)\n"
+            "  --test-clock           accept POST /_test/advance-clock?ms=N and /_test/stream (tests only)\n"
+            "  --tls-cert FILE --tls-key FILE   serve TLS too (same port; PEM files)\n"
+            "  --tls-self-signed      serve TLS with a certificate made in the data directory; --ssl\n"
+            "  --loops N              event loop threads (default: cores, at least 4)\n"
+            "  --max-connections N    open connections (default 10000); past it new ones are closed\n"
+            "  --memory-budget-mb N   request bodies and unsent answers held at once (default 1024)\n"
+            "  --first-byte-timeout-ms N  connection to first byte (default 10000)\n"
+            "  --header-timeout-ms N  first byte of a request to the end of its headers (default 10000)\n"
+            "  --idle-timeout-ms N    idle keep-alive connection (default 120000)\n"
+            "  --body-timeout-ms N    request body without progress (default 30000)\n"
+            "  --send-timeout-ms N    answer the client does not read (default 30000)\n"
+            "  --drain-timeout-ms N   shutdown: time for in-flight requests (default 8000)\n"
+            "  --h2-max-streams N     concurrent HTTP/2 streams per connection (default 128)\n"
             "  --auth FILE            verify SigV4 signatures against an AWS credentials file\n"
             "                         (reloaded on SIGHUP); without it any credentials are accepted\n"
             "  --no-console           do not serve the web console at GET /console\n"
@@ -63,15 +84,6 @@ static int parse_num(const char *flag, const char *v, long min, long max, long *
     }
     *out = n;
     return 0;
-}
-
-static volatile sig_atomic_t stop, hup;
-static void on_signal(int sig)
-{
-    if (sig == SIGHUP)
-        hup = 1;
-    else
-        stop = 1;
 }
 
 enum {
@@ -105,6 +117,19 @@ enum {
     O_ROOTENV,
     O_ROOTCMD,
     O_NOENC,
+    O_TLSCERT,
+    O_TLSKEY,
+    O_TLSSELF,
+    O_LOOPS,
+    O_MAXCONN,
+    O_BUDGET,
+    O_T_FIRST,
+    O_T_HEADER,
+    O_T_IDLE,
+    O_T_BODY,
+    O_T_SEND,
+    O_T_DRAIN,
+    O_H2STREAMS,
 };
 
 int main(int argc, char **argv)
@@ -145,9 +170,21 @@ int main(int argc, char **argv)
         {"root-key-env", required_argument, 0, O_ROOTENV},
         {"root-key-command", required_argument, 0, O_ROOTCMD},
         {"no-encryption-at-rest", no_argument, 0, O_NOENC},
+        {"tls-cert", required_argument, 0, O_TLSCERT},
+        {"tls-key", required_argument, 0, O_TLSKEY},
+        {"tls-self-signed", no_argument, 0, O_TLSSELF},
+        {"loops", required_argument, 0, O_LOOPS},
+        {"max-connections", required_argument, 0, O_MAXCONN},
+        {"memory-budget-mb", required_argument, 0, O_BUDGET},
+        {"first-byte-timeout-ms", required_argument, 0, O_T_FIRST},
+        {"header-timeout-ms", required_argument, 0, O_T_HEADER},
+        {"idle-timeout-ms", required_argument, 0, O_T_IDLE},
+        {"body-timeout-ms", required_argument, 0, O_T_BODY},
+        {"send-timeout-ms", required_argument, 0, O_T_SEND},
+        {"drain-timeout-ms", required_argument, 0, O_T_DRAIN},
+        {"h2-max-streams", required_argument, 0, O_H2STREAMS},
         {0, 0, 0, 0},
     };
-    const char *store = NULL; /* a PostgreSQL connection string, or NULL for LMDB in dir */
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
     long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 20000, scalings = 10,
          unflushed_mb = 256;
@@ -157,6 +194,12 @@ int main(int argc, char **argv)
     const char *rates = NULL, *auth = NULL;
     const char *root_file = NULL, *root_env = NULL, *root_cmd = NULL;
     int no_enc = 0;
+    const char *store = NULL; /* a PostgreSQL connection string, or NULL for LMDB in dir */
+    const char *tls_cert = NULL, *tls_key = NULL;
+    int tls_self = 0;
+    long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
+    long loops = ncpu > 4 ? ncpu : 4, max_conns = 10000, budget_mb = 1024, t_first = 10000, t_header = 10000,
+         t_idle = 120000, t_body = 30000, t_send = 30000, t_drain = 8000, h2_streams = 128;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -211,7 +254,26 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
-        case O_SSL: fprintf(stderr, "kinesd: --ssl is not supported; put a TLS proxy in front\n"); return 2;
+        case O_SSL:
+        case O_TLSSELF: tls_self = 1; break;
+        case O_TLSCERT: tls_cert = optarg; break;
+        case O_TLSKEY: tls_key = optarg; break;
+#define NUMFLAG(O, name, lo, hi, var)              \
+    case O:                                        \
+        if (parse_num(name, optarg, lo, hi, &var)) \
+            return 2;                              \
+        break;
+            NUMFLAG(O_LOOPS, "--loops", 1, 64, loops)
+            NUMFLAG(O_MAXCONN, "--max-connections", 1, 10000000, max_conns)
+            NUMFLAG(O_BUDGET, "--memory-budget-mb", 1, 1048576, budget_mb)
+            NUMFLAG(O_T_FIRST, "--first-byte-timeout-ms", 1, 86400000, t_first)
+            NUMFLAG(O_T_HEADER, "--header-timeout-ms", 1, 86400000, t_header)
+            NUMFLAG(O_T_IDLE, "--idle-timeout-ms", 1, 86400000, t_idle)
+            NUMFLAG(O_T_BODY, "--body-timeout-ms", 1, 86400000, t_body)
+            NUMFLAG(O_T_SEND, "--send-timeout-ms", 1, 86400000, t_send)
+            NUMFLAG(O_T_DRAIN, "--drain-timeout-ms", 0, 86400000, t_drain)
+            NUMFLAG(O_H2STREAMS, "--h2-max-streams", 1, 10000, h2_streams)
+#undef NUMFLAG
         case O_NOLIMITS: no_limits = 1; break;
         case O_RATES: rates = optarg; break;
         case O_LATENCY:
@@ -257,6 +319,14 @@ int main(int argc, char **argv)
         usage(stderr);
         return 2;
     }
+    if ((tls_cert != NULL) != (tls_key != NULL) || (tls_cert && tls_self)) {
+        fprintf(stderr,
+                "kinesd: TLS needs --tls-cert FILE and --tls-key FILE together, or --tls-self-signed\n");
+        return 2;
+    }
+    SSL_CTX *tls = NULL;
+    if (tls_cert && !(tls = tls_open(tls_cert, tls_key, NULL)))
+        return 2;
     char tmp[] = "/tmp/kinesd-XXXXXX";
     if (ephemeral) {
         if (!mkdtemp(tmp)) {
@@ -288,32 +358,79 @@ int main(int argc, char **argv)
         .root_key_command = root_cmd,
         .no_encryption_at_rest = no_enc,
     };
+    /* before any thread exists: every thread inherits the blocked signals */
+    sigset_t sigs;
+    sigemptyset(&sigs);
+    sigaddset(&sigs, SIGTERM);
+    sigaddset(&sigs, SIGINT);
+    sigaddset(&sigs, SIGHUP);
+    pthread_sigmask(SIG_BLOCK, &sigs, NULL);
+    signal(SIGPIPE, SIG_IGN);
+    int sfd = signalfd(-1, &sigs, SFD_CLOEXEC);
+    if (sfd < 0) {
+        perror("kinesd: signalfd");
+        return 1;
+    }
     struct api *api;
     int arc = api_open(&cfg, &api);
     if (arc)
         return arc == -2 ? 2 : 1;
-    struct sigaction sa = {0};
-    sa.sa_handler = on_signal;
-    sigaction(SIGTERM, &sa, NULL);
-    sigaction(SIGINT, &sa, NULL);
-    sigaction(SIGHUP, &sa, NULL);
-    signal(SIGPIPE, SIG_IGN);
+    if (tls_self) {
+        char tdir[4096];
+        snprintf(tdir, sizeof tdir, "%s/tls", dir);
+        mkdir(dir, 0700); /* a PostgreSQL store has no data directory of its own */
+        if (!(tls = tls_open(NULL, NULL, tdir))) {
+            api_close(api);
+            return 2;
+        }
+    }
+    struct http_config hc = {
+        .host = host,
+        .port = (uint16_t)port,
+        .test_clock = test_clock,
+        .tls = tls,
+        .loops = (int)loops,
+        .max_conns = max_conns,
+        .budget = (size_t)budget_mb << 20,
+        .first_byte_ms = (int)t_first,
+        .header_ms = (int)t_header,
+        .idle_ms = (int)t_idle,
+        .body_ms = (int)t_body,
+        .send_ms = (int)t_send,
+        .drain_ms = (int)t_drain,
+        .h2_streams = (int)h2_streams,
+    };
     struct http *h;
-    if (http_start(api, host, (uint16_t)port, test_clock, &h)) {
+    if (http_start(api, &hc, &h)) {
         api_close(api);
+        SSL_CTX_free(tls);
         return 1;
     }
-    fprintf(stderr, "kinesd %s listening on %s:%ld, data in %s%s\n", KINESD_VERSION, host, port,
-            store ? "PostgreSQL" : dir, sync || store ? "" : " (no fsync)"); /* no password in logs */
-    while (!stop) {
-        pause();
-        if (hup) {
-            hup = 0;
-            api_reload_auth(api);
+    fprintf(stderr, "kinesd %s listening on %s:%ld%s, data in %s%s\n", KINESD_VERSION, host, port,
+            tls ? " (HTTP and HTTPS)" : "", store ? "PostgreSQL" : dir,
+            sync || store ? "" : " (no fsync)"); /* no password in logs */
+    struct signalfd_siginfo si;
+    for (;;) {
+        ssize_t n = read(sfd, &si, sizeof si);
+        if (n != sizeof si)
+            continue; /* EINTR */
+        if (si.ssi_signo != SIGHUP)
+            break;
+        api_reload_auth(api);
+    }
+    http_drain(h);
+    while (!http_drained(h)) {
+        struct pollfd pfd = {sfd, POLLIN, 0};
+        if (poll(&pfd, 1, 50) > 0 && read(sfd, &si, sizeof si) == sizeof si) {
+            if (si.ssi_signo == SIGHUP)
+                continue;
+            fprintf(stderr, "kinesd: second signal, exiting at once\n");
+            _exit(1);
         }
     }
     http_stop(h);
     api_close(api);
+    SSL_CTX_free(tls);
     if (ephemeral) {
         char cmd[64];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);

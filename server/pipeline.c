@@ -1,10 +1,12 @@
 /* pipeline.c: the request pipeline's HTTP half, written once, in AWS's order:
  *
+ *   0. budget / draining   503 ServiceUnavailable, retryable, before the body is buffered
  *   1. body size cap       413 before the body is buffered (the adapters stop reading)
  *   2. GET /healthcheck    200 once the server accepts requests
  *      GET /console[/...]  the web console's compiled-in files (console.c), unless --no-console
  *   3. CORS                Origin -> Access-Control-Allow-Origin; OPTIONS preflight answered here
- *   4. test clock          POST /_test/advance-clock?ms=N, only with --test-clock
+ *   4. test hooks          POST /_test/advance-clock?ms=N and /_test/stream?n=N&size=S,
+ *                          only with --test-clock
  *   5. method              anything but POST -> 403 AccessDeniedException (XML, as AWS)
  *   6. api_handle          content type, decode, X-Amz-Target, authentication, validation,
  *                          operation, encoding (see api/api.c)
@@ -74,8 +76,21 @@ static void from_api(struct hresp *o, struct api_response *ar, bool origin)
     o->status = (unsigned)ar->status;
     o->body = ar->body;
     o->body_len = ar->body_len;
+    o->producer = ar->producer;
     add(o, "Content-Type", ar->content_type);
     add_common(o, ar->request_id, origin);
+}
+
+static long query_num(const char *query, const char *name, long dflt)
+{
+    size_t n = strlen(name);
+    for (const char *q = query; q && *q;) {
+        if (!strncmp(q, name, n) && q[n] == '=')
+            return strtol(q + n + 1, NULL, 10);
+        q = strchr(q, '&');
+        q = q ? q + 1 : NULL;
+    }
+    return dflt;
 }
 
 static void api_done(void *arg, struct api_response *ar)
@@ -92,6 +107,12 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
     memset(o, 0, sizeof *o);
     char rid[40];
     const char *origin = r->header(r->hctx, "Origin");
+    if (r->unavailable) {
+        struct api_response ar;
+        api_unavailable(p->api, r->header(r->hctx, "Content-Type"), r->unavailable, &ar);
+        from_api(o, &ar, origin != NULL);
+        return 0;
+    }
     if (r->too_large) {
         struct api_response ar;
         api_too_large(p->api, r->header(r->hctx, "Content-Type"), r->announced, &ar);
@@ -134,6 +155,13 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
         set_body(o, "{}");
         goto common;
     }
+    if (p->test_clock && !strcmp(r->method, "POST") && !strcmp(r->path, "/_test/stream")) {
+        long n = query_num(r->query, "n", 10), size = query_num(r->query, "size", 64);
+        o->producer = pipeline_test_producer(n < 0 ? 0 : n, size < 1 ? 1 : size > 65536 ? 65536 : size);
+        o->status = 200;
+        add(o, "Content-Type", "application/octet-stream");
+        goto common;
+    }
     if (strcmp(r->method, "POST")) {
         o->status = 403;
         set_body(o, "<AccessDeniedException>\n  <Message>Unable to determine service/operation name to be "
@@ -155,7 +183,7 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
         .hctx = r->hctx,
     };
     if (!done) { /* pipeline_run: the API call may wait for its commit */
-        struct api_response ar;
+        struct api_response ar = {0};
         api_handle(p->api, &req, &ar);
         from_api(o, &ar, origin != NULL);
         return 0;
@@ -183,4 +211,8 @@ void hresp_free(struct hresp *o)
 {
     free(o->body);
     o->body = NULL;
+    if (o->producer) {
+        o->producer->close(o->producer, API_STREAM_SHUTDOWN);
+        o->producer = NULL;
+    }
 }

@@ -1,6 +1,6 @@
 /* pipeline.h: the HTTP half of the request pipeline, independent of the HTTP version.
- * http.c (HTTP/1.1 through libmicrohttpd) and h2.c (HTTP/2 through nghttp2) each turn a
- * request into a struct hreq, call pipeline_run, and send the struct hresp back. */
+ * http1.c (our own HTTP/1.1 parser) and http2.c (nghttp2) each turn a request into a struct
+ * hreq, call pipeline_start, and send the struct hresp back when it is done. */
 #ifndef KINESD_PIPELINE_H
 #define KINESD_PIPELINE_H
 
@@ -21,6 +21,9 @@ struct hreq {
     size_t body_len;
     bool too_large;     /* the body exceeded api_max_body: answer 413 */
     uint64_t announced; /* its announced or received size */
+    /* set by the transport: answer 503 ServiceUnavailable with this message (memory budget
+     * exhausted, server draining) without looking further */
+    const char *unavailable;
 };
 
 #define HRESP_MAX_HEADERS 10
@@ -29,6 +32,9 @@ struct hresp {
     unsigned status;
     char *body; /* malloc'd, owned by the hresp until sent */
     size_t body_len;
+    /* a streaming answer instead of body: owned by the hresp until the transport takes it
+     * (then the transport calls its close exactly once) */
+    struct api_producer *producer;
     int nh;
     struct {
         const char *name; /* static */
@@ -52,10 +58,12 @@ typedef void (*pipeline_done_fn)(void *ctx, struct hresp *out);
 int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp *out, pipeline_done_fn done,
                    void *ctx);
 
-/* Free what pipeline_run left in out. */
+/* Free what pipeline_run left in out (a producer not taken is closed as SHUTDOWN). */
 void hresp_free(struct hresp *out);
 
-/* Serve one HTTP/2 connection (prior knowledge, h2c) on fd until it closes; closes fd. */
-void h2_serve(const struct pipeline *p, int fd);
+/* The test producer behind POST /_test/stream?n=N&size=S (only with --test-clock): N frames of
+ * S bytes, each made ready by a timer thread one millisecond after the previous one was
+ * pulled. Returns NULL when out of memory. (teststream.c) */
+struct api_producer *pipeline_test_producer(long n, long size);
 
 #endif

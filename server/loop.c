@@ -1,0 +1,906 @@
+/* loop.c: the event loops that own every connection.
+ *
+ * A small fixed pool of threads (http_config.loops), each with its own epoll set. The listening
+ * socket is in every set (EPOLLEXCLUSIVE, so one loop wakes per connection); a loop accepts
+ * without blocking and keeps the connection for its whole life. Sockets are non-blocking and
+ * edge-triggered: on any event the loop reads until EAGAIN (or until the protocol's read buffer
+ * is full: that is back-pressure), hands the bytes to the protocol, and writes until EAGAIN.
+ * No call on a loop thread blocks on a socket.
+ *
+ * Sniffing: the first byte, peeked, tells a TLS ClientHello (0x16) from cleartext; after the
+ * TLS handshake (if any) the first bytes tell the HTTP/2 preface from HTTP/1.1. So one port
+ * serves HTTP/1.1, h2c, HTTPS and h2 over TLS; ALPN (h2, http/1.1) only says what the client
+ * will send, and the preface decides.
+ *
+ * Requests that wait for a commit complete on the store's committer thread: conn_job_done puts
+ * the job on the loop's locked queue and writes the loop's eventfd; streaming producers wake
+ * their sink the same way. Everything else of a connection is touched only by its loop.
+ *
+ * Bounds: at most max_conns connections (a connection past it is accepted and closed at once);
+ * one budget, process-wide, for buffered request bodies and queued answers (the protocols ask
+ * before buffering and answer 503 when it is spent); a deadline per connection (first byte,
+ * headers, idle, stalled body; set by the protocols) and a send timeout (output that makes no
+ * progress), checked by a sweep every 100 ms.
+ *
+ * Draining (http_drain): the loops stop accepting and tell every connection's protocol, which
+ * stops reading new requests and closes once what is in flight was answered; after drain_ms
+ * what is left is closed. A loop ends once its last connection is gone and every job and sink
+ * that referred to it came back. */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <openssl/err.h>
+#include <pthread.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "conn.h"
+
+#define MAX_LOOPS 64
+#define SWEEP_MS 100
+#define LINGER_MS 2000
+#define RBUF_MIN 4096
+
+struct loop {
+    struct http *h;
+    int ep, efd;
+    pthread_t th;
+    int64_t now;
+    pthread_mutex_t mu; /* the queue */
+    struct job *jobs;
+    struct sink *sinks;
+    struct conn *conns;     /* every connection of this loop, live or waiting for refs */
+    struct conn *graveyard; /* freed after the current batch of events */
+    int nconns;
+    bool drain_seen;
+    int64_t drain_deadline;
+    time_t date_sec;
+    char date[40];
+};
+
+struct http {
+    struct http_config cfg;
+    struct pipeline p;
+    int lfd;
+    struct loop loops[MAX_LOOPS];
+    int nloops;
+    atomic_long nconns;
+    atomic_size_t budget_used;
+    atomic_bool draining;
+    atomic_int loops_done;
+    atomic_int lfd_released;
+};
+
+static int64_t mono_ms(void)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000;
+}
+
+int64_t conn_now(const struct conn *c) { return c->l->now; }
+
+const struct http_config *conn_cfg(const struct conn *c) { return &c->srv->cfg; }
+
+const struct pipeline *conn_pipeline(const struct conn *c) { return &c->srv->p; }
+
+bool conn_draining(const struct conn *c) { return atomic_load(&c->srv->draining); }
+
+const char *conn_date(struct conn *c)
+{
+    time_t t = time(NULL);
+    if (t != c->l->date_sec) {
+        struct tm tm;
+        gmtime_r(&t, &tm);
+        strftime(c->l->date, sizeof c->l->date, "%a, %d %b %Y %H:%M:%S GMT", &tm);
+        c->l->date_sec = t;
+    }
+    return c->l->date;
+}
+
+/* ---- budget ---- */
+
+bool conn_budget_take(struct conn *c, size_t n)
+{
+    atomic_size_t *u = &c->srv->budget_used;
+    size_t cur = atomic_load(u);
+    do {
+        if (cur + n > c->srv->cfg.budget)
+            return false;
+    } while (!atomic_compare_exchange_weak(u, &cur, cur + n));
+    return true;
+}
+
+void conn_budget_give(struct conn *c, size_t n) { atomic_fetch_sub(&c->srv->budget_used, n); }
+
+void conn_budget_force(struct conn *c, size_t n) { atomic_fetch_add(&c->srv->budget_used, n); }
+
+/* ---- output ---- */
+
+static void *xrealloc(void *p, size_t n)
+{
+    void *q = realloc(p, n);
+    if (!q) {
+        fprintf(stderr, "kinesd: out of memory\n");
+        abort();
+    }
+    return q;
+}
+
+void conn_write(struct conn *c, const void *p, size_t n)
+{
+    if (c->dead || !n)
+        return;
+    if (c->woff && c->woff == c->wlen)
+        c->woff = c->wlen = 0;
+    if (c->wlen + n > c->wcap) {
+        if (c->woff) { /* compact first */
+            memmove(c->wbuf, c->wbuf + c->woff, c->wlen - c->woff);
+            c->wlen -= c->woff;
+            c->woff = 0;
+        }
+        if (c->wlen + n > c->wcap) {
+            size_t ncap = c->wcap ? c->wcap * 2 : 4096;
+            while (ncap < c->wlen + n)
+                ncap *= 2;
+            c->wbuf = xrealloc(c->wbuf, ncap);
+            c->wcap = ncap;
+        }
+    }
+    if (conn_pending(c) == 0)
+        c->last_write = c->l->now;
+    memcpy(c->wbuf + c->wlen, p, n);
+    c->wlen += n;
+}
+
+void conn_write_body(struct conn *c, char *body, size_t n)
+{
+    if (c->dead || !n || c->wbody) {
+        free(body);
+        return;
+    }
+    if (conn_pending(c) == 0)
+        c->last_write = c->l->now;
+    c->wbody = body;
+    c->wbody_len = n;
+    c->wbody_off = 0;
+    c->out_budget += n;
+    conn_budget_force(c, n);
+}
+
+size_t conn_pending(const struct conn *c)
+{
+    return (c->wlen - c->woff) + (c->wbody ? c->wbody_len - c->wbody_off : 0);
+}
+
+static void out_sent(struct conn *c, size_t n)
+{
+    size_t head = c->wlen - c->woff;
+    if (n <= head) {
+        c->woff += n;
+    } else {
+        c->woff = c->wlen;
+        c->wbody_off += n - head;
+    }
+    if (c->woff == c->wlen) {
+        c->woff = c->wlen = 0;
+        if (c->wcap > 256 * 1024) { /* a large answer went: do not keep its buffer */
+            free(c->wbuf);
+            c->wbuf = NULL;
+            c->wcap = 0;
+        }
+    }
+    if (c->wbody && c->wbody_off == c->wbody_len) {
+        free(c->wbody);
+        c->wbody = NULL;
+        c->wbody_len = c->wbody_off = 0;
+        conn_budget_give(c, c->out_budget);
+        c->out_budget = 0;
+    }
+    c->last_write = c->l->now;
+}
+
+/* Write until EAGAIN or nothing is left. Returns -1 when the connection failed. */
+static int send_some(struct conn *c)
+{
+    while (conn_pending(c)) {
+        ssize_t w;
+        if (c->ssl) {
+            const char *p = c->woff < c->wlen ? c->wbuf + c->woff : c->wbody + c->wbody_off;
+            size_t n = c->woff < c->wlen ? c->wlen - c->woff : c->wbody_len - c->wbody_off;
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
+                    return 0;
+                return -1;
+            }
+            w = r;
+        } else {
+            struct iovec iov[2];
+            int n = 0;
+            if (c->woff < c->wlen)
+                iov[n++] = (struct iovec){c->wbuf + c->woff, c->wlen - c->woff};
+            if (c->wbody && c->wbody_off < c->wbody_len)
+                iov[n++] = (struct iovec){c->wbody + c->wbody_off, c->wbody_len - c->wbody_off};
+            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+            w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+            if (w < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                    return 0;
+                return -1;
+            }
+        }
+        out_sent(c, (size_t)w);
+    }
+    return 0;
+}
+
+/* ---- lifetime ---- */
+
+/* The last reference went: unlink now, free after the current batch of events (one of them
+ * may still name this connection). */
+static void conn_free(struct conn *c)
+{
+    struct loop *l = c->l;
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        l->conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    l->nconns--;
+    c->next = l->graveyard;
+    l->graveyard = c;
+}
+
+static void kick(struct conn *c);
+
+static void hold(struct conn *c) { c->refs++; }
+
+static void release(struct conn *c)
+{
+    if (--c->refs == 0 && c->dead)
+        conn_free(c);
+}
+
+void conn_close(struct conn *c)
+{
+    if (c->dead)
+        return;
+    c->dead = true;
+    hold(c); /* the protocol's free may drop the last job or sink */
+    if (c->proto && c->proto->free)
+        c->proto->free(c);
+    c->proto = NULL;
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        c->ssl = NULL;
+    }
+    epoll_ctl(c->l->ep, EPOLL_CTL_DEL, c->fd, NULL);
+    close(c->fd);
+    c->fd = -1;
+    atomic_fetch_sub(&c->srv->nconns, 1);
+    free(c->rbuf);
+    c->rbuf = NULL;
+    c->rlen = c->rcap = 0;
+    free(c->wbuf);
+    c->wbuf = NULL;
+    c->woff = c->wlen = c->wcap = 0;
+    free(c->wbody);
+    c->wbody = NULL;
+    if (c->out_budget) {
+        conn_budget_give(c, c->out_budget);
+        c->out_budget = 0;
+    }
+    release(c);
+}
+
+void conn_close_after_send(struct conn *c) { c->closing = true; }
+
+/* Everything queued went out: half-close, then read and discard for a while, so that the
+ * client reads the answer rather than a reset caused by the body it is still sending. */
+static void start_linger(struct conn *c)
+{
+    c->lingering = true;
+    if (c->ssl)
+        SSL_shutdown(c->ssl);
+    shutdown(c->fd, SHUT_WR);
+    c->deadline = c->l->now + LINGER_MS;
+    c->rlen = 0;
+}
+
+void conn_consume(struct conn *c, size_t n)
+{
+    if (n >= c->rlen) {
+        c->rlen = 0;
+        if (c->rcap > 4 * RBUF_MIN) {
+            free(c->rbuf);
+            c->rbuf = NULL;
+            c->rcap = 0;
+        }
+        return;
+    }
+    memmove(c->rbuf, c->rbuf + n, c->rlen - n);
+    c->rlen -= n;
+}
+
+/* ---- jobs and sinks ---- */
+
+struct job *conn_job_new(struct conn *c, void *owner)
+{
+    struct job *j = calloc(1, sizeof *j);
+    if (!j)
+        return NULL;
+    j->c = c;
+    j->owner = owner;
+    c->refs++;
+    return j;
+}
+
+void conn_job_done(void *ctx, struct hresp *out)
+{
+    (void)out;
+    struct job *j = ctx;
+    struct loop *l = j->c->l;
+    pthread_mutex_lock(&l->mu);
+    j->next = l->jobs;
+    l->jobs = j;
+    pthread_mutex_unlock(&l->mu);
+    uint64_t one = 1;
+    if (write(l->efd, &one, sizeof one) < 0) {
+        /* the counter is full: the loop is awake anyway */
+    }
+}
+
+void conn_job_free(struct job *j)
+{
+    hresp_free(&j->resp);
+    if (j->budget)
+        conn_budget_give(j->c, j->budget);
+    free(j);
+}
+
+static void sink_wake(struct api_sink *base)
+{
+    struct sink *s = (struct sink *)base;
+    if (atomic_exchange(&s->queued, true))
+        return;
+    struct loop *l = s->c->l;
+    pthread_mutex_lock(&l->mu);
+    s->next = l->sinks;
+    l->sinks = s;
+    pthread_mutex_unlock(&l->mu);
+    uint64_t one = 1;
+    if (write(l->efd, &one, sizeof one) < 0) {
+    }
+}
+
+struct sink *conn_sink_new(struct conn *c, void *owner)
+{
+    struct sink *s = calloc(1, sizeof *s);
+    if (!s)
+        return NULL;
+    s->base.wake = sink_wake;
+    s->c = c;
+    s->owner = owner;
+    atomic_init(&s->queued, false);
+    c->refs++;
+    return s;
+}
+
+static void sink_free(struct sink *s)
+{
+    struct conn *c = s->c;
+    free(s);
+    if (--c->refs == 0 && c->dead)
+        conn_free(c);
+}
+
+void conn_sink_release(struct sink *s)
+{
+    /* the producer is closed: no wake can come any more, only one already queued */
+    if (atomic_load(&s->queued))
+        s->dead = true;
+    else
+        sink_free(s);
+}
+
+static void run_queue(struct loop *l)
+{
+    uint64_t v;
+    if (read(l->efd, &v, sizeof v) < 0) {
+    }
+    pthread_mutex_lock(&l->mu);
+    struct job *jobs = l->jobs;
+    struct sink *sinks = l->sinks;
+    l->jobs = NULL;
+    l->sinks = NULL;
+    pthread_mutex_unlock(&l->mu);
+    while (jobs) {
+        struct job *j = jobs;
+        jobs = j->next;
+        struct conn *c = j->c; /* the job's reference is held until here */
+        if (c->dead || !j->owner) {
+            conn_job_free(j);
+        } else {
+            c->proto->job_done(c, j);
+            kick(c);
+        }
+        release(c);
+    }
+    while (sinks) {
+        struct sink *s = sinks;
+        sinks = s->next;
+        atomic_store(&s->queued, false);
+        struct conn *c = s->c;
+        if (s->dead) {
+            sink_free(s);
+            continue;
+        }
+        if (!c->dead && s->owner && c->proto && c->proto->wake) {
+            hold(c);
+            c->proto->wake(c, s);
+            kick(c);
+            release(c);
+        }
+    }
+}
+
+/* ---- one connection's events ---- */
+
+static void tls_fail(struct conn *c)
+{
+    ERR_clear_error();
+    conn_close(c);
+}
+
+/* Look at the first byte: TLS or cleartext. Returns 1 when decided, 0 to wait, -1 closed. */
+static int sniff_tls(struct conn *c)
+{
+    unsigned char b;
+    ssize_t n = recv(c->fd, &b, 1, MSG_PEEK);
+    if (n < 0 && (errno == EAGAIN || errno == EINTR))
+        return 0;
+    if (n <= 0) {
+        conn_close(c);
+        return -1;
+    }
+    c->sniffed = true;
+    if (b == 0x16 && c->srv->cfg.tls) {
+        c->ssl = SSL_new(c->srv->cfg.tls);
+        if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+            tls_fail(c);
+            return -1;
+        }
+        SSL_set_accept_state(c->ssl);
+        c->handshaking = true;
+        c->deadline = c->l->now + c->srv->cfg.header_ms;
+    }
+    return 1;
+}
+
+/* The HTTP/2 preface, or enough bytes that it cannot be: choose the protocol. */
+static const char PREFACE[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+static int choose_proto(struct conn *c)
+{
+    size_t n = c->rlen < sizeof PREFACE - 1 ? c->rlen : sizeof PREFACE - 1;
+    bool h2 = false;
+    if (!memcmp(c->rbuf, PREFACE, n)) {
+        if (n < sizeof PREFACE - 1 && !c->eof)
+            return 0; /* wait for the rest of it */
+        h2 = n == sizeof PREFACE - 1;
+    }
+    c->deadline = 0;
+    if (h2 ? http2_init(c) : http1_init(c)) {
+        conn_close(c);
+        return -1;
+    }
+    c->proto = h2 ? &http2_proto : &http1_proto;
+    return 1;
+}
+
+/* Read until EAGAIN, a full buffer or EOF. Returns bytes read, or -1 when the connection failed. */
+static ssize_t read_some(struct conn *c)
+{
+    ssize_t total = 0;
+    while (!c->eof && c->rlen < c->rmax) {
+        if (c->rcap - c->rlen < RBUF_MIN / 2 && c->rcap < c->rmax) {
+            size_t ncap = c->rcap ? c->rcap * 2 : RBUF_MIN;
+            if (ncap > c->rmax)
+                ncap = c->rmax;
+            c->rbuf = xrealloc(c->rbuf, ncap);
+            c->rcap = ncap;
+        }
+        size_t room = c->rcap - c->rlen;
+        ssize_t n;
+        if (c->ssl) {
+            ERR_clear_error();
+            int r = SSL_read(c->ssl, c->rbuf + c->rlen, room > INT32_MAX ? INT32_MAX : (int)room);
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                    break;
+                if (e == SSL_ERROR_ZERO_RETURN) {
+                    c->eof = true;
+                    break;
+                }
+                return -1;
+            }
+            n = r;
+        } else {
+            n = recv(c->fd, c->rbuf + c->rlen, room, 0);
+            if (n < 0) {
+                if (errno == EAGAIN || errno == EINTR)
+                    break;
+                return -1;
+            }
+            if (n == 0) {
+                c->eof = true;
+                break;
+            }
+        }
+        c->rlen += (size_t)n;
+        total += n;
+    }
+    return total;
+}
+
+/* Discard what arrives after the answer, until EOF or the linger deadline. */
+static void linger_read(struct conn *c)
+{
+    char buf[16384];
+    for (;;) {
+        ssize_t n = recv(c->fd, buf, sizeof buf, 0);
+        if (n > 0)
+            continue;
+        if (n < 0 && (errno == EAGAIN || errno == EINTR))
+            return;
+        conn_close(c);
+        return;
+    }
+}
+
+/* The protocols and the loop may close c at any point of a kick: the struct stays until the
+ * kick is over. */
+void conn_kick(struct conn *c)
+{
+    if (c->dead) /* closed earlier in this batch of events */
+        return;
+    hold(c);
+    kick(c);
+    release(c);
+}
+
+static void kick(struct conn *c)
+{
+    for (int round = 0; !c->dead && round < 64; round++) {
+        if (c->lingering) {
+            linger_read(c);
+            return;
+        }
+        if (!c->sniffed) {
+            if (sniff_tls(c) <= 0)
+                return;
+        }
+        if (c->handshaking) {
+            ERR_clear_error();
+            int r = SSL_do_handshake(c->ssl);
+            if (r != 1) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
+                    tls_fail(c);
+                return;
+            }
+            c->handshaking = false;
+            c->deadline = c->l->now + c->srv->cfg.first_byte_ms;
+        }
+        bool had_eof = c->eof;
+        ssize_t got = c->closing ? 0 : read_some(c);
+        if (got < 0) {
+            conn_close(c);
+            return;
+        }
+        bool full = c->rlen >= c->rmax;
+        if (!c->proto && (c->rlen || c->eof)) {
+            if (c->rlen == 0) { /* closed before saying anything */
+                conn_close(c);
+                return;
+            }
+            if (choose_proto(c) <= 0)
+                return;
+            got = 1;
+        }
+        if (c->proto && (got > 0 || c->rlen > 0 || c->eof != had_eof))
+            c->proto->input(c);
+        bool drained = false;
+        for (int k = 0; !c->dead && k < 16; k++) {
+            size_t before = conn_pending(c);
+            if (c->proto && c->proto->output && before < CONN_LOW_WATER)
+                c->proto->output(c);
+            if (c->dead)
+                return;
+            bool made = conn_pending(c) > before;
+            size_t unsent = conn_pending(c);
+            if (send_some(c)) {
+                conn_close(c);
+                return;
+            }
+            drained = unsent > 0 && conn_pending(c) == 0;
+            if (conn_pending(c) > 0 || (!made && unsent == 0)) /* the socket is full, or nothing to do */
+                break;
+        }
+        if (c->dead)
+            return;
+        if (c->closing && conn_pending(c) == 0) {
+            start_linger(c);
+            continue;
+        }
+        /* the protocol made room in a buffer that was full: read on; or the output went and
+         * the protocol may take the next buffered request */
+        if (drained && c->rlen > 0 && !c->closing)
+            continue;
+        if (!(full && !c->closing && !c->eof && c->rlen < c->rmax))
+            return;
+    }
+}
+
+/* ---- accepting ---- */
+
+static void accept_some(struct loop *l)
+{
+    struct http *h = l->h;
+    for (int i = 0; i < 64; i++) {
+        struct sockaddr_storage ss;
+        socklen_t sl = sizeof ss;
+        int fd = accept4(h->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        if (fd < 0)
+            return;
+        if (atomic_load(&h->draining)) {
+            close(fd);
+            continue;
+        }
+        if (atomic_fetch_add(&h->nconns, 1) >= h->cfg.max_conns) {
+            atomic_fetch_sub(&h->nconns, 1);
+            close(fd); /* past the connection cap: the client sees the close and retries */
+            continue;
+        }
+        struct conn *c = calloc(1, sizeof *c);
+        if (!c) {
+            atomic_fetch_sub(&h->nconns, 1);
+            close(fd);
+            continue;
+        }
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        c->l = l;
+        c->srv = h;
+        c->fd = fd;
+        c->rmax = RBUF_MIN;
+        c->deadline = l->now + h->cfg.first_byte_ms;
+        c->next = l->conns;
+        if (l->conns)
+            l->conns->prev = c;
+        l->conns = c;
+        l->nconns++;
+        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
+            conn_close(c);
+            continue;
+        }
+    }
+}
+
+/* ---- the loop ---- */
+
+static void sweep(struct loop *l)
+{
+    const struct http_config *cfg = &l->h->cfg;
+    for (struct conn *c = l->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->dead)
+            continue;
+        if (c->deadline && l->now >= c->deadline) {
+            conn_close(c);
+            continue;
+        }
+        if ((conn_pending(c) || c->owes > 0) && l->now - c->last_write >= cfg->send_ms)
+            conn_close(c); /* the client stopped reading */
+    }
+}
+
+static void start_drain(struct loop *l)
+{
+    struct http *h = l->h;
+    l->drain_seen = true;
+    l->drain_deadline = l->now + h->cfg.drain_ms;
+    epoll_ctl(l->ep, EPOLL_CTL_DEL, h->lfd, NULL);
+    /* the last loop to let go of the listening socket closes it: new connections are refused
+     * from now on, and those in the backlog are reset */
+    if (atomic_fetch_add(&h->lfd_released, 1) + 1 == h->nloops)
+        close(h->lfd);
+    for (struct conn *c = l->conns, *next; c; c = next) {
+        next = c->next;
+        if (c->dead)
+            continue;
+        if (!c->proto || c->handshaking)
+            conn_close(c); /* nothing asked yet */
+        else if (c->proto->drain) {
+            hold(c);
+            c->proto->drain(c);
+            kick(c);
+            release(c);
+        }
+    }
+}
+
+static void *loop_main(void *arg)
+{
+    struct loop *l = arg;
+    struct http *h = l->h;
+    struct epoll_event evs[128];
+    int64_t last_sweep = mono_ms();
+    for (;;) {
+        int n = epoll_wait(l->ep, evs, 128, SWEEP_MS);
+        l->now = mono_ms();
+        for (int i = 0; i < n; i++) {
+            void *p = evs[i].data.ptr;
+            if (p == &h->lfd)
+                accept_some(l);
+            else if (p == &l->efd)
+                run_queue(l);
+            else
+                conn_kick(p);
+        }
+        while (l->graveyard) {
+            struct conn *c = l->graveyard;
+            l->graveyard = c->next;
+            free(c);
+        }
+        if (l->now - last_sweep >= SWEEP_MS) {
+            last_sweep = l->now;
+            sweep(l);
+        }
+        if (atomic_load(&h->draining)) {
+            if (!l->drain_seen)
+                start_drain(l);
+            if (l->now >= l->drain_deadline)
+                for (struct conn *c = l->conns, *next; c; c = next) {
+                    next = c->next;
+                    conn_close(c); /* out of time: in-flight jobs still come back first */
+                }
+            if (l->nconns == 0)
+                break;
+        }
+    }
+    while (l->graveyard) {
+        struct conn *c = l->graveyard;
+        l->graveyard = c->next;
+        free(c);
+    }
+    atomic_fetch_add(&h->loops_done, 1);
+    return NULL;
+}
+
+/* ---- start and stop ---- */
+
+static int listen_on(const char *host, uint16_t port)
+{
+    struct sockaddr_storage ss = {0};
+    socklen_t len;
+    struct sockaddr_in *a4 = (struct sockaddr_in *)&ss;
+    struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&ss;
+    if (!host || !strcmp(host, "localhost")) {
+        a4->sin_family = AF_INET;
+        a4->sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+        a4->sin_port = htons(port);
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET, host, &a4->sin_addr) == 1) {
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons(port);
+        len = sizeof *a4;
+    } else if (inet_pton(AF_INET6, host, &a6->sin6_addr) == 1) {
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons(port);
+        len = sizeof *a6;
+    } else {
+        fprintf(stderr, "kinesd: --host must be an IP address or localhost: %s\n", host);
+        return -1;
+    }
+    int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+    int one = 1;
+    if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
+        bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
+        fprintf(stderr, "kinesd: cannot listen on %s:%u: %s\n", host, port, strerror(errno));
+        if (fd >= 0)
+            close(fd);
+        return -1;
+    }
+    return fd;
+}
+
+int http_start(struct api *a, const struct http_config *cfg, struct http **out)
+{
+    struct http *h = calloc(1, sizeof *h);
+    if (!h)
+        return -1;
+    h->cfg = *cfg;
+    if (h->cfg.loops < 1)
+        h->cfg.loops = 1;
+    if (h->cfg.loops > MAX_LOOPS)
+        h->cfg.loops = MAX_LOOPS;
+    h->p.api = a;
+    h->p.test_clock = cfg->test_clock;
+    h->lfd = listen_on(cfg->host, cfg->port);
+    if (h->lfd < 0) {
+        free(h);
+        return -1;
+    }
+    for (int i = 0; i < h->cfg.loops; i++) {
+        struct loop *l = &h->loops[i];
+        l->h = h;
+        l->now = mono_ms();
+        pthread_mutex_init(&l->mu, NULL);
+        l->ep = epoll_create1(EPOLL_CLOEXEC);
+        l->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+        struct epoll_event le = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &h->lfd};
+        struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &l->efd};
+        if (l->ep < 0 || l->efd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, h->lfd, &le) ||
+            epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ee) || pthread_create(&l->th, NULL, loop_main, l)) {
+            fprintf(stderr, "kinesd: cannot start event loop %d: %s\n", i, strerror(errno));
+            atomic_store(&h->draining, true);
+            for (int k = 0; k < i; k++) {
+                uint64_t one = 1;
+                if (write(h->loops[k].efd, &one, sizeof one) < 0) {
+                }
+                pthread_join(h->loops[k].th, NULL);
+            }
+            if (i == 0) /* otherwise the last loop closed it */
+                close(h->lfd);
+            free(h);
+            return -1;
+        }
+        h->nloops++;
+    }
+    *out = h;
+    return 0;
+}
+
+void http_drain(struct http *h)
+{
+    if (!h || atomic_exchange(&h->draining, true))
+        return;
+    for (int i = 0; i < h->nloops; i++) {
+        uint64_t one = 1;
+        if (write(h->loops[i].efd, &one, sizeof one) < 0) {
+        }
+    }
+}
+
+bool http_drained(struct http *h) { return atomic_load(&h->loops_done) == h->nloops; }
+
+void http_stop(struct http *h)
+{
+    if (!h)
+        return;
+    http_drain(h);
+    for (int i = 0; i < h->nloops; i++)
+        pthread_join(h->loops[i].th, NULL);
+    for (int i = 0; i < h->nloops; i++) {
+        close(h->loops[i].ep);
+        close(h->loops[i].efd);
+        pthread_mutex_destroy(&h->loops[i].mu);
+    }
+    free(h);
+}

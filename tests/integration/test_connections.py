@@ -1,0 +1,395 @@
+"""Bounds of the connection front: many idle connections, the connection cap, timeouts (first
+byte, headers, body, idle keep-alive, a client that stops reading), the memory budget, and the
+HTTP/1.1 parser's strictness. Timeouts are shortened by flags; the assertions are about what
+happens (closed, answered), never about how long it took.
+"""
+
+import json
+import resource
+import socket
+import time
+from pathlib import Path
+
+import pytest
+
+import helpers
+
+pytestmark = pytest.mark.own_server
+
+
+def status_of(pid, key):
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise AssertionError(key)
+
+
+def closed_within(sock, seconds, feed=None):
+    """True when the server closes sock before `seconds` pass; feed(i) may send a byte per tick."""
+    sock.settimeout(0.2)
+    deadline = time.monotonic() + seconds
+    i = 0
+    while time.monotonic() < deadline:
+        try:
+            data = sock.recv(65536)
+            if not data:
+                return True
+        except socket.timeout:
+            pass
+        except (ConnectionResetError, BrokenPipeError):
+            return True
+        if feed:
+            try:
+                feed(i)
+            except (BrokenPipeError, ConnectionResetError):
+                return True
+        i += 1
+    return False
+
+
+def healthcheck_on(sock):
+    sock.settimeout(10)
+    sock.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while b'{"status":"ok"}' not in data:
+        chunk = sock.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    return data
+
+
+def test_3000_idle_connections_cost_no_thread_each_and_past_the_cap_are_closed(kinesd_factory):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = 8192
+    if hard != resource.RLIM_INFINITY and hard < want:
+        pytest.skip(f"RLIMIT_NOFILE hard limit {hard} is below {want}")
+    resource.setrlimit(resource.RLIMIT_NOFILE, (max(soft, want), hard))  # kinesd inherits it
+    try:
+        server = kinesd_factory(flags={"--max-connections": "2500"})
+        pid = server.proc.pid
+        threads0, rss0 = status_of(pid, "Threads"), status_of(pid, "RssAnon")
+        socks = []
+        for _ in range(3000):
+            socks.append(socket.create_connection(("127.0.0.1", server.port), timeout=10))
+        time.sleep(1)
+        threads, rss = status_of(pid, "Threads"), status_of(pid, "RssAnon")
+        assert threads <= threads0 + 2, f"{threads0} -> {threads} threads for 3000 idle connections"
+        assert rss - rss0 < 64 * 1024, f"RssAnon grew by {rss - rss0} KiB for 3000 idle connections"
+        # the first ones were accepted and are served; past the cap they were closed
+        assert b"200 OK" in healthcheck_on(socks[0])
+        assert b"200 OK" in healthcheck_on(socks[2499 - 100])
+        closed = 0
+        for s in socks[2600:]:
+            s.setblocking(False)
+            try:
+                if s.recv(1) == b"":
+                    closed += 1
+            except BlockingIOError:
+                pass
+            except ConnectionResetError:
+                closed += 1
+        assert closed == 400, f"{closed} of the 400 connections past the cap were closed"
+        for s in socks:
+            s.close()
+        time.sleep(0.5)
+        # with the idle ones gone, new connections are served again
+        assert helpers.http_request(server.endpoint, "GET", "/healthcheck").status == 200
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+
+
+SHORT = {"--first-byte-timeout-ms": "1000", "--header-timeout-ms": "1000", "--body-timeout-ms": "1000",
+         "--idle-timeout-ms": "1000", "--send-timeout-ms": "1000", "--test-clock": None}
+
+
+def test_a_connection_that_sends_nothing_is_closed(kinesd_factory):
+    server = kinesd_factory(flags=SHORT)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    assert closed_within(s, 15)
+
+
+def test_slowloris_headers_are_cut_off_even_while_bytes_keep_coming(kinesd_factory):
+    server = kinesd_factory(flags=SHORT)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\n")
+    header = b"X-Slow: " + b"a" * 1000
+    assert closed_within(s, 15, feed=lambda i: s.sendall(header[i:i + 1]))
+    assert helpers.http_request(server.endpoint, "GET", "/healthcheck").status == 200
+
+
+def test_a_stalled_body_is_cut_off(kinesd_factory):
+    server = kinesd_factory(flags=SHORT)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
+              b"X-Amz-Target: Kinesis_20131202.ListStreams\r\nContent-Length: 100\r\n\r\n{")
+    assert closed_within(s, 15)
+
+
+def test_a_slowloris_over_tls_handshake_is_cut_off(kinesd_factory):
+    server = kinesd_factory(flags=dict(SHORT, **{"--tls-self-signed": None}))
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.sendall(b"\x16\x03\x01")  # the start of a ClientHello, and nothing more
+    assert closed_within(s, 15)
+
+
+def test_an_idle_keep_alive_connection_is_closed_after_its_answer(kinesd_factory):
+    server = kinesd_factory(flags=SHORT)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    assert b"200 OK" in healthcheck_on(s)
+    assert closed_within(s, 15)
+
+
+def test_a_client_that_stops_reading_is_disconnected_and_its_producer_released(kinesd_factory):
+    server = kinesd_factory(flags=SHORT)
+    s = socket.create_connection(("127.0.0.1", server.port))
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    s.sendall(b"POST /_test/stream?n=100000&size=65536 HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n")
+    deadline = time.monotonic() + 20
+    while "test stream closed (client gone)" not in server.log() and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert "test stream closed (client gone)" in server.log()
+    s.close()
+
+
+def raw_exchange(server, head, body=b""):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(head + body)
+    data = b""
+    try:
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+            if b"\r\n\r\n" in data:
+                h, _, rest = data.partition(b"\r\n\r\n")
+                n = [int(l.split(b":")[1]) for l in h.split(b"\r\n") if l.lower().startswith(b"content-length")]
+                if n and len(rest) >= n[0]:
+                    break
+    except (ConnectionResetError, socket.timeout):
+        pass
+    s.close()
+    return data
+
+
+def test_a_body_past_the_memory_budget_answers_a_retryable_503_before_it_is_sent(kinesd_factory):
+    server = kinesd_factory(flags={"--memory-budget-mb": "1"})
+    data = raw_exchange(server, b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
+                                b"X-Amz-Target: Kinesis_20131202.PutRecords\r\nContent-Length: 2000000\r\n\r\n")
+    head, _, body = data.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 503 "), data[:300]
+    assert b"Connection: close" in head
+    assert json.loads(body)["__type"] == "ServiceUnavailable"
+    # a request that fits is served
+    kinesis = helpers.make_client(server.endpoint)
+    assert "StreamNames" in kinesis.list_streams()
+
+
+def test_a_request_line_that_starts_with_nul_is_answered_400_and_closed(kinesd_factory):
+    server = kinesd_factory()
+    assert raw_exchange(server, b"\x00GET / HTTP/1.1\r\n\r\n").startswith(b"HTTP/1.1 400 ")
+
+
+@pytest.mark.parametrize("head", [
+    b"GET / HTTP/1.1\r\nBad Header\r\n\r\n",
+    b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: 1\r\nTransfer-Encoding: chunked\r\n\r\n",
+    b"POST / HTTP/1.1\r\nContent-Length: x\r\n\r\n",
+    b"GET / HTTP/1.1\r\n folded: header\r\n\r\n",
+    b"GET /\rx HTTP/1.1\r\n\r\n",
+    b"NOT A REQUEST\r\n\r\n",
+])
+def test_a_malformed_request_head_answers_400_and_closes(kinesd_factory, head):
+    server = kinesd_factory()
+    data = raw_exchange(server, head)
+    assert data.startswith(b"HTTP/1.1 400 ") and b"Connection: close" in data, data[:200]
+
+
+def test_an_oversized_head_answers_431(kinesd_factory):
+    server = kinesd_factory()
+    data = raw_exchange(server, b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 70000 + b"\r\n\r\n")
+    assert data.startswith(b"HTTP/1.1 431 "), data[:200]
+
+
+def test_expect_100_continue_gets_continue_then_the_answer(kinesd_factory):
+    server = kinesd_factory()
+    body = b"{}"
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
+              b"X-Amz-Target: Kinesis_20131202.ListStreams\r\nExpect: 100-continue\r\nContent-Length: 2\r\n\r\n")
+    assert s.recv(4096).startswith(b"HTTP/1.1 100 Continue\r\n\r\n")
+    s.sendall(body)
+    assert s.recv(4096).startswith(b"HTTP/1.1 400 ")  # MissingAuthenticationToken: unsigned
+    s.close()
+
+
+def test_pipelined_requests_are_answered_in_order(kinesd_factory):
+    server = kinesd_factory()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n" * 20 + b"GET /nope HTTP/1.1\r\nHost: x\r\n\r\n")
+    data = b""
+    while data.count(b"HTTP/1.1 ") < 21:
+        chunk = s.recv(65536)
+        assert chunk
+        data += chunk
+    answers = data.split(b"HTTP/1.1 ")[1:]
+    assert all(a.startswith(b"200 ") for a in answers[:20]) and answers[20].startswith(b"403 ")
+    s.close()
+
+
+def test_http_1_0_closes_after_the_answer_unless_kept_alive(kinesd_factory):
+    server = kinesd_factory()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(b"GET /healthcheck HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"status":"ok"}')
+
+
+# ----------------------------------------------------------------------------------------------
+# HTTP/2 attacks are bounded: the connection is closed or the stream reset, the server lives
+
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def frame(ftype, flags, stream, payload=b""):
+    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + stream.to_bytes(4, "big") + payload
+
+
+def hpack_get(path=b"/healthcheck"):
+    # :method GET, :scheme http (static 2, 6), :path and :authority literal with indexed names
+    return b"\x82\x86\x04" + bytes([len(path)]) + path + b"\x01\x01x"
+
+
+def h2_open(server, settings=b""):
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(PREFACE + frame(4, 0, 0, settings))
+    return s
+
+
+def until_closed(s, seconds=20):
+    """Read frames until the server closes; returns (closed, frame types seen)."""
+    s.settimeout(0.5)
+    buf, types = b"", []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            chunk = s.recv(1 << 20)
+        except socket.timeout:
+            continue
+        except ConnectionResetError:
+            return True, types
+        if not chunk:
+            return True, types
+        buf += chunk
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            n = int.from_bytes(buf[:3], "big")
+            types.append(buf[3])
+            buf = buf[9 + n:]
+    return False, types
+
+
+def send_quietly(s, data):
+    try:
+        s.sendall(data)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+
+
+def alive(server):
+    assert helpers.http_request(server.endpoint, "GET", "/healthcheck").status == 200
+
+
+def test_http2_rapid_reset_gets_goaway(kinesd_factory):
+    server = kinesd_factory()
+    s = h2_open(server)
+    burst = b"".join(frame(1, 0x5, sid, hpack_get()) + frame(3, 0, sid, (8).to_bytes(4, "big"))
+                     for sid in range(1, 2 * 3000, 2))
+    send_quietly(s, burst)
+    closed, types = until_closed(s)
+    assert closed and 7 in types, types[-5:]
+    alive(server)
+
+
+def test_http2_continuation_flood_is_cut_off(kinesd_factory):
+    server = kinesd_factory()
+    pid = server.proc.pid
+    rss0 = status_of(pid, "RssAnon")
+    s = h2_open(server)
+    block = b"\x00\x05x-pad" + bytes([100]) + b"p" * 100
+    send_quietly(s, frame(1, 0x1, 1, hpack_get()))  # HEADERS without END_HEADERS
+    for _ in range(200):
+        send_quietly(s, b"".join(frame(9, 0, 1, block) for _ in range(100)))
+    closed, _ = until_closed(s)
+    assert closed
+    assert status_of(pid, "RssAnon") - rss0 < 64 * 1024
+    alive(server)
+
+
+def test_http2_ping_flood_from_a_client_that_does_not_read_is_cut_off(kinesd_factory):
+    server = kinesd_factory()
+    s = h2_open(server)
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    pings = b"".join(frame(6, 0, 0, i.to_bytes(8, "big")) for i in range(10000))
+    for _ in range(30):
+        send_quietly(s, pings)
+    closed, _ = until_closed(s)
+    assert closed
+    alive(server)
+
+
+def test_http2_settings_with_too_many_entries_gets_goaway(kinesd_factory):
+    server = kinesd_factory()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(PREFACE + frame(4, 0, 0, b"".join((3).to_bytes(2, "big") + (100).to_bytes(4, "big")
+                                               for _ in range(100))))
+    closed, types = until_closed(s)
+    assert closed and 7 in types
+    alive(server)
+
+
+def test_an_hpack_bomb_resets_the_stream_without_buffering_it(kinesd_factory):
+    server = kinesd_factory()
+    pid = server.proc.pid
+    rss0 = status_of(pid, "RssAnon")
+    s = h2_open(server)
+    # one 4000-byte header into the dynamic table (literal with incremental indexing), then the
+    # same entry (index 62) repeated: 40,000 references expand to 160 MB of headers
+    big = b"\x40\x01b" + b"\x7f" + bytes([4000 - 127 - 128 * ((4000 - 127) // 128) | 0x80,
+                                           (4000 - 127) // 128]) + b"v" * 4000
+    block = hpack_get() + big + b"\xbe" * 16000
+    send_quietly(s, frame(1, 0x5, 1, block[:16384]) if len(block) <= 16384 else
+                 frame(1, 0x1, 1, block[:16000]) + frame(9, 0x4, 1, block[16000:]))
+    closed, types = until_closed(s, seconds=5)
+    assert 3 in types or 7 in types or closed, types  # RST_STREAM, GOAWAY, or closed
+    assert status_of(pid, "RssAnon") - rss0 < 64 * 1024
+    alive(server)
+
+
+def test_an_http2_client_that_opens_no_window_is_disconnected(kinesd_factory):
+    server = kinesd_factory(flags=SHORT)
+    # SETTINGS_INITIAL_WINDOW_SIZE = 0: no answer body can ever be sent
+    s = h2_open(server, (4).to_bytes(2, "big") + (0).to_bytes(4, "big"))
+    s.sendall(frame(4, 0x1, 0) + frame(1, 0x5, 1, hpack_get()))
+    closed, types = until_closed(s)
+    assert closed, types
+    alive(server)
+
+
+def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(kinesd_factory):
+    server = kinesd_factory()
+    s = socket.create_connection(("127.0.0.1", server.port), timeout=10)
+    s.sendall(b"GET /healthcheck HTTP/1.1\r\nHost: x\r\n\r\n")
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"status":"ok"}')
