@@ -384,15 +384,24 @@ static void hex(char *out, const unsigned char *p, size_t n)
 /* SHA-256 through OpenSSL (its SHA extensions / AVX2 code for the body), with the algorithm
  * fetched once and one context per thread: a one-shot EVP_Digest fetches it on every call. */
 static EVP_MD *sha256_md;
+static pthread_key_t sha256_key; /* the thread's EVP_MD_CTX, freed when the thread ends */
 static pthread_once_t sha256_once = PTHREAD_ONCE_INIT;
-static void sha256_fetch(void) { sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL); }
+static void ctx_free(void *ctx) { EVP_MD_CTX_free(ctx); }
+static void sha256_fetch(void)
+{
+    sha256_md = EVP_MD_fetch(NULL, "SHA256", NULL);
+    if (pthread_key_create(&sha256_key, ctx_free))
+        abort();
+}
 
 static void sha256_hex(const void *p, size_t n, char out[65])
 {
-    static _Thread_local EVP_MD_CTX *ctx;
     pthread_once(&sha256_once, sha256_fetch);
-    if (!ctx && !(ctx = EVP_MD_CTX_new()))
-        abort();
+    EVP_MD_CTX *ctx = pthread_getspecific(sha256_key);
+    if (!ctx) {
+        if (!(ctx = EVP_MD_CTX_new()) || pthread_setspecific(sha256_key, ctx))
+            abort();
+    }
     unsigned char md[32];
     unsigned int mdlen = 0;
     if (!sha256_md || !EVP_DigestInit_ex2(ctx, sha256_md, NULL) || !EVP_DigestUpdate(ctx, p, n) ||
