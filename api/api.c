@@ -24,6 +24,7 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include "consumers.h"
 #include "internal.h"
 #include "kms/datakeys.h"
 
@@ -847,6 +848,14 @@ int api_open(const struct api_config *cfg, struct api **out)
         free(a);
         return -1;
     }
+    if ((rc = consumers_open(a))) {
+        fprintf(stderr, "kinesd: cannot load consumers from %s (%d)\n", cfg->data_dir, rc);
+        consumers_close(a);
+        streams_close(a);
+        store_close(a->store);
+        free(a);
+        return -1;
+    }
     if ((rc = resource_policies_open(a))) {
         fprintf(stderr, "kinesd: cannot load resource policies from %s (%d)\n", cfg->data_dir, rc);
         resource_policies_close(a);
@@ -891,6 +900,7 @@ void api_close(struct api *a)
     pthread_cond_signal(&a->maint_cv);
     pthread_mutex_unlock(&a->maint_mu);
     pthread_join(a->maint, NULL);
+    consumers_close(a);
     streams_close(a);
     store_close(a->store);
     datakeys_close(a->dk);

@@ -32,7 +32,9 @@ struct api_config {
     /* the root key of encryption at rest: at most one source; none for the data directory's
        own root.key (tests and development) */
     const char *root_key_file, *root_key_env, *root_key_command;
-    bool no_encryption_at_rest; /* records stored unencrypted (measurements only) */
+    bool no_encryption_at_rest;   /* records stored unencrypted (measurements only) */
+    int64_t register_consumer_ms; /* a consumer is CREATING (and DELETING) this long */
+    int64_t subscription_ms;      /* a SubscribeToShard answer ends after this long */
 };
 
 struct api_request {

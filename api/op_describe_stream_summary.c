@@ -1,4 +1,5 @@
 /* op_describe_stream_summary.c: DescribeStreamSummary. */
+#include "consumers.h"
 #include "internal.h"
 
 static const struct vfield schema[] = {
@@ -16,7 +17,7 @@ static int describe(struct api_ctx *c, struct stream *s)
     enc_obj_begin(e);
     enc_stream_common(c, s);
     enc_key(e, "OpenShardCount"), enc_int(e, stream_open_shards(s));
-    enc_key(e, "ConsumerCount"), enc_int(e, 0);
+    enc_key(e, "ConsumerCount"), enc_int(e, consumers_count(c->api, s->uid, c->now_ms));
     enc_key(e, "MaxRecordSizeInKiB"), enc_int(e, s->max_record_kib);
     enc_obj_end(e);
     enc_obj_end(e);

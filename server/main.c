@@ -38,6 +38,8 @@ static void usage(FILE *f)
             "  --create-stream-ms N   time a stream stays CREATING (default 500); --createStreamMs\n"
             "  --delete-stream-ms N   time a stream stays DELETING (default 500); --deleteStreamMs\n"
             "  --update-stream-ms N   time a stream stays UPDATING (default 500); --updateStreamMs\n"
+            "  --register-consumer-ms N  time a consumer stays CREATING or DELETING (default 500)\n"
+            "  --subscription-s N     a SubscribeToShard answer ends after N seconds (default 300)\n"
             "  --shard-limit N        open shards allowed across all streams (default 20000); --shardLimit\n"
             "  --region R             region when a request names none (default us-east-1)\n"
             "  --account-id ID        12-digit account id (default 000000000000)\n"
@@ -130,6 +132,8 @@ enum {
     O_T_SEND,
     O_T_DRAIN,
     O_H2STREAMS,
+    O_REGCONSUMER,
+    O_SUBSCRIPTION,
 };
 
 int main(int argc, char **argv)
@@ -183,11 +187,13 @@ int main(int argc, char **argv)
         {"send-timeout-ms", required_argument, 0, O_T_SEND},
         {"drain-timeout-ms", required_argument, 0, O_T_DRAIN},
         {"h2-max-streams", required_argument, 0, O_H2STREAMS},
+        {"register-consumer-ms", required_argument, 0, O_REGCONSUMER},
+        {"subscription-s", required_argument, 0, O_SUBSCRIPTION},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
     long port = 4567, create_ms = 500, delete_ms = 500, update_ms = 500, shard_limit = 20000, scalings = 10,
-         unflushed_mb = 256;
+         unflushed_mb = 256, register_consumer_ms = 500, subscription_s = 300;
     int ephemeral = 0, sync = 1, no_limits = 0, test_clock = 0;
     long latency_ms = 0;
     double error_p = 0;
@@ -291,6 +297,14 @@ int main(int argc, char **argv)
             break;
         case O_AUTH: auth = optarg; break;
         case O_NOCONSOLE: console_enable(false); break;
+        case O_REGCONSUMER:
+            if (parse_num("--register-consumer-ms", optarg, 0, 86400000, &register_consumer_ms))
+                return 2;
+            break;
+        case O_SUBSCRIPTION:
+            if (parse_num("--subscription-s", optarg, 1, 86400, &subscription_s))
+                return 2;
+            break;
         case O_SCALINGS:
             if (parse_num("--scalings-per-day", optarg, 0, 1000000, &scalings))
                 return 2;
@@ -357,6 +371,8 @@ int main(int argc, char **argv)
         .root_key_env = root_env,
         .root_key_command = root_cmd,
         .no_encryption_at_rest = no_enc,
+        .register_consumer_ms = register_consumer_ms,
+        .subscription_ms = subscription_s * 1000,
     };
     /* before any thread exists: every thread inherits the blocked signals */
     sigset_t sigs;

@@ -97,6 +97,7 @@ DEFAULT_FLAGS = {
     "--create-stream-ms": "0",
     "--delete-stream-ms": "0",
     "--update-stream-ms": "0",
+    "--register-consumer-ms": "0",
     "--log-level": "warn",
     "--no-limits": None,
 }

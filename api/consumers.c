@@ -1,0 +1,562 @@
+/* consumers.c: enhanced fan-out consumers: registration, lookup, listing, deregistration.
+ *
+ * Model. An array of consumers sorted by (stream uid, name), guarded by a mutex that is held
+ * only to read or swap entries, never across a storage call. Every change runs under the
+ * stream registry's change lock (so it is serialized with DeleteStream, and a consumer is never
+ * registered on a stream being deleted): the row is written first, then the array changed.
+ *
+ * Rows. "consumer/<uid, 20 digits>/<name>" -> {"v":1,"uid","name","created","active","tags"}.
+ * Deregistration deletes the row; the entry stays in memory as DELETING until
+ * --register-consumer-ms has passed and the second of its creation is over, so a name
+ * registered again always gets a later ARN (its creation second ends the ARN).
+ *
+ * Bounds: CONSUMERS_PER_STREAM per stream (DELETING ones included, until gone), of which
+ * CONSUMERS_CREATING may be CREATING at once. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "consumers.h"
+#include "internal.h"
+
+struct consumer {
+    uint64_t uid;
+    char name[129];
+    int64_t created_ms, active_ms; /* ACTIVE from active_ms */
+    int64_t gone_ms;               /* 0, or DELETING until then */
+    uint64_t ver;                  /* its row's version */
+    uint64_t generation;
+};
+
+struct consumers {
+    pthread_mutex_t mu;
+    struct consumer *v; /* owned, sorted by (uid, name) */
+    size_t n, cap;
+    uint64_t next_gen;
+};
+
+struct vregex vre_consumer_arn = {
+    "^(arn):aws.*:kinesis:.*:\\d{12}:.*stream\\/[a-zA-Z0-9_.-]+\\/consumer\\/[a-zA-Z0-9_.-]+:[0-9]+", 0, {0}};
+
+static const char *const status_names[] = {"CREATING", "ACTIVE", "DELETING", "GONE"};
+const char *consumer_status_name(int st) { return status_names[st]; }
+
+static int status_at(const struct consumer *k, int64_t now)
+{
+    if (k->gone_ms)
+        return now >= k->gone_ms ? CONSUMER_GONE : CONSUMER_DELETING;
+    return now >= k->active_ms ? CONSUMER_ACTIVE : CONSUMER_CREATING;
+}
+
+static int cmp(uint64_t uid, const char *name, const struct consumer *k)
+{
+    if (uid != k->uid)
+        return uid < k->uid ? -1 : 1;
+    return strcmp(name, k->name);
+}
+
+static size_t lower_bound(struct consumers *r, uint64_t uid, const char *name)
+{
+    size_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        size_t mid = (lo + hi) / 2;
+        if (cmp(uid, name, &r->v[mid]) > 0)
+            lo = mid + 1;
+        else
+            hi = mid;
+    }
+    return lo;
+}
+
+/* The live (not gone) entry, or NULL. mu held. */
+static struct consumer *find(struct consumers *r, uint64_t uid, const char *name, int64_t now)
+{
+    size_t i = lower_bound(r, uid, name);
+    if (i < r->n && !cmp(uid, name, &r->v[i]) && status_at(&r->v[i], now) != CONSUMER_GONE)
+        return &r->v[i];
+    return NULL;
+}
+
+/* Forget entries that are gone and whose creation second is over. mu held. */
+static void purge(struct consumers *r, int64_t now)
+{
+    size_t j = 0;
+    for (size_t i = 0; i < r->n; i++) {
+        struct consumer *k = &r->v[i];
+        if (status_at(k, now) == CONSUMER_GONE && now >= (k->created_ms / 1000 + 1) * 1000)
+            continue;
+        r->v[j++] = *k;
+    }
+    r->n = j;
+}
+
+static void insert(struct consumers *r, const struct consumer *k)
+{
+    size_t i = lower_bound(r, k->uid, k->name);
+    if (i < r->n && !cmp(k->uid, k->name, &r->v[i])) { /* a gone entry of the same name */
+        r->v[i] = *k;
+        return;
+    }
+    if (r->n == r->cap) {
+        size_t cap = r->cap ? r->cap * 2 : 16;
+        struct consumer *v = realloc(r->v, cap * sizeof *v);
+        if (!v)
+            abort();
+        r->v = v, r->cap = cap;
+    }
+    memmove(&r->v[i + 1], &r->v[i], (r->n - i) * sizeof *r->v);
+    r->v[i] = *k;
+    r->n++;
+}
+
+static void row_key(char out[200], uint64_t uid, const char *name)
+{
+    snprintf(out, 200, "consumer/%020" PRIu64 "/%s", uid, name);
+}
+
+/* ---- loading ---- */
+
+static int64_t iget(const struct kv *o, const char *k)
+{
+    const struct kv *v = kv_get(o, k);
+    return v && v->type == KV_NUM && v->is_int ? v->i : 0;
+}
+
+static int load_row(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    (void)key, (void)klen;
+    struct consumers *r = ctx;
+    struct arena ar;
+    arena_init(&ar);
+    struct kv *o;
+    if (json_parse_stored(&ar, val, vlen, &o) == 0 && o->type == KV_OBJ && iget(o, "v") == 1) {
+        const struct kv *name = kv_get(o, "name");
+        if (name && name->type == KV_STR && name->len >= 1 && name->len <= 128) {
+            struct consumer k = {.uid = (uint64_t)iget(o, "uid"),
+                                 .created_ms = iget(o, "created"),
+                                 .active_ms = iget(o, "active"),
+                                 .ver = version,
+                                 .generation = ++r->next_gen};
+            memcpy(k.name, name->s, name->len + 1);
+            insert(r, &k);
+        }
+    }
+    arena_free(&ar);
+    return 0;
+}
+
+int consumers_open(struct api *a)
+{
+    struct consumers *r = calloc(1, sizeof *r);
+    if (!r)
+        return STORE_NOMEM;
+    pthread_mutex_init(&r->mu, NULL);
+    a->consumers = r;
+    return store_meta_scan(a->store, "consumer/", load_row, r);
+}
+
+void consumers_close(struct api *a)
+{
+    struct consumers *r = a->consumers;
+    if (!r)
+        return;
+    pthread_mutex_destroy(&r->mu);
+    free(r->v);
+    free(r);
+    a->consumers = NULL;
+}
+
+/* ---- reading ---- */
+
+uint32_t consumers_count(struct api *a, uint64_t uid, int64_t now)
+{
+    struct consumers *r = a->consumers;
+    uint32_t n = 0;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = lower_bound(r, uid, ""); i < r->n && r->v[i].uid == uid; i++)
+        n += status_at(&r->v[i], now) <= CONSUMER_ACTIVE;
+    pthread_mutex_unlock(&r->mu);
+    return n;
+}
+
+bool consumers_alive(struct api *a, const struct consumer_info *ci, int64_t now)
+{
+    struct consumers *r = a->consumers;
+    pthread_mutex_lock(&r->mu);
+    struct consumer *k = find(r, ci->uid, ci->name, now);
+    bool ok = k && k->generation == ci->generation && status_at(k, now) != CONSUMER_DELETING;
+    pthread_mutex_unlock(&r->mu);
+    return ok;
+}
+
+const char *consumer_arn(struct api_ctx *c, const struct consumer_info *ci)
+{
+    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s/consumer/%s:%" PRId64, c->region,
+                        c->api->account, ci->stream, ci->name, ci->created_ms / 1000);
+}
+
+static void fill_info(struct consumer_info *out, const struct consumer *k, const struct stream *s,
+                      int64_t now)
+{
+    memcpy(out->name, k->name, sizeof out->name);
+    memcpy(out->stream, s->name, sizeof out->stream);
+    out->uid = k->uid;
+    out->created_ms = k->created_ms;
+    out->stream_created_ms = s->created_ms;
+    out->status = status_at(k, now);
+    out->generation = k->generation;
+}
+
+/* The stream of this account and region that a stream ARN names: its name (arena), or NULL
+ * with ResourceNotFound recorded. */
+static const char *arn_stream(struct api_ctx *c, const char *arn, const char *end)
+{
+    const char *p = arn;
+    const char *parts[6];
+    int n = 0;
+    parts[n++] = p;
+    while (n < 6 && (p = strchr(p, ':')) && p < end)
+        parts[n++] = ++p;
+    if (n < 6 || strncmp(parts[5], "stream/", 7)) {
+        api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ARN: %s", arn);
+        return NULL;
+    }
+    const char *name = parts[5] + 7;
+    size_t nlen = (size_t)(end - name);
+    size_t rlen = (size_t)(parts[4] - parts[3] - 1), alen = (size_t)(parts[5] - parts[4] - 1);
+    if (alen != strlen(c->api->account) || strncmp(parts[4], c->api->account, alen) ||
+        rlen != strlen(c->region) || strncmp(parts[3], c->region, rlen)) {
+        api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %.*s under account %.*s not found.", (int)nlen, name,
+                 (int)alen, parts[4]);
+        return NULL;
+    }
+    return arena_strndup(&c->arena, name, nlen);
+}
+
+int consumers_resolve(struct api_ctx *c, struct consumer_info *out)
+{
+    const char *carn = req_str(c, "ConsumerARN");
+    const char *sarn = req_str(c, "StreamARN");
+    const char *cname = req_str(c, "ConsumerName");
+    const char *stream = NULL, *name = cname;
+    int64_t epoch = -1;
+    if (carn) {
+        const char *slash = strstr(carn, "/consumer/");
+        const char *colon = slash ? strrchr(slash, ':') : NULL;
+        if (!colon)
+            return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ConsumerARN: %s", carn);
+        if (!(stream = arn_stream(c, carn, slash)))
+            return -1;
+        name = arena_strndup(&c->arena, slash + 10, (size_t)(colon - slash - 10));
+        char *e;
+        epoch = (int64_t)strtoll(colon + 1, &e, 10);
+        if (*e || !*name)
+            return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ConsumerARN: %s", carn);
+        if (cname && strcmp(cname, name))
+            return api_fail(c, KERR_INVALID_ARGUMENT,
+                            "ConsumerARN %s and ConsumerName %s do not refer to the "
+                            "same consumer.",
+                            carn, cname); /* unverified wording */
+        if (sarn) {
+            const char *s2 = arn_stream(c, sarn, sarn + strlen(sarn));
+            if (!s2)
+                return -1;
+            if (strcmp(s2, stream))
+                return api_fail(c, KERR_INVALID_ARGUMENT,
+                                "ConsumerARN %s and StreamARN %s do not refer to the "
+                                "same stream.",
+                                carn, sarn); /* unverified wording */
+        }
+    } else {
+        if (!sarn || !cname)
+            return api_fail(
+                c, KERR_INVALID_ARGUMENT,
+                "Either ConsumerARN or both ConsumerName and StreamARN must be specified."); /* unverified */
+        if (!(stream = arn_stream(c, sarn, sarn + strlen(sarn))))
+            return -1;
+    }
+    struct api *a = c->api;
+    streams_rdlock(a);
+    struct stream *s = streams_find(a, stream, c->now_ms);
+    struct consumer *k = NULL;
+    pthread_mutex_lock(&a->consumers->mu);
+    if (s && (k = find(a->consumers, s->uid, name, c->now_ms)) && epoch >= 0 && k->created_ms / 1000 != epoch)
+        k = NULL;
+    if (k)
+        fill_info(out, k, s, c->now_ms);
+    pthread_mutex_unlock(&a->consumers->mu);
+    streams_unlock(a);
+    if (!s)
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", stream,
+                        a->account);
+    if (!k) {
+        if (epoch >= 0)
+            return api_fail(c, KERR_RESOURCE_NOT_FOUND,
+                            "Consumer %s with creation timestamp %" PRId64
+                            " under stream: %s, account %s not found.",
+                            name, epoch, stream, a->account);
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Consumer %s under stream: %s, account %s not found.",
+                        name, stream, a->account); /* unverified wording */
+    }
+    return 0;
+}
+
+/* ---- changes (the stream registry's change lock held) ---- */
+
+static void enc_tags_row(struct enc *e, const struct kv *tags)
+{
+    enc_key(e, "tags");
+    enc_obj_begin(e);
+    if (tags && tags->type == KV_OBJ)
+        for (const struct kv *t = tags->child; t; t = t->next) {
+            enc_key(e, t->key);
+            enc_strz(e, t->type == KV_STR ? t->s : "");
+        }
+    enc_obj_end(e);
+}
+
+static void enc_consumer(struct api_ctx *c, const struct consumer_info *ci)
+{
+    struct enc *e = &c->out;
+    enc_key(e, "ConsumerName"), enc_strz(e, ci->name);
+    enc_key(e, "ConsumerARN"), enc_strz(e, consumer_arn(c, ci));
+    enc_key(e, "ConsumerStatus"), enc_strz(e, consumer_status_name(ci->status));
+    enc_key(e, "ConsumerCreationTimestamp"), enc_time_ms(e, ci->created_ms);
+}
+
+int consumers_register(struct api_ctx *c)
+{
+    struct api *a = c->api;
+    struct consumers *r = a->consumers;
+    const char *name = req_str(c, "ConsumerName");
+    const struct kv *tags = kv_get(c->req, "Tags");
+    if (tags && tags->type == KV_OBJ && tags->n > 50)
+        return api_fail(
+            c, KERR_INVALID_ARGUMENT,
+            "Failed to register consumer %s because a given consumer cannot have more than 50 tags "
+            "associated with it.",
+            name); /* unverified wording */
+    if (tags && check_tag_texts(c, tags, NULL))
+        return -1;
+    int rc = -1;
+    streams_change_lock(a);
+    struct stream *s = ctx_stream(c);
+    if (!s)
+        goto unlock;
+    int st = stream_status(s, c->now_ms);
+    if (st != ST_ACTIVE && st != ST_UPDATING) {
+        fail_not_active(c, s, st);
+        goto unlock;
+    }
+    pthread_mutex_lock(&r->mu);
+    purge(r, c->now_ms);
+    uint32_t total = 0, creating = 0;
+    int64_t after_ms = 0; /* a gone registration of the same name: its ARN's second is taken */
+    bool exists = false;
+    for (size_t i = lower_bound(r, s->uid, ""); i < r->n && r->v[i].uid == s->uid; i++) {
+        int ks = status_at(&r->v[i], c->now_ms);
+        if (!strcmp(r->v[i].name, name)) {
+            if (ks != CONSUMER_GONE)
+                exists = true;
+            after_ms = (r->v[i].created_ms / 1000 + 1) * 1000;
+        }
+        total += ks != CONSUMER_GONE;
+        creating += ks == CONSUMER_CREATING;
+    }
+    pthread_mutex_unlock(&r->mu);
+    if (exists) {
+        api_fail(c, KERR_RESOURCE_IN_USE, "Consumer %s under stream %s already exists for account %s.", name,
+                 s->name, a->account); /* unverified wording */
+        goto unlock;
+    }
+    if (total >= CONSUMERS_PER_STREAM) {
+        api_fail(c, KERR_LIMIT_EXCEEDED,
+                 "Stream %s under account %s has reached its limit of %d registered consumers.", s->name,
+                 a->account, CONSUMERS_PER_STREAM); /* unverified wording */
+        goto unlock;
+    }
+    if (creating >= CONSUMERS_CREATING) {
+        api_fail(c, KERR_LIMIT_EXCEEDED,
+                 "Stream %s under account %s already has %d consumers in CREATING status.", s->name,
+                 a->account, CONSUMERS_CREATING); /* unverified wording */
+        goto unlock;
+    }
+    struct consumer k = {.uid = s->uid, .created_ms = c->now_ms > after_ms ? c->now_ms : after_ms};
+    k.active_ms = k.created_ms + a->cfg.register_consumer_ms;
+    memcpy(k.name, name, strlen(name) + 1);
+    struct enc row;
+    enc_init(&row, WIRE_JSON);
+    enc_obj_begin(&row);
+    enc_key(&row, "v"), enc_int(&row, 1);
+    enc_key(&row, "uid"), enc_int(&row, (int64_t)k.uid);
+    enc_key(&row, "name"), enc_strz(&row, k.name);
+    enc_key(&row, "created"), enc_int(&row, k.created_ms);
+    enc_key(&row, "active"), enc_int(&row, k.active_ms);
+    enc_tags_row(&row, tags);
+    enc_obj_end(&row);
+    char key[200];
+    row_key(key, k.uid, k.name);
+    struct store_row sr = {.key = key, .version = 0, .val = row.b.p, .len = row.b.len};
+    int src = store_meta_cas(a->store, &sr, 1);
+    buf_free(&row.b);
+    if (src) {
+        api_store_fail(c, src);
+        goto unlock;
+    }
+    k.ver = sr.version;
+    pthread_mutex_lock(&r->mu);
+    k.generation = ++r->next_gen;
+    insert(r, &k);
+    pthread_mutex_unlock(&r->mu);
+    struct consumer_info ci;
+    fill_info(&ci, &k, s, c->now_ms);
+    ci.status = CONSUMER_CREATING; /* as AWS answers, even when ACTIVE follows at once */
+    struct enc *e = &c->out;
+    enc_obj_begin(e);
+    enc_key(e, "Consumer");
+    enc_obj_begin(e);
+    enc_consumer(c, &ci);
+    enc_obj_end(e);
+    enc_obj_end(e);
+    rc = 0;
+unlock:
+    streams_change_unlock(a);
+    return rc;
+}
+
+/* Delete k's row and mark it DELETING. mu not held; the change lock is. */
+static int deregister_one(struct api *a, struct consumer *k, int64_t now)
+{
+    char key[200];
+    row_key(key, k->uid, k->name);
+    /* only this process changes a consumer's row under the change lock; whatever version it
+     * has (a shared store's other front-end may have rewritten it), deregistration deletes it */
+    struct store_row sr = {.key = key, .version = STORE_ANY_VERSION, .val = NULL, .len = 0};
+    int rc = store_meta_cas(a->store, &sr, 1);
+    if (rc == STORE_NOT_FOUND)
+        rc = 0;
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&a->consumers->mu);
+    k->gone_ms = now + (a->cfg.register_consumer_ms > 0 ? a->cfg.register_consumer_ms : 1);
+    pthread_mutex_unlock(&a->consumers->mu);
+    return 0;
+}
+
+int consumers_deregister(struct api_ctx *c)
+{
+    struct api *a = c->api;
+    struct consumer_info ci;
+    if (consumers_resolve(c, &ci))
+        return -1;
+    int rc = 0;
+    streams_change_lock(a);
+    pthread_mutex_lock(&a->consumers->mu);
+    struct consumer *k = find(a->consumers, ci.uid, ci.name, c->now_ms);
+    bool same = k && k->generation == ci.generation && status_at(k, c->now_ms) != CONSUMER_DELETING;
+    pthread_mutex_unlock(&a->consumers->mu);
+    if (same) { /* entries move only under the change lock, which is held */
+        int src = deregister_one(a, k, c->now_ms);
+        if (src)
+            rc = api_store_fail(c, src);
+    }
+    streams_change_unlock(a);
+    if (rc == 0) {
+        enc_obj_begin(&c->out);
+        enc_obj_end(&c->out);
+    }
+    return rc;
+}
+
+int consumers_drop_stream(struct api *a, uint64_t uid, int64_t now)
+{
+    struct consumers *r = a->consumers;
+    for (size_t i = lower_bound(r, uid, ""); i < r->n && r->v[i].uid == uid; i++) {
+        if (status_at(&r->v[i], now) > CONSUMER_ACTIVE)
+            continue;
+        int rc = deregister_one(a, &r->v[i], now);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- ListStreamConsumers ---- */
+
+#define TOKEN_TTL_MS 300000
+#define PAGE_MAX 100
+
+int consumers_list(struct api_ctx *c)
+{
+    struct api *a = c->api;
+    int64_t limit = 100;
+    req_int(c, "MaxResults", &limit);
+    if (limit > PAGE_MAX)
+        limit = PAGE_MAX;
+    const char *token = req_str(c, "NextToken");
+    const char *after = "";
+    uint64_t token_uid = 0;
+    if (token) {
+        unsigned char *p;
+        size_t len;
+        if (open_text(c, token, &p, &len) || len < 17 || p[0] != 'C')
+            return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid NextToken.");
+        int64_t issued = (int64_t)get64(p + 1);
+        if (c->now_ms - issued > TOKEN_TTL_MS)
+            return api_fail(c, KERR_EXPIRED_NEXT_TOKEN, "The NextToken has expired.");
+        token_uid = get64(p + 9);
+        after = (const char *)p + 17;
+    }
+    int64_t created_ms;
+    bool has_created = req_time_ms(c, "StreamCreationTimestamp", &created_ms);
+    streams_rdlock(a);
+    struct stream *s = ctx_stream(c);
+    if (!s || (has_created && created_ms / 1000 != s->created_ms / 1000)) {
+        if (s)
+            api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", s->name,
+                     a->account);
+        streams_unlock(a);
+        return -1;
+    }
+    if (token && token_uid != s->uid) {
+        streams_unlock(a);
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid NextToken.");
+    }
+    struct consumer_info *page = arena_alloc(&c->arena, (size_t)(limit + 1) * sizeof *page);
+    size_t n = 0;
+    struct consumers *r = a->consumers;
+    pthread_mutex_lock(&r->mu);
+    for (size_t i = lower_bound(r, s->uid, after); i < r->n && r->v[i].uid == s->uid && n <= (size_t)limit;
+         i++) {
+        if (strcmp(r->v[i].name, after) <= 0 || status_at(&r->v[i], c->now_ms) == CONSUMER_GONE)
+            continue;
+        fill_info(&page[n++], &r->v[i], s, c->now_ms);
+    }
+    pthread_mutex_unlock(&r->mu);
+    streams_unlock(a);
+    bool more = n > (size_t)limit;
+    if (more)
+        n = (size_t)limit;
+    struct enc *e = &c->out;
+    enc_obj_begin(e);
+    enc_key(e, "Consumers");
+    enc_arr_begin(e);
+    for (size_t i = 0; i < n; i++) {
+        enc_obj_begin(e);
+        enc_consumer(c, &page[i]);
+        enc_obj_end(e);
+    }
+    enc_arr_end(e);
+    if (more) {
+        size_t nl = strlen(page[n - 1].name);
+        unsigned char *p = arena_alloc(&c->arena, 17 + nl);
+        p[0] = 'C';
+        put64(p + 1, (uint64_t)c->now_ms);
+        put64(p + 9, page[n - 1].uid);
+        memcpy(p + 17, page[n - 1].name, nl);
+        enc_key(e, "NextToken"), enc_strz(e, seal_text(c, p, 17 + nl));
+    }
+    enc_obj_end(e);
+    return 0;
+}
