@@ -89,18 +89,18 @@ def kinesd_binary():
     return path
 
 
-# The shared server runs without throughput limits: the suite creates streams and writes far
-# faster than AWS's per-account and per-shard rates allow. Limit tests start their own server
-# with flags={"--no-limits": False}. A value of None passes a flag without a value; False
-# drops a default flag.
+# The shared server runs the product's defaults: throughput limits on and 500 ms lifecycle
+# transitions (CREATING, UPDATING, DELETING), as users meet them. Its clients (the kinesis,
+# kinesis_unchecked and api fixtures) retry a call a rate limit turned away, as every AWS SDK
+# does, and see every other answer as it is; tests wait for transitions (helpers.wait_for_status).
+# A test that needs otherwise starts its own server through kinesd_factory, whose servers run
+# without throughput limits (they test restarts, faults, retention, scaling, not rates; the
+# limit tests pass {"--no-limits": False}). A value of None passes a flag without a value;
+# False drops a default flag.
 DEFAULT_FLAGS = {
-    "--create-stream-ms": "0",
-    "--delete-stream-ms": "0",
-    "--update-stream-ms": "0",
-    "--register-consumer-ms": "0",
     "--log-level": "warn",
-    "--no-limits": None,
 }
+FACTORY_FLAGS = {"--no-limits": None}
 
 
 class KinesdServer:
@@ -203,23 +203,25 @@ def endpoint(server):
 
 @pytest.fixture(scope="session")
 def kinesis(endpoint):
-    return helpers.make_client(endpoint)
+    return helpers.make_client(endpoint, retry_rate_limited=True)
 
 
 @pytest.fixture(scope="session")
 def kinesis_unchecked(endpoint):
     """boto3 without client-side parameter validation, to send values AWS must reject."""
-    return helpers.make_client(endpoint, validate=False)
+    return helpers.make_client(endpoint, validate=False, retry_rate_limited=True)
 
 
 @pytest.fixture(scope="session")
 def api(endpoint):
-    return helpers.RawApi(endpoint)
+    return helpers.RawApi(endpoint, retry_rate_limited=True)
 
 
 @pytest.fixture
 def kinesd_factory(tmp_path):
-    """Start extra kinesd servers: kinesd_factory(flags={"--create-stream-ms": "500"}).
+    """Start extra kinesd servers: kinesd_factory(flags={"--create-stream-ms": "0"}).
+
+    They run the product's defaults except for FACTORY_FLAGS (no throughput limits).
 
     Each gets its own data directory unless data_dir is given; all are stopped at the end of the
     test, and each must exit with status 0.
@@ -231,7 +233,7 @@ def kinesd_factory(tmp_path):
     def start(flags=None, data_dir=None):
         if data_dir is None:
             data_dir = Path(tempfile.mkdtemp(prefix="data-", dir=tmp_path))
-        srv = KinesdServer(data_dir, flags).start()
+        srv = KinesdServer(data_dir, dict(FACTORY_FLAGS, **(flags or {}))).start()
         started.append(srv)
         return srv
 

@@ -45,8 +45,31 @@ except ImportError:  # pragma: no cover - awscli is a declared test dependency
     NEWER_MODEL_DIR = None
 
 
-def make_client(endpoint, validate=True, read_timeout=10):
-    """A boto3 Kinesis client for endpoint: dummy credentials, no retries, short timeouts."""
+# What kinesd and AWS answer when a rate limit turns a call away: the account's control-plane
+# rate (LimitExceededException) or a shard's (ProvisionedThroughputExceededException), both
+# "Rate exceeded for ...". Every AWS SDK retries these with backoff.
+RATE_LIMITED = ("LimitExceededException", "ProvisionedThroughputExceededException")
+
+
+def rate_limited(code, message):
+    return code in RATE_LIMITED and (message or "").startswith("Rate exceeded")
+
+
+def _retry_rate_limited(response, attempts, **_kwargs):
+    """botocore's needs-retry hook: the seconds to wait before retrying a rate-limited call."""
+    if response is None or attempts > 40:
+        return None
+    err = (response[1] or {}).get("Error", {})
+    if rate_limited(err.get("Code"), err.get("Message")):
+        return min(0.05 * attempts, 0.5)
+    return None
+
+
+def make_client(endpoint, validate=True, read_timeout=10, retry_rate_limited=False):
+    """A boto3 Kinesis client for endpoint: dummy credentials, no retries, short timeouts.
+
+    retry_rate_limited: retry calls that a rate limit turned away (as SDKs do by default), and
+    only those, so that tests on a server with limits on see every other answer as it is."""
     core = botocore.session.get_session()
     if NEWER_MODEL_DIR:
         core.set_config_variable("data_path", NEWER_MODEL_DIR)
@@ -62,7 +85,10 @@ def make_client(endpoint, validate=True, read_timeout=10):
         read_timeout=read_timeout,
         parameter_validation=validate,
     )
-    return session.client("kinesis", endpoint_url=endpoint, config=config)
+    client = session.client("kinesis", endpoint_url=endpoint, config=config)
+    if retry_rate_limited:
+        client.meta.events.register("needs-retry.kinesis", _retry_rate_limited)
+    return client
 
 
 def client_supports(client, operation, member):
@@ -151,13 +177,19 @@ def signed_headers(endpoint, target, body, content_type=AMZ_JSON):
 class RawApi:
     """Signed JSON calls with arbitrary bodies: for payloads no SDK would send."""
 
-    def __init__(self, endpoint):
+    def __init__(self, endpoint, retry_rate_limited=False):
         self.endpoint = endpoint
+        self.retry_rate_limited = retry_rate_limited
 
     def call(self, operation, payload, content_type=AMZ_JSON):
         body = payload if isinstance(payload, bytes) else json.dumps(payload).encode("utf-8")
-        headers = signed_headers(self.endpoint, f"{TARGET_PREFIX}.{operation}", body, content_type)
-        return http_request(self.endpoint, "POST", "/", body, headers)
+        for attempt in range(1, 42):
+            headers = signed_headers(self.endpoint, f"{TARGET_PREFIX}.{operation}", body, content_type)
+            resp = http_request(self.endpoint, "POST", "/", body, headers)
+            if not (self.retry_rate_limited and resp.status == 400 and rate_limited(resp.error_type, resp.error_message)):
+                return resp
+            time.sleep(min(0.05 * attempt, 0.5))
+        return resp
 
     def ok(self, operation, payload):
         resp = self.call(operation, payload)
@@ -219,17 +251,31 @@ def constraint(value, member, rule):
 # Streams
 
 
+# Lifecycle transitions take 500 ms by default (as AWS's take seconds); the waits poll
+# DescribeStreamSummary every 100 ms, half its account rate (20 calls/s), and wait out a call
+# that the rate turned away.
+POLL = 0.1
+
+
+def _summary(client, name):
+    while True:
+        try:
+            return client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]
+        except ClientError as e:
+            if not rate_limited(e.response["Error"]["Code"], e.response["Error"].get("Message")):
+                raise
+            time.sleep(POLL)
+
+
 def wait_for_status(client, name, wanted="ACTIVE", timeout=10.0):
-    """Poll DescribeStreamSummary every 20 ms until the stream has status wanted."""
+    """Poll DescribeStreamSummary every 100 ms until the stream has status wanted."""
     deadline = time.monotonic() + timeout
     status = None
     while time.monotonic() < deadline:
-        status = client.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"][
-            "StreamStatus"
-        ]
+        status = _summary(client, name)["StreamStatus"]
         if status == wanted:
             return
-        time.sleep(0.02)
+        time.sleep(POLL)
     raise AssertionError(f"stream {name} still {status}, not {wanted}, after {timeout}s")
 
 
@@ -237,13 +283,34 @@ def wait_until_gone(client, name, timeout=10.0):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            client.describe_stream_summary(StreamName=name)
+            _summary(client, name)
         except ClientError as e:
             if e.response["Error"]["Code"] == "ResourceNotFoundException":
                 return
             raise
-        time.sleep(0.02)
+        time.sleep(POLL)
     raise AssertionError(f"stream {name} still exists after {timeout}s")
+
+
+def put_records_all(client, name, records, attempts=100):
+    """PutRecords that resends the entries a shard's rate turned away, as a producer does, until
+    every one is written; returns each record's answer, in request order. Records of one key may
+    be written out of order across resends: use it where order does not matter."""
+    answers = [None] * len(records)
+    pending = list(range(len(records)))
+    for _ in range(attempts):
+        out = client.put_records(StreamName=name, Records=[records[i] for i in pending])
+        retry = []
+        for i, entry in zip(pending, out["Records"]):
+            if entry.get("ErrorCode") == "ProvisionedThroughputExceededException":
+                retry.append(i)
+            else:
+                answers[i] = entry
+        pending = retry
+        if not pending:
+            return answers
+        time.sleep(POLL)
+    raise AssertionError(f"{len(pending)} records never written")
 
 
 def all_shards(client, name):

@@ -51,7 +51,8 @@ def creds_file(tmp_path_factory):
 
 def start(tmp_path_factory, creds_file, **flags):
     root = tmp_path_factory.mktemp("kinesd-auth")
-    return KinesdServer(root / "data", flags=dict({"--auth": str(creds_file)}, **flags)).start()
+    # without limits, as kinesd_factory's servers: these tests poll ListStreams faster than 5/s
+    return KinesdServer(root / "data", flags=dict({"--auth": str(creds_file), "--no-limits": None}, **flags)).start()
 
 
 @pytest.fixture(scope="module")

@@ -109,7 +109,10 @@ class ServerClock:
 
 
 def clock_server(kinesd_factory, **flags):
-    server = kinesd_factory(flags=dict({"--test-clock": None}, **flags))
+    # instant lifecycle transitions: the load is measured in server-seconds of the test clock,
+    # and an UPDATING period in real time would shift the periods the decisions report
+    instant = {"--create-stream-ms": "0", "--update-stream-ms": "0", "--delete-stream-ms": "0"}
+    server = kinesd_factory(flags={"--test-clock": None, **instant, **flags})
     server.clock = ServerClock(server)
     return server, helpers.make_client(server.endpoint)
 

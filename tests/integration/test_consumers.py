@@ -30,6 +30,19 @@ def wait_consumer(kinesis, arn, wanted="ACTIVE", timeout=10.0):
 # ---- RegisterStreamConsumer ----------------------------------------------------------------------
 
 
+def register_paced(kinesis, stream_arn, name, timeout=10.0):
+    """RegisterStreamConsumer, waiting while 5 consumers are CREATING (AWS's cap; registration
+    takes --register-consumer-ms, 500 ms by default)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return kinesis.register_stream_consumer(StreamARN=stream_arn, ConsumerName=name)
+        except kinesis.exceptions.LimitExceededException as e:
+            if "in CREATING status" not in str(e) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.1)
+
+
 def test_register_answers_creating_with_an_arn_that_ends_in_the_creation_second(kinesis, make_stream):
     name = make_stream()
     before = time.time()
@@ -94,7 +107,7 @@ def test_twenty_consumers_per_stream_then_limit_exceeded(kinesis, make_stream):
     name = make_stream()
     arn = helpers.stream_arn(name)
     for i in range(20):
-        kinesis.register_stream_consumer(StreamARN=arn, ConsumerName=f"c{i}")
+        register_paced(kinesis, arn, f"c{i}")
     with raises_aws("LimitExceededException"):
         kinesis.register_stream_consumer(StreamARN=arn, ConsumerName="c20")
     assert kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["ConsumerCount"] == 20
@@ -196,7 +209,7 @@ def test_list_pages_by_max_results_with_sealed_tokens(kinesis, make_stream):
     sarn = helpers.stream_arn(name)
     names = [f"n{i:02d}" for i in range(7)]
     for n in reversed(names):
-        kinesis.register_stream_consumer(StreamARN=sarn, ConsumerName=n)
+        register_paced(kinesis, sarn, n)
     seen, token, pages = [], None, 0
     while True:
         kw = {"NextToken": token} if token else {}

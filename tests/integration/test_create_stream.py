@@ -267,7 +267,7 @@ def test_create_stream_over_a_configured_shard_limit_answers_the_exact_aws_messa
 
 def test_create_stream_raced_from_many_clients_succeeds_exactly_once(endpoint, kinesis, stream_name):
     def create(_):
-        client = helpers.make_client(endpoint)
+        client = helpers.make_client(endpoint, retry_rate_limited=True)  # CreateStream: 5 calls/s
         try:
             client.create_stream(StreamName=stream_name, ShardCount=1)
             return "created"

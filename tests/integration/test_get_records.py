@@ -479,8 +479,8 @@ def test_get_records_with_limit_10000_is_accepted(kinesis, make_stream):
 
 def test_get_records_returns_up_to_10000_records_by_default(kinesis, make_stream):
     name = make_stream(1)
-    for _ in range(3):
-        kinesis.put_records(StreamName=name, Records=[{"PartitionKey": "k", "Data": b"d"}] * 500)
+    for _ in range(3):  # more than the shard's 1,000 records/s: throttled entries are resent
+        helpers.put_records_all(kinesis, name, [{"PartitionKey": "k", "Data": b"d"}] * 500)
     out = kinesis.get_records(ShardIterator=iterator(kinesis, name))
     assert len(out["Records"]) == 1500
 

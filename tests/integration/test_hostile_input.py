@@ -398,8 +398,12 @@ class TestBehaviour:
         records = [{"PartitionKey": f"pk{i}", "Data": data} for i in range(5)]
         resp = api.call("PutRecords", {"StreamName": name, "Records": records})
         assert resp.status == 200, resp
-        assert resp.json["FailedRecordCount"] == 0
-        assert len(read_all()["Records"]) == 6
+        # decoded and answered entry by entry; the shard's 1 MiB/s write rate may throttle some
+        written = [e for e in resp.json["Records"] if "SequenceNumber" in e]
+        throttled = [e for e in resp.json["Records"] if e.get("ErrorCode") == "ProvisionedThroughputExceededException"]
+        assert written and len(written) + len(throttled) == 5, resp.json
+        assert resp.json.get("FailedRecordCount", 0) == len(throttled)
+        assert len(read_all()["Records"]) == 1 + len(written)
 
     def test_500_minimal_cbor_records_are_within_the_budget(self, api, stream_reader):
         """The densest real request: 500 records of one-byte keys and empty data."""

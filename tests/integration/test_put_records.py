@@ -443,12 +443,17 @@ def test_put_records_over_5_mib_in_total_answers_invalid_argument(api, make_stre
 
 
 def test_put_records_accepts_exactly_5_mib_including_partition_keys(kinesis, make_stream):
-    name = make_stream(1)
+    name = make_stream(5)
     key = "k"
-    records = [{"PartitionKey": key, "Data": bytes([i]) * (MIB - len(key))} for i in range(5)]
+    # one MiB per shard: each fits its shard's write rate (1 MiB/s), so none is throttled
+    starts = [r[0] for r in helpers.expected_ranges(5)]
+    records = [
+        {"PartitionKey": key, "Data": bytes([i]) * (MIB - len(key)), "ExplicitHashKey": str(starts[i])}
+        for i in range(5)
+    ]
     out = kinesis.put_records(StreamName=name, Records=records)
     assert out["FailedRecordCount"] == 0
-    got = helpers.read_all(kinesis, name, shard_id(0))
+    got = [r for i in range(5) for r in helpers.read_all(kinesis, name, shard_id(i))]
     assert [r["Data"] for r in got] == [r["Data"] for r in records]
 
 

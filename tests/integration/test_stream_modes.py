@@ -246,13 +246,17 @@ def test_a_new_stream_reports_a_maximum_record_size_of_1024_kib(api, make_stream
 def test_a_stream_created_with_2048_kib_records_accepts_a_1_5_mib_record_and_returns_it_byte_exact(
     api, kinesis, stream_name
 ):
-    create_raw(api, kinesis, stream_name, ShardCount=1, MaxRecordSizeInKiB=2048)
+    create_raw(api, kinesis, stream_name, ShardCount=2, MaxRecordSizeInKiB=2048)
     assert raw_summary(api, stream_name)["MaxRecordSizeInKiB"] == 2048
     data = blob(MIB * 3 // 2)
-    kinesis.put_record(StreamName=stream_name, PartitionKey="big", Data=data)
-    out = kinesis.put_records(StreamName=stream_name, Records=[{"PartitionKey": "big", "Data": data[::-1]}])
+    # one record per shard: a 1.5 MiB record leaves its shard's 1 MiB/s write budget in debt
+    kinesis.put_record(StreamName=stream_name, PartitionKey="big", Data=data, ExplicitHashKey="0")
+    out = kinesis.put_records(
+        StreamName=stream_name,
+        Records=[{"PartitionKey": "big", "Data": data[::-1], "ExplicitHashKey": str(helpers.POW_128 - 1)}],
+    )
     assert out["FailedRecordCount"] == 0
-    records = helpers.read_all(kinesis, stream_name, shard_id(0))
+    records = [r for i in range(2) for r in helpers.read_all(kinesis, stream_name, shard_id(i))]
     assert [r["Data"] for r in records] == [data, data[::-1]]
 
 
@@ -381,6 +385,7 @@ def test_an_on_demand_stream_splits_a_shard_whose_writes_stay_above_its_capacity
     parent = split[0]["ParentShardId"]
     assert all(s["ParentShardId"] == parent for s in split)
     assert parent == hot
+    helpers.wait_for_status(kinesis, name)  # the split is complete once the stream is ACTIVE again
     shards = {s["ShardId"]: s for s in kinesis.list_shards(StreamName=name)["Shards"]}
     assert "EndingSequenceNumber" in shards[parent]["SequenceNumberRange"]
     # the children tile the parent's range
