@@ -27,6 +27,7 @@
 #include "consumers.h"
 #include "internal.h"
 #include "kms/datakeys.h"
+#include "kms/seed.h"
 
 #define AMZ_JSON "application/x-amz-json-1.1"
 #define AMZ_CBOR "application/x-amz-cbor-1.1"
@@ -43,6 +44,7 @@ static const struct {
 
 #define OP(wire, stem, flags, rate) extern const struct op_def op_##stem;
 #include "ops.def"
+#include "kms/kms_ops.def"
 #undef OP
 
 static const struct {
@@ -53,6 +55,7 @@ static const struct {
 } ops[] = {
 #define OP(wire, stem, flags, rate) {wire, &op_##stem, flags, rate},
 #include "ops.def"
+#include "kms/kms_ops.def" /* the built-in KMS, X-Amz-Target TrentService.<Op> */
 #undef OP
 };
 
@@ -520,14 +523,16 @@ static bool target_op(const char *target, int *op, bool *service_ok, bool *op_na
         return false;
     const char *dot = strchr(target, '.');
     size_t svc_len = dot ? (size_t)(dot - target) : strlen(target);
-    *service_ok = svc_len == 16 && !strncmp(target, "Kinesis_20131202", 16);
+    bool kms = svc_len == 12 && !strncmp(target, "TrentService", 12);
+    *service_ok = (svc_len == 16 && !strncmp(target, "Kinesis_20131202", 16)) || kms;
     *op_named = dot && dot[1];
     if (!dot || svc_len == 0)
         return false;
     const char *name = dot + 1;
     size_t len = strcspn(name, ".");
     for (size_t i = 0; i < sizeof ops / sizeof ops[0]; i++)
-        if (strlen(ops[i].wire) == len && !strncmp(ops[i].wire, name, len))
+        if (strlen(ops[i].wire) == len && !strncmp(ops[i].wire, name, len) &&
+            !(ops[i].flags & OPF_KMS) == !kms)
             *op = (int)i;
     return *service_ok && *op >= 0;
 }
@@ -868,6 +873,22 @@ int api_open(const struct api_config *cfg, struct api **out)
         resource_policies_close(a);
         streams_close(a);
         store_close(a->store);
+        datakeys_close(a->dk);
+        free(a);
+        return -1;
+    }
+    /* KMS-encrypted streams: their new data keys are wrapped by their KMS keys */
+    streams_rdlock(a);
+    size_t ns;
+    struct stream **all = streams_list(a, &ns);
+    for (size_t i = 0; a->dk && i < ns; i++)
+        if (all[i]->enc_kid[0])
+            datakeys_stream_key(a->dk, all[i]->uid, all[i]->enc_kid);
+    streams_unlock(a);
+    if (cfg->kms_seed && seed_apply(a, cfg->kms_seed)) {
+        streams_close(a);
+        store_close(a->store);
+        datakeys_close(a->dk);
         free(a);
         return -1;
     }

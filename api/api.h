@@ -35,6 +35,7 @@ struct api_config {
     bool no_encryption_at_rest;   /* records stored unencrypted (measurements only) */
     int64_t register_consumer_ms; /* a consumer is CREATING (and DELETING) this long */
     int64_t subscription_ms;      /* a SubscribeToShard answer ends after this long */
+    const char *kms_seed;         /* --kms-seed: KMS keys to create at start (api/kms/seed.h) */
 };
 
 struct api_request {

@@ -67,8 +67,17 @@ struct stream {
     uint32_t ntags;
     struct tag *tags;       /* owned; sorted by key */
     uint64_t ver, tags_ver; /* versions of its header and tags rows */
-    bool legacy;            /* read from the older one-value format, not yet rewritten as rows */
+    /* server-side encryption: enc_key is the KeyId as StartStreamEncryption got it ("" for
+       NONE), enc_kid the built-in KMS key it names; enc_changes the times of the last changes
+       (at most STREAM_ENC_CHANGES in a rolling 24 hours) */
+    char enc_key[2049];
+    char enc_kid[40];
+    uint32_t nenc;
+    int64_t enc_changes[25];
+    bool legacy; /* read from the older one-value format, not yet rewritten as rows */
 };
+
+#define STREAM_ENC_CHANGES 25
 
 /* A log id is uid << 24 | shard index (log_id): the bounds of both. */
 #define SHARD_INDEX_LIMIT (1u << 24)
@@ -142,6 +151,7 @@ int api_store_fail(struct api_ctx *c, int rc);
 
 #define OPF_STREAM 1
 #define OPF_RECORDS 2
+#define OPF_KMS 4 /* an operation of the built-in KMS (api/kms/kms_ops.def) */
 struct op_def {
     const struct vfield *schema;
     int (*check)(struct api_ctx *c); /* cross-field check after the schema, or NULL */
@@ -173,6 +183,7 @@ struct put_state {
     uint64_t uid;           /* the stream's */
     struct store_rec *recs; /* arena: the records as appended, and each item's index in them */
     size_t *slot;
+    bool kms; /* the stream is KMS-encrypted (its answers say EncryptionType KMS) */
 };
 /* Route items (arena) to the open shards of c->stream_name and append them durably, except
  * those that the shard's write limit or an injected fault turned away (their err says which;

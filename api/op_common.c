@@ -82,7 +82,10 @@ void enc_stream_common(struct api_ctx *c, const struct stream *s)
     enc_arr_end(e);
     enc_obj_end(e);
     enc_arr_end(e);
-    enc_key(e, "EncryptionType"), enc_strz(e, "NONE");
+    enc_key(e, "EncryptionType"), enc_strz(e, s->enc_key[0] ? "KMS" : "NONE");
+    if (s->enc_key[0]) {
+        enc_key(e, "KeyId"), enc_strz(e, s->enc_key);
+    }
 }
 
 /* [\u00C0-\u1FFF\u2C00-\uD7FF\w./\-=+_ @%] per character (AWS's tag character class) */

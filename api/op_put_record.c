@@ -28,6 +28,9 @@ static int answer(struct api_ctx *c)
     enc_obj_begin(e);
     enc_key(e, "ShardId"), enc_strz(e, id);
     enc_key(e, "SequenceNumber"), enc_strz(e, seq);
+    if (ps->kms) {
+        enc_key(e, "EncryptionType"), enc_strz(e, "KMS");
+    }
     enc_obj_end(e);
     return 0;
 }

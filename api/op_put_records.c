@@ -34,6 +34,9 @@ static int answer(struct api_ctx *c)
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "FailedRecordCount"), enc_int(e, failed);
+    if (ps->kms) {
+        enc_key(e, "EncryptionType"), enc_strz(e, "KMS");
+    }
     enc_key(e, "Records");
     enc_arr_begin(e);
     char id[32], seq[SEQ_LEN + 1];

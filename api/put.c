@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "internal.h"
+#include "kms/kms.h"
 
 static int admit_and_append(struct api_ctx *c, struct put_state *ps);
 
@@ -42,6 +43,8 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
                         c->api->account);
     }
     ps->uid = s->uid;
+    char kid[40];
+    snprintf(kid, sizeof kid, "%s", s->enc_kid);
     /* the record size limit is the stream's (1 MiB unless raised), partition key included;
      * validation already held the data alone to it */
     size_t max = (size_t)s->max_record_kib * 1024, total = 0;
@@ -80,6 +83,12 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
     /* a reshard waits for this before it closes a shard (see stream_close_shards) */
     __atomic_add_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
     streams_unlock(c->api);
+    /* a KMS-encrypted stream: its key's state applies to every write at once, to the whole call */
+    if (kid[0] && kms_stream_key_check(c, kid)) {
+        __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
+        return -1;
+    }
+    ps->kms = kid[0] != 0;
     int rc = admit_and_append(c, ps);
     if (rc != API_PENDING)
         __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);

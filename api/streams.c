@@ -231,6 +231,15 @@ static void enc_header(struct enc *e, const struct stream *s)
     for (uint32_t i = 0; i < s->nscalings; i++)
         enc_int(e, s->scalings[i]);
     enc_arr_end(e);
+    if (s->enc_key[0]) {
+        enc_key(e, "encKey"), enc_strz(e, s->enc_key);
+        enc_key(e, "encKid"), enc_strz(e, s->enc_kid);
+    }
+    enc_key(e, "encChanges");
+    enc_arr_begin(e);
+    for (uint32_t i = 0; i < s->nenc; i++)
+        enc_int(e, s->enc_changes[i]);
+    enc_arr_end(e);
     enc_obj_end(e);
 }
 
@@ -490,6 +499,16 @@ static struct stream *decode(const char *text, size_t len, int version)
     s->resharding = bget(o, "resharding");
     if (s->max_record_kib < 1024)
         s->max_record_kib = 1024;
+    const struct kv *ek = kv_get(o, "encKey"), *eid = kv_get(o, "encKid"), *ech = kv_get(o, "encChanges");
+    if (ek && ek->type == KV_STR && eid && eid->type == KV_STR && ek->len < sizeof s->enc_key &&
+        eid->len < sizeof s->enc_kid) {
+        memcpy(s->enc_key, ek->s, ek->len + 1);
+        memcpy(s->enc_kid, eid->s, eid->len + 1);
+    }
+    for (const struct kv *t = ech && ech->type == KV_ARR ? ech->child : NULL;
+         t && s->nenc < STREAM_ENC_CHANGES; t = t->next)
+        if (t->type == KV_NUM)
+            s->enc_changes[s->nenc++] = t->i;
     const struct kv *sc = kv_get(o, "scalings");
     s->scalings = calloc(sc && sc->type == KV_ARR && sc->n ? sc->n : 1, sizeof *s->scalings);
     if (!s->scalings)

@@ -72,6 +72,7 @@ static void usage(FILE *f)
             "  --root-key-env VAR     ... or an environment variable, --root-key-command CMD its output\n"
             "                         (64 hex digits or base64; default: DIR/root.key, created if missing)\n"
             "  --no-encryption-at-rest  store records unencrypted (measurements only)\n"
+            "  --kms-seed FILE        create the built-in KMS's keys and aliases listed in FILE (JSON)\n"
             "  --help, --version\n");
 }
 
@@ -134,6 +135,7 @@ enum {
     O_H2STREAMS,
     O_REGCONSUMER,
     O_SUBSCRIPTION,
+    O_KMSSEED,
 };
 
 int main(int argc, char **argv)
@@ -189,6 +191,7 @@ int main(int argc, char **argv)
         {"h2-max-streams", required_argument, 0, O_H2STREAMS},
         {"register-consumer-ms", required_argument, 0, O_REGCONSUMER},
         {"subscription-s", required_argument, 0, O_SUBSCRIPTION},
+        {"kms-seed", required_argument, 0, O_KMSSEED},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
@@ -198,7 +201,7 @@ int main(int argc, char **argv)
     long latency_ms = 0;
     double error_p = 0;
     const char *rates = NULL, *auth = NULL;
-    const char *root_file = NULL, *root_env = NULL, *root_cmd = NULL;
+    const char *root_file = NULL, *root_env = NULL, *root_cmd = NULL, *kms_seed = NULL;
     int no_enc = 0;
     const char *store = NULL; /* a PostgreSQL connection string, or NULL for LMDB in dir */
     const char *tls_cert = NULL, *tls_key = NULL;
@@ -291,6 +294,7 @@ int main(int argc, char **argv)
         case O_ROOTENV: root_env = optarg; break;
         case O_ROOTCMD: root_cmd = optarg; break;
         case O_NOENC: no_enc = 1; break;
+        case O_KMSSEED: kms_seed = optarg; break;
         case O_UNFLUSHED:
             if (parse_num("--max-unflushed-mb", optarg, 1, 1 << 20, &unflushed_mb))
                 return 2;
@@ -373,6 +377,7 @@ int main(int argc, char **argv)
         .no_encryption_at_rest = no_enc,
         .register_consumer_ms = register_consumer_ms,
         .subscription_ms = subscription_s * 1000,
+        .kms_seed = kms_seed,
     };
     /* before any thread exists: every thread inherits the blocked signals */
     sigset_t sigs;

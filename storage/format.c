@@ -156,10 +156,10 @@ static int parse(const char *val, size_t len, uint64_t log, uint64_t pos, size_t
 
 /* Decrypt a version 3 record into m (len - header - tag bytes). */
 static int unseal(const struct store_keyring *kr, const unsigned char *v, size_t len, uint64_t log,
-                  uint64_t pos, unsigned char *m)
+                  uint64_t pos, unsigned char *m, uint32_t *cls)
 {
     const unsigned char *key;
-    if (!kr || kr->open_key(kr->ctx, log, rd64(v + 4), &key))
+    if (!kr || kr->open_key(kr->ctx, log, rd64(v + 4), &key, cls))
         return STORE_CORRUPT;
     unsigned char ad[AD_LEN];
     ad_of(ad, v, log, pos);
@@ -181,7 +181,8 @@ int format_check(const struct store_keyring *kr, const char *val, size_t len, ui
     unsigned char *m = sodium_malloc(mlen ? mlen : 1);
     if (!m)
         return STORE_NOMEM;
-    rc = unseal(kr, (const unsigned char *)val, len, log, pos, m);
+    uint32_t cls;
+    rc = unseal(kr, (const unsigned char *)val, len, log, pos, m, &cls);
     sodium_free(m);
     return rc;
 }
@@ -208,13 +209,15 @@ int format_open(const struct store_keyring *kr, const char *val, size_t len, uin
     char *p = out->alloc(out->actx, body ? body : 1);
     if (!p)
         return STORE_NOMEM;
+    uint32_t cls = 0;
     if (sealed) {
-        if ((rc = unseal(kr, (const unsigned char *)val, len, log, pos, (unsigned char *)p)))
+        if ((rc = unseal(kr, (const unsigned char *)val, len, log, pos, (unsigned char *)p, &cls)))
             return rc;
     } else {
         memcpy(p, val + hdr, body);
     }
-    out->v[n] = (struct store_read){.pos = pos, .pk = p, .pk_len = pl, .data = p + pl, .data_len = body - pl};
+    out->v[n] = (struct store_read){
+        .pos = pos, .key_class = cls, .pk = p, .pk_len = pl, .data = p + pl, .data_len = body - pl};
     out->n = n + 1;
     out->bytes += body;
     return 0;

@@ -39,9 +39,10 @@ struct store_keyring {
      * STORE_FULL, STORE_NOMEM. */
     int (*seal_key)(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uint64_t *id,
                     const unsigned char **key);
-    /* The data key id of log, to open a record with. Returns 0 or STORE_NOT_FOUND (shredded,
-     * or never made). Thread-safe; no I/O. */
-    int (*open_key)(void *ctx, uint64_t log, uint64_t id, const unsigned char **key);
+    /* The data key id of log, to open a record with, and its class (*cls: the keyring's own
+     * tag, passed on in store_read.key_class; 0 for keys of no particular class). Returns 0 or
+     * STORE_NOT_FOUND (shredded, or never made). Thread-safe; no I/O. */
+    int (*open_key)(void *ctx, uint64_t log, uint64_t id, const unsigned char **key, uint32_t *cls);
     /* Log holds no record below position `first` any more (its first stored position, or the
      * trim point if it is empty): destroy the keys of every bucket that ends at or below it.
      * Returns 0 or a STORE_* code of the metadata write (the next call retries). */

@@ -126,6 +126,7 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches);
 /* One record read back. pk and data point into memory from the caller's allocator. */
 struct store_read {
     uint64_t pos;
+    uint32_t key_class; /* the keyring's class of the data key that sealed it (keyring.h); 0 if none */
     const char *pk;
     size_t pk_len;
     const char *data;

@@ -7,7 +7,7 @@ cd "$(dirname "$0")/.." || exit 1
 if ! command -v npm >/dev/null 2>&1 || ! command -v node >/dev/null 2>&1; then
     tools/install-deps.sh nodejs npm || exit 1
 fi
-PACKAGES="@aws-sdk/client-kinesis kinesalite kinesis-local"
+PACKAGES="@aws-sdk/client-kinesis @aws-crypto/client-node kinesalite kinesis-local"
 missing=0
 for p in $PACKAGES; do
     [ -d "build/npm/node_modules/$p" ] || missing=1

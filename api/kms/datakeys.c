@@ -30,6 +30,7 @@
 #include <unistd.h>
 
 #include "datakeys.h"
+#include "kms.h"
 
 #define MAX_KEYS (1u << 22)
 #define MAX_TABLES 32
@@ -38,6 +39,8 @@
 #define NODE_FILE_LEN (4 + 24 + 32 + 16)
 #define ROW_LEN (2 + 24 + 32 + 16)
 #define WRAP_NODE 0 /* a data key row wrapped by the node key */
+#define WRAP_KMS 1  /* ... by a KMS key's material: 36 key id . 4 version (BE) . wrapped */
+#define KMS_ROW_LEN (2 + 36 + 4 + 72)
 
 enum { FREE = 0, USED, GONE };
 
@@ -46,6 +49,7 @@ struct ent {
     uint64_t id;     /* pointer: the bucket's newest key id */
     uint32_t used;   /* key: records it has sealed or reserved */
     uint8_t state, ptr;
+    uint8_t cls; /* key: DATAKEYS_CLASS_* */
     unsigned char key[KEYRING_KEY_BYTES];
 };
 
@@ -59,6 +63,11 @@ struct datakeys {
     pthread_mutex_t create_mu; /* creating and destroying keys */
     struct ent *t;             /* sodium_malloc'd */
     size_t cap, n, gone;       /* n counts used entries, gone tombstones */
+    struct wrapper {
+        uint64_t uid;
+        char kid[40];
+    } * wraps; /* streams whose new data keys a KMS key wraps (under create_mu) */
+    size_t nwraps;
     struct ent *old[MAX_TABLES];
     size_t old_cap[MAX_TABLES], nold;
 };
@@ -141,7 +150,8 @@ static int unwrap(unsigned char *key, const unsigned char in[72], const unsigned
 }
 
 /* Enter a key (rw held for writing); it becomes its bucket's sealing key if it is the newest. */
-static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned char *key, uint32_t used)
+static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned char *key, uint32_t used,
+                 int cls)
 {
     int rc = reserve(dk);
     if (rc)
@@ -149,7 +159,7 @@ static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned 
     struct ent *e = slot_in(dk->t, dk->cap, log, id, 0);
     if (e->state == GONE)
         dk->gone--;
-    *e = (struct ent){.log = log, .b = id, .used = used, .state = USED};
+    *e = (struct ent){.log = log, .b = id, .used = used, .state = USED, .cls = (uint8_t)cls};
     memcpy(e->key, key, KEYRING_KEY_BYTES);
     dk->n++;
     uint64_t bucket = id >> 24;
@@ -184,15 +194,39 @@ static int create(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t a
     randombytes_buf(key, KEYRING_KEY_BYTES);
     char name[64];
     row_name(name, log, id);
-    unsigned char row[ROW_LEN];
+    unsigned char row[KMS_ROW_LEN];
+    size_t len = ROW_LEN;
+    int cls = DATAKEYS_CLASS_NODE, rc = 0;
+    const char *kid = NULL;
+    for (size_t i = 0; i < dk->nwraps; i++)
+        if (dk->wraps[i].uid == log >> 24)
+            kid = dk->wraps[i].kid;
     row[0] = 1;
-    row[1] = WRAP_NODE;
-    wrap(row + 2, key, dk->node, name, strlen(name));
-    struct store_row r = {.key = name, .version = 0, .val = row, .len = sizeof row};
-    int rc = store_meta_cas(dk->store, &r, 1);
+    if (kid) { /* a KMS-encrypted stream: its KMS key's newest material wraps the data key */
+        unsigned char *kek = sodium_malloc(32);
+        uint32_t ver;
+        if (!kek || kms_material_raw(dk->store, dk->root, kid, 0, kek, &ver)) {
+            sodium_free(kek);
+            sodium_free(key);
+            return STORE_UNAVAILABLE;
+        }
+        row[1] = WRAP_KMS;
+        memcpy(row + 2, kid, 36);
+        row[38] = (unsigned char)(ver >> 24), row[39] = (unsigned char)(ver >> 16);
+        row[40] = (unsigned char)(ver >> 8), row[41] = (unsigned char)ver;
+        wrap(row + 42, key, kek, name, strlen(name));
+        sodium_free(kek);
+        len = KMS_ROW_LEN;
+        cls = DATAKEYS_CLASS_KMS;
+    } else {
+        row[1] = WRAP_NODE;
+        wrap(row + 2, key, dk->node, name, strlen(name));
+    }
+    struct store_row r = {.key = name, .version = 0, .val = row, .len = len};
+    rc = store_meta_cas(dk->store, &r, 1);
     if (rc == 0) {
         pthread_rwlock_wrlock(&dk->rw);
-        rc = enter(dk, log, id, key, n);
+        rc = enter(dk, log, id, key, n, cls);
         pthread_rwlock_unlock(&dk->rw);
     }
     sodium_free(key);
@@ -240,12 +274,13 @@ static int kr_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uin
     return rc;
 }
 
-static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key)
+static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key, uint32_t *cls)
 {
     struct datakeys *dk = ctx;
     pthread_rwlock_rdlock(&dk->rw);
     struct ent *e = find_in(dk->t, dk->cap, log, id, 0);
     *key = e ? e->key : NULL;
+    *cls = e ? e->cls : 0;
     pthread_rwlock_unlock(&dk->rw);
     return *key ? 0 : STORE_NOT_FOUND;
 }
@@ -636,6 +671,11 @@ struct load {
     struct datakeys *dk;
     int rc;
     char bad[64];
+    struct kms_row {
+        char name[40];
+        unsigned char v[KMS_ROW_LEN];
+    } * kms; /* rows wrapped by KMS keys, opened after the scan (it must not call the store) */
+    size_t nkms, capkms;
 };
 
 static int load_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
@@ -659,11 +699,26 @@ static int load_visit(void *ctx, const char *key, size_t klen, const char *val, 
         return 1;
     }
     const unsigned char *v = (const unsigned char *)val;
+    if (vlen == KMS_ROW_LEN && v[0] == 1 && v[1] == WRAP_KMS) {
+        sodium_free(k);
+        if (l->nkms == l->capkms) {
+            size_t cap = l->capkms ? 2 * l->capkms : 16;
+            struct kms_row *m = realloc(l->kms, cap * sizeof *m);
+            if (!m) {
+                l->rc = -1;
+                return 1;
+            }
+            l->kms = m, l->capkms = cap;
+        }
+        memcpy(l->kms[l->nkms].name, name, klen + 1);
+        memcpy(l->kms[l->nkms++].v, v, KMS_ROW_LEN);
+        return 0;
+    }
     if (vlen != ROW_LEN || v[0] != 1 || v[1] != WRAP_NODE || unwrap(k, v + 2, l->dk->node, name, klen)) {
         snprintf(l->bad, sizeof l->bad, "%s", name);
         l->rc = -1;
     } else {
-        l->rc = enter(l->dk, log, id, k, KEYRING_KEY_RECORDS) ? -1 : 0; /* used up: see the file comment */
+        l->rc = enter(l->dk, log, id, k, KEYRING_KEY_RECORDS, DATAKEYS_CLASS_NODE) ? -1 : 0; /* used up */
     }
     sodium_free(k);
     return l->rc;
@@ -684,9 +739,77 @@ int datakeys_attach(struct datakeys *dk, struct store *store)
     if (rc || l.rc) {
         fprintf(stderr, "kinesd: cannot load the data keys%s%s (%s)\n", l.bad[0] ? ": " : "", l.bad,
                 rc ? store_strerror(rc) : "it does not open under the node key");
+        free(l.kms);
         return -1;
     }
+    /* keys wrapped by KMS keys: one whose KMS key is gone stays closed (its records cannot be
+       read: a deleted KMS key takes them with it) */
+    unsigned char *kek = sodium_malloc(32), *k = sodium_malloc(32);
+    size_t closed = 0;
+    for (size_t i = 0; kek && k && i < l.nkms; i++) {
+        struct kms_row *r = &l.kms[i];
+        char kid[37];
+        memcpy(kid, r->v + 2, 36);
+        kid[36] = 0;
+        uint32_t want =
+                     (uint32_t)r->v[38] << 24 | (uint32_t)r->v[39] << 16 | (uint32_t)r->v[40] << 8 | r->v[41],
+                 got;
+        r->name[19] = 0;
+        uint64_t log = strtoull(r->name + 3, NULL, 16), id = strtoull(r->name + 20, NULL, 16);
+        r->name[19] = '/';
+        if (kms_material_raw(store, dk->root, kid, want, kek, &got) || got != want ||
+            unwrap(k, r->v + 42, kek, r->name, strlen(r->name))) {
+            closed++;
+            continue;
+        }
+        pthread_rwlock_wrlock(&dk->rw);
+        int erc = enter(dk, log, id, k, KEYRING_KEY_RECORDS, DATAKEYS_CLASS_KMS);
+        pthread_rwlock_unlock(&dk->rw);
+        if (erc)
+            closed++;
+    }
+    if (closed)
+        fprintf(stderr, "kinesd: %zu data keys stay closed: their KMS keys are gone\n", closed);
+    sodium_free(kek);
+    sodium_free(k);
+    free(l.kms);
     return 0;
+}
+
+int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *kid)
+{
+    pthread_mutex_lock(&dk->create_mu);
+    size_t i = 0;
+    while (i < dk->nwraps && dk->wraps[i].uid != uid)
+        i++;
+    int rc = 0;
+    if (kid && i == dk->nwraps) {
+        struct wrapper *w = realloc(dk->wraps, (dk->nwraps + 1) * sizeof *w);
+        if (w) {
+            dk->wraps = w;
+            dk->nwraps++;
+        } else {
+            rc = -1;
+        }
+    }
+    bool changed = false;
+    if (rc == 0 && kid) {
+        changed = i == dk->nwraps - 1 || strcmp(dk->wraps[i].kid, kid);
+        dk->wraps[i].uid = uid;
+        snprintf(dk->wraps[i].kid, sizeof dk->wraps[i].kid, "%s", kid);
+    } else if (rc == 0 && i < dk->nwraps) {
+        dk->wraps[i] = dk->wraps[--dk->nwraps];
+        changed = true;
+    }
+    if (changed) { /* the stream's current keys seal no more: the next record makes a new one */
+        pthread_rwlock_wrlock(&dk->rw);
+        for (size_t j = 0; j < dk->cap; j++)
+            if (dk->t[j].state == USED && !dk->t[j].ptr && dk->t[j].log >> 24 == uid)
+                dk->t[j].used = KEYRING_KEY_RECORDS;
+        pthread_rwlock_unlock(&dk->rw);
+    }
+    pthread_mutex_unlock(&dk->create_mu);
+    return rc;
 }
 
 void datakeys_close(struct datakeys *dk)
@@ -701,6 +824,7 @@ void datakeys_close(struct datakeys *dk)
         sodium_memzero(dk->old[i], dk->old_cap[i] * sizeof *dk->old[i]);
         sodium_free(dk->old[i]);
     }
+    free(dk->wraps);
     pthread_rwlock_destroy(&dk->rw);
     pthread_mutex_destroy(&dk->create_mu);
     sodium_free(dk->root);

@@ -43,6 +43,16 @@ const struct store_keyring *datakeys_keyring(struct datakeys *dk);
  * the node key does not open). */
 int datakeys_attach(struct datakeys *dk, struct store *store);
 
+/* The classes of data keys (store_read.key_class): sealed under the node key, or under a
+ * KMS-encrypted stream's KMS key. */
+#define DATAKEYS_CLASS_NODE 0
+#define DATAKEYS_CLASS_KMS 1
+
+/* From now on, new data keys of stream uid's logs are wrapped by the built-in KMS key kid
+ * (NULL: by the node key again); the stream's current keys seal nothing more, so records are
+ * sealed under the new arrangement from the next one on. kid borrowed. Returns 0 or -1. */
+int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *kid);
+
 /* The root key (32 bytes, owned by dk): the built-in KMS wraps its key material with it. */
 const unsigned char *datakeys_root_key(const struct datakeys *dk);
 

@@ -19,9 +19,10 @@ static int t_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uint
     return 0;
 }
 
-static int t_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key)
+static int t_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key, uint32_t *cls)
 {
     (void)ctx, (void)log;
+    *cls = (uint32_t)(id & 1) + 7;
     if ((id & 0xFFFFFF) > 1)
         return STORE_NOT_FOUND;
     *key = keys[id & 1];
@@ -144,6 +145,7 @@ static void test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket(void
     CHECK(buf[4] == 1); /* key id's low byte: bucket 5's key (generation 1 in this table) */
     struct store_records out;
     CHECK(open1(&kr, buf, len, 1, POS(hour * 5), &out) == 0);
+    CHECK(out.v[0].key_class == 8); /* the keyring's class of the key, passed on */
     CHECK(format_seal(&s1, buf, 2, POS(hour * 5) + 1, 1, &r, &len) == 0);
     CHECK(seal_calls == 3);
     /* a record claiming another key id fails */

@@ -1,0 +1,500 @@
+/* kms.c: the built-in KMS's key store and ciphertext blobs (see kms.h).
+ *
+ * Every operation reads what it needs from the store (a key is one row) and writes back with a
+ * compare-and-set, so nothing is cached and a restart or a kill -9 loses nothing acknowledged.
+ * Key material is unwrapped into sodium_malloc'd memory for one operation and wiped at once. */
+#include <inttypes.h>
+#include <sodium.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "datakeys.h"
+#include "kms.h"
+
+const char *kms_key_arn(struct api_ctx *c, const char *id)
+{
+    return arena_printf(&c->arena, "arn:aws:kms:%s:%s:key/%s", c->region, c->api->account, id);
+}
+
+const char *kms_key_row(struct api_ctx *c, const char *id)
+{
+    return arena_printf(&c->arena, "kms/key/%s", id);
+}
+
+const char *kms_alias_row(struct api_ctx *c, const char *alias)
+{
+    return arena_printf(&c->arena, "kms/alias/%s", alias);
+}
+
+void kms_enc_time(struct enc *e, int64_t ms) { enc_time_ms(e, ms); }
+
+static bool is_uuid(const char *s)
+{
+    if (strlen(s) != KMS_ID_LEN)
+        return false;
+    for (int i = 0; i < KMS_ID_LEN; i++) {
+        bool dash = i == 8 || i == 13 || i == 18 || i == 23;
+        if (dash ? s[i] != '-' : !strchr("0123456789abcdefABCDEF", s[i]))
+            return false;
+    }
+    return true;
+}
+
+static int load_row(struct api_ctx *c, const char *row, json_t **doc, uint64_t *version)
+{
+    char *v;
+    size_t len;
+    int rc = store_meta_get(c->api->store, row, &v, &len, version);
+    if (rc)
+        return rc;
+    *doc = json_loadb(v, len, 0, NULL);
+    free(v);
+    return *doc ? 0 : STORE_CORRUPT;
+}
+
+static int internal(struct api_ctx *c, int rc)
+{
+    fprintf(stderr, "kinesd: kms: storage: %s\n", store_strerror(rc));
+    return api_fail(c, KERR_KMS_INTERNAL, NULL);
+}
+
+/* Load key id; a key past its deletion date is deleted now. */
+static int load_key(struct api_ctx *c, const char *id, struct kms_key *k)
+{
+    const char *row = kms_key_row(c, id);
+    int rc = load_row(c, row, &k->doc, &k->version);
+    if (rc)
+        return rc;
+    const char *state = json_string_value(json_object_get(k->doc, "state"));
+    json_int_t del = json_integer_value(json_object_get(k->doc, "deletion_ms"));
+    if (state && !strcmp(state, "PendingDeletion") && del && c->now_ms >= del) {
+        struct store_row r = {.key = row, .version = k->version};
+        json_decref(k->doc);
+        k->doc = NULL;
+        rc = store_meta_cas(c->api->store, &r, 1);
+        return rc && rc != STORE_CONFLICT ? rc : STORE_NOT_FOUND;
+    }
+    snprintf(k->id, sizeof k->id, "%s", id);
+    k->arn = kms_key_arn(c, k->id);
+    return 0;
+}
+
+int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k)
+{
+    *k = (struct kms_key){0};
+    const char *prefix = arena_printf(&c->arena, "arn:aws:kms:%s:%s:", c->region, c->api->account);
+    const char *rest = key_id;
+    bool arn = !strncmp(key_id, "arn:", 4);
+    if (arn) {
+        if (strncmp(key_id, prefix, strlen(prefix)))
+            return api_fail(c, KERR_KMS_NOT_FOUND, "Invalid arn %s", key_id);
+        rest = key_id + strlen(prefix);
+    }
+    const char *id = NULL;
+    if (!strncmp(rest, "alias/", 6) && (allow_alias || !arn)) {
+        if (!allow_alias)
+            return api_fail(c, KERR_KMS_NOT_FOUND, "Invalid keyId '%s'", key_id);
+        json_t *a;
+        uint64_t v;
+        int rc = load_row(c, kms_alias_row(c, rest), &a, &v);
+        if (rc == STORE_NOT_FOUND)
+            return api_fail(c, KERR_KMS_NOT_FOUND, "Alias %s%s is not found.", prefix, rest);
+        if (rc)
+            return internal(c, rc);
+        id = arena_strndup(&c->arena, json_string_value(json_object_get(a, "target")) ?: "", KMS_ID_LEN);
+        json_decref(a);
+    } else if (arn ? !strncmp(rest, "key/", 4) && is_uuid(rest + 4) : is_uuid(rest)) {
+        id = arn ? rest + 4 : rest;
+    } else {
+        return api_fail(c, KERR_KMS_NOT_FOUND, "Invalid keyId '%s'", key_id);
+    }
+    char lower[KMS_ID_LEN + 1];
+    for (int i = 0; i <= KMS_ID_LEN; i++)
+        lower[i] = (char)(id[i] >= 'A' && id[i] <= 'F' ? id[i] - 'A' + 'a' : id[i]);
+    int rc = load_key(c, lower, k);
+    if (rc == STORE_NOT_FOUND)
+        return api_fail(c, KERR_KMS_NOT_FOUND, "Key '%s' does not exist", kms_key_arn(c, lower));
+    return rc ? internal(c, rc) : 0;
+}
+
+int kms_usable(struct api_ctx *c, const struct kms_key *k)
+{
+    const char *state = json_string_value(json_object_get(k->doc, "state"));
+    if (state && !strcmp(state, "Disabled"))
+        return api_fail(c, KERR_KMS_DISABLED, "%s is disabled.", k->arn);
+    if (state && !strcmp(state, "PendingDeletion"))
+        return api_fail(c, KERR_KMS_INVALID_STATE, "%s is pending deletion.", k->arn);
+    return 0;
+}
+
+int kms_save(struct api_ctx *c, struct kms_key *k)
+{
+    char *text = json_dumps(k->doc, JSON_COMPACT | JSON_SORT_KEYS);
+    if (!text)
+        return api_fail(c, KERR_KMS_INTERNAL, NULL);
+    struct store_row r = {
+        .key = kms_key_row(c, k->id), .version = k->version, .val = text, .len = strlen(text)};
+    int rc = store_meta_cas(c->api->store, &r, 1);
+    free(text);
+    if (rc)
+        return internal(c, rc);
+    k->version = r.version;
+    return 0;
+}
+
+static const char *str_of(const struct kms_key *k, const char *name)
+{
+    return json_string_value(json_object_get(k->doc, name));
+}
+
+void kms_enc_metadata(struct api_ctx *c, const struct kms_key *k)
+{
+    struct enc *e = &c->out;
+    const char *state = str_of(k, "state");
+    enc_key(e, "AWSAccountId"), enc_strz(e, c->api->account);
+    enc_key(e, "KeyId"), enc_strz(e, k->id);
+    enc_key(e, "Arn"), enc_strz(e, k->arn);
+    enc_key(e, "CreationDate"), kms_enc_time(e, json_integer_value(json_object_get(k->doc, "created_ms")));
+    enc_key(e, "Enabled"), enc_bool(e, state && !strcmp(state, "Enabled"));
+    enc_key(e, "Description"), enc_strz(e, str_of(k, "description") ?: "");
+    enc_key(e, "KeyUsage"), enc_strz(e, "ENCRYPT_DECRYPT");
+    enc_key(e, "KeyState"), enc_strz(e, state ?: "Enabled");
+    if (state && !strcmp(state, "PendingDeletion")) {
+        enc_key(e, "DeletionDate"),
+            kms_enc_time(e, json_integer_value(json_object_get(k->doc, "deletion_ms")));
+        enc_key(e, "PendingDeletionWindowInDays");
+        enc_int(e, json_integer_value(json_object_get(k->doc, "pending_days")));
+    }
+    enc_key(e, "Origin"), enc_strz(e, "AWS_KMS");
+    enc_key(e, "KeyManager"), enc_strz(e, str_of(k, "manager") ?: "CUSTOMER");
+    enc_key(e, "CustomerMasterKeySpec"), enc_strz(e, "SYMMETRIC_DEFAULT");
+    enc_key(e, "KeySpec"), enc_strz(e, "SYMMETRIC_DEFAULT");
+    enc_key(e, "EncryptionAlgorithms");
+    enc_arr_begin(e);
+    enc_strz(e, "SYMMETRIC_DEFAULT");
+    enc_arr_end(e);
+    enc_key(e, "MultiRegion"), enc_bool(e, false);
+}
+
+/* ---- material ---- */
+
+static void material_ad(char ad[64], const char *id, json_int_t version)
+{
+    snprintf(ad, 64, "kms:%s:%" JSON_INTEGER_FORMAT, id, version);
+}
+
+/* Unwrap version `version` (0: the newest) of the material list of key id with root into out
+ * (32 bytes); *used gets the version. Returns 0 or -1. */
+static int unwrap_material(json_t *versions, const char *id, json_int_t version, const unsigned char *root,
+                           unsigned char *out, json_int_t *used)
+{
+    if (!version)
+        version = (json_int_t)json_array_size(versions);
+    const char *b64 = version > 0 ? json_string_value(json_array_get(versions, (size_t)(version - 1))) : NULL;
+    unsigned char wrapped[72];
+    size_t n;
+    if (!b64 ||
+        sodium_base642bin(wrapped, sizeof wrapped, b64, strlen(b64), NULL, &n, NULL,
+                          sodium_base64_VARIANT_ORIGINAL) ||
+        n != sizeof wrapped)
+        return -1;
+    char ad[64];
+    material_ad(ad, id, version);
+    if (crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, wrapped + 24, 48, (unsigned char *)ad,
+                                                   strlen(ad), wrapped, root))
+        return -1;
+    *used = version;
+    return 0;
+}
+
+static int material(struct api_ctx *c, const struct kms_key *k, json_int_t version, unsigned char *out,
+                    json_int_t *used)
+{
+    if (!c->api->dk)
+        return -1;
+    return unwrap_material(json_object_get(k->doc, "material"), k->id, version, datakeys_root_key(c->api->dk),
+                           out, used);
+}
+
+int kms_material_raw(struct store *s, const unsigned char *root, const char *id, uint32_t version,
+                     unsigned char out[32], uint32_t *used)
+{
+    char row[64];
+    snprintf(row, sizeof row, "kms/key/%s", id);
+    char *v;
+    size_t len;
+    if (store_meta_get(s, row, &v, &len, NULL))
+        return -1;
+    json_t *doc = json_loadb(v, len, 0, NULL);
+    free(v);
+    json_int_t u = 0;
+    int rc = doc ? unwrap_material(json_object_get(doc, "material"), id, version, root, out, &u) : -1;
+    json_decref(doc);
+    *used = (uint32_t)u;
+    return rc;
+}
+
+/* Append a new material version to doc (random, or the given 32 bytes). */
+static int add_material(struct api_ctx *c, json_t *doc, const char *id, const unsigned char *given)
+{
+    if (!c->api->dk)
+        return -1;
+    json_t *versions = json_object_get(doc, "material");
+    if (!versions) {
+        versions = json_array();
+        json_object_set_new(doc, "material", versions);
+    }
+    unsigned char *m = sodium_malloc(32);
+    if (!m)
+        return -1;
+    if (given)
+        memcpy(m, given, 32);
+    else
+        randombytes_buf(m, 32);
+    unsigned char wrapped[72];
+    char ad[64], b64[sodium_base64_ENCODED_LEN(72, sodium_base64_VARIANT_ORIGINAL)];
+    material_ad(ad, id, (json_int_t)json_array_size(versions) + 1);
+    randombytes_buf(wrapped, 24);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped + 24, NULL, m, 32, (unsigned char *)ad, strlen(ad),
+                                               NULL, wrapped, datakeys_root_key(c->api->dk));
+    sodium_free(m);
+    sodium_bin2base64(b64, sizeof b64, wrapped, sizeof wrapped, sodium_base64_VARIANT_ORIGINAL);
+    json_array_append_new(versions, json_string(b64));
+    return 0;
+}
+
+/* ---- blobs ---- */
+
+static int cmp_kv(const void *a, const void *b)
+{
+    const struct kv *x = *(const struct kv *const *)a, *y = *(const struct kv *const *)b;
+    return strcmp(x->key, y->key);
+}
+
+static void put32(struct buf *b, size_t n)
+{
+    unsigned char v[4] = {(unsigned char)(n >> 24), (unsigned char)(n >> 16), (unsigned char)(n >> 8),
+                          (unsigned char)n};
+    buf_add(b, v, 4);
+}
+
+/* header . canonical context, in b. */
+static void blob_ad(struct api_ctx *c, struct buf *b, const unsigned char *hdr, const struct kv *ctx)
+{
+    buf_add(b, hdr, KMS_BLOB_HDR);
+    if (!ctx || ctx->type != KV_OBJ || !ctx->n)
+        return;
+    const struct kv **v = arena_alloc(&c->arena, ctx->n * sizeof *v);
+    size_t n = 0;
+    for (const struct kv *m = ctx->child; m; m = m->next)
+        v[n++] = m;
+    qsort(v, n, sizeof *v, cmp_kv);
+    for (size_t i = 0; i < n; i++) {
+        put32(b, strlen(v[i]->key));
+        buf_add(b, v[i]->key, strlen(v[i]->key));
+        put32(b, v[i]->len);
+        buf_add(b, v[i]->s, v[i]->len);
+    }
+}
+
+int kms_seal(struct api_ctx *c, const struct kms_key *k, const struct kv *ctx, const void *pt, size_t len,
+             unsigned char **blob, size_t *blob_len)
+{
+    unsigned char *m = sodium_malloc(32);
+    json_int_t ver;
+    if (!m || material(c, k, 0, m, &ver)) {
+        sodium_free(m);
+        return api_fail(c, KERR_KMS_INTERNAL, NULL);
+    }
+    unsigned char *o = arena_alloc(&c->arena, KMS_BLOB_OVERHEAD + len);
+    o[0] = 'K';
+    o[1] = 1;
+    memcpy(o + 2, k->id, KMS_ID_LEN);
+    o[38] = (unsigned char)(ver >> 24), o[39] = (unsigned char)(ver >> 16), o[40] = (unsigned char)(ver >> 8);
+    o[41] = (unsigned char)ver;
+    randombytes_buf(o + 42, 24);
+    struct buf ad = BUF_INIT;
+    blob_ad(c, &ad, o, ctx);
+    crypto_aead_xchacha20poly1305_ietf_encrypt(o + KMS_BLOB_HDR, NULL, pt, len, (unsigned char *)ad.p, ad.len,
+                                               NULL, o + 42, m);
+    buf_free(&ad);
+    sodium_free(m);
+    *blob = o;
+    *blob_len = KMS_BLOB_OVERHEAD + len;
+    return 0;
+}
+
+int kms_blob_key(const unsigned char *blob, size_t len, char id[KMS_ID_LEN + 1])
+{
+    if (len < KMS_BLOB_OVERHEAD || blob[0] != 'K' || blob[1] != 1)
+        return -1;
+    memcpy(id, blob + 2, KMS_ID_LEN);
+    id[KMS_ID_LEN] = 0;
+    return is_uuid(id) ? 0 : -1;
+}
+
+int kms_unseal(struct api_ctx *c, const struct kms_key *k, const struct kv *ctx, const unsigned char *blob,
+               size_t len, unsigned char **pt, size_t *pt_len)
+{
+    char id[KMS_ID_LEN + 1];
+    if (kms_blob_key(blob, len, id) || strcmp(id, k->id))
+        return api_fail(c, KERR_KMS_INVALID_CIPHERTEXT, NULL);
+    json_int_t ver =
+        (json_int_t)blob[38] << 24 | (json_int_t)blob[39] << 16 | (json_int_t)blob[40] << 8 | blob[41];
+    json_int_t used;
+    unsigned char *m = sodium_malloc(32);
+    if (!m)
+        return api_fail(c, KERR_KMS_INTERNAL, NULL);
+    if (!ver || ver > (json_int_t)json_array_size(json_object_get(k->doc, "material")) ||
+        material(c, k, ver, m, &used)) {
+        sodium_free(m);
+        return api_fail(c, KERR_KMS_INVALID_CIPHERTEXT, NULL);
+    }
+    size_t n = len - KMS_BLOB_OVERHEAD;
+    unsigned char *out = arena_alloc(&c->arena, n ? n : 1);
+    struct buf ad = BUF_INIT;
+    blob_ad(c, &ad, blob, ctx);
+    int rc =
+        crypto_aead_xchacha20poly1305_ietf_decrypt(out, NULL, NULL, blob + KMS_BLOB_HDR, len - KMS_BLOB_HDR,
+                                                   (unsigned char *)ad.p, ad.len, blob + 42, m);
+    buf_free(&ad);
+    sodium_free(m);
+    if (rc)
+        return api_fail(c, KERR_KMS_INVALID_CIPHERTEXT, NULL);
+    *pt = out;
+    *pt_len = n;
+    return 0;
+}
+
+const char *kms_default_policy(struct api_ctx *c)
+{
+    return arena_printf(
+        &c->arena,
+        "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"key-default-1\",\n  \"Statement\" : [ {\n"
+        "    \"Sid\" : \"Enable IAM User Permissions\",\n    \"Effect\" : \"Allow\",\n"
+        "    \"Principal\" : {\n      \"AWS\" : \"arn:aws:iam::%s:root\"\n    },\n"
+        "    \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  } ]\n}",
+        c->api->account);
+}
+
+int kms_create(struct api_ctx *c, const char *id, const unsigned char *given, const char *description,
+               const char *policy, struct kms_key *k)
+{
+    if (!c->api->dk)
+        return api_fail(c, KERR_KMS_INTERNAL,
+                        "The built-in KMS needs encryption at rest (kinesd runs without it).");
+    *k = (struct kms_key){0};
+    if (id) {
+        snprintf(k->id, sizeof k->id, "%s", id);
+    } else {
+        unsigned char u[16];
+        randombytes_buf(u, sizeof u);
+        u[6] = (unsigned char)((u[6] & 0x0F) | 0x40);
+        u[8] = (unsigned char)((u[8] & 0x3F) | 0x80);
+        snprintf(k->id, sizeof k->id, "%02x%02x%02x%02x-%02x%02x-%02x%02x-%02x%02x-%02x%02x%02x%02x%02x%02x",
+                 u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
+                 u[14], u[15]);
+    }
+    k->arn = kms_key_arn(c, k->id);
+    k->doc = json_pack("{s:s, s:I, s:s, s:s, s:b, s:i, s:[]}", "state", "Enabled", "created_ms",
+                       (json_int_t)c->now_ms, "description", description ? description : "", "policy",
+                       policy ? policy : kms_default_policy(c), "rotation", 0, "rotation_days", 365, "tags");
+    if (!k->doc || add_material(c, k->doc, k->id, given)) {
+        json_decref(k->doc);
+        k->doc = NULL;
+        return api_fail(c, KERR_KMS_INTERNAL, NULL);
+    }
+    k->version = 0; /* the row must not exist */
+    if (kms_save(c, k)) {
+        json_decref(k->doc);
+        k->doc = NULL;
+        return -1;
+    }
+    return 0;
+}
+
+int kms_rotate(struct api_ctx *c, struct kms_key *k)
+{
+    if (add_material(c, k->doc, k->id, NULL))
+        return api_fail(c, KERR_KMS_INTERNAL, NULL);
+    json_t *r = json_object_get(k->doc, "rotations");
+    if (!r) {
+        r = json_array();
+        json_object_set_new(k->doc, "rotations", r);
+    }
+    json_array_append_new(r, json_integer(c->now_ms));
+    return kms_save(c, k);
+}
+
+/* ---- Kinesis server-side encryption ---- */
+
+static int stream_key_state(struct api_ctx *c, const struct kms_key *k)
+{
+    const char *state = json_string_value(json_object_get(k->doc, "state"));
+    if (state && !strcmp(state, "Disabled"))
+        return api_fail(
+            c, KERR_KMS_K_DISABLED,
+            "The request was rejected because the specified customer master key (CMK) isn't enabled.");
+    if (state && !strcmp(state, "PendingDeletion"))
+        return api_fail(
+            c, KERR_KMS_INVALID_STATE,
+            "The request was rejected because the state of the specified resource isn't valid for "
+            "this request.");
+    return 0;
+}
+
+static int stream_not_found(struct api_ctx *c)
+{
+    return api_fail(c, KERR_KMS_K_NOT_FOUND,
+                    "The request was rejected because the specified entity or resource can't be found.");
+}
+
+int kms_stream_key_check(struct api_ctx *c, const char *kid)
+{
+    struct kms_key k;
+    if (kms_find(c, kid, false, &k))
+        return c->err == KERR_KMS_NOT_FOUND ? stream_not_found(c) : -1;
+    int rc = stream_key_state(c, &k);
+    json_decref(k.doc);
+    return rc;
+}
+
+int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_ID_LEN + 1])
+{
+    const char *aws =
+        arena_printf(&c->arena, "arn:aws:kms:%s:%s:alias/aws/kinesis", c->region, c->api->account);
+    struct kms_key k;
+    if (kms_find(c, key_id, true, &k)) {
+        if (c->err != KERR_KMS_NOT_FOUND)
+            return -1;
+        if (strcmp(key_id, "alias/aws/kinesis") && strcmp(key_id, aws))
+            return stream_not_found(c);
+        /* the AWS managed key for Kinesis, made on first use */
+        if (kms_create(c, NULL, NULL,
+                       "Default master key that protects my Kinesis data when no other key is "
+                       "defined",
+                       NULL, &k))
+            return -1;
+        json_object_set_new(k.doc, "manager", json_string("AWS"));
+        json_t *alias = json_pack("{s:s, s:I, s:I}", "target", k.id, "created_ms", (json_int_t)c->now_ms,
+                                  "updated_ms", (json_int_t)c->now_ms);
+        char *text = alias ? json_dumps(alias, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(alias);
+        struct store_row r = {.key = kms_alias_row(c, "alias/aws/kinesis"),
+                              .version = 0,
+                              .val = text,
+                              .len = text ? strlen(text) : 0};
+        int rc = !text || kms_save(c, &k) ? -1 : store_meta_cas(c->api->store, &r, 1);
+        free(text);
+        if (rc) {
+            json_decref(k.doc);
+            return rc < 0 ? -1 : api_store_fail(c, rc);
+        }
+    }
+    int rc = stream_key_state(c, &k);
+    if (rc == 0)
+        snprintf(kid, KMS_ID_LEN + 1, "%s", k.id);
+    json_decref(k.doc);
+    return rc;
+}

@@ -1,0 +1,105 @@
+/* kms.h: the built-in KMS's key store and ciphertext blobs, shared by its operations.
+ *
+ * Keys are metadata rows "kms/key/<key id>" holding a JSON document (jansson: control-plane
+ * documents, off the hot path): state, dates, description, policy, tags, rotation settings, and
+ * the key material versions, each 32 bytes wrapped by the root key (datakeys.h) with the key id
+ * and version as associated data. Aliases are rows "kms/alias/<name>" -> {"target", dates}.
+ * A change is read, modified, written with a compare-and-set on the row's version.
+ *
+ * Ciphertext blob (ours, version 1):
+ *   off size
+ *     0    1 'K'
+ *     1    1 1 (blob version)
+ *     2   36 key id (text)
+ *    38    4 material version (big-endian)
+ *    42   24 nonce (random)
+ *    66    . XChaCha20-Poly1305 ciphertext
+ *   end   16 tag over the ciphertext, bytes 0..65 and the encryption context in canonical
+ *            form: pairs sorted by key bytes, each as key length (4, BE) . key . value length
+ *            (4, BE) . value, so {"ab":"c"} and {"a":"bc"} differ. */
+#ifndef KINESD_KMS_H
+#define KINESD_KMS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "../internal.h"
+
+#define KMS_ID_LEN 36
+#define KMS_BLOB_HDR 66
+#define KMS_BLOB_OVERHEAD (KMS_BLOB_HDR + 16)
+
+/* A key loaded for one request. doc owned by the caller (json_decref). */
+struct kms_key {
+    char id[KMS_ID_LEN + 1];
+    const char *arn; /* arena */
+    json_t *doc;
+    uint64_t version; /* the row's */
+};
+
+/* "arn:aws:kms:<region>:<account>:key/<id>" in the arena. */
+const char *kms_key_arn(struct api_ctx *c, const char *id);
+
+/* Resolve KeyId (key id, key ARN, alias name or alias ARN; aliases only if allow_alias) and
+ * load the key into *k. Fails (api_fail) with AWS's NotFoundException messages. A key whose
+ * deletion date has passed is deleted here and is not found. */
+int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k);
+
+/* Fails with DisabledException / KMSInvalidStateException unless the key is Enabled. */
+int kms_usable(struct api_ctx *c, const struct kms_key *k);
+
+/* Write k->doc back (compare-and-set on k->version). Fails with KMSInternalException on a
+ * conflict or a storage error. */
+int kms_save(struct api_ctx *c, struct kms_key *k);
+
+/* Write the KeyMetadata object of k (its members, between enc_obj_begin/end by the caller). */
+void kms_enc_metadata(struct api_ctx *c, const struct kms_key *k);
+
+/* Encrypt pt under k's current material with the encryption context ctx (a KV_OBJ or NULL);
+ * *blob in the arena. Returns 0 or api_fail. */
+int kms_seal(struct api_ctx *c, const struct kms_key *k, const struct kv *ctx, const void *pt, size_t len,
+             unsigned char **blob, size_t *blob_len);
+
+/* The key id a blob names (into id), or -1 if it is not one of ours. */
+int kms_blob_key(const unsigned char *blob, size_t len, char id[KMS_ID_LEN + 1]);
+
+/* Decrypt blob with k (the key it names) and ctx; *pt in the arena. A blob that does not open
+ * fails with InvalidCiphertextException (no message). */
+int kms_unseal(struct api_ctx *c, const struct kms_key *k, const struct kv *ctx, const unsigned char *blob,
+               size_t len, unsigned char **pt, size_t *pt_len);
+
+/* Create a key with the given id (NULL: a new random one) and material (NULL: random) and
+ * store it. *k loaded on success. Used by CreateKey and the seed file. */
+int kms_create(struct api_ctx *c, const char *id, const unsigned char *material, const char *description,
+               const char *policy, struct kms_key *k);
+
+/* Add a new material version (rotation) and save k; older versions keep decrypting. */
+int kms_rotate(struct api_ctx *c, struct kms_key *k);
+
+/* Material version `version` (0: the newest) of key id, read from the store and unwrapped
+ * with root into out; *used gets the version. No request context: for the data keys of
+ * KMS-encrypted streams (datakeys.c). Returns 0 or -1 (no such key or version). */
+int kms_material_raw(struct store *s, const unsigned char *root, const char *id, uint32_t version,
+                     unsigned char out[32], uint32_t *used);
+
+/* Kinesis server-side encryption: resolve a StartStreamEncryption KeyId (key id, key ARN, alias
+ * name, alias ARN, or alias/aws/kinesis, made on first use with KeyManager AWS) into kid, and
+ * check that the key is usable. Fails with Kinesis's KMSNotFoundException, KMSDisabledException,
+ * KMSInvalidStateException. */
+int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_ID_LEN + 1]);
+
+/* The same check for an encrypted stream's key id on the data plane. */
+int kms_stream_key_check(struct api_ctx *c, const char *kid);
+
+/* The default key policy AWS gives a key created without one. */
+const char *kms_default_policy(struct api_ctx *c);
+
+/* The row key of a key or an alias, in the arena. */
+const char *kms_key_row(struct api_ctx *c, const char *id);
+const char *kms_alias_row(struct api_ctx *c, const char *alias);
+
+/* Seconds since the epoch as AWS's JSON timestamps (a number with a fraction). */
+void kms_enc_time(struct enc *e, int64_t ms);
+
+#endif

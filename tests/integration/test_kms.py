@@ -1,0 +1,309 @@
+"""The built-in KMS (X-Amz-Target TrentService.*) on kinesd's port, driven by boto3's kms client,
+the AWS CLI's `aws kms`, and raw signed calls for operations the Debian SDK's model predates.
+
+Every answer's KeyId is the key's ARN; errors are AWS's types and messages.
+"""
+
+import base64
+import json
+import re
+import subprocess
+import uuid
+
+import boto3
+import pytest
+from botocore.config import Config
+
+import conftest
+import helpers
+
+ARN = re.compile(r"arn:aws:kms:us-east-1:000000000000:key/[0-9a-f-]{36}")
+DAY_MS = 24 * 3600 * 1000
+
+
+def kms_client(endpoint):
+    return boto3.session.Session(
+        aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY, region_name=helpers.REGION
+    ).client("kms", endpoint_url=endpoint, config=Config(retries={"max_attempts": 0}))
+
+
+@pytest.fixture
+def kms(endpoint):
+    return kms_client(endpoint)
+
+
+def raw(endpoint, op, payload):
+    """A signed TrentService call the SDK's model may not know."""
+    body = json.dumps(payload).encode()
+    headers = helpers.signed_headers(endpoint, f"TrentService.{op}", body)
+    return helpers.http_request(endpoint, "POST", "/", body, headers)
+
+
+def new_key(kms, **kw):
+    return kms.create_key(**kw)["KeyMetadata"]
+
+
+# ============================================================================================ keys
+
+
+def test_create_key_answers_aws_key_metadata(kms):
+    meta = new_key(kms, Description="for tests", Tags=[{"TagKey": "team", "TagValue": "data"}])
+    assert ARN.fullmatch(meta["Arn"]) and meta["Arn"].endswith(meta["KeyId"])
+    uuid.UUID(meta["KeyId"])
+    assert meta["AWSAccountId"] == helpers.ACCOUNT
+    assert meta["Description"] == "for tests"
+    assert meta["Enabled"] is True and meta["KeyState"] == "Enabled"
+    assert meta["KeyUsage"] == "ENCRYPT_DECRYPT" and meta["KeySpec"] == "SYMMETRIC_DEFAULT"
+    assert meta["Origin"] == "AWS_KMS" and meta["KeyManager"] == "CUSTOMER"
+    assert meta["EncryptionAlgorithms"] == ["SYMMETRIC_DEFAULT"]
+    assert kms.describe_key(KeyId=meta["Arn"])["KeyMetadata"]["KeyId"] == meta["KeyId"]
+    assert {"KeyId": meta["KeyId"], "KeyArn": meta["Arn"]} in kms.list_keys(Limit=1000)["Keys"]
+
+
+def test_describe_key_of_unknown_keys_and_aliases_is_not_found(kms):
+    missing = str(uuid.uuid4())
+    with helpers.raises_aws("NotFoundException", f"Key 'arn:aws:kms:us-east-1:000000000000:key/{missing}' does not exist"):
+        kms.describe_key(KeyId=missing)
+    with helpers.raises_aws("NotFoundException", "Invalid keyId 'not-a-key'"):
+        kms.describe_key(KeyId="not-a-key")
+    with helpers.raises_aws("NotFoundException", "Alias arn:aws:kms:us-east-1:000000000000:alias/none is not found."):
+        kms.describe_key(KeyId="alias/none")
+
+
+def test_list_keys_pages_with_marker(kms):
+    for _ in range(3):
+        new_key(kms)
+    first = kms.list_keys(Limit=2)
+    assert len(first["Keys"]) == 2 and first["Truncated"] is True
+    rest = kms.list_keys(Limit=1000, Marker=first["NextMarker"])
+    ids = [k["KeyId"] for k in first["Keys"] + rest["Keys"]]
+    assert len(ids) == len(set(ids)) >= 3
+
+
+# ===================================================================================== cryptography
+
+
+def test_encrypt_decrypt_round_trip_binds_the_encryption_context(kms):
+    key = new_key(kms)
+    out = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"secret", EncryptionContext={"ab": "c"})
+    assert out["KeyId"] == key["Arn"] and out["EncryptionAlgorithm"] == "SYMMETRIC_DEFAULT"
+    back = kms.decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext={"ab": "c"})
+    assert back["Plaintext"] == b"secret" and back["KeyId"] == key["Arn"]
+    for ctx in ({"a": "bc"}, {}, {"ab": "c", "x": "y"}):
+        with helpers.raises_aws("InvalidCiphertextException") as e:
+            kms.decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext=ctx)
+        assert not e.error.get("Message")
+
+
+def test_decrypt_refuses_corrupt_blobs_and_another_key(kms):
+    key, other = new_key(kms), new_key(kms)
+    blob = bytearray(kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")["CiphertextBlob"])
+    for i in (0, 40, 50, len(blob) - 1):
+        bad = bytearray(blob)
+        bad[i] ^= 1
+        with helpers.raises_aws("InvalidCiphertextException"):
+            kms.decrypt(CiphertextBlob=bytes(bad))
+    with helpers.raises_aws("InvalidCiphertextException"):
+        kms.decrypt(CiphertextBlob=b"\x01\x02\x03 an Encryption SDK message is not one of ours")
+    with helpers.raises_aws(
+        "IncorrectKeyException", "The key ID in the request does not identify a CMK that can perform this operation."
+    ):
+        kms.decrypt(CiphertextBlob=bytes(blob), KeyId=other["KeyId"])
+    assert kms.decrypt(CiphertextBlob=bytes(blob), KeyId=key["Arn"])["Plaintext"] == b"x"
+
+
+def test_generate_data_key_with_and_without_plaintext(kms):
+    key = new_key(kms)
+    dk = kms.generate_data_key(KeyId=key["KeyId"], KeySpec="AES_256", EncryptionContext={"k": "v"})
+    assert len(dk["Plaintext"]) == 32 and dk["KeyId"] == key["Arn"]
+    assert kms.decrypt(CiphertextBlob=dk["CiphertextBlob"], EncryptionContext={"k": "v"})["Plaintext"] == dk["Plaintext"]
+    assert len(kms.generate_data_key(KeyId=key["KeyId"], NumberOfBytes=16)["Plaintext"]) == 16
+    np = kms.generate_data_key_without_plaintext(KeyId=key["KeyId"], KeySpec="AES_128")
+    assert "Plaintext" not in np
+    assert len(kms.decrypt(CiphertextBlob=np["CiphertextBlob"])["Plaintext"]) == 16
+    with helpers.raises_aws("ValidationException"):
+        kms.generate_data_key(KeyId=key["KeyId"])
+    assert len(kms.generate_random(NumberOfBytes=100)["Plaintext"]) == 100
+
+
+def test_re_encrypt_moves_a_ciphertext_to_another_key(kms):
+    a, b = new_key(kms), new_key(kms)
+    blob = kms.encrypt(KeyId=a["KeyId"], Plaintext=b"moved", EncryptionContext={"s": "1"})["CiphertextBlob"]
+    out = kms.re_encrypt(
+        CiphertextBlob=blob,
+        SourceEncryptionContext={"s": "1"},
+        DestinationKeyId=b["Arn"],
+        DestinationEncryptionContext={"d": "2"},
+    )
+    assert out["SourceKeyId"] == a["Arn"] and out["KeyId"] == b["Arn"]
+    back = kms.decrypt(CiphertextBlob=out["CiphertextBlob"], EncryptionContext={"d": "2"})
+    assert back["Plaintext"] == b"moved" and back["KeyId"] == b["Arn"]
+
+
+# ========================================================================================= aliases
+
+
+def test_aliases_name_keys_for_every_operation(kms):
+    key, other = new_key(kms), new_key(kms)
+    name = f"alias/{uuid.uuid4().hex}"
+    kms.create_alias(AliasName=name, TargetKeyId=key["KeyId"])
+    with helpers.raises_aws("AlreadyExistsException", f"An alias with the name arn:aws:kms:us-east-1:000000000000:{name} already exists"):
+        kms.create_alias(AliasName=name, TargetKeyId=key["KeyId"])
+    assert kms.encrypt(KeyId=name, Plaintext=b"x")["KeyId"] == key["Arn"]
+    alias_arn = f"arn:aws:kms:us-east-1:000000000000:{name}"
+    assert kms.describe_key(KeyId=alias_arn)["KeyMetadata"]["Arn"] == key["Arn"]
+    listed = [a for a in kms.list_aliases(KeyId=key["KeyId"])["Aliases"]]
+    assert [(a["AliasName"], a["AliasArn"], a["TargetKeyId"]) for a in listed] == [(name, alias_arn, key["KeyId"])]
+    kms.update_alias(AliasName=name, TargetKeyId=other["KeyId"])
+    assert kms.encrypt(KeyId=name, Plaintext=b"x")["KeyId"] == other["Arn"]
+    kms.delete_alias(AliasName=name)
+    with helpers.raises_aws("NotFoundException", f"Alias {alias_arn} is not found."):
+        kms.encrypt(KeyId=name, Plaintext=b"x")
+    with helpers.raises_aws("ValidationException"):
+        kms.create_alias(AliasName="no-prefix", TargetKeyId=key["KeyId"])
+
+
+# ======================================================================================= key state
+
+
+def test_disabled_and_pending_deletion_keys_refuse_cryptography(kms):
+    key = new_key(kms)
+    blob = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")["CiphertextBlob"]
+    kms.disable_key(KeyId=key["KeyId"])
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"
+    with helpers.raises_aws("DisabledException", f"{key['Arn']} is disabled."):
+        kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")
+    with helpers.raises_aws("DisabledException", f"{key['Arn']} is disabled."):
+        kms.decrypt(CiphertextBlob=blob)
+    kms.enable_key(KeyId=key["KeyId"])
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"x"
+    out = kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    assert out["KeyId"] == key["Arn"] and out["KeyState"] == "PendingDeletion" and out["PendingWindowInDays"] == 7
+    with helpers.raises_aws("KMSInvalidStateException", f"{key['Arn']} is pending deletion."):
+        kms.decrypt(CiphertextBlob=blob)
+    assert kms.cancel_key_deletion(KeyId=key["KeyId"])["KeyId"] == key["Arn"]
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "Disabled"  # as AWS leaves it
+    with helpers.raises_aws("ValidationException"):
+        kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=6)
+
+
+def test_a_key_is_gone_once_its_deletion_date_passes_on_the_test_clock(kinesd_factory):
+    server = kinesd_factory(flags={"--test-clock": None})
+    kms = kms_client(server.endpoint)
+    key = new_key(kms)
+    blob = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"x")["CiphertextBlob"]
+    kms.schedule_key_deletion(KeyId=key["KeyId"])  # 30 days by default
+    resp = helpers.http_request(server.endpoint, "POST", f"/_test/advance-clock?ms={29 * DAY_MS}")
+    assert resp.status == 200
+    assert kms.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["KeyState"] == "PendingDeletion"
+    helpers.http_request(server.endpoint, "POST", f"/_test/advance-clock?ms={2 * DAY_MS}")
+    with helpers.raises_aws("NotFoundException"):
+        kms.describe_key(KeyId=key["KeyId"])
+    with helpers.raises_aws(
+        "AccessDeniedException",
+        "The ciphertext refers to a customer master key that does not exist, does not exist in this region, "
+        "or you are not allowed to access.",
+    ):
+        kms.decrypt(CiphertextBlob=blob)
+
+
+# ===================================================================== rotation, tags and policies
+
+
+def test_rotation_keeps_old_ciphertexts_readable(kms, endpoint):
+    key = new_key(kms)
+    old = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"before")["CiphertextBlob"]
+    kms.enable_key_rotation(KeyId=key["KeyId"])
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is True
+    resp = raw(endpoint, "RotateKeyOnDemand", {"KeyId": key["KeyId"]})
+    assert resp.status == 200 and resp.json == {"KeyId": key["Arn"]}
+    new = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"after")["CiphertextBlob"]
+    assert old[38:42] != new[38:42]  # the blob names the new material version
+    assert kms.decrypt(CiphertextBlob=old)["Plaintext"] == b"before"
+    assert kms.decrypt(CiphertextBlob=new)["Plaintext"] == b"after"
+    rot = raw(endpoint, "ListKeyRotations", {"KeyId": key["KeyId"]}).json
+    assert [r["RotationType"] for r in rot["Rotations"]] == ["ON_DEMAND"]
+    kms.disable_key_rotation(KeyId=key["KeyId"])
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is False
+
+
+def test_tags_and_key_policies_are_stored(kms):
+    key = new_key(kms, Tags=[{"TagKey": "b", "TagValue": "2"}])
+    kms.tag_resource(KeyId=key["KeyId"], Tags=[{"TagKey": "a", "TagValue": "1"}])
+    assert kms.list_resource_tags(KeyId=key["KeyId"])["Tags"] == [
+        {"TagKey": "a", "TagValue": "1"},
+        {"TagKey": "b", "TagValue": "2"},
+    ]
+    kms.untag_resource(KeyId=key["KeyId"], TagKeys=["b"])
+    assert kms.list_resource_tags(KeyId=key["KeyId"])["Tags"] == [{"TagKey": "a", "TagValue": "1"}]
+    default = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
+    assert default["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::000000000000:root"}
+    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=policy)
+    assert kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"] == policy
+
+
+# ====================================================================== persistence and the seed
+
+
+def test_keys_aliases_and_ciphertexts_survive_kill_9(kinesd_factory):
+    server = kinesd_factory()
+    kms = kms_client(server.endpoint)
+    key = new_key(kms)
+    kms.create_alias(AliasName="alias/kept", TargetKeyId=key["KeyId"])
+    blob = kms.encrypt(KeyId="alias/kept", Plaintext=b"kept")["CiphertextBlob"]
+    server.proc.kill()
+    server.proc.wait()
+    server.stop()
+    server.start()
+    kms = kms_client(server.endpoint)
+    assert kms.decrypt(CiphertextBlob=blob)["Plaintext"] == b"kept"
+    assert kms.describe_key(KeyId="alias/kept")["KeyMetadata"]["KeyId"] == key["KeyId"]
+
+
+def test_the_seed_file_makes_stable_keys_across_data_directories(kinesd_factory, tmp_path):
+    key_id = str(uuid.uuid4())
+    material = base64.b64encode(bytes(range(32))).decode()
+    seed = tmp_path / "seed.json"
+    seed.write_text(json.dumps({"Keys": [{"KeyId": key_id, "KeyMaterial": material, "Aliases": ["alias/seeded"]}]}))
+    a = kinesd_factory(flags={"--kms-seed": str(seed)})
+    b = kinesd_factory(flags={"--kms-seed": str(seed)})
+    ka, kb = kms_client(a.endpoint), kms_client(b.endpoint)
+    assert ka.describe_key(KeyId="alias/seeded")["KeyMetadata"]["KeyId"] == key_id
+    blob = ka.encrypt(KeyId="alias/seeded", Plaintext=b"portable")["CiphertextBlob"]
+    # the same material on another server (another root key) opens it
+    assert kb.decrypt(CiphertextBlob=blob)["Plaintext"] == b"portable"
+    a.restart()
+    assert kms_client(a.endpoint).decrypt(CiphertextBlob=blob)["Plaintext"] == b"portable"
+
+
+def test_a_bad_seed_file_stops_the_start(tmp_path):
+    seed = tmp_path / "bad.json"
+    seed.write_text('{"Keys": [{"KeyId": "not-a-uuid"}]}')
+    cmd = [str(conftest.kinesd_binary()), "--port", str(conftest.free_port()), "--data-dir", str(tmp_path / "d"),
+           "--kms-seed", str(seed)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    assert out.returncode != 0 and "kms-seed" in out.stderr
+
+
+# ============================================================================================ CLI
+
+
+def test_the_aws_cli_encrypts_and_decrypts(endpoint, tmp_path):
+    def cli(*args):
+        out = subprocess.run(["aws", "--endpoint-url", endpoint, "kms", *args, "--output", "json"],
+                             capture_output=True, text=True, timeout=60)
+        assert out.returncode == 0, out.stderr
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    key = cli("create-key", "--description", "cli")["KeyMetadata"]
+    plain = tmp_path / "plain"
+    plain.write_bytes(b"from the cli")
+    enc = cli("encrypt", "--key-id", key["KeyId"], "--plaintext", f"fileb://{plain}", "--encryption-context", "app=test")
+    assert enc["KeyId"] == key["Arn"]
+    blob = tmp_path / "blob"
+    blob.write_bytes(base64.b64decode(enc["CiphertextBlob"]))
+    dec = cli("decrypt", "--ciphertext-blob", f"fileb://{blob}", "--encryption-context", "app=test")
+    assert base64.b64decode(dec["Plaintext"]) == b"from the cli"
+    cli("create-alias", "--alias-name", f"alias/cli-{uuid.uuid4().hex}", "--target-key-id", key["KeyId"])
+    assert any(a["TargetKeyId"] == key["KeyId"] for a in cli("list-aliases")["Aliases"] if "TargetKeyId" in a)
