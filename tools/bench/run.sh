@@ -450,7 +450,8 @@ row() {
             r = x / y
             if (r >= 100) return sprintf("%.0fx", r)
             if (r >= 10) return sprintf("%.1fx", r)
-            return r >= 0.1 ? sprintf("%.2fx", r) : sprintf("%.3fx", r)
+            if (r >= 0.1) return sprintf("%.2fx", r)
+            return r >= 0.001 ? sprintf("%.3fx", r) : "<0.001x"
         }
         function show(x) { return x == "" ? "n/a" : x }
         BEGIN {
