@@ -96,10 +96,7 @@ def assert_strict_json(raw):
     return doc
 
 
-@pytest.fixture
-def stream_reader(api, make_stream):
-    """A one-shard stream and a function that reads all of it with raw GetRecords calls."""
-    name = make_stream(1)
+def _reader(api, name):
     shard = "shardId-000000000000"
     ok = api.ok("PutRecord", {"StreamName": name, "PartitionKey": "first", "Data": "Zmlyc3Q="})
     assert ok["ShardId"] == shard
@@ -115,11 +112,31 @@ def stream_reader(api, make_stream):
     return name, read_all
 
 
+@pytest.fixture
+def stream_reader(api, make_stream):
+    """A one-shard stream of one record, and a function that reads all of it with raw GetRecords."""
+    return _reader(api, make_stream(1))
+
+
+@pytest.fixture(scope="module")
+def poisoned_stream(api, kinesis):
+    """One stream for every refused write of this module: each test checks it still holds only
+    its first record (one stream, not one per case, keeps CreateStream under its rate)."""
+    name = helpers.unique_name("hostile-refused")
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    helpers.wait_for_status(kinesis, name)
+    yield _reader(api, name)
+    try:
+        kinesis.delete_stream(StreamName=name)
+    except Exception:  # noqa: BLE001 - cleanup only
+        pass
+
+
 class TestSerialization:
     @pytest.mark.parametrize("case", sorted(BAD_TEXT))
     @pytest.mark.parametrize("field", ["PartitionKey", "ExplicitHashKey", "StreamName"])
-    def test_invalid_utf8_in_a_json_put_record_is_a_serialization_error(self, api, stream_reader, case, field):
-        name, read_all = stream_reader
+    def test_invalid_utf8_in_a_json_put_record_is_a_serialization_error(self, api, poisoned_stream, case, field):
+        name, read_all = poisoned_stream
         fields = {"StreamName": name.encode(), "PartitionKey": b"pk", "Data": b"AAAA"}
         fields[field] = BAD_TEXT[case]
         assert_serialization_error(api.call("PutRecord", json_body(fields)))
@@ -128,8 +145,8 @@ class TestSerialization:
 
     @pytest.mark.parametrize("case", sorted(BAD_ESCAPES))
     @pytest.mark.parametrize("field", ["PartitionKey", "ExplicitHashKey", "StreamName"])
-    def test_lone_surrogate_escapes_are_a_serialization_error(self, api, stream_reader, case, field):
-        name, read_all = stream_reader
+    def test_lone_surrogate_escapes_are_a_serialization_error(self, api, poisoned_stream, case, field):
+        name, read_all = poisoned_stream
         fields = {"StreamName": name.encode(), "PartitionKey": b"pk", "Data": b"AAAA"}
         fields[field] = BAD_ESCAPES[case]
         assert_serialization_error(api.call("PutRecord", json_body(fields)))
@@ -179,8 +196,8 @@ class TestSerialization:
             assert_serialization_error(api.call(operation, enc(doc), content_type=AMZ_CBOR))
 
     @pytest.mark.parametrize("case", sorted(BAD_TEXT) + sorted(BAD_ESCAPES))
-    def test_put_records_refuses_a_bad_partition_key_among_good_ones(self, api, stream_reader, case):
-        name, read_all = stream_reader
+    def test_put_records_refuses_a_bad_partition_key_among_good_ones(self, api, poisoned_stream, case):
+        name, read_all = poisoned_stream
         bad = BAD_TEXT.get(case) or BAD_ESCAPES[case]
         body = (
             b'{"StreamName":"' + name.encode() + b'","Records":[{"PartitionKey":"ok","Data":"AAAA"},'
@@ -191,9 +208,9 @@ class TestSerialization:
 
     @pytest.mark.parametrize("case", sorted(BAD_TEXT))
     @pytest.mark.parametrize("as_bytes", [False, True], ids=["text string", "byte string"])
-    def test_invalid_utf8_in_a_cbor_string_field_is_a_serialization_error(self, api, stream_reader, case, as_bytes):
+    def test_invalid_utf8_in_a_cbor_string_field_is_a_serialization_error(self, api, poisoned_stream, case, as_bytes):
         """A CBOR byte string where a String is expected is taken as text only if it is text."""
-        name, read_all = stream_reader
+        name, read_all = poisoned_stream
         bad = BAD_TEXT[case]
         bad_enc = cbor_codec._head(2, len(bad)) + bad if as_bytes else cbor_text(bad)
         for field in ("PartitionKey", "StreamName"):
