@@ -63,6 +63,8 @@ struct datakeys {
     pthread_mutex_t create_mu; /* creating and destroying keys */
     struct ent *t;             /* sodium_malloc'd */
     size_t cap, n, gone;       /* n counts used entries, gone tombstones */
+    uint64_t epoch;            /* atomic: bumped before keys are destroyed (readers' caches) */
+    uint64_t instance;         /* unique per datakeys_open, so no cache outlives its keyring */
     struct wrapper {
         uint64_t uid;
         char kid[40];
@@ -274,14 +276,38 @@ static int kr_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uin
     return rc;
 }
 
+/* Each reading thread remembers the last key it opened: a scan opens runs of records of one
+ * log and key, so most records cost no lock and no probe. A destroyed key bumps the epoch, which
+ * empties every cache (a reader that races the bump can only fail to open, as above). */
+static uint64_t instances; /* atomic */
+
+static _Thread_local struct {
+    uint64_t instance;
+    uint64_t log, id, epoch;
+    const unsigned char *key;
+    uint32_t cls;
+} last_opened;
+
 static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key, uint32_t *cls)
 {
     struct datakeys *dk = ctx;
+    uint64_t epoch = __atomic_load_n(&dk->epoch, __ATOMIC_ACQUIRE);
+    if (last_opened.instance == dk->instance && last_opened.log == log && last_opened.id == id &&
+        last_opened.epoch == epoch) {
+        *key = last_opened.key;
+        *cls = last_opened.cls;
+        return 0;
+    }
     pthread_rwlock_rdlock(&dk->rw);
     struct ent *e = find_in(dk->t, dk->cap, log, id, 0);
     *key = e ? e->key : NULL;
     *cls = e ? e->cls : 0;
     pthread_rwlock_unlock(&dk->rw);
+    if (*key) {
+        last_opened.instance = dk->instance, last_opened.log = log, last_opened.id = id,
+        last_opened.epoch = epoch;
+        last_opened.key = *key, last_opened.cls = *cls;
+    }
     return *key ? 0 : STORE_NOT_FOUND;
 }
 
@@ -330,6 +356,7 @@ static int shred(struct datakeys *dk, uint64_t log, uint64_t below_bucket)
         if ((rc = store_meta_cas(dk->store, rows, s.n)))
             break;
         pthread_rwlock_wrlock(&dk->rw);
+        __atomic_add_fetch(&dk->epoch, 1, __ATOMIC_ACQ_REL);
         for (size_t i = 0; i < s.n; i++) {
             for (size_t t = 0; t < dk->nold; t++) {
                 struct ent *o = find_in(dk->old[t], dk->old_cap[t], log, s.ids[i], 0);
@@ -619,6 +646,7 @@ int datakeys_open(const char *dir, const struct datakeys_root *root, struct data
         return -1;
     pthread_rwlock_init(&dk->rw, NULL);
     pthread_mutex_init(&dk->create_mu, NULL);
+    dk->instance = __atomic_add_fetch(&instances, 1, __ATOMIC_RELAXED);
     dk->root = sodium_malloc(32);
     dk->node = sodium_malloc(32);
     if (!dk->root || !dk->node) {
