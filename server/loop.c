@@ -62,6 +62,7 @@ struct loop {
     struct conn *graveyard; /* freed after the current batch of events */
     int nconns;
     bool drain_seen;
+    bool accept_paused; /* out of descriptors: the listening socket is out of the set until the next sweep */
     int64_t drain_deadline;
     time_t date_sec;
     char date[40];
@@ -665,8 +666,15 @@ static void accept_some(struct loop *l)
         struct sockaddr_storage ss;
         socklen_t sl = sizeof ss;
         int fd = accept4(h->lfd, (struct sockaddr *)&ss, &sl, SOCK_NONBLOCK | SOCK_CLOEXEC);
-        if (fd < 0)
+        if (fd < 0) {
+            if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+                /* out of descriptors: the listening socket stays readable, so stop watching it
+                 * for a sweep instead of spinning; the backlog waits (or the kernel drops it) */
+                epoll_ctl(l->ep, EPOLL_CTL_DEL, h->lfd, NULL);
+                l->accept_paused = true;
+            }
             return;
+        }
         if (atomic_load(&h->draining)) {
             close(fd);
             continue;
@@ -771,6 +779,11 @@ static void *loop_main(void *arg)
         if (l->now - last_sweep >= SWEEP_MS) {
             last_sweep = l->now;
             sweep(l);
+            if (l->accept_paused && !atomic_load(&h->draining)) {
+                struct epoll_event le = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &h->lfd};
+                if (epoll_ctl(l->ep, EPOLL_CTL_ADD, h->lfd, &le) == 0)
+                    l->accept_paused = false;
+            }
         }
         if (atomic_load(&h->draining)) {
             if (!l->drain_seen)

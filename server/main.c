@@ -16,6 +16,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -379,6 +380,12 @@ int main(int argc, char **argv)
         .subscription_ms = subscription_s * 1000,
         .kms_seed = kms_seed,
     };
+    /* every connection is a descriptor: take all the descriptors the hard limit allows */
+    struct rlimit nofile;
+    if (getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+        nofile.rlim_cur = nofile.rlim_max;
+        setrlimit(RLIMIT_NOFILE, &nofile);
+    }
     /* before any thread exists: every thread inherits the blocked signals */
     sigset_t sigs;
     sigemptyset(&sigs);

@@ -393,3 +393,16 @@ def test_a_client_that_half_closes_after_its_request_still_gets_the_answer(kines
             break
         data += chunk
     assert data.startswith(b"HTTP/1.1 200 ") and data.endswith(b'{"status":"ok"}')
+
+
+
+def test_kinesd_takes_every_descriptor_its_hard_limit_allows(kinesd_factory):
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == hard:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (min(1024, hard), hard))
+    try:
+        server = kinesd_factory()
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    got_soft, got_hard = resource.prlimit(server.proc.pid, resource.RLIMIT_NOFILE)
+    assert got_soft == got_hard, f"soft limit {got_soft} below the hard limit {got_hard}: connections capped early"
