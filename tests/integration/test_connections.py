@@ -406,3 +406,30 @@ def test_kinesd_takes_every_descriptor_its_hard_limit_allows(kinesd_factory):
         resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
     got_soft, got_hard = resource.prlimit(server.proc.pid, resource.RLIMIT_NOFILE)
     assert got_soft == got_hard, f"soft limit {got_soft} below the hard limit {got_hard}: connections capped early"
+
+
+def test_a_large_http2_answer_held_by_flow_control_does_not_block_another_stream(kinesd_factory):
+    server = kinesd_factory(flags={"--test-clock": None})
+    s = h2_open(server)  # default stream window: 65,535 bytes
+    s.sendall(frame(4, 0x1, 0) + frame(8, 0, 0, (16 << 20).to_bytes(4, "big")))  # ACK; a large connection window
+    big = b"/_test/stream?n=200&size=65536"  # 13 MB, far more than stream 1's window
+    s.sendall(frame(1, 0x5, 1, b"\x83\x86\x04" + bytes([len(big)]) + big + b"\x01\x01x"))
+    time.sleep(0.5)
+    s.sendall(frame(1, 0x5, 3, hpack_get()))
+    s.settimeout(10)
+    buf, data1, done3 = b"", 0, False
+    while not done3:
+        chunk = s.recv(1 << 16)
+        assert chunk, "connection closed"
+        buf += chunk
+        while len(buf) >= 9 and len(buf) >= 9 + int.from_bytes(buf[:3], "big"):
+            n, ftype, flags = int.from_bytes(buf[:3], "big"), buf[3], buf[4]
+            sid = int.from_bytes(buf[5:9], "big") & 0x7FFFFFFF
+            if ftype == 0 and sid == 1:
+                data1 += n
+            if ftype == 0 and sid == 3 and flags & 0x1:
+                done3 = True
+            buf = buf[9 + n:]
+    assert data1 <= 65535  # stream 1 waits for its window; stream 3 was answered meanwhile
+    s.close()
+    alive(server)
