@@ -25,6 +25,7 @@
 #include <time.h>
 
 #include "consumers.h"
+#include "subscribe.h"
 #include "internal.h"
 #include "kms/datakeys.h"
 #include "kms/seed.h"
@@ -861,6 +862,13 @@ int api_open(const struct api_config *cfg, struct api **out)
         free(a);
         return -1;
     }
+    if (subs_open(a)) {
+        consumers_close(a);
+        streams_close(a);
+        store_close(a->store);
+        free(a);
+        return -1;
+    }
     if ((rc = resource_policies_open(a))) {
         fprintf(stderr, "kinesd: cannot load resource policies from %s (%d)\n", cfg->data_dir, rc);
         resource_policies_close(a);
@@ -921,6 +929,7 @@ void api_close(struct api *a)
     pthread_cond_signal(&a->maint_cv);
     pthread_mutex_unlock(&a->maint_mu);
     pthread_join(a->maint, NULL);
+    subs_close(a);
     consumers_close(a);
     streams_close(a);
     store_close(a->store);

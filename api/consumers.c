@@ -19,6 +19,7 @@
 
 #include "consumers.h"
 #include "internal.h"
+#include "subscribe.h"
 
 struct consumer {
     uint64_t uid;
@@ -460,6 +461,8 @@ int consumers_deregister(struct api_ctx *c)
         int src = deregister_one(a, k, c->now_ms);
         if (src)
             rc = api_store_fail(c, src);
+        else
+            subs_notify(a);
     }
     streams_change_unlock(a);
     if (rc == 0) {

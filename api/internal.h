@@ -88,6 +88,7 @@ struct streams;           /* the registry: every stream, by name (streams.c) */
 struct limits;            /* token buckets (limits.c) */
 struct resource_policies; /* resource_policies.c */
 struct consumers;         /* enhanced fan-out consumers (consumers.c) */
+struct subs;              /* SubscribeToShard subscriptions (subscribe.c) */
 
 struct api {
     struct api_config cfg;
@@ -100,6 +101,7 @@ struct api {
     struct auth *auth;          /* --auth: the credentials; NULL without */
     struct resource_policies *policies;
     struct consumers *consumers;
+    struct subs *subs;
     int inflight;                   /* appends routed but not yet committed (atomic) */
     size_t max_body;                /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
 #define DEFAULT_MAX_BODY (7u << 20) /* 5 MiB of records in base64, with their names and keys */

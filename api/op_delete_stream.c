@@ -2,6 +2,7 @@
  * its records are removed in the background. A CREATING stream can be deleted too. */
 #include "consumers.h"
 #include "internal.h"
+#include "subscribe.h"
 
 static const struct vfield schema[] = {
     F_STREAM_NAME, {"EnforceConsumerDeletion", VT_BOOLEAN, {{0}}, 0, 0, 0}, F_STREAM_ARN, F_STREAM_ID, {0},
@@ -25,6 +26,7 @@ static int delete_(struct api_ctx *c, struct stream *s)
         if (rc)
             return api_store_fail(c, rc);
     }
+    subs_notify(c->api); /* its subscriptions look again: their consumers are gone */
     s->status = ST_DELETING;
     s->status_until = c->now_ms + c->api->cfg.delete_ms;
     return 0;
