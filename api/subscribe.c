@@ -369,7 +369,9 @@ static int produce(struct sub *s)
         arena_free(&ar);
         return 1;
     }
-    bool at_end = st == 1 && (got.n ? got.v[got.n - 1].pos >= end_pos : s->next > end_pos);
+    /* a closed shard takes no more records: having read its last one is its end */
+    uint64_t next = got.n ? got.v[got.n - 1].pos + 1 : s->next;
+    bool at_end = st == 1 && (next > got.last || next > end_pos);
     if (!got.n && !at_end && now - s->last_event_ms < SUBSCRIBE_HEARTBEAT_MS) {
         /* idle: wake on the next commit, the heartbeat or the end, whichever comes first */
         uint64_t after = s->next ? s->next - 1 : 0;
