@@ -29,6 +29,8 @@
 #include "consumers.h"
 #include "eventstream.h"
 #include "internal.h"
+#include "kms/datakeys.h"
+#include "kms/kms.h"
 #include "subscribe.h"
 
 struct slot {
@@ -259,7 +261,7 @@ static void *malloc_fn(void *ctx, size_t n)
 
 /* Where the shard stands: 0 open, 1 closed (end_pos, children into kids), -1 gone. */
 static int shard_state(struct sub *s, uint64_t *end_pos, struct shard **kids, uint32_t *nkids,
-                       int64_t *retention_h, struct arena *ar)
+                       int64_t *retention_h, char kms_kid[40], struct arena *ar)
 {
     struct api *a = s->api;
     int st = -1;
@@ -270,6 +272,7 @@ static int shard_state(struct sub *s, uint64_t *end_pos, struct shard **kids, ui
         st = sh->closed_ms ? 1 : 0;
         *end_pos = sh->end_pos;
         *retention_h = str->retention_h;
+        snprintf(kms_kid, 40, "%s", str->enc_kid);
         *nkids = 0;
         if (st == 1) {
             *kids = arena_alloc(ar, (str->nshards + 1) * sizeof **kids);
@@ -352,7 +355,8 @@ static int produce(struct sub *s)
     struct shard *kids = NULL;
     uint32_t nkids = 0;
     int64_t retention_h = 24;
-    int st = shard_state(s, &end_pos, &kids, &nkids, &retention_h, &ar);
+    char kms_kid[40] = "";
+    int st = shard_state(s, &end_pos, &kids, &nkids, &retention_h, kms_kid, &ar);
     if (st < 0) {
         fail_gone(s);
         arena_free(&ar);
@@ -369,6 +373,21 @@ static int produce(struct sub *s)
         arena_free(&ar);
         return 1;
     }
+    /* records under the stream's KMS key: its state applies to the whole event, as to a
+     * GetRecords call; a failure ends the stream with that exception */
+    for (size_t i = 0; kms_kid[0] && i < got.n; i++)
+        if (got.v[i].key_class == DATAKEYS_CLASS_KMS) {
+            struct api_ctx kc = {.api = a, .region = a->region, .now_ms = now, .stream_name = s->ci.stream};
+            arena_init(&kc.arena);
+            if (kms_stream_key_check(&kc, kms_kid))
+                frame_exception(s, kerr_type(kc.err), kc.err_msg ? kc.err_msg : "");
+            arena_free(&kc.arena);
+            if (s->done) {
+                arena_free(&ar);
+                return 1;
+            }
+            break;
+        }
     /* a closed shard takes no more records: having read its last one is its end */
     uint64_t next = got.n ? got.v[got.n - 1].pos + 1 : s->next;
     bool at_end = st == 1 && (next > got.last || next > end_pos);
@@ -396,6 +415,8 @@ static int produce(struct sub *s)
         enc_key(&e, "ApproximateArrivalTimestamp"), enc_time_ms(&e, pos_ms(v->pos));
         enc_key(&e, "Data"), enc_blob(&e, v->data, v->data_len);
         enc_key(&e, "PartitionKey"), enc_str(&e, v->pk, v->pk_len);
+        if (v->key_class == DATAKEYS_CLASS_KMS)
+            enc_key(&e, "EncryptionType"), enc_strz(&e, "KMS");
         enc_obj_end(&e);
     }
     enc_arr_end(&e);

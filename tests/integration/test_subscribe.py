@@ -286,3 +286,13 @@ def test_500_idle_subscriptions_cost_no_thread_each_and_bounded_memory(kinesd_fa
     print(f"500 idle subscriptions: threads {threads0} -> {threads1}, RssAnon {rss0} -> {rss1} KiB")
     assert threads1 <= threads0 + 2, (threads0, threads1)
     assert rss1 - rss0 < 500 * 64, (rss0, rss1)  # KiB: under 64 KiB a subscription
+
+
+def test_records_of_a_kms_stream_carry_their_encryption_type(kinesd_factory):
+    _, k, (arn,) = start(kinesd_factory)
+    put(k, b"plain")
+    k.start_stream_encryption(StreamName="s", EncryptionType="KMS", KeyId="alias/aws/kinesis")
+    helpers.wait_for_status(k, "s")
+    put(k, b"sealed")
+    got, _ = read_until(subscribe(k, arn), 2)
+    assert [(r["Data"], r.get("EncryptionType")) for r in got] == [(b"plain", None), (b"sealed", "KMS")]
