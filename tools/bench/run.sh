@@ -22,6 +22,9 @@
 #                     transport       kinesd only, through h2load (tools/bench/transport.sh):
 #                                     PutRecord over one HTTP/2 connection with 64 streams vs
 #                                     16 HTTP/1.1 connections, and TLS vs cleartext for both
+#                     fanout          kinesd only (tools/bench/fanout.sh): 4 consumers subscribed to
+#                                     each of 4 shards while PutRecords runs: put-to-event p50/p99,
+#                                     delivered records/s, every record delivered to every consumer
 #   BENCH_SECONDS   seconds per measured mode (default 8)
 #   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
 #   BENCH_CKPT_RECORD   record size of the checkpoint mode (default 1024)
@@ -47,7 +50,7 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
 ALL_SERVERS="kinesd kinesalite kinesis-mock"
-ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-1k putrecords-25k checkpoint transport"
+ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-1k putrecords-25k checkpoint transport fanout"
 SERVERS=${BENCH_SERVERS:-$ALL_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
@@ -284,7 +287,7 @@ run_suite() {
     echo "=== $name (pid $pid, port $port) ==="
     kb "$LOG_DIR/$name.create.out" "${common[@]}" --mode create --shards "$SHARDS" || return 1
     for m in $MODES; do
-        [[ $m == ceiling || $m == transport ]] && continue
+        [[ $m == ceiling || $m == transport || $m == fanout ]] && continue
         extra=()
         # the disk's own figures, measured in kinesd's data directory right before the modes
         # bound by them: sync latency before PutRecord, sequential bandwidth before large records
@@ -364,7 +367,7 @@ if has_mode ceiling; then
     echo
     echo "=== kbench ceiling (built-in trivial server answering canned 200s, same cores) ==="
     for m in $MODES; do
-        [[ $m == ceiling || $m == putrecord-h2 || $m == transport ]] && continue
+        [[ $m == ceiling || $m == putrecord-h2 || $m == transport || $m == fanout ]] && continue
         # shellcheck disable=SC2046
         kb "$LOG_DIR/ceiling.$m.out" --trivial-server $(workload "$m") || FAILED=1
     done
@@ -476,7 +479,7 @@ disk_bw=$(field disk.write mb_per_s)
 mb_target=$(awk -v d="$disk_bw" 'BEGIN { if (d ~ /^[0-9.]+$/) printf ">=%.0f", 0.6 * d }')
 small_modes=(putrecord putrecords getrecords)
 all_modes=()
-for m in $MODES; do [[ $m == ceiling || $m == transport ]] || all_modes+=("$m"); done
+for m in $MODES; do [[ $m == ceiling || $m == transport || $m == fanout ]] || all_modes+=("$m"); done
 
 echo
 echo "=== kinesd / kinesalite / kinesis-mock: ${SECS} s per mode, $SHARDS shards; kinesd durable," \
@@ -558,6 +561,9 @@ echo "raw kbench output and server logs: $LOG_DIR/"
 if has_mode transport && has_server kinesd; then
     KBENCH_PUTRECORD_OUT="$LOG_DIR/kinesd.putrecord.out" BENCH_SECONDS=$SECS KINESD_BIN=$KINESD \
         BENCH_LOG_DIR=$LOG_DIR tools/bench/transport.sh || FAILED=1
+fi
+if has_mode fanout && has_server kinesd; then
+    BENCH_SECONDS=$SECS KINESD_BIN=$KINESD BENCH_LOG_DIR=$LOG_DIR tools/bench/fanout.sh || FAILED=1
 fi
 if [[ $FAILED != 0 ]]; then
     echo "run.sh: a server failed to start or a benchmark could not run (see above)" >&2
