@@ -36,7 +36,7 @@ CONSOLE_FILES := $(sort $(wildcard server/console/*.html server/console/*.js ser
 UNIT_SRC := $(wildcard tests/unit/*/*.c tests/unit/*/*/*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration asan bench lint format clean deps deps-test fuzz fuzz-bins
+.PHONY: all run test unit integration pg-suite asan bench lint format clean deps deps-test fuzz fuzz-bins
 all: $(BUILD)/kinesd
 
 $(BUILD)/storage/%.o: storage/%.c
@@ -92,15 +92,20 @@ run: deps
 unit: $(UNIT_BIN)
 	@tools/with-postgres.sh tools/run-unit.sh $(UNIT_BIN)
 
+# with a throwaway PostgreSQL for the tests of several front-ends over it
 integration: $(BUILD)/kinesd
-	@KINESD_BIN=$(BUILD)/kinesd tools/run-integration.sh
+	@KINESD_BIN=$(BUILD)/kinesd tools/with-postgres.sh tools/run-integration.sh
+
+# the integration suite again, against two front-ends sharing one PostgreSQL
+pg-suite: $(BUILD)/kinesd
+	@KINESD_BIN=$(BUILD)/kinesd tools/run-pg-suite.sh
 
 SANITIZE := BUILD=build-asan OPT="-O1 -g -fno-omit-frame-pointer" \
 	  SAN="-fsanitize=address,undefined -fno-sanitize-recover=all"
 
 # Every test, then every test again on the AddressSanitizer/UBSan build.
 test: deps-test
-	@$(MAKE) --no-print-directory unit integration
+	@$(MAKE) --no-print-directory unit integration pg-suite
 	@echo "== the same tests under AddressSanitizer and UBSan =="
 	@$(MAKE) --no-print-directory $(SANITIZE) unit integration
 

@@ -831,6 +831,7 @@ int api_open(const struct api_config *cfg, struct api **out)
         }
         sc.keyring = datakeys_keyring(a->dk);
     }
+    randombytes_buf(&a->frontend_id, sizeof a->frontend_id);
     int rc = store_open(&sc, &a->store);
     int krc = rc == 0 && a->dk ? datakeys_attach(a->dk, a->store) : 0;
     if (krc) { /* it said why */
@@ -931,6 +932,7 @@ void api_close(struct api *a)
     pthread_join(a->maint, NULL);
     subs_close(a);
     consumers_close(a);
+    frontends_leave(a);
     streams_close(a);
     store_close(a->store);
     datakeys_close(a->dk);

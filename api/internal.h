@@ -83,6 +83,7 @@ struct stream {
 #define SHARD_INDEX_LIMIT (1u << 24)
 #define UID_LIMIT (1ull << 40)
 #define STREAMS_NO_IDS 1 /* a change would need a shard index or uid past these */
+#define STREAMS_EXISTS 2 /* another front-end sharing the store created the stream first */
 
 struct streams;           /* the registry: every stream, by name (streams.c) */
 struct limits;            /* token buckets (limits.c) */
@@ -98,6 +99,8 @@ struct api {
     struct streams *streams;
     unsigned char iter_key[32]; /* seals shard iterators; kept in the store */
     struct limits *limits;      /* NULL with --no-limits */
+    uint64_t frontend_id;       /* random, names this process among those sharing a store */
+    int64_t beat_ms;            /* its last heartbeat (maintenance thread) */
     struct auth *auth;          /* --auth: the credentials; NULL without */
     struct resource_policies *policies;
     struct consumers *consumers;
@@ -204,6 +207,14 @@ bool limits_read_call(struct limits *l, uint64_t log);                /* one Get
 void limits_read_bytes(struct limits *l, uint64_t log, size_t bytes); /* charge its answer */
 bool limits_iterator(struct limits *l, uint64_t log);                 /* one GetShardIterator */
 bool limits_op(struct limits *l, int op);                             /* one control-plane call */
+void limits_set_share(struct limits *l, double share); /* of every rate, (0, 1]: see limits.c */
+
+/* ---- front-ends sharing a store (frontends.c) ---- */
+/* Called by the maintenance thread every tick: keeps this front-end's heartbeat row fresh
+ * (about once a second), counts the live ones and sets the limits' share. Cheap otherwise. */
+void frontends_tick(struct api *a);
+/* Remove this front-end's heartbeat row (at close). */
+void frontends_leave(struct api *a);
 
 /* ---- clock, randomness, injected faults ---- */
 /* Milliseconds since the epoch, plus the test offset (api_clock_advance). */
@@ -263,7 +274,7 @@ struct stream *streams_find(struct api *a, const char *name, int64_t now);
 /* Streams in name order: *n gets the count; the array is valid while the lock is held. */
 struct stream **streams_list(struct api *a, size_t *n);
 /* Create and persist a stream (change lock held). Returns 0, STREAMS_NO_IDS (uids or shard
- * indices exhausted), or a STORE_* code (nothing changed). *out is owned by the registry. */
+ * indices exhausted), STREAMS_EXISTS, or a STORE_* code (nothing changed). *out is owned by the registry. */
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
                    const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
 /* A private, changeable copy of a stream (owned by the caller until streams_commit succeeds

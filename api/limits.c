@@ -12,7 +12,12 @@
  * bucket.
  *
  * State lives in memory only (a restart refills every bucket). With --no-limits nothing here
- * runs: callers test `a->limits` first, so the hot path pays one branch. */
+ * runs: callers test `a->limits` first, so the hot path pays one branch.
+ *
+ * Front-ends sharing a store each enforce their share of every rate (limits_set_share: one
+ * over the number of live front-ends, frontends.c), so behind a balancer that spreads requests
+ * evenly the limits hold for the whole as AWS's do. Buckets hold one second of the shared
+ * rate. */
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -39,6 +44,7 @@ struct meter {
 };
 
 struct limits {
+    double share; /* of every rate this process enforces (atomic; 1 alone) */
     pthread_mutex_t mu[STRIPES];
     struct meter *tab[TABLE];
     pthread_mutex_t ops_mu;
@@ -51,6 +57,19 @@ static int64_t now_us(void)
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return (int64_t)ts.tv_sec * 1000000 + ts.tv_nsec / 1000;
+}
+
+static double share_of(struct limits *l)
+{
+    double v;
+    __atomic_load(&l->share, &v, __ATOMIC_RELAXED);
+    return v;
+}
+
+void limits_set_share(struct limits *l, double share)
+{
+    if (share > 0 && share <= 1)
+        __atomic_store(&l->share, &share, __ATOMIC_RELAXED);
 }
 
 static void refill(struct bucket *b, double rate, int64_t t)
@@ -70,6 +89,7 @@ struct limits *limits_new(const double *op_rates, size_t nops)
     struct limits *l = calloc(1, sizeof *l);
     if (!l)
         abort();
+    l->share = 1.0;
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_init(&l->mu[i], NULL);
     pthread_mutex_init(&l->ops_mu, NULL);
@@ -122,10 +142,11 @@ bool limits_write(struct limits *l, uint64_t log, size_t bytes)
     pthread_mutex_t *lock;
     struct meter *m = meter(l, log, &lock);
     int64_t t = now_us();
-    refill(&m->wrec, WRITE_RECORDS, t);
-    refill(&m->wbytes, WRITE_BYTES, t);
+    double share = share_of(l), cap = WRITE_BYTES * share;
+    refill(&m->wrec, WRITE_RECORDS * share, t);
+    refill(&m->wbytes, cap, t);
     /* a record over the bucket's capacity needs a full bucket and leaves it in debt */
-    double need = (double)bytes < WRITE_BYTES ? (double)bytes : WRITE_BYTES;
+    double need = (double)bytes < cap ? (double)bytes : cap;
     bool ok = m->wrec.tokens >= 1.0 && m->wbytes.tokens >= need;
     if (ok) {
         m->wrec.tokens -= 1.0;
@@ -140,8 +161,9 @@ bool limits_read_call(struct limits *l, uint64_t log)
     pthread_mutex_t *lock;
     struct meter *m = meter(l, log, &lock);
     int64_t t = now_us();
-    refill(&m->rcalls, READ_CALLS, t);
-    refill(&m->rbytes, READ_BYTES, t);
+    double share = share_of(l);
+    refill(&m->rcalls, READ_CALLS * share, t);
+    refill(&m->rbytes, READ_BYTES * share, t);
     bool ok = m->rcalls.tokens >= 1.0 && m->rbytes.tokens > 0;
     if (ok)
         m->rcalls.tokens -= 1.0;
@@ -153,7 +175,7 @@ void limits_read_bytes(struct limits *l, uint64_t log, size_t bytes)
 {
     pthread_mutex_t *lock;
     struct meter *m = meter(l, log, &lock);
-    refill(&m->rbytes, READ_BYTES, now_us());
+    refill(&m->rbytes, READ_BYTES * share_of(l), now_us());
     m->rbytes.tokens -= (double)bytes;
     pthread_mutex_unlock(lock);
 }
@@ -162,7 +184,7 @@ bool limits_iterator(struct limits *l, uint64_t log)
 {
     pthread_mutex_t *lock;
     struct meter *m = meter(l, log, &lock);
-    refill(&m->iters, ITERATOR_CALLS, now_us());
+    refill(&m->iters, ITERATOR_CALLS * share_of(l), now_us());
     bool ok = m->iters.tokens >= 1.0;
     if (ok)
         m->iters.tokens -= 1.0;
@@ -175,7 +197,7 @@ bool limits_op(struct limits *l, int op)
     if (op < 0 || op >= 64 || l->op_rate[op] <= 0)
         return true;
     pthread_mutex_lock(&l->ops_mu);
-    refill(&l->ops[op], l->op_rate[op], now_us());
+    refill(&l->ops[op], l->op_rate[op] * share_of(l), now_us());
     bool ok = l->ops[op].tokens >= 1.0;
     if (ok)
         l->ops[op].tokens -= 1.0;

@@ -71,7 +71,10 @@ static int run(struct api_ctx *c)
     else if (check_shard_limit(c, (uint32_t)count) == 0) {
         int src =
             streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, tv, ntags, c->now_ms, &s);
-        if (src == STREAMS_NO_IDS)
+        if (src == STREAMS_EXISTS)
+            api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
+                     c->api->account);
+        else if (src == STREAMS_NO_IDS)
             api_fail(c, KERR_LIMIT_EXCEEDED,
                      "Account %s has created the %llu streams a data directory can name; no stream can "
                      "be created in it any more.",

@@ -14,8 +14,10 @@
  *   "st/<uid>"               the header (name, status, retention, mode, ...; JSON "v":2)
  *   "shard/<uid>/<index>"    one shard (hash range, lineage, closing state)
  *   "tags/<uid>"             the tags, absent when there are none
+ *   "name/<name>" -> uid     the stream holding the name (so two front-ends sharing a store
+ *                            cannot both create it)
  *   "drop/<uid>" -> shards   the logs of a retired stream still to be dropped
- *   "next-uid"               the next stream uid
+ *   "next-uid"               the next stream uid (taken by compare-and-set)
  * (uids have 20 digits and indices 8, so keys sort numerically). The older format, one JSON
  * value per stream at "stream/<name>" ("v":1), is read at startup and rewritten as rows.
  *
@@ -32,6 +34,14 @@
  * Trimming. Each shard remembers (in memory) when its oldest record passes retention; the
  * maintenance thread visits a shard only then, so an idle server writes nothing, and a closed
  * shard whose records are all gone is never visited again.
+ *
+ * Front-ends sharing a store (PostgreSQL) each keep such a registry. Rows another one changed
+ * are reported by the store (store_meta_watch); the maintenance thread reloads those streams
+ * from their rows and swaps them in, so a change made anywhere is seen everywhere within a
+ * tick. A change made from an outdated copy loses its compare-and-set and changes nothing.
+ * Background work (lifecycle, reshards, trimming, drops) runs only on the front-end holding the
+ * store's "maintenance" lease. A closed parent's log is sealed in the store, so a write that
+ * another front-end routes by its older layout fails (retryably) instead of landing in it.
  *
  * Ids. A log id is uid << 24 | shard index: a stream may have 2^24 shard indices over its life
  * and there may be 2^40 stream uids; a change that would need more is refused. */
@@ -57,7 +67,13 @@ struct streams {
     pthread_mutex_t ctl;   /* serializes changes; never taken by the data plane */
     struct stream **v;     /* owned, sorted by name */
     size_t n, cap;
-    uint64_t next_uid; /* under ctl */
+    uint64_t next_uid;     /* under ctl */
+    uint64_t next_uid_ver; /* the version of the "next-uid" row it was read from */
+    /* streams whose rows another front-end changed, for the maintenance thread */
+    pthread_mutex_t dirty_mu;
+    uint64_t dirty[64];
+    size_t ndirty;
+    bool dirty_all;
 };
 
 static const char *const status_names[] = {"CREATING", "ACTIVE", "DELETING", "UPDATING", "GONE"};
@@ -394,6 +410,16 @@ static void rows_diff(struct rows *w, const struct stream *cur, struct stream *n
     } else if (had) {
         rows_add(w, key, cur->tags_ver, NULL, next ? &next->tags_ver : NULL);
     }
+    /* the name, taken when the stream is created and given back when it is retired */
+    if (!cur || !next) {
+        snprintf(key, sizeof key, "name/%s", s->name);
+        struct enc e;
+        if (next) {
+            enc_init(&e, WIRE_JSON);
+            enc_int(&e, (int64_t)s->uid);
+        }
+        rows_add(w, key, next ? 0 : STORE_ANY_VERSION, next ? &e : NULL, NULL);
+    }
     /* the older format's value goes once its rows are written */
     if (cur && cur->legacy) {
         snprintf(key, sizeof key, "stream/%s", cur->name);
@@ -664,6 +690,8 @@ static int by_name(const void *x, const void *y)
     return strcmp((*(struct stream *const *)x)->name, (*(struct stream *const *)y)->name);
 }
 
+static void on_row(void *arg, const char *key);
+
 int streams_open(struct api *a)
 {
     struct streams *r = calloc(1, sizeof *r);
@@ -675,11 +703,12 @@ int streams_open(struct api *a)
     pthread_rwlock_init(&r->lock, &ra);
     pthread_rwlockattr_destroy(&ra);
     pthread_mutex_init(&r->ctl, NULL);
+    pthread_mutex_init(&r->dirty_mu, NULL);
     r->next_uid = 1;
     a->streams = r;
     char *v;
     size_t len;
-    if (meta_get(a, "next-uid", &v, &len) == 0) {
+    if (store_meta_get(a->store, "next-uid", &v, &len, &r->next_uid_ver) == 0) {
         r->next_uid = strtoull(v, NULL, 10);
         free(v);
     }
@@ -734,6 +763,11 @@ int streams_open(struct api *a)
         }
     }
     update_max_body(a);
+    /* other front-ends' changes, when the store is shared (rows of ours are told too: they are
+     * reloaded, found as they are, and left) */
+    if (!rc && store_shared(a->store))
+        for (const char *const *p = (const char *const[]){"st/", "shard/", "tags/", NULL}; *p && !rc; p++)
+            rc = store_meta_watch(a->store, *p, on_row, a);
     return rc;
 }
 
@@ -747,18 +781,43 @@ void streams_close(struct api *a)
     free(r->v);
     pthread_rwlock_destroy(&r->lock);
     pthread_mutex_destroy(&r->ctl);
+    pthread_mutex_destroy(&r->dirty_mu);
     free(r);
     a->streams = NULL;
 }
 
 /* ---- changes ---- */
 
-static int save_next_uid(struct api *a, uint64_t next)
+/* Take the next uid (change lock held): a compare-and-set on "next-uid", so front-ends that
+ * share a store never hand out one uid twice; on a conflict the row is read again. */
+static int take_uid(struct api *a, uint64_t *uid)
 {
-    char t[32];
-    int n = snprintf(t, sizeof t, "%" PRIu64, next);
-    struct store_row row = {"next-uid", STORE_ANY_VERSION, t, (size_t)n};
-    return meta_cas(a, &row, 1);
+    struct streams *r = a->streams;
+    for (int attempt = 0; attempt < 8; attempt++) {
+        char t[32];
+        int n = snprintf(t, sizeof t, "%" PRIu64, r->next_uid + 1);
+        struct store_row row = {"next-uid", r->next_uid_ver, t, (size_t)n};
+        int rc = meta_cas(a, &row, 1);
+        if (rc == 0) {
+            r->next_uid_ver = row.version;
+            *uid = r->next_uid++;
+            return 0;
+        }
+        if (rc != STORE_CONFLICT)
+            return rc;
+        char *v;
+        size_t len;
+        uint64_t ver = 0;
+        if ((rc = store_meta_get(a->store, "next-uid", &v, &len, &ver)) && rc != STORE_NOT_FOUND)
+            return rc;
+        uint64_t next = rc ? 1 : strtoull(v, NULL, 10);
+        if (!rc)
+            free(v);
+        if (next > r->next_uid)
+            r->next_uid = next;
+        r->next_uid_ver = ver;
+    }
+    return STORE_CONFLICT;
 }
 
 /* Forget gone stream s for good (change lock held): one write records that its logs must be
@@ -795,14 +854,15 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
         if (rc)
             return rc;
     }
-    int rc = save_next_uid(a, r->next_uid + 1);
+    uint64_t uid;
+    int rc = take_uid(a, &uid);
     if (rc)
         return rc;
     struct stream *s = calloc(1, sizeof *s);
     if (!s)
         abort();
     snprintf(s->name, sizeof s->name, "%s", name);
-    s->uid = r->next_uid++;
+    s->uid = uid;
     s->status = ST_CREATING;
     s->status_until = now + a->cfg.create_ms;
     s->created_ms = now;
@@ -826,6 +886,14 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
     rc = commit(a, NULL, s);
     if (rc) {
         stream_free(s);
+        /* another front-end sharing the store took the name first */
+        char key[160], *v;
+        size_t len;
+        snprintf(key, sizeof key, "name/%s", name);
+        if (rc == STORE_CONFLICT && store_meta_get(a->store, key, &v, &len, NULL) == 0) {
+            free(v);
+            return STREAMS_EXISTS;
+        }
         return rc;
     }
     *out = s;
@@ -951,8 +1019,12 @@ static int reshard_apply(struct api *a, struct stream *s, int64_t now)
     for (uint32_t i = 0; i < next->nshards; i++) {
         struct shard *sh = &next->shards[i];
         if (sh->sealed) {
+            /* the store refuses the parent's appends from here on, whichever front-end routes
+             * them, and every acknowledged one is readable: its last position is final */
             uint64_t last = 0;
-            int rc = store_log_bounds(a->store, log_id(next->uid, sh->index), &last, NULL);
+            int rc = store_log_seal(a->store, log_id(next->uid, sh->index));
+            if (rc == 0)
+                rc = store_log_bounds(a->store, log_id(next->uid, sh->index), &last, NULL);
             if (rc) {
                 stream_free(next);
                 return rc;
@@ -1330,6 +1402,160 @@ static void scale_on_demand(struct api *a, int64_t now)
     }
 }
 
+/* ---- changes made through other front-ends ---- */
+
+/* The store's report of a changed row (an engine thread): remember its stream and wake the
+ * maintenance thread. NULL: any row may have changed. */
+static void on_row(void *arg, const char *key)
+{
+    struct api *a = arg;
+    struct streams *r = a->streams;
+    uint64_t uid = 0;
+    bool all = !key;
+    if (key) {
+        const char *p = !strncmp(key, "st/", 3)      ? key + 3
+                        : !strncmp(key, "shard/", 6) ? key + 6
+                        : !strncmp(key, "tags/", 5)  ? key + 5
+                                                     : NULL;
+        if (!p)
+            return;
+        uid = strtoull(p, NULL, 10);
+    }
+    pthread_mutex_lock(&r->dirty_mu);
+    bool known = false;
+    for (size_t i = 0; i < r->ndirty && !known; i++)
+        known = r->dirty[i] == uid;
+    if (all || r->ndirty == sizeof r->dirty / sizeof *r->dirty)
+        r->dirty_all = true;
+    else if (!known)
+        r->dirty[r->ndirty++] = uid;
+    pthread_mutex_unlock(&r->dirty_mu);
+    pthread_mutex_lock(&a->maint_mu);
+    pthread_cond_signal(&a->maint_cv);
+    pthread_mutex_unlock(&a->maint_mu);
+}
+
+static struct stream *find_uid(struct streams *r, uint64_t uid)
+{
+    for (size_t i = 0; i < r->n; i++)
+        if (r->v[i]->uid == uid)
+            return r->v[i];
+    return NULL;
+}
+
+static bool same_versions(const struct stream *x, const struct stream *y)
+{
+    if (x->ver != y->ver || x->tags_ver != y->tags_ver || x->nshards != y->nshards)
+        return false;
+    for (uint32_t i = 0; i < x->nshards; i++)
+        if (x->shards[i].ver != y->shards[i].ver)
+            return false;
+    return true;
+}
+
+/* Read stream uid from its rows and swap it in if they are newer than what this registry has
+ * (change lock held); a stream whose header row is gone leaves. */
+static int reload(struct api *a, uint64_t uid)
+{
+    struct streams *r = a->streams;
+    char key[48];
+    struct loading l = {.a = a};
+    header_key(key, sizeof key, uid);
+    int rc = meta_scan(a, key, load_header, &l);
+    snprintf(key, sizeof key, "shard/%020" PRIu64 "/", uid);
+    if (!rc && l.n)
+        rc = meta_scan(a, key, load_shard, &l);
+    tags_key(key, sizeof key, uid);
+    if (!rc && l.n)
+        rc = meta_scan(a, key, load_tags, &l);
+    struct stream *fresh = l.n ? l.v[0] : NULL, *cur = find_uid(r, uid);
+    free(l.v);
+    bool whole = fresh != NULL;
+    for (uint32_t j = 0; fresh && j < fresh->nshards && whole; j++)
+        whole = fresh->shards[j].index == j;
+    if (rc || (fresh && !whole)) { /* caught between two writes: the next report comes */
+        stream_free(fresh);
+        return rc;
+    }
+    if (cur && fresh && same_versions(cur, fresh)) {
+        stream_free(fresh);
+        return 0;
+    }
+    if (fresh) { /* a stream that took the name of one retired elsewhere replaces it */
+        struct stream *other = find_any(r, fresh->name);
+        if (other && other != cur)
+            publish(a, other, NULL);
+        if (fresh->uid >= r->next_uid)
+            r->next_uid = fresh->uid + 1;
+    }
+    if (cur && fresh && strcmp(cur->name, fresh->name)) { /* cannot happen: names are fixed */
+        stream_free(fresh);
+        return 0;
+    }
+    publish(a, cur, fresh);
+    update_max_body(a);
+    return 0;
+}
+
+static int collect_uid(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                       uint64_t version)
+{
+    (void)val, (void)vlen, (void)version;
+    struct loading *l = ctx;
+    uint64_t uid;
+    if (parse_row_key(key, klen, 3, &uid, NULL)) {
+        struct stream *s = calloc(1, sizeof *s);
+        if (!s)
+            return 1;
+        s->uid = uid;
+        loading_add(l, s);
+    }
+    return 0;
+}
+
+/* Reload what other front-ends changed (change lock held). */
+static void refresh(struct api *a)
+{
+    struct streams *r = a->streams;
+    uint64_t uids[64];
+    pthread_mutex_lock(&r->dirty_mu);
+    bool all = r->dirty_all;
+    size_t n = r->ndirty;
+    memcpy(uids, r->dirty, n * sizeof *uids);
+    r->ndirty = 0;
+    r->dirty_all = false;
+    pthread_mutex_unlock(&r->dirty_mu);
+    if (all) { /* every stream the rows name, and every one this registry has */
+        struct loading l = {.a = a};
+        if (meta_scan(a, "st/", collect_uid, &l) == 0) {
+            for (size_t i = 0; i < l.n; i++) {
+                reload(a, l.v[i]->uid);
+                free(l.v[i]);
+            }
+            for (size_t i = 0; i < r->n;) {
+                struct stream *s = r->v[i];
+                bool listed = loading_find(&l, s->uid) != NULL;
+                if (!listed && !s->legacy) {
+                    publish(a, s, NULL);
+                    continue;
+                }
+                i++;
+            }
+        } else {
+            for (size_t i = 0; i < l.n; i++)
+                free(l.v[i]);
+            pthread_mutex_lock(&r->dirty_mu);
+            r->dirty_all = true; /* try again next tick */
+            pthread_mutex_unlock(&r->dirty_mu);
+        }
+        free(l.v);
+        update_max_body(a);
+        return;
+    }
+    for (size_t i = 0; i < n; i++)
+        reload(a, uids[i]);
+}
+
 void *streams_maintain(void *arg)
 {
     struct api *a = arg;
@@ -1339,12 +1565,18 @@ void *streams_maintain(void *arg)
     while (!a->stopping) {
         pthread_mutex_unlock(&a->maint_mu);
         int64_t now = clock_now_ms();
+        /* one front-end of those sharing a store does the background work (an embedded store:
+         * this one, always) */
+        bool leader = store_lease(a->store, "maintenance") == 0;
+        frontends_tick(a);
         streams_change_lock(a);
-        drops |= settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
-        if (tick % 10 == 0)
+        refresh(a);
+        if (leader)
+            drops |= settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
+        if (leader && tick % 10 == 0)
             scale_on_demand(a, now);
         streams_change_unlock(a);
-        if (tick++ % 5 == 0) {
+        if (tick++ % 5 == 0 && leader) {
             trim_expired(a, now);
             drop_logs(a, &drops);
         }

@@ -42,6 +42,7 @@
 
 struct store_engine {
     const char *name;
+    bool shared; /* other processes may open the same store */
     /* owner: the store being opened, for store_rows_changed (borrowed until close) */
     int (*open)(const struct store_config *cfg, struct store *owner, void **impl);
     void (*close)(void *impl);

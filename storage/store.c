@@ -120,6 +120,8 @@ void store_close(struct store *s)
 
 const char *store_engine_name(const struct store *s) { return s->e->name; }
 
+bool store_shared(const struct store *s) { return s->e->shared; }
+
 int store_append_async(struct store *s, struct store_batch *batches, size_t nbatches, store_done_fn done,
                        void *arg)
 {

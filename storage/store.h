@@ -84,8 +84,11 @@ int store_open(const struct store_config *cfg, struct store **out);
 /* Finish appends already queued, make everything durable, release everything. NULL allowed. */
 void store_close(struct store *s);
 
-/* The engine's name ("lmdb"). */
+/* The engine's name ("lmdb", "pg"). */
 const char *store_engine_name(const struct store *s);
+
+/* True if other processes may share the store (then rows change under this one's feet). */
+bool store_shared(const struct store *s);
 
 /* ---- appending ---- */
 

@@ -39,6 +39,7 @@
  * mu guards the queue. No lock is held across a sync except
  * flush_mu (by the flusher, which no request waits for). */
 #include <errno.h>
+#include <inttypes.h>
 #include <fcntl.h>
 #include <pthread.h>
 #include <stdio.h>
@@ -911,6 +912,29 @@ static struct frame *frame_of(struct lmdb *e, const char *payload, size_t len, s
     return f;
 }
 
+/* Recovery's first pass over a frame: every entry parses and its record's seal matches the
+ * log and position it is filed under, or recovery stops before anything is stored. */
+static int check_frame(void *ctx, const char *payload, size_t len)
+{
+    (void)ctx;
+    size_t off = 0, vlen;
+    uint64_t log, pos;
+    const char *val;
+    int rc;
+    while ((rc = wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen)) == 1)
+        if (format_check(val, vlen, log, pos)) {
+            fprintf(stderr,
+                    "kinesd: storage: a log frame that checks out holds a record sealed for another place "
+                    "(log %" PRIu64 ", position %" PRIu64 "); nothing was recovered\n",
+                    log, pos);
+            return STORE_CORRUPT;
+        }
+    if (rc < 0)
+        fprintf(stderr, "kinesd: storage: a log frame that checks out holds malformed entries; nothing was "
+                        "recovered\n");
+    return rc < 0 ? rc : 0;
+}
+
 /* One replayed frame: its records go to LMDB as they are (skipping what it holds already).
  * If LMDB cannot take them (a full disk), this and every later frame stay in the tail, to be
  * stored by the flusher once there is room; writes wait for that (see `recovering`). */
@@ -923,10 +947,8 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
     int rc;
     while ((rc = wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen)) == 1)
         n++;
-    if (rc < 0) {
-        fprintf(stderr, "kinesd: storage: a log frame that checks out holds malformed entries\n");
+    if (rc < 0) /* check_frame saw it first */
         return rc;
-    }
     if (!n)
         return 0;
     if (!e->recovering) {
@@ -1054,6 +1076,8 @@ static int lm_open(const struct store_config *cfg, struct store *owner, void **i
     rc = db_open(cfg->dir, cfg->sync, cfg->initial_map, &e->db);
     if (rc == 0)
         rc = wal_open(cfg->dir, cfg->sync, cfg->io, &e->wal);
+    if (rc == 0)
+        rc = wal_replay(e->wal, check_frame, e); /* a bad log modifies nothing */
     if (rc == 0)
         rc = wal_replay(e->wal, replay_frame, e);
     if (rc == 0)

@@ -1165,6 +1165,7 @@ static void pg_close(void *impl)
 
 const struct store_engine store_engine_pg = {
     .name = "pg",
+    .shared = true,
     .open = pg_open,
     .close = pg_close,
     .append = pg_append,

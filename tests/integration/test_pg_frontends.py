@@ -1,0 +1,292 @@
+"""Several kinesd front-ends over one PostgreSQL (--store postgresql://...).
+
+Needs a PostgreSQL server: `make test` runs the suite under tools/with-postgres.sh, which starts
+one and names it in KINESD_PG_URL; without it these tests are skipped. Each test gets a fresh
+database, and starts, kills and restarts its front-ends itself.
+"""
+
+import os
+import random
+import signal
+import subprocess
+import threading
+import time
+
+import pytest
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+
+import helpers
+from frontends import Frontend, fresh_database
+
+pytestmark = [pytest.mark.own_server]
+
+PG_URL = os.environ.get("KINESD_PG_URL")
+if not PG_URL:
+    pytest.skip("no PostgreSQL: run under tools/with-postgres.sh (make test does)", allow_module_level=True)
+
+
+@pytest.fixture
+def store(request):
+    name = "t_" + request.node.name.lower().replace("[", "_").replace("]", "")[:50]
+    return fresh_database(PG_URL, name)
+
+
+@pytest.fixture
+def start(store):
+    """start(flags) -> a running Frontend on the test's database; all are stopped afterwards."""
+    started = []
+
+    def _start(flags=("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0", "--no-limits")):
+        f = Frontend(store, flags).start()
+        started.append(f)
+        return f
+
+    yield _start
+    for f in started:
+        if f.proc.poll() is None:
+            code = f.stop()
+            assert code == 0, f"a front-end exited with {code}:\n{f.log()}"
+
+
+def client(front, **kw):
+    return helpers.make_client(front.endpoint, **kw)
+
+
+def wait_active(k, name, timeout=20):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            if k.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+                return
+        except ClientError as e:
+            if e.response["Error"]["Code"] != "ResourceNotFoundException":
+                raise
+        time.sleep(0.05)
+    raise AssertionError(f"{name} not ACTIVE after {timeout}s")
+
+
+def read_shard(k, name, shard_id):
+    it = k.get_shard_iterator(StreamName=name, ShardId=shard_id, ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    out = []
+    while it:
+        r = k.get_records(ShardIterator=it, Limit=10000)
+        out += r["Records"]
+        if not r["Records"] and r.get("MillisBehindLatest", 0) == 0:
+            break
+        it = r.get("NextShardIterator")
+    return out
+
+
+def test_a_stream_created_through_one_front_end_is_served_by_the_other(start):
+    a, b = start(), start()
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="shared", ShardCount=2)
+    wait_active(kb, "shared")
+    names = kb.list_streams()["StreamNames"]
+    assert names == ["shared"]
+    with pytest.raises(ClientError) as err:  # the name is taken for every front-end
+        kb.create_stream(StreamName="shared", ShardCount=1)
+    assert err.value.response["Error"]["Code"] == "ResourceInUseException"
+
+
+def test_a_record_acknowledged_by_one_front_end_is_read_at_once_through_the_other(start):
+    a, b = start(), start()
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="ryw", ShardCount=1)
+    wait_active(kb, "ryw")
+    for i in range(20):
+        put = ka.put_record(StreamName="ryw", PartitionKey=f"k{i}", Data=f"v{i}".encode())
+        it = kb.get_shard_iterator(StreamName="ryw", ShardId=put["ShardId"], ShardIteratorType="AT_SEQUENCE_NUMBER",
+                                   StartingSequenceNumber=put["SequenceNumber"])["ShardIterator"]
+        got = kb.get_records(ShardIterator=it, Limit=1)["Records"]
+        assert got and got[0]["SequenceNumber"] == put["SequenceNumber"] and got[0]["Data"] == f"v{i}".encode()
+    # an iterator from one front-end is accepted by the other (they share the sealing key)
+    it = ka.get_shard_iterator(StreamName="ryw", ShardId="shardId-000000000000",
+                               ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert len(kb.get_records(ShardIterator=it)["Records"]) == 20
+
+
+def test_a_reshard_through_one_front_end_keeps_every_key_in_order_while_both_write(start):
+    a, b = start(), start()
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="scale", ShardCount=2)
+    wait_active(kb, "scale")
+    stop = threading.Event()
+    sent = {}  # key -> list of sequence numbers acknowledged, in order sent
+    errors = []
+
+    def producer(k, keys):
+        n = 0
+        while not stop.is_set():
+            key = random.choice(keys)
+            try:
+                out = k.put_record(StreamName="scale", PartitionKey=key, Data=f"{key}:{n}".encode())
+                sent.setdefault(key, []).append((n, out["SequenceNumber"], out["ShardId"]))
+                n += 1
+            except ClientError as e:  # a write routed by an older layout: retryable, retried
+                errors.append(e.response["Error"]["Code"])
+            except (BotoConnectionError, HTTPClientError):
+                pass
+
+    threads = [threading.Thread(target=producer, args=(k, [f"{tag}{i}" for i in range(8)]))
+               for k, tag in ((ka, "a"), (kb, "b"))]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    ka.update_shard_count(StreamName="scale", TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+    wait_active(kb, "scale")
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert all(code in ("InternalFailure", "ServiceUnavailable") for code in errors), errors
+    # read every shard through the other front-end: per key, records in the order they were
+    # acknowledged, across parents and children, none lost
+    shards = kb.list_shards(StreamName="scale")["Shards"]
+    records = []
+    for sh in shards:
+        records += read_shard(kb, "scale", sh["ShardId"])
+    by_seq = {r["SequenceNumber"]: r for r in records}
+    for key, acks in sent.items():
+        for n, seq, _ in acks:
+            assert seq in by_seq, f"acknowledged record {key}:{n} is missing"
+            assert by_seq[seq]["Data"] == f"{key}:{n}".encode()
+        # within a shard, sequence numbers follow the order of acknowledgement
+        per_shard = {}
+        for n, seq, shard in acks:
+            per_shard.setdefault(shard, []).append(int(seq))
+        for seqs in per_shard.values():
+            assert seqs == sorted(seqs)
+    assert len(shards) == 6  # two closed parents and four children
+
+
+def test_killing_one_front_end_under_load_loses_nothing_and_the_other_serves_on(start):
+    a, b = start(), start()
+    ka = client(a, read_timeout=3)
+    kb = client(b, read_timeout=3)
+    ka.create_stream(StreamName="crash", ShardCount=2)
+    wait_active(kb, "crash")
+    stop = threading.Event()
+    acked = {}
+
+    def producer(k, tag):
+        n = 0
+        while not stop.is_set():
+            data = f"{tag}:{n}".encode()
+            try:
+                out = k.put_records(StreamName="crash", Records=[
+                    {"PartitionKey": f"{tag}{n}-{i}", "Data": data + b"/%d" % i} for i in range(10)])
+                for i, r in enumerate(out["Records"]):
+                    if "SequenceNumber" in r:
+                        acked[r["SequenceNumber"]] = data + b"/%d" % i
+            except (ClientError, BotoConnectionError, HTTPClientError):
+                pass
+            n += 1
+
+    threads = [threading.Thread(target=producer, args=(ka, "a")), threading.Thread(target=producer, args=(kb, "b"))]
+    for t in threads:
+        t.start()
+    time.sleep(1.0)
+    a.kill()
+    time.sleep(0.5)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert acked
+    got = {}
+    for sh in ("shardId-000000000000", "shardId-000000000001"):
+        for r in read_shard(kb, "crash", sh):
+            assert r["SequenceNumber"] not in got, "a sequence number was handed out twice"
+            got[r["SequenceNumber"]] = r["Data"]
+    for seq, data in acked.items():
+        assert got.get(seq) == data, f"acknowledged record {seq} is missing or changed"
+    # and the surviving front-end takes writes on
+    kb.put_record(StreamName="crash", PartitionKey="after", Data=b"x")
+
+
+def pg_ctl(*args):
+    """pg_ctl on the suite's server; the server it starts logs to its file, not to our pipes."""
+    bin_dir, pg_dir = os.environ["KINESD_PG_BIN"], os.environ["KINESD_PG_DIR"]
+    cmd = [f"{bin_dir}/pg_ctl", "-D", pg_dir + "/data", "-l", pg_dir + "/server.log", *args]
+    if os.geteuid() == 0:
+        cmd = ["runuser", "-u", "postgres", "--"] + cmd
+    subprocess.run(cmd, check=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL, timeout=60)
+
+
+def test_postgresql_restarted_under_load_gives_retryable_errors_and_loses_nothing_acknowledged(start):
+    a = start()
+    k = client(a, read_timeout=5)
+    k.create_stream(StreamName="pgdown", ShardCount=1)
+    wait_active(k, "pgdown")
+    acked, codes = {}, set()
+    stop = threading.Event()
+
+    def producer():
+        n = 0
+        while not stop.is_set():
+            try:
+                out = k.put_record(StreamName="pgdown", PartitionKey=f"k{n}", Data=f"v{n}".encode())
+                acked[out["SequenceNumber"]] = f"v{n}".encode()
+            except ClientError as e:
+                codes.add((e.response["Error"]["Code"], e.response["ResponseMetadata"]["HTTPStatusCode"]))
+            n += 1
+
+    t = threading.Thread(target=producer)
+    t.start()
+    time.sleep(0.5)
+    pg_ctl("-m", "fast", "-w", "restart", "-o",
+           f"-k {os.environ['KINESD_PG_DIR']} -c listen_addresses='' -c max_connections=200")
+    time.sleep(1.0)
+    stop.set()
+    t.join()
+    # errors while the database was away are 5xx ones SDKs retry, never a client error
+    assert all(status >= 500 for _, status in codes), codes
+    deadline = time.time() + 10
+    while True:  # the front-end reconnects by itself
+        try:
+            k.put_record(StreamName="pgdown", PartitionKey="after", Data=b"after")
+            break
+        except ClientError:
+            assert time.time() < deadline, "the front-end did not reconnect"
+            time.sleep(0.2)
+    got = {r["SequenceNumber"]: r["Data"] for r in read_shard(k, "pgdown", "shardId-000000000000")}
+    for seq, data in acked.items():
+        assert got.get(seq) == data, f"acknowledged record {seq} is missing"
+
+
+def test_when_the_leader_dies_another_front_end_takes_over_the_background_work(start):
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "300", "--delete-stream-ms", "0", "--no-limits")
+    a = start(flags)
+    b = start(flags)
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="lead", ShardCount=1)
+    wait_active(kb, "lead")
+    a.kill()  # the first to start holds the lease; it dies with its session
+    kb.split_shard(StreamName="lead", ShardToSplit="shardId-000000000000",
+                   NewStartingHashKey=str(2**127))
+    wait_active(kb, "lead")  # the reshard was applied by the survivor
+    shards = kb.list_shards(StreamName="lead")["Shards"]
+    assert len(shards) == 3
+    assert "EndingSequenceNumber" in shards[0]["SequenceNumberRange"]
+
+
+def test_two_front_ends_together_admit_one_shards_write_rate_not_twice_it(start):
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0")  # limits on
+    a, b = start(flags), start(flags)
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="limited", ShardCount=1)
+    wait_active(kb, "limited")
+    time.sleep(2.5)  # both heartbeats seen: each front-end enforces half of every rate
+    admitted = 0
+    t0 = time.monotonic()
+    for i in range(8):  # 4,000 records at one shard, alternating front-ends, as fast as they go
+        k = (ka, kb)[i % 2]
+        out = k.put_records(StreamName="limited", Records=[
+            {"PartitionKey": "p", "Data": b"x"} for _ in range(500)])
+        admitted += 500 - out["FailedRecordCount"]
+    elapsed = time.monotonic() - t0
+    # one shard takes 1,000 records a second and a one-second burst: what both front-ends let
+    # through stays within 10 % of that (each alone would let 1,000 through at once)
+    assert admitted <= 1.1 * 1000 * (1 + elapsed), (admitted, elapsed)
+    assert admitted > 0
