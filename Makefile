@@ -64,9 +64,11 @@ $(BUILD)/server/console_files.o: $(BUILD)/server/console_files.c
 $(BUILD)/kinesd: $(SERVER_OBJ) $(API_OBJ) $(STORAGE_OBJ)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
+# tests/unit/storage/lmdb/* include the engine's internal headers as "lmdb/wal.h"; harness.h is
+# shared by the storage tests
 $(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ) $(FAULT_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Istorage -Itests/unit $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -Istorage -Itests/unit -Itests/unit/storage $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(API_OBJ) $(STORAGE_OBJ)
 	@mkdir -p $(@D)
 	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $(filter %.c %.o,$^) -o $@ $(LDLIBS)
