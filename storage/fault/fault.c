@@ -10,6 +10,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
@@ -21,6 +22,7 @@
 #define MAX_FDS 4096
 #define SEG_HDR 4096u
 #define MAX_SEGS 64 /* segment paths remembered for header-sync classification */
+#define MAX_ARMED 4 /* armed faults per I/O class */
 
 struct armed {
     unsigned at; /* fires when the counter reaches this; 0 for none */
@@ -34,13 +36,14 @@ static struct {
     unsigned calls[FAULT_OPS];
     struct armed fail[FAULT_OPS];
     unsigned io_calls[FAULT_IO_OPS], io_returned[FAULT_IO_OPS];
-    struct armed io[FAULT_IO_OPS];
+    struct armed io[FAULT_IO_OPS][MAX_ARMED];
     int blocked;
     unsigned release_gen;
     int fd_seg[MAX_FDS]; /* index into segs + 1, 0 for a file that is not a segment */
     char segs[MAX_SEGS][256];
     bool hdr_dirty[MAX_SEGS];
     int nsegs;
+    bool snapshots;
 } st = {.mu = PTHREAD_MUTEX_INITIALIZER, .cv = PTHREAD_COND_INITIALIZER};
 
 /* ---- the engine ---- */
@@ -198,6 +201,7 @@ void fault_reset(void)
     memset(st.io_calls, 0, sizeof st.io_calls);
     memset(st.io_returned, 0, sizeof st.io_returned);
     memset(st.io, 0, sizeof st.io);
+    st.snapshots = false;
     st.release_gen++;
     pthread_cond_broadcast(&st.cv);
     pthread_mutex_unlock(&st.mu);
@@ -223,7 +227,10 @@ unsigned fault_calls(enum fault_op op)
 void fault_io_arm(enum fault_io_op op, unsigned nth, enum fault_action act, int err)
 {
     pthread_mutex_lock(&st.mu);
-    st.io[op] = (struct armed){.at = st.io_calls[op] + nth, .rc = err, .act = act};
+    int k = 0;
+    while (k < MAX_ARMED - 1 && st.io[op][k].at)
+        k++;
+    st.io[op][k] = (struct armed){.at = st.io_calls[op] + nth, .rc = err, .act = act};
     pthread_mutex_unlock(&st.mu);
 }
 
@@ -289,11 +296,13 @@ void fault_release(void)
 static int io_hit(enum fault_io_op op, int *err)
 {
     unsigned n = ++st.io_calls[op];
-    if (!st.io[op].at || n != st.io[op].at)
-        return -1;
-    st.io[op].at = 0;
-    *err = st.io[op].rc;
-    return (int)st.io[op].act;
+    for (int k = 0; k < MAX_ARMED; k++)
+        if (st.io[op][k].at && n == st.io[op][k].at) {
+            st.io[op][k].at = 0;
+            *err = st.io[op][k].rc;
+            return (int)st.io[op][k].act;
+        }
+    return -1;
 }
 
 /* Wait for a release if act blocks (mu held). */
@@ -444,6 +453,44 @@ static int s_truncate(void *ctx, int fd, uint64_t len)
     return ftruncate(fd, (off_t)len);
 }
 
+/* Copy from to to; false on any error. */
+static bool copy_file(const char *from, const char *to)
+{
+    int in = open(from, O_RDONLY), out = in < 0 ? -1 : open(to, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    bool ok = in >= 0 && out >= 0;
+    static char buf[1 << 16];
+    for (ssize_t n; ok && (n = read(in, buf, sizeof buf)) != 0;)
+        ok = n > 0 && write(out, buf, (size_t)n) == n;
+    if (in >= 0)
+        close(in);
+    if (out >= 0 && close(out))
+        ok = false;
+    return ok;
+}
+
+static void s_db_synced(void *ctx, const char *dir)
+{
+    (void)ctx;
+    pthread_mutex_lock(&st.mu);
+    bool on = st.snapshots;
+    pthread_mutex_unlock(&st.mu);
+    if (!on)
+        return;
+    char from[4200], tmp[4200], to[4200];
+    snprintf(from, sizeof from, "%s/data.mdb", dir);
+    snprintf(tmp, sizeof tmp, "%s/data.snap.tmp", dir);
+    snprintf(to, sizeof to, "%s/data.snap", dir);
+    if (copy_file(from, tmp))
+        rename(tmp, to);
+}
+
+void fault_io_snapshots(bool on)
+{
+    pthread_mutex_lock(&st.mu);
+    st.snapshots = on;
+    pthread_mutex_unlock(&st.mu);
+}
+
 static const struct store_io shim = {
     .open = s_open,
     .close = s_close,
@@ -451,6 +498,7 @@ static const struct store_io shim = {
     .pread = s_pread,
     .datasync = s_datasync,
     .truncate = s_truncate,
+    .db_synced = s_db_synced,
 };
 
 const struct store_io *fault_io(void) { return &shim; }

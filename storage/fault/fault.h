@@ -71,7 +71,7 @@ unsigned fault_calls(enum fault_op op);
 const struct store_io *fault_io(void);
 
 /* Make the nth I/O call of class op from now do act (err: the errno for the failing ones).
- * One armed fault per class. */
+ * Up to four armed faults per class (arming a fifth replaces the last). */
 void fault_io_arm(enum fault_io_op op, unsigned nth, enum fault_action act, int err);
 
 /* I/O calls of class op since the last reset, and how many of them have returned. */
@@ -86,5 +86,10 @@ bool fault_wait_returned(enum fault_io_op op, unsigned n, int timeout_ms);
 
 /* Let blocked calls go on. */
 void fault_release(void);
+
+/* With on, each time the engine reports its database durable (store_io.db_synced), copy
+ * DIR/data.mdb to DIR/data.snap (through a temporary name and a rename): the database a power
+ * loss right then would leave. Off after fault_reset. */
+void fault_io_snapshots(bool on);
 
 #endif

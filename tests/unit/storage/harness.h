@@ -195,6 +195,7 @@ static inline int h_append1(struct store *s, uint64_t log, const char *pk, const
 /* ---- a watchdog: a hang fails the test binary instead of hanging it ---- */
 
 __attribute__((unused)) static const char *h_watchdog_what = "";
+__attribute__((unused)) static char h_watchdog_dir_[256];
 
 static inline void h_watchdog_fire(int sig)
 {
@@ -203,7 +204,22 @@ static inline void h_watchdog_fire(int sig)
     if (write(2, msg, sizeof msg - 1) < 0 || write(2, h_watchdog_what, strlen(h_watchdog_what)) < 0 ||
         write(2, "\n", 1) < 0)
         _exit(2);
+    if (h_watchdog_dir_[0]) { /* do not leave a test's files behind */
+        pid_t pid = fork();
+        if (pid == 0) {
+            execl("/bin/rm", "rm", "-rf", h_watchdog_dir_, (char *)NULL);
+            _exit(1);
+        }
+        if (pid > 0)
+            waitpid(pid, NULL, 0);
+    }
     _exit(2);
+}
+
+/* The directory the watchdog removes when it fires (NULL for none). */
+static inline void h_watchdog_dir(const char *dir)
+{
+    snprintf(h_watchdog_dir_, sizeof h_watchdog_dir_, "%s", dir ? dir : "");
 }
 
 /* Fail (exit 2) if not disarmed within seconds; what names the test. */
@@ -214,7 +230,11 @@ static inline void h_watchdog(const char *what, unsigned seconds)
     alarm(seconds);
 }
 
-static inline void h_watchdog_off(void) { alarm(0); }
+static inline void h_watchdog_off(void)
+{
+    alarm(0);
+    h_watchdog_dir_[0] = 0;
+}
 
 /* ---- crashing children ---- */
 
@@ -234,6 +254,7 @@ static inline int h_in_child(void (*fn)(void *), void *arg)
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        check_failures_ = 0; /* the child's own checks, not the parent's so far */
         fn(arg);
         _exit(check_failures_ ? 1 : 0);
     }
