@@ -330,6 +330,8 @@ static void img_write(struct image *im, uint64_t off, const char *src, size_t le
         memset(im->b + im->len, 0, off + len - im->len);
         im->len = off + len;
     }
+    if (!len)
+        return;
     if (src)
         memcpy(im->b + off, src, len);
     else
@@ -346,6 +348,22 @@ static void apply(struct image *im, const struct jentry *e, uint64_t len)
         return;
     }
     img_write(im, e->off, e->kind == 0 ? sh->arena + e->data : NULL, len);
+}
+
+/* Write buf as the whole of path, leaving holes where it holds zeros (a segment is mostly
+ * its zero-filled extension). Returns 0 or -1. */
+static int spit_sparse(const char *path, const char *buf, size_t len)
+{
+    int fd = open(path, O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd < 0)
+        return -1;
+    int rc = ftruncate(fd, (off_t)len);
+    for (size_t off = 0; rc == 0 && off < len; off += 4096) {
+        size_t n = len - off < 4096 ? len - off : 4096;
+        if (!zeros(buf + off, n) && pwrite(fd, buf + off, n, (off_t)off) != (ssize_t)n)
+            rc = -1;
+    }
+    return close(fd) || rc ? -1 : 0;
 }
 
 /* Rebuild dir's segment files from base (their images before the trial) and the journal;
@@ -377,7 +395,7 @@ static void rebuild(const char *dir, struct image base[NFILES], uint64_t *r, uns
         }
         char p[512];
         snprintf(p, sizeof p, "%s/wal.%d", dir, f);
-        CHECK(h_spit(p, im.b, im.len) == 0);
+        CHECK(spit_sparse(p, im.b, im.len) == 0);
         free(im.b);
     }
 }
