@@ -67,13 +67,14 @@ static int hit(enum fault_op op)
     return rc;
 }
 
-static int f_open(const struct store_engine *inner, const struct store_config *cfg, void **impl)
+static int f_open(const struct store_engine *inner, const struct store_config *cfg, struct store *owner,
+                  void **impl)
 {
     struct fault_impl *f = calloc(1, sizeof *f);
     if (!f)
         return STORE_NOMEM;
     f->inner = inner;
-    int rc = inner->open(cfg, &f->impl);
+    int rc = inner->open(cfg, owner, &f->impl);
     if (rc) {
         free(f);
         return rc;
@@ -145,6 +146,20 @@ static int f_log_drop(void *impl, uint64_t log)
     return rc ? rc : f->inner->log_drop(f->impl, log);
 }
 
+static int f_log_seal(void *impl, uint64_t log)
+{
+    struct fault_impl *f = impl;
+    int rc = hit(FAULT_LOG_SEAL);
+    return rc ? rc : f->inner->log_seal(f->impl, log);
+}
+
+static int f_lease(void *impl, const char *name)
+{
+    struct fault_impl *f = impl;
+    int rc = hit(FAULT_LEASE);
+    return rc ? rc : f->inner->lease ? f->inner->lease(f->impl, name) : 0;
+}
+
 static int f_meta_cas(void *impl, struct store_row *rows, size_t n)
 {
     struct fault_impl *f = impl;
@@ -183,6 +198,8 @@ static const struct store_engine fault_table = {
     .unwatch = f_unwatch,
     .trim = f_trim,
     .log_drop = f_log_drop,
+    .log_seal = f_log_seal,
+    .lease = f_lease,
     .meta_cas = f_meta_cas,
     .meta_get = f_meta_get,
     .meta_scan = f_meta_scan,

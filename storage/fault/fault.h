@@ -28,6 +28,8 @@ enum fault_op {
     FAULT_WATCH,
     FAULT_TRIM,
     FAULT_LOG_DROP,
+    FAULT_LOG_SEAL,
+    FAULT_LEASE,
     FAULT_META_CAS,
     FAULT_META_GET,
     FAULT_META_SCAN,
