@@ -18,7 +18,13 @@
  *
  * The shim performs the writes (zeros past the end of a file as an extension, which reads the
  * same) but not the datasyncs: durability is what the model says it is. PL_SEED=n replays the
- * chains from seed n (each failure prints its chain's seed), PL_CHAINS=n sets how many. */
+ * chains from seed n (each failure prints its chain's seed and how to replay it). By default
+ * 40 chains of 5 trials run, then 3 big chains of one trial (one writer appends records of up to
+ * 1 MiB, so the log switches segments at 32 MiB and retires one within the trial; half of them
+ * are killed right around the retire's header write);
+ * PL_CHAINS=n runs n chains (no big one), PL_BIG=1 makes them big. Under AddressSanitizer the
+ * default is 10 chains and the big ones: that pass looks for memory errors, the plain one for
+ * coverage. */
 #include <errno.h>
 #include <fcntl.h>
 #include <pthread.h>
@@ -36,12 +42,14 @@
 #include "store.h"
 #include "tmpdir.h"
 
-#define GENS 5      /* trials per chain */
+#define GENS 5     /* trials per chain */
+#define BIG_GENS 1 /* trials per big chain */
+#define BIG_CHAINS 3
 #define NW 3        /* writer threads */
 #define NLOGS 4     /* logs 1..NLOGS, plus one log per trial that is dropped */
 #define MAX_REC 400 /* records per writer per trial */
 #define MAX_J 60000 /* journalled writes per trial */
-#define ARENA (48u << 20)
+#define ARENA (96u << 20)
 #define NFILES 2 /* wal.0, wal.1 */
 #define DROP_LOG(g) (100 + (uint64_t)(g))
 
@@ -63,12 +71,17 @@ static uint64_t rnd(uint64_t *s)
     return mix(*s);
 }
 
-/* The data of record seq of writer w in trial g of the chain seeded seed. */
-static size_t rec_data(uint64_t seed, unsigned g, unsigned w, unsigned seq, char *buf)
+#define MAX_DATA (1u << 20)
+
+/* The data of record seq of writer w in trial g of the chain seeded seed (MAX_DATA bytes of
+ * room in buf). */
+static size_t rec_data(uint64_t seed, bool big, unsigned g, unsigned w, unsigned seq, char *buf)
 {
     uint64_t s = mix(seed ^ mix((uint64_t)g << 40 | (uint64_t)w << 32 | seq));
     uint64_t k = rnd(&s) % 100;
     size_t len = k < 70 ? rnd(&s) % 200 : k < 95 ? 200 + rnd(&s) % 3800 : 4000 + rnd(&s) % 36000;
+    if (big && w == 2)
+        len = (256u << 10) + rnd(&s) % (MAX_DATA - (256u << 10));
     for (size_t i = 0; i < len; i++)
         buf[i] = (char)rnd(&s);
     return len;
@@ -97,6 +110,7 @@ struct shared {
     uint64_t arena_used;
     uint32_t durable[NFILES]; /* writes of file f with index < durable[f] are durable */
     int opened;               /* store_open returned */
+    uint32_t headers;         /* segment headers written (two at open, one per retire) */
     uint32_t nsent[NW];
     struct sent sent[NW][MAX_REC];
     uint32_t nacks;
@@ -176,6 +190,8 @@ static long pl_pwrite(void *ctx, int fd, const void *buf, size_t len, uint64_t o
         n = ftruncate(fd, (off_t)(off + len)) == 0 ? (long)len : -1;
     else
         n = pwrite(fd, buf, len, (off_t)off);
+    if (n > 0 && off == 0 && len == 4096)
+        __atomic_add_fetch(&sh->headers, 1, __ATOMIC_RELEASE);
     if (n > 0 && !journal(f, z ? 1 : 0, buf, off, (uint64_t)n)) {
         errno = ENOSPC; /* the model is full: the engine sees a full disk, the trial goes on */
         n = -1;
@@ -226,6 +242,7 @@ static const struct store_io pl_io = {pl_open,     pl_close,    pl_pwrite, pl_pr
 struct trial {
     const char *dir;
     uint64_t seed;
+    bool big;
     unsigned g;
     uint64_t dropped_before[GENS]; /* logs dropped by earlier trials: fenced */
 };
@@ -242,22 +259,23 @@ static void *writer_thread(void *arg)
     const struct trial *t = wr->t;
     unsigned w = wr->w;
     uint64_t r = mix(t->seed ^ (uint64_t)(t->g * 7 + w + 1));
-    static __thread char data[3][40000];
-    char pk[3][32];
+    char *data[3], pk[3][32];
+    for (int i = 0; i < 3; i++)
+        data[i] = malloc(MAX_DATA);
     uint64_t lastpos[NLOGS + 1] = {0};
     bool dropped = false;
     unsigned drop_at = 20 + (unsigned)(rnd(&r) % 100), trim_at = 30 + (unsigned)(rnd(&r) % 200), step = 0;
-    while (sh->nsent[w] + 3 <= MAX_REC) {
+    while (sh->nsent[w] + 3 <= MAX_REC && sh->arena_used + 4 * MAX_DATA < ARENA) {
         step++;
         uint64_t log = 1 + rnd(&r) % NLOGS;
         if (w == 1 && !dropped && rnd(&r) % 3 == 0)
             log = DROP_LOG(t->g); /* writer 1 feeds the log it drops later */
-        size_t n = 1 + rnd(&r) % 3;
+        size_t n = t->big && w == 2 ? 1 : 1 + rnd(&r) % 3;
         struct store_rec recs[3];
         unsigned first = sh->nsent[w];
         for (size_t i = 0; i < n; i++) {
             unsigned seq = first + (unsigned)i;
-            size_t len = rec_data(t->seed, t->g, w, seq, data[i]);
+            size_t len = rec_data(t->seed, t->big, t->g, w, seq, data[i]);
             snprintf(pk[i], sizeof pk[i], "g%u.w%u.%u", t->g, w, seq);
             recs[i] = (struct store_rec){pk[i], strlen(pk[i]), data[i], len, 0};
             sh->sent[w][seq].log = log;
@@ -294,6 +312,8 @@ static void *writer_thread(void *arg)
         }
         usleep((useconds_t)(rnd(&r) % 200));
     }
+    for (int i = 0; i < 3; i++)
+        free(data[i]);
     return NULL;
 }
 
@@ -462,7 +482,7 @@ static int verify(struct store *s, const struct trial *t, struct model *m)
     memcpy(next.max_pos, m->max_pos, sizeof m->max_pos);
     int drop = __atomic_load_n(&sh->drop_state, __ATOMIC_ACQUIRE);
     uint32_t nacks = __atomic_load_n(&sh->nacks, __ATOMIC_ACQUIRE);
-    static char buf[40000];
+    static char buf[MAX_DATA];
     static unsigned char seen[NW][MAX_REC];
     memset(seen, 0, sizeof seen);
     for (int li = 0; li < nlogs; li++) {
@@ -505,7 +525,7 @@ static int verify(struct store *s, const struct trial *t, struct model *m)
                 } else if (seen[w][seq]++) {
                     BAD("log %llu: record %s appears twice", (unsigned long long)log, pkz);
                 } else {
-                    size_t len = rec_data(t->seed, g, w, seq, buf);
+                    size_t len = rec_data(t->seed, t->big, g, w, seq, buf);
                     if (len != x->data_len || memcmp(buf, x->data, len))
                         BAD("log %llu pos %llu: record %s has other bytes", (unsigned long long)log,
                             (unsigned long long)x->pos, pkz);
@@ -596,19 +616,19 @@ static int64_t env_int(const char *name, int64_t def)
 }
 
 struct totals {
-    unsigned trials, opened, acks, lost, torn, snaps;
+    unsigned trials, opened, acks, lost, torn, snaps, retires;
 };
 
 /* One chain of GENS trials on one directory. Returns the problems found. */
-static int chain(uint64_t seed, struct totals *tot)
+static int chain(uint64_t seed, bool big, struct totals *tot)
 {
     char *d = tmpdir_new();
     h_watchdog_dir(d);
     struct model m = {0};
     uint64_t r = mix(seed);
     int bad = 0;
-    for (unsigned g = 0; g < GENS && !bad; g++) {
-        struct trial t = {.dir = d, .seed = seed, .g = g};
+    for (unsigned g = 0; g < (big ? BIG_GENS : GENS) && !bad; g++) {
+        struct trial t = {.dir = d, .seed = seed, .big = big, .g = g};
         /* the segments as they are before the trial */
         struct image base[NFILES];
         for (int f = 0; f < NFILES; f++) {
@@ -625,8 +645,17 @@ static int chain(uint64_t seed, struct totals *tot)
         pid_t pid = fork();
         if (pid == 0)
             child(&t);
-        struct timespec ts = {0, (long)(5 + rnd(&r) % 80) * 1000000};
-        nanosleep(&ts, NULL);
+        if (big && rnd(&r) % 2) {
+            /* around a checkpoint: once a retire has written its segment header (or up to 5 s),
+             * then 0-3 ms more */
+            for (int i = 0; i < 5000 && __atomic_load_n(&sh->headers, __ATOMIC_ACQUIRE) < 3; i++)
+                usleep(1000);
+            usleep((useconds_t)(rnd(&r) % 3000));
+        } else {
+            int64_t ms = big ? 300 + (int64_t)(rnd(&r) % 1200) : 5 + (int64_t)(rnd(&r) % 80);
+            struct timespec ts = {ms / 1000, (long)(ms % 1000) * 1000000};
+            nanosleep(&ts, NULL);
+        }
         kill(pid, SIGKILL);
         int st;
         waitpid(pid, &st, 0);
@@ -650,6 +679,10 @@ static int chain(uint64_t seed, struct totals *tot)
         tot->trials++;
         tot->opened += (unsigned)sh->opened;
         tot->acks += sh->nacks;
+        unsigned headers = 0; /* segment headers written: two at open, one per retire begun */
+        for (uint32_t i = 0; i < sh->nj; i++)
+            headers += sh->j[i].kind == 0 && sh->j[i].off == 0 && sh->j[i].len == 4096;
+        tot->retires += headers > 2 ? headers - 2 : 0;
         struct store_config cfg = {.dir = d, .sync = false};
         struct store *s = NULL;
         int rc = store_open(&cfg, &s);
@@ -664,7 +697,9 @@ static int chain(uint64_t seed, struct totals *tot)
     }
     free(m.v);
     if (bad)
-        fprintf(stderr, "power loss: replay with PL_SEED=%llu PL_CHAINS=1\n", (unsigned long long)seed);
+        fprintf(stderr, "power loss: replay with PL_SEED=%llu PL_CHAINS=1%s\n", (unsigned long long)seed,
+                big ? " PL_BIG=1" : "");
+    fflush(stderr);
     tmpdir_remove(d);
     return bad;
 }
@@ -672,20 +707,30 @@ static int chain(uint64_t seed, struct totals *tot)
 static void acknowledged_records_survive_power_loss_at_random_moments(void)
 {
     sh = h_shared(sizeof *sh + ARENA);
-    int64_t chains = env_int("PL_CHAINS", 40);
+#if defined(__SANITIZE_ADDRESS__)
+    const int64_t small = 10;
+#else
+    const int64_t small = 40;
+#endif
+    int64_t chains = env_int("PL_CHAINS", 0);
+    bool all_big = env_int("PL_BIG", 0) != 0;
+    int64_t plus_big = chains ? 0 : BIG_CHAINS;
+    if (!chains)
+        chains = small;
     uint64_t seed0 = (uint64_t)env_int("PL_SEED", (int64_t)time(NULL));
-    h_watchdog("power loss", 240);
+    h_watchdog("power loss", 300);
     struct totals tot = {0};
     int failed = 0;
-    for (int64_t c = 0; c < chains; c++)
-        failed += chain(seed0 + (uint64_t)c, &tot) != 0;
+    for (int64_t c = 0; c < chains + plus_big; c++)
+        failed += chain(seed0 + (uint64_t)c, all_big || c >= chains, &tot) != 0;
     h_watchdog_off();
     printf("power loss: %u trials (%u opened), %u acknowledged records checked, %u writes lost and %u torn "
            "after "
-           "the last sync, %u with the database as of its last sync; %d chains failed\n",
-           tot.trials, tot.opened, tot.acks, tot.lost, tot.torn, tot.snaps, failed);
+           "the last sync, %u with the database as of its last sync, %u segment retires begun; %d chains "
+           "failed\n",
+           tot.trials, tot.opened, tot.acks, tot.lost, tot.torn, tot.snaps, tot.retires, failed);
     CHECK(failed == 0);
-    CHECK(tot.trials >= 200 || chains < 40);
+    CHECK(tot.trials >= 200 || !plus_big || small < 40);
 }
 
 CHECK_RUN("storage/power-loss", T(acknowledged_records_survive_power_loss_at_random_moments))
