@@ -221,6 +221,7 @@ static void in_crashing_child(const char *dir, void (*fn)(struct store *))
     fflush(NULL);
     pid_t pid = fork();
     if (pid == 0) {
+        check_failures_ = 0; /* the child's own checks, not the parent's so far */
         struct store_config cfg = {.dir = dir, .sync = true};
         struct store *s = NULL;
         if (store_open(&cfg, &s))
