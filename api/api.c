@@ -705,6 +705,13 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
             api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
         goto error;
     }
+    /* front-ends sharing a store: a control-plane call sees every change made through another
+     * one (one query of row versions); the data plane only when it names an unknown stream */
+    if (store_shared(a->store)) {
+        bool hot = ops[op].flags & OPF_RECORDS || ops[op].def == &op_get_records;
+        if (!hot || (c->stream_name && !streams_known(a, c->stream_name)))
+            streams_sync(a);
+    }
     int rc = ops[op].def->run(c);
     if (rc == API_PENDING)
         return 1; /* api_finish completes it */

@@ -269,6 +269,11 @@ void streams_unlock(struct api *a);
  * While it is held the registry does not change, so streams may be read without the rdlock. */
 void streams_change_lock(struct api *a);
 void streams_change_unlock(struct api *a);
+/* A shared store: reload every stream whose rows another front-end changed, now (one query
+ * of row versions, then the changed streams' rows). Takes the change lock. */
+void streams_sync(struct api *a);
+/* Whether the registry has a stream of this name (takes the read lock). */
+bool streams_known(struct api *a, const char *name);
 /* Find a stream by name (visible: not gone). Call with either lock held. */
 struct stream *streams_find(struct api *a, const char *name, int64_t now);
 /* Streams in name order: *n gets the count; the array is valid while the lock is held. */

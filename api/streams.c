@@ -367,10 +367,10 @@ static void rows_diff(struct rows *w, const struct stream *cur, struct stream *n
             buf_free(&ho.b);
         }
         header_key(key, sizeof key, s->uid);
-        if (same)
-            buf_free(&hn.b);
-        else
-            rows_add(w, key, fresh ? 0 : cur->ver, &hn, &next->ver);
+        /* written even when unchanged: its version then moves with every change, which is
+         * what another front-end sharing the store compares (streams_sync) */
+        (void)same;
+        rows_add(w, key, fresh ? 0 : cur->ver, &hn, &next->ver);
     } else if (!fresh) {
         header_key(key, sizeof key, s->uid);
         rows_add(w, key, cur->ver, NULL, NULL);
@@ -1511,6 +1511,76 @@ static int collect_uid(void *ctx, const char *key, size_t klen, const char *val,
         loading_add(l, s);
     }
     return 0;
+}
+
+static void refresh(struct api *a);
+
+struct versions {
+    uint64_t uid[4096], ver[4096];
+    size_t n;
+    bool overflow;
+};
+
+static int collect_version(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                           uint64_t version)
+{
+    (void)val, (void)vlen;
+    struct versions *v = ctx;
+    uint64_t uid;
+    if (!parse_row_key(key, klen, 3, &uid, NULL))
+        return 0;
+    if (v->n == sizeof v->uid / sizeof *v->uid) {
+        v->overflow = true;
+        return 1;
+    }
+    v->uid[v->n] = uid;
+    v->ver[v->n++] = version;
+    return 0;
+}
+
+void streams_sync(struct api *a)
+{
+    struct streams *r = a->streams;
+    struct versions *v = malloc(sizeof *v);
+    if (!v)
+        return;
+    v->n = 0;
+    v->overflow = false;
+    streams_change_lock(a);
+    if (meta_scan(a, "st/", collect_version, v) == 0 && !v->overflow) {
+        for (size_t i = 0; i < v->n; i++) {
+            struct stream *s = find_uid(r, v->uid[i]);
+            if (!s || s->ver != v->ver[i])
+                reload(a, v->uid[i]);
+        }
+        for (size_t i = 0; i < r->n;) { /* gone from the rows: retired elsewhere */
+            struct stream *s = r->v[i];
+            bool listed = false;
+            for (size_t k = 0; k < v->n && !listed; k++)
+                listed = v->uid[k] == s->uid;
+            if (!listed && !s->legacy) {
+                publish(a, s, NULL);
+                continue;
+            }
+            i++;
+        }
+        update_max_body(a);
+    } else if (v->overflow) { /* very many streams: the full reload */
+        pthread_mutex_lock(&r->dirty_mu);
+        r->dirty_all = true;
+        pthread_mutex_unlock(&r->dirty_mu);
+        refresh(a);
+    }
+    streams_change_unlock(a);
+    free(v);
+}
+
+bool streams_known(struct api *a, const char *name)
+{
+    streams_rdlock(a);
+    bool known = find_any(a->streams, name) != NULL;
+    streams_unlock(a);
+    return known;
 }
 
 /* Reload what other front-ends changed (change lock held). */

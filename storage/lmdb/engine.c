@@ -924,7 +924,8 @@ static int check_frame(void *ctx, const char *payload, size_t len)
     while ((rc = wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen)) == 1)
         if (format_check(val, vlen, log, pos)) {
             fprintf(stderr,
-                    "kinesd: storage: a log frame that checks out holds a record sealed for another place "
+                    "kinesd: storage: a log frame that checks out holds a malformed entry, a record sealed "
+                    "for another place "
                     "(log %" PRIu64 ", position %" PRIu64 "); nothing was recovered\n",
                     log, pos);
             return STORE_CORRUPT;
