@@ -170,6 +170,13 @@ static int unseal(const struct store_keyring *kr, const unsigned char *v, size_t
     return 0;
 }
 
+int format_check_keyless(const char *val, size_t len, uint64_t log, uint64_t pos)
+{
+    size_t hdr, pl;
+    bool sealed;
+    return parse(val, len, log, pos, &hdr, &pl, &sealed);
+}
+
 int format_check(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos)
 {
     size_t hdr, pl;

@@ -86,6 +86,11 @@ int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, 
 int format_open(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos,
                 struct store_records *out);
 
+/* Check what needs no key: the layout, and for version 2 the binding to (log, pos); a version 3
+ * record's binding is checked when it is opened. Recovery uses it (data keys are rows of the
+ * store being recovered). Returns 0 or STORE_CORRUPT. */
+int format_check_keyless(const char *val, size_t len, uint64_t log, uint64_t pos);
+
 /* Only check the record (for verification tools). Returns 0 or STORE_CORRUPT. */
 int format_check(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos);
 

@@ -11,6 +11,10 @@
  * key it uses can only fail to open the record (the tag does not check out), never read
  * something else; such records are being trimmed anyway.
  *
+ * Front-ends sharing a store (PostgreSQL) each seal with keys they made (a key id another one
+ * took first moves creation to the next generation), and open the others' keys by reading
+ * their rows on a miss.
+ *
  * Creating a key: under create_mu (one at a time), a random key, wrapped by the node key with
  * the row's name as associated data, is written with a compare-and-set (version 0: it must not
  * exist) and only then entered into the table. Destroying: the rows are deleted in one commit,
@@ -182,9 +186,21 @@ static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned 
 }
 
 /* Make a new key for (log, bucket) after id `after` (~0: none yet), stored durably. */
+static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t gen, uint32_t n);
+
+/* Front-ends sharing a store each seal with keys of their own: when another one took this
+ * generation of the bucket's key first (the compare-and-set conflicts), the next is tried. */
 static int create(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t after, uint32_t n)
 {
     uint64_t gen = after == UINT64_MAX ? 0 : (after & 0xFFFFFF) + 1;
+    int rc = STORE_CONFLICT;
+    for (int attempt = 0; attempt < 64 && rc == STORE_CONFLICT; attempt++, gen++)
+        rc = create_one(dk, log, bucket, gen, n);
+    return rc;
+}
+
+static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t gen, uint32_t n)
+{
     if (gen > 0xFFFFFF || bucket >> 40)
         return STORE_FULL;
     if (dk->n >= MAX_KEYS)
@@ -288,6 +304,41 @@ static _Thread_local struct {
     uint32_t cls;
 } last_opened;
 
+/* A data key another front-end sharing the store made: read its row and enter it, used up (it
+ * opens records here, and never seals). create_mu held. */
+static void fetch(struct datakeys *dk, uint64_t log, uint64_t id)
+{
+    char name[64];
+    row_name(name, log, id);
+    char *v;
+    size_t len;
+    if (store_meta_get(dk->store, name, &v, &len, NULL))
+        return;
+    const unsigned char *r = (const unsigned char *)v;
+    unsigned char *k = sodium_malloc(32), *kek = sodium_malloc(32);
+    int cls = -1;
+    if (k && kek && len == ROW_LEN && r[0] == 1 && r[1] == WRAP_NODE &&
+        !unwrap(k, r + 2, dk->node, name, strlen(name))) {
+        cls = DATAKEYS_CLASS_NODE;
+    } else if (k && kek && len == KMS_ROW_LEN && r[0] == 1 && r[1] == WRAP_KMS) {
+        char kid[37];
+        memcpy(kid, r + 2, 36);
+        kid[36] = 0;
+        uint32_t want = (uint32_t)r[38] << 24 | (uint32_t)r[39] << 16 | (uint32_t)r[40] << 8 | r[41], got;
+        if (!kms_material_raw(dk->store, dk->root, kid, want, kek, &got) && got == want &&
+            !unwrap(k, r + 42, kek, name, strlen(name)))
+            cls = DATAKEYS_CLASS_KMS;
+    }
+    if (cls >= 0) {
+        pthread_rwlock_wrlock(&dk->rw);
+        enter(dk, log, id, k, KEYRING_KEY_RECORDS, cls);
+        pthread_rwlock_unlock(&dk->rw);
+    }
+    sodium_free(k);
+    sodium_free(kek);
+    free(v);
+}
+
 static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char **key, uint32_t *cls)
 {
     struct datakeys *dk = ctx;
@@ -298,11 +349,18 @@ static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char
         *cls = last_opened.cls;
         return 0;
     }
-    pthread_rwlock_rdlock(&dk->rw);
-    struct ent *e = find_in(dk->t, dk->cap, log, id, 0);
-    *key = e ? e->key : NULL;
-    *cls = e ? e->cls : 0;
-    pthread_rwlock_unlock(&dk->rw);
+    for (int pass = 0;; pass++) {
+        pthread_rwlock_rdlock(&dk->rw);
+        struct ent *e = find_in(dk->t, dk->cap, log, id, 0);
+        *key = e ? e->key : NULL;
+        *cls = e ? e->cls : 0;
+        pthread_rwlock_unlock(&dk->rw);
+        if (*key || pass || !dk->in_store)
+            break;
+        pthread_mutex_lock(&dk->create_mu); /* a key another front-end made */
+        fetch(dk, log, id);
+        pthread_mutex_unlock(&dk->create_mu);
+    }
     if (*key) {
         last_opened.instance = dk->instance, last_opened.log = log, last_opened.id = id,
         last_opened.epoch = epoch;

@@ -912,17 +912,18 @@ static struct frame *frame_of(struct lmdb *e, const char *payload, size_t len, s
     return f;
 }
 
-/* Recovery's first pass over a frame: every entry parses and its record's seal matches the
- * log and position it is filed under, or recovery stops before anything is stored. */
+/* Recovery's first pass over a frame: every entry parses and its record checks out for the log
+ * and position it is filed under (as far as that needs no key), or recovery stops before
+ * anything is stored. */
 static int check_frame(void *ctx, const char *payload, size_t len)
 {
-    struct lmdb *e = ctx;
+    (void)ctx;
     size_t off = 0, vlen;
     uint64_t log, pos;
     const char *val;
     int rc;
     while ((rc = wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen)) == 1)
-        if (format_check(e->kr, val, vlen, log, pos)) {
+        if (format_check_keyless(val, vlen, log, pos)) {
             fprintf(stderr,
                     "kinesd: storage: a log frame that checks out holds a malformed entry, a record sealed "
                     "for another place "

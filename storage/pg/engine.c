@@ -670,6 +670,7 @@ static int pg_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
               " WHERE l.log = $1 AND (r.cum IS NULL OR r.cum - octet_length(r.rec) < $4) ORDER BY r.pos",
               &q);
     rc = res_rc(c, r);
+    pool_give(p, slot); /* the result is ours; opening a record may need a connection */
     for (int t = 0; rc == 0 && t < PQntuples(r); t++) {
         out->last = get_i64(r, t, 0);
         if (PQgetisnull(r, t, 1))
@@ -678,7 +679,6 @@ static int pg_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
             format_open(p->kr, PQgetvalue(r, t, 2), (size_t)PQgetlength(r, t, 2), log, get_i64(r, t, 1), out);
     }
     PQclear(r);
-    pool_give(p, slot);
     return rc;
 }
 

@@ -33,11 +33,14 @@ static int noop_frame(void *ctx, const char *p, size_t len)
 static size_t build_frame(char *buf, const struct rec *recs, size_t n)
 {
     size_t off = WAL_HDR;
+    struct format_sealer sealer;
+    format_sealer_init(&sealer, NULL); /* records as a store without a keyring seals them */
     for (size_t i = 0; i < n; i++) {
         struct store_rec r = {recs[i].pk, strlen(recs[i].pk), recs[i].data, strlen(recs[i].data), 0};
-        size_t len = format_sealed_len(r.pk_len, r.data_len);
+        size_t len = format_sealed_len(NULL, r.pk_len, r.data_len);
         off += wal_put_entry(buf + off, recs[i].log, recs[i].pos, len);
-        off += format_seal(buf + off, recs[i].log, recs[i].pos, &r);
+        format_seal(&sealer, buf + off, recs[i].log, recs[i].pos, 1, &r, &len);
+        off += len;
     }
     return off;
 }
