@@ -7,6 +7,7 @@
 #   make asan       only the sanitizer run
 #   make bench      load benchmark: kinesd, kinesalite and kinesis-mock side by side (about 6 min;
 #                   BENCH_MODES, BENCH_SERVERS, BENCH_SECONDS select parts: tools/bench/run.sh -h)
+#   make bench-pg   the same load on LMDB and on one and two front-ends over a local PostgreSQL
 #   make lint       clang-format check and a scan for banned functions
 #   make fuzz       each libFuzzer harness of tests/fuzz for FUZZ_SECONDS (60) under ASan/UBSan
 
@@ -36,7 +37,7 @@ CONSOLE_FILES := $(sort $(wildcard server/console/*.html server/console/*.js ser
 UNIT_SRC := $(wildcard tests/unit/*/*.c tests/unit/*/*/*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
-.PHONY: all run test unit integration pg-suite asan bench lint format clean deps deps-test fuzz fuzz-bins
+.PHONY: all run test unit integration pg-suite asan bench bench-pg lint format clean deps deps-test fuzz fuzz-bins
 all: $(BUILD)/kinesd
 
 $(BUILD)/storage/%.o: storage/%.c
@@ -119,6 +120,11 @@ BENCH_DEBS := nghttp2-client
 bench: deps-test $(BUILD)/kinesd $(BUILD)/kbench
 	@tools/install-deps.sh $(BENCH_DEBS)
 	@tools/bench/run.sh
+
+# kinesd on LMDB vs one and two front-ends over a throwaway local PostgreSQL (about 2 min)
+bench-pg: deps-test $(BUILD)/kinesd $(BUILD)/kbench
+	@tools/with-postgres.sh env BENCH_SERVERS="kinesd kinesd-pg kinesd-pg2" \
+		BENCH_MODES="$${BENCH_MODES:-putrecords putrecord getrecords}" tools/bench/run.sh
 
 # libFuzzer harnesses (not part of `make test`): objects built with clang under ASan/UBSan in
 # build-fuzz, each harness run for FUZZ_SECONDS on its seed corpus (tests/fuzz/corpus/<harness>).

@@ -4,7 +4,18 @@
 # Usage: tools/bench/run.sh [--kinesd-only | --kinesalite-only] [-h]
 #
 # Environment:
-#   BENCH_SERVERS   servers to run, in order (default "kinesd kinesalite kinesis-mock")
+#   BENCH_SERVERS   servers to run, in order (default "kinesd kinesalite kinesis-mock"); also
+#                     kinesd-pg       one kinesd with --store on the PostgreSQL of KINESD_PG_URL
+#                     kinesd-pg2      two kinesd front-ends on that PostgreSQL, the load split
+#                                     between them (two kbench processes, half the connections
+#                                     each; their figures summed)
+#                   each PostgreSQL kind gets a fresh database (CREATE DATABASE bench_kinesd_pg..)
+#                   and runs only putrecord, putrecords and getrecords; per mode the table shows
+#                   PostgreSQL's CPU (utime+stime of the postmaster and its children, from /proc,
+#                   as a share of wall time) and commits/s (pg_stat_database.xact_commit).
+#                   Needs KINESD_PG_URL, KINESD_PG_DIR (the cluster's directory, its data/
+#                   holds postmaster.pid) and psql: tools/with-postgres.sh provides them, and
+#                   `make bench-pg` runs BENCH_SERVERS="kinesd kinesd-pg kinesd-pg2" under it.
 #   BENCH_MODES     modes to run (default: all of them, in this order)
 #                     ceiling         kbench against its own built-in trivial server, for
 #                                     every workload selected below: the load generator's ceiling
@@ -49,9 +60,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-ALL_SERVERS="kinesd kinesalite kinesis-mock"
+DEFAULT_SERVERS="kinesd kinesalite kinesis-mock"
+ALL_SERVERS="$DEFAULT_SERVERS kinesd-pg kinesd-pg2"
+PG_MODES="putrecord putrecords getrecords"
 ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-1k putrecords-25k checkpoint transport fanout"
-SERVERS=${BENCH_SERVERS:-$ALL_SERVERS}
+SERVERS=${BENCH_SERVERS:-$DEFAULT_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
 CKPT_SECS=${BENCH_CKPT_SECONDS:-20}
@@ -159,7 +172,7 @@ drop_server() { # NAME REASON
     SERVERS=$rest
     FAILED=1
 }
-if has_server kinesd && [[ ! -x $KINESD ]]; then
+if { has_server kinesd || has_server kinesd-pg || has_server kinesd-pg2; } && [[ ! -x $KINESD ]]; then
     echo "run.sh: $KINESD not found (or not executable): build it first ('make') or set KINESD_BIN" >&2
     exit 2
 fi
@@ -180,6 +193,16 @@ if has_server kinesalite || has_server kinesis-mock; then
         drop_server kinesis-mock "$KINESIS_MOCK_JS not found"
     fi
 fi
+for s in kinesd-pg kinesd-pg2; do
+    has_server "$s" || continue
+    if [[ -z ${KINESD_PG_URL:-} || -z ${KINESD_PG_DIR:-} || ! -f ${KINESD_PG_DIR:-}/data/postmaster.pid ]]; then
+        drop_server "$s" "KINESD_PG_URL/KINESD_PG_DIR not set (run under tools/with-postgres.sh, or make bench-pg)"
+    elif ! command -v psql >/dev/null 2>&1; then
+        drop_server "$s" "psql not found (Debian postgresql-client)"
+    elif [[ $KINESD_PG_URL != *"/postgres?"* ]]; then
+        drop_server "$s" "KINESD_PG_URL must name the database postgres as /postgres?... (it is replaced by a fresh one)"
+    fi
+done
 if [[ -z ${SERVERS// /} ]] && ! has_mode ceiling; then
     echo "run.sh: nothing to benchmark" >&2
     exit 2
@@ -279,7 +302,74 @@ h2_putrecord() {
     ! grep -q '^RESULT mode=putrecord-h2 succeeded=0' "$out"
 }
 
-# run_suite NAME PID PORT [DATA_DIR]: every selected mode; raw output in LOG_DIR/NAME.MODE.out
+# ------------------------------------------------------------ PostgreSQL --
+# pg_ticks: CPU clock ticks (utime+stime) of the PostgreSQL cluster so far: the postmaster's own
+# and its reaped children's, plus every live child's (the backends serving kinesd)
+pg_ticks() {
+    local pm
+    pm=$(head -n 1 "$KINESD_PG_DIR/data/postmaster.pid")
+    # the comm field may hold spaces: fields are counted after its closing parenthesis
+    cat /proc/[0-9]*/stat 2>/dev/null | awk -v pm="$pm" '
+        { pid = $1; line = $0; sub(/^.*\) /, "", line); split(line, f, " ")
+          if (pid == pm) t += f[12] + f[13] + f[14] + f[15]
+          else if (f[2] == pm) t += f[12] + f[13] }
+        END { printf "%d\n", t }'
+}
+
+# pg_commits DB: committed transactions of DB so far (backends flush their counts within ~1 s)
+pg_commits() {
+    psql "$KINESD_PG_URL" -XAtqc "SELECT xact_commit FROM pg_stat_database WHERE datname = '$1'"
+}
+
+# pg_fresh_db NAME: drop and create database NAME; its URL in PG_DB_URL
+pg_fresh_db() {
+    psql "$KINESD_PG_URL" -Xq -c "DROP DATABASE IF EXISTS $1" -c "CREATE DATABASE $1" || return 1
+    PG_DB_URL=${KINESD_PG_URL/\/postgres\?//$1?}
+}
+
+# merge_results MODE FILES...: one RESULT line for load split over several kbench processes:
+# counts and rates summed, latencies and memory their maximum (not a merged percentile)
+merge_results() {
+    local mode=$1
+    shift
+    awk -v mode="$mode" -v n="$#" '
+        $1 == "RESULT" { delete cur; for (i = 2; i <= NF; i++) { split($i, kv, "="); cur[kv[1]] = kv[2] }
+                         for (k in cur) last[FILENAME, k] = cur[k]; keys_seen(cur) ; got[FILENAME] = 1 }
+        function keys_seen(c,   k) { for (k in c) if (!(k in kseen)) { kseen[k] = 1; order[++nk] = k } }
+        END {
+            files = 0; for (f in got) files++
+            if (files < n) { printf "RESULT mode=%s frontends=%d errors=0 missing=%d\n", mode, n, n - files; exit }
+            line = "RESULT mode=" mode " frontends=" n
+            for (j = 1; j <= nk; j++) {
+                k = order[j]
+                if (k == "mode") continue
+                sum = 0; max = 0; numeric = 1
+                for (f in got) { v = last[f, k]; if (v !~ /^[0-9.]+$/) numeric = 0
+                                 sum += v; if (v + 0 > max + 0) max = v }
+                if (!numeric) { for (f in got) { v = last[f, k]; break }; line = line " " k "=" v; continue }
+                if (k ~ /(_per_s|^records|^requests|^bytes|errors|failed_records|^connections)$/ || k == "records" || k == "requests")
+                    line = line " " k "=" sum
+                else line = line " " k "=" max
+            }
+            print line
+        }' "$@"
+}
+
+# halve ARGS...: the kbench arguments with --connections halved (at least 1)
+halve() {
+    local prev=""
+    for a in "$@"; do
+        if [[ $prev == --connections ]]; then a=$(((a + 1) / 2)); fi
+        printf '%s\n' "$a"
+        prev=$a
+    done
+}
+
+# run_suite NAME PID PORT [DATA_DIR]: every selected mode; raw output in LOG_DIR/NAME.MODE.out.
+# With SUITE_PORTS/SUITE_PIDS holding more than one front-end, each load mode runs one kbench
+# per front-end at once with half the connections, and LOG_DIR/NAME.MODE.out gets their sum.
+# With SUITE_DB set (a PostgreSQL kind), LOG_DIR/NAME.MODE.pg.out gets the database's CPU
+# share and commits/s over the mode.
 run_suite() {
     local name=$1 pid=$2 port=$3 disk_dir=${4:-} rc=0 m put_done=0 disk_bw_done=0 extra
     local common=(--host 127.0.0.1 --port "$port" --stream "$STREAM")
@@ -288,6 +378,10 @@ run_suite() {
     kb "$LOG_DIR/$name.create.out" "${common[@]}" --mode create --shards "$SHARDS" || return 1
     for m in $MODES; do
         [[ $m == ceiling || $m == transport || $m == fanout ]] && continue
+        if [[ -n $SUITE_DB ]] && ! in_list "$m" "$PG_MODES"; then
+            echo "run.sh: $name runs only $PG_MODES: skipping $m"
+            continue
+        fi
         extra=()
         # the disk's own figures, measured in kinesd's data directory right before the modes
         # bound by them: sync latency before PutRecord, sequential bandwidth before large records
@@ -322,9 +416,52 @@ run_suite() {
             continue
         fi
         # shellcheck disable=SC2046
-        kb "$LOG_DIR/$name.$m.out" "${common[@]}" $(workload "$m") "${extra[@]+"${extra[@]}"}" \
-            --pid "$pid" || rc=1
+        measure "$name" "$m" "${common[@]}" $(workload "$m") "${extra[@]+"${extra[@]}"}" --pid "$pid" || rc=1
     done
+    return "$rc"
+}
+
+# measure NAME MODE KBENCH-ARGS...: one load mode against the suite's front-end(s)
+measure() {
+    local name=$1 m=$2 out="$LOG_DIR/$1.$2.out" t0 c0 n0 t1 c1 n1 i rc=0 args parts=() pids=()
+    shift 2
+    if [[ -n $SUITE_DB ]]; then
+        sleep 1.5 # let the backends flush their statistics of what came before
+        c0=$(pg_commits "$SUITE_DB")
+        t0=$(pg_ticks)
+        n0=$(date +%s.%N)
+    fi
+    if ((${#SUITE_PORTS[@]} <= 1)); then
+        kb "$out" "$@" || rc=1
+    else
+        mapfile -t args < <(halve "$@")
+        # getrecords takes one connection per shard by default: half the shards' worth each
+        [[ $m == getrecords ]] && args+=(--connections $(((SHARDS + 1) / 2)))
+        for i in "${!SUITE_PORTS[@]}"; do
+            parts+=("$LOG_DIR/$name-fe$((i + 1)).$m.out")
+            # the later --port and --pid win
+            timeout --signal=TERM "$KB_TIMEOUT" "$KBENCH" "${args[@]}" --port "${SUITE_PORTS[$i]}" \
+                --pid "${SUITE_PIDS[$i]}" >"${parts[$i]}" 2>&1 &
+            pids+=($!)
+        done
+        for i in "${!pids[@]}"; do
+            wait "${pids[$i]}" || rc=1
+            sed "s/^/[front-end $((i + 1))] /" "${parts[$i]}" | tee -a "$out"
+        done
+        merge_results "$m" "${parts[@]}" | tee -a "$out"
+    fi
+    if [[ -n $SUITE_DB ]]; then
+        t1=$(pg_ticks)
+        n1=$(date +%s.%N)
+        sleep 1.5
+        c1=$(pg_commits "$SUITE_DB")
+        awk -v m="$m" -v t0="$t0" -v t1="$t1" -v hz="$(getconf CLK_TCK)" -v n0="$n0" -v n1="$n1" \
+            -v c0="$c0" -v c1="$c1" 'BEGIN {
+                w = n1 - n0; if (w <= 0) w = 1
+                printf "RESULT mode=%s pg_wall_s=%.2f pg_cpu_s=%.2f pg_cpu_pct=%.0f commits=%d commits_per_s=%.0f\n",
+                    m, w, (t1 - t0) / hz, 100 * (t1 - t0) / hz / w, c1 - c0, (c1 - c0) / w }' |
+            tee "$LOG_DIR/$name.$m.pg.out"
+    fi
     return "$rc"
 }
 
@@ -340,6 +477,14 @@ start_kinesd() { # PORT LOG -> pid in START_PID, data dir in START_DIR
         echo "run.sh: note: $KINESD has no --no-limits option; running without it"
     fi
     "$KINESD" "${args[@]}" >"$log" 2>&1 &
+    START_PID=$!
+}
+
+# start_kinesd_pg PORT LOG URL: kinesd with --store URL -> pid in START_PID
+start_kinesd_pg() {
+    local args=(--host 127.0.0.1 --port "$1" --store "$3" --create-stream-ms 0 --log-level warn --no-limits)
+    START_DIR=
+    "$KINESD" "${args[@]}" >"$2" 2>&1 &
     START_PID=$!
 }
 
@@ -377,18 +522,48 @@ fi
 for s in $SERVERS; do
     port=$("$KBENCH" --mode freeport)
     log="$LOG_DIR/$s.log"
+    SUITE_DB=
+    SUITE_PORTS=("$port")
     case "$s" in
         kinesd) start_kinesd "$port" "$log"; wait_s=10 ;;
         kinesalite) start_kinesalite "$port" "$log"; wait_s=20 ;;
         kinesis-mock) start_kinesis_mock "$port" "$log"; wait_s=60 ;;
+        kinesd-pg | kinesd-pg2)
+            SUITE_DB=bench_${s//-/_}
+            if ! pg_fresh_db "$SUITE_DB"; then
+                echo "run.sh: $s: could not create database $SUITE_DB" >&2
+                FAILED=1
+                continue
+            fi
+            start_kinesd_pg "$port" "$log" "$PG_DB_URL"; wait_s=20 ;;
     esac
     SERVER_PIDS+=("$START_PID")
-    if wait_port "$START_PID" "$port" "$s" "$log" "$wait_s"; then
-        run_suite "$s" "$START_PID" "$port" "$START_DIR" || { echo "run.sh: $s suite failed" >&2; FAILED=1; }
+    SUITE_PIDS=("$START_PID")
+    ok=1
+    wait_port "$START_PID" "$port" "$s" "$log" "$wait_s" || ok=0
+    if [[ $ok == 1 && $s == kinesd-pg2 ]]; then
+        # the second front-end starts once the first has created the schema and the stream
+        kb "$LOG_DIR/$s.create.out" --host 127.0.0.1 --port "$port" --stream "$STREAM" --mode create \
+            --shards "$SHARDS" || ok=0
+        port2=$("$KBENCH" --mode freeport)
+        start_kinesd_pg "$port2" "$LOG_DIR/$s-fe2.log" "$PG_DB_URL"
+        SERVER_PIDS+=("$START_PID")
+        SUITE_PIDS+=("$START_PID")
+        SUITE_PORTS+=("$port2")
+        wait_port "$START_PID" "$port2" "$s (second front-end)" "$LOG_DIR/$s-fe2.log" "$wait_s" || ok=0
+        # the second front-end must see the stream (kbench create: existed=1)
+        if [[ $ok == 1 ]] && ! kb "$LOG_DIR/$s-fe2.create.out" --host 127.0.0.1 --port "$port2" \
+            --stream "$STREAM" --mode create --shards "$SHARDS"; then
+            echo "run.sh: $s: the second front-end does not see the stream" >&2
+            ok=0
+        fi
+    fi
+    if [[ $ok == 1 ]]; then
+        run_suite "$s" "${SUITE_PIDS[0]}" "$port" "$START_DIR" || { echo "run.sh: $s suite failed" >&2; FAILED=1; }
     else
         FAILED=1
     fi
-    stop_server "$START_PID"
+    for pid in "${SUITE_PIDS[@]}"; do stop_server "$pid"; done
 done
 
 # ----------------------------------------------------------------- table --
@@ -556,6 +731,62 @@ MEM "VmHWM MB (file pages too), all modes" peak_rss_mb "" "${all_modes[@]}"
 for m in "${all_modes[@]}"; do
     MEM "  RssAnon peak in $m" peak_rss_anon_mb "" "$m"
 done
+if has_server kinesd-pg || has_server kinesd-pg2; then
+    # prow LABEL LMDB PG PG2: a row of the PostgreSQL table with the three ratios
+    prow() {
+        awk -v label="$1" -v a="${2:-}" -v b="${3:-}" -v c="${4:-}" '
+            function num(x) { return x ~ /^-?[0-9]+([.][0-9]+)?$/ }
+            function ratio(x, y,   r) {
+                if (!num(x) || !num(y) || y + 0 <= 0) return "n/a"
+                r = x / y
+                return r >= 10 ? sprintf("%.1fx", r) : r >= 0.001 ? sprintf("%.3fx", r) : "<0.001x"
+            }
+            function show(x) { return x == "" ? "n/a" : x }
+            BEGIN { printf "%-40s %11s %11s %11s %9s %9s %9s\n", label, show(a), show(b), show(c),
+                        ratio(b, a), ratio(c, a), ratio(c, b) }'
+    }
+    # per MODE KEY SERVER: derived figures per record (or request)
+    per() {
+        local rate cpu com
+        rate=$(field "$3.$1" "$2")
+        cpu=$(field "$3.$1.pg" pg_cpu_pct)
+        com=$(field "$3.$1.pg" commits_per_s)
+        awk -v r="$rate" -v cpu="$cpu" -v com="$com" -v what="$4" 'BEGIN {
+            if (r !~ /^[0-9.]+$/ || r + 0 <= 0) exit
+            if (what == "cpu" && cpu ~ /^[0-9.]+$/) printf "%.1f", cpu / 100 * 1e6 / r
+            if (what == "per_commit" && com ~ /^[0-9.]+$/ && com + 0 > 0) printf "%.1f", r / com }'
+    }
+    PG() { # LABEL MODE KEY [FILE-SUFFIX]
+        local sfx=${4:-}
+        prow "$1" "$(field "kinesd.$2$sfx" "$3")" "$(field "kinesd-pg.$2$sfx" "$3")" "$(field "kinesd-pg2.$2$sfx" "$3")"
+    }
+    PGD() { # LABEL MODE KEY WHAT
+        prow "$1" "" "$(per "$2" "$3" kinesd-pg "$4")" "$(per "$2" "$3" kinesd-pg2 "$4")"
+    }
+    echo
+    echo "=== kinesd on LMDB vs on PostgreSQL (one front-end; two front-ends, load split, figures" \
+        "summed): ${SECS} s per mode ==="
+    echo "PostgreSQL CPU = utime+stime of the postmaster and its children over the mode, % of wall" \
+        "time (100 = one core of $(nproc)); commits = pg_stat_database.xact_commit of the database."
+    printf "%-40s %11s %11s %11s %9s %9s %9s\n" metric kinesd kinesd-pg kinesd-pg2 pg/lmdb pg2/lmdb pg2/pg
+    printf '%.0s-' $(seq 110)
+    echo
+    for m in putrecords putrecord getrecords; do
+        has_mode "$m" || continue
+        case "$m" in
+            putrecords) label="PutRecords 500 x 100 B: records/s"; key=records_per_s; unit=record ;;
+            putrecord) label="PutRecord 16 conn, 100 B: req/s"; key=requests_per_s; unit=request ;;
+            getrecords) label="GetRecords Limit 10000: records/s"; key=records_per_s; unit=record ;;
+        esac
+        PG "$label" "$m" "$key"
+        PG "  p99 ms (two front-ends: the worse)" "$m" p99_ms
+        PG "  PostgreSQL CPU, % of wall" "$m" pg_cpu_pct .pg
+        PG "  commits/s" "$m" commits_per_s .pg
+        PGD "  ${unit}s per commit" "$m" "$key" per_commit
+        PGD "  PostgreSQL CPU us per $unit" "$m" "$key" cpu
+        PG "  errors" "$m" errors
+    done
+fi
 echo
 echo "raw kbench output and server logs: $LOG_DIR/"
 if has_mode transport && has_server kinesd; then
