@@ -250,6 +250,8 @@ struct store_stats {
     uint64_t sync_ns_total;   /* their summed latency */
     uint64_t checkpoints;     /* segments retired since open */
     uint64_t db_bytes;        /* size of the database file */
+    uint64_t db_write_txns;   /* write transactions begun since open (each takes LMDB's writer
+                                 lock, even one that turns out to change nothing) */
 };
 
 /* Fill *st without taking a lock a writer or reader needs. */

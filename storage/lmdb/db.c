@@ -37,7 +37,8 @@ struct db {
     MDB_env *env;
     MDB_dbi log, rows;
     pthread_rwlock_t resize;
-    uint64_t mapsize; /* under resize */
+    uint64_t mapsize;    /* under resize */
+    uint64_t write_txns; /* begun (atomic) */
     bool sync;
     char path[4096];
 };
@@ -120,6 +121,7 @@ static int write_txn(struct db *d, int (*fn)(struct db *, MDB_txn *, void *), vo
     for (;;) {
         MDB_txn *txn;
         uint64_t seen;
+        __atomic_add_fetch(&d->write_txns, 1, __ATOMIC_RELAXED);
         int rc = txn_begin(d, 0, &txn, &seen);
         if (rc)
             return rc;
@@ -222,6 +224,8 @@ void db_close(struct db *d)
 }
 
 int db_sync(struct db *d) { return d->sync ? map_rc(mdb_env_sync(d->env, 1)) : 0; }
+
+uint64_t db_write_txns(struct db *d) { return __atomic_load_n(&d->write_txns, __ATOMIC_RELAXED); }
 
 uint64_t db_file_bytes(struct db *d)
 {

@@ -65,4 +65,7 @@ int db_sync(struct db *d);
 /* Size of the data file in bytes. */
 uint64_t db_file_bytes(struct db *d);
 
+/* Write transactions begun since open. */
+uint64_t db_write_txns(struct db *d);
+
 #endif

@@ -873,6 +873,7 @@ static void lm_stats(void *impl, struct store_stats *st)
         .sync_ns_total = __atomic_load_n(&e->sync_ns, __ATOMIC_RELAXED),
         .checkpoints = __atomic_load_n(&e->checkpoints, __ATOMIC_RELAXED),
         .db_bytes = db_file_bytes(e->db),
+        .db_write_txns = db_write_txns(e->db),
     };
 }
 

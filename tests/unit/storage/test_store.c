@@ -294,7 +294,34 @@ static void a_dropped_log_is_not_brought_back_by_a_crash(void)
     tmpdir_remove(d);
 }
 
-CHECK_RUN("storage", T(one_commit_spans_several_logs), T(append_assigns_increasing_positions_from_floor),
+/* Finding 10 of the storage review: the maintenance thread trims every shard it knows every few
+ * hundred milliseconds, and each trim used to open a write transaction (LMDB's writer lock,
+ * which every flush needs too) even when nothing was below the mark. It now reads first. */
+static void a_trim_with_nothing_below_the_mark_opens_no_write_transaction(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    struct store_rec r[2] = {{"a", 1, "x", 1, 0}, {"b", 1, "y", 1, 0}};
+    CHECK(append1(s, 5, 1000, r, 2) == 0);
+    size_t del = 9;
+    CHECK(store_trim(s, 5, 1001, 0, &del) == 0 && del == 0); /* flushes the tail (a commit), deletes none */
+    struct store_stats before, after;
+    store_stats(s, &before);
+    for (int i = 0; i < 50; i++) {
+        CHECK(store_trim(s, 5, 1000, 100, &del) == 0 && del == 0);        /* nothing below 1000 */
+        CHECK(store_trim(s, 99, UINT64_MAX, 100, &del) == 0 && del == 0); /* an empty log */
+    }
+    store_stats(s, &after);
+    CHECK(after.db_write_txns == before.db_write_txns);
+    CHECK(store_trim(s, 5, 1001, 100, &del) == 0 && del == 1); /* something to delete: one transaction */
+    store_stats(s, &after);
+    CHECK(after.db_write_txns == before.db_write_txns + 1);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
+CHECK_RUN("storage", T(a_trim_with_nothing_below_the_mark_opens_no_write_transaction),
+          T(one_commit_spans_several_logs), T(append_assigns_increasing_positions_from_floor),
           T(positions_survive_reopen_and_trim), T(scan_respects_from_limit_and_stop),
           T(map_grows_instead_of_failing), T(meta_put_get_scan_delete),
           T(concurrent_appends_get_unique_positions),
