@@ -8,8 +8,9 @@
  *
  * Positions are decided in the database, in the transaction that inserts the records: the
  * committer takes every queued append at once (group commit) and runs one transaction that
- * moves each log's `last` forward (UPDATE ... RETURNING, under the row's lock, so front-ends
- * writing the same shard take turns and positions stay strictly increasing), seals the
+ * moves each log's `last` forward (its row locked first, all of them in log order so that
+ * front-ends writing the same shards take turns instead of deadlocking; then UPDATE ...
+ * RETURNING, so positions stay strictly increasing), seals the
  * records with their positions (format.h), COPYs them in, NOTIFYs the logs, and commits;
  * the appends are reported only once COMMIT returned (synchronous_commit as the server has
  * it, on by default). A lost connection reports STORE_UNAVAILABLE (also when COMMIT was sent
@@ -426,6 +427,14 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
     p_bytes(&q, logs, strlen(logs), 25);
     PGresult *r = execp(
         c, "INSERT INTO kinesd_logs (log) SELECT unnest($1::text::bigint[]) ON CONFLICT DO NOTHING", &q);
+    rc = res_rc(c, r);
+    PQclear(r);
+    if (rc)
+        goto rollback;
+    /* the logs' rows locked in one order, the same for every front-end: transactions that
+     * write the same shards take turns instead of deadlocking */
+    r = execp(c, "SELECT log FROM kinesd_logs WHERE log = ANY($1::text::bigint[]) ORDER BY log FOR UPDATE",
+              &q);
     rc = res_rc(c, r);
     PQclear(r);
     if (rc)
