@@ -1598,10 +1598,8 @@ static void refresh(struct api *a)
     if (all) { /* every stream the rows name, and every one this registry has */
         struct loading l = {.a = a};
         if (meta_scan(a, "st/", collect_uid, &l) == 0) {
-            for (size_t i = 0; i < l.n; i++) {
+            for (size_t i = 0; i < l.n; i++)
                 reload(a, l.v[i]->uid);
-                free(l.v[i]);
-            }
             for (size_t i = 0; i < r->n;) {
                 struct stream *s = r->v[i];
                 bool listed = loading_find(&l, s->uid) != NULL;
@@ -1612,12 +1610,12 @@ static void refresh(struct api *a)
                 i++;
             }
         } else {
-            for (size_t i = 0; i < l.n; i++)
-                free(l.v[i]);
             pthread_mutex_lock(&r->dirty_mu);
             r->dirty_all = true; /* try again next tick */
             pthread_mutex_unlock(&r->dirty_mu);
         }
+        for (size_t i = 0; i < l.n; i++) /* the uids are looked up until here */
+            free(l.v[i]);
         free(l.v);
         update_max_body(a);
         return;
