@@ -199,6 +199,9 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
 /* The request cap of PutRecords in bytes of data and keys, by the stream's record size. */
 #define PUT_RECORDS_LIMIT(kib) ((kib) > 1024 ? (size_t)10 << 20 : (size_t)5 << 20)
 
+/* Write the "ChildShards" member: the n children of a closed shard (op_common.c). */
+void enc_child_shards(struct enc *e, const struct shard *kids, uint32_t n);
+
 /* ---- limits (limits.c); each returns whether the call or record may proceed ---- */
 struct limits *limits_new(const double *op_rates, size_t nops);
 void limits_free(struct limits *l);

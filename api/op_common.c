@@ -183,3 +183,35 @@ int stream_tags_remove(struct api_ctx *c, struct stream *s)
             stream_tag_remove(s, k->s);
     return 0;
 }
+
+/* The "ChildShards" member of an answer that reaches a closed shard's end (GetRecords,
+ * SubscribeToShard): each child with its parents and hash range. */
+void enc_child_shards(struct enc *e, const struct shard *kids, uint32_t n)
+{
+    enc_key(e, "ChildShards");
+    enc_arr_begin(e);
+    for (uint32_t i = 0; i < n; i++) {
+        char kid[32], num[40];
+        enc_obj_begin(e);
+        shard_id(kid, kids[i].index);
+        enc_key(e, "ShardId"), enc_strz(e, kid);
+        enc_key(e, "ParentShards");
+        enc_arr_begin(e);
+        shard_id(kid, (uint32_t)kids[i].parent);
+        enc_strz(e, kid);
+        if (kids[i].adjacent_parent >= 0) {
+            shard_id(kid, (uint32_t)kids[i].adjacent_parent);
+            enc_strz(e, kid);
+        }
+        enc_arr_end(e);
+        enc_key(e, "HashKeyRange");
+        enc_obj_begin(e);
+        u128_str(num, kids[i].start);
+        enc_key(e, "StartingHashKey"), enc_strz(e, num);
+        u128_str(num, kids[i].end);
+        enc_key(e, "EndingHashKey"), enc_strz(e, num);
+        enc_obj_end(e);
+        enc_obj_end(e);
+    }
+    enc_arr_end(e);
+}

@@ -144,32 +144,7 @@ static int run(struct api_ctx *c)
     if (!(closed && next > last)) {
         enc_key(e, "NextShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, next, c->now_ms));
     } else {
-        enc_key(e, "ChildShards");
-        enc_arr_begin(e);
-        for (uint32_t i = 0; i < nkids; i++) {
-            char kid[32], num[40];
-            enc_obj_begin(e);
-            shard_id(kid, kids[i].index);
-            enc_key(e, "ShardId"), enc_strz(e, kid);
-            enc_key(e, "ParentShards");
-            enc_arr_begin(e);
-            shard_id(kid, (uint32_t)kids[i].parent);
-            enc_strz(e, kid);
-            if (kids[i].adjacent_parent >= 0) {
-                shard_id(kid, (uint32_t)kids[i].adjacent_parent);
-                enc_strz(e, kid);
-            }
-            enc_arr_end(e);
-            enc_key(e, "HashKeyRange");
-            enc_obj_begin(e);
-            u128_str(num, kids[i].start);
-            enc_key(e, "StartingHashKey"), enc_strz(e, num);
-            u128_str(num, kids[i].end);
-            enc_key(e, "EndingHashKey"), enc_strz(e, num);
-            enc_obj_end(e);
-            enc_obj_end(e);
-        }
-        enc_arr_end(e);
+        enc_child_shards(e, kids, nkids);
     }
     enc_obj_end(e);
     return 0;

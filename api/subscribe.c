@@ -211,36 +211,6 @@ static struct slot *slot_add(struct subs *r, const struct consumer_info *ci, uin
 
 /* ---- events ---- */
 
-static void enc_children(struct enc *e, const struct shard *kids, uint32_t n)
-{
-    enc_key(e, "ChildShards");
-    enc_arr_begin(e);
-    for (uint32_t i = 0; i < n; i++) {
-        char kid[32], num[40];
-        enc_obj_begin(e);
-        shard_id(kid, kids[i].index);
-        enc_key(e, "ShardId"), enc_strz(e, kid);
-        enc_key(e, "ParentShards");
-        enc_arr_begin(e);
-        shard_id(kid, (uint32_t)kids[i].parent);
-        enc_strz(e, kid);
-        if (kids[i].adjacent_parent >= 0) {
-            shard_id(kid, (uint32_t)kids[i].adjacent_parent);
-            enc_strz(e, kid);
-        }
-        enc_arr_end(e);
-        enc_key(e, "HashKeyRange");
-        enc_obj_begin(e);
-        u128_str(num, kids[i].start);
-        enc_key(e, "StartingHashKey"), enc_strz(e, num);
-        u128_str(num, kids[i].end);
-        enc_key(e, "EndingHashKey"), enc_strz(e, num);
-        enc_obj_end(e);
-        enc_obj_end(e);
-    }
-    enc_arr_end(e);
-}
-
 static void frame_exception(struct sub *s, const char *type, const char *msg)
 {
     struct enc e;
@@ -439,7 +409,7 @@ static int produce(struct sub *s)
     int64_t behind = got.n && got.last > s->last_sent ? now - pos_ms(s->next) : 0;
     enc_key(&e, "MillisBehindLatest"), enc_int(&e, behind > 0 ? behind : 0);
     if (at_end)
-        enc_children(&e, kids, nkids);
+        enc_child_shards(&e, kids, nkids);
     enc_obj_end(&e);
     eventstream_event(&s->out, "SubscribeToShardEvent", e.b.p, e.b.len);
     buf_free(&e.b);
