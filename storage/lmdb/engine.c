@@ -35,7 +35,7 @@
  *
  * Locks, in this order: wal_mu (positions, frame writes, segment switch; drops' fence),
  * flush_mu (one flush at a time), tail_rw, then tail_mu (the tail's links, turns and counters,
- * held briefly) and watch_mu (a frame's watches fire under tail_mu, as it is published).
+ * held briefly) and the watch list's (a frame's watches fire under tail_mu, as it is published).
  * mu guards the queue. No lock is held across a sync except
  * flush_mu (by the flusher, which no request waits for). */
 #include <errno.h>
@@ -51,6 +51,7 @@
 
 #include "../engine.h"
 #include "../format.h"
+#include "../watch.h"
 #include "db.h"
 #include "wal.h"
 
@@ -108,14 +109,6 @@ struct posmap {
     size_t cap, n;
 };
 
-struct store_watch {
-    uint64_t log, after;
-    store_watch_fn fn;
-    void *arg;
-    bool listed;
-    struct store_watch *prev, *next;
-};
-
 struct lmdb {
     struct db *db;
     struct wal *wal;
@@ -156,9 +149,7 @@ struct lmdb {
     uint64_t unflushed;                   /* atomic: queued and tail bytes */
     uint64_t syncs, sync_ns, checkpoints; /* atomic */
 
-    pthread_mutex_t watch_mu;
-    struct store_watch *watches;
-    size_t nwatch; /* atomic */
+    struct watchlist watches;
 };
 
 static int64_t now_ms(void)
@@ -250,34 +241,11 @@ static int last_of(struct lmdb *e, uint64_t log, struct pm_slot **out)
 
 /* ---- watches ---- */
 
-static void unlist(struct lmdb *e, struct store_watch *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        e->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->listed = false;
-    __atomic_sub_fetch(&e->nwatch, 1, __ATOMIC_RELAXED);
-}
-
 /* Fire the watches that frame f satisfies (after it was published). */
 static void fire_watches(struct lmdb *e, const struct frame *f)
 {
-    if (!__atomic_load_n(&e->nwatch, __ATOMIC_RELAXED))
-        return;
-    pthread_mutex_lock(&e->watch_mu);
-    for (struct store_watch *w = e->watches, *next; w; w = next) {
-        next = w->next;
-        for (size_t i = 0; i < f->nruns; i++)
-            if (f->runs[i].log == w->log && f->runs[i].first + f->runs[i].n - 1 > w->after) {
-                unlist(e, w);
-                w->fn(w->arg);
-                break;
-            }
-    }
-    pthread_mutex_unlock(&e->watch_mu);
+    for (size_t i = 0; i < f->nruns && __atomic_load_n(&e->watches.n, __ATOMIC_RELAXED); i++)
+        watchlist_fire(&e->watches, f->runs[i].log, f->runs[i].first + f->runs[i].n - 1);
 }
 
 /* ---- the tail ---- */
@@ -747,45 +715,20 @@ static int lm_log_bounds(void *impl, uint64_t log, uint64_t *last, uint64_t *fir
     return rc;
 }
 
+static int last_of_log(void *ctx, uint64_t log, uint64_t *last)
+{
+    return lm_log_bounds(ctx, log, last, NULL);
+}
+
 static int lm_watch(void *impl, uint64_t log, uint64_t after, store_watch_fn fn, void *arg,
                     struct store_watch **out)
 {
-    struct lmdb *e = impl;
-    struct store_watch *w = calloc(1, sizeof *w);
-    if (!w)
-        return STORE_NOMEM;
-    *w = (struct store_watch){.log = log, .after = after, .fn = fn, .arg = arg, .listed = true};
-    pthread_mutex_lock(&e->watch_mu);
-    w->next = e->watches;
-    if (w->next)
-        w->next->prev = w;
-    e->watches = w;
-    __atomic_add_fetch(&e->nwatch, 1, __ATOMIC_RELAXED);
-    pthread_mutex_unlock(&e->watch_mu);
-    *out = w;
-    /* a record published before the watch was listed is seen here */
-    uint64_t last = 0;
-    if (lm_log_bounds(e, log, &last, NULL) == 0 && last > after) {
-        pthread_mutex_lock(&e->watch_mu);
-        if (w->listed) {
-            unlist(e, w);
-            fn(arg);
-        }
-        pthread_mutex_unlock(&e->watch_mu);
-    }
-    return 0;
+    return watchlist_watch(&((struct lmdb *)impl)->watches, log, after, fn, arg, out, last_of_log, impl);
 }
 
 static bool lm_unwatch(void *impl, struct store_watch *w)
 {
-    struct lmdb *e = impl;
-    pthread_mutex_lock(&e->watch_mu);
-    bool listed = w->listed;
-    if (listed)
-        unlist(e, w);
-    pthread_mutex_unlock(&e->watch_mu);
-    free(w);
-    return listed;
+    return watchlist_unwatch(&((struct lmdb *)impl)->watches, w);
 }
 
 /* ---- trimming and dropping ---- */
@@ -1016,7 +959,7 @@ static void destroy(struct lmdb *e)
     pthread_mutex_destroy(&e->tail_mu);
     pthread_cond_destroy(&e->tail_cv);
     pthread_cond_destroy(&e->turn);
-    pthread_mutex_destroy(&e->watch_mu);
+    watchlist_destroy(&e->watches); /* their owners cancel them; forget any left */
     free(e->last.v);
     close(e->lock_fd); /* lets the directory go */
     free(e);
@@ -1075,7 +1018,7 @@ static int lm_open(const struct store_config *cfg, struct store *owner, void **i
     pthread_mutex_init(&e->tail_mu, NULL);
     pthread_cond_init(&e->tail_cv, NULL);
     pthread_cond_init(&e->turn, NULL);
-    pthread_mutex_init(&e->watch_mu, NULL);
+    watchlist_init(&e->watches);
     rc = db_open(cfg->dir, cfg->sync, cfg->initial_map, &e->db);
     if (rc == 0)
         rc = wal_open(cfg->dir, cfg->sync, cfg->io, &e->wal);
@@ -1115,10 +1058,6 @@ static void lm_close(void *impl)
         next = f->next;
         frame_free(f);
     }
-    pthread_mutex_lock(&e->watch_mu);
-    while (e->watches) /* their owners cancel them; forget any left */
-        unlist(e, e->watches);
-    pthread_mutex_unlock(&e->watch_mu);
     destroy(e);
 }
 

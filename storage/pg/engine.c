@@ -27,7 +27,7 @@
  *
  * Threads: one committer (its own connection), one listener (its own), the callers' (the pool
  * and the lease connection, each under its mutex). Locks: mu (the queue), pool_mu, lease_mu,
- * watch_mu; none is held across a query except a pool slot's or the lease connection's own. */
+ * the watch list's; none is held across a query except a pool slot's or the lease connection's own. */
 #include <errno.h>
 #include <inttypes.h>
 #include <libpq-fe.h>
@@ -41,6 +41,7 @@
 
 #include "../engine.h"
 #include "../format.h"
+#include "../watch.h"
 
 #define SCHEMA_VERSION 1
 #define POOL 4
@@ -58,14 +59,6 @@ struct job {
     void *arg;
     int rc;
     struct job *next;
-};
-
-struct store_watch {
-    uint64_t log, after;
-    store_watch_fn fn;
-    void *arg;
-    bool listed;
-    struct store_watch *prev, *next;
 };
 
 struct conn {
@@ -103,8 +96,7 @@ struct pg {
     char held[MAX_LEASES][64];
     int nheld;
 
-    pthread_mutex_t watch_mu;
-    struct store_watch *watches;
+    struct watchlist watches;
 
     uint64_t commits, commit_ns; /* atomic */
 };
@@ -284,33 +276,6 @@ static int migrate(struct pg *p, PGconn *c)
     else
         exec0(c, "ROLLBACK");
     return rc;
-}
-
-/* ---- watches ---- */
-
-static void unlist(struct pg *p, struct store_watch *w)
-{
-    if (w->prev)
-        w->prev->next = w->next;
-    else
-        p->watches = w->next;
-    if (w->next)
-        w->next->prev = w->prev;
-    w->listed = false;
-}
-
-/* Fire the watches of log (last its newest position, or UINT64_MAX: unknown, fire them all). */
-static void fire_log(struct pg *p, uint64_t log, uint64_t last)
-{
-    pthread_mutex_lock(&p->watch_mu);
-    for (struct store_watch *w = p->watches, *next; w; w = next) {
-        next = w->next;
-        if ((w->log == log || log == UINT64_MAX) && last > w->after) {
-            unlist(p, w);
-            w->fn(w->arg);
-        }
-    }
-    pthread_mutex_unlock(&p->watch_mu);
 }
 
 /* ---- committing ---- */
@@ -603,7 +568,7 @@ static void *commit_loop(void *arg)
         }
         for (size_t i = 0; i < ng; i++)
             if (!g[i].rc)
-                fire_log(p, g[i].log, g[i].first + g[i].n - 1);
+                watchlist_fire(&p->watches, g[i].log, g[i].first + g[i].n - 1);
         free(g);
         pthread_mutex_lock(&p->mu);
     }
@@ -715,43 +680,20 @@ static int pg_log_bounds(void *impl, uint64_t log, uint64_t *last, uint64_t *fir
     return rc;
 }
 
+static int last_of_log(void *ctx, uint64_t log, uint64_t *last)
+{
+    return pg_log_bounds(ctx, log, last, NULL);
+}
+
 static int pg_watch(void *impl, uint64_t log, uint64_t after, store_watch_fn fn, void *arg,
                     struct store_watch **out)
 {
-    struct pg *p = impl;
-    struct store_watch *w = calloc(1, sizeof *w);
-    if (!w)
-        return STORE_NOMEM;
-    *w = (struct store_watch){.log = log, .after = after, .fn = fn, .arg = arg, .listed = true};
-    pthread_mutex_lock(&p->watch_mu);
-    w->next = p->watches;
-    if (w->next)
-        w->next->prev = w;
-    p->watches = w;
-    pthread_mutex_unlock(&p->watch_mu);
-    *out = w;
-    uint64_t last = 0; /* committed before the watch was listed */
-    if (pg_log_bounds(p, log, &last, NULL) == 0 && last > after) {
-        pthread_mutex_lock(&p->watch_mu);
-        if (w->listed) {
-            unlist(p, w);
-            fn(arg);
-        }
-        pthread_mutex_unlock(&p->watch_mu);
-    }
-    return 0;
+    return watchlist_watch(&((struct pg *)impl)->watches, log, after, fn, arg, out, last_of_log, impl);
 }
 
 static bool pg_unwatch(void *impl, struct store_watch *w)
 {
-    struct pg *p = impl;
-    pthread_mutex_lock(&p->watch_mu);
-    bool listed = w->listed;
-    if (listed)
-        unlist(p, w);
-    pthread_mutex_unlock(&p->watch_mu);
-    free(w);
-    return listed;
+    return watchlist_unwatch(&((struct pg *)impl)->watches, w);
 }
 
 /* ---- trimming, dropping, sealing ---- */
@@ -998,7 +940,7 @@ static void on_notify(struct pg *p, const PGnotify *n)
             char *end;
             uint64_t log = strtoull(s, &end, 10);
             uint64_t last = *end == ':' ? strtoull(end + 1, &end, 10) : UINT64_MAX;
-            fire_log(p, log, last);
+            watchlist_fire(&p->watches, log, last);
             s = *end == ',' ? end + 1 : end + strlen(end);
         }
     } else if (!strcmp(n->relname, "kinesd_rows")) {
@@ -1025,7 +967,7 @@ static void *listen_loop(void *arg)
             listening =
                 exec0(p->lconn.c, "LISTEN kinesd_logs") == 0 && exec0(p->lconn.c, "LISTEN kinesd_rows") == 0;
             if (listening) { /* whatever was missed while not listening: waiters look again */
-                fire_log(p, UINT64_MAX, UINT64_MAX);
+                watchlist_fire(&p->watches, UINT64_MAX, UINT64_MAX);
                 store_rows_changed(p->owner, NULL);
                 pthread_mutex_lock(&p->mu);
                 p->listening = true;
@@ -1087,7 +1029,7 @@ static void destroy(struct pg *p)
     pthread_mutex_destroy(&p->pool_mu);
     pthread_cond_destroy(&p->pool_cv);
     pthread_mutex_destroy(&p->lease_mu);
-    pthread_mutex_destroy(&p->watch_mu);
+    watchlist_destroy(&p->watches);
     free(p->conninfo);
     free(p);
 }
@@ -1111,7 +1053,7 @@ static int pg_open(const struct store_config *cfg, struct store *owner, void **i
     pthread_mutex_init(&p->pool_mu, NULL);
     pthread_cond_init(&p->pool_cv, NULL);
     pthread_mutex_init(&p->lease_mu, NULL);
-    pthread_mutex_init(&p->watch_mu, NULL);
+    watchlist_init(&p->watches);
     int rc = conn_ready(p, &p->pool[0]);
     if (rc == 0)
         rc = migrate(p, p->pool[0].c);
@@ -1165,10 +1107,6 @@ static void pg_close(void *impl)
     if (write(p->wake[1], "x", 1) != 1)
         fprintf(stderr, "kinesd: pg: cannot wake the listener\n");
     pthread_join(p->listener, NULL);
-    pthread_mutex_lock(&p->watch_mu);
-    while (p->watches)
-        unlist(p, p->watches);
-    pthread_mutex_unlock(&p->watch_mu);
     destroy(p);
 }
 
