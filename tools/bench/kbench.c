@@ -10,6 +10,8 @@
  *   putrecord   N connections sending PutRecord (random data + keys)
  *   putrecords  N connections sending PutRecords batches
  *   getrecords  optional fill, then TRIM_HORIZON + GetRecords loops per shard
+ *   fanout      --consumers consumers subscribed (SubscribeToShard) to every shard
+ *               while --connections producers send PutRecords: put-to-event latency
  *   freeport    print a currently free TCP port on 127.0.0.1 (helper)
  *   disksync    time 500 writes of 2,000 bytes, each followed by fdatasync, in a
  *               file overwritten in place in --dir: the floor under a durable
@@ -105,7 +107,8 @@ enum mode {
     MODE_GETRECORDS,
     MODE_FREEPORT,
     MODE_DISKSYNC,
-    MODE_DISKWRITE
+    MODE_DISKWRITE,
+    MODE_FANOUT
 };
 
 enum work_kind { WORK_PUTRECORD, WORK_PUTRECORDS, WORK_FILL, WORK_GETRECORDS };
@@ -134,6 +137,7 @@ struct options {
     long timeout_s;
     long mib;           /* diskwrite */
     int trivial_server; /* answer from the built-in canned server */
+    long consumers;     /* fanout */
 };
 
 static struct options g_opt = {
@@ -155,6 +159,7 @@ static struct options g_opt = {
     .timeout_s = 30,
     .mib = 256,
     .trivial_server = 0,
+    .consumers = 4,
 };
 
 static struct sockaddr_storage g_addr;
@@ -1665,6 +1670,7 @@ static const char *mode_name(enum mode m)
     case MODE_FREEPORT: return "freeport";
     case MODE_DISKSYNC: return "disksync";
     case MODE_DISKWRITE: return "diskwrite";
+    case MODE_FANOUT: return "fanout";
     case MODE_NONE: break;
     }
     return "none";
@@ -1986,6 +1992,540 @@ static int mode_put(enum mode m, int nconn)
     }
     print_result(m, &r, nconn);
     return run_failed(&r, nconn);
+}
+
+/* ------------------------------------------------------------------------ */
+/* Fan-out: SubscribeToShard subscribers and a PutRecords producer           */
+/* ------------------------------------------------------------------------ */
+
+/* --consumers consumers are registered and each subscribes (HTTP/1.1, chunked or plain body)
+ * to every shard from TRIM_HORIZON, one thread per subscription, while --connections producers
+ * send PutRecords of --batch records for --seconds. Each record's first 12 bytes carry the
+ * monotonic time its PutRecords was sent, so a subscriber that decodes an event takes the
+ * put-to-event latency of each record in it. A subscription the server ends (its 5 minutes,
+ * or a server without initial-response and clean ends) is renewed AFTER_SEQUENCE_NUMBER of the
+ * last record seen. 'complete' says every subscription received exactly the records
+ * acknowledged on its shard, in strictly increasing sequence-number order. */
+
+#define FAN_STAMP 12           /* bytes of a record that carry the send time: base64 of 16 chars */
+#define FAN_DRAIN_NS 20000000000ull /* after the producers stop, wait this long for the events */
+#define FAN_MAX_FRAME (16u * 1024u * 1024u)
+
+typedef struct {
+    pthread_t th;
+    int shard;
+    const char *consumer_arn;
+    conn_t conn;
+    atomic_int fd; /* for the stopper's shutdown() */
+    buf_t frames;  /* body bytes after de-chunking, not yet parsed into frames */
+    char last_seq[130];
+    atomic_ullong received;
+    int out_of_order;
+    int exceptions;
+    int ready;
+    uint64_t *lat;
+    size_t nlat, caplat;
+} fan_sub_t;
+
+static atomic_int g_fan_stop;
+static atomic_int g_fan_ready;
+static atomic_ullong g_fan_acked[MAX_SHARDS];
+
+static int b64_val(char ch)
+{
+    if (ch >= 'A' && ch <= 'Z') {
+        return ch - 'A';
+    }
+    if (ch >= 'a' && ch <= 'z') {
+        return ch - 'a' + 26;
+    }
+    if (ch >= '0' && ch <= '9') {
+        return ch - '0' + 52;
+    }
+    return ch == '+' ? 62 : ch == '/' ? 63 : -1;
+}
+
+/* The send time from the first 16 base64 characters of a record's Data; 0 if unreadable. */
+static uint64_t fan_stamp(const char *v, const char *end)
+{
+    if (end - v < 16) {
+        return 0;
+    }
+    unsigned char raw[FAN_STAMP];
+    for (int i = 0; i < 4; i++) {
+        int a = b64_val(v[4 * i]), b = b64_val(v[4 * i + 1]), c = b64_val(v[4 * i + 2]),
+            d = b64_val(v[4 * i + 3]);
+        if (a < 0 || b < 0 || c < 0 || d < 0) {
+            return 0;
+        }
+        uint32_t w = (uint32_t)a << 18 | (uint32_t)b << 12 | (uint32_t)c << 6 | (uint32_t)d;
+        raw[3 * i] = (unsigned char)(w >> 16);
+        raw[3 * i + 1] = (unsigned char)(w >> 8);
+        raw[3 * i + 2] = (unsigned char)w;
+    }
+    uint64_t t;
+    memcpy(&t, raw, sizeof t);
+    return t;
+}
+
+/* Sequence numbers are decimal strings without leading zeros: longer is larger. */
+static int seq_cmp(const char *a, const char *b)
+{
+    size_t la = strlen(a), lb = strlen(b);
+    return la != lb ? (la < lb ? -1 : 1) : strcmp(a, b);
+}
+
+static void fan_records(fan_sub_t *s, const char *p, const char *end, uint64_t now)
+{
+    static const char kd[] = "\"Data\"", ks[] = "\"SequenceNumber\"";
+    for (const char *q = p; (q = memmem(q, (size_t)(end - q), kd, sizeof kd - 1)) != NULL;) {
+        q = skip_ws(q + sizeof kd - 1, end);
+        if (q < end && *q == ':') {
+            q = skip_ws(q + 1, end);
+            if (q < end && *q == '"') {
+                uint64_t t = fan_stamp(q + 1, end);
+                if (t != 0 && t <= now) {
+                    if (s->nlat == s->caplat) {
+                        size_t cap = s->caplat ? s->caplat * 2 : 4096;
+                        uint64_t *n = realloc(s->lat, cap * sizeof *n);
+                        if (n == NULL) {
+                            continue;
+                        }
+                        s->lat = n;
+                        s->caplat = cap;
+                    }
+                    s->lat[s->nlat++] = now - t;
+                }
+                s->received++;
+            }
+        }
+    }
+    for (const char *q = p; (q = memmem(q, (size_t)(end - q), ks, sizeof ks - 1)) != NULL;) {
+        q = skip_ws(q + sizeof ks - 1, end);
+        char seq[sizeof s->last_seq];
+        if (q < end && *q == ':' && json_decode_string(skip_ws(q + 1, end), end, seq, sizeof seq) > 0) {
+            if (s->last_seq[0] && seq_cmp(seq, s->last_seq) <= 0) {
+                s->out_of_order++;
+            }
+            memcpy(s->last_seq, seq, sizeof seq);
+        }
+    }
+}
+
+static uint32_t be32(const unsigned char *p)
+{
+    return (uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3];
+}
+
+/* The value of string header `name` of an event-stream message, or NULL. */
+static const char *fan_header(const unsigned char *h, const unsigned char *end, const char *name, size_t *vlen)
+{
+    static const int fixed[] = {0, 0, 1, 2, 4, 8, -1, -1, 8, 16};
+    size_t nl = strlen(name);
+    while (h < end) {
+        size_t n = *h++;
+        if ((size_t)(end - h) < n + 1) {
+            return NULL;
+        }
+        const unsigned char *hn = h;
+        h += n;
+        unsigned type = *h++;
+        if (type > 9) {
+            return NULL;
+        }
+        size_t len;
+        if (fixed[type] >= 0) {
+            len = (size_t)fixed[type];
+        } else {
+            if (end - h < 2) {
+                return NULL;
+            }
+            len = (size_t)h[0] << 8 | h[1];
+            h += 2;
+        }
+        if ((size_t)(end - h) < len) {
+            return NULL;
+        }
+        if (type == 7 && n == nl && memcmp(hn, name, nl) == 0) {
+            *vlen = len;
+            return (const char *)h;
+        }
+        h += len;
+    }
+    return NULL;
+}
+
+/* Parse every complete frame in s->frames; -1 on a malformed stream. */
+static int fan_frames(fan_sub_t *s)
+{
+    size_t off = 0;
+    uint64_t now = now_ns();
+    while (s->frames.len - off >= 16) {
+        const unsigned char *m = (const unsigned char *)s->frames.p + off;
+        uint32_t total = be32(m), hl = be32(m + 4);
+        if (total < 16 || total > FAN_MAX_FRAME || hl > total - 16) {
+            fprintf(stderr, "kbench: fanout: malformed event-stream frame\n");
+            return -1;
+        }
+        if (s->frames.len - off < total) {
+            break;
+        }
+        size_t el = 0, ml = 0;
+        const char *et = fan_header(m + 12, m + 12 + hl, ":event-type", &el);
+        const char *mt = fan_header(m + 12, m + 12 + hl, ":message-type", &ml);
+        const char *pl = (const char *)m + 12 + hl, *pe = (const char *)m + total - 4;
+        if (mt && ml == 9 && memcmp(mt, "exception", 9) == 0) {
+            if (s->exceptions++ == 0) {
+                fprintf(stderr, "kbench: fanout: exception event on shard %s: %.*s\n", g_shards[s->shard].id,
+                        (int)(pe - pl), pl);
+            }
+        } else if (et && el == 21 && memcmp(et, "SubscribeToShardEvent", 21) == 0) {
+            fan_records(s, pl, pe, now);
+        }
+        off += total;
+    }
+    memmove(s->frames.p, s->frames.p + off, s->frames.len - off);
+    s->frames.len -= off;
+    return 0;
+}
+
+/* One subscription until the server ends it: 0 ended, -1 failed. */
+static int fan_subscribe_once(fan_sub_t *s)
+{
+    conn_t *c = &s->conn;
+    char body[1024];
+    int n = s->last_seq[0]
+                ? snprintf(body, sizeof body,
+                           "{\"ConsumerARN\":\"%s\",\"ShardId\":\"%s\",\"StartingPosition\":"
+                           "{\"Type\":\"AFTER_SEQUENCE_NUMBER\",\"SequenceNumber\":\"%s\"}}",
+                           s->consumer_arn, g_shards[s->shard].id, s->last_seq)
+                : snprintf(body, sizeof body,
+                           "{\"ConsumerARN\":\"%s\",\"ShardId\":\"%s\",\"StartingPosition\":"
+                           "{\"Type\":\"TRIM_HORIZON\"}}",
+                           s->consumer_arn, g_shards[s->shard].id);
+    if (n < 0 || (size_t)n >= sizeof body) {
+        return -1;
+    }
+    conn_close(c);
+    if (conn_open(c) != 0) {
+        fprintf(stderr, "kbench: fanout: %s\n", c->err);
+        return -1;
+    }
+    atomic_store(&s->fd, c->fd);
+    if (atomic_load(&g_fan_stop)) {
+        return 0;
+    }
+    if (send_request(c, "SubscribeToShard", body, (size_t)n) != 0) {
+        return -1;
+    }
+    const char *e;
+    while ((e = memmem(c->in.p, c->in.len, "\r\n\r\n", 4)) == NULL) {
+        if (c->in.len > MAX_HEADER_BYTES || conn_read(c, 0) <= 0) {
+            return atomic_load(&g_fan_stop) ? 0 : -1;
+        }
+    }
+    size_t hdr_end = (size_t)(e - c->in.p) + 4;
+    if (c->in.len < 12 || memcmp(c->in.p + 9, "200", 3) != 0) {
+        fprintf(stderr, "kbench: fanout: SubscribeToShard -> %.*s\n",
+                (int)(c->in.len < FIRST_ERROR_SHOW ? c->in.len : FIRST_ERROR_SHOW), c->in.p);
+        return -1;
+    }
+    int chunked = ci_contains(c->in.p, hdr_end, "transfer-encoding: chunked");
+    if (!s->ready) {
+        s->ready = 1;
+        atomic_fetch_add(&g_fan_ready, 1);
+    }
+    size_t pos = hdr_end; /* c->in.p[pos..] is body not yet consumed */
+    long long chunk_left = chunked ? -1 : LLONG_MAX; /* -1: a size line is next */
+    int crlf_next = 0;
+    for (;;) {
+        while (pos < c->in.len) {
+            if (chunk_left == -1) {
+                const char *lf = memmem(c->in.p + pos, c->in.len - pos, "\r\n", 2);
+                if (lf == NULL) {
+                    break;
+                }
+                if (crlf_next) { /* the CRLF after a chunk's data */
+                    pos += 2;
+                    crlf_next = 0;
+                    continue;
+                }
+                chunk_left = strtoll(c->in.p + pos, NULL, 16);
+                pos = (size_t)(lf - c->in.p) + 2;
+                if (chunk_left == 0) {
+                    return 0; /* the last chunk: the server ended the subscription */
+                }
+                continue;
+            }
+            size_t take = c->in.len - pos;
+            if ((unsigned long long)take > (unsigned long long)chunk_left) {
+                take = (size_t)chunk_left;
+            }
+            if (buf_append(&s->frames, c->in.p + pos, take) != 0) {
+                return -1;
+            }
+            pos += take;
+            if (chunked && (chunk_left -= (long long)take) == 0) {
+                chunk_left = -1;
+                crlf_next = 1;
+            }
+        }
+        if (fan_frames(s) != 0) {
+            return -1;
+        }
+        memmove(c->in.p, c->in.p + pos, c->in.len - pos);
+        c->in.len -= pos;
+        pos = 0;
+        int r = conn_read(c, 0);
+        if (r <= 0) {
+            return r == 0 || atomic_load(&g_fan_stop) ? 0 : -1;
+        }
+    }
+}
+
+static void *fan_sub_main(void *arg)
+{
+    fan_sub_t *s = arg;
+    while (!atomic_load(&g_fan_stop)) {
+        if (fan_subscribe_once(s) != 0 && !atomic_load(&g_fan_stop)) {
+            sleep_ns(100000000L); /* a failed subscription is retried after 100 ms */
+        }
+    }
+    return NULL;
+}
+
+/* Producer: PutRecords of --batch records, each stamped with the send time. */
+static void *fan_put_main(void *arg)
+{
+    worker_t *w = arg;
+    size_t rs = (size_t)g_opt.record_size;
+    unsigned char *raw = malloc(rs);
+    char *b64 = malloc(4 * ((rs + 2) / 3) + 1);
+    if (raw == NULL || b64 == NULL) {
+        goto out;
+    }
+    rng_fill(&w->rng, raw, rs);
+    while (now_ns() < g_deadline_ns) {
+        uint64_t t = now_ns();
+        memcpy(raw, &t, sizeof t);
+        (void)EVP_EncodeBlock((unsigned char *)b64, raw, (int)rs);
+        w->req.len = 0;
+        int e = buf_printf(&w->req, "{\"StreamName\":\"%s\",\"Records\":[", g_opt.stream);
+        for (long i = 0; i < g_opt.batch && e == 0; i++) {
+            char pk[PKEY_LEN + 1];
+            rng_pkey(&w->rng, pk);
+            pk[PKEY_LEN] = 0;
+            e = buf_printf(&w->req, "%s{\"PartitionKey\":\"%s\",\"Data\":\"%s\"}", i ? "," : "", pk, b64);
+        }
+        if (e != 0 || buf_str(&w->req, "]}") != 0) {
+            break;
+        }
+        if (conn_request(&w->conn, "PutRecords", w->req.p, w->req.len) != 0) {
+            w->io_errors++;
+            report_io_error("PutRecords", &w->conn);
+            sleep_ns(RECONNECT_BACKOFF_NS);
+            continue;
+        }
+        w->requests++;
+        if (w->conn.status != 200) {
+            w->errors++;
+            report_http_error("PutRecords", &w->conn);
+            sleep_ns(ERROR_BACKOFF_NS);
+            continue;
+        }
+        static const char ks[] = "\"ShardId\"";
+        const char *p = w->conn.body, *end = p + w->conn.body_len;
+        while ((p = memmem(p, (size_t)(end - p), ks, sizeof ks - 1)) != NULL) {
+            const char *v = skip_ws(p + sizeof ks - 1, end);
+            char id[MAX_SHARD_ID + 1];
+            p += sizeof ks - 1;
+            if (v < end && *v == ':' && json_decode_string(skip_ws(v + 1, end), end, id, sizeof id) > 0) {
+                for (int i = 0; i < g_nshards; i++) {
+                    if (strcmp(id, g_shards[i].id) == 0) {
+                        atomic_fetch_add(&g_fan_acked[i], 1);
+                        w->records++;
+                        break;
+                    }
+                }
+            }
+        }
+    }
+out:
+    free(raw);
+    free(b64);
+    return NULL;
+}
+
+/* Register (or find) consumer i of the stream and wait until it is ACTIVE. */
+static int fan_consumer(conn_t *c, const char *stream_arn, int i, char *arn, size_t arnsz)
+{
+    char body[1024];
+    (void)snprintf(body, sizeof body, "{\"StreamARN\":\"%s\",\"ConsumerName\":\"kbench-%d\"}", stream_arn, i);
+    int r = control_call(c, "RegisterStreamConsumer", body);
+    if (r > 0 && memmem(c->body, c->body_len, "ResourceInUseException", 22) != NULL) {
+        r = control_call(c, "DescribeStreamConsumer", body);
+    }
+    if (r != 0 || json_get_string(c->body, c->body_len, "ConsumerARN", arn, arnsz) <= 0) {
+        fprintf(stderr, "kbench: fanout: RegisterStreamConsumer -> HTTP %d: %.*s\n", c->status,
+                (int)(c->body_len < FIRST_ERROR_SHOW ? c->body_len : FIRST_ERROR_SHOW), c->body);
+        return -1;
+    }
+    (void)snprintf(body, sizeof body, "{\"ConsumerARN\":\"%s\"}", arn);
+    for (int tries = 0; tries < 1500; tries++) { /* 30 s */
+        char status[32] = "";
+        if (control_call(c, "DescribeStreamConsumer", body) == 0 &&
+            json_get_string(c->body, c->body_len, "ConsumerStatus", status, sizeof status) > 0 &&
+            strcmp(status, "ACTIVE") == 0) {
+            return 0;
+        }
+        sleep_ns(CREATE_POLL_NS);
+    }
+    fprintf(stderr, "kbench: fanout: consumer %s never became ACTIVE\n", arn);
+    return -1;
+}
+
+static int mode_fanout(int nprod)
+{
+    if (g_opt.record_size < FAN_STAMP) {
+        fprintf(stderr, "kbench: fanout needs --record-size of at least %d\n", FAN_STAMP);
+        return 2;
+    }
+    if (mode_create() != 0 || load_shards() != 0) {
+        return 1;
+    }
+    conn_t c;
+    conn_init(&c);
+    char body[512], stream_arn[512];
+    (void)snprintf(body, sizeof body, "{\"StreamName\":\"%s\"}", g_opt.stream);
+    if (control_call(&c, "DescribeStreamSummary", body) != 0 ||
+        json_get_string(c.body, c.body_len, "StreamARN", stream_arn, sizeof stream_arn) <= 0) {
+        fprintf(stderr, "kbench: fanout: no StreamARN\n");
+        conn_free(&c);
+        return 1;
+    }
+    int ncons = (int)g_opt.consumers, nsubs = ncons * g_nshards;
+    char(*arns)[512] = calloc((size_t)ncons, sizeof *arns);
+    fan_sub_t *subs = calloc((size_t)nsubs, sizeof *subs);
+    worker_t *prod = calloc((size_t)nprod, sizeof *prod);
+    int rc = 1, started = 0, pstarted = 0;
+    uint64_t put = 0, put_errors = 0;
+    double put_s = 0, all_s = 0;
+    if (arns == NULL || subs == NULL || prod == NULL) {
+        goto out;
+    }
+    for (int i = 0; i < ncons; i++) {
+        if (fan_consumer(&c, stream_arn, i, arns[i], sizeof arns[i]) != 0) {
+            goto out;
+        }
+    }
+    for (; started < nsubs; started++) {
+        fan_sub_t *s = &subs[started];
+        conn_init(&s->conn);
+        atomic_init(&s->fd, -1);
+        s->consumer_arn = arns[started / g_nshards];
+        s->shard = started % g_nshards;
+        if (pthread_create(&s->th, NULL, fan_sub_main, s) != 0) {
+            goto stop;
+        }
+    }
+    for (int i = 0; atomic_load(&g_fan_ready) < nsubs; i++) {
+        if (i == 1500) {
+            fprintf(stderr, "kbench: fanout: only %d of %d subscriptions started\n", atomic_load(&g_fan_ready),
+                    nsubs);
+            goto stop;
+        }
+        sleep_ns(CREATE_POLL_NS);
+    }
+    uint64_t t0 = now_ns();
+    g_deadline_ns = t0 + (uint64_t)(g_opt.seconds * 1e9);
+    for (; pstarted < nprod; pstarted++) {
+        worker_t *w = &prod[pstarted];
+        w->id = pstarted;
+        conn_init(&w->conn);
+        w->rng = rng_seed((unsigned)pstarted + 1000);
+        if (pthread_create(&w->th, NULL, fan_put_main, w) != 0) {
+            goto stop;
+        }
+    }
+    for (int i = 0; i < pstarted; i++) {
+        (void)pthread_join(prod[i].th, NULL);
+        put += prod[i].records;
+        put_errors += prod[i].errors + prod[i].io_errors;
+    }
+    put_s = (double)(now_ns() - t0) / 1e9;
+    pstarted = 0;
+    /* wait until every subscription has what its shard acknowledged (or the drain time ran out) */
+    uint64_t drain_end = now_ns() + FAN_DRAIN_NS;
+    for (int done = 0; !done && now_ns() < drain_end;) {
+        done = 1;
+        for (int i = 0; i < nsubs; i++) {
+            done &= atomic_load(&subs[i].received) >= atomic_load(&g_fan_acked[subs[i].shard]);
+        }
+        if (!done) {
+            sleep_ns(CREATE_POLL_NS);
+        }
+    }
+    all_s = (double)(now_ns() - t0) / 1e9;
+    rc = 0;
+stop:
+    atomic_store(&g_fan_stop, 1);
+    for (int i = 0; i < started; i++) {
+        int fd = atomic_load(&subs[i].fd);
+        if (fd >= 0) {
+            (void)shutdown(fd, SHUT_RDWR);
+        }
+    }
+    for (int i = 0; i < started; i++) {
+        (void)pthread_join(subs[i].th, NULL);
+    }
+    if (rc == 0) {
+        uint64_t delivered = 0, nlat = 0;
+        int complete = started == nsubs && put > 0;
+        for (int i = 0; i < nsubs; i++) {
+            delivered += subs[i].received;
+            nlat += subs[i].nlat;
+            complete &= subs[i].received == atomic_load(&g_fan_acked[subs[i].shard]) && !subs[i].out_of_order &&
+                        !subs[i].exceptions;
+        }
+        uint64_t *lat = malloc((nlat ? nlat : 1) * sizeof *lat);
+        size_t k = 0;
+        for (int i = 0; lat && i < nsubs; i++) {
+            memcpy(lat + k, subs[i].lat, subs[i].nlat * sizeof *lat);
+            k += subs[i].nlat;
+        }
+        if (lat) {
+            qsort(lat, k, sizeof *lat, cmp_u64);
+        }
+        double p50 = lat ? pct_ms(lat, k, 0.50) : 0, p99 = lat ? pct_ms(lat, k, 0.99) : 0;
+        free(lat);
+        printf("kbench fanout: %d consumers x %d shards, %d producers, %" PRIu64 " records put in %.2f s"
+               " (%" PRIu64 " errors), %" PRIu64 " delivered\n",
+               ncons, g_nshards, nprod, put, put_s, put_errors, delivered);
+        printf("RESULT mode=fanout put_records_per_s=%.0f delivered_records_per_s=%.0f p50_ms=%.2f p99_ms=%.2f"
+               " complete=%s\n",
+               put_s > 0 ? (double)put / put_s : 0.0, all_s > 0 ? (double)delivered / all_s : 0.0, p50, p99,
+               complete ? "yes" : "no");
+        rc = complete ? 0 : 1;
+    }
+out:
+    for (int i = 0; i < pstarted; i++) {
+        (void)pthread_join(prod[i].th, NULL);
+    }
+    for (int i = 0; prod && i < nprod; i++) {
+        conn_free(&prod[i].conn);
+        buf_free(&prod[i].req);
+    }
+    for (int i = 0; subs && i < started; i++) {
+        conn_free(&subs[i].conn);
+        buf_free(&subs[i].frames);
+        free(subs[i].lat);
+    }
+    free(arns);
+    free(subs);
+    free(prod);
+    conn_free(&c);
+    (void)fflush(stdout);
+    return rc;
 }
 
 static int mode_freeport(void)
@@ -2411,7 +2951,7 @@ static void usage(FILE *f)
 {
     fprintf(f, "usage: kbench --mode MODE [options]\n"
                "\n"
-               "modes: create | putrecord | putrecords | getrecords | freeport | disksync | diskwrite\n"
+               "modes: create | putrecord | putrecords | getrecords | fanout | freeport | disksync | diskwrite\n"
                "\n"
                "  --host H          server address, loopback only (default 127.0.0.1)\n"
                "  --port P          server port (default 4567)\n"
@@ -2433,6 +2973,7 @@ static void usage(FILE *f)
                "  --mib N           diskwrite: MiB to write (default 256)\n"
                "  --trivial-server  putrecord, putrecords, getrecords: run against a canned\n"
                "                    server inside kbench (the load generator's ceiling)\n"
+               "  --consumers N     fanout: consumers, each subscribed to every shard (default 4)\n"
                "\n"
                "Each measuring mode ends with a machine-readable line:\n"
                "RESULT mode=... requests_per_s=... records_per_s=... mb_per_s=... p50_ms=...\n"
@@ -2562,6 +3103,7 @@ int main(int argc, char **argv)
         O_DIR,
         O_MIB,
         O_TRIVIAL,
+        O_CONSUMERS,
         O_HELP
     };
     static const struct option longopts[] = {
@@ -2583,6 +3125,7 @@ int main(int argc, char **argv)
         {"dir", required_argument, NULL, O_DIR},
         {"mib", required_argument, NULL, O_MIB},
         {"trivial-server", no_argument, NULL, O_TRIVIAL},
+        {"consumers", required_argument, NULL, O_CONSUMERS},
         {"help", no_argument, NULL, O_HELP},
         {NULL, 0, NULL, 0},
     };
@@ -2617,6 +3160,8 @@ int main(int argc, char **argv)
                 g_opt.mode = MODE_DISKSYNC;
             } else if (strcmp(optarg, "diskwrite") == 0) {
                 g_opt.mode = MODE_DISKWRITE;
+            } else if (strcmp(optarg, "fanout") == 0) {
+                g_opt.mode = MODE_FANOUT;
             } else {
                 fprintf(stderr, "kbench: unknown mode '%s'\n", optarg);
                 return 2;
@@ -2677,6 +3222,11 @@ int main(int argc, char **argv)
             }
             break;
         case O_TRIVIAL: g_opt.trivial_server = 1; break;
+        case O_CONSUMERS:
+            if (parse_long(optarg, 1, 20, &g_opt.consumers, "consumers") != 0) {
+                return 2;
+            }
+            break;
         case O_HELP:
         case 'h': usage(stdout); return 0;
         default: usage(stderr); return 2;
@@ -2739,6 +3289,7 @@ int main(int argc, char **argv)
     case MODE_PUTRECORD: return mode_put(MODE_PUTRECORD, nconn > 0 ? nconn : 16);
     case MODE_PUTRECORDS: return mode_put(MODE_PUTRECORDS, nconn > 0 ? nconn : 4);
     case MODE_GETRECORDS: return mode_getrecords(nconn);
+    case MODE_FANOUT: return mode_fanout(nconn > 0 ? nconn : 1);
     case MODE_FREEPORT:
     case MODE_DISKSYNC:
     case MODE_DISKWRITE:
