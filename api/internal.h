@@ -75,7 +75,34 @@ struct stream {
     uint32_t nenc;
     int64_t enc_changes[25];
     bool legacy; /* read from the older one-value format, not yet rewritten as rows */
+    uint32_t metrics; /* enhanced monitoring: the enabled shard-level metrics (STREAM_METRIC bits) */
+    /* warm throughput of an on-demand stream (UpdateStreamWarmThroughput), MiB/s; 0: none */
+    int32_t warm_target, warm_current;
 };
+
+/* The shard-level metrics of enhanced monitoring, one bit each in struct stream's metrics.
+ * A stream version never changes once published, so whoever holds a stream pointer (under the
+ * routing lock, or the change lock) reads the set with stream_metrics(s): one load, no lock. */
+enum stream_metric {
+    STREAM_METRIC_INCOMING_BYTES,
+    STREAM_METRIC_INCOMING_RECORDS,
+    STREAM_METRIC_OUTGOING_BYTES,
+    STREAM_METRIC_OUTGOING_RECORDS,
+    STREAM_METRIC_WRITE_EXCEEDED,
+    STREAM_METRIC_READ_EXCEEDED,
+    STREAM_METRIC_ITERATOR_AGE,
+    STREAM_METRIC_COUNT
+};
+#define STREAM_METRICS_ALL ((1u << STREAM_METRIC_COUNT) - 1)
+/* The wire name of a metric ("IncomingBytes", ...), by enum stream_metric (static). */
+extern const char *const stream_metric_names[STREAM_METRIC_COUNT];
+static inline uint32_t stream_metrics(const struct stream *s) { return s->metrics; }
+static inline bool stream_metric_on(const struct stream *s, enum stream_metric m)
+{
+    return s->metrics >> m & 1;
+}
+/* Write a ShardLevelMetrics list of the set in AWS's order (op_enhanced_monitoring.c). */
+void enc_metrics(struct enc *e, uint32_t set);
 
 #define STREAM_ENC_CHANGES 25
 

@@ -77,9 +77,7 @@ void enc_stream_common(struct api_ctx *c, const struct stream *s)
     enc_key(e, "EnhancedMonitoring");
     enc_arr_begin(e);
     enc_obj_begin(e);
-    enc_key(e, "ShardLevelMetrics");
-    enc_arr_begin(e);
-    enc_arr_end(e);
+    enc_key(e, "ShardLevelMetrics"), enc_metrics(e, stream_metrics(s));
     enc_obj_end(e);
     enc_arr_end(e);
     enc_key(e, "EncryptionType"), enc_strz(e, s->enc_key[0] ? "KMS" : "NONE");

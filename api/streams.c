@@ -251,6 +251,12 @@ static void enc_header(struct enc *e, const struct stream *s)
         enc_key(e, "encKey"), enc_strz(e, s->enc_key);
         enc_key(e, "encKid"), enc_strz(e, s->enc_kid);
     }
+    if (s->metrics)
+        enc_key(e, "metrics"), enc_int(e, s->metrics);
+    if (s->warm_target || s->warm_current) {
+        enc_key(e, "warmTarget"), enc_int(e, s->warm_target);
+        enc_key(e, "warmCurrent"), enc_int(e, s->warm_current);
+    }
     enc_key(e, "encChanges");
     enc_arr_begin(e);
     for (uint32_t i = 0; i < s->nenc; i++)
@@ -525,6 +531,9 @@ static struct stream *decode(const char *text, size_t len, int version)
     s->resharding = bget(o, "resharding");
     if (s->max_record_kib < 1024)
         s->max_record_kib = 1024;
+    s->metrics = (uint32_t)iget(o, "metrics") & STREAM_METRICS_ALL;
+    s->warm_target = (int32_t)iget(o, "warmTarget");
+    s->warm_current = (int32_t)iget(o, "warmCurrent");
     const struct kv *ek = kv_get(o, "encKey"), *eid = kv_get(o, "encKid"), *ech = kv_get(o, "encChanges");
     if (ek && ek->type == KV_STR && eid && eid->type == KV_STR && ek->len < sizeof s->enc_key &&
         eid->len < sizeof s->enc_kid) {

@@ -398,6 +398,29 @@ static bool len_in(const struct kv *v, int64_t lo, int64_t hi)
     return n >= lo && n <= hi;
 }
 
+static bool in_enum(const struct kv *v, const char *const *names)
+{
+    for (const char *const *e = names; *e; e++)
+        if (v->type == KV_STR && !strcmp(v->s, *e))
+            return true;
+    return false;
+}
+
+/* "A, B, C" (arena) */
+static const char *enum_set(struct vstate *st, const char *const *names)
+{
+    struct buf set = BUF_INIT;
+    for (const char *const *e = names; *e; e++) {
+        if (e != names)
+            buf_adds(&set, ", ");
+        buf_adds(&set, *e);
+    }
+    buf_addc(&set, 0);
+    const char *out = arena_printf(st->a, "%s", set.p);
+    buf_free(&set);
+    return out;
+}
+
 static void check_field(struct vstate *st, const char *path, const char *name, struct kv *v,
                         const struct vfield *f, struct kv *parent);
 
@@ -452,21 +475,16 @@ static void check_field(struct vstate *st, const char *path, const char *name, s
             ok = v->type != KV_STR || (strlen(v->s) == v->len && vregex_match(c->re, v->s));
             msg = arena_printf(st->a, "Member must satisfy regular expression pattern: %s", c->re->pattern);
             break;
-        case VC_ENUM: {
-            ok = false;
-            struct buf set = BUF_INIT;
-            for (const char *const *e = c->names; *e; e++) {
-                if (v->type == KV_STR && !strcmp(v->s, *e))
-                    ok = true;
-                if (e != c->names)
-                    buf_adds(&set, ", ");
-                buf_adds(&set, *e);
-            }
-            buf_addc(&set, 0);
-            msg = arena_printf(st->a, "Member must satisfy enum value set: [%s]", set.p);
-            buf_free(&set);
+        case VC_ENUM:
+            ok = in_enum(v, c->names);
+            msg = arena_printf(st->a, "Member must satisfy enum value set: [%s]", enum_set(st, c->names));
             break;
-        }
+        case VC_CHILD_ENUM:
+            for (struct kv *e = v->child; e && ok; e = e->next)
+                ok = in_enum(e, c->names);
+            msg = arena_printf(st->a, "Member must satisfy constraint: [Member must satisfy enum value set: [%s]]",
+                               enum_set(st, c->names));
+            break;
         case VC_CHILD_LEN:
         case VC_CHILD_KEY_LEN:
         case VC_CHILD_VAL_LEN:

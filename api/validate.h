@@ -35,6 +35,7 @@ enum vkind {
     VC_CHILD_LEN,     /* every list element has length in [n, m] */
     VC_CHILD_KEY_LEN, /* every map key has length in [n, m] */
     VC_CHILD_VAL_LEN, /* every map value has length in [n, m] */
+    VC_CHILD_ENUM,    /* every list element is one of names */
 };
 
 /* A pattern as AWS prints it; compiled once, on first use, into a POSIX ERE. */
@@ -73,6 +74,7 @@ struct vfield {
 #define CHILD_LEN(a, b)      {VC_CHILD_LEN, a, b, 0, 0, 0}
 #define CHILD_KEY_LEN(a, b)  {VC_CHILD_KEY_LEN, a, b, 0, 0, 0}
 #define CHILD_VAL_LEN(a, b)  {VC_CHILD_VAL_LEN, a, b, 0, 0, 0}
+#define CHILD_ENUM(list)     {VC_CHILD_ENUM, 0, 0, 0, list, 0}
 /* A record's data: at most the maximum record size of the stream the request names (the
  * record_limit given to validate_request). */
 #define VLIMIT_RECORD (-1)
