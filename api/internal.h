@@ -78,6 +78,7 @@ struct stream {
     uint32_t metrics; /* enhanced monitoring: the enabled shard-level metrics (STREAM_METRIC bits) */
     /* warm throughput of an on-demand stream (UpdateStreamWarmThroughput), MiB/s; 0: none */
     int32_t warm_target, warm_current;
+    int64_t warm_until; /* the update to warm_target ends then; warm_current is the value before */
 };
 
 /* The shard-level metrics of enhanced monitoring, one bit each in struct stream's metrics.
@@ -195,6 +196,13 @@ const char *req_str(struct api_ctx *c, const char *name); /* NULL when absent */
 bool req_int(struct api_ctx *c, const char *name, int64_t *out);
 bool req_time_ms(struct api_ctx *c, const char *name, int64_t *out);
 bool kv_time_ms(struct api_ctx *c, const struct kv *v, int64_t *out); /* a Timestamp member */
+
+/* ---- warm throughput (op_update_stream_warm_throughput.c) ---- */
+/* Whether the account's minimum throughput billing commitment is on (reads the store; *store_rc
+ * gets 0 or the STORE_* code of a failed read, and then the answer is false). */
+bool warm_throughput_commitment(struct api_ctx *c, int *store_rc);
+/* {"TargetMiBps": n, "CurrentMiBps": m} of s at time now. */
+void enc_warm_throughput(struct enc *e, const struct stream *s, int64_t now);
 
 /* ---- the write path (put.c) ---- */
 struct put_item {

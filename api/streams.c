@@ -256,6 +256,7 @@ static void enc_header(struct enc *e, const struct stream *s)
     if (s->warm_target || s->warm_current) {
         enc_key(e, "warmTarget"), enc_int(e, s->warm_target);
         enc_key(e, "warmCurrent"), enc_int(e, s->warm_current);
+        enc_key(e, "warmUntil"), enc_int(e, s->warm_until);
     }
     enc_key(e, "encChanges");
     enc_arr_begin(e);
@@ -534,6 +535,7 @@ static struct stream *decode(const char *text, size_t len, int version)
     s->metrics = (uint32_t)iget(o, "metrics") & STREAM_METRICS_ALL;
     s->warm_target = (int32_t)iget(o, "warmTarget");
     s->warm_current = (int32_t)iget(o, "warmCurrent");
+    s->warm_until = iget(o, "warmUntil");
     const struct kv *ek = kv_get(o, "encKey"), *eid = kv_get(o, "encKid"), *ech = kv_get(o, "encChanges");
     if (ek && ek->type == KV_STR && eid && eid->type == KV_STR && ek->len < sizeof s->enc_key &&
         eid->len < sizeof s->enc_kid) {

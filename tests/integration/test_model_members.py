@@ -18,6 +18,7 @@ STREAM_ID_OPERATIONS = [
     "DescribeStreamSummary", "GetRecords", "GetShardIterator", "IncreaseStreamRetentionPeriod",
     "ListShards", "ListTagsForStream", "MergeShards", "PutRecord", "PutRecords", "RemoveTagsFromStream",
     "SplitShard", "UpdateMaxRecordSize", "UpdateShardCount", "UpdateStreamMode",
+    "EnableEnhancedMonitoring", "DisableEnhancedMonitoring", "UpdateStreamWarmThroughput",
 ]
 STREAM_ID_PATTERN = "Member must satisfy regular expression pattern: [a-z0-9]{20}-[a-z0-9]{3}"
 SERVED = set(STREAM_ID_OPERATIONS) | {"CreateStream", "ListStreams", "DescribeLimits"}
