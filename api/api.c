@@ -898,8 +898,9 @@ int api_open(const struct api_config *cfg, struct api **out)
     size_t ns;
     struct stream **all = streams_list(a, &ns);
     for (size_t i = 0; a->dk && i < ns; i++)
-        if (all[i]->enc_kid[0])
-            datakeys_stream_key(a->dk, all[i]->uid, all[i]->enc_kid);
+        if (all[i]->enc_kid[0] || all[i]->enc_prev_kid[0])
+            datakeys_stream_key(a->dk, all[i]->uid, all[i]->enc_prev_kid, all[i]->enc_kid,
+                                all[i]->enc_switch_ms);
     streams_unlock(a);
     if (cfg->kms_seed && seed_apply(a, cfg->kms_seed)) {
         streams_close(a);

@@ -72,6 +72,10 @@ struct stream {
        (at most STREAM_ENC_CHANGES in a rolling 24 hours) */
     char enc_key[2049];
     char enc_kid[40];
+    /* the KMS key new records were sealed under before the last change ("" for none): it
+       stays in use until enc_switch_ms, the end of the change's UPDATING (kms_stream_kid) */
+    char enc_prev_kid[40];
+    int64_t enc_switch_ms;
     uint32_t nenc;
     int64_t enc_changes[25];
     bool legacy; /* read from the older one-value format, not yet rewritten as rows */

@@ -32,7 +32,7 @@ static void emit(struct enc *e, uint64_t uid, uint32_t shard, const struct store
     enc_key(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
     enc_key(e, "Data"), enc_blob(e, v->data, v->data_len);
     enc_key(e, "PartitionKey"), enc_str(e, v->pk, v->pk_len);
-    if (v->key_class == DATAKEYS_CLASS_KMS) {
+    if (v->key_class >= DATAKEYS_CLASS_KMS) {
         enc_key(e, "EncryptionType"), enc_strz(e, "KMS");
     }
     enc_obj_end(e);
@@ -78,9 +78,6 @@ static int run(struct api_ctx *c)
         sh = NULL;
     bool successor = s && s->uid != uid; /* the stream was deleted and created again */
     int64_t horizon = s ? c->now_ms - (int64_t)s->retention_h * 3600000 : 0;
-    char kms_kid[40] = "";
-    if (s)
-        snprintf(kms_kid, sizeof kms_kid, "%s", s->enc_kid);
     bool closed = sh && sh->closed_ms;
     /* the children, for the answer that reaches the end of a closed shard */
     struct shard *kids = NULL;
@@ -120,14 +117,10 @@ static int run(struct api_ctx *c)
     struct store_records got = {.alloc = arena_fn, .actx = &c->arena};
     int rc = store_scan(c->api->store, log_id(uid, ix), from, (size_t)limit, MAX_ANSWER_BYTES, &got);
     if (rc)
-        return api_store_fail(c, rc);
-    /* records under the stream's KMS key: its state applies to the whole call */
-    for (size_t i = 0; kms_kid[0] && i < got.n; i++)
-        if (got.v[i].key_class == DATAKEYS_CLASS_KMS) {
-            if (kms_stream_key_check(c, kms_kid))
-                return -1;
-            break;
-        }
+        return kms_scan_fail(c, log_id(uid, ix), rc);
+    /* the state of each KMS key that sealed records applies to the whole call */
+    if (kms_records_check(c, got.v, got.n))
+        return -1;
     uint64_t last = got.last;
     enc_obj_begin(e);
     enc_key(e, "Records");

@@ -1,7 +1,7 @@
 /* op_start_stream_encryption.c: StartStreamEncryption (KMS, with a key of the built-in KMS).
- * The stream is UPDATING for --update-stream-ms; records written from now on are sealed under
- * data keys wrapped by the KMS key (records written before keep theirs). At most
- * STREAM_ENC_CHANGES starts and stops in a rolling 24 hours. */
+ * The stream is UPDATING for --update-stream-ms; records written once it is ACTIVE again are
+ * sealed under data keys wrapped by the KMS key (records written before, the UPDATING time
+ * included, keep theirs). At most STREAM_ENC_CHANGES starts and stops in a rolling 24 hours. */
 #include <string.h>
 
 #include "internal.h"
@@ -35,10 +35,12 @@ int stream_encryption_change(struct api_ctx *c, struct stream *s, const char *ke
                         "stream %s under account %s.",
                         STREAM_ENC_CHANGES, s->name, c->api->account);
     s->enc_changes[s->nenc++] = c->now_ms;
+    snprintf(s->enc_prev_kid, sizeof s->enc_prev_kid, "%s", kms_stream_kid(s, c->now_ms));
     snprintf(s->enc_key, sizeof s->enc_key, "%s", key);
     snprintf(s->enc_kid, sizeof s->enc_kid, "%s", kid);
     s->status = ST_UPDATING;
     s->status_until = c->now_ms + c->api->cfg.update_ms;
+    s->enc_switch_ms = s->status_until; /* the new arrangement seals from the end of UPDATING */
     return 0;
 }
 
@@ -63,7 +65,7 @@ static int run(struct api_ctx *c)
     if (rc == 0) {
         streams_rdlock(c->api);
         struct stream *s = ctx_stream(c);
-        if (s && datakeys_stream_key(c->api->dk, s->uid, s->enc_kid))
+        if (s && datakeys_stream_key(c->api->dk, s->uid, s->enc_prev_kid, s->enc_kid, s->enc_switch_ms))
             rc = api_fail(c, KERR_INTERNAL_FAILURE, NULL);
         streams_unlock(c->api);
         if (rc == 0) {

@@ -1,6 +1,6 @@
 /* op_stop_stream_encryption.c: StopStreamEncryption. Lenient about the KeyId it is given (as
- * AWS: Terraform sends the old one); records written from now on are sealed under the node
- * key again, records written before keep theirs. */
+ * AWS: Terraform sends the old one); records written once the stream is ACTIVE again are
+ * sealed under the node key again, records written before keep theirs. */
 #include <string.h>
 
 #include "internal.h"
@@ -33,7 +33,8 @@ static int run(struct api_ctx *c)
     if (rc == 0) {
         streams_rdlock(c->api);
         struct stream *s = ctx_stream(c);
-        if (s && c->api->dk && datakeys_stream_key(c->api->dk, s->uid, NULL))
+        if (s && c->api->dk &&
+            datakeys_stream_key(c->api->dk, s->uid, s->enc_prev_kid, NULL, s->enc_switch_ms))
             rc = api_fail(c, KERR_INTERNAL_FAILURE, NULL);
         streams_unlock(c->api);
         if (rc == 0) {

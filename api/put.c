@@ -44,7 +44,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
     }
     ps->uid = s->uid;
     char kid[40];
-    snprintf(kid, sizeof kid, "%s", s->enc_kid);
+    snprintf(kid, sizeof kid, "%s", kms_stream_kid(s, c->now_ms));
     /* the record size limit is the stream's (1 MiB unless raised), partition key included;
      * validation already held the data alone to it */
     size_t max = (size_t)s->max_record_kib * 1024, total = 0;

@@ -52,6 +52,7 @@
 #include <time.h>
 
 #include "internal.h"
+#include "kms/kms.h"
 
 /* ---- the store's metadata rows ---- */
 
@@ -257,6 +258,10 @@ static void enc_header(struct enc *e, const struct stream *s)
         enc_key(e, "warmTarget"), enc_int(e, s->warm_target);
         enc_key(e, "warmCurrent"), enc_int(e, s->warm_current);
         enc_key(e, "warmUntil"), enc_int(e, s->warm_until);
+    }
+    if (s->enc_switch_ms) {
+        enc_key(e, "encPrev"), enc_strz(e, s->enc_prev_kid);
+        enc_key(e, "encSwitch"), enc_int(e, s->enc_switch_ms);
     }
     enc_key(e, "encChanges");
     enc_arr_begin(e);
@@ -541,6 +546,11 @@ static struct stream *decode(const char *text, size_t len, int version)
         eid->len < sizeof s->enc_kid) {
         memcpy(s->enc_key, ek->s, ek->len + 1);
         memcpy(s->enc_kid, eid->s, eid->len + 1);
+    }
+    const struct kv *ep = kv_get(o, "encPrev");
+    if (ep && ep->type == KV_STR && ep->len < sizeof s->enc_prev_kid) {
+        memcpy(s->enc_prev_kid, ep->s, ep->len + 1);
+        s->enc_switch_ms = iget(o, "encSwitch");
     }
     for (const struct kv *t = ech && ech->type == KV_ARR ? ech->child : NULL;
          t && s->nenc < STREAM_ENC_CHANGES; t = t->next)
@@ -1655,6 +1665,8 @@ void *streams_maintain(void *arg)
         if (leader && tick % 10 == 0)
             scale_on_demand(a, now);
         streams_change_unlock(a);
+        if (leader && tick % 10 == 0)
+            kms_maintain(a, now); /* key deletions and automatic rotations that are due */
         if (tick++ % 5 == 0 && leader) {
             trim_expired(a, now);
             drop_logs(a, &drops);

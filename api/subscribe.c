@@ -231,7 +231,7 @@ static void *malloc_fn(void *ctx, size_t n)
 
 /* Where the shard stands: 0 open, 1 closed (end_pos, children into kids), -1 gone. */
 static int shard_state(struct sub *s, uint64_t *end_pos, struct shard **kids, uint32_t *nkids,
-                       int64_t *retention_h, char kms_kid[40], struct arena *ar)
+                       int64_t *retention_h, struct arena *ar)
 {
     struct api *a = s->api;
     int st = -1;
@@ -242,7 +242,6 @@ static int shard_state(struct sub *s, uint64_t *end_pos, struct shard **kids, ui
         st = sh->closed_ms ? 1 : 0;
         *end_pos = sh->end_pos;
         *retention_h = str->retention_h;
-        snprintf(kms_kid, 40, "%s", str->enc_kid);
         *nkids = 0;
         if (st == 1) {
             *kids = arena_alloc(ar, (str->nshards + 1) * sizeof **kids);
@@ -325,8 +324,7 @@ static int produce(struct sub *s)
     struct shard *kids = NULL;
     uint32_t nkids = 0;
     int64_t retention_h = 24;
-    char kms_kid[40] = "";
-    int st = shard_state(s, &end_pos, &kids, &nkids, &retention_h, kms_kid, &ar);
+    int st = shard_state(s, &end_pos, &kids, &nkids, &retention_h, &ar);
     if (st < 0) {
         fail_gone(s);
         arena_free(&ar);
@@ -343,21 +341,19 @@ static int produce(struct sub *s)
         arena_free(&ar);
         return 1;
     }
-    /* records under the stream's KMS key: its state applies to the whole event, as to a
+    /* the state of each KMS key that sealed records applies to the whole event, as to a
      * GetRecords call; a failure ends the stream with that exception */
-    for (size_t i = 0; kms_kid[0] && i < got.n; i++)
-        if (got.v[i].key_class == DATAKEYS_CLASS_KMS) {
-            struct api_ctx kc = {.api = a, .region = a->region, .now_ms = now, .stream_name = s->ci.stream};
-            arena_init(&kc.arena);
-            if (kms_stream_key_check(&kc, kms_kid))
-                frame_exception(s, kerr_type(kc.err), kc.err_msg ? kc.err_msg : "");
-            arena_free(&kc.arena);
-            if (s->done) {
-                arena_free(&ar);
-                return 1;
-            }
-            break;
+    if (got.n && a->dk) {
+        struct api_ctx kc = {.api = a, .region = a->region, .now_ms = now, .stream_name = s->ci.stream};
+        arena_init(&kc.arena);
+        if (kms_records_check(&kc, got.v, got.n))
+            frame_exception(s, kerr_type(kc.err), kc.err_msg ? kc.err_msg : "");
+        arena_free(&kc.arena);
+        if (s->done) {
+            arena_free(&ar);
+            return 1;
         }
+    }
     /* a closed shard takes no more records: having read its last one is its end */
     uint64_t next = got.n ? got.v[got.n - 1].pos + 1 : s->next;
     bool at_end = st == 1 && (next > got.last || next > end_pos);
@@ -385,7 +381,7 @@ static int produce(struct sub *s)
         enc_key(&e, "ApproximateArrivalTimestamp"), enc_time_ms(&e, pos_ms(v->pos));
         enc_key(&e, "Data"), enc_blob(&e, v->data, v->data_len);
         enc_key(&e, "PartitionKey"), enc_str(&e, v->pk, v->pk_len);
-        if (v->key_class == DATAKEYS_CLASS_KMS)
+        if (v->key_class >= DATAKEYS_CLASS_KMS)
             enc_key(&e, "EncryptionType"), enc_strz(&e, "KMS");
         enc_obj_end(&e);
     }

@@ -53,9 +53,12 @@ struct ent {
     uint64_t id;     /* pointer: the bucket's newest key id */
     uint32_t used;   /* key: records it has sealed or reserved */
     uint8_t state, ptr;
-    uint8_t cls; /* key: DATAKEYS_CLASS_* */
+    uint16_t cls; /* key: DATAKEYS_CLASS_NODE, or a KMS class (kid_class); CLOSED: no key bytes */
     unsigned char key[KEYRING_KEY_BYTES];
 };
+
+#define CLOSED 0x8000u   /* cls flag: the KMS key that wrapped it is gone; the bytes are wiped */
+#define MAX_KIDS 0x7F00u /* KMS keys that wrap data keys, each a class */
 
 struct datakeys {
     unsigned char *root, *node; /* sodium_malloc'd, 32 bytes each */
@@ -71,9 +74,14 @@ struct datakeys {
     uint64_t instance;         /* unique per datakeys_open, so no cache outlives its keyring */
     struct wrapper {
         uint64_t uid;
-        char kid[40];
+        char prev[40], kid[40]; /* "" for the node key */
+        int64_t switch_ms;      /* from then on kid wraps, before it prev */
+        bool pending;           /* the switch is still to be made */
     } * wraps; /* streams whose new data keys a KMS key wraps (under create_mu) */
     size_t nwraps;
+    int64_t next_switch; /* atomic: the earliest pending switch, INT64_MAX for none */
+    char (*kids)[KMS_ID_LEN + 1]; /* class DATAKEYS_CLASS_KMS + i: KMS key kids[i] (under rw) */
+    size_t nkids, capkids;
     struct ent *old[MAX_TABLES];
     size_t old_cap[MAX_TABLES], nold;
 };
@@ -155,18 +163,47 @@ static int unwrap(unsigned char *key, const unsigned char in[72], const unsigned
                                                                                                         : 0;
 }
 
-/* Enter a key (rw held for writing); it becomes its bucket's sealing key if it is the newest. */
-static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned char *key, uint32_t used,
-                 int cls)
+/* The class of data keys wrapped by KMS key kid (NULL: the node key's), added if new (rw held
+ * for writing). Returns the class or -1 (out of classes or memory). */
+static int kid_class(struct datakeys *dk, const char *kid)
 {
+    if (!kid)
+        return DATAKEYS_CLASS_NODE;
+    for (size_t i = 0; i < dk->nkids; i++)
+        if (!strcmp(dk->kids[i], kid))
+            return (int)(DATAKEYS_CLASS_KMS + i);
+    if (dk->nkids == MAX_KIDS)
+        return -1;
+    if (dk->nkids == dk->capkids) {
+        size_t cap = dk->capkids ? 2 * dk->capkids : 16;
+        char(*k)[KMS_ID_LEN + 1] = realloc(dk->kids, cap * sizeof *k);
+        if (!k)
+            return -1;
+        dk->kids = k, dk->capkids = cap;
+    }
+    snprintf(dk->kids[dk->nkids], sizeof dk->kids[0], "%s", kid);
+    return (int)(DATAKEYS_CLASS_KMS + dk->nkids++);
+}
+
+/* Enter a key wrapped by KMS key kid (NULL: by the node key) (rw held for writing); it becomes
+ * its bucket's sealing key if it is the newest. key NULL: a closed key (its KMS key is gone). */
+static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned char *key, uint32_t used,
+                 const char *kid)
+{
+    int cls = kid_class(dk, kid);
+    if (cls < 0)
+        return STORE_FULL;
+    if (!key)
+        cls |= CLOSED, used = KEYRING_KEY_RECORDS;
     int rc = reserve(dk);
     if (rc)
         return rc;
     struct ent *e = slot_in(dk->t, dk->cap, log, id, 0);
     if (e->state == GONE)
         dk->gone--;
-    *e = (struct ent){.log = log, .b = id, .used = used, .state = USED, .cls = (uint8_t)cls};
-    memcpy(e->key, key, KEYRING_KEY_BYTES);
+    *e = (struct ent){.log = log, .b = id, .used = used, .state = USED, .cls = (uint16_t)cls};
+    if (key)
+        memcpy(e->key, key, KEYRING_KEY_BYTES);
     dk->n++;
     uint64_t bucket = id >> 24;
     struct ent *p = find_in(dk->t, dk->cap, log, bucket, 1);
@@ -214,11 +251,14 @@ static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64
     row_name(name, log, id);
     unsigned char row[KMS_ROW_LEN];
     size_t len = ROW_LEN;
-    int cls = DATAKEYS_CLASS_NODE, rc = 0;
+    int rc = 0;
     const char *kid = NULL;
+    int64_t now = clock_now_ms();
     for (size_t i = 0; i < dk->nwraps; i++)
-        if (dk->wraps[i].uid == log >> 24)
-            kid = dk->wraps[i].kid;
+        if (dk->wraps[i].uid == log >> 24) {
+            kid = now >= dk->wraps[i].switch_ms ? dk->wraps[i].kid : dk->wraps[i].prev;
+            kid = kid[0] ? kid : NULL;
+        }
     row[0] = 1;
     if (kid) { /* a KMS-encrypted stream: its KMS key's newest material wraps the data key */
         unsigned char *kek = sodium_malloc(32);
@@ -235,7 +275,6 @@ static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64
         wrap(row + 42, key, kek, name, strlen(name));
         sodium_free(kek);
         len = KMS_ROW_LEN;
-        cls = DATAKEYS_CLASS_KMS;
     } else {
         row[1] = WRAP_NODE;
         wrap(row + 2, key, dk->node, name, strlen(name));
@@ -244,7 +283,7 @@ static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64
     rc = store_meta_cas(dk->store, &r, 1);
     if (rc == 0) {
         pthread_rwlock_wrlock(&dk->rw);
-        rc = enter(dk, log, id, key, n, cls);
+        rc = enter(dk, log, id, key, n, kid);
         pthread_rwlock_unlock(&dk->rw);
     }
     sodium_free(key);
@@ -275,10 +314,15 @@ static const unsigned char *current(struct datakeys *dk, uint64_t log, uint64_t 
     return key;
 }
 
+static void apply_switches(struct datakeys *dk);
+
 static int kr_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uint64_t *id,
                        const unsigned char **key)
 {
     struct datakeys *dk = ctx;
+    int64_t next = __atomic_load_n(&dk->next_switch, __ATOMIC_ACQUIRE);
+    if (next != INT64_MAX && next <= clock_now_ms())
+        apply_switches(dk);
     uint64_t newest;
     if ((*key = current(dk, log, bucket, n, id, &newest)))
         return 0;
@@ -316,22 +360,21 @@ static void fetch(struct datakeys *dk, uint64_t log, uint64_t id)
         return;
     const unsigned char *r = (const unsigned char *)v;
     unsigned char *k = sodium_malloc(32), *kek = sodium_malloc(32);
-    int cls = -1;
+    bool ok = false;
+    char kid[37] = "";
     if (k && kek && len == ROW_LEN && r[0] == 1 && r[1] == WRAP_NODE &&
         !unwrap(k, r + 2, dk->node, name, strlen(name))) {
-        cls = DATAKEYS_CLASS_NODE;
+        ok = true;
     } else if (k && kek && len == KMS_ROW_LEN && r[0] == 1 && r[1] == WRAP_KMS) {
-        char kid[37];
         memcpy(kid, r + 2, 36);
         kid[36] = 0;
         uint32_t want = (uint32_t)r[38] << 24 | (uint32_t)r[39] << 16 | (uint32_t)r[40] << 8 | r[41], got;
-        if (!kms_material_raw(dk->store, dk->root, kid, want, kek, &got) && got == want &&
-            !unwrap(k, r + 42, kek, name, strlen(name)))
-            cls = DATAKEYS_CLASS_KMS;
+        ok = !kms_material_raw(dk->store, dk->root, kid, want, kek, &got) && got == want &&
+             !unwrap(k, r + 42, kek, name, strlen(name));
     }
-    if (cls >= 0) {
+    if (ok) {
         pthread_rwlock_wrlock(&dk->rw);
-        enter(dk, log, id, k, KEYRING_KEY_RECORDS, cls);
+        enter(dk, log, id, k, KEYRING_KEY_RECORDS, kid[0] ? kid : NULL);
         pthread_rwlock_unlock(&dk->rw);
     }
     sodium_free(k);
@@ -352,6 +395,10 @@ static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char
     for (int pass = 0;; pass++) {
         pthread_rwlock_rdlock(&dk->rw);
         struct ent *e = find_in(dk->t, dk->cap, log, id, 0);
+        if (e && (e->cls & CLOSED)) { /* its KMS key is gone: it opens nothing */
+            pthread_rwlock_unlock(&dk->rw);
+            return STORE_NOT_FOUND;
+        }
         *key = e ? e->key : NULL;
         *cls = e ? e->cls : 0;
         pthread_rwlock_unlock(&dk->rw);
@@ -705,6 +752,7 @@ int datakeys_open(const char *dir, const struct datakeys_root *root, struct data
     pthread_rwlock_init(&dk->rw, NULL);
     pthread_mutex_init(&dk->create_mu, NULL);
     dk->instance = __atomic_add_fetch(&instances, 1, __ATOMIC_RELAXED);
+    dk->next_switch = INT64_MAX;
     dk->root = sodium_malloc(32);
     dk->node = sodium_malloc(32);
     if (!dk->root || !dk->node) {
@@ -804,7 +852,7 @@ static int load_visit(void *ctx, const char *key, size_t klen, const char *val, 
         snprintf(l->bad, sizeof l->bad, "%s", name);
         l->rc = -1;
     } else {
-        l->rc = enter(l->dk, log, id, k, KEYRING_KEY_RECORDS, DATAKEYS_CLASS_NODE) ? -1 : 0; /* used up */
+        l->rc = enter(l->dk, log, id, k, KEYRING_KEY_RECORDS, NULL) ? -1 : 0; /* used up */
     }
     sodium_free(k);
     return l->rc;
@@ -843,15 +891,13 @@ int datakeys_attach(struct datakeys *dk, struct store *store)
         r->name[19] = 0;
         uint64_t log = strtoull(r->name + 3, NULL, 16), id = strtoull(r->name + 20, NULL, 16);
         r->name[19] = '/';
-        if (kms_material_raw(store, dk->root, kid, want, kek, &got) || got != want ||
-            unwrap(k, r->v + 42, kek, r->name, strlen(r->name))) {
-            closed++;
-            continue;
-        }
+        bool open = !kms_material_raw(store, dk->root, kid, want, kek, &got) && got == want &&
+                    !unwrap(k, r->v + 42, kek, r->name, strlen(r->name));
+        /* a closed one is kept as such: its records then fail as records of a gone KMS key */
         pthread_rwlock_wrlock(&dk->rw);
-        int erc = enter(dk, log, id, k, KEYRING_KEY_RECORDS, DATAKEYS_CLASS_KMS);
+        enter(dk, log, id, open ? k : NULL, KEYRING_KEY_RECORDS, kid);
         pthread_rwlock_unlock(&dk->rw);
-        if (erc)
+        if (!open)
             closed++;
     }
     if (closed)
@@ -862,14 +908,53 @@ int datakeys_attach(struct datakeys *dk, struct store *store)
     return 0;
 }
 
-int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *kid)
+/* Mark the keys of stream uid's logs used up, so the next record makes a new one (rw held for
+ * writing). */
+static void use_up(struct datakeys *dk, uint64_t uid)
+{
+    for (size_t j = 0; j < dk->cap; j++)
+        if (dk->t[j].state == USED && !dk->t[j].ptr && dk->t[j].log >> 24 == uid)
+            dk->t[j].used = KEYRING_KEY_RECORDS;
+}
+
+/* Make every switch that is due (create_mu held). */
+static void switch_due(struct datakeys *dk, int64_t now)
+{
+    int64_t next = INT64_MAX;
+    pthread_rwlock_wrlock(&dk->rw);
+    for (size_t i = 0; i < dk->nwraps;) {
+        struct wrapper *w = &dk->wraps[i];
+        if (w->pending && w->switch_ms <= now) {
+            use_up(dk, w->uid);
+            w->pending = false;
+        }
+        if (!w->pending && !w->kid[0]) { /* the node key again: nothing to remember */
+            *w = dk->wraps[--dk->nwraps];
+            continue;
+        }
+        if (w->pending && w->switch_ms < next)
+            next = w->switch_ms;
+        i++;
+    }
+    pthread_rwlock_unlock(&dk->rw);
+    __atomic_store_n(&dk->next_switch, next, __ATOMIC_RELEASE);
+}
+
+static void apply_switches(struct datakeys *dk)
+{
+    pthread_mutex_lock(&dk->create_mu);
+    switch_due(dk, clock_now_ms());
+    pthread_mutex_unlock(&dk->create_mu);
+}
+
+int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid, int64_t switch_ms)
 {
     pthread_mutex_lock(&dk->create_mu);
     size_t i = 0;
     while (i < dk->nwraps && dk->wraps[i].uid != uid)
         i++;
     int rc = 0;
-    if (kid && i == dk->nwraps) {
+    if (i == dk->nwraps) {
         struct wrapper *w = realloc(dk->wraps, (dk->nwraps + 1) * sizeof *w);
         if (w) {
             dk->wraps = w;
@@ -878,24 +963,67 @@ int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *kid)
             rc = -1;
         }
     }
-    bool changed = false;
-    if (rc == 0 && kid) {
-        changed = i == dk->nwraps - 1 || strcmp(dk->wraps[i].kid, kid);
-        dk->wraps[i].uid = uid;
-        snprintf(dk->wraps[i].kid, sizeof dk->wraps[i].kid, "%s", kid);
-    } else if (rc == 0 && i < dk->nwraps) {
-        dk->wraps[i] = dk->wraps[--dk->nwraps];
-        changed = true;
-    }
-    if (changed) { /* the stream's current keys seal no more: the next record makes a new one */
-        pthread_rwlock_wrlock(&dk->rw);
-        for (size_t j = 0; j < dk->cap; j++)
-            if (dk->t[j].state == USED && !dk->t[j].ptr && dk->t[j].log >> 24 == uid)
-                dk->t[j].used = KEYRING_KEY_RECORDS;
-        pthread_rwlock_unlock(&dk->rw);
+    if (rc == 0) {
+        struct wrapper *w = &dk->wraps[i];
+        *w = (struct wrapper){.uid = uid, .switch_ms = switch_ms, .pending = true};
+        snprintf(w->prev, sizeof w->prev, "%s", prev ? prev : "");
+        snprintf(w->kid, sizeof w->kid, "%s", kid ? kid : "");
+        if (switch_ms < __atomic_load_n(&dk->next_switch, __ATOMIC_ACQUIRE))
+            __atomic_store_n(&dk->next_switch, switch_ms, __ATOMIC_RELEASE);
+        switch_due(dk, clock_now_ms());
     }
     pthread_mutex_unlock(&dk->create_mu);
     return rc;
+}
+
+int datakeys_class_kid(struct datakeys *dk, uint32_t cls, char kid[KMS_ID_LEN + 1])
+{
+    int rc = -1;
+    pthread_rwlock_rdlock(&dk->rw);
+    if (cls >= DATAKEYS_CLASS_KMS && cls - DATAKEYS_CLASS_KMS < dk->nkids) {
+        memcpy(kid, dk->kids[cls - DATAKEYS_CLASS_KMS], KMS_ID_LEN + 1);
+        rc = 0;
+    }
+    pthread_rwlock_unlock(&dk->rw);
+    return rc;
+}
+
+void datakeys_kms_gone(struct datakeys *dk, const char *kid)
+{
+    pthread_mutex_lock(&dk->create_mu);
+    pthread_rwlock_wrlock(&dk->rw);
+    int cls = -1;
+    for (size_t i = 0; i < dk->nkids && cls < 0; i++)
+        if (!strcmp(dk->kids[i], kid))
+            cls = (int)(DATAKEYS_CLASS_KMS + i);
+    if (cls >= 0) {
+        __atomic_add_fetch(&dk->epoch, 1, __ATOMIC_ACQ_REL);
+        for (size_t j = 0; j < dk->cap; j++) {
+            struct ent *e = &dk->t[j];
+            if (e->state != USED || e->ptr || e->cls != cls)
+                continue;
+            for (size_t t = 0; t < dk->nold; t++) {
+                struct ent *o = find_in(dk->old[t], dk->old_cap[t], e->log, e->b, 0);
+                if (o)
+                    sodium_memzero(o->key, sizeof o->key);
+            }
+            sodium_memzero(e->key, sizeof e->key);
+            e->cls |= CLOSED;
+            e->used = KEYRING_KEY_RECORDS;
+        }
+    }
+    pthread_rwlock_unlock(&dk->rw);
+    pthread_mutex_unlock(&dk->create_mu);
+}
+
+bool datakeys_log_closed(struct datakeys *dk, uint64_t log)
+{
+    bool found = false;
+    pthread_rwlock_rdlock(&dk->rw);
+    for (size_t j = 0; j < dk->cap && !found; j++)
+        found = dk->t[j].state == USED && !dk->t[j].ptr && dk->t[j].log == log && (dk->t[j].cls & CLOSED);
+    pthread_rwlock_unlock(&dk->rw);
+    return found;
 }
 
 void datakeys_close(struct datakeys *dk)
@@ -911,6 +1039,7 @@ void datakeys_close(struct datakeys *dk)
         sodium_free(dk->old[i]);
     }
     free(dk->wraps);
+    free(dk->kids);
     pthread_rwlock_destroy(&dk->rw);
     pthread_mutex_destroy(&dk->create_mu);
     sodium_free(dk->root);

@@ -13,6 +13,7 @@
 #ifndef KINESD_DATAKEYS_H
 #define KINESD_DATAKEYS_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "keyring.h"
@@ -43,15 +44,29 @@ const struct store_keyring *datakeys_keyring(struct datakeys *dk);
  * the node key does not open). */
 int datakeys_attach(struct datakeys *dk, struct store *store);
 
-/* The classes of data keys (store_read.key_class): sealed under the node key, or under a
- * KMS-encrypted stream's KMS key. */
+/* The classes of data keys (store_read.key_class): sealed under the node key, or under a KMS
+ * key of the built-in KMS: DATAKEYS_CLASS_KMS + n names the n-th KMS key this keyring has seen
+ * wrap a data key (datakeys_class_kid). */
 #define DATAKEYS_CLASS_NODE 0
 #define DATAKEYS_CLASS_KMS 1
 
-/* From now on, new data keys of stream uid's logs are wrapped by the built-in KMS key kid
- * (NULL: by the node key again); the stream's current keys seal nothing more, so records are
- * sealed under the new arrangement from the next one on. kid borrowed. Returns 0 or -1. */
-int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *kid);
+/* From switch_ms on (the clock of clock_now_ms), new data keys of stream uid's logs are wrapped
+ * by the built-in KMS key kid, before then by prev (NULL or "": by the node key); at the switch
+ * the stream's current keys seal nothing more, so records are sealed under the new arrangement
+ * from the next one on. A later call replaces an earlier one. kid, prev borrowed. Returns 0 or
+ * -1 (out of memory). */
+int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid, int64_t switch_ms);
+
+/* The KMS key id of class cls into kid. Returns 0, or -1 if cls is not a KMS class. */
+int datakeys_class_kid(struct datakeys *dk, uint32_t cls, char kid[37]);
+
+/* KMS key kid is deleted: wipe every data key it wrapped. Their records open no more (the
+ * keys stay known as closed: datakeys_log_closed). */
+void datakeys_kms_gone(struct datakeys *dk, const char *kid);
+
+/* Whether log has data keys whose KMS key is gone (so a record of it may not open). Walks the
+ * whole table: for error paths only. */
+bool datakeys_log_closed(struct datakeys *dk, uint64_t log);
 
 /* The root key (32 bytes, owned by dk): the built-in KMS wraps its key material with it. */
 const unsigned char *datakeys_root_key(const struct datakeys *dk);

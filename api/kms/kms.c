@@ -59,7 +59,103 @@ static int internal(struct api_ctx *c, int rc)
     return api_fail(c, KERR_KMS_INTERNAL, NULL);
 }
 
-/* Load key id; a key past its deletion date is deleted now. */
+#define MAX_KEY_ALIASES 1024 /* aliases removed with their key in one commit (AWS allows 50) */
+
+struct alias_rows {
+    struct api_ctx *c;
+    const char *id;
+    struct store_row *rows;
+    size_t n;
+};
+
+static int alias_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    struct alias_rows *l = ctx;
+    json_t *doc = json_loadb(val, vlen, 0, NULL);
+    const char *t = json_string_value(json_object_get(doc, "target"));
+    if (t && !strcmp(t, l->id))
+        l->rows[l->n++] = (struct store_row){.key = arena_strndup(&l->c->arena, key, klen), .version = version};
+    json_decref(doc);
+    return l->n == MAX_KEY_ALIASES;
+}
+
+/* Delete key id (its row at version) with every alias naming it, in one commit, as AWS removes
+ * a key's aliases when it deletes the key; then wipe the data keys it wrapped. */
+static int delete_key(struct api_ctx *c, const char *id, uint64_t version)
+{
+    struct alias_rows l = {.c = c, .id = id};
+    l.rows = arena_alloc(&c->arena, (MAX_KEY_ALIASES + 1) * sizeof *l.rows);
+    l.rows[l.n++] = (struct store_row){.key = kms_key_row(c, id), .version = version};
+    int rc = store_meta_scan(c->api->store, "kms/alias/", alias_visit, &l);
+    if (rc == 0)
+        rc = store_meta_cas(c->api->store, l.rows, l.n);
+    if (rc == 0 && c->api->dk)
+        datakeys_kms_gone(c->api->dk, id);
+    return rc;
+}
+
+static int add_material(struct api_ctx *c, json_t *doc, const char *id, const unsigned char *given);
+
+#define DAY_MS (24 * 3600 * 1000LL)
+#define MAX_CATCH_UP 100 /* automatic rotations made at once after a long pause */
+
+/* When the next automatic rotation of doc is due (INT64_MAX: never): a period after rotation
+ * was enabled or last rotated automatically. Only an Enabled key rotates (as AWS: a disabled
+ * one rotates once enabled again, if its date has passed). */
+static int64_t rotation_due(const json_t *doc)
+{
+    const char *state = json_string_value(json_object_get(doc, "state"));
+    if (!json_is_true(json_object_get(doc, "rotation")) || (state && strcmp(state, "Enabled")))
+        return INT64_MAX;
+    const json_t *base = json_object_get(doc, "rotation_base_ms");
+    return json_integer_value(base ? base : json_object_get(doc, "created_ms")) +
+           json_integer_value(json_object_get(doc, "rotation_days")) * DAY_MS;
+}
+
+int64_t kms_next_rotation(const struct kms_key *k) { return rotation_due(k->doc); }
+
+void kms_note_rotation(json_t *doc, int64_t ms, const char *type)
+{
+    json_t *r = json_object_get(doc, "rotations");
+    if (!json_is_array(r)) {
+        r = json_array();
+        json_object_set_new(doc, "rotations", r);
+    }
+    json_array_append_new(r, json_pack("{s:I, s:s}", "ms", (json_int_t)ms, "type", type));
+}
+
+/* Make the automatic rotations of k that are due, on a copy written back with a compare-and-set
+ * (a conflict leaves k as it was: the next load rotates). Old material versions stay, so every
+ * earlier ciphertext still decrypts. */
+static void rotate_due(struct api_ctx *c, struct kms_key *k)
+{
+    int64_t due = rotation_due(k->doc);
+    if (due > c->now_ms || !c->api->dk)
+        return;
+    json_t *doc = json_deep_copy(k->doc);
+    int64_t days = json_integer_value(json_object_get(doc, "rotation_days"));
+    for (int i = 0; doc && due <= c->now_ms && i < MAX_CATCH_UP; i++, due += days * DAY_MS) {
+        if (add_material(c, doc, k->id, NULL)) {
+            json_decref(doc);
+            return;
+        }
+        kms_note_rotation(doc, due, "AUTOMATIC");
+        json_object_set_new(doc, "rotation_base_ms", json_integer(due));
+    }
+    char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+    struct store_row r = {.key = kms_key_row(c, k->id), .version = k->version, .val = text, .len = text ? strlen(text) : 0};
+    if (text && store_meta_cas(c->api->store, &r, 1) == 0) {
+        json_decref(k->doc);
+        k->doc = doc;
+        k->version = r.version;
+        doc = NULL;
+    }
+    free(text);
+    json_decref(doc);
+}
+
+/* Load key id; a key past its deletion date is deleted now, and automatic rotations that are
+ * due are made. */
 static int load_key(struct api_ctx *c, const char *id, struct kms_key *k)
 {
     const char *row = kms_key_row(c, id);
@@ -69,15 +165,70 @@ static int load_key(struct api_ctx *c, const char *id, struct kms_key *k)
     const char *state = json_string_value(json_object_get(k->doc, "state"));
     json_int_t del = json_integer_value(json_object_get(k->doc, "deletion_ms"));
     if (state && !strcmp(state, "PendingDeletion") && del && c->now_ms >= del) {
-        struct store_row r = {.key = row, .version = k->version};
         json_decref(k->doc);
         k->doc = NULL;
-        rc = store_meta_cas(c->api->store, &r, 1);
+        rc = delete_key(c, id, k->version);
         return rc && rc != STORE_CONFLICT ? rc : STORE_NOT_FOUND;
     }
     snprintf(k->id, sizeof k->id, "%s", id);
     k->arn = kms_key_arn(c, k->id);
+    rotate_due(c, k);
     return 0;
+}
+
+struct due_list {
+    struct api_ctx *c;
+    const char **ids;
+    size_t n, cap;
+};
+
+static int due_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    (void)version;
+    struct due_list *l = ctx;
+    json_t *doc = json_loadb(val, vlen, 0, NULL);
+    const char *state = json_string_value(json_object_get(doc, "state"));
+    json_int_t del = json_integer_value(json_object_get(doc, "deletion_ms"));
+    bool due = (state && !strcmp(state, "PendingDeletion") && del && l->c->now_ms >= del) ||
+               (doc && rotation_due(doc) <= l->c->now_ms);
+    json_decref(doc);
+    if (due && klen == 8 + KMS_ID_LEN) {
+        if (l->n == l->cap) {
+            size_t cap = l->cap ? 2 * l->cap : 16;
+            const char **v = arena_alloc(&l->c->arena, cap * sizeof *v);
+            if (l->n)
+                memcpy(v, l->ids, l->n * sizeof *v);
+            l->ids = v, l->cap = cap;
+        }
+        l->ids[l->n++] = arena_strndup(&l->c->arena, key + 8, KMS_ID_LEN);
+    }
+    return 0;
+}
+
+int kms_sweep(struct api_ctx *c)
+{
+    struct due_list l = {.c = c};
+    int rc = store_meta_scan(c->api->store, "kms/key/", due_visit, &l);
+    for (size_t i = 0; rc == 0 && i < l.n; i++) { /* loading deletes or rotates it */
+        struct kms_key k = {0};
+        int lrc = load_key(c, l.ids[i], &k);
+        json_decref(k.doc);
+        if (lrc && lrc != STORE_NOT_FOUND)
+            rc = lrc;
+    }
+    return rc;
+}
+
+void kms_maintain(struct api *a, int64_t now)
+{
+    if (!a->dk)
+        return;
+    struct api_ctx c = {.api = a, .region = a->region, .now_ms = now};
+    arena_init(&c.arena);
+    int rc = kms_sweep(&c);
+    if (rc)
+        fprintf(stderr, "kinesd: kms: key deletions and rotations: storage: %s (retried)\n", store_strerror(rc));
+    arena_free(&c.arena);
 }
 
 int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k)
@@ -400,6 +551,8 @@ int kms_create(struct api_ctx *c, const char *id, const unsigned char *given, co
     k->doc = json_pack("{s:s, s:I, s:s, s:s, s:b, s:i, s:[]}", "state", "Enabled", "created_ms",
                        (json_int_t)c->now_ms, "description", description ? description : "", "policy",
                        policy ? policy : kms_default_policy(c), "rotation", 0, "rotation_days", 365, "tags");
+    if (k->doc)
+        json_object_set_new(k->doc, "rotation_base_ms", json_integer(c->now_ms));
     if (!k->doc || add_material(c, k->doc, k->id, given)) {
         json_decref(k->doc);
         k->doc = NULL;
@@ -418,12 +571,7 @@ int kms_rotate(struct api_ctx *c, struct kms_key *k)
 {
     if (add_material(c, k->doc, k->id, NULL))
         return api_fail(c, KERR_KMS_INTERNAL, NULL);
-    json_t *r = json_object_get(k->doc, "rotations");
-    if (!r) {
-        r = json_array();
-        json_object_set_new(k->doc, "rotations", r);
-    }
-    json_array_append_new(r, json_integer(c->now_ms));
+    kms_note_rotation(k->doc, c->now_ms, "ON_DEMAND");
     return kms_save(c, k);
 }
 
@@ -460,6 +608,53 @@ int kms_stream_key_check(struct api_ctx *c, const char *kid)
     return rc;
 }
 
+const char *kms_stream_kid(const struct stream *s, int64_t now)
+{
+    return now >= s->enc_switch_ms ? s->enc_kid : s->enc_prev_kid;
+}
+
+static int records_access_denied(struct api_ctx *c)
+{
+    return api_fail(c, KERR_KMS_K_ACCESS_DENIED,
+                    "The ciphertext references a key that doesn't exist or that you don't have access to.");
+}
+
+#define CHECKED_CLASSES 8 /* distinct KMS keys remembered per call; more are checked again */
+
+int kms_records_check(struct api_ctx *c, const struct store_read *v, size_t n)
+{
+    uint32_t seen[CHECKED_CLASSES];
+    size_t nseen = 0;
+    for (size_t i = 0; c->api->dk && i < n; i++) {
+        uint32_t cls = v[i].key_class;
+        bool known = cls < DATAKEYS_CLASS_KMS;
+        for (size_t j = 0; j < nseen && !known; j++)
+            known = seen[j] == cls;
+        if (known)
+            continue;
+        char kid[KMS_ID_LEN + 1];
+        struct kms_key k;
+        if (datakeys_class_kid(c->api->dk, cls, kid))
+            return records_access_denied(c);
+        if (kms_find(c, kid, false, &k))
+            return c->err == KERR_KMS_NOT_FOUND ? records_access_denied(c) : -1;
+        int rc = stream_key_state(c, &k);
+        json_decref(k.doc);
+        if (rc)
+            return rc;
+        if (nseen < CHECKED_CLASSES)
+            seen[nseen++] = cls;
+    }
+    return 0;
+}
+
+int kms_scan_fail(struct api_ctx *c, uint64_t log, int rc)
+{
+    if (rc == STORE_CORRUPT && c->api->dk && datakeys_log_closed(c->api->dk, log))
+        return records_access_denied(c);
+    return api_store_fail(c, rc);
+}
+
 int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_ID_LEN + 1])
 {
     const char *aws =
@@ -477,6 +672,7 @@ int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_I
                        NULL, &k))
             return -1;
         json_object_set_new(k.doc, "manager", json_string("AWS"));
+        json_object_set_new(k.doc, "rotation", json_true()); /* AWS managed keys rotate yearly */
         json_t *alias = json_pack("{s:s, s:I, s:I}", "target", k.id, "created_ms", (json_int_t)c->now_ms,
                                   "updated_ms", (json_int_t)c->now_ms);
         char *text = alias ? json_dumps(alias, JSON_COMPACT | JSON_SORT_KEYS) : NULL;

@@ -74,8 +74,22 @@ int kms_unseal(struct api_ctx *c, const struct kms_key *k, const struct kv *ctx,
 int kms_create(struct api_ctx *c, const char *id, const unsigned char *material, const char *description,
                const char *policy, struct kms_key *k);
 
-/* Add a new material version (rotation) and save k; older versions keep decrypting. */
+/* Add a new material version (an on-demand rotation) and save k; older versions keep
+ * decrypting. */
 int kms_rotate(struct api_ctx *c, struct kms_key *k);
+
+/* When k's next automatic rotation is due (ms; INT64_MAX: rotation off, or k not Enabled). */
+int64_t kms_next_rotation(const struct kms_key *k);
+
+/* Note a rotation at ms of type "AUTOMATIC" or "ON_DEMAND" in a key document. */
+void kms_note_rotation(json_t *doc, int64_t ms, const char *type);
+
+/* Make every key deletion and automatic rotation that is due (keys are also deleted or rotated
+ * when an operation loads them). Returns 0 or a STORE_* code. */
+int kms_sweep(struct api_ctx *c);
+
+/* kms_sweep from the maintenance thread (no request). */
+void kms_maintain(struct api *a, int64_t now);
 
 /* Material version `version` (0: the newest) of key id, read from the store and unwrapped
  * with root into out; *used gets the version. No request context: for the data keys of
@@ -89,8 +103,23 @@ int kms_material_raw(struct store *s, const unsigned char *root, const char *id,
  * KMSInvalidStateException. */
 int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_ID_LEN + 1]);
 
-/* The same check for an encrypted stream's key id on the data plane. */
+/* The same check for an encrypted stream's key id on the data plane (writes): a key that is
+ * gone fails with KMSNotFoundException. */
 int kms_stream_key_check(struct api_ctx *c, const char *kid);
+
+/* The KMS key id new records of stream s are sealed under at now ("" for none): the previous
+ * one until the UPDATING of the last StartStreamEncryption / StopStreamEncryption ends. */
+const char *kms_stream_kid(const struct stream *s, int64_t now);
+
+/* Reads: the state of each KMS key that sealed one of the n records v applies to the whole
+ * call: Disabled KMSDisabledException, PendingDeletion KMSInvalidStateException, gone
+ * KMSAccessDeniedException (the records' data keys refer to a key that does not exist).
+ * Returns 0 or api_fail. */
+int kms_records_check(struct api_ctx *c, const struct store_read *v, size_t n);
+
+/* A scan of log failed with rc: KMSAccessDeniedException when the log has records under a KMS
+ * key that is gone (they cannot open), else the store's error. Returns api_fail. */
+int kms_scan_fail(struct api_ctx *c, uint64_t log, int rc);
 
 /* The default key policy AWS gives a key created without one. */
 const char *kms_default_policy(struct api_ctx *c);

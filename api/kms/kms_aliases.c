@@ -195,7 +195,9 @@ static int list_aliases(struct api_ctx *c)
         json_decref(k.doc);
     }
     l.v = arena_alloc(&c->arena, l.cap * sizeof *l.v);
-    int rc = store_meta_scan(c->api->store, "kms/alias/", collect, &l);
+    int rc = kms_sweep(c); /* the aliases of keys whose deletion date has passed go with them */
+    if (rc == 0)
+        rc = store_meta_scan(c->api->store, "kms/alias/", collect, &l);
     if (rc)
         return api_store_fail(c, rc);
     bool more = l.n > (size_t)limit;

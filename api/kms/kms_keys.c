@@ -159,7 +159,9 @@ static int list_keys(struct api_ctx *c)
     req_int(c, "Limit", &limit);
     struct id_list l = {.c = c, .after = req_str(c, "Marker"), .cap = (size_t)limit + 1};
     l.ids = arena_alloc(&c->arena, l.cap * sizeof *l.ids);
-    int rc = store_meta_scan(c->api->store, "kms/key/", collect, &l);
+    int rc = kms_sweep(c); /* keys whose deletion date has passed are not listed */
+    if (rc == 0)
+        rc = store_meta_scan(c->api->store, "kms/key/", collect, &l);
     if (rc)
         return api_store_fail(c, rc);
     bool more = l.n > (size_t)limit;
@@ -313,6 +315,9 @@ static int do_enable_rotation(struct api_ctx *c, struct kms_key *k)
         return -1;
     int64_t days = 365;
     req_int(c, "RotationPeriodInDays", &days);
+    /* the period counts from now, or for a key that rotates already from its last rotation */
+    if (!json_is_true(json_object_get(k->doc, "rotation")))
+        json_object_set_new(k->doc, "rotation_base_ms", json_integer(c->now_ms));
     json_object_set_new(k->doc, "rotation", json_true());
     json_object_set_new(k->doc, "rotation_days", json_integer(days));
     return 0;
@@ -344,6 +349,10 @@ static int rotation_status(struct api_ctx *c)
     if (on) {
         enc_key(e, "RotationPeriodInDays"),
             enc_int(e, json_integer_value(json_object_get(k.doc, "rotation_days")));
+        int64_t next = kms_next_rotation(&k);
+        if (next != INT64_MAX) {
+            enc_key(e, "NextRotationDate"), kms_enc_time(e, next);
+        }
     }
     enc_obj_end(e);
     json_decref(k.doc);
@@ -354,13 +363,34 @@ const struct op_def op_kms_get_key_rotation_status = {.schema = key_id_schema, .
 
 #define MAX_ON_DEMAND_ROTATIONS 25
 
+/* A rotation entry of a key document: an object {ms, type}, or (older documents) the time of
+ * an on-demand rotation. */
+static int64_t rotation_ms(const json_t *r)
+{
+    return json_is_integer(r) ? json_integer_value(r) : json_integer_value(json_object_get(r, "ms"));
+}
+
+static const char *rotation_type(const json_t *r)
+{
+    return json_is_integer(r) ? "ON_DEMAND" : json_string_value(json_object_get(r, "type")) ?: "ON_DEMAND";
+}
+
+static size_t on_demand_rotations(const struct kms_key *k)
+{
+    json_t *r = json_object_get(k->doc, "rotations");
+    size_t n = 0;
+    for (size_t i = 0; i < json_array_size(r); i++)
+        n += !strcmp(rotation_type(json_array_get(r, i)), "ON_DEMAND");
+    return n;
+}
+
 static int rotate_now(struct api_ctx *c)
 {
     struct kms_key k;
     if (kms_find(c, req_str(c, "KeyId"), false, &k))
         return -1;
     int rc = usable_for_rotation(c, &k);
-    if (rc == 0 && json_array_size(json_object_get(k.doc, "rotations")) >= MAX_ON_DEMAND_ROTATIONS)
+    if (rc == 0 && on_demand_rotations(&k) >= MAX_ON_DEMAND_ROTATIONS)
         rc = api_fail(c, KERR_KMS_LIMIT_EXCEEDED,
                       "The on-demand rotations limit has been reached for the given key "
                       "%s. No more on-demand rotations can be performed for this key.",
@@ -542,8 +572,8 @@ static int list_rotations(struct api_ctx *c)
     for (size_t i = 0; i < json_array_size(r); i++) {
         enc_obj_begin(e);
         enc_key(e, "KeyId"), enc_strz(e, k.arn);
-        enc_key(e, "RotationDate"), kms_enc_time(e, json_integer_value(json_array_get(r, i)));
-        enc_key(e, "RotationType"), enc_strz(e, "ON_DEMAND");
+        enc_key(e, "RotationDate"), kms_enc_time(e, rotation_ms(json_array_get(r, i)));
+        enc_key(e, "RotationType"), enc_strz(e, rotation_type(json_array_get(r, i)));
         enc_obj_end(e);
     }
     enc_arr_end(e);

@@ -307,3 +307,230 @@ def test_the_aws_cli_encrypts_and_decrypts(endpoint, tmp_path):
     assert base64.b64decode(dec["Plaintext"]) == b"from the cli"
     cli("create-alias", "--alias-name", f"alias/cli-{uuid.uuid4().hex}", "--target-key-id", key["KeyId"])
     assert any(a["TargetKeyId"] == key["KeyId"] for a in cli("list-aliases")["Aliases"] if "TargetKeyId" in a)
+
+
+# ========================================================= key lifecycle: deletion and rotation
+
+
+def advance(server, ms):
+    resp = helpers.http_request(server.endpoint, "POST", f"/_test/advance-clock?ms={int(ms)}")
+    assert resp.status == 200
+
+
+def test_deleting_a_key_removes_its_aliases_and_frees_their_names(kinesd_factory):
+    server = kinesd_factory(flags={"--test-clock": None})
+    kms = kms_client(server.endpoint)
+    doomed, kept = new_key(kms), new_key(kms)
+    kms.create_alias(AliasName="alias/doomed-a", TargetKeyId=doomed["KeyId"])
+    kms.create_alias(AliasName="alias/doomed-b", TargetKeyId=doomed["KeyId"])
+    kms.create_alias(AliasName="alias/kept", TargetKeyId=kept["KeyId"])
+    kms.schedule_key_deletion(KeyId=doomed["KeyId"], PendingWindowInDays=7)
+    names = lambda: {a["AliasName"] for a in kms.list_aliases()["Aliases"]}  # noqa: E731
+    assert {"alias/doomed-a", "alias/doomed-b", "alias/kept"} <= names()  # pending: still there
+    advance(server, 8 * DAY_MS)
+    # nothing touched the key itself: listing finds it past its date and deletes it with its aliases
+    assert "alias/kept" in names() and not {"alias/doomed-a", "alias/doomed-b"} & names()
+    assert doomed["KeyId"] not in {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
+    with helpers.raises_aws("NotFoundException"):
+        kms.describe_key(KeyId="alias/doomed-a")
+    kms.create_alias(AliasName="alias/doomed-a", TargetKeyId=kept["KeyId"])  # the name is free again
+    assert kms.describe_key(KeyId="alias/doomed-a")["KeyMetadata"]["KeyId"] == kept["KeyId"]
+    # and it stays so across a restart
+    server.restart()
+    kms = kms_client(server.endpoint)
+    assert {a["AliasName"]: a.get("TargetKeyId") for a in kms.list_aliases()["Aliases"]}["alias/doomed-a"] == kept["KeyId"]
+    assert "alias/doomed-b" not in names()
+
+
+def test_automatic_rotation_follows_the_rotation_period_on_the_server_clock(kinesd_factory):
+    server = kinesd_factory(flags={"--test-clock": None})
+    kms = kms_client(server.endpoint)
+    key = new_key(kms)
+    before = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"version 1")["CiphertextBlob"]
+    assert raw(server.endpoint, "EnableKeyRotation", {"KeyId": key["KeyId"], "RotationPeriodInDays": 90}).status == 200
+    status = raw(server.endpoint, "GetKeyRotationStatus", {"KeyId": key["KeyId"]}).json
+    assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 90
+    enabled_at = status["NextRotationDate"] - 90 * 86400
+    advance(server, 89 * DAY_MS)  # not yet due
+    assert raw(server.endpoint, "ListKeyRotations", {"KeyId": key["KeyId"]}).json["Rotations"] == []
+    same = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"still 1")["CiphertextBlob"]
+    assert same[38:42] == before[38:42]
+    advance(server, 2 * DAY_MS)  # past the 90 days
+    rotations = raw(server.endpoint, "ListKeyRotations", {"KeyId": key["KeyId"]}).json["Rotations"]
+    assert [(r["RotationType"], r["KeyId"]) for r in rotations] == [("AUTOMATIC", key["Arn"])]
+    assert abs(rotations[0]["RotationDate"] - (enabled_at + 90 * 86400)) < 1
+    after = kms.encrypt(KeyId=key["KeyId"], Plaintext=b"version 2")["CiphertextBlob"]
+    assert after[38:42] != before[38:42]
+    assert kms.decrypt(CiphertextBlob=before)["Plaintext"] == b"version 1"
+    assert kms.decrypt(CiphertextBlob=after)["Plaintext"] == b"version 2"
+    # the next one is a period after the last; an on-demand rotation does not move it and does
+    # not count against automatic ones
+    status = raw(server.endpoint, "GetKeyRotationStatus", {"KeyId": key["KeyId"]}).json
+    assert abs(status["NextRotationDate"] - (enabled_at + 180 * 86400)) < 1
+    assert raw(server.endpoint, "RotateKeyOnDemand", {"KeyId": key["KeyId"]}).status == 200
+    assert raw(server.endpoint, "GetKeyRotationStatus", {"KeyId": key["KeyId"]}).json["NextRotationDate"] == status[
+        "NextRotationDate"
+    ]
+    # a disabled key does not rotate; once enabled again, a passed date rotates it
+    kms.disable_key(KeyId=key["KeyId"])
+    advance(server, 100 * DAY_MS)
+    kms.enable_key(KeyId=key["KeyId"])
+    types = [r["RotationType"] for r in raw(server.endpoint, "ListKeyRotations", {"KeyId": key["KeyId"]}).json["Rotations"]]
+    assert types == ["AUTOMATIC", "ON_DEMAND", "AUTOMATIC"]
+    # rotation off: nothing more, whatever the clock says
+    kms.disable_key_rotation(KeyId=key["KeyId"])
+    advance(server, 400 * DAY_MS)
+    assert len(raw(server.endpoint, "ListKeyRotations", {"KeyId": key["KeyId"]}).json["Rotations"]) == 3
+    assert kms.decrypt(CiphertextBlob=before)["Plaintext"] == b"version 1"
+
+
+def test_the_rotation_period_must_be_between_90_and_2560_days(kms, endpoint):
+    key = new_key(kms)
+    for days in (89, 2561):
+        resp = raw(endpoint, "EnableKeyRotation", {"KeyId": key["KeyId"], "RotationPeriodInDays": days})
+        assert resp.status == 400 and resp.json["__type"] == "ValidationException"
+        assert "rotationPeriodInDays" in resp.json["message"]
+    assert kms.get_key_rotation_status(KeyId=key["KeyId"])["KeyRotationEnabled"] is False
+    assert raw(endpoint, "EnableKeyRotation", {"KeyId": key["KeyId"], "RotationPeriodInDays": 2560}).status == 200
+    status = raw(endpoint, "GetKeyRotationStatus", {"KeyId": key["KeyId"]}).json
+    assert status["KeyRotationEnabled"] is True and status["RotationPeriodInDays"] == 2560
+
+
+def test_data_keys_of_a_stream_stay_readable_after_their_kms_key_rotates(kinesd_factory):
+    server = kinesd_factory(flags={"--test-clock": None, "--update-stream-ms": "0", "--create-stream-ms": "0"})
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    key = new_key(kms)
+    assert raw(server.endpoint, "EnableKeyRotation", {"KeyId": key["KeyId"], "RotationPeriodInDays": 90}).status == 200
+    name = sse_stream(kinesis, key["KeyId"])
+    kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=8760)
+    kinesis.put_record(StreamName=name, PartitionKey="a", Data=b"under version 1")
+    advance(server, 91 * DAY_MS)
+    assert len(raw(server.endpoint, "ListKeyRotations", {"KeyId": key["KeyId"]}).json["Rotations"]) == 1
+    kinesis.put_record(StreamName=name, PartitionKey="a", Data=b"under version 2")
+    server.restart()  # the data keys are unwrapped again from their rows: each with its version
+    kinesis = helpers.make_client(server.endpoint)
+    assert [r["Data"] for r in helpers.read_all(kinesis, name, helpers.shard_id(0))] == [
+        b"under version 1",
+        b"under version 2",
+    ]
+
+
+# ==================================================== Kinesis server-side encryption, data plane
+
+
+def sse_stream(kinesis, key_id=None):
+    name = helpers.unique_name("sse")
+    kinesis.create_stream(StreamName=name, ShardCount=1)
+    helpers.wait_for_status(kinesis, name)
+    if key_id:
+        kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key_id)
+        helpers.wait_for_status(kinesis, name)
+    return name
+
+
+def read_from(kinesis, name, seq=None):
+    if seq:
+        return helpers.read_all(kinesis, name, helpers.shard_id(0), "AT_SEQUENCE_NUMBER", StartingSequenceNumber=seq)
+    return helpers.read_all(kinesis, name, helpers.shard_id(0))
+
+
+def test_get_records_checks_the_key_that_sealed_the_records_not_the_streams_current_one(kinesd_factory):
+    server = kinesd_factory(flags={"--update-stream-ms": "0", "--create-stream-ms": "0"})
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    a, b = new_key(kms), new_key(kms)
+    name = sse_stream(kinesis, a["KeyId"])
+    kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"under a")
+    kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=b["KeyId"])
+    helpers.wait_for_status(kinesis, name)
+    under_b = kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"under b")["SequenceNumber"]
+    kms.disable_key(KeyId=a["KeyId"])  # the stream's key (b) is fine, the first record's is not
+    with helpers.raises_aws(
+        "KMSDisabledException", "The request was rejected because the specified customer master key (CMK) isn't enabled."
+    ):
+        read_from(kinesis, name)
+    assert [r["Data"] for r in read_from(kinesis, name, under_b)] == [b"under b"]
+    kms.enable_key(KeyId=a["KeyId"])
+    kms.disable_key(KeyId=b["KeyId"])
+    it = kinesis.get_shard_iterator(StreamName=name, ShardId=helpers.shard_id(0), ShardIteratorType="TRIM_HORIZON")
+    first = kinesis.get_records(ShardIterator=it["ShardIterator"], Limit=1)  # only a's record: fine
+    assert [r["Data"] for r in first["Records"]] == [b"under a"]
+    with helpers.raises_aws("KMSDisabledException"):
+        kinesis.get_records(ShardIterator=first["NextShardIterator"])
+    # stopped: new records are the node key's, and a disabled b no longer stops writes
+    kinesis.stop_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=b["KeyId"])
+    helpers.wait_for_status(kinesis, name)
+    plain = kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"plain")
+    assert "EncryptionType" not in plain
+    assert [r["Data"] for r in read_from(kinesis, name, plain["SequenceNumber"])] == [b"plain"]
+    kms.schedule_key_deletion(KeyId=a["KeyId"], PendingWindowInDays=7)
+    with helpers.raises_aws("KMSInvalidStateException"):
+        read_from(kinesis, name)
+
+
+def test_records_under_a_deleted_key_fail_with_kms_access_denied_even_after_a_restart(kinesd_factory):
+    server = kinesd_factory(flags={"--test-clock": None, "--update-stream-ms": "0", "--create-stream-ms": "0"})
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    key = new_key(kms)
+    kms.create_alias(AliasName="alias/stream-key", TargetKeyId=key["KeyId"])
+    name = sse_stream(kinesis, "alias/stream-key")
+    other = sse_stream(kinesis, key["KeyId"])  # stays encrypted with the key
+    kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=24 * 20)
+    kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"sealed")
+    kinesis.stop_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId="alias/stream-key")
+    helpers.wait_for_status(kinesis, name)
+    plain = kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"plain")["SequenceNumber"]
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    advance(server, 8 * DAY_MS)
+    denied = ("KMSAccessDeniedException",
+              "The ciphertext references a key that doesn't exist or that you don't have access to.")
+    with helpers.raises_aws(*denied):
+        read_from(kinesis, name)
+    assert [r["Data"] for r in read_from(kinesis, name, plain)] == [b"plain"]
+    # writes to a stream whose key is gone: its key cannot be found
+    with helpers.raises_aws("KMSNotFoundException"):
+        kinesis.put_record(StreamName=other, PartitionKey="k", Data=b"x")
+    with helpers.raises_aws("KMSNotFoundException"):
+        kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId="alias/stream-key")
+    # after a restart the data key stays closed: the same answer, not an internal failure
+    server.restart()
+    kinesis = helpers.make_client(server.endpoint)
+    with helpers.raises_aws(*denied):
+        read_from(kinesis, name)
+    assert [r["Data"] for r in read_from(kinesis, name, plain)] == [b"plain"]
+
+
+def test_new_records_switch_keys_when_the_encryption_change_leaves_updating(kinesd_factory):
+    hour = 3600 * 1000
+    server = kinesd_factory(
+        flags={"--test-clock": None, "--update-stream-ms": str(hour), "--create-stream-ms": "0"}
+    )
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    key = new_key(kms)
+    name = sse_stream(kinesis)
+    kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key["KeyId"])
+    assert kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "UPDATING"
+    during = kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"during")
+    assert "EncryptionType" not in during
+    kms.disable_key(KeyId=key["KeyId"])  # not in use yet: writes and reads go on
+    kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"during, key disabled")
+    assert [r.get("EncryptionType") for r in read_from(kinesis, name)] == [None, None]
+    kms.enable_key(KeyId=key["KeyId"])
+    advance(server, hour + 1000)
+    assert kinesis.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+    assert kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"after")["EncryptionType"] == "KMS"
+    # and back: until the stop's UPDATING ends, records are still the KMS key's
+    kinesis.stop_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key["KeyId"])
+    assert kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"stopping")["EncryptionType"] == "KMS"
+    server.restart()  # the pending switch survives a restart
+    kinesis = helpers.make_client(server.endpoint)
+    assert kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"still stopping")["EncryptionType"] == "KMS"
+    advance(server, 3 * hour)  # a restart starts the test clock again from the real one
+    assert "EncryptionType" not in kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"stopped")
+    assert [(r["Data"], r.get("EncryptionType")) for r in read_from(kinesis, name)] == [
+        (b"during", None),
+        (b"during, key disabled", None),
+        (b"after", "KMS"),
+        (b"stopping", "KMS"),
+        (b"still stopping", "KMS"),
+        (b"stopped", None),
+    ]
