@@ -416,6 +416,8 @@ static const char *call_resource(struct api_ctx *c, int op, const struct kv *req
     const struct kv *v;
     if ((v = kv_get(req, "ResourceARN")) && v->type == KV_STR)
         return v->s;
+    if ((v = kv_get(req, "ConsumerARN")) && v->type == KV_STR)
+        return v->s;
     if ((v = kv_get(req, "StreamARN")) && v->type == KV_STR)
         return v->s;
     const char *name = c->stream_name;
@@ -442,8 +444,11 @@ static uint64_t arn_stream_uid(struct api_ctx *c, const char *arn)
     const char *slash = strstr(arn, ":stream/");
     if (!slash)
         return 0;
+    const char *name = slash + 8, *end = strchr(name, '/'); /* a consumer's: its stream's */
+    if (end)
+        name = arena_strndup(&c->arena, name, (size_t)(end - name));
     streams_rdlock(c->api);
-    struct stream *s = streams_find(c->api, slash + 8, c->now_ms);
+    struct stream *s = streams_find(c->api, name, c->now_ms);
     uint64_t uid = s ? s->uid : 0;
     streams_unlock(c->api);
     return uid;

@@ -235,11 +235,9 @@ static const char *arn_stream(struct api_ctx *c, const char *arn, const char *en
     return arena_strndup(&c->arena, name, nlen);
 }
 
-int consumers_resolve(struct api_ctx *c, struct consumer_info *out)
+static int resolve(struct api_ctx *c, const char *carn, const char *sarn, const char *cname,
+                   struct consumer_info *out)
 {
-    const char *carn = req_str(c, "ConsumerARN");
-    const char *sarn = req_str(c, "StreamARN");
-    const char *cname = req_str(c, "ConsumerName");
     const char *stream = NULL, *name = cname;
     int64_t epoch = -1;
     if (carn) {
@@ -300,6 +298,100 @@ int consumers_resolve(struct api_ctx *c, struct consumer_info *out)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Consumer %s under stream: %s, account %s not found.",
                         name, stream, a->account); /* unverified wording */
     }
+    return 0;
+}
+
+int consumers_resolve(struct api_ctx *c, struct consumer_info *out)
+{
+    return resolve(c, req_str(c, "ConsumerARN"), req_str(c, "StreamARN"), req_str(c, "ConsumerName"), out);
+}
+
+int consumers_resolve_arn(struct api_ctx *c, const char *arn, struct consumer_info *out)
+{
+    return resolve(c, arn, NULL, NULL, out);
+}
+
+/* ---- tags (TagResource & co. on a consumer's ARN): the "tags" member of its row ---- */
+
+/* Read ci's row as a tree (arena); STORE_NOT_FOUND when it is no longer registered as ci. */
+static int read_row(struct api_ctx *c, const struct consumer_info *ci, struct kv **row, uint64_t *ver)
+{
+    char key[200], *v;
+    size_t len;
+    row_key(key, ci->uid, ci->name);
+    int rc = store_meta_get(c->api->store, key, &v, &len, ver);
+    if (rc)
+        return rc;
+    rc = json_parse_stored(&c->arena, v, len, row) || (*row)->type != KV_OBJ ||
+                 iget(*row, "created") != ci->created_ms
+             ? STORE_NOT_FOUND
+             : 0;
+    free(v);
+    return rc;
+}
+
+int consumers_tags_get(struct api_ctx *c, const struct consumer_info *ci, const struct kv **tags)
+{
+    struct kv *row;
+    uint64_t ver;
+    int rc = read_row(c, ci, &row, &ver);
+    if (rc == 0)
+        *tags = kv_get(row, "tags");
+    return rc;
+}
+
+/* A stored tree back as JSON (the row's members other than its tags are kept as they are). */
+static void enc_tree(struct enc *e, const struct kv *v)
+{
+    switch (v->type) {
+    case KV_BOOL: enc_bool(e, v->b); break;
+    case KV_NUM: enc_int(e, v->i); break;
+    case KV_STR: enc_str(e, v->s, v->len); break;
+    case KV_ARR:
+    case KV_OBJ:
+        v->type == KV_ARR ? enc_arr_begin(e) : enc_obj_begin(e);
+        for (const struct kv *m = v->child; m; m = m->next) {
+            if (v->type == KV_OBJ)
+                enc_key(e, m->key);
+            enc_tree(e, m);
+        }
+        v->type == KV_ARR ? enc_arr_end(e) : enc_obj_end(e);
+        break;
+    default: break;
+    }
+}
+
+int consumers_tags_set(struct api_ctx *c, const struct consumer_info *ci, const struct tag *tags, uint32_t n)
+{
+    struct kv *row;
+    uint64_t ver;
+    int rc = read_row(c, ci, &row, &ver);
+    if (rc)
+        return rc;
+    struct enc e;
+    enc_init(&e, WIRE_JSON);
+    enc_obj_begin(&e);
+    for (const struct kv *m = row->child; m; m = m->next)
+        if (strcmp(m->key, "tags"))
+            enc_key(&e, m->key), enc_tree(&e, m);
+    enc_key(&e, "tags");
+    enc_obj_begin(&e);
+    for (uint32_t i = 0; i < n; i++)
+        enc_key(&e, tags[i].key), enc_strz(&e, tags[i].value);
+    enc_obj_end(&e);
+    enc_obj_end(&e);
+    char key[200];
+    row_key(key, ci->uid, ci->name);
+    struct store_row sr = {.key = key, .version = ver, .val = e.b.p, .len = e.b.len};
+    rc = store_meta_cas(c->api->store, &sr, 1);
+    buf_free(&e.b);
+    if (rc)
+        return rc;
+    pthread_mutex_lock(&c->api->consumers->mu);
+    struct consumer *k = find(c->api->consumers, ci->uid, ci->name, c->now_ms);
+    if (k && k->generation == ci->generation)
+        k->ver = sr.version;
+    pthread_mutex_unlock(&c->api->consumers->mu);
     return 0;
 }
 

@@ -56,6 +56,19 @@ int consumers_drop_stream(struct api *a, uint64_t uid, int64_t now);
  * ResourceNotFound). */
 int consumers_resolve(struct api_ctx *c, struct consumer_info *out);
 
+/* consumers_resolve for a consumer's ARN alone (ResourceARN of the resource operations). */
+int consumers_resolve_arn(struct api_ctx *c, const char *arn, struct consumer_info *out);
+
+/* The tags of consumer ci, read from its row now: *tags gets its "tags" object (arena; NULL
+ * when the row has none). Returns 0, STORE_NOT_FOUND (no longer registered as ci) or a STORE_*
+ * code. */
+int consumers_tags_get(struct api_ctx *c, const struct consumer_info *ci, const struct kv **tags);
+/* Replace the tags of ci's row by the n tags (borrowed), by compare-and-set on the version read;
+ * the stream registry's change lock held. Returns 0, STORE_NOT_FOUND, STORE_CONFLICT (another
+ * front-end changed the row meanwhile) or a STORE_* code. */
+struct tag;
+int consumers_tags_set(struct api_ctx *c, const struct consumer_info *ci, const struct tag *tags, uint32_t n);
+
 /* Whether the consumer out describes still exists with the same registration (no lock). */
 bool consumers_alive(struct api *a, const struct consumer_info *ci, int64_t now);
 

@@ -285,6 +285,23 @@ enum policy_verdict resource_policies_eval(struct api *a, const char *arn, uint6
  * region); -1 with the error recorded. */
 int api_resolve_resource(struct api_ctx *c);
 
+/* ---- resource ARNs and consumers' tags (resource_tags.c) ---- */
+struct consumer_info;
+/* The resource the request's ResourceARN names: a stream of this account and region (returns 0
+ * with c->stream_name set) or one of its consumers (returns 1 with *ci filled and
+ * c->stream_name its stream's); -1 with the error recorded (ResourceNotFound, InvalidArgument). */
+int api_resolve_any_resource(struct api_ctx *c, struct consumer_info *ci);
+/* The same, for the resource policies: *uid gets the stream incarnation the resource belongs
+ * to (its policy is bound to it). 0, or -1 with the error recorded. */
+int resource_uid(struct api_ctx *c, uint64_t *uid);
+/* TagResource / UntagResource / ListTagsForResource on consumer ci: the request's "Tags" upserted
+ * (at most 50 a consumer), its "TagKeys" removed, or its tags listed. 0, or -1 with the error. */
+int consumer_tags_add(struct api_ctx *c, const struct consumer_info *ci);
+int consumer_tags_remove(struct api_ctx *c, const struct consumer_info *ci);
+int consumer_tags_list(struct api_ctx *c, const struct consumer_info *ci);
+/* {"Tags": [{"Key", "Value"}...]} of s's tags, in key order, into c->out. */
+void enc_tag_list(struct api_ctx *c, const struct stream *s);
+
 /* ---- account settings (op_describe_account_settings.c) ---- */
 enum commit_status { COMMIT_DISABLED, COMMIT_ENABLED, COMMIT_PENDING_END };
 struct account_settings {

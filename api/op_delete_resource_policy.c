@@ -1,5 +1,5 @@
-/* op_delete_resource_policy.c: DeleteResourcePolicy: detach the document from a stream's ARN
- * (a stream without one answers the same). */
+/* op_delete_resource_policy.c: DeleteResourcePolicy: detach the document from a stream's or a
+ * consumer's ARN (a resource without one answers the same). */
 #include "internal.h"
 
 static const struct vfield schema[] = {
@@ -8,15 +8,10 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static int exists(struct api_ctx *c, struct stream *s)
-{
-    (void)c, (void)s;
-    return 0;
-}
-
 static int run(struct api_ctx *c)
 {
-    if (api_resolve_resource(c) || with_stream(c, STREAM_READ, exists))
+    uint64_t uid;
+    if (resource_uid(c, &uid))
         return -1;
     int rc = resource_policies_delete(c->api, req_str(c, "ResourceARN"));
     if (rc)

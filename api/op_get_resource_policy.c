@@ -1,5 +1,5 @@
-/* op_get_resource_policy.c: GetResourcePolicy: the document attached to a stream's ARN, or
- * "{}" when it has none. */
+/* op_get_resource_policy.c: GetResourcePolicy: the document attached to a stream's or a
+ * consumer's ARN, or "{}" when it has none. */
 #include "internal.h"
 
 static const struct vfield schema[] = {
@@ -8,19 +8,10 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static int stream_uid(struct api_ctx *c, struct stream *s)
-{
-    *(uint64_t *)c->op_state = s->uid;
-    return 0;
-}
-
 static int run(struct api_ctx *c)
 {
-    if (api_resolve_resource(c))
-        return -1;
-    uint64_t uid = 0;
-    c->op_state = &uid;
-    if (with_stream(c, STREAM_READ, stream_uid))
+    uint64_t uid;
+    if (resource_uid(c, &uid))
         return -1;
     const char *text = resource_policies_text(c, req_str(c, "ResourceARN"), uid);
     enc_obj_begin(&c->out);

@@ -1,8 +1,9 @@
 /* op_put_resource_policy.c: PutResourcePolicy: an IAM policy document (at most 20 KiB, every
- * statement with a Principal) attached to a stream's ARN, replacing any before it. The
- * document is validated and compiled before it is stored; --auth enforces it. */
+ * statement with a Principal) attached to a stream's or a consumer's ARN, replacing any before
+ * it. The document is validated and compiled before it is stored; --auth enforces it. */
 #include <string.h>
 
+#include "consumers.h"
 #include "internal.h"
 
 static const struct vfield schema[] = {
@@ -12,19 +13,10 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static int stream_uid(struct api_ctx *c, struct stream *s)
-{
-    *(uint64_t *)c->op_state = s->uid;
-    return 0;
-}
-
 static int run(struct api_ctx *c)
 {
-    if (api_resolve_resource(c))
-        return -1;
-    uint64_t uid = 0;
-    c->op_state = &uid;
-    if (with_stream(c, STREAM_READ, stream_uid))
+    uint64_t uid;
+    if (resource_uid(c, &uid))
         return -1;
     const char *text = req_str(c, "Policy");
     char why[256];

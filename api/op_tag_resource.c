@@ -1,5 +1,6 @@
-/* op_tag_resource.c: TagResource on a stream's ARN: AddTagsToStream's rules and code (50 tags
- * per stream, AWS's characters), addressed by ResourceARN. */
+/* op_tag_resource.c: TagResource on a stream's ARN (AddTagsToStream's rules and code: 50 tags
+ * per stream, AWS's characters) or a consumer's ARN (the same bounds, kept in its row). */
+#include "consumers.h"
 #include "internal.h"
 
 static const struct vfield tag_value = {"member", VT_STRING, {{0}}, 0, 0, 0};
@@ -17,9 +18,11 @@ static const struct vfield schema[] = {
 
 static int run(struct api_ctx *c)
 {
-    if (api_resolve_resource(c))
+    struct consumer_info ci;
+    int kind = api_resolve_any_resource(c, &ci);
+    if (kind < 0)
         return -1;
-    return with_stream(c, STREAM_WRITE, stream_tags_add);
+    return kind ? consumer_tags_add(c, &ci) : with_stream(c, STREAM_WRITE, stream_tags_add);
 }
 
 const struct op_def op_tag_resource = {.schema = schema, .run = run};

@@ -1,5 +1,6 @@
-/* op_untag_resource.c: UntagResource on a stream's ARN: RemoveTagsFromStream's rules and code,
- * addressed by ResourceARN; unknown keys are ignored. */
+/* op_untag_resource.c: UntagResource on a stream's ARN (RemoveTagsFromStream's rules and code)
+ * or a consumer's ARN; unknown keys are ignored. */
+#include "consumers.h"
 #include "internal.h"
 
 static const struct vfield key_elem = {"member", VT_STRING, {{0}}, 0, 0, 0};
@@ -12,9 +13,11 @@ static const struct vfield schema[] = {
 
 static int run(struct api_ctx *c)
 {
-    if (api_resolve_resource(c))
+    struct consumer_info ci;
+    int kind = api_resolve_any_resource(c, &ci);
+    if (kind < 0)
         return -1;
-    return with_stream(c, STREAM_WRITE, stream_tags_remove);
+    return kind ? consumer_tags_remove(c, &ci) : with_stream(c, STREAM_WRITE, stream_tags_remove);
 }
 
 const struct op_def op_untag_resource = {.schema = schema, .run = run};

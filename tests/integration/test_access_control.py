@@ -189,3 +189,27 @@ def test_a_policy_file_that_is_not_an_identity_policy_stops_the_server(tmp_path)
     out = subprocess.run([str(kinesd_binary()), "--ephemeral", "--port", "0", "--auth", str(tmp_path / "credentials")],
                          capture_output=True, text=True, timeout=10)
     assert out.returncode != 0 and "cannot name a Principal" in out.stderr
+
+
+def test_a_resource_policy_on_a_consumer_grants_another_account_that_consumer(env):
+    srv, k = env
+    admin, other = k["admin"], k["other"]
+    carn = admin.register_stream_consumer(StreamARN=arn("open-1"), ConsumerName="shared")["Consumer"]["ConsumerARN"]
+    no_resource = "because no resource-based policy allows the kinesis:DescribeStreamConsumer action"
+    try:
+        with raises_aws("AccessDeniedException", denied("other", "DescribeStreamConsumer", carn, no_resource, OTHER)):
+            other.describe_stream_consumer(ConsumerARN=carn)
+        policy = {"Version": "2012-10-17", "Statement": [{
+            "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"},
+            "Action": "kinesis:DescribeStreamConsumer", "Resource": carn}]}
+        resp = signed_call(srv, "admin", "PutResourcePolicy", {"ResourceARN": carn, "Policy": json.dumps(policy)})
+        assert resp.status == 200, resp
+        assert other.describe_stream_consumer(ConsumerARN=carn)["ConsumerDescription"]["ConsumerARN"] == carn
+        # the consumer's policy grants nothing on its stream
+        with raises_aws("AccessDeniedException"):
+            other.describe_stream_summary(StreamARN=arn("open-1"))
+        assert signed_call(srv, "admin", "DeleteResourcePolicy", {"ResourceARN": carn}).status == 200
+        with raises_aws("AccessDeniedException", denied("other", "DescribeStreamConsumer", carn, no_resource, OTHER)):
+            other.describe_stream_consumer(ConsumerARN=carn)
+    finally:
+        admin.deregister_stream_consumer(ConsumerARN=carn)
