@@ -25,12 +25,14 @@ VERSION := 0.1.0
 STORAGE_SRC := $(wildcard storage/*.c storage/lmdb/*.c storage/pg/*.c)
 API_SRC     := $(wildcard api/*.c api/kms/*.c)
 SERVER_SRC  := $(wildcard server/*.c)
+ADMIN_SRC   := $(wildcard tools/admin/*.c)
 
 STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
 # the fault-injecting engine is linked into the storage tests only
 FAULT_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard storage/fault/*.c))
 API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o)
 SERVER_OBJ  := $(SERVER_SRC:%.c=$(BUILD)/%.o) $(BUILD)/server/console_files.o
+ADMIN_OBJ   := $(ADMIN_SRC:%.c=$(BUILD)/%.o)
 # The web console's static files, compiled into the binary (server/console.h).
 CONSOLE_FILES := $(sort $(wildcard server/console/*.html server/console/*.js server/console/*.css))
 
@@ -38,7 +40,7 @@ UNIT_SRC := $(wildcard tests/unit/*/*.c tests/unit/*/*/*.c)
 UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 
 .PHONY: all run test unit integration pg-suite asan bench bench-pg lint format clean deps deps-test fuzz fuzz-bins
-all: $(BUILD)/kinesd
+all: $(BUILD)/kinesd $(BUILD)/kinesd-admin
 
 $(BUILD)/storage/%.o: storage/%.c
 	@mkdir -p $(@D)
@@ -63,6 +65,14 @@ $(BUILD)/server/console_files.o: $(BUILD)/server/console_files.c
 	$(CC) $(CFLAGS) -Iserver -c $< -o $@
 
 $(BUILD)/kinesd: $(SERVER_OBJ) $(API_OBJ) $(STORAGE_OBJ)
+	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
+
+# the admin tool: storage, and from the API layer the key hierarchy and the codecs of sequence
+# numbers (tools/admin/main.c says why); nothing of the server
+$(BUILD)/tools/admin/%.o: tools/admin/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Itools/admin -Iapi -Istorage -c $< -o $@
+$(BUILD)/kinesd-admin: $(ADMIN_OBJ) $(API_OBJ) $(STORAGE_OBJ)
 	$(CC) $(LDFLAGS) $(filter %.o,$^) -o $@ $(LDLIBS)
 
 # tests/unit/storage/lmdb/* include the engine's internal headers as "lmdb/wal.h"; harness.h is

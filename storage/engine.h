@@ -65,7 +65,12 @@ struct store_engine {
 
 extern const struct store_engine store_engine_lmdb;
 extern const struct store_engine store_engine_pg;
+extern const struct store_engine store_engine_snapshot; /* read-only view (lmdb/backup.h) */
 struct store;
+
+/* The engine's handle of s if s runs on engine e, else NULL (for code beside an engine that
+ * offers more than the table: lmdb/backup.h). */
+void *store_engine_impl(struct store *s, const struct store_engine *e);
 
 /* An engine calls this with each metadata key another process changed (pg's notifications),
  * or NULL when any may have, so store_meta_watch's callbacks run; store.c calls it itself

@@ -47,7 +47,8 @@ void store_register_wrapper(const struct store_wrapper *w)
 
 static const struct store_engine *engine_named(const char *name, size_t len)
 {
-    static const struct store_engine *const engines[] = {&store_engine_lmdb, &store_engine_pg};
+    static const struct store_engine *const engines[] = {&store_engine_lmdb, &store_engine_pg,
+                                                         &store_engine_snapshot};
     for (size_t i = 0; i < sizeof engines / sizeof *engines; i++)
         if (strlen(engines[i]->name) == len && !memcmp(engines[i]->name, name, len))
             return engines[i];
@@ -121,6 +122,8 @@ void store_close(struct store *s)
 const char *store_engine_name(const struct store *s) { return s->e->name; }
 
 bool store_shared(const struct store *s) { return s->e->shared; }
+
+void *store_engine_impl(struct store *s, const struct store_engine *e) { return s->e == e ? s->impl : NULL; }
 
 int store_append_async(struct store *s, struct store_batch *batches, size_t nbatches, store_done_fn done,
                        void *arg)

