@@ -585,6 +585,22 @@ void api_finish(struct api_ctx *c, int rc)
     done(ctx, resp);
 }
 
+static void continue_posted(void *arg)
+{
+    struct api_ctx *c = arg;
+    api_finish(c, c->then(c));
+}
+
+void api_continue(struct api_ctx *c, int (*then)(struct api_ctx *c))
+{
+    if (!c->post) {
+        api_finish(c, then(c));
+        return;
+    }
+    c->then = then;
+    c->post(c->done_ctx, continue_posted, c);
+}
+
 struct waiter {
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -625,6 +641,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     c->resp = resp;
     c->done = done;
     c->done_ctx = done_ctx;
+    c->post = r->post;
     arena_init(&c->arena);
     if (a->cfg.latency_ms > 0) {
         struct timespec ts = {a->cfg.latency_ms / 1000, (a->cfg.latency_ms % 1000) * 1000000};
@@ -729,6 +746,18 @@ done:
     c->fmt = fmt;
     finish(c, API_ANSWERED);
     return 0;
+}
+
+bool api_may_block(const struct api *a, const char *target)
+{
+    int op;
+    bool service_ok, op_named;
+    if (a->cfg.latency_ms > 0)
+        return true;
+    if (!target_op(target, &op, &service_ok, &op_named))
+        return false; /* an error, answered before any lookup */
+    /* on a shared store a write may look its stream or its KMS key up in the database */
+    return !(ops[op].flags & OPF_RECORDS) || store_shared(a->store);
 }
 
 size_t api_max_body(const struct api *a) { return __atomic_load_n(&a->max_body, __ATOMIC_RELAXED); }

@@ -53,6 +53,11 @@ struct api_request {
     const char *path;
     const char *(*header)(void *ctx, const char *name);
     void *hctx;
+    /* Where the second half of an asynchronous call runs (a write's answer, once its commit is
+     * durable): NULL, on the store's committer thread; otherwise api_handle_async's caller gets
+     * post(done_ctx, run, arg) there and makes run(arg) run soon on a thread of its own (the
+     * connection's event loop), which writes the answer and calls done. */
+    void (*post)(void *done_ctx, void (*run)(void *arg), void *arg);
 };
 
 struct api_response {
@@ -111,12 +116,19 @@ void api_close(struct api *a);
 void api_handle(struct api *a, const struct api_request *req, struct api_response *resp);
 
 /* The same without waiting for a durable commit: returns 0 when resp is filled, or 1 when the
- * call waits for one (PutRecord, PutRecords); then done(ctx, resp) runs later, on the store's
- * committer thread, with resp filled. resp stays the caller's and must live until done; req
+ * call waits for one (PutRecord, PutRecords); then done(ctx, resp) runs later, with resp
+ * filled, on the store's committer thread (or where req->post ran its step). resp stays the caller's and must live until done; req
  * and its body are needed only until api_handle_async returns. */
 typedef void (*api_done_fn)(void *ctx, struct api_response *resp);
 int api_handle_async(struct api *a, const struct api_request *req, struct api_response *resp,
                      api_done_fn done, void *ctx);
+
+/* Whether a request with this X-Amz-Target (NULL allowed) may wait before api_handle_async
+ * returns: on a storage read, a metadata commit or PostgreSQL. Everything may, except writes
+ * (PutRecord, PutRecords) on a store of this process's own, whose commit completes
+ * asynchronously, and calls answered with an error before any lookup; with --latency-ms, every
+ * call. The server runs those that may off its event loops. Cheap: no lock, no allocation. */
+bool api_may_block(const struct api *a, const char *target);
 
 /* The largest request body accepted, in bytes (413 above it). */
 size_t api_max_body(const struct api *a);

@@ -167,6 +167,9 @@ struct api_ctx {
     void *done_ctx;
     int (*resume)(struct api_ctx *c); /* an operation's second half, after its commit */
     void *op_state;                   /* arena: what the second half needs */
+    /* api_request.post, and the step it runs on the caller's thread (api_continue) */
+    void (*post)(void *done_ctx, void (*run)(void *arg), void *arg);
+    int (*then)(struct api_ctx *c);
 };
 
 /* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
@@ -181,6 +184,9 @@ const char *record_error_message(struct api_ctx *c, enum kerr e, uint32_t shard)
 /* Complete a pending call with its operation's result (0, or -1 with the error recorded):
  * fill the answer, free the context, tell the caller. */
 void api_finish(struct api_ctx *c, int rc);
+/* Complete a pending call with then(c)'s result, run on the caller's thread when it asked for
+ * that (api_request.post), else here and now. For a store's callback: it returns at once. */
+void api_continue(struct api_ctx *c, int (*then)(struct api_ctx *c));
 /* Record an error for this request. Returns -1, for `return api_fail(...)`. */
 int api_fail(struct api_ctx *c, enum kerr e, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 /* The store failed: log it and answer InternalFailure. */
@@ -228,6 +234,7 @@ struct put_state {
     struct store_rec *recs; /* arena: the records as appended, and each item's index in them */
     size_t *slot;
     bool kms; /* the stream is KMS-encrypted (its answers say EncryptionType KMS) */
+    int rc;   /* the commit's result */
 };
 /* Route items (arena) to the open shards of c->stream_name and append them durably, except
  * those that the shard's write limit or an injected fault turned away (their err says which;

@@ -3,8 +3,9 @@
  * Hash keys are computed before any lock; the registry's read lock is held only to map hash
  * keys to open shards and copy the stream uid; then the records of every shard go to the store
  * in one append (one group-commit job). The call does not wait: the operation's second half
- * (c->resume, which writes the answer) runs when the commit is durable, on the store's
- * committer thread, and api_finish hands the answer back. */
+ * (c->resume, which writes the answer) runs when the commit is durable, on the caller's
+ * thread (the connection's event loop) or else on the store's committer thread, and api_finish
+ * hands the answer back. */
 #include <string.h>
 
 #include "internal.h"
@@ -95,20 +96,26 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
     return rc;
 }
 
-/* The store's callback (committer thread): the records are durable, or failed. */
-static void committed(void *arg, int rc)
+/* The answer once the records are durable, or failed (on the caller's thread, see committed). */
+static int answer_committed(struct api_ctx *c)
 {
-    struct api_ctx *c = arg;
     struct put_state *ps = c->op_state;
-    __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
-    if (rc) {
-        api_finish(c, api_store_fail(c, rc));
-        return;
-    }
+    if (ps->rc)
+        return api_store_fail(c, ps->rc);
     for (size_t i = 0; i < ps->n; i++)
         if (!ps->items[i].err)
             ps->items[i].pos = ps->recs[ps->slot[i]].pos;
-    api_finish(c, c->resume(c));
+    return c->resume(c);
+}
+
+/* The store's callback (committer thread): the answer is written elsewhere (api_continue), so
+ * that the committer goes on to the next group commit at once. */
+static void committed(void *arg, int rc)
+{
+    struct api_ctx *c = arg;
+    __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
+    ((struct put_state *)c->op_state)->rc = rc;
+    api_continue(c, answer_committed);
 }
 
 static int admit_and_append(struct api_ctx *c, struct put_state *ps)

@@ -3,8 +3,10 @@
  * A connection belongs to one loop thread for its whole life; everything in struct conn is
  * touched only on that thread, except through the two hand-overs below, which go through the
  * loop's locked queue and its eventfd:
- *   - a job: a request waiting for its commit; pipeline_start's done callback (the store's
- *     committer thread) queues it back to the connection's loop;
+ *   - a job: a request waiting for its commit or running on a worker; pipeline_start's done
+ *     callback (a worker, the store's committer, or the loop itself) queues it back to the
+ *     connection's loop; before that, a write's answer may be posted to the loop to be written
+ *     there (conn_job_post), so it goes through the queue twice;
  *   - a sink: a streaming answer's producer calls wake from any thread; the loop runs the
  *     protocol's wake on the connection's thread.
  * A closed connection's struct lives on until its outstanding jobs and queued sinks came back
@@ -30,6 +32,8 @@ struct job {
     void *owner;       /* the protocol's request (an HTTP/2 stream), NULL once it went away */
     struct hresp resp; /* filled by pipeline_start, now or on completion */
     size_t budget;     /* bytes of the memory budget this request holds */
+    void (*run)(void *arg); /* posted: run(run_arg) on the loop, then the job goes on waiting */
+    void *run_arg;
     struct job *next;
 };
 
@@ -124,6 +128,8 @@ void conn_budget_force(struct conn *c, size_t n);
 /* A job for pipeline_start(..., conn_job_done, job); counted in c->refs. */
 struct job *conn_job_new(struct conn *c, void *owner);
 void conn_job_done(void *ctx, struct hresp *out);
+/* pipeline.post for jobs: run(arg) on the job's loop (from any thread). */
+void conn_job_post(void *ctx, void (*run)(void *arg), void *arg);
 /* Free a job that came back (its resp is freed too). */
 void conn_job_free(struct job *j);
 

@@ -28,6 +28,8 @@ struct http_config {
     int send_ms;       /* an answer the client does not read */
     int drain_ms;      /* shutdown: in-flight requests get this long to finish */
     int h2_streams;    /* concurrent HTTP/2 streams per connection */
+    int workers;       /* threads for API calls that may block (server/workers.h) */
+    long worker_queue; /* such calls waiting for a worker; past it: 503 */
 };
 
 /* Listen on cfg->host:port and serve requests through a. *out owned by the caller until

@@ -77,6 +77,15 @@ static const char *header(void *ctx, const char *name)
     return NULL;
 }
 
+static const char *header_at(void *ctx, int i, const char **value)
+{
+    struct h1 *h = ctx;
+    if (i >= h->nh)
+        return NULL;
+    *value = h->hv[i];
+    return h->hn[i];
+}
+
 static void reset(struct conn *c, struct h1 *h)
 {
     free(h->head);
@@ -194,6 +203,7 @@ static void dispatch(struct conn *c, struct h1 *h)
         .path = h->path,
         .query = h->query,
         .header = header,
+        .header_at = header_at,
         .hctx = h,
         .body = h->body,
         .body_len = h->blen,
@@ -210,10 +220,11 @@ static void dispatch(struct conn *c, struct h1 *h)
     free(h->body); /* needed only until pipeline_start returned */
     h->body = NULL;
     h->blen = h->bcap = 0;
-    if (h->budget) { /* the body is gone */
+    if (pending) /* a copy of it, or what it decoded to, lives until the job comes back */
+        j->budget = h->budget;
+    else if (h->budget)
         conn_budget_give(c, h->budget);
-        h->budget = 0;
-    }
+    h->budget = 0;
     if (pending) {
         h->job = j;
         return;

@@ -120,6 +120,15 @@ static const char *header(void *ctx, const char *name)
     return NULL;
 }
 
+static const char *header_at(void *ctx, int i, const char **value)
+{
+    struct h2s *st = ctx;
+    if (i >= st->nh)
+        return NULL;
+    *value = st->hvalue[i];
+    return st->hname[i];
+}
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *f, void *u)
 {
     struct conn *c = u;
@@ -307,6 +316,7 @@ static void dispatch(struct conn *c, struct h2s *st)
         .path = st->path ? st->path : "/",
         .query = st->query,
         .header = header,
+        .header_at = header_at,
         .hctx = st,
         .body = st->body,
         .body_len = st->len,
@@ -324,10 +334,11 @@ static void dispatch(struct conn *c, struct h2s *st)
     free(st->body);
     st->body = NULL;
     st->len = st->cap = 0;
-    if (st->budget) { /* the body is gone */
+    if (pending) /* a copy of it, or what it decoded to, lives until the job comes back */
+        j->budget = st->budget;
+    else if (st->budget)
         conn_budget_give(c, st->budget);
-        st->budget = 0;
-    }
+    st->budget = 0;
     if (pending) {
         st->job = j;
         return;

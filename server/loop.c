@@ -12,9 +12,11 @@
  * serves HTTP/1.1, h2c, HTTPS and h2 over TLS; ALPN (h2, http/1.1) only says what the client
  * will send, and the preface decides.
  *
- * Requests that wait for a commit complete on the store's committer thread: conn_job_done puts
- * the job on the loop's locked queue and writes the loop's eventfd; streaming producers wake
- * their sink the same way. Everything else of a connection is touched only by its loop.
+ * Requests that wait for a commit, or run on the worker pool (calls that may block, see
+ * pipeline.c), complete on another thread: conn_job_done puts the job on the loop's locked
+ * queue and writes the loop's eventfd; a write's committed answer is posted to the loop the
+ * same way (conn_job_post) and written there; streaming producers wake their sink the same way.
+ * Everything else of a connection is touched only by its loop.
  *
  * Bounds: at most max_conns connections (a connection past it is accepted and closed at once);
  * one budget, process-wide, for buffered request bodies and queued answers (the protocols ask
@@ -44,6 +46,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "workers.h"
 
 #define MAX_LOOPS 64
 #define SWEEP_MS 100
@@ -62,6 +65,7 @@ struct loop {
     struct conn *graveyard; /* freed after the current batch of events */
     int nconns;
     bool drain_seen;
+    bool in_queue; /* run_queue is running: a job queued by this thread needs no wake-up */
     bool accept_paused; /* out of descriptors: the listening socket is out of the set until the next sweep */
     int64_t drain_deadline;
     time_t date_sec;
@@ -79,7 +83,10 @@ struct http {
     atomic_bool draining;
     atomic_int loops_done;
     atomic_int lfd_released;
+    struct workers *workers;
 };
+
+static _Thread_local struct loop *this_loop; /* the loop this thread runs, if any */
 
 static int64_t mono_ms(void)
 {
@@ -349,19 +356,33 @@ struct job *conn_job_new(struct conn *c, void *owner)
     return j;
 }
 
-void conn_job_done(void *ctx, struct hresp *out)
+static void queue_job(struct job *j)
 {
-    (void)out;
-    struct job *j = ctx;
     struct loop *l = j->c->l;
     pthread_mutex_lock(&l->mu);
     j->next = l->jobs;
     l->jobs = j;
     pthread_mutex_unlock(&l->mu);
+    if (this_loop == l && l->in_queue) /* a posted step finished: run_queue takes it next */
+        return;
     uint64_t one = 1;
     if (write(l->efd, &one, sizeof one) < 0) {
         /* the counter is full: the loop is awake anyway */
     }
+}
+
+void conn_job_done(void *ctx, struct hresp *out)
+{
+    (void)out;
+    queue_job(ctx);
+}
+
+void conn_job_post(void *ctx, void (*run)(void *arg), void *arg)
+{
+    struct job *j = ctx;
+    j->run = run;
+    j->run_arg = arg;
+    queue_job(j);
 }
 
 void conn_job_free(struct job *j)
@@ -427,6 +448,28 @@ static void run_queue(struct loop *l)
     struct sink *sinks = l->sinks;
     l->jobs = NULL;
     l->sinks = NULL;
+    pthread_mutex_unlock(&l->mu);
+    /* a posted step runs first (even for a closed connection: it frees what it holds); it ends
+     * in conn_job_done, which puts the job back on the queue, taken below */
+    l->in_queue = true;
+    for (struct job *j = jobs, **at = &jobs; j; j = *at) {
+        if (!j->run) {
+            at = &j->next;
+            continue;
+        }
+        *at = j->next;
+        void (*run)(void *) = j->run;
+        j->run = NULL;
+        run(j->run_arg);
+    }
+    l->in_queue = false;
+    pthread_mutex_lock(&l->mu);
+    for (struct job *j = l->jobs, *next; j; j = next) {
+        next = j->next;
+        j->next = jobs;
+        jobs = j;
+    }
+    l->jobs = NULL;
     pthread_mutex_unlock(&l->mu);
     while (jobs) {
         struct job *j = jobs;
@@ -757,6 +800,7 @@ static void *loop_main(void *arg)
 {
     struct loop *l = arg;
     struct http *h = l->h;
+    this_loop = l;
     struct epoll_event evs[128];
     int64_t last_sweep = mono_ms();
     for (;;) {
@@ -855,8 +899,12 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
         h->cfg.loops = MAX_LOOPS;
     h->p.api = a;
     h->p.test_clock = cfg->test_clock;
-    h->lfd = listen_on(cfg->host, cfg->port);
+    h->p.post = conn_job_post;
+    h->workers = workers_new(cfg->workers, cfg->worker_queue > 0 ? (size_t)cfg->worker_queue : 1);
+    h->p.workers = h->workers;
+    h->lfd = h->workers ? listen_on(cfg->host, cfg->port) : -1;
     if (h->lfd < 0) {
+        workers_free(h->workers);
         free(h);
         return -1;
     }
@@ -881,6 +929,7 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
             }
             if (i == 0) /* otherwise the last loop closed it */
                 close(h->lfd);
+            workers_free(h->workers);
             free(h);
             return -1;
         }
@@ -910,6 +959,7 @@ void http_stop(struct http *h)
     http_drain(h);
     for (int i = 0; i < h->nloops; i++)
         pthread_join(h->loops[i].th, NULL);
+    workers_free(h->workers); /* idle: every job came back before its loop ended */
     for (int i = 0; i < h->nloops; i++) {
         close(h->loops[i].ep);
         close(h->loops[i].efd);

@@ -66,6 +66,9 @@ static void usage(FILE *f)
             "  --send-timeout-ms N    answer the client does not read (default 30000)\n"
             "  --drain-timeout-ms N   shutdown: time for in-flight requests (default 8000)\n"
             "  --h2-max-streams N     concurrent HTTP/2 streams per connection (default 128)\n"
+            "  --workers N            threads for calls that may wait on storage: reads, the control\n"
+            "                         plane, PostgreSQL (default: cores, at least 4)\n"
+            "  --worker-queue N       such calls waiting for a worker (default 1024); past it: 503\n"
             "  --auth FILE            verify SigV4 signatures against an AWS credentials file\n"
             "                         (reloaded on SIGHUP); without it any credentials are accepted\n"
             "  --no-console           do not serve the web console at GET /console\n"
@@ -134,6 +137,8 @@ enum {
     O_T_SEND,
     O_T_DRAIN,
     O_H2STREAMS,
+    O_WORKERS,
+    O_WORKER_QUEUE,
     O_REGCONSUMER,
     O_SUBSCRIPTION,
     O_KMSSEED,
@@ -190,6 +195,8 @@ int main(int argc, char **argv)
         {"send-timeout-ms", required_argument, 0, O_T_SEND},
         {"drain-timeout-ms", required_argument, 0, O_T_DRAIN},
         {"h2-max-streams", required_argument, 0, O_H2STREAMS},
+        {"workers", required_argument, 0, O_WORKERS},
+        {"worker-queue", required_argument, 0, O_WORKER_QUEUE},
         {"register-consumer-ms", required_argument, 0, O_REGCONSUMER},
         {"subscription-s", required_argument, 0, O_SUBSCRIPTION},
         {"kms-seed", required_argument, 0, O_KMSSEED},
@@ -209,7 +216,8 @@ int main(int argc, char **argv)
     int tls_self = 0;
     long ncpu = sysconf(_SC_NPROCESSORS_ONLN);
     long loops = ncpu > 4 ? ncpu : 4, max_conns = 10000, budget_mb = 1024, t_first = 10000, t_header = 10000,
-         t_idle = 120000, t_body = 30000, t_send = 30000, t_drain = 8000, h2_streams = 128;
+         t_idle = 120000, t_body = 30000, t_send = 30000, t_drain = 8000, h2_streams = 128,
+         workers = ncpu > 4 ? ncpu : 4, worker_queue = 1024;
     int c;
     opterr = 0;
     while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
@@ -283,6 +291,8 @@ int main(int argc, char **argv)
             NUMFLAG(O_T_SEND, "--send-timeout-ms", 1, 86400000, t_send)
             NUMFLAG(O_T_DRAIN, "--drain-timeout-ms", 0, 86400000, t_drain)
             NUMFLAG(O_H2STREAMS, "--h2-max-streams", 1, 10000, h2_streams)
+            NUMFLAG(O_WORKERS, "--workers", 1, 256, workers)
+            NUMFLAG(O_WORKER_QUEUE, "--worker-queue", 1, 1000000, worker_queue)
 #undef NUMFLAG
         case O_NOLIMITS: no_limits = 1; break;
         case O_RATES: rates = optarg; break;
@@ -427,6 +437,8 @@ int main(int argc, char **argv)
         .send_ms = (int)t_send,
         .drain_ms = (int)t_drain,
         .h2_streams = (int)h2_streams,
+        .workers = (int)workers,
+        .worker_queue = worker_queue,
     };
     struct http *h;
     if (http_start(api, &hc, &h)) {

@@ -10,13 +10,23 @@
  *   5. method              anything but POST -> 403 AccessDeniedException (XML, as AWS)
  *   6. api_handle          content type, decode, X-Amz-Target, authentication, validation,
  *                          operation, encoding (see api/api.c)
- * Every answer carries x-amzn-RequestId and x-amz-id-2. */
+ * Every answer carries x-amzn-RequestId and x-amz-id-2.
+ *
+ * Threads: steps 0-5 run on the connection's loop. A call that may block (api_may_block: a
+ * storage read, a metadata commit, PostgreSQL) goes to the worker pool with a copy of its
+ * request, so the loop serves its other connections meanwhile; past the pool's queue it answers
+ * 503 ServiceUnavailable at once, as for the memory budget (refusing to read instead would
+ * stall every other stream of an HTTP/2 connection behind it). Writes run on the loop up to
+ * their append; the answer, once the commit is durable, is written on the loop again (p->post),
+ * not on the store's committer, which goes on to its next group commit. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "console.h"
 #include "pipeline.h"
+#include "workers.h"
 
 static void add(struct hresp *o, const char *name, const char *value)
 {
@@ -62,13 +72,19 @@ static void add_common(struct hresp *o, const char *rid, bool origin)
     }
 }
 
-/* An API call that waits for its commit: what its completion needs. */
+/* An API call that completes later: what its completion needs. One that runs on a worker
+ * carries a copy of its request in the same allocation (the transport frees its own once
+ * pipeline_start returns). */
 struct pending {
     struct api_response ar;
     struct hresp *o;
     bool origin;
     pipeline_done_fn done;
     void *ctx;
+    const struct pipeline *p;
+    struct api_request req; /* a worker's: points into the copy */
+    int nh;
+    const char **hn, **hv;
 };
 
 static void from_api(struct hresp *o, struct api_response *ar, bool origin)
@@ -99,6 +115,88 @@ static void api_done(void *arg, struct api_response *ar)
     from_api(pd->o, ar, pd->origin);
     pd->done(pd->ctx, pd->o);
     free(pd);
+}
+
+static void post_to_caller(void *arg, void (*run)(void *), void *rarg)
+{
+    struct pending *pd = arg;
+    pd->p->post(pd->ctx, run, rarg);
+}
+
+static void api_request_of(struct api_request *req, const char *method, const char *path, const char *query,
+                           const char *body, size_t body_len, const char *(*header)(void *, const char *),
+                           void *hctx)
+{
+    *req = (struct api_request){
+        .content_type = header(hctx, "Content-Type"),
+        .target = header(hctx, "X-Amz-Target"),
+        .authorization = header(hctx, "Authorization"),
+        .amz_date = header(hctx, "X-Amz-Date"),
+        .date = header(hctx, "Date"),
+        .query = query,
+        .body = body ? body : "",
+        .body_len = body_len,
+        .method = method,
+        .path = path,
+        .header = header,
+        .hctx = hctx,
+    };
+}
+
+/* ---- calls that may block: on a worker ---- */
+
+static const char *copy_header(void *ctx, const char *name)
+{
+    struct pending *pd = ctx;
+    for (int i = 0; i < pd->nh; i++)
+        if (!strcasecmp(pd->hn[i], name))
+            return pd->hv[i];
+    return NULL;
+}
+
+static char *put_str(char **at, const char *s, size_t n)
+{
+    char *p = *at;
+    memcpy(p, s, n);
+    p[n] = 0;
+    *at += n + 1;
+    return p;
+}
+
+/* A pending call with a copy of r (method, path, query, every header, the body), in one
+ * allocation; NULL when out of memory. */
+static struct pending *pending_copy(const struct hreq *r)
+{
+    int nh = 0;
+    size_t strings = strlen(r->method) + strlen(r->path) + (r->query ? strlen(r->query) : 0) + r->body_len + 4;
+    const char *v, *n;
+    for (; r->header_at && (n = r->header_at(r->hctx, nh, &v)); nh++)
+        strings += strlen(n) + strlen(v) + 2;
+    struct pending *pd = malloc(sizeof *pd + 2 * (size_t)nh * sizeof(char *) + strings);
+    if (!pd)
+        return NULL;
+    *pd = (struct pending){.nh = nh};
+    pd->hn = (const char **)(pd + 1);
+    pd->hv = pd->hn + nh;
+    char *at = (char *)(pd->hv + nh);
+    for (int i = 0; i < nh; i++) {
+        n = r->header_at(r->hctx, i, &v);
+        pd->hn[i] = put_str(&at, n, strlen(n));
+        pd->hv[i] = put_str(&at, v, strlen(v));
+    }
+    const char *method = put_str(&at, r->method, strlen(r->method));
+    const char *path = put_str(&at, r->path, strlen(r->path));
+    const char *query = r->query ? put_str(&at, r->query, strlen(r->query)) : NULL;
+    const char *body = put_str(&at, r->body ? r->body : "", r->body_len);
+    api_request_of(&pd->req, method, path, query, body, r->body_len, copy_header, pd);
+    return pd;
+}
+
+static void run_on_worker(void *arg)
+{
+    struct pending *pd = arg;
+    if (!api_handle_async(pd->p->api, &pd->req, &pd->ar, api_done, pd))
+        api_done(pd, &pd->ar);
 }
 
 int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp *o, pipeline_done_fn done,
@@ -168,30 +266,39 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
                     "authorized</Message>\n</AccessDeniedException>\n");
         goto common;
     }
-    struct api_request req = {
-        .content_type = r->header(r->hctx, "Content-Type"),
-        .target = r->header(r->hctx, "X-Amz-Target"),
-        .authorization = r->header(r->hctx, "Authorization"),
-        .amz_date = r->header(r->hctx, "X-Amz-Date"),
-        .date = r->header(r->hctx, "Date"),
-        .query = r->query,
-        .body = r->body ? r->body : "",
-        .body_len = r->body_len,
-        .method = r->method,
-        .path = r->path,
-        .header = r->header,
-        .hctx = r->hctx,
-    };
+    struct api_request req;
+    api_request_of(&req, r->method, r->path, r->query, r->body, r->body_len, r->header, r->hctx);
     if (!done) { /* pipeline_run: the API call may wait for its commit */
         struct api_response ar = {0};
         api_handle(p->api, &req, &ar);
         from_api(o, &ar, origin != NULL);
         return 0;
     }
+    void (*post)(void *, void (*)(void *), void *) = p->post ? post_to_caller : NULL;
+    if (p->workers && api_may_block(p->api, req.target)) {
+        struct pending *pd = pending_copy(r);
+        if (pd) {
+            pd->o = o;
+            pd->origin = origin != NULL;
+            pd->done = done;
+            pd->ctx = ctx;
+            pd->p = p;
+            pd->req.post = post;
+            if (workers_submit(p->workers, run_on_worker, pd) == 0)
+                return 1;
+            free(pd);
+        }
+        struct api_response ar;
+        api_unavailable(p->api, req.content_type, "Too many requests are waiting to be served; retry the request.",
+                        &ar);
+        from_api(o, &ar, origin != NULL);
+        return 0;
+    }
+    req.post = post;
     struct pending *pd = malloc(sizeof *pd);
     if (!pd)
         abort();
-    *pd = (struct pending){.o = o, .origin = origin != NULL, .done = done, .ctx = ctx};
+    *pd = (struct pending){.o = o, .origin = origin != NULL, .done = done, .ctx = ctx, .p = p};
     if (api_handle_async(p->api, &req, &pd->ar, api_done, pd))
         return 1;
     from_api(o, &pd->ar, origin != NULL);

@@ -16,6 +16,8 @@ struct hreq {
     const char *query; /* raw query string, or NULL */
     /* header value by case-insensitive name, or NULL; valid for the call */
     const char *(*header)(void *ctx, const char *name);
+    /* the i-th header: its name, with *value; NULL past the last (for a copy of the request) */
+    const char *(*header_at)(void *ctx, int i, const char **value);
     void *hctx;
     const char *body;
     size_t body_len;
@@ -42,18 +44,28 @@ struct hresp {
     } h[HRESP_MAX_HEADERS];
 };
 
+struct workers;
+
 struct pipeline {
     struct api *api;
     bool test_clock;
+    /* API calls that may block (api_may_block) run on these; NULL: on the caller's thread */
+    struct workers *workers;
+    /* post(ctx, run, arg), from any thread: make run(arg) run soon on the thread of the
+     * request whose done callback takes ctx (a write's answer is written there, not on the
+     * store's committer); NULL: wherever the call completes */
+    void (*post)(void *ctx, void (*run)(void *arg), void *arg);
 };
 
 /* Run one request through every step; fills out (body owned by out). */
 void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *out);
 
-/* The same without waiting for a durable commit: returns 0 with out filled, or 1 when the
- * request waits for one; then done(ctx, out) runs later on the store's committer thread. r is
- * needed only until the call returns; out must live until done. With done NULL it waits
- * (that is pipeline_run) and always returns 0. */
+/* The same without waiting: returns 0 with out filled, or 1 when the request waits for a
+ * durable commit or went to a worker (p->workers, for a call that may block; a copy of r goes
+ * with it, and a full queue answers 503 at once); then done(ctx, out) runs later, on a worker,
+ * the store's committer or the thread p->post chose. r is needed only until the call returns;
+ * out must live until done. With done NULL it waits (that is pipeline_run), runs everything on
+ * the caller's thread and always returns 0. */
 typedef void (*pipeline_done_fn)(void *ctx, struct hresp *out);
 int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp *out, pipeline_done_fn done,
                    void *ctx);
