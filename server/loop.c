@@ -438,50 +438,62 @@ void conn_sink_release(struct sink *s)
         sink_free(s);
 }
 
+static struct job *take_jobs(struct loop *l)
+{
+    pthread_mutex_lock(&l->mu);
+    struct job *jobs = l->jobs;
+    l->jobs = NULL;
+    pthread_mutex_unlock(&l->mu);
+    return jobs;
+}
+
 static void run_queue(struct loop *l)
 {
     uint64_t v;
     if (read(l->efd, &v, sizeof v) < 0) {
     }
     pthread_mutex_lock(&l->mu);
-    struct job *jobs = l->jobs;
     struct sink *sinks = l->sinks;
-    l->jobs = NULL;
     l->sinks = NULL;
     pthread_mutex_unlock(&l->mu);
-    /* a posted step runs first (even for a closed connection: it frees what it holds); it ends
-     * in conn_job_done, which puts the job back on the queue, taken below */
+    /* A posted step runs here (even for a closed connection: it frees what it holds) and ends
+     * in conn_job_done, which puts its job back on the queue without a wake-up: the next round
+     * takes it. After a few rounds the rest waits for the next turn of the loop. */
     l->in_queue = true;
-    for (struct job *j = jobs, **at = &jobs; j; j = *at) {
-        if (!j->run) {
-            at = &j->next;
-            continue;
+    struct job *jobs = take_jobs(l);
+    for (int round = 0; jobs && round < 8; round++) {
+        while (jobs) {
+            struct job *j = jobs;
+            jobs = j->next;
+            if (j->run) {
+                void (*run)(void *) = j->run;
+                j->run = NULL;
+                run(j->run_arg);
+                continue;
+            }
+            struct conn *c = j->c; /* the job's reference is held until here */
+            if (c->dead || !j->owner) {
+                conn_job_free(j);
+            } else {
+                c->proto->job_done(c, j);
+                kick(c);
+            }
+            release(c);
         }
-        *at = j->next;
-        void (*run)(void *) = j->run;
-        j->run = NULL;
-        run(j->run_arg);
+        jobs = take_jobs(l);
     }
     l->in_queue = false;
-    pthread_mutex_lock(&l->mu);
-    for (struct job *j = l->jobs, *next; j; j = next) {
-        next = j->next;
-        j->next = jobs;
-        jobs = j;
-    }
-    l->jobs = NULL;
-    pthread_mutex_unlock(&l->mu);
-    while (jobs) {
-        struct job *j = jobs;
-        jobs = j->next;
-        struct conn *c = j->c; /* the job's reference is held until here */
-        if (c->dead || !j->owner) {
-            conn_job_free(j);
-        } else {
-            c->proto->job_done(c, j);
-            kick(c);
+    if (jobs) { /* back on the queue, and a wake-up for it */
+        struct job *last = jobs;
+        while (last->next)
+            last = last->next;
+        pthread_mutex_lock(&l->mu);
+        last->next = l->jobs;
+        l->jobs = jobs;
+        pthread_mutex_unlock(&l->mu);
+        uint64_t one = 1;
+        if (write(l->efd, &one, sizeof one) < 0) {
         }
-        release(c);
     }
     while (sinks) {
         struct sink *s = sinks;
