@@ -634,11 +634,37 @@ static int root_in_dir(const char *dir, unsigned char out[32])
     return 0;
 }
 
+static const char node_ad[] = "kinesd node key v1";
+
+/* Write dir/node.key: node wrapped by root, into a file beside it renamed over it, durably. */
+static int write_node_key(const char *dir, const unsigned char *node, const unsigned char *root)
+{
+    char path[4200], tmp[4210];
+    unsigned char file[NODE_FILE_LEN];
+    snprintf(path, sizeof path, "%s/node.key", dir);
+    memcpy(file, NODE_MAGIC, 4);
+    wrap(file + 4, node, root, node_ad, sizeof node_ad - 1);
+    snprintf(tmp, sizeof tmp, "%s.tmp", path);
+    int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+    bool ok = fd >= 0 && write(fd, file, NODE_FILE_LEN) == NODE_FILE_LEN && fsync(fd) == 0;
+    if (fd >= 0)
+        close(fd);
+    ok = ok && rename(tmp, path) == 0;
+    int dfd = ok ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
+    ok = ok && dfd >= 0 && fsync(dfd) == 0;
+    if (dfd >= 0)
+        close(dfd);
+    if (!ok) {
+        fprintf(stderr, "kinesd: cannot write %s: %s\n", path, strerror(errno));
+        return -1;
+    }
+    return 0;
+}
+
 /* Open dir/node.key with the root key, or create it when the directory has none. */
 static int node_key(struct datakeys *dk, const char *dir)
 {
-    static const char ad[] = "kinesd node key v1";
-    char path[4200], tmp[4210];
+    char path[4200];
     snprintf(path, sizeof path, "%s/node.key", dir);
     unsigned char file[NODE_FILE_LEN + 1];
     int fd = open(path, O_RDONLY | O_CLOEXEC);
@@ -649,7 +675,7 @@ static int node_key(struct datakeys *dk, const char *dir)
             fprintf(stderr, "kinesd: %s is not a node key file\n", path);
             return -2;
         }
-        if (unwrap(dk->node, file + 4, dk->root, ad, sizeof ad - 1)) {
+        if (unwrap(dk->node, file + 4, dk->root, node_ad, sizeof node_ad - 1)) {
             fprintf(stderr, "kinesd: the root key does not open %s: wrong root key (nothing was changed)\n",
                     path);
             return -2;
@@ -661,23 +687,7 @@ static int node_key(struct datakeys *dk, const char *dir)
         return -1;
     }
     randombytes_buf(dk->node, 32);
-    memcpy(file, NODE_MAGIC, 4);
-    wrap(file + 4, dk->node, dk->root, ad, sizeof ad - 1);
-    snprintf(tmp, sizeof tmp, "%s.tmp", path);
-    fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    bool ok = fd >= 0 && write(fd, file, NODE_FILE_LEN) == NODE_FILE_LEN && fsync(fd) == 0;
-    if (fd >= 0)
-        close(fd);
-    ok = ok && rename(tmp, path) == 0;
-    int dfd = ok ? open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
-    ok = ok && dfd >= 0 && fsync(dfd) == 0;
-    if (dfd >= 0)
-        close(dfd);
-    if (!ok) {
-        fprintf(stderr, "kinesd: cannot create %s: %s\n", path, strerror(errno));
-        return -1;
-    }
-    return 0;
+    return write_node_key(dir, dk->node, dk->root);
 }
 
 /* A 32-byte key in row `name` of the store: its wrapped form under kek (or, kek NULL, as it is),
@@ -800,6 +810,21 @@ int datakeys_open(const char *dir, const struct datakeys_root *root, struct data
 const struct store_keyring *datakeys_keyring(struct datakeys *dk) { return &dk->kr; }
 
 const unsigned char *datakeys_root_key(const struct datakeys *dk) { return dk->root; }
+
+int datakeys_rotate_root(struct datakeys *dk, const char *dir, const unsigned char *new_root,
+                         size_t *materials)
+{
+    if (!dk->store || !dir)
+        return -1;
+    /* the KMS key material first: a run stopped before node.key is rewritten still opens with
+       the old key, and running it again keeps what is under the new one already */
+    int rc = kms_rewrap_all(dk->store, dk->root, new_root, materials);
+    if (rc == 0)
+        rc = write_node_key(dir, dk->node, new_root);
+    if (rc == 0)
+        memcpy(dk->root, new_root, 32);
+    return rc;
+}
 
 struct load {
     struct datakeys *dk;

@@ -55,7 +55,8 @@ int datakeys_attach(struct datakeys *dk, struct store *store);
  * the stream's current keys seal nothing more, so records are sealed under the new arrangement
  * from the next one on. A later call replaces an earlier one. kid, prev borrowed. Returns 0 or
  * -1 (out of memory). */
-int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid, int64_t switch_ms);
+int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid,
+                        int64_t switch_ms);
 
 /* The KMS key id of class cls into kid. Returns 0, or -1 if cls is not a KMS class. */
 int datakeys_class_kid(struct datakeys *dk, uint32_t cls, char kid[37]);
@@ -70,6 +71,16 @@ bool datakeys_log_closed(struct datakeys *dk, uint64_t log);
 
 /* The root key (32 bytes, owned by dk): the built-in KMS wraps its key material with it. */
 const unsigned char *datakeys_root_key(const struct datakeys *dk);
+
+/* Root-key rotation, offline (the store open by this process alone): re-wrap what the root key
+ * wraps under new_root (32 bytes, borrowed): the built-in KMS's key material, every key in one
+ * commit, then dir/node.key (written beside it, renamed over it). Data keys and records are
+ * not rewritten. From then on only new_root opens the directory. dk was opened on dir with the
+ * old root key and attached. An interrupted run is finished by running it again with the same
+ * keys. *materials gets the material versions re-wrapped. Returns 0, -2 (after printing why),
+ * -1. */
+int datakeys_rotate_root(struct datakeys *dk, const char *dir, const unsigned char *new_root,
+                         size_t *materials);
 
 /* Wipe and free everything. NULL allowed. */
 void datakeys_close(struct datakeys *dk);

@@ -386,6 +386,106 @@ int kms_material_raw(struct store *s, const unsigned char *root, const char *id,
     return rc;
 }
 
+/* Root-key rotation: the rows of every key, collected by a scan (which must not call the store). */
+struct rewrap {
+    struct store_row *rows;
+    char **keys, **vals;
+    size_t n, cap;
+    int rc;
+};
+
+static int collect_key_row(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                           uint64_t version)
+{
+    struct rewrap *w = ctx;
+    if (w->n == w->cap) {
+        size_t cap = w->cap ? 2 * w->cap : 16;
+        struct store_row *r = realloc(w->rows, cap * sizeof *r);
+        char **k = realloc(w->keys, cap * sizeof *k), **v = realloc(w->vals, cap * sizeof *v);
+        if (r)
+            w->rows = r;
+        if (k)
+            w->keys = k;
+        if (v)
+            w->vals = v;
+        if (!r || !k || !v)
+            return w->rc = -1;
+        w->cap = cap;
+    }
+    w->keys[w->n] = strndup(key, klen);
+    w->vals[w->n] = strndup(val, vlen);
+    if (!w->keys[w->n] || !w->vals[w->n]) {
+        free(w->keys[w->n]);
+        free(w->vals[w->n]);
+        return w->rc = -1;
+    }
+    w->rows[w->n] = (struct store_row){.key = w->keys[w->n], .version = version};
+    w->n++;
+    return 0;
+}
+
+/* Re-wrap each material version of doc (key id) under new_root; *n counts them. */
+static int rewrap_doc(json_t *doc, const char *id, const unsigned char *old_root,
+                      const unsigned char *new_root, size_t *n)
+{
+    json_t *versions = json_object_get(doc, "material");
+    unsigned char *m = sodium_malloc(32);
+    int rc = m ? 0 : -1;
+    for (size_t i = 0; rc == 0 && i < json_array_size(versions); i++) {
+        json_int_t used;
+        if (unwrap_material(versions, id, (json_int_t)i + 1, new_root, m, &used) == 0)
+            continue; /* already under the new key: an interrupted rotation run again */
+        if (unwrap_material(versions, id, (json_int_t)i + 1, old_root, m, &used)) {
+            fprintf(stderr, "kinesd: material version %zu of KMS key %s opens under neither root key\n",
+                    i + 1, id);
+            rc = -2;
+            break;
+        }
+        unsigned char wrapped[72];
+        char ad[64], b64[sodium_base64_ENCODED_LEN(72, sodium_base64_VARIANT_ORIGINAL)];
+        material_ad(ad, id, (json_int_t)i + 1);
+        randombytes_buf(wrapped, 24);
+        crypto_aead_xchacha20poly1305_ietf_encrypt(wrapped + 24, NULL, m, 32, (unsigned char *)ad, strlen(ad),
+                                                   NULL, wrapped, new_root);
+        sodium_bin2base64(b64, sizeof b64, wrapped, sizeof wrapped, sodium_base64_VARIANT_ORIGINAL);
+        json_array_set_new(versions, i, json_string(b64));
+        (*n)++;
+    }
+    sodium_free(m);
+    return rc;
+}
+
+int kms_rewrap_all(struct store *s, const unsigned char *old_root, const unsigned char *new_root, size_t *n)
+{
+    struct rewrap w = {0};
+    *n = 0;
+    int rc = store_meta_scan(s, "kms/key/", collect_key_row, &w) ? -1 : w.rc;
+    for (size_t i = 0; rc == 0 && i < w.n; i++) {
+        json_t *doc = json_loads(w.vals[i], 0, NULL);
+        rc = doc ? rewrap_doc(doc, w.keys[i] + strlen("kms/key/"), old_root, new_root, n) : -1;
+        char *text = rc == 0 ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
+        json_decref(doc);
+        if (rc == 0 && !text)
+            rc = -1;
+        free(w.vals[i]);
+        w.vals[i] = text;
+        w.rows[i].val = text;
+        w.rows[i].len = text ? strlen(text) : 0;
+    }
+    if (rc == 0 && w.n && store_meta_cas(s, w.rows, w.n)) /* every key at once, or none */
+        rc = -1;
+    for (size_t i = 0; i < w.n; i++) {
+        free(w.keys[i]);
+        if (w.vals[i])
+            sodium_memzero(w.vals[i], strlen(w.vals[i]));
+        free(w.vals[i]);
+    }
+    free(w.rows);
+    free(w.keys);
+    free(w.vals);
+    return rc;
+}
+
 /* Append a new material version to doc (random, or the given 32 bytes). */
 static int add_material(struct api_ctx *c, json_t *doc, const char *id, const unsigned char *given)
 {

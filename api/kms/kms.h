@@ -97,6 +97,12 @@ void kms_maintain(struct api *a, int64_t now);
 int kms_material_raw(struct store *s, const unsigned char *root, const char *id, uint32_t version,
                      unsigned char out[32], uint32_t *used);
 
+/* Root-key rotation: re-wrap every material version of every key under new_root (it was
+ * under old_root; one already under new_root, from an interrupted rotation, is kept), all keys
+ * in one compare-and-set. *n gets the versions re-wrapped. Returns 0, -2 (after printing why: a
+ * version opens under neither key), -1 (storage, memory). */
+int kms_rewrap_all(struct store *s, const unsigned char *old_root, const unsigned char *new_root, size_t *n);
+
 /* Kinesis server-side encryption: resolve a StartStreamEncryption KeyId (key id, key ARN, alias
  * name, alias ARN, or alias/aws/kinesis, made on first use with KeyManager AWS) into kid, and
  * check that the key is usable. Fails with Kinesis's KMSNotFoundException, KMSDisabledException,

@@ -325,3 +325,67 @@ def test_compact_keeps_every_record_and_leaves_no_free_pages(kinesd_factory):
     admin(server.data_dir, "verify", check=0)
     server.start()
     assert read_everything(helpers.make_client(server.endpoint), keep) == written
+
+
+# ==================================================================================== root-key rotation
+
+
+def kms_client(endpoint):
+    import boto3
+    from botocore.config import Config
+
+    return boto3.session.Session(
+        aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY, region_name=helpers.REGION
+    ).client("kms", endpoint_url=endpoint, config=Config(retries={"max_attempts": 0}))
+
+
+def run_kinesd(data_dir, *flags):
+    cmd = [str(conftest.kinesd_binary()), "--port", str(conftest.free_port()), "--data-dir", str(data_dir), *flags]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+
+
+def test_rotate_root_key_leaves_every_record_readable_with_the_new_key_and_none_with_the_old(kinesd_factory, tmp_path):
+    old, new = write_key(tmp_path / "old.key"), write_key(tmp_path / "new.key")
+    server = kinesd_factory(flags={"--root-key-file": str(old), "--update-stream-ms": "0"})
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    plain, sealed = new_stream(kinesis), new_stream(kinesis)
+    key = kms.create_key()["KeyMetadata"]
+    blobs = [kms.encrypt(KeyId=key["KeyId"], Plaintext=b"kms blob 1")["CiphertextBlob"]]
+    body = json.dumps({"KeyId": key["KeyId"]}).encode()  # (not in Debian's model of KMS)
+    headers = helpers.signed_headers(server.endpoint, "TrentService.RotateKeyOnDemand", body)
+    assert helpers.http_request(server.endpoint, "POST", "/", body, headers).status == 200
+    blobs.append(kms.encrypt(KeyId=key["KeyId"], Plaintext=b"kms blob 2")["CiphertextBlob"])  # version 2
+    written_plain = put_known(kinesis, plain, 20, "p")
+    kinesis.start_stream_encryption(StreamName=sealed, EncryptionType="KMS", KeyId=key["KeyId"])
+    helpers.wait_for_status(kinesis, sealed)
+    written_sealed = put_known(kinesis, sealed, 20, "s")
+    assert server.stop() == 0
+
+    args = ("rotate-root-key", "--root-key", old, "--new-root-key", new)
+    wrong = write_key(tmp_path / "wrong.key")
+    assert "wrong root key" in admin(server.data_dir, "rotate-root-key", "--root-key", wrong, "--new-root-key", new, check=ROOT_KEY).stderr
+    out = admin(server.data_dir, *args, check=0)
+    assert "2 KMS key material versions" in out.stdout
+    # the old key opens nothing any more, for the server and for the tool
+    refused = run_kinesd(server.data_dir, "--root-key-file", str(old))
+    assert refused.returncode == 2 and "wrong root key" in refused.stderr
+    assert admin(server.data_dir, "verify", "--root-key", old, check=ROOT_KEY)
+    assert "every one checks out" in admin(server.data_dir, "verify", "--root-key", new, check=0).stdout
+    assert dumped(server.data_dir, sealed, "--root-key", new) == written_sealed
+
+    server.flags = dict(server.flags, **{"--root-key-file": str(new)})
+    server.start()
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    assert read_everything(kinesis, plain) == written_plain
+    got = read_everything(kinesis, sealed)
+    assert got == written_sealed
+    assert all(r.get("EncryptionType") == "KMS" for sh in helpers.all_shards(kinesis, sealed) for r in helpers.read_all(kinesis, sealed, sh["ShardId"]))
+    # both material versions were re-wrapped
+    assert [kms.decrypt(CiphertextBlob=b)["Plaintext"] for b in blobs] == [b"kms blob 1", b"kms blob 2"]
+    kinesis.put_record(StreamName=sealed, PartitionKey="k", Data=b"after the rotation")
+    assert server.stop() == 0
+    # rotating a directory a server runs on is refused; rotating to the same key is refused
+    server.start()
+    assert "in use" in admin(server.data_dir, "rotate-root-key", "--root-key", new, "--new-root-key", old, check=IN_USE).stderr
+    assert server.stop() == 0
+    assert "is the old one" in admin(server.data_dir, "rotate-root-key", "--root-key", new, "--new-root-key", new, check=USAGE).stderr
