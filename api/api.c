@@ -474,6 +474,8 @@ static int authorize(struct api_ctx *c, int op)
         .principal_acct = who->account,
         .region = c->region,
         .username = who->name,
+        .source_ip = c->source_ip,
+        .secure_transport = c->secure_transport,
     };
     enum policy_verdict id = who->policy ? policy_eval(who->policy, &pr) : POLICY_ALLOW;
     enum policy_verdict rs = POLICY_NONE;
@@ -642,6 +644,8 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     c->done = done;
     c->done_ctx = done_ctx;
     c->post = r->post;
+    c->source_ip = r->source_ip && r->source_ip[0] ? r->source_ip : NULL;
+    c->secure_transport = r->secure_transport;
     arena_init(&c->arena);
     if (a->cfg.latency_ms > 0) {
         struct timespec ts = {a->cfg.latency_ms / 1000, (a->cfg.latency_ms % 1000) * 1000000};

@@ -58,6 +58,10 @@ struct api_request {
      * post(done_ctx, run, arg) there and makes run(arg) run soon on a thread of its own (the
      * connection's event loop), which writes the answer and calls done. */
     void (*post)(void *done_ctx, void (*run)(void *arg), void *arg);
+    /* The client, for the IAM condition keys aws:SourceIp (its address as text, or NULL when
+     * unknown) and aws:SecureTransport (the request came over TLS); borrowed for the call. */
+    const char *source_ip;
+    bool secure_transport;
 };
 
 struct api_response {

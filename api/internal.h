@@ -159,6 +159,8 @@ struct api_ctx {
     const char *region;             /* from the credential scope, else the default */
     struct auth_snap *auth_snap;    /* --auth: the credentials this request was verified with */
     const struct auth_cred *caller; /* --auth: the verified caller (in auth_snap); else NULL */
+    const char *source_ip;          /* the client's address, borrowed until authorization; or NULL */
+    bool secure_transport;          /* the request came over TLS */
     int64_t now_ms;
     const char *stream_name;   /* OPF_STREAM: resolved from StreamName or StreamARN */
     bool batch;                /* PutRecords (error paths name records.N.member...) */

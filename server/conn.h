@@ -69,6 +69,7 @@ struct conn {
     struct loop *l;
     struct http *srv;
     int fd;
+    char peer[48]; /* the client's address as text (IPv4-mapped IPv6 as IPv4): aws:SourceIp */
     SSL *ssl;
     bool handshaking; /* TLS handshake not finished */
     bool sniffed;     /* the first byte was looked at */

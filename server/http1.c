@@ -205,6 +205,8 @@ static void dispatch(struct conn *c, struct h1 *h)
         .header = header,
         .header_at = header_at,
         .hctx = h,
+        .peer = c->peer,
+        .tls = c->ssl != NULL,
         .body = h->body,
         .body_len = h->blen,
         .too_large = h->too_large,

@@ -318,6 +318,8 @@ static void dispatch(struct conn *c, struct h2s *st)
         .header = header,
         .header_at = header_at,
         .hctx = st,
+        .peer = c->peer,
+        .tls = c->ssl != NULL,
         .body = st->body,
         .body_len = st->len,
         .too_large = st->too_large,

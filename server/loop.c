@@ -714,6 +714,21 @@ static void kick(struct conn *c)
 
 /* ---- accepting ---- */
 
+/* The client's address as text; an IPv4 client of a dual-stack socket as plain IPv4. */
+static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
+{
+    out[0] = 0;
+    if (ss->ss_family == AF_INET) {
+        inet_ntop(AF_INET, &((const struct sockaddr_in *)ss)->sin_addr, out, (socklen_t)cap);
+    } else if (ss->ss_family == AF_INET6) {
+        const struct in6_addr *a = &((const struct sockaddr_in6 *)ss)->sin6_addr;
+        if (IN6_IS_ADDR_V4MAPPED(a))
+            inet_ntop(AF_INET, a->s6_addr + 12, out, (socklen_t)cap);
+        else
+            inet_ntop(AF_INET6, a, out, (socklen_t)cap);
+    }
+}
+
 static void accept_some(struct loop *l)
 {
     struct http *h = l->h;
@@ -750,6 +765,7 @@ static void accept_some(struct loop *l)
         c->l = l;
         c->srv = h;
         c->fd = fd;
+        peer_text(&ss, c->peer, sizeof c->peer);
         c->rmax = RBUF_MIN;
         c->deadline = l->now + h->cfg.first_byte_ms;
         c->next = l->conns;

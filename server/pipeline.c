@@ -168,7 +168,8 @@ static char *put_str(char **at, const char *s, size_t n)
 static struct pending *pending_copy(const struct hreq *r)
 {
     int nh = 0;
-    size_t strings = strlen(r->method) + strlen(r->path) + (r->query ? strlen(r->query) : 0) + r->body_len + 4;
+    size_t strings = strlen(r->method) + strlen(r->path) + (r->query ? strlen(r->query) : 0) + r->body_len +
+                     (r->peer ? strlen(r->peer) : 0) + 5;
     const char *v, *n;
     for (; r->header_at && (n = r->header_at(r->hctx, nh, &v)); nh++)
         strings += strlen(n) + strlen(v) + 2;
@@ -189,6 +190,8 @@ static struct pending *pending_copy(const struct hreq *r)
     const char *query = r->query ? put_str(&at, r->query, strlen(r->query)) : NULL;
     const char *body = put_str(&at, r->body ? r->body : "", r->body_len);
     api_request_of(&pd->req, method, path, query, body, r->body_len, copy_header, pd);
+    pd->req.source_ip = r->peer ? put_str(&at, r->peer, strlen(r->peer)) : NULL;
+    pd->req.secure_transport = r->tls;
     return pd;
 }
 
@@ -268,6 +271,8 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
     }
     struct api_request req;
     api_request_of(&req, r->method, r->path, r->query, r->body, r->body_len, r->header, r->hctx);
+    req.source_ip = r->peer;
+    req.secure_transport = r->tls;
     if (!done) { /* pipeline_run: the API call may wait for its commit */
         struct api_response ar = {0};
         api_handle(p->api, &req, &ar);

@@ -26,6 +26,8 @@ struct hreq {
     /* set by the transport: answer 503 ServiceUnavailable with this message (memory budget
      * exhausted, server draining) without looking further */
     const char *unavailable;
+    const char *peer; /* the client's address (aws:SourceIp), or NULL */
+    bool tls;         /* it came over TLS (aws:SecureTransport) */
 };
 
 #define HRESP_MAX_HEADERS 10
