@@ -80,7 +80,8 @@ struct stream {
     int64_t enc_changes[25];
     bool legacy; /* read from the older one-value format, not yet rewritten as rows */
     uint32_t metrics; /* enhanced monitoring: the enabled shard-level metrics (STREAM_METRIC bits) */
-    /* warm throughput of an on-demand stream (UpdateStreamWarmThroughput), MiB/s; 0: none */
+    /* warm throughput of an on-demand stream (UpdateStreamWarmThroughput), MiB/s, once given */
+    bool warm;
     int32_t warm_target, warm_current;
     int64_t warm_until; /* the update to warm_target ends then; warm_current is the value before */
 };

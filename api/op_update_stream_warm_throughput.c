@@ -24,14 +24,14 @@ static const struct vfield schema[] = {
 
 static int32_t current_mibps(const struct stream *s, int64_t now)
 {
-    if (!s->warm_target)
+    if (!s->warm)
         return (int32_t)stream_open_shards(s);
     return now >= s->warm_until ? s->warm_target : s->warm_current;
 }
 
 static int32_t target_mibps(const struct stream *s, int64_t now)
 {
-    return s->warm_target ? s->warm_target : current_mibps(s, now);
+    return s->warm ? s->warm_target : current_mibps(s, now);
 }
 
 void enc_warm_throughput(struct enc *e, const struct stream *s, int64_t now)
@@ -81,6 +81,7 @@ static int apply(struct api_ctx *c, struct stream *s)
     ch->current = current_mibps(s, c->now_ms);
     ch->target = (int32_t)mibps;
     ch->arn = stream_arn(c, s);
+    s->warm = true;
     s->warm_current = ch->current;
     s->warm_target = ch->target;
     s->status = ST_UPDATING;

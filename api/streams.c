@@ -254,7 +254,7 @@ static void enc_header(struct enc *e, const struct stream *s)
     }
     if (s->metrics)
         enc_key(e, "metrics"), enc_int(e, s->metrics);
-    if (s->warm_target || s->warm_current) {
+    if (s->warm) {
         enc_key(e, "warmTarget"), enc_int(e, s->warm_target);
         enc_key(e, "warmCurrent"), enc_int(e, s->warm_current);
         enc_key(e, "warmUntil"), enc_int(e, s->warm_until);
@@ -538,6 +538,7 @@ static struct stream *decode(const char *text, size_t len, int version)
     if (s->max_record_kib < 1024)
         s->max_record_kib = 1024;
     s->metrics = (uint32_t)iget(o, "metrics") & STREAM_METRICS_ALL;
+    s->warm = kv_get(o, "warmTarget") != NULL;
     s->warm_target = (int32_t)iget(o, "warmTarget");
     s->warm_current = (int32_t)iget(o, "warmCurrent");
     s->warm_until = iget(o, "warmUntil");

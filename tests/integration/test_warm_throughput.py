@@ -117,6 +117,8 @@ def test_an_update_scales_to_the_target_through_updating(committed):
     # lowering it releases capacity the same way
     out = api.ok("UpdateStreamWarmThroughput", {"StreamName": "od", "WarmThroughputMiBps": 0})
     assert out["WarmThroughput"] == {"TargetMiBps": 0, "CurrentMiBps": 200}
+    wait_active(api, "od")
+    assert summary(api, "od")["WarmThroughput"] == {"TargetMiBps": 0, "CurrentMiBps": 0}
 
 
 @pytest.mark.own_server
