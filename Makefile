@@ -82,7 +82,7 @@ $(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ) $(FAULT_OBJ
 	$(CC) $(CFLAGS) -Istorage -Itests/unit -Itests/unit/storage $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(API_OBJ) $(STORAGE_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 
 $(BUILD)/kbench: tools/bench/kbench.c
 	@mkdir -p $(@D)

@@ -53,7 +53,9 @@ struct store_engine {
     int (*watch)(void *impl, uint64_t log, uint64_t after, store_watch_fn fn, void *arg,
                  struct store_watch **w);
     bool (*unwatch)(void *impl, struct store_watch *w);
-    int (*trim)(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted);
+    /* rows (nrows, may be 0): deleted in the trim's transaction as store_trim_row says */
+    int (*trim)(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted,
+                struct store_trim_row *rows, size_t nrows);
     int (*log_drop)(void *impl, uint64_t log);
     int (*log_seal)(void *impl, uint64_t log);
     int (*lease)(void *impl, const char *name); /* optional: NULL always holds */

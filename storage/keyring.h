@@ -19,7 +19,10 @@
 #ifndef KINESD_KEYRING_H
 #define KINESD_KEYRING_H
 
+#include <stdbool.h>
 #include <stdint.h>
+
+struct store_trim_row; /* store.h */
 
 #define KEYRING_KEY_BYTES 32
 #define KEYRING_KEY_RECORDS (1u << 24) /* records one data key seals at most */
@@ -43,10 +46,13 @@ struct store_keyring {
      * tag, passed on in store_read.key_class; 0 for keys of no particular class). Returns 0 or
      * STORE_NOT_FOUND (shredded, or never made). Thread-safe; no I/O. */
     int (*open_key)(void *ctx, uint64_t log, uint64_t id, const unsigned char **key, uint32_t *cls);
-    /* Log holds no record below position `first` any more (its first stored position, or the
-     * trim point if it is empty): destroy the keys of every bucket that ends at or below it.
-     * Returns 0 or a STORE_* code of the metadata write (the next call retries). */
-    int (*trimmed)(void *ctx, uint64_t log, uint64_t first);
+    /* Before a trim of log: the rows of its oldest keys (at most max, in bucket order), each
+     * with its bucket's end, into rows; *n gets how many. The trim deletes those no record is
+     * left for in its own transaction (store_trim_row). Returns 0 or a STORE_* code of the
+     * metadata read (the trim then deletes no key; the next one does). */
+    int (*shred_rows)(void *ctx, uint64_t log, struct store_trim_row *rows, size_t max, size_t *n);
+    /* After that trim committed: wipe the keys of the rows marked gone. */
+    void (*shredded)(void *ctx, uint64_t log, const struct store_trim_row *rows, size_t n);
     /* Log is gone for good: destroy all of its keys. Returns as trimmed. */
     int (*dropped)(void *ctx, uint64_t log);
     void *ctx;

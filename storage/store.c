@@ -198,15 +198,19 @@ int store_watch(struct store *s, uint64_t log, uint64_t after, store_watch_fn fn
 
 bool store_unwatch(struct store *s, struct store_watch *w) { return s->e->unwatch(s->impl, w); }
 
+#define SHRED_ROWS 64 /* data keys a trim deletes at most (older ones first; the next trim goes on) */
+
 int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t *deleted)
 {
-    size_t d = 0;
-    int rc = s->e->trim(s->impl, log, below, max, &d);
+    size_t d = 0, n = 0;
+    struct store_trim_row rows[SHRED_ROWS];
+    if (s->kr && s->kr->shred_rows(s->kr->ctx, log, rows, SHRED_ROWS, &n))
+        n = 0; /* the keys wait for the next trim */
+    int rc = s->e->trim(s->impl, log, below, max, &d, rows, n);
     if (deleted)
         *deleted = d;
-    uint64_t first = 0;
-    if (rc == 0 && d && s->kr && s->e->log_bounds(s->impl, log, NULL, &first) == 0)
-        s->kr->trimmed(s->kr->ctx, log, first ? first : below); /* a failure is retried next time */
+    if (rc == 0 && n)
+        s->kr->shredded(s->kr->ctx, log, rows, n);
     return rc;
 }
 

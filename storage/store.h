@@ -175,8 +175,19 @@ bool store_unwatch(struct store *s, struct store_watch *w);
 /* ---- trimming and dropping ---- */
 
 /* Delete at most max records of log with position < below. *deleted gets the count. Costs no
- * write when nothing is below. Returns 0, STORE_IO, STORE_FULL. */
+ * write when nothing is below. With a keyring, the data keys no record left needs (keyring.h)
+ * are deleted in the same transaction as the records, so a crash leaves neither a key without
+ * its bucket's records gone nor records without their key. Returns 0, STORE_IO, STORE_FULL. */
 int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t *deleted);
+
+/* A metadata row a trim deletes in its own transaction once no record of the log below `end`
+ * is left (the log's first position after the trim, or `below` if it is then empty); the
+ * engine sets gone when it did. tag is the keyring's. */
+struct store_trim_row {
+    char key[48];
+    uint64_t end, tag;
+    bool gone;
+};
 
 /* Forget a log entirely, with its last position, for good (its owner is gone). Fenced:
  * appends to it that are queued or later fail with STORE_NOT_FOUND/STORE_INVALID, and nothing

@@ -143,9 +143,9 @@ static int reserve(struct datakeys *dk)
     return 0;
 }
 
-static void row_name(char out[64], uint64_t log, uint64_t id)
+static void row_name(char out[40], uint64_t log, uint64_t id)
 {
-    snprintf(out, 64, "dk/%016" PRIx64 "/%016" PRIx64, log, id);
+    snprintf(out, 40, "dk/%016" PRIx64 "/%016" PRIx64, log, id);
 }
 
 /* Wrap/unwrap 32 bytes under kek with ad: out gets nonce (24) . ciphertext (32) . tag (16). */
@@ -419,7 +419,7 @@ static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char
 struct shred_scan {
     uint64_t log, below_bucket;
     uint64_t ids[SHRED_BATCH];
-    size_t n;
+    size_t n, max;
 };
 
 static int shred_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
@@ -436,21 +436,86 @@ static int shred_visit(void *ctx, const char *key, size_t klen, const char *val,
     if (id >> 24 >= s->below_bucket)
         return 1; /* rows are in id order: nothing further is due */
     s->ids[s->n++] = id;
-    return s->n == SHRED_BATCH;
+    return s->n == s->max;
 }
 
-/* Destroy the keys of log whose buckets are below below_bucket: rows first, then memory. */
-static int shred(struct datakeys *dk, uint64_t log, uint64_t below_bucket)
+/* The ids of log's oldest keys below below_bucket, at most max (<= SHRED_BATCH), into s. */
+static int oldest(struct datakeys *dk, uint64_t log, uint64_t below_bucket, size_t max, struct shred_scan *s)
 {
+    *s = (struct shred_scan){.log = log, .below_bucket = below_bucket, .max = max};
+    char prefix[64];
+    snprintf(prefix, sizeof prefix, "dk/%016" PRIx64 "/", log);
+    return store_meta_scan(dk->store, prefix, shred_visit, s);
+}
+
+/* Wipe the n keys ids of log whose rows are deleted (create_mu held). */
+static void wipe(struct datakeys *dk, uint64_t log, const uint64_t *ids, size_t n)
+{
+    pthread_rwlock_wrlock(&dk->rw);
+    __atomic_add_fetch(&dk->epoch, 1, __ATOMIC_ACQ_REL);
+    for (size_t i = 0; i < n; i++) {
+        for (size_t t = 0; t < dk->nold; t++) {
+            struct ent *o = find_in(dk->old[t], dk->old_cap[t], log, ids[i], 0);
+            if (o)
+                sodium_memzero(o->key, sizeof o->key);
+        }
+        struct ent *e = find_in(dk->t, dk->cap, log, ids[i], 0);
+        if (e) {
+            sodium_memzero(e->key, sizeof e->key);
+            e->state = GONE;
+            dk->n--, dk->gone++;
+        }
+        struct ent *p = find_in(dk->t, dk->cap, log, ids[i] >> 24, 1);
+        if (p && p->id == ids[i]) {
+            p->state = GONE;
+            dk->n--, dk->gone++;
+        }
+    }
+    pthread_rwlock_unlock(&dk->rw);
+}
+
+/* A trim is about to run: the rows of log's oldest keys, each with its bucket's end. */
+static int kr_shred_rows(void *ctx, uint64_t log, struct store_trim_row *rows, size_t max, size_t *n)
+{
+    struct datakeys *dk = ctx;
+    struct shred_scan s;
+    *n = 0;
+    int rc = dk->store ? oldest(dk, log, UINT64_MAX, max < SHRED_BATCH ? max : SHRED_BATCH, &s) : 0;
+    for (size_t i = 0; rc == 0 && dk->store && i < s.n; i++) {
+        rows[i] = (struct store_trim_row){.end = keyring_bucket_start((s.ids[i] >> 24) + 1), .tag = s.ids[i]};
+        row_name(rows[i].key, log, s.ids[i]);
+        *n = i + 1;
+    }
+    return rc;
+}
+
+/* The trim committed: wipe the keys whose rows went with it. */
+static void kr_shredded(void *ctx, uint64_t log, const struct store_trim_row *rows, size_t n)
+{
+    struct datakeys *dk = ctx;
+    uint64_t ids[SHRED_BATCH];
+    size_t k = 0;
+    for (size_t i = 0; i < n && k < SHRED_BATCH; i++)
+        if (rows[i].gone)
+            ids[k++] = rows[i].tag;
+    if (!k)
+        return;
+    pthread_mutex_lock(&dk->create_mu);
+    wipe(dk, log, ids, k);
+    pthread_mutex_unlock(&dk->create_mu);
+}
+
+/* Log is gone: destroy all of its keys, rows first, then memory. */
+static int kr_dropped(void *ctx, uint64_t log)
+{
+    struct datakeys *dk = ctx;
     if (!dk->store)
         return 0;
     pthread_mutex_lock(&dk->create_mu);
     int rc = 0;
     for (;;) {
-        struct shred_scan s = {.log = log, .below_bucket = below_bucket};
-        char prefix[64];
-        snprintf(prefix, sizeof prefix, "dk/%016" PRIx64 "/", log);
-        if ((rc = store_meta_scan(dk->store, prefix, shred_visit, &s)) || !s.n)
+        struct shred_scan s;
+        if ((rc = oldest(dk, log, UINT64_MAX, SHRED_BATCH, &s)) || !s.n)
             break;
         struct store_row rows[SHRED_BATCH];
         char names[SHRED_BATCH][64];
@@ -460,40 +525,13 @@ static int shred(struct datakeys *dk, uint64_t log, uint64_t below_bucket)
         }
         if ((rc = store_meta_cas(dk->store, rows, s.n)))
             break;
-        pthread_rwlock_wrlock(&dk->rw);
-        __atomic_add_fetch(&dk->epoch, 1, __ATOMIC_ACQ_REL);
-        for (size_t i = 0; i < s.n; i++) {
-            for (size_t t = 0; t < dk->nold; t++) {
-                struct ent *o = find_in(dk->old[t], dk->old_cap[t], log, s.ids[i], 0);
-                if (o)
-                    sodium_memzero(o->key, sizeof o->key);
-            }
-            struct ent *e = find_in(dk->t, dk->cap, log, s.ids[i], 0);
-            if (e) {
-                sodium_memzero(e->key, sizeof e->key);
-                e->state = GONE;
-                dk->n--, dk->gone++;
-            }
-            struct ent *p = find_in(dk->t, dk->cap, log, s.ids[i] >> 24, 1);
-            if (p && p->id == s.ids[i]) {
-                p->state = GONE;
-                dk->n--, dk->gone++;
-            }
-        }
-        pthread_rwlock_unlock(&dk->rw);
+        wipe(dk, log, s.ids, s.n);
         if (s.n < SHRED_BATCH)
             break;
     }
     pthread_mutex_unlock(&dk->create_mu);
     return rc;
 }
-
-static int kr_trimmed(void *ctx, uint64_t log, uint64_t first)
-{
-    return shred(ctx, log, keyring_bucket(first));
-}
-
-static int kr_dropped(void *ctx, uint64_t log) { return shred(ctx, log, UINT64_MAX); }
 
 /* ---- the root key ---- */
 
@@ -800,7 +838,8 @@ int datakeys_open(const char *dir, const struct datakeys_root *root, struct data
     prctl(PR_SET_DUMPABLE, 0, 0, 0, 0);
     dk->kr = (struct store_keyring){.seal_key = kr_seal_key,
                                     .open_key = kr_open_key,
-                                    .trimmed = kr_trimmed,
+                                    .shred_rows = kr_shred_rows,
+                                    .shredded = kr_shredded,
                                     .dropped = kr_dropped,
                                     .ctx = dk};
     *out = dk;

@@ -132,11 +132,12 @@ static bool f_unwatch(void *impl, struct store_watch *w)
     return f->inner->unwatch(f->impl, w);
 }
 
-static int f_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted)
+static int f_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted,
+                  struct store_trim_row *rows, size_t nrows)
 {
     struct fault_impl *f = impl;
     int rc = hit(FAULT_TRIM);
-    return rc ? rc : f->inner->trim(f->impl, log, below, max, deleted);
+    return rc ? rc : f->inner->trim(f->impl, log, below, max, deleted, rows, nrows);
 }
 
 static int f_log_drop(void *impl, uint64_t log)

@@ -398,6 +398,8 @@ struct trim_ctx {
     uint64_t log, below;
     size_t max, deleted;
     bool more; /* drop: records remain */
+    struct store_trim_row *rows; /* deleted with the records (store_trim_row) */
+    size_t nrows;
 };
 
 /* Delete up to max records of log below `below`; t->more if one is left over. */
@@ -414,6 +416,8 @@ static int trim_in(struct db *d, MDB_txn *txn, void *ctx)
     MDB_val k = {16, key}, v;
     t->deleted = 0;
     t->more = false;
+    for (size_t i = 0; i < t->nrows; i++)
+        t->rows[i].gone = false;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0) {
         if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || rd64((char *)k.mv_data + 8) >= t->below)
@@ -429,21 +433,45 @@ static int trim_in(struct db *d, MDB_txn *txn, void *ctx)
         if (rc == EINVAL || rc == MDB_NOTFOUND) /* deleted the last item of a page */
             rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT);
     }
+    /* the cursor is on the log's first record left, if there is one */
+    uint64_t bound = t->below;
+    if (rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, key, 8) && rd64((char *)k.mv_data + 8) != LAST_KEY)
+        bound = rd64((char *)k.mv_data + 8);
     mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : rc;
+    if (rc && rc != MDB_NOTFOUND)
+        return rc;
+    for (size_t i = 0; i < t->nrows; i++) {
+        struct store_trim_row *r = &t->rows[i];
+        MDB_val rk = {strlen(r->key), r->key};
+        if (r->end > bound)
+            continue;
+        if ((rc = mdb_del(txn, d->rows, &rk, NULL)) && rc != MDB_NOTFOUND)
+            return rc;
+        r->gone = true;
+    }
+    return 0;
 }
 
-int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *deleted)
+int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *deleted,
+            struct store_trim_row *rows, size_t nrows)
 {
     uint64_t first = 0;
     int rc = db_bounds(d, log, NULL, &first, NULL, NULL); /* a read: most calls find nothing due */
     *deleted = 0;
-    if (rc || !first || first >= below || !max)
+    for (size_t i = 0; i < nrows; i++)
+        rows[i].gone = false;
+    bool trim = first && first < below && max, rows_due = false;
+    for (size_t i = 0; i < nrows && !trim && !rows_due; i++) /* else trim_in decides */
+        rows_due = rows[i].end <= (first ? first : below);
+    if (rc || (!trim && !rows_due))
         return rc;
-    struct trim_ctx t = {.log = log, .below = below, .max = max};
+    struct trim_ctx t = {.log = log, .below = below, .max = max, .rows = rows, .nrows = nrows};
     rc = write_txn(d, trim_in, &t);
     if (rc == 0)
         *deleted = t.deleted;
+    else
+        for (size_t i = 0; i < nrows; i++)
+            rows[i].gone = false;
     return map_rc(rc);
 }
 

@@ -49,7 +49,8 @@ int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool 
 int db_seal(struct db *d, uint64_t log);
 
 /* Delete at most max records below `below`; no write transaction when there are none. */
-int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *deleted);
+int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *deleted,
+            struct store_trim_row *rows, size_t nrows);
 
 /* Delete at most max records of log; once none remain, mark the log dropped (its last
  * position stays, so no record of it is ever stored again). *more: records remain. */

@@ -733,7 +733,8 @@ static bool lm_unwatch(void *impl, struct store_watch *w)
 
 /* ---- trimming and dropping ---- */
 
-static int lm_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted)
+static int lm_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted,
+                   struct store_trim_row *rows, size_t nrows)
 {
     struct lmdb *e = impl;
     uint64_t lo, hi;
@@ -742,7 +743,7 @@ static int lm_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t 
     pthread_rwlock_unlock(&e->tail_rw);
     *deleted = 0;
     int rc = lo && lo < below ? flush(e) : 0; /* records to trim are still in the tail */
-    return rc ? rc : db_trim(e->db, log, below, max, deleted);
+    return rc ? rc : db_trim(e->db, log, below, max, deleted, rows, nrows);
 }
 
 static int lm_log_drop(void *impl, uint64_t log)

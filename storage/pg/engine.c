@@ -717,15 +717,66 @@ static int count_query(struct pg *p, const char *sql, uint64_t log, uint64_t a, 
     return rc;
 }
 
-static int pg_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted)
+/* One statement, so one transaction: the records below `below` (the lowest max of them), and
+ * the rows whose end is at or below the log's first position left (or `below` if none is). The
+ * statement's snapshot still sees what d deletes, so the first left is the first past d's last. */
+static int pg_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted,
+                   struct store_trim_row *rows, size_t nrows)
 {
-    uint64_t n = 0;
-    int rc = count_query(impl,
-                         "WITH d AS (DELETE FROM kinesd_records WHERE log = $1 AND pos IN"
-                         " (SELECT pos FROM kinesd_records WHERE log = $1 AND pos < $2 ORDER BY pos LIMIT $3)"
-                         " RETURNING 1) SELECT count(*)::bigint FROM d",
-                         log, below, max, &n);
-    *deleted = (size_t)n;
+    struct pg *p = impl;
+    *deleted = 0;
+    for (size_t i = 0; i < nrows; i++)
+        rows[i].gone = false;
+    /* the rows as two array literals (their keys are the keyring's: no quote, comma or brace) */
+    char *keys = malloc(nrows * (sizeof rows->key + 1) + 3), *ends = malloc(nrows * 21 + 3);
+    if (!keys || !ends) {
+        free(keys);
+        free(ends);
+        return STORE_NOMEM;
+    }
+    size_t kl = 0, el = 0;
+    keys[kl++] = '{', ends[el++] = '{';
+    for (size_t i = 0; i < nrows; i++) {
+        kl += (size_t)snprintf(keys + kl, sizeof rows->key + 2, "%s%s", i ? "," : "", rows[i].key);
+        el += (size_t)snprintf(ends + el, 22, "%s%" PRIu64, i ? "," : "", rows[i].end);
+    }
+    keys[kl++] = '}', ends[el++] = '}';
+    keys[kl] = ends[el] = 0;
+    int slot, rc = pool_take(p, &slot);
+    if (rc) {
+        free(keys);
+        free(ends);
+        return rc;
+    }
+    PGconn *c = p->pool[slot].c;
+    struct params q = {.n = 0};
+    p_i64(&q, log);
+    p_i64(&q, below);
+    p_i64(&q, max);
+    p_bytes(&q, keys, kl, 25);
+    p_bytes(&q, ends, el, 25);
+    PGresult *r = execp(
+        c,
+        "WITH d AS (DELETE FROM kinesd_records WHERE log = $1 AND pos IN"
+        " (SELECT pos FROM kinesd_records WHERE log = $1 AND pos < $2 ORDER BY pos LIMIT $3) RETURNING pos),"
+        " b AS (SELECT coalesce((SELECT pos FROM kinesd_records WHERE log = $1 AND"
+        " pos > coalesce((SELECT max(pos) FROM d), -1) ORDER BY pos LIMIT 1), $2) AS bound),"
+        " k AS (DELETE FROM kinesd_rows USING unnest($4::text::text[], $5::text::bigint[]) AS g(key, e)"
+        " WHERE kinesd_rows.key = g.key AND g.e <= (SELECT bound FROM b) RETURNING 1)"
+        " SELECT (SELECT count(*) FROM d)::bigint, (SELECT bound FROM b)::bigint,"
+        " (SELECT count(*) FROM k)::bigint",
+        &q);
+    rc = res_rc(c, r);
+    if (rc == 0 && PQntuples(r) == 1) {
+        *deleted = (size_t)get_i64(r, 0, 0);
+        uint64_t bound = get_i64(r, 0, 1);
+        for (size_t i = 0; i < nrows; i++)
+            rows[i].gone = rows[i].end <= bound;
+    }
+    PQclear(r);
+    pool_give(p, slot);
+    free(keys);
+    free(ends);
     return rc;
 }
 

@@ -29,10 +29,16 @@ static int t_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char 
     return 0;
 }
 
-static int t_none(void *ctx, uint64_t log, uint64_t first)
+static int t_no_rows(void *ctx, uint64_t log, struct store_trim_row *rows, size_t max, size_t *n)
 {
-    (void)ctx, (void)log, (void)first;
+    (void)ctx, (void)log, (void)rows, (void)max;
+    *n = 0;
     return 0;
+}
+
+static void t_shredded(void *ctx, uint64_t log, const struct store_trim_row *rows, size_t n)
+{
+    (void)ctx, (void)log, (void)rows, (void)n;
 }
 
 static int t_drop(void *ctx, uint64_t log)
@@ -41,7 +47,7 @@ static int t_drop(void *ctx, uint64_t log)
     return 0;
 }
 
-static const struct store_keyring kr = {t_seal_key, t_open_key, t_none, t_drop, NULL};
+static const struct store_keyring kr = {t_seal_key, t_open_key, t_no_rows, t_shredded, t_drop, NULL};
 
 static char arena[1 << 16];
 static size_t arena_used;

@@ -1,7 +1,10 @@
 /* test_datakeys.c: the data keys with the real store in a temporary directory: records sealed
  * through the keyring read back across restarts, each start seals with new keys, a wrong root key
  * is refused before anything is written, and trims and drops destroy the keys no record needs. */
+#include <libpq-fe.h>
 #include <sodium.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -161,6 +164,113 @@ static void test_a_trim_destroys_the_keys_of_buckets_no_record_is_left_in(void)
     tmpdir_remove(dir);
 }
 
+/* The store of one test: lmdb in dir, or (pg_url set) a fresh PostgreSQL database, with the
+ * keyring or (keyring false) without. */
+static char pg_url[1024];
+
+static int open_store(bool keyring, struct datakeys **dk, struct store **s)
+{
+    *dk = NULL;
+    if (keyring) {
+        struct datakeys_root root = {0};
+        if (datakeys_open(pg_url[0] ? NULL : dir, &root, dk))
+            return -1;
+    }
+    struct store_config cfg = {.engine = pg_url[0] ? "pg" : NULL,
+                               .dir = pg_url[0] ? pg_url : dir,
+                               .sync = false,
+                               .keyring = *dk ? datakeys_keyring(*dk) : NULL};
+    if (store_open(&cfg, s) || (*dk && datakeys_attach(*dk, *s))) {
+        datakeys_close(*dk);
+        return -1;
+    }
+    return 0;
+}
+
+static void trim_deletes_keys_in_its_own_transaction(void)
+{
+    struct datakeys *dk;
+    struct store *s;
+    CHECK(open_store(true, &dk, &s) == 0);
+    const char *prefix = "dk/0000000000000005/";
+    CHECK(put(s, 5, HOUR_POS(10), "a") == 0);
+    CHECK(put(s, 5, HOUR_POS(10) + 1, "b") == 0);
+    CHECK(put(s, 5, HOUR_POS(11), "c") == 0);
+    CHECK(rows(s, prefix) == 2);
+    size_t del;
+    /* a partial trim leaves a record of bucket 10: its key stays, and the record opens */
+    CHECK(store_trim(s, 5, HOUR_POS(11) + 1, 1, &del) == 0 && del == 1);
+    CHECK(rows(s, prefix) == 2);
+    struct store_records out;
+    CHECK(read_log(s, 5, &out) == 0 && out.n == 2 && !memcmp(out.v[0].data, "b", 1));
+    /* the trim that deletes bucket 10's last record deletes its key with it, in the same call */
+    CHECK(store_trim(s, 5, HOUR_POS(11) + 1, 1, &del) == 0 && del == 1);
+    CHECK(rows(s, prefix) == 1);
+    /* emptied below a point inside bucket 11: its key stays (records may still come) ... */
+    CHECK(store_trim(s, 5, HOUR_POS(11) + 1, 100, &del) == 0 && del == 1);
+    CHECK(rows(s, prefix) == 1);
+    /* ... until the trim point passes the bucket's end: then a trim with no record to delete
+       deletes it */
+    CHECK(store_trim(s, 5, HOUR_POS(12), 100, &del) == 0 && del == 0);
+    CHECK(rows(s, prefix) == 0);
+    /* a key whose records went without it (trimmed without the keyring, as a store written
+       before keys were deleted with their records may hold) goes at the next trim */
+    CHECK(put(s, 5, HOUR_POS(20), "d") == 0);
+    CHECK(put(s, 5, HOUR_POS(21), "e") == 0);
+    store_close(s);
+    datakeys_close(dk);
+    struct datakeys *none;
+    CHECK(open_store(false, &none, &s) == 0);
+    CHECK(store_trim(s, 5, HOUR_POS(21), 100, &del) == 0 && del == 1);
+    store_close(s);
+    CHECK(open_store(true, &dk, &s) == 0);
+    CHECK(rows(s, prefix) == 2);
+    CHECK(store_trim(s, 5, HOUR_POS(21), 100, &del) == 0 && del == 0);
+    CHECK(rows(s, prefix) == 1);
+    CHECK(read_log(s, 5, &out) == 0 && out.n == 1 && !memcmp(out.v[0].data, "e", 1));
+    store_close(s);
+    datakeys_close(dk);
+}
+
+static void test_a_trim_deletes_data_keys_in_its_own_transaction_lmdb(void)
+{
+    dir = tmpdir_new();
+    pg_url[0] = 0;
+    trim_deletes_keys_in_its_own_transaction();
+    tmpdir_remove(dir);
+}
+
+/* A fresh database named name on the server of KINESD_PG_URL, into pg_url; false without one. */
+static bool fresh_pg(const char *name)
+{
+    const char *base = getenv("KINESD_PG_URL");
+    const char *q = base ? strstr(base, "/postgres?") : NULL;
+    if (!q)
+        return false;
+    PGconn *c = PQconnectdb(base);
+    char sql[256];
+    PQclear(PQexec(c, "SET client_min_messages = warning"));
+    snprintf(sql, sizeof sql, "DROP DATABASE IF EXISTS %s", name);
+    PQclear(PQexec(c, sql));
+    snprintf(sql, sizeof sql, "CREATE DATABASE %s", name);
+    PGresult *r = PQexec(c, sql);
+    bool ok = PQresultStatus(r) == PGRES_COMMAND_OK;
+    PQclear(r);
+    PQfinish(c);
+    snprintf(pg_url, sizeof pg_url, "%.*s/%s%s", (int)(q - base), base, name, q + strlen("/postgres"));
+    return ok;
+}
+
+static void test_a_trim_deletes_data_keys_in_its_own_transaction_pg(void)
+{
+    if (!fresh_pg("t_dk_trim")) {
+        fprintf(stderr, "  (skipped: KINESD_PG_URL is not set)\n");
+        return;
+    }
+    trim_deletes_keys_in_its_own_transaction();
+    pg_url[0] = 0;
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -170,6 +280,10 @@ int main(void)
          test_records_sealed_under_data_keys_read_back_across_restarts},
         {"a trim destroys the keys of buckets no record is left in",
          test_a_trim_destroys_the_keys_of_buckets_no_record_is_left_in},
+        {"a trim deletes data keys in its own transaction (lmdb)",
+         test_a_trim_deletes_data_keys_in_its_own_transaction_lmdb},
+        {"a trim deletes data keys in its own transaction (PostgreSQL)",
+         test_a_trim_deletes_data_keys_in_its_own_transaction_pg},
     };
     return check_main("datakeys", tests, sizeof tests / sizeof tests[0]);
 }
