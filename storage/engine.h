@@ -21,7 +21,9 @@
  *               and last from logs, in one REPEATABLE READ snapshot; opened into out.
  *   log_bounds  SELECT last FROM logs, min(pos) FROM records.
  *   watch       a local waiter list woken by NOTIFY (writes through any front-end).
- *   trim        DELETE ... WHERE log = $1 AND pos < $2 (bounded by a LIMITed sub-select).
+ *   trim        DELETE ... WHERE log = $1 AND pos < $2 (bounded by a LIMITed sub-select), and
+ *               in the same statement the given meta rows whose end is at or below the log's
+ *               first position left (store_trim_row).
  *   log_drop    DELETE in bounded pieces, then the logs row; a dropped flag row fences appends
  *               (the append transaction checks it).
  *   meta_cas    UPDATE meta SET val, version = version + 1 WHERE key AND version = $v (INSERT

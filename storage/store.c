@@ -7,8 +7,10 @@
  *
  * Keys. With a keyring, an append first makes sure the data key of each batch's bucket exists
  * (creating one is a durable metadata write, better made here than on the engine's committer
- * thread under its locks), and trims and drops tell the keyring which keys no record needs any
- * more, so it destroys them (crypto-shredding). */
+ * thread under its locks). A trim asks the keyring for the rows of the log's oldest keys and
+ * the engine deletes those no record is left for in the trim's own transaction; the keyring
+ * then wipes them (crypto-shredding). A drop tells the keyring afterwards (a drop interrupted
+ * by a crash is finished after the restart, so it is told then). */
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>

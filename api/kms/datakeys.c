@@ -17,8 +17,11 @@
  *
  * Creating a key: under create_mu (one at a time), a random key, wrapped by the node key with
  * the row's name as associated data, is written with a compare-and-set (version 0: it must not
- * exist) and only then entered into the table. Destroying: the rows are deleted in one commit,
- * then the keys are wiped. Bounds: at most MAX_KEYS keys (STORE_FULL past it). */
+ * exist) and only then entered into the table. Destroying: the rows are deleted in one commit
+ * (a trim's own, for keys whose records it deleted: store_trim_row), then the keys are wiped.
+ * A KMS key's deletion wipes the data keys it wrapped; they stay in the table as closed, so
+ * their records fail as records of a gone key. Bounds: at most MAX_KEYS keys (STORE_FULL past
+ * it), MAX_KIDS KMS keys. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
