@@ -524,9 +524,10 @@ static int sn_watch(void *impl, uint64_t log, uint64_t after, store_watch_fn fn,
 
 static bool sn_unwatch(void *impl, struct store_watch *w) { return (void)impl, (void)w, false; }
 
-static int sn_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted)
+static int sn_trim(void *impl, uint64_t log, uint64_t below, size_t max, size_t *deleted,
+                   struct store_trim_row *rows, size_t nrows)
 {
-    (void)impl, (void)log, (void)below, (void)max;
+    (void)impl, (void)log, (void)below, (void)max, (void)rows, (void)nrows;
     *deleted = 0;
     return STORE_INVALID;
 }
