@@ -214,6 +214,9 @@ bool kv_time_ms(struct api_ctx *c, const struct kv *v, int64_t *out); /* a Times
 /* Whether the account's minimum throughput billing commitment is on (reads the store; *store_rc
  * gets 0 or the STORE_* code of a failed read, and then the answer is false). */
 bool warm_throughput_commitment(struct api_ctx *c, int *store_rc);
+/* CreateStream's WarmThroughputMiBps for an on-demand stream: *out gets mibps when the account
+ * is committed, else -1 (ignored); 0, or -1 with the error recorded (over 10 GiB/s: LimitExceeded). */
+int warm_throughput_check(struct api_ctx *c, int64_t mibps, int64_t *out);
 /* {"TargetMiBps": n, "CurrentMiBps": m} of s at time now. */
 void enc_warm_throughput(struct enc *e, const struct stream *s, int64_t now);
 
@@ -347,10 +350,11 @@ bool streams_known(struct api *a, const char *name);
 struct stream *streams_find(struct api *a, const char *name, int64_t now);
 /* Streams in name order: *n gets the count; the array is valid while the lock is held. */
 struct stream **streams_list(struct api *a, size_t *n);
-/* Create and persist a stream (change lock held). Returns 0, STREAMS_NO_IDS (uids or shard
- * indices exhausted), STREAMS_EXISTS, or a STORE_* code (nothing changed). *out is owned by the registry. */
+/* Create and persist a stream (change lock held); warm_mibps is its warm throughput target, or
+ * -1 for none. Returns 0, STREAMS_NO_IDS (uids or shard indices exhausted), STREAMS_EXISTS, or a
+ * STORE_* code (nothing changed). *out is owned by the registry. */
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
-                   const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
+                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
 /* A private, changeable copy of a stream (owned by the caller until streams_commit succeeds
  * or stream_discard frees it). Change lock held. */
 struct stream *stream_copy(const struct stream *s);

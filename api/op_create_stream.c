@@ -60,8 +60,11 @@ static int run(struct api_ctx *c)
             tv[ntags++] = (struct tag){(char *)t->key, t->type == KV_STR ? (char *)t->s : ""};
     }
 
-    int64_t kib = 1024;
+    int64_t kib = 1024, warm = -1;
     req_int(c, "MaxRecordSizeInKiB", &kib);
+    /* warm throughput applies to an on-demand stream of a committed account (else it is ignored) */
+    if (on_demand && req_int(c, "WarmThroughputMiBps", &warm) && warm_throughput_check(c, warm, &warm))
+        return -1;
     streams_change_lock(c->api);
     int rc = -1;
     struct stream *s;
@@ -70,7 +73,8 @@ static int run(struct api_ctx *c)
                  c->api->account);
     else if (check_shard_limit(c, (uint32_t)count) == 0) {
         int src =
-            streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, tv, ntags, c->now_ms, &s);
+            streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, (int32_t)warm, tv, ntags,
+                           c->now_ms, &s);
         if (src == STREAMS_EXISTS)
             api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
                      c->api->account);

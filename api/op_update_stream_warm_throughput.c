@@ -49,6 +49,35 @@ bool warm_throughput_commitment(struct api_ctx *c, int *store_rc)
     return !*store_rc && st.status != COMMIT_DISABLED;
 }
 
+static int no_commitment(struct api_ctx *c)
+{
+    return api_fail(c, KERR_INVALID_ARGUMENT,
+                    "Warm throughput requires the minimum throughput billing commitment, which is not "
+                    "enabled for account %s.",
+                    c->api->account);
+}
+
+static int over_limit(struct api_ctx *c, int64_t mibps, const char *stream)
+{
+    return api_fail(c, KERR_LIMIT_EXCEEDED,
+                    "Requested warm throughput of %lld MiBps for stream %s under account %s exceeds the "
+                    "limit of %d MiBps.",
+                    (long long)mibps, stream, c->api->account, WARM_MAX_MIBPS);
+}
+
+int warm_throughput_check(struct api_ctx *c, int64_t mibps, int64_t *out)
+{
+    int src;
+    if (!warm_throughput_commitment(c, &src)) {
+        *out = -1;
+        return src ? api_store_fail(c, src) : 0;
+    }
+    if (mibps > WARM_MAX_MIBPS)
+        return over_limit(c, mibps, req_str(c, "StreamName"));
+    *out = mibps;
+    return 0;
+}
+
 struct change {
     int32_t target, current;
     const char *arn; /* arena */
@@ -65,19 +94,10 @@ static int apply(struct api_ctx *c, struct stream *s)
                         "capacity mode is PROVISIONED. Only ON_DEMAND streams support warm throughput.",
                         s->name, c->api->account);
     int src; /* the change lock may be held across a read of the store */
-    if (!warm_throughput_commitment(c, &src)) {
-        if (src)
-            return api_store_fail(c, src);
-        return api_fail(c, KERR_INVALID_ARGUMENT,
-                        "Warm throughput requires the minimum throughput billing commitment, which is not "
-                        "enabled for account %s.",
-                        c->api->account);
-    }
+    if (!warm_throughput_commitment(c, &src))
+        return src ? api_store_fail(c, src) : no_commitment(c);
     if (mibps > WARM_MAX_MIBPS)
-        return api_fail(c, KERR_LIMIT_EXCEEDED,
-                        "Requested warm throughput of %lld MiBps for stream %s under account %s exceeds "
-                        "the limit of %d MiBps.",
-                        (long long)mibps, s->name, c->api->account, WARM_MAX_MIBPS);
+        return over_limit(c, mibps, s->name);
     ch->current = current_mibps(s, c->now_ms);
     ch->target = (int32_t)mibps;
     ch->arn = stream_arn(c, s);

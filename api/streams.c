@@ -864,7 +864,7 @@ static int retire(struct api *a, struct stream *s)
 }
 
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
-                   const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out)
+                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out)
 {
     struct streams *r = a->streams;
     if (nshards > SHARD_INDEX_LIMIT || r->next_uid >= UID_LIMIT)
@@ -891,6 +891,12 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
     s->retention_h = 24;
     s->on_demand = on_demand;
     s->max_record_kib = max_record_kib;
+    if (warm_mibps >= 0) { /* scaled to it by the time the stream is ACTIVE */
+        s->warm = true;
+        s->warm_target = warm_mibps;
+        s->warm_current = (int32_t)nshards;
+        s->warm_until = s->status_until;
+    }
     s->nshards = nshards;
     s->shards = calloc(nshards ? nshards : 1, sizeof *s->shards);
     s->scalings = calloc(1, sizeof *s->scalings);

@@ -148,3 +148,15 @@ def test_warm_throughput_and_stream_id_survive_a_restart(kinesd_factory):
     after = summary(api, "od")
     assert after["WarmThroughput"] == before["WarmThroughput"]
     assert after["StreamId"] == before["StreamId"]
+
+
+@pytest.mark.own_server
+def test_create_stream_sets_the_warm_throughput_of_an_on_demand_stream(committed):
+    server, api = committed
+    api.ok("CreateStream", {"StreamName": "warm", "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
+                            "WarmThroughputMiBps": 100})
+    wait_active(api, "warm")
+    assert summary(api, "warm")["WarmThroughput"] == {"TargetMiBps": 100, "CurrentMiBps": 100}
+    api.error("CreateStream", {"StreamName": "too-warm", "StreamModeDetails": {"StreamMode": "ON_DEMAND"},
+                               "WarmThroughputMiBps": 10241}, "LimitExceededException")
+    api.error("DescribeStreamSummary", {"StreamName": "too-warm"}, "ResourceNotFoundException")
