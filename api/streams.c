@@ -1672,7 +1672,7 @@ void *streams_maintain(void *arg)
         if (leader && tick % 10 == 0)
             scale_on_demand(a, now);
         streams_change_unlock(a);
-        if (leader && tick % 10 == 0)
+        if (leader && tick % 600 == 0) /* a minute: every KMS operation also makes what is due */
             kms_maintain(a, now); /* key deletions and automatic rotations that are due */
         if (tick++ % 5 == 0 && leader) {
             trim_expired(a, now);

@@ -25,6 +25,10 @@
 #                                     that does not speak h2c shows n/a
 #                     putrecords      PutRecords 500 x 100 B, 4 connections
 #                     getrecords      GetRecords Limit 10000, one connection per shard
+#                     putrecords-kms  kinesd only: putrecords on a second stream, KMS-encrypted
+#                                     (StartStreamEncryption with alias/aws/kinesis of the
+#                                     built-in KMS); the table shows it as % of putrecords
+#                     getrecords-kms  kinesd only: getrecords on that stream, as % of getrecords
 #                     putrecords-1k   PutRecords 500 x 1 KiB, MB/s (after the disk's bandwidth)
 #                     putrecords-25k  PutRecords 25 x 25 KiB, MB/s
 #                     checkpoint      PutRecord, 16 connections, BENCH_CKPT_RECORD bytes for
@@ -65,7 +69,7 @@ cd "$ROOT"
 DEFAULT_SERVERS="kinesd kinesalite kinesis-mock"
 ALL_SERVERS="$DEFAULT_SERVERS kinesd-pg kinesd-pg2"
 PG_MODES="putrecord putrecords getrecords"
-ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-1k putrecords-25k checkpoint transport fanout"
+ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout"
 SERVERS=${BENCH_SERVERS:-$DEFAULT_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
@@ -243,6 +247,8 @@ workload() {
         putrecord) echo "--mode putrecord --connections 16 --record-size 100 --seconds $SECS" ;;
         putrecords) echo "--mode putrecords --connections 4 --batch 500 --record-size 100 --seconds $SECS" ;;
         getrecords) echo "--mode getrecords --limit 10000 --record-size 100 --seconds $SECS" ;;
+        putrecords-kms) echo "$(workload putrecords) --stream $STREAM-kms" ;;
+        getrecords-kms) echo "$(workload getrecords) --stream $STREAM-kms" ;;
         putrecords-1k) echo "--mode putrecords --connections 4 --batch 500 --record-size 1024 --seconds $SECS" ;;
         putrecords-25k) echo "--mode putrecords --connections 4 --batch 25 --record-size 25600 --seconds $SECS" ;;
         checkpoint) echo "--mode putrecord --connections 16 --record-size $CKPT_RECORD --seconds $CKPT_SECS" ;;
@@ -368,13 +374,42 @@ halve() {
     done
 }
 
+# kms_stream PORT OUT: create STREAM-kms and encrypt it with the built-in KMS's alias/aws/kinesis
+# (kinesd without --auth takes kbench's unverified SigV4 header); waits until it is ACTIVE
+kms_stream() {
+    kb "$2" --host 127.0.0.1 --port "$1" --stream "$STREAM-kms" --mode create --shards "$SHARDS" || return 1
+    python3 - "$1" "$STREAM-kms" >>"$2" 2>&1 <<'EOF'
+import http.client, json, sys, time
+port, name = int(sys.argv[1]), sys.argv[2]
+def call(op, body):
+    c = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    c.request("POST", "/", json.dumps(body), {
+        "content-type": "application/x-amz-json-1.1", "x-amz-target": "Kinesis_20131202." + op,
+        "x-amz-date": "20260101T000000Z",
+        "authorization": "AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/kinesis/aws4_request, "
+                         "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=" + "0" * 64})
+    r = c.getresponse()
+    return r.status, json.loads(r.read() or b"{}")
+status, out = call("StartStreamEncryption", {"StreamName": name, "EncryptionType": "KMS", "KeyId": "alias/aws/kinesis"})
+if status != 200:
+    sys.exit(f"StartStreamEncryption: {status} {out}")
+for _ in range(600):
+    s = call("DescribeStreamSummary", {"StreamName": name})[1].get("StreamDescriptionSummary", {})
+    if s.get("StreamStatus") == "ACTIVE":
+        print(f"stream {name}: EncryptionType {s.get('EncryptionType')} KeyId {s.get('KeyId')}")
+        sys.exit(0 if s.get("EncryptionType") == "KMS" else 1)
+    time.sleep(0.1)
+sys.exit("the stream did not become ACTIVE")
+EOF
+}
+
 # run_suite NAME PID PORT [DATA_DIR]: every selected mode; raw output in LOG_DIR/NAME.MODE.out.
 # With SUITE_PORTS/SUITE_PIDS holding more than one front-end, each load mode runs one kbench
 # per front-end at once with half the connections, and LOG_DIR/NAME.MODE.out gets their sum.
 # With SUITE_DB set (a PostgreSQL kind), LOG_DIR/NAME.MODE.pg.out gets the database's CPU
 # share and commits/s over the mode.
 run_suite() {
-    local name=$1 pid=$2 port=$3 disk_dir=${4:-} rc=0 m put_done=0 disk_bw_done=0 extra
+    local name=$1 pid=$2 port=$3 disk_dir=${4:-} rc=0 m put_done=0 disk_bw_done=0 extra kms_ready=0 kms_put=0
     local common=(--host 127.0.0.1 --port "$port" --stream "$STREAM")
     echo
     echo "=== $name (pid $pid, port $port) ==="
@@ -384,6 +419,14 @@ run_suite() {
         if [[ $m == fanout && $name == kinesalite ]]; then
             echo "run.sh: kinesalite has no SubscribeToShard: skipping fanout"
             continue
+        fi
+        if [[ $m == *-kms ]]; then # the built-in KMS is kinesd's own
+            [[ $name == kinesd ]] || { echo "run.sh: $name has no built-in KMS: skipping $m"; continue; }
+            if [[ $kms_ready == 0 ]]; then
+                kms_stream "$port" "$LOG_DIR/$name.kms-stream.out" ||
+                    { echo "run.sh: $name: no KMS-encrypted stream (see $LOG_DIR/$name.kms-stream.out)" >&2; rc=1; continue; }
+                kms_ready=1
+            fi
         fi
         if [[ -n $SUITE_DB ]] && ! in_list "$m" "$PG_MODES"; then
             echo "run.sh: $name runs only $PG_MODES: skipping $m"
@@ -403,16 +446,17 @@ run_suite() {
                     fi ;;
             esac
         fi
-        if [[ $m == getrecords ]]; then
+        if [[ $m == getrecords || $m == getrecords-kms ]]; then
             if [[ -n ${BENCH_GET_FILL:-} ]]; then
                 extra=(--fill "$BENCH_GET_FILL")
-            elif [[ $put_done == 1 ]]; then
+            elif [[ $m == getrecords && $put_done == 1 ]] || [[ $m == getrecords-kms && $kms_put == 1 ]]; then
                 extra=(--no-fill)
             else
                 extra=(--fill 25000)
             fi
         fi
         [[ $m == putrecord || $m == putrecords ]] && put_done=1
+        [[ $m == putrecords-kms ]] && kms_put=1
         if [[ $m == putrecord-h2 ]]; then
             if command -v h2load >/dev/null 2>&1; then
                 h2_putrecord "$LOG_DIR/$name.$m.out" "$port" "$pid" ||
@@ -702,6 +746,18 @@ fi
 if has_mode getrecords; then
     R "GetRecords Limit 10000: records/s" getrecords records_per_s ">=1500000"
     R "GetRecords p99 ms" getrecords p99_ms
+fi
+if has_mode putrecords-kms; then
+    R "PutRecords KMS-encrypted stream: rec/s" putrecords-kms records_per_s
+    row "  KMS stream, % of the plain one" "" \
+        "$(pct "$(field kinesd.putrecords-kms records_per_s)" "$(field kinesd.putrecords records_per_s)")"
+    R "  p99 ms" putrecords-kms p99_ms
+fi
+if has_mode getrecords-kms; then
+    R "GetRecords KMS-encrypted stream: rec/s" getrecords-kms records_per_s
+    row "  KMS stream, % of the plain one" "" \
+        "$(pct "$(field kinesd.getrecords-kms records_per_s)" "$(field kinesd.getrecords records_per_s)")"
+    R "  p99 ms" getrecords-kms p99_ms
 fi
 if has_mode putrecords-1k || has_mode putrecords-25k; then
     row "disk sequential write MB/s (${DISK_MIB} MiB)" "" "$disk_bw"
