@@ -18,7 +18,12 @@
 
 #include "internal.h"
 
-void shard_id(char out[32], uint32_t index) { snprintf(out, 32, "shardId-%012" PRIu32, index); }
+void shard_id(char out[32], uint32_t index)
+{
+    memcpy(out, "shardId-", 8);
+    enc_digits(out + 8, index, 12);
+    out[20] = 0;
+}
 
 int shard_parse(const char *s, uint32_t *index)
 {
@@ -120,8 +125,12 @@ static uint32_t check5(uint64_t uid, uint32_t shard, uint64_t pos)
 
 void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
 {
-    snprintf(out, SEQ_LEN + 1, "4%020" PRIu64 "%010" PRIu32 "%020" PRIu64 "%05" PRIu32, pos, shard, uid,
-             check5(uid, shard, pos));
+    out[0] = '4';
+    enc_digits(out + 1, pos, 20);
+    enc_digits(out + 21, shard, 10);
+    enc_digits(out + 31, uid, 20);
+    enc_digits(out + 51, check5(uid, shard, pos), 5);
+    out[SEQ_LEN] = 0;
 }
 
 static int digits(const char *s, int n, uint64_t *out)

@@ -11,6 +11,32 @@
 
 #include "utf8.h"
 
+/* "00".."99": two digits per division */
+static const char pairs[201] = "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+                               "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+                               "8081828384858687888990919293949596979899";
+
+void enc_digits(char *out, uint64_t v, int width)
+{
+    int i = width;
+    while (i >= 2) {
+        memcpy(out + i - 2, pairs + 2 * (v % 100), 2);
+        v /= 100;
+        i -= 2;
+    }
+    if (i)
+        out[0] = (char)('0' + v % 10);
+}
+
+size_t enc_u64(char *out, uint64_t v)
+{
+    int n = 1;
+    for (uint64_t t = v; t >= 10; t /= 10)
+        n++;
+    enc_digits(out, v, n);
+    return (size_t)n;
+}
+
 void enc_init(struct enc *e, enum wire_fmt fmt)
 {
     e->b = (struct buf)BUF_INIT;
@@ -200,7 +226,14 @@ void enc_int(struct enc *e, int64_t v)
         return;
     }
     sep(e);
-    buf_printf(&e->b, "%" PRId64, v);
+    buf_grow(&e->b, 21);
+    char *o = e->b.p + e->b.len;
+    uint64_t u = (uint64_t)v;
+    if (v < 0) {
+        *o++ = '-';
+        u = 0 - u;
+    }
+    e->b.len = (size_t)(o + enc_u64(o, u) - e->b.p);
 }
 
 void enc_bool(struct enc *e, bool v)
@@ -266,5 +299,14 @@ void enc_time_ms(struct enc *e, int64_t ms)
         return;
     }
     sep(e);
-    buf_printf(&e->b, "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
+    if (ms < 0) { /* before 1970: as printf renders it, never on the hot path */
+        buf_printf(&e->b, "%" PRId64 ".%03d", ms / 1000, (int)(ms % 1000));
+        return;
+    }
+    buf_grow(&e->b, 24);
+    char *o = e->b.p + e->b.len;
+    o += enc_u64(o, (uint64_t)ms / 1000);
+    *o++ = '.';
+    enc_digits(o, (uint64_t)ms % 1000, 3);
+    e->b.len = (size_t)(o + 3 - e->b.p);
 }

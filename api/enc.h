@@ -41,6 +41,12 @@ void enc_blob(struct enc *e, const void *d, size_t len);
 /* A timestamp in milliseconds since the epoch: seconds with a fraction in JSON. */
 void enc_time_ms(struct enc *e, int64_t ms);
 
+/* Decimal digits, without printf: v in exactly width digits, zero-padded (v < 10^width, width
+ * <= 20), written to out (no NUL). */
+void enc_digits(char *out, uint64_t v, int width);
+/* v in decimal at out (room for 20 bytes, no NUL); returns the digits written. */
+size_t enc_u64(char *out, uint64_t v);
+
 /* Standard base64 of n bytes appended to b (no line breaks). */
 void enc_base64(struct buf *b, const void *d, size_t n);
 

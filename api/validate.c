@@ -368,7 +368,32 @@ static void lower_first(struct buf *b, const char *name)
     buf_adds(b, name + 1);
 }
 
-static void fail(struct vstate *st, const char *path, const char *name, const struct kv *v,
+/* Where a value is, as a chain of segments from the innermost out; rendered only when a check
+ * fails ("records.3.member" + "." + the field's name), so a valid request formats nothing. */
+struct vpath {
+    const struct vpath *up;
+    const char *s; /* a member's name (lower_name) or a map key; NULL: the list index i */
+    bool lower_name;
+    int64_t i;
+};
+
+static void render_path(struct buf *b, const struct vpath *p)
+{
+    if (!p)
+        return;
+    if (p->up) {
+        render_path(b, p->up);
+        buf_addc(b, '.');
+    }
+    if (!p->s)
+        buf_printf(b, "%" PRId64, p->i);
+    else if (p->lower_name)
+        lower_first(b, p->s);
+    else
+        buf_adds(b, p->s);
+}
+
+static void fail(struct vstate *st, const struct vpath *path, const char *name, const struct kv *v,
                  const struct vfield *f, const char *what)
 {
     struct buf *b = &st->errs;
@@ -383,8 +408,8 @@ static void fail(struct vstate *st, const char *path, const char *name, const st
         buf_adds(b, "null");
     }
     buf_adds(b, " at '");
-    if (path && *path) {
-        buf_adds(b, path);
+    if (path) {
+        render_path(b, path);
         buf_addc(b, '.');
     }
     lower_first(b, name);
@@ -421,10 +446,10 @@ static const char *enum_set(struct vstate *st, const char *const *names)
     return out;
 }
 
-static void check_field(struct vstate *st, const char *path, const char *name, struct kv *v,
+static void check_field(struct vstate *st, const struct vpath *path, const char *name, struct kv *v,
                         const struct vfield *f, struct kv *parent);
 
-static void check_fields(struct vstate *st, const char *path, struct kv *obj, const struct vfield *f)
+static void check_fields(struct vstate *st, const struct vpath *path, struct kv *obj, const struct vfield *f)
 {
     for (; f->name; f++) {
         struct kv *v = member(obj, f->name);
@@ -434,10 +459,43 @@ static void check_fields(struct vstate *st, const char *path, struct kv *obj, co
     }
 }
 
-static void check_field(struct vstate *st, const char *path, const char *name, struct kv *v,
+/* The constraint c that v failed, in AWS's words (arena text). */
+static const char *what_failed(struct vstate *st, const struct vcheck *c)
+{
+    switch (c->kind) {
+    case VC_GE: return arena_printf(st->a, "Member must have value greater than or equal to %" PRId64, c->n);
+    case VC_LE: return arena_printf(st->a, "Member must have value less than or equal to %" PRId64, c->n);
+    case VC_LEN_GE:
+        return arena_printf(st->a, "Member must have length greater than or equal to %" PRId64, c->n);
+    case VC_LEN_LE:
+        return arena_printf(st->a, "Member must have length less than or equal to %" PRId64,
+                            c->n == VLIMIT_RECORD ? st->record_limit : c->n);
+    case VC_REGEX:
+        return arena_printf(st->a, "Member must satisfy regular expression pattern: %s", c->re->pattern);
+    case VC_ENUM:
+        return arena_printf(st->a, "Member must satisfy enum value set: [%s]", enum_set(st, c->names));
+    case VC_CHILD_ENUM:
+        return arena_printf(st->a,
+                            "Member must satisfy constraint: [Member must satisfy enum value set: [%s]]",
+                            enum_set(st, c->names));
+    case VC_CHILD_LEN:
+    case VC_CHILD_KEY_LEN:
+    case VC_CHILD_VAL_LEN:
+        return arena_printf(
+            st->a,
+            "%s must satisfy constraint: [Member must have length less than or equal to %" PRId64
+            ", Member must have length greater than or equal to %" PRId64 "]",
+            c->kind == VC_CHILD_KEY_LEN   ? "Map keys"
+            : c->kind == VC_CHILD_VAL_LEN ? "Map value"
+                                          : "Member",
+            c->m, c->n);
+    default: return "";
+    }
+}
+
+static void check_field(struct vstate *st, const struct vpath *path, const char *name, struct kv *v,
                         const struct vfield *f, struct kv *parent)
 {
-    char what[160];
     for (const struct vcheck *c = f->checks; c->kind != VC_END; c++) {
         if (st->nerr >= 10)
             return;
@@ -448,42 +506,19 @@ static void check_field(struct vstate *st, const char *path, const char *name, s
             continue;
         }
         bool ok = true;
-        const char *msg = what;
         switch (c->kind) {
         case VC_END:
         case VC_NOT_NULL:
         case VC_NOT_NULL_UNLESS: continue;
-        case VC_GE:
-            ok = v->type != KV_NUM || v->i >= c->n;
-            snprintf(what, sizeof what, "Member must have value greater than or equal to %" PRId64, c->n);
-            break;
-        case VC_LE:
-            ok = v->type != KV_NUM || v->i <= c->n;
-            snprintf(what, sizeof what, "Member must have value less than or equal to %" PRId64, c->n);
-            break;
-        case VC_LEN_GE:
-            ok = vlen(v) >= c->n;
-            snprintf(what, sizeof what, "Member must have length greater than or equal to %" PRId64, c->n);
-            break;
-        case VC_LEN_LE: {
-            int64_t n = c->n == VLIMIT_RECORD ? st->record_limit : c->n;
-            ok = vlen(v) <= n;
-            snprintf(what, sizeof what, "Member must have length less than or equal to %" PRId64, n);
-            break;
-        }
-        case VC_REGEX:
-            ok = v->type != KV_STR || (strlen(v->s) == v->len && vregex_match(c->re, v->s));
-            msg = arena_printf(st->a, "Member must satisfy regular expression pattern: %s", c->re->pattern);
-            break;
-        case VC_ENUM:
-            ok = in_enum(v, c->names);
-            msg = arena_printf(st->a, "Member must satisfy enum value set: [%s]", enum_set(st, c->names));
-            break;
+        case VC_GE: ok = v->type != KV_NUM || v->i >= c->n; break;
+        case VC_LE: ok = v->type != KV_NUM || v->i <= c->n; break;
+        case VC_LEN_GE: ok = vlen(v) >= c->n; break;
+        case VC_LEN_LE: ok = vlen(v) <= (c->n == VLIMIT_RECORD ? st->record_limit : c->n); break;
+        case VC_REGEX: ok = v->type != KV_STR || (strlen(v->s) == v->len && vregex_match(c->re, v->s)); break;
+        case VC_ENUM: ok = in_enum(v, c->names); break;
         case VC_CHILD_ENUM:
             for (struct kv *e = v->child; e && ok; e = e->next)
                 ok = in_enum(e, c->names);
-            msg = arena_printf(st->a, "Member must satisfy constraint: [Member must satisfy enum value set: [%s]]",
-                               enum_set(st, c->names));
             break;
         case VC_CHILD_LEN:
         case VC_CHILD_KEY_LEN:
@@ -496,34 +531,25 @@ static void check_field(struct vstate *st, const char *path, const char *name, s
                     ok = len_in(e, c->n, c->m);
                 }
             }
-            snprintf(what, sizeof what,
-                     "%s must satisfy constraint: [Member must have length less than or equal to %" PRId64
-                     ", Member must have length greater than or equal to %" PRId64 "]",
-                     c->kind == VC_CHILD_KEY_LEN   ? "Map keys"
-                     : c->kind == VC_CHILD_VAL_LEN ? "Map value"
-                                                   : "Member",
-                     c->m, c->n);
             break;
         }
         if (!ok)
-            fail(st, path, name, v, f, msg);
+            fail(st, path, name, v, f, what_failed(st, c));
     }
     if (!v || st->nerr >= 10)
         return;
     /* then the elements */
-    char *sub = arena_printf(st->a, "%s%s%c%s", path ? path : "", path && *path ? "." : "",
-                             tolower((unsigned char)name[0]), name + 1);
+    const struct vpath sub = {path, name, true, 0};
     if (f->type == VT_STRUCT) {
-        check_fields(st, sub, v, f->members);
+        check_fields(st, &sub, v, f->members);
     } else if (f->type == VT_LIST && f->elem) {
-        int i = 1;
-        for (struct kv *e = v->child; e && st->nerr < 10; e = e->next, i++) {
-            char *ep = arena_printf(st->a, "%s.%d", sub, i);
+        struct vpath ep = {&sub, NULL, false, 1};
+        const struct vpath member_seg = {&ep, "member", false, 0};
+        for (struct kv *e = v->child; e && st->nerr < 10; e = e->next, ep.i++) {
             if (f->elem->type == VT_STRUCT)
-                check_fields(st, arena_printf(st->a, "%s.member", ep), e->type == KV_NULL ? NULL : e,
-                             f->elem->members);
+                check_fields(st, &member_seg, e->type == KV_NULL ? NULL : e, f->elem->members);
             else
-                check_field(st, ep, "member", e->type == KV_NULL ? NULL : e, f->elem, v);
+                check_field(st, &ep, "member", e->type == KV_NULL ? NULL : e, f->elem, v);
         }
     } else if (f->type == VT_MAP && f->elem && f->elem->checks[0].kind != VC_END) {
         /* AWS reports map entries last key first */
@@ -531,9 +557,10 @@ static void check_field(struct vstate *st, const char *path, const char *name, s
         struct kv **items = arena_alloc(st->a, (n ? n : 1) * sizeof *items);
         for (struct kv *e = v->child; e; e = e->next)
             items[i++] = e;
-        while (i-- > 0 && st->nerr < 10)
-            check_field(st, arena_printf(st->a, "%s.%s", sub, items[i]->key), "member",
-                        items[i]->type == KV_NULL ? NULL : items[i], f->elem, v);
+        while (i-- > 0 && st->nerr < 10) {
+            const struct vpath kp = {&sub, items[i]->key, false, 0};
+            check_field(st, &kp, "member", items[i]->type == KV_NULL ? NULL : items[i], f->elem, v);
+        }
     }
 }
 
