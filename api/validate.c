@@ -65,77 +65,100 @@ int vregex_match(struct vregex *r, const char *s)
 
 /* ---- base64 ---- */
 
-static int b64v(unsigned char c)
+/* A character's 6-bit value; B64_PAD for '=', B64_BAD for anything else. */
+#define B64_PAD 0x40
+#define B64_BAD 0x80
+/* (the alphabet A-Z a-z 0-9 + / is 0..63; 128 marks a character that is not base64) */
+static const unsigned char b64_val[256] = {
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,  62, 128, 128, 128,  63,
+     52,  53,  54,  55,  56,  57,  58,  59,  60,  61, 128, 128, 128,  64, 128, 128,
+    128,   0,   1,   2,   3,   4,   5,   6,   7,   8,   9,  10,  11,  12,  13,  14,
+     15,  16,  17,  18,  19,  20,  21,  22,  23,  24,  25, 128, 128, 128, 128, 128,
+    128,  26,  27,  28,  29,  30,  31,  32,  33,  34,  35,  36,  37,  38,  39,  40,
+     41,  42,  43,  44,  45,  46,  47,  48,  49,  50,  51, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+    128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
+};
+
+/* Why s is not canonical base64, in the order AWS reports it: the length, then the first
+ * character that is not base64 (or a '=' followed by something else than '='), then a '='
+ * before the padding, then pad bits that are not zero. Only called for text that failed the
+ * fast decoder. */
+static void base64_why(const char *s, size_t len, const char **why, char *bad)
 {
-    if (c >= 'A' && c <= 'Z')
-        return c - 'A';
-    if (c >= 'a' && c <= 'z')
-        return c - 'a' + 26;
-    if (c >= '0' && c <= '9')
-        return c - '0' + 52;
-    if (c == '+')
-        return 62;
-    if (c == '/')
-        return 63;
-    return -1;
+    const unsigned char *u = (const unsigned char *)s;
+    *why = "last";
+    if (len % 4) {
+        *why = "length";
+        return;
+    }
+    for (size_t i = 0; i < len; i++) {
+        if (b64_val[u[i]] == B64_BAD || (u[i] == '=' && i + 1 < len && u[i + 1] != '=')) {
+            *why = "char";
+            *bad = (char)u[i];
+            return;
+        }
+    }
+    size_t pad = (len && u[len - 1] == '=') + (len > 1 && u[len - 2] == '=');
+    if (len && memchr(s, '=', len - pad)) {
+        *why = "char";
+        *bad = '=';
+    }
 }
 
 int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen, const char **why,
                   char *bad)
 {
+    const unsigned char *u = (const unsigned char *)s;
     if (len % 4) {
-        *why = "length";
-        return -1;
-    }
-    /* first character that is not base64, or '=' followed by something else than '=' */
-    for (size_t i = 0; i < len; i++) {
-        unsigned char c = (unsigned char)s[i];
-        if (b64v(c) < 0 && c != '=') {
-            *why = "char";
-            *bad = (char)c;
-            return -1;
-        }
-        if (c == '=' && i + 1 < len && s[i + 1] != '=') {
-            *why = "char";
-            *bad = '=';
-            return -1;
-        }
-    }
-    size_t pad = 0;
-    if (len && s[len - 1] == '=')
-        pad++;
-    if (len > 1 && s[len - 2] == '=')
-        pad++;
-    if (len && memchr(s, '=', len - pad)) {
-        *why = "char";
-        *bad = '=';
+        base64_why(s, len, why, bad);
         return -1;
     }
     char *o = arena_alloc(a, len / 4 * 3 + 1);
-    size_t n = 0;
-    for (size_t i = 0; i < len; i += 4) {
-        int v0 = b64v((unsigned char)s[i]), v1 = b64v((unsigned char)s[i + 1]);
-        int v2 = s[i + 2] == '=' ? 0 : b64v((unsigned char)s[i + 2]);
-        int v3 = s[i + 3] == '=' ? 0 : b64v((unsigned char)s[i + 3]);
-        if (v0 < 0 || v1 < 0 || v2 < 0 || v3 < 0) {
-            *why = "char";
-            *bad = '=';
-            return -1;
-        }
-        uint32_t v = (uint32_t)v0 << 18 | (uint32_t)v1 << 12 | (uint32_t)v2 << 6 | (uint32_t)v3;
-        o[n++] = (char)(v >> 16);
-        if (s[i + 2] != '=')
-            o[n++] = (char)(v >> 8);
-        if (s[i + 3] != '=')
-            o[n++] = (char)v;
-        /* the bits a pad drops must be zero, or the text is not the canonical encoding */
-        if (i + 4 == len && ((s[i + 3] == '=' && (v & 0xFF)) || (s[i + 2] == '=' && (v & 0xFFFF)))) {
-            *why = "last";
-            return -1;
-        }
+    unsigned char *w = (unsigned char *)o;
+    size_t full = len ? len - 4 : 0; /* every group but the last has no padding */
+    unsigned flags = 0;
+    for (size_t i = 0; i < full; i += 4) {
+        unsigned c0 = b64_val[u[i]], c1 = b64_val[u[i + 1]], c2 = b64_val[u[i + 2]], c3 = b64_val[u[i + 3]];
+        flags |= c0 | c1 | c2 | c3;
+        uint32_t v = c0 << 18 | c1 << 12 | c2 << 6 | c3;
+        w[0] = (unsigned char)(v >> 16);
+        w[1] = (unsigned char)(v >> 8);
+        w[2] = (unsigned char)v;
+        w += 3;
+    }
+    if (len) {
+        unsigned c0 = b64_val[u[full]], c1 = b64_val[u[full + 1]], c2 = b64_val[u[full + 2]],
+                 c3 = b64_val[u[full + 3]];
+        /* the last group: "xx==", "xxx=" or "xxxx", with the bits a pad drops all zero */
+        flags |= c0 | c1 | (c2 & B64_BAD) | (c3 & B64_BAD);
+        if (c2 == B64_PAD && c3 != B64_PAD)
+            flags |= B64_BAD;
+        c2 &= 63;
+        c3 &= 63;
+        uint32_t v = c0 << 18 | c1 << 12 | c2 << 6 | c3;
+        *w++ = (unsigned char)(v >> 16);
+        if (u[full + 2] != '=')
+            *w++ = (unsigned char)(v >> 8);
+        if (u[full + 3] != '=')
+            *w++ = (unsigned char)v;
+        if ((u[full + 3] == '=' && (v & 0xFF)) || (u[full + 2] == '=' && (v & 0xFFFF)))
+            flags |= B64_BAD;
+    }
+    if (flags & (B64_BAD | B64_PAD)) {
+        base64_why(s, len, why, bad);
+        return -1;
     }
     *out = o;
-    *outlen = n;
+    *outlen = (size_t)((char *)w - o);
     return 0;
 }
 
