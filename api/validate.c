@@ -69,6 +69,7 @@ int vregex_match(struct vregex *r, const char *s)
 #define B64_PAD 0x40
 #define B64_BAD 0x80
 /* (the alphabet A-Z a-z 0-9 + / is 0..63; 128 marks a character that is not base64) */
+/* clang-format off */
 static const unsigned char b64_val[256] = {
     128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
     128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
@@ -87,6 +88,7 @@ static const unsigned char b64_val[256] = {
     128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
     128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128, 128,
 };
+/* clang-format on */
 
 /* Why s is not canonical base64, in the order AWS reports it: the length, then the first
  * character that is not base64 (or a '=' followed by something else than '='), then a '='
