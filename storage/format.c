@@ -3,7 +3,9 @@
  * A sealer is one batch's state: the random half of the nonce, drawn once, and a counter, so
  * sealing a record costs one AEAD and no allocation; the data key is looked up once per log
  * and bucket of the batch, not per record. Version 3 is encrypted in place: the partition key
- * and data are copied into the output, then sealed there.
+ * and data are copied into the output, then sealed there. XChaCha20's subkey is derived once per
+ * sealer and data key, and an opener keeps the last one it derived (format.h says why this is
+ * XChaCha20-Poly1305 exactly); both wipe it when they are done.
  *
  * format_open appends to a caller's batch whose entries come from the caller's allocator (an
  * arena): the array grows by doubling into a fresh allocation, so a batch of n records costs at
@@ -61,6 +63,16 @@ void format_sealer_init(struct format_sealer *s, const struct store_keyring *kr)
         randombytes_buf(s->nonce, 16);
 }
 
+void format_sealer_done(struct format_sealer *s) { sodium_memzero(s->subkey, sizeof s->subkey); }
+
+/* XChaCha20-Poly1305 as ChaCha20-Poly1305 (IETF) under the subkey: the 12-byte nonce is four
+ * zero bytes and the last 8 of the 24-byte one */
+static void ietf_nonce(unsigned char n12[12], const unsigned char *n24)
+{
+    memset(n12, 0, 4);
+    memcpy(n12 + 4, n24 + 16, 8);
+}
+
 static size_t seal_v2(char *out, uint64_t log, uint64_t pos, const struct store_rec *r)
 {
     unsigned char *o = (unsigned char *)out;
@@ -95,6 +107,7 @@ int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, 
         }
         s->log = log;
         s->bucket_end = keyring_bucket_start(b + 1);
+        crypto_core_hchacha20(s->subkey, s->nonce, s->key, NULL);
     }
     unsigned char *o = (unsigned char *)out;
     o[0] = FORMAT_SEALED_VERSION;
@@ -111,8 +124,10 @@ int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, 
     size_t mlen = r->pk_len + r->data_len;
     unsigned char ad[AD_LEN];
     ad_of(ad, o, log, pos);
-    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(m, m + mlen, NULL, m, mlen, ad, sizeof ad, NULL,
-                                                        o + 12, s->key);
+    unsigned char n12[12];
+    ietf_nonce(n12, o + 12);
+    crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + mlen, NULL, m, mlen, ad, sizeof ad, NULL, n12,
+                                                       s->subkey);
     *len = FORMAT_SEALED_HDR + mlen + FORMAT_TAG;
     return 0;
 }
@@ -154,18 +169,39 @@ static int parse(const char *val, size_t len, uint64_t log, uint64_t pos, size_t
     return 0;
 }
 
+void format_opener_init(struct format_opener *o, const struct store_keyring *kr)
+{
+    *o = (struct format_opener){.kr = kr};
+}
+
+void format_opener_done(struct format_opener *o)
+{
+    sodium_memzero(o->key, sizeof o->key);
+    sodium_memzero(o->subkey, sizeof o->subkey);
+    o->have = false;
+}
+
 /* Decrypt a version 3 record into m (len - header - tag bytes). */
-static int unseal(const struct store_keyring *kr, const unsigned char *v, size_t len, uint64_t log,
-                  uint64_t pos, unsigned char *m, uint32_t *cls)
+static int unseal(struct format_opener *o, const unsigned char *v, size_t len, uint64_t log, uint64_t pos,
+                  unsigned char *m, uint32_t *cls)
 {
     const unsigned char *key;
-    if (!kr || kr->open_key(kr->ctx, log, rd64(v + 4), &key, cls))
+    if (!o->kr || o->kr->open_key(o->kr->ctx, log, rd64(v + 4), &key, cls))
         return STORE_CORRUPT;
-    unsigned char ad[AD_LEN];
+    const unsigned char *n24 = v + 12;
+    /* (a plain compare: both keys are ours, nothing a client sends is compared with them) */
+    if (!o->have || memcmp(o->prefix, n24, 16) || memcmp(o->key, key, 32)) {
+        memcpy(o->key, key, 32);
+        memcpy(o->prefix, n24, 16);
+        crypto_core_hchacha20(o->subkey, n24, key, NULL);
+        o->have = true;
+    }
+    unsigned char ad[AD_LEN], n12[12];
     ad_of(ad, v, log, pos);
+    ietf_nonce(n12, n24);
     size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
-    if (crypto_aead_xchacha20poly1305_ietf_decrypt_detached(m, NULL, v + FORMAT_SEALED_HDR, clen,
-                                                            v + len - FORMAT_TAG, ad, sizeof ad, v + 12, key))
+    if (crypto_aead_chacha20poly1305_ietf_decrypt_detached(
+            m, NULL, v + FORMAT_SEALED_HDR, clen, v + len - FORMAT_TAG, ad, sizeof ad, n12, o->subkey))
         return STORE_CORRUPT;
     return 0;
 }
@@ -189,13 +225,26 @@ int format_check(const struct store_keyring *kr, const char *val, size_t len, ui
     if (!m)
         return STORE_NOMEM;
     uint32_t cls;
-    rc = unseal(kr, (const unsigned char *)val, len, log, pos, m, &cls);
+    struct format_opener o;
+    format_opener_init(&o, kr);
+    rc = unseal(&o, (const unsigned char *)val, len, log, pos, m, &cls);
+    format_opener_done(&o);
     sodium_free(m);
     return rc;
 }
 
 int format_open(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos,
                 struct store_records *out)
+{
+    struct format_opener o;
+    format_opener_init(&o, kr);
+    int rc = format_open_with(&o, val, len, log, pos, out);
+    format_opener_done(&o);
+    return rc;
+}
+
+int format_open_with(struct format_opener *o, const char *val, size_t len, uint64_t log, uint64_t pos,
+                     struct store_records *out)
 {
     size_t hdr, pl;
     bool sealed;
@@ -218,7 +267,7 @@ int format_open(const struct store_keyring *kr, const char *val, size_t len, uin
         return STORE_NOMEM;
     uint32_t cls = 0;
     if (sealed) {
-        if ((rc = unseal(kr, (const unsigned char *)val, len, log, pos, (unsigned char *)p, &cls)))
+        if ((rc = unseal(o, (const unsigned char *)val, len, log, pos, (unsigned char *)p, &cls)))
             return rc;
     } else {
         memcpy(p, val + hdr, body);

@@ -25,6 +25,12 @@
  * A nonce is never repeated under one key: the random part is new for every sealer and the
  * counter counts within it.
  *
+ * XChaCha20 is HChaCha20(key, nonce bytes 0..15) as a subkey, then ChaCha20 under that subkey
+ * with the nonce 0^4 . nonce bytes 16..23. A sealer's 16 random bytes are the same for all of
+ * its records, so the subkey is derived once per sealer and data key (and an opener keeps the
+ * last one for the next record with the same key and random part, the records of one write
+ * batch): the bytes written and read, and what they prove, are exactly XChaCha20-Poly1305's.
+ *
  * Version 2 (written without a keyring), an 8-byte header:
  *     0    1 version   2
  *     1    1 flags     0
@@ -66,10 +72,13 @@ struct format_sealer {
     uint64_t log, bucket_end; /* the cached key's log and the first position past its bucket */
     uint64_t key_id;
     const unsigned char *key; /* the keyring's; NULL when none is cached */
+    unsigned char subkey[32]; /* HChaCha20(key, nonce[0..15]), when key is set */
 };
 
 /* Start a batch: draws the nonce's random part. kr borrowed for the sealer's life. */
 void format_sealer_init(struct format_sealer *s, const struct store_keyring *kr);
+/* End a batch: wipes the sealer's derived key. */
+void format_sealer_done(struct format_sealer *s);
 
 /* Seal one record for (log, pos) into out, which has format_sealed_len bytes of room. n is
  * the number of records of this log the caller is about to seal from here on (the key's
@@ -79,10 +88,29 @@ void format_sealer_init(struct format_sealer *s, const struct store_keyring *kr)
 int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, size_t n,
                 const struct store_rec *r, size_t *len);
 
+/* One scan's opening state: the last record's data key and derived subkey, so that records
+ * sealed together are opened without deriving it again. Lives on the scanning thread's stack
+ * for one scan. */
+struct format_opener {
+    const struct store_keyring *kr; /* borrowed; NULL: version 3 records do not open */
+    bool have;                      /* subkey is HChaCha20(key, prefix) */
+    unsigned char key[32];
+    unsigned char prefix[16];
+    unsigned char subkey[32];
+};
+
+/* Start a scan; kr borrowed for the opener's life. */
+void format_opener_init(struct format_opener *o, const struct store_keyring *kr);
+/* End a scan: wipes the keys the opener holds. */
+void format_opener_done(struct format_opener *o);
+
 /* Check the sealed bytes of the record stored at (log, pos) and append it to out, copying its
- * key and data through out->alloc (decrypted there for version 3, with kr). Returns 0,
- * STORE_CORRUPT (does not check out: moved, altered, swapped, an unknown version, or a data key
- * that is gone), STORE_NOMEM. */
+ * key and data through out->alloc (decrypted there for version 3, with the opener's keyring).
+ * Returns 0, STORE_CORRUPT (does not check out: moved, altered, swapped, an unknown version, or
+ * a data key that is gone), STORE_NOMEM. */
+int format_open_with(struct format_opener *o, const char *val, size_t len, uint64_t log, uint64_t pos,
+                     struct store_records *out);
+/* The same for a single record (an opener of its own). */
 int format_open(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos,
                 struct store_records *out);
 

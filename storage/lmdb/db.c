@@ -319,7 +319,7 @@ int db_append(struct db *d, const struct db_rec *r, size_t n, bool replay)
     return rc == MDB_KEYEXIST ? STORE_CORRUPT : map_rc(rc);
 }
 
-int db_scan(struct db *d, const struct store_keyring *kr, uint64_t log, uint64_t from, size_t max_n,
+int db_scan(struct db *d, struct format_opener *o, uint64_t log, uint64_t from, size_t max_n,
             size_t max_bytes, struct store_records *out, uint64_t *last)
 {
     MDB_txn *txn;
@@ -343,7 +343,7 @@ int db_scan(struct db *d, const struct store_keyring *kr, uint64_t log, uint64_t
         uint64_t pos = rd64((char *)k.mv_data + 8);
         if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || pos == LAST_KEY)
             break;
-        if ((out_rc = format_open(kr, v.mv_data, v.mv_size, log, pos, out)))
+        if ((out_rc = format_open_with(o, v.mv_data, v.mv_size, log, pos, out)))
             break;
         count++;
         bytes += v.mv_size;

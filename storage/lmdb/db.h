@@ -13,6 +13,8 @@
 
 #include "../store.h"
 
+struct format_opener;
+
 struct store_keyring;
 
 struct db;
@@ -36,9 +38,9 @@ void db_close(struct db *d);
  * dropped log fails it with STORE_NOT_FOUND. */
 int db_append(struct db *d, const struct db_rec *r, size_t n, bool replay);
 
-/* Open records of log from position from into out (format_open with kr), as store_scan. *last gets
+/* Open records of log from position from into out (format_open_with o), as store_scan. *last gets
  * the log's last position in the same snapshot. */
-int db_scan(struct db *d, const struct store_keyring *kr, uint64_t log, uint64_t from, size_t max_n,
+int db_scan(struct db *d, struct format_opener *o, uint64_t log, uint64_t from, size_t max_n,
             size_t max_bytes, struct store_records *out, uint64_t *last);
 
 /* The log's last position (0 if none), first stored position (0 if none), and whether it was

@@ -516,6 +516,7 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
                 int rc = format_seal(&sealer, f->buf + off, sb->log, pos, sb->n - i, r, &len);
                 if (rc) { /* no data key: the positions handed out so far are skipped */
                     p->val = pos;
+                    format_sealer_done(&sealer);
                     free(mem);
                     return rc;
                 }
@@ -525,6 +526,7 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
             p->val = pos - 1;
         }
     }
+    format_sealer_done(&sealer);
     int rc = wal_write(e->wal, f->buf, f->len, &f->seg);
     if (rc) {
         free(mem);
@@ -672,7 +674,9 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     pthread_mutex_lock(&e->tail_mu);
     struct frame *first = e->t_head, *tl = e->t_last;
     pthread_mutex_unlock(&e->tail_mu);
-    int rc = db_scan(e->db, e->kr, log, from, max_n, max_bytes, out, &stored);
+    struct format_opener o;
+    format_opener_init(&o, e->kr);
+    int rc = db_scan(e->db, &o, log, from, max_n, max_bytes, out, &stored);
     /* then the tail: records past the snapshot's, as far as the limits allow, and the log's
      * newest position */
     uint64_t newest = stored;
@@ -691,10 +695,11 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
                 if (out->n >= max_n || out->bytes >= max_bytes)
                     break;
                 const struct ent *x = &f->ents[u->ent + k];
-                rc = format_open(e->kr, f->buf + x->off, x->len, log, pos, out);
+                rc = format_open_with(&o, f->buf + x->off, x->len, log, pos, out);
             }
         }
     pthread_rwlock_unlock(&e->tail_rw);
+    format_opener_done(&o);
     if (rc == 0)
         out->last = newest;
     return rc;

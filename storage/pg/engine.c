@@ -473,13 +473,16 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
                 put64(&o, pos);
                 size_t len = format_sealed_len(p->kr, sb->recs[i].pk_len, sb->recs[i].data_len);
                 put32(&o, (uint32_t)len);
-                if ((rc = format_seal(&sealer, o, sb->log, pos, sb->n - i, &sb->recs[i], &len)))
+                if ((rc = format_seal(&sealer, o, sb->log, pos, sb->n - i, &sb->recs[i], &len))) {
+                    format_sealer_done(&sealer);
                     goto rollback; /* no data key */
+                }
                 o += len;
                 rows++;
             }
         }
     }
+    format_sealer_done(&sealer);
     put16(&o, 0xFFFF);
     if (rows) {
         r = PQexec(c, "COPY kinesd_records (log, pos, rec) FROM STDIN (FORMAT binary)");
@@ -645,13 +648,16 @@ static int pg_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
               &q);
     rc = res_rc(c, r);
     pool_give(p, slot); /* the result is ours; opening a record may need a connection */
+    struct format_opener op;
+    format_opener_init(&op, p->kr);
     for (int t = 0; rc == 0 && t < PQntuples(r); t++) {
         out->last = get_i64(r, t, 0);
         if (PQgetisnull(r, t, 1))
             continue;
-        rc =
-            format_open(p->kr, PQgetvalue(r, t, 2), (size_t)PQgetlength(r, t, 2), log, get_i64(r, t, 1), out);
+        rc = format_open_with(&op, PQgetvalue(r, t, 2), (size_t)PQgetlength(r, t, 2), log, get_i64(r, t, 1),
+                              out);
     }
+    format_opener_done(&op);
     PQclear(r);
     return rc;
 }
