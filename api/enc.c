@@ -208,6 +208,42 @@ void enc_key(struct enc *e, const char *k)
     e->need_comma[e->depth] = false; /* the value follows without a comma */
 }
 
+/* s: printable ASCII without '"' or '\\' (the caller's promise): the same bytes in JSON and
+ * CBOR text, quoted or preceded by its head */
+static void ascii(struct enc *e, const char *s, size_t len)
+{
+    if (e->fmt == WIRE_CBOR) {
+        cbor_head(&e->b, 3, len);
+        buf_add(&e->b, s, len);
+        return;
+    }
+    buf_grow(&e->b, len + 3);
+    char *o = e->b.p + e->b.len;
+    o[0] = '"';
+    memcpy(o + 1, s, len);
+    o[len + 1] = '"';
+    e->b.len += len + 2;
+}
+
+void enc_key_ascii(struct enc *e, const char *k, size_t len)
+{
+    if (e->fmt == WIRE_CBOR) {
+        ascii(e, k, len);
+        return;
+    }
+    sep(e);
+    ascii(e, k, len);
+    buf_addc(&e->b, ':');
+    e->need_comma[e->depth] = false; /* the value follows without a comma */
+}
+
+void enc_str_ascii(struct enc *e, const char *s, size_t len)
+{
+    if (e->fmt != WIRE_CBOR)
+        sep(e);
+    ascii(e, s, len);
+}
+
 void enc_str(struct enc *e, const char *s, size_t len)
 {
     if (e->fmt == WIRE_CBOR) {

@@ -32,7 +32,13 @@ void enc_arr_begin(struct enc *e);
 void enc_arr_end(struct enc *e);
 /* Member name; the next call writes its value. k is borrowed. */
 void enc_key(struct enc *e, const char *k);
+/* The same for a name the caller knows is printable ASCII with no '"' or '\\' (a literal):
+ * written as it is, without measuring or escaping it. ENC_KEY(e, "Name") passes its length. */
+void enc_key_ascii(struct enc *e, const char *k, size_t len);
+#define ENC_KEY(e, lit) enc_key_ascii((e), "" lit "", sizeof(lit) - 1)
 void enc_str(struct enc *e, const char *s, size_t len);
+/* A string the caller knows is printable ASCII with no '"' or '\\' (digits, shard ids). */
+void enc_str_ascii(struct enc *e, const char *s, size_t len);
 void enc_strz(struct enc *e, const char *s);
 void enc_int(struct enc *e, int64_t v);
 void enc_bool(struct enc *e, bool v);

@@ -459,6 +459,8 @@ static inline uint64_t log_id(uint64_t uid, uint32_t shard) { return uid << 24 |
 static inline uint64_t pos_floor(int64_t ms) { return (uint64_t)ms << POS_SHIFT; }
 static inline int64_t pos_ms(uint64_t pos) { return (int64_t)(pos >> POS_SHIFT); }
 
+#define SHARD_ID_LEN 20 /* "shardId-" and 12 digits */
+/* "shardId-000000000005" of index 5 into out (SHARD_ID_LEN bytes and a NUL). */
 void shard_id(char out[32], uint32_t index);
 /* A ShardId as AWS resolves it: the text after the first '-' (or the whole id), digits only, at
  * most 2147483647, so "shardId-000000000005", "shard-5", "x-5" and "5" all name shard 5; -1

@@ -28,12 +28,12 @@ static void emit(struct enc *e, uint64_t uid, uint32_t shard, const struct store
     char seq[SEQ_LEN + 1];
     seq_format(seq, uid, shard, v->pos);
     enc_obj_begin(e);
-    enc_key(e, "SequenceNumber"), enc_str(e, seq, SEQ_LEN);
-    enc_key(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
-    enc_key(e, "Data"), enc_blob(e, v->data, v->data_len);
-    enc_key(e, "PartitionKey"), enc_str(e, v->pk, v->pk_len);
+    ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq, SEQ_LEN);
+    ENC_KEY(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
+    ENC_KEY(e, "Data"), enc_blob(e, v->data, v->data_len);
+    ENC_KEY(e, "PartitionKey"), enc_str(e, v->pk, v->pk_len);
     if (v->key_class >= DATAKEYS_CLASS_KMS) {
-        enc_key(e, "EncryptionType"), enc_strz(e, "KMS");
+        ENC_KEY(e, "EncryptionType"), enc_str_ascii(e, "KMS", 3);
     }
     enc_obj_end(e);
 }

@@ -51,8 +51,8 @@ static int answer(struct api_ctx *c)
         shard_id(id, items[i].shard);
         seq_format(seq, ps->uid, items[i].shard, items[i].pos);
         enc_obj_begin(e);
-        enc_key(e, "SequenceNumber"), enc_strz(e, seq);
-        enc_key(e, "ShardId"), enc_strz(e, id);
+        ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq, SEQ_LEN);
+        ENC_KEY(e, "ShardId"), enc_str_ascii(e, id, SHARD_ID_LEN);
         enc_obj_end(e);
     }
     enc_arr_end(e);
