@@ -73,12 +73,29 @@ static char *put_utf8(char *o, unsigned cp)
     return o;
 }
 
+/* The 8 bytes at s are plain string text: none is '"', '\\', a control character or above
+ * 0x7F. (Each test is exact: a byte's borrow only reaches the bytes above it if that byte
+ * itself matched.) */
+static bool plain8(const char *s)
+{
+    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
+    uint64_t w, q, b;
+    memcpy(&w, s, 8);
+    q = w ^ (ones * '"');
+    b = w ^ (ones * '\\');
+    return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high);
+}
+
 /* p->s is just past the opening quote. */
 static int str(struct p *p, const char **out, size_t *outlen)
 {
     const char *start = p->s;
     const char *q = start;
-    while (q < p->end && *q != '"' && *q != '\\') {
+    for (;;) {
+        while (p->end - q >= 8 && plain8(q))
+            q += 8;
+        if (q >= p->end || *q == '"' || *q == '\\')
+            break;
         unsigned char c = (unsigned char)*q;
         if (c < 0x20)
             return KV_MALFORMED;
