@@ -129,11 +129,16 @@ static uint32_t check5(uint64_t uid, uint32_t shard, uint64_t pos)
 void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
 {
     out[0] = '4';
-    enc_digits(out + 1, pos, 20);
     enc_digits(out + 21, shard, 10);
     enc_digits(out + 31, uid, 20);
-    enc_digits(out + 51, check5(uid, shard, pos), 5);
     out[SEQ_LEN] = 0;
+    seq_reformat(out, uid, shard, pos);
+}
+
+void seq_reformat(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
+{
+    enc_digits(out + 1, pos, 20);
+    enc_digits(out + 51, check5(uid, shard, pos), 5);
 }
 
 static int digits(const char *s, int n, uint64_t *out)

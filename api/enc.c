@@ -7,6 +7,7 @@
 #include "enc.h"
 
 #include <inttypes.h>
+#include <pthread.h>
 #include <stdio.h>
 
 #include "utf8.h"
@@ -283,19 +284,31 @@ void enc_bool(struct enc *e, bool v)
     buf_adds(&e->b, v ? "true" : "false");
 }
 
+static const char b64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+/* the two characters of every 12 bits: a 3-byte group is two lookups */
+static char b64_pairs[4096][2];
+static pthread_once_t b64_once = PTHREAD_ONCE_INIT;
+
+static void b64_init(void)
+{
+    for (int i = 0; i < 4096; i++) {
+        b64_pairs[i][0] = b64[i >> 6];
+        b64_pairs[i][1] = b64[i & 63];
+    }
+}
+
 void enc_base64(struct buf *b, const void *d, size_t n)
 {
-    static const char t[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const char *t = b64;
     const unsigned char *s = d;
+    pthread_once(&b64_once, b64_init);
     buf_grow(b, (n + 2) / 3 * 4 + 1);
     char *o = b->p + b->len;
     size_t i = 0;
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
-        o[0] = t[v >> 18];
-        o[1] = t[(v >> 12) & 63];
-        o[2] = t[(v >> 6) & 63];
-        o[3] = t[v & 63];
+        memcpy(o, b64_pairs[v >> 12], 2);
+        memcpy(o + 2, b64_pairs[v & 4095], 2);
         o += 4;
     }
     if (n - i == 1) {

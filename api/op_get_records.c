@@ -23,10 +23,11 @@ static const struct vfield schema[] = {
 
 static void *arena_fn(void *arena, size_t n) { return arena_alloc(arena, n); }
 
-static void emit(struct enc *e, uint64_t uid, uint32_t shard, const struct store_read *v)
+/* seq holds a sequence number of the shard: it becomes the record's */
+static void emit(struct enc *e, char seq[SEQ_LEN + 1], uint64_t uid, uint32_t shard,
+                 const struct store_read *v)
 {
-    char seq[SEQ_LEN + 1];
-    seq_format(seq, uid, shard, v->pos);
+    seq_reformat(seq, uid, shard, v->pos);
     enc_obj_begin(e);
     ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq, SEQ_LEN);
     ENC_KEY(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
@@ -125,8 +126,10 @@ static int run(struct api_ctx *c)
     enc_obj_begin(e);
     enc_key(e, "Records");
     enc_arr_begin(e);
+    char seq[SEQ_LEN + 1];
+    seq_format(seq, uid, ix, from);
     for (size_t i = 0; i < got.n; i++)
-        emit(e, uid, ix, &got.v[i]);
+        emit(e, seq, uid, ix, &got.v[i]);
     enc_arr_end(e);
     if (c->api->limits)
         limits_read_bytes(c->api->limits, log_id(uid, ix), got.bytes);
