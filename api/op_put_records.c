@@ -32,6 +32,7 @@ static int answer(struct api_ctx *c)
     for (size_t i = 0; i < ps->n; i++)
         failed += items[i].err != 0;
     struct enc *e = &c->out;
+    buf_grow(&e->b, 128 + ps->n * 128); /* an entry's names, sequence number and shard id */
     enc_obj_begin(e);
     enc_key(e, "FailedRecordCount"), enc_int(e, failed);
     if (ps->kms) {
