@@ -97,14 +97,58 @@ void shard_range(uint32_t i, uint32_t n, u128 *start, u128 *end)
     *end = i + 1 == n ? max : step * (i + 1) - 1;
 }
 
+/* The open shards of a stream version, by the start of their ranges. */
+struct stream_route {
+    uint32_t n;
+    struct route_ent {
+        u128 start, end;
+        uint32_t i; /* in s->shards */
+    } v[];
+};
+
+static int by_start(const void *a, const void *b)
+{
+    const struct route_ent *x = a, *y = b;
+    return x->start < y->start ? -1 : x->start > y->start;
+}
+
+static struct stream_route *route_of(struct stream *s)
+{
+    struct stream_route *r = __atomic_load_n(&s->route, __ATOMIC_ACQUIRE);
+    if (r)
+        return r;
+    r = malloc(sizeof *r + (s->nshards ? s->nshards : 1) * sizeof r->v[0]);
+    if (!r)
+        abort();
+    r->n = 0;
+    for (uint32_t i = 0; i < s->nshards; i++)
+        if (shard_open(&s->shards[i]))
+            r->v[r->n++] = (struct route_ent){s->shards[i].start, s->shards[i].end, i};
+    qsort(r->v, r->n, sizeof r->v[0], by_start);
+    struct stream_route *none = NULL;
+    /* readers under the routing lock may race to build it: the first one's stays */
+    if (!__atomic_compare_exchange_n(&s->route, &none, r, false, __ATOMIC_ACQ_REL, __ATOMIC_ACQUIRE)) {
+        free(r);
+        r = none;
+    }
+    return r;
+}
+
 struct shard *shard_for_hash(struct stream *s, u128 h)
 {
-    for (uint32_t i = 0; i < s->nshards; i++) {
-        struct shard *sh = &s->shards[i];
-        if (shard_open(sh) && h >= sh->start && h <= sh->end)
-            return sh;
+    const struct stream_route *r = route_of(s);
+    /* the last open shard starting at or below h */
+    uint32_t lo = 0, hi = r->n;
+    while (lo < hi) {
+        uint32_t mid = lo + (hi - lo) / 2;
+        if (r->v[mid].start <= h)
+            lo = mid + 1;
+        else
+            hi = mid;
     }
-    return NULL;
+    if (!lo || h > r->v[lo - 1].end)
+        return NULL;
+    return &s->shards[r->v[lo - 1].i];
 }
 
 struct shard *shard_by_index(struct stream *s, uint32_t index)

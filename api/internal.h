@@ -63,7 +63,8 @@ struct stream {
     int64_t *scalings; /* owned: times of UpdateShardCount calls in the last 24 hours */
     bool resharding;   /* UPDATING with pending/closing shards, applied at status_until */
     uint32_t nshards;
-    struct shard *shards; /* owned; index order */
+    struct shard *shards;       /* owned; index order */
+    struct stream_route *route; /* owned, built on first use (atomic): open shards by start */
     uint32_t ntags;
     struct tag *tags;       /* owned; sorted by key */
     uint64_t ver, tags_ver; /* versions of its header and tags rows */
@@ -78,7 +79,7 @@ struct stream {
     int64_t enc_switch_ms;
     uint32_t nenc;
     int64_t enc_changes[25];
-    bool legacy; /* read from the older one-value format, not yet rewritten as rows */
+    bool legacy;      /* read from the older one-value format, not yet rewritten as rows */
     uint32_t metrics; /* enhanced monitoring: the enabled shard-level metrics (STREAM_METRIC bits) */
     /* warm throughput of an on-demand stream (UpdateStreamWarmThroughput), MiB/s, once given */
     bool warm;
@@ -474,7 +475,8 @@ int u128_parse(const char *s, u128 *out);
 u128 hash_key(const char *pk, size_t len);
 /* Uniform split of the hash key space into n ranges, i-th range. */
 void shard_range(uint32_t i, uint32_t n, u128 *start, u128 *end);
-/* Find the open shard whose range holds h (NULL if none). */
+/* Find the open shard whose range holds h (NULL if none): a binary search of the stream's open
+ * shards, sorted by range once per stream version (a published version never changes). */
 struct shard *shard_for_hash(struct stream *s, u128 h);
 struct shard *shard_by_index(struct stream *s, uint32_t index);
 

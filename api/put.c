@@ -138,28 +138,43 @@ static int admit_and_append(struct api_ctx *c, struct put_state *ps)
     if (!admitted)
         return c->resume(c);
 
-    /* one batch per distinct shard, records in request order within it */
+    /* one batch per distinct shard, in order of first appearance, records in request order
+     * within it: each record finds its shard's batch in a small hash table (open addressing,
+     * at most half full), then the batches are laid out one after the other */
     struct store_rec *recs = arena_alloc(&c->arena, n * sizeof *recs);
     struct store_batch *batches = arena_alloc(&c->arena, n * sizeof *batches);
-    size_t *slot = arena_alloc(&c->arena, n * sizeof *slot);
-    bool *placed = arena_zalloc(&c->arena, n);
-    for (size_t i = 0; i < n; i++)
-        placed[i] = items[i].err != 0;
-    size_t nb = 0, k = 0;
+    size_t *slot = arena_alloc(&c->arena, n * sizeof *slot); /* first its batch, then its rec */
+    size_t cap = 16;
+    while (cap < 2 * n)
+        cap *= 2;
+    uint32_t *tshard = arena_alloc(&c->arena, cap * sizeof *tshard),
+             *tbatch = arena_alloc(&c->arena, cap * sizeof *tbatch);
+    memset(tshard, 0xFF, cap * sizeof *tshard); /* UINT32_MAX: empty (an index is at most INT32_MAX) */
+    size_t nb = 0;
     uint64_t floor = pos_floor(c->now_ms);
     for (size_t i = 0; i < n; i++) {
-        if (placed[i])
+        if (items[i].err)
             continue;
-        batches[nb] = (struct store_batch){log_id(uid, items[i].shard), floor, recs + k, 0};
-        for (size_t j = i; j < n; j++) {
-            if (placed[j] || items[j].shard != items[i].shard)
-                continue;
-            placed[j] = true;
-            recs[k] = (struct store_rec){items[j].pk, items[j].pk_len, items[j].data, items[j].data_len, 0};
-            slot[j] = k++;
-            batches[nb].n++;
+        size_t h = (items[i].shard * 2654435761u) & (cap - 1);
+        while (tshard[h] != items[i].shard && tshard[h] != UINT32_MAX)
+            h = (h + 1) & (cap - 1);
+        if (tshard[h] == UINT32_MAX) {
+            tshard[h] = items[i].shard;
+            tbatch[h] = (uint32_t)nb;
+            batches[nb++] = (struct store_batch){log_id(uid, items[i].shard), floor, NULL, 0};
         }
-        nb++;
+        slot[i] = tbatch[h];
+        batches[tbatch[h]].n++;
+    }
+    for (size_t b = 0, k = 0; b < nb; k += batches[b].n, batches[b].n = 0, b++)
+        batches[b].recs = recs + k;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].err)
+            continue;
+        struct store_batch *sb = &batches[slot[i]];
+        struct store_rec *r = sb->recs + sb->n++;
+        *r = (struct store_rec){items[i].pk, items[i].pk_len, items[i].data, items[i].data_len, 0};
+        slot[i] = (size_t)(r - recs);
     }
     ps->recs = recs;
     ps->slot = slot;

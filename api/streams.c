@@ -139,6 +139,7 @@ static void stream_free(struct stream *s)
     }
     free(s->tags);
     free(s->shards);
+    free(s->route);
     free(s->scalings);
     free(s);
 }
@@ -157,6 +158,7 @@ struct stream *stream_copy(const struct stream *s)
     if (!d)
         abort();
     *d = *s;
+    d->route = NULL; /* the copy's shards change: it builds its own */
     d->shards = malloc((s->nshards ? s->nshards : 1) * sizeof *d->shards);
     d->scalings = malloc((s->nscalings ? s->nscalings : 1) * sizeof *d->scalings);
     d->tags = malloc((s->ntags ? s->ntags : 1) * sizeof *d->tags);
