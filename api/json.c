@@ -371,7 +371,7 @@ const struct kv *kv_get(const struct kv *obj, const char *key)
     if (!obj || obj->type != KV_OBJ)
         return NULL;
     for (const struct kv *m = obj->child; m; m = m->next)
-        if (!strcmp(m->key, key))
+        if (m->key[0] == key[0] && !strcmp(m->key, key)) /* most names differ in the first */
             found = m;
     return found;
 }
