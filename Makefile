@@ -106,7 +106,7 @@ unit: $(UNIT_BIN)
 	@tools/with-postgres.sh tools/run-unit.sh $(UNIT_BIN)
 
 # with a throwaway PostgreSQL for the tests of several front-ends over it
-integration: $(BUILD)/kinesd
+integration: $(BUILD)/kinesd $(BUILD)/kinesd-admin
 	@KINESD_BIN=$(BUILD)/kinesd tools/with-postgres.sh tools/run-integration.sh
 
 # the integration suite again, against two front-ends sharing one PostgreSQL (not in make test

@@ -53,8 +53,9 @@ struct backup_snap {
     MDB_txn *txn;
     MDB_dbi log, rows;
     const struct store_keyring *kr; /* as a store: records are opened with it */
-    char **frames;                  /* payloads read from the log, owned */
-    size_t nframes, capframes;
+    MDB_txn *pre;                   /* the snapshot begun before the log is read (see keep_frame) */
+    char **bufs;                    /* copies of the log's records, owned */
+    size_t nbufs, capbufs, nframes;
     struct went *ents; /* sorted; only records past the snapshot's last positions */
     size_t nents, capents;
     uint64_t wal_bytes[2];
@@ -74,23 +75,6 @@ static uint64_t rd64(const void *p)
     for (int i = 0; i < 8; i++)
         v = v << 8 | b[i];
     return v;
-}
-
-static int map_rc(int rc)
-{
-    switch (rc) {
-    case 0: return 0;
-    case MDB_NOTFOUND: return STORE_NOT_FOUND;
-    case ENOMEM: return STORE_NOMEM;
-    case ENOSPC:
-    case EDQUOT:
-    case MDB_MAP_FULL: return STORE_FULL;
-    case MDB_CORRUPTED:
-    case MDB_PAGE_NOTFOUND:
-    case MDB_INVALID:
-    case MDB_VERSION_MISMATCH: return STORE_CORRUPT;
-    default: return STORE_IO;
-    }
 }
 
 /* ---- reading the log without changing it ---- */
@@ -126,6 +110,8 @@ static const struct store_io ro_io = {ro_open,     ro_close,    ro_pwrite, ro_pr
                                       ro_datasync, ro_truncate, NULL,      NULL};
 
 /* A segment whose header has our magic but a newer version (wal.c would take it for empty). */
+static int get_last_in(struct backup_snap *s, MDB_txn *txn, uint64_t log, uint64_t *last, int *state);
+
 static int check_segments(struct backup_snap *s)
 {
     for (int i = 0; i < 2; i++) {
@@ -148,36 +134,61 @@ static int check_segments(struct backup_snap *s)
     return 0;
 }
 
+/* One frame of the log: copy the records that the snapshot begun before the log was read does
+ * not hold (past their log's last position there), so a view keeps about what the server has
+ * not flushed yet, not the whole log. The later snapshot holds at least as much (a last
+ * position never goes down), and settle() filters against that one. */
 static int keep_frame(void *ctx, const char *payload, size_t len)
 {
     struct backup_snap *s = ctx;
-    if (s->nframes == s->capframes) {
-        size_t cap = s->capframes ? 2 * s->capframes : 16;
-        char **v = realloc(s->frames, cap * sizeof *v);
-        if (!v)
-            return STORE_NOMEM;
-        s->frames = v, s->capframes = cap;
-    }
-    char *p = malloc(len ? len : 1);
-    if (!p)
-        return STORE_NOMEM;
-    memcpy(p, payload, len);
-    s->frames[s->nframes++] = p;
-    size_t off = 0, vlen;
-    uint64_t log, pos;
+    size_t off = 0, vlen, keep = 0;
+    uint64_t log, pos, last = 0, cur = UINT64_MAX;
+    int state = BACKUP_LOG_OPEN, rc;
     const char *val;
-    int rc;
-    while ((rc = wal_next_entry(p, len, &off, &log, &pos, &val, &vlen)) == 1) {
-        if (s->nents == s->capents) {
-            size_t cap = s->capents ? 2 * s->capents : 256;
-            struct went *v = realloc(s->ents, cap * sizeof *v);
-            if (!v)
-                return STORE_NOMEM;
-            s->ents = v, s->capents = cap;
+    s->nframes++;
+    for (int pass = 0; pass < 2; pass++) {
+        char *p = NULL;
+        if (pass) {
+            if (!keep)
+                return 0;
+            if (s->nbufs == s->capbufs) {
+                size_t cap = s->capbufs ? 2 * s->capbufs : 16;
+                char **v = realloc(s->bufs, cap * sizeof *v);
+                if (!v)
+                    return STORE_NOMEM;
+                s->bufs = v, s->capbufs = cap;
+            }
+            if (!(p = s->bufs[s->nbufs++] = malloc(keep)))
+                return s->nbufs--, STORE_NOMEM;
         }
-        s->ents[s->nents++] = (struct went){log, pos, val, (uint32_t)vlen};
+        off = 0;
+        while ((rc = wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen)) == 1) {
+            if (log != cur) {
+                cur = log;
+                if ((rc = get_last_in(s, s->pre, log, &last, &state)))
+                    return rc;
+            }
+            if (state == BACKUP_LOG_DROPPED || pos <= last)
+                continue;
+            if (!pass) {
+                keep += vlen ? vlen : 1;
+                continue;
+            }
+            if (s->nents == s->capents) {
+                size_t cap = s->capents ? 2 * s->capents : 256;
+                struct went *v = realloc(s->ents, cap * sizeof *v);
+                if (!v)
+                    return STORE_NOMEM;
+                s->ents = v, s->capents = cap;
+            }
+            memcpy(p, val, vlen);
+            s->ents[s->nents++] = (struct went){log, pos, p, (uint32_t)vlen};
+            p += vlen ? vlen : 1;
+        }
+        if (rc < 0)
+            return rc;
     }
-    return rc < 0 ? rc : 0;
+    return 0;
 }
 
 static int went_cmp(const void *a, const void *b)
@@ -190,24 +201,19 @@ static int went_cmp(const void *a, const void *b)
 
 /* ---- the snapshot ---- */
 
-/* The last-position entry of log in the snapshot. */
+/* The last-position entry of log in snapshot txn. */
+static int get_last_in(struct backup_snap *s, MDB_txn *txn, uint64_t log, uint64_t *last, int *state)
+{
+    int st, rc = db_store_rc(db_txn_last(txn, s->log, log, last, &st));
+    *state = st == DB_LOG_DROPPED  ? BACKUP_LOG_DROPPED
+             : st == DB_LOG_SEALED ? BACKUP_LOG_SEALED
+                                   : BACKUP_LOG_OPEN;
+    return rc;
+}
+
 static int get_last(struct backup_snap *s, uint64_t log, uint64_t *last, int *state)
 {
-    unsigned char lk[16];
-    be64(lk, log);
-    be64(lk + 8, LAST_KEY);
-    MDB_val k = {16, lk}, v;
-    int rc = mdb_get(s->txn, s->log, &k, &v);
-    *last = 0;
-    *state = BACKUP_LOG_OPEN;
-    if (rc)
-        return rc == MDB_NOTFOUND ? 0 : map_rc(rc);
-    if (v.mv_size != 8 && v.mv_size != 9)
-        return STORE_CORRUPT;
-    *last = rd64(v.mv_data);
-    if (v.mv_size == 9)
-        *state = ((char *)v.mv_data)[8] == 'D' ? BACKUP_LOG_DROPPED : BACKUP_LOG_SEALED;
-    return 0;
+    return get_last_in(s, s->txn, log, last, state);
 }
 
 /* Keep the log's records that the snapshot does not hold: past each log's last position. */
@@ -234,10 +240,10 @@ static int settle(struct backup_snap *s)
     return 0;
 }
 
-static int begin(struct backup_snap *s)
+static int begin(struct backup_snap *s, MDB_txn **txn)
 {
     for (int attempt = 0;; attempt++) {
-        int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, &s->txn);
+        int rc = mdb_txn_begin(s->env, NULL, MDB_RDONLY, txn);
         if (rc != MDB_MAP_RESIZED || attempt == 8)
             return rc;
         mdb_env_set_mapsize(s->env, 0); /* the server grew the map: adopt its size */
@@ -273,19 +279,28 @@ int backup_snap_open(const char *dir, struct backup_snap **out)
         return STORE_INVALID;
     }
     int rc = check_segments(s);
+    if (rc == 0 && (rc = db_store_rc(env_open(dir, &s->env))) == 0 &&
+        (rc = db_store_rc(begin(s, &s->pre))) == 0) {
+        rc = db_store_rc(mdb_dbi_open(s->pre, "log", 0, &s->log));
+        if (rc == 0)
+            rc = db_store_rc(mdb_dbi_open(s->pre, "rows", 0, &s->rows));
+        if (rc == STORE_NOT_FOUND) /* no database of ours in it */
+            rc = STORE_CORRUPT;
+    }
+    /* the log, then the view's snapshot (see the file comment) */
     struct wal *w = NULL;
-    /* first the log, then the snapshot (see the file comment) */
     if (rc == 0 && (rc = wal_open(dir, false, &ro_io, &w)) == 0) {
         rc = wal_replay(w, keep_frame, s);
         wal_close(w);
     }
-    if (rc == 0 && (rc = map_rc(env_open(dir, &s->env))) == 0 && (rc = map_rc(begin(s))) == 0) {
-        rc = map_rc(mdb_dbi_open(s->txn, "log", 0, &s->log));
+    if (s->pre) { /* a read-only commit ends the snapshot and keeps the database handles */
+        int crc = mdb_txn_commit(s->pre);
+        s->pre = NULL;
         if (rc == 0)
-            rc = map_rc(mdb_dbi_open(s->txn, "rows", 0, &s->rows));
-        if (rc == STORE_NOT_FOUND) /* no database of ours in it */
-            rc = STORE_CORRUPT;
+            rc = db_store_rc(crc);
     }
+    if (rc == 0)
+        rc = db_store_rc(begin(s, &s->txn));
     if (rc == 0)
         rc = settle(s);
     if (rc) {
@@ -304,9 +319,11 @@ void backup_snap_close(struct backup_snap *s)
         mdb_txn_abort(s->txn);
     if (s->env)
         mdb_env_close(s->env);
-    for (size_t i = 0; i < s->nframes; i++)
-        free(s->frames[i]);
-    free(s->frames);
+    if (s->pre)
+        mdb_txn_abort(s->pre);
+    for (size_t i = 0; i < s->nbufs; i++)
+        free(s->bufs[i]);
+    free(s->bufs);
     free(s->ents);
     free(s);
 }
@@ -331,7 +348,7 @@ int backup_snap_records(struct backup_snap *s, uint64_t log, uint64_t from, back
     MDB_cursor *cur;
     int rc = mdb_cursor_open(s->txn, s->log, &cur);
     if (rc)
-        return map_rc(rc);
+        return db_store_rc(rc);
     unsigned char key[16];
     be64(key, log);
     be64(key + 8, from);
@@ -348,7 +365,7 @@ int backup_snap_records(struct backup_snap *s, uint64_t log, uint64_t from, back
     }
     mdb_cursor_close(cur);
     if (!out && rc && rc != MDB_NOTFOUND)
-        return map_rc(rc);
+        return db_store_rc(rc);
     for (size_t i = ents_from(s, log, from); !out && i < s->nents && s->ents[i].log == log; i++)
         out = fn(ctx, log, s->ents[i].pos, s->ents[i].val, s->ents[i].len, true);
     return out;
@@ -359,16 +376,16 @@ int backup_snap_logs(struct backup_snap *s, backup_log_fn fn, void *ctx)
     MDB_cursor *cur;
     int rc = mdb_cursor_open(s->txn, s->log, &cur);
     if (rc)
-        return map_rc(rc);
+        return db_store_rc(rc);
     MDB_val k, v;
     size_t ei = 0; /* the log's records not in the snapshot, merged in log order */
     int out = 0;
     rc = mdb_cursor_get(cur, &k, &v, MDB_FIRST);
     while (!out) {
         uint64_t db_log = UINT64_MAX;
-        bool have = rc == 0 && k.mv_size == 16;
-        if (rc && rc != MDB_NOTFOUND) {
-            out = map_rc(rc);
+        bool have = rc == 0;
+        if ((rc && rc != MDB_NOTFOUND) || (have && k.mv_size != 16)) {
+            out = rc ? db_store_rc(rc) : STORE_CORRUPT; /* not a key the engine writes */
             break;
         }
         if (have)
@@ -543,46 +560,13 @@ static int sn_meta_cas(void *impl, struct store_row *rows, size_t n)
 static int sn_meta_get(void *impl, const char *key, char **val, size_t *len, uint64_t *version)
 {
     struct backup_snap *s = impl;
-    MDB_val k = {strlen(key), (void *)key}, v;
-    int rc = mdb_get(s->txn, s->rows, &k, &v);
-    if (rc)
-        return map_rc(rc);
-    if (v.mv_size < 8)
-        return STORE_CORRUPT;
-    char *p = malloc(v.mv_size - 8 + 1);
-    if (!p)
-        return STORE_NOMEM;
-    memcpy(p, (char *)v.mv_data + 8, v.mv_size - 8);
-    p[v.mv_size - 8] = 0;
-    *val = p;
-    *len = v.mv_size - 8;
-    if (version)
-        *version = rd64(v.mv_data);
-    return 0;
+    return db_store_rc(db_txn_row_get(s->txn, s->rows, key, val, len, version));
 }
 
 static int sn_meta_scan(void *impl, const char *prefix, store_meta_fn fn, void *ctx)
 {
     struct backup_snap *s = impl;
-    MDB_cursor *cur;
-    int rc = mdb_cursor_open(s->txn, s->rows, &cur);
-    if (rc)
-        return map_rc(rc);
-    size_t pl = strlen(prefix);
-    MDB_val k = {pl, (void *)prefix}, v;
-    for (rc = pl ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
-         rc == 0; rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        if (k.mv_size < pl || memcmp(k.mv_data, prefix, pl))
-            break;
-        if (v.mv_size < 8) {
-            rc = MDB_CORRUPTED;
-            break;
-        }
-        if (fn(ctx, k.mv_data, k.mv_size, (char *)v.mv_data + 8, v.mv_size - 8, rd64(v.mv_data)))
-            break;
-    }
-    mdb_cursor_close(cur);
-    return rc == MDB_NOTFOUND ? 0 : map_rc(rc);
+    return db_store_rc(db_txn_rows_scan(s->txn, s->rows, prefix, fn, ctx));
 }
 
 const struct store_engine store_engine_snapshot = {
@@ -697,6 +681,17 @@ static int store_log_records(struct backup_snap *s, const char *dest)
     return rc;
 }
 
+/* Remove what a failed copy left in dest, so that it can be run again. */
+static void undo_copy(const char *dest)
+{
+    static const char *const names[] = {"data.mdb", "lock.mdb", "node.key", "root.key"};
+    char path[4200];
+    for (size_t i = 0; i < sizeof names / sizeof *names; i++) {
+        snprintf(path, sizeof path, "%s/%s", dest, names[i]);
+        unlink(path);
+    }
+}
+
 int backup_copy(const char *src, const char *dest, bool compact, uint64_t *wal_records)
 {
     int rc = empty_dir(dest), lock_fd = -1;
@@ -714,7 +709,7 @@ int backup_copy(const char *src, const char *dest, bool compact, uint64_t *wal_r
         rc = STORE_IO;
         goto out;
     }
-    rc = map_rc(mdb_env_copyfd2(s->env, fd, compact ? MDB_CP_COMPACT : 0));
+    rc = db_store_rc(mdb_env_copyfd2(s->env, fd, compact ? MDB_CP_COMPACT : 0));
     if (rc == 0 && fsync(fd))
         rc = STORE_IO;
     close(fd);
@@ -728,6 +723,8 @@ int backup_copy(const char *src, const char *dest, bool compact, uint64_t *wal_r
         rc = sync_dir(dest);
     if (rc == 0 && wal_records)
         *wal_records = s->nents;
+    if (rc)
+        undo_copy(dest);
 out:
     backup_snap_close(s);
     if (lock_fd >= 0)
@@ -755,12 +752,12 @@ int backup_compact(const char *dir, uint64_t *before, uint64_t *after)
         return rc;
     *before = file_size(path);
     MDB_env *env;
-    if ((rc = map_rc(env_open(dir, &env)))) {
+    if ((rc = db_store_rc(env_open(dir, &env)))) {
         close(lock_fd);
         return rc;
     }
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-    rc = fd < 0 ? STORE_IO : map_rc(mdb_env_copyfd2(env, fd, MDB_CP_COMPACT));
+    rc = fd < 0 ? STORE_IO : db_store_rc(mdb_env_copyfd2(env, fd, MDB_CP_COMPACT));
     if (rc == 0 && fsync(fd))
         rc = STORE_IO;
     if (fd >= 0)

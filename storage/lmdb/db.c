@@ -70,6 +70,7 @@ static int map_rc(int rc)
     case MDB_CORRUPTED:
     case MDB_PAGE_NOTFOUND:
     case MDB_INVALID: return STORE_CORRUPT;
+    case MDB_VERSION_MISMATCH: return STORE_INVALID; /* a newer LMDB file format */
     default:
         fprintf(stderr, "kinesd: lmdb: %s\n", mdb_strerror(rc)); /* what the code does not name */
         return STORE_IO;
@@ -235,16 +236,15 @@ uint64_t db_file_bytes(struct db *d)
 
 /* ---- records ---- */
 
-enum { OPEN = 0, DROPPED = 'D', SEALED = 'S' };
+enum { OPEN = DB_LOG_OPEN, DROPPED = DB_LOG_DROPPED, SEALED = DB_LOG_SEALED };
 
-/* The last-position entry of log: *last and *state, or 0 / OPEN when there is none. */
-static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, int *state)
+int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, int *state)
 {
     unsigned char lk[16];
     be64(lk, log);
     be64(lk + 8, LAST_KEY);
     MDB_val k = {16, lk}, v;
-    int rc = mdb_get(txn, d->log, &k, &v);
+    int rc = mdb_get(txn, dbi, &k, &v);
     *last = 0;
     *state = OPEN;
     if (rc == MDB_NOTFOUND)
@@ -257,6 +257,12 @@ static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, in
     *last = rd64(v.mv_data);
     *state = v.mv_size == 9 ? ((char *)v.mv_data)[8] : OPEN;
     return 0;
+}
+
+/* The last-position entry of log: *last and *state, or 0 / OPEN when there is none. */
+static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, int *state)
+{
+    return db_txn_last(txn, d->log, log, last, state);
 }
 
 static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, int state)
@@ -570,6 +576,26 @@ int db_meta_cas(struct db *d, struct store_row *rows, size_t n)
     return rc == MDB_KEYEXIST ? STORE_CONFLICT : map_rc(rc);
 }
 
+int db_txn_row_get(MDB_txn *txn, MDB_dbi dbi, const char *key, char **val, size_t *len, uint64_t *version)
+{
+    MDB_val k = {strlen(key), (void *)key}, v;
+    int rc = mdb_get(txn, dbi, &k, &v);
+    if (rc == 0 && v.mv_size < 8)
+        rc = MDB_CORRUPTED;
+    if (rc)
+        return rc;
+    char *p = malloc(v.mv_size - 8 + 1);
+    if (!p)
+        return ENOMEM;
+    memcpy(p, (char *)v.mv_data + 8, v.mv_size - 8);
+    p[v.mv_size - 8] = 0;
+    *val = p;
+    *len = v.mv_size - 8;
+    if (version)
+        *version = rd64(v.mv_data);
+    return 0;
+}
+
 int db_meta_get(struct db *d, const char *key, char **val, size_t *len, uint64_t *version)
 {
     MDB_txn *txn;
@@ -577,39 +603,17 @@ int db_meta_get(struct db *d, const char *key, char **val, size_t *len, uint64_t
     int rc = txn_begin(d, MDB_RDONLY, &txn, &seen);
     if (rc)
         return map_rc(rc);
-    MDB_val k = {strlen(key), (void *)key}, v;
-    rc = mdb_get(txn, d->rows, &k, &v);
-    if (rc == 0 && v.mv_size < 8)
-        rc = MDB_CORRUPTED;
-    if (rc == 0) {
-        char *p = malloc(v.mv_size - 8 + 1);
-        if (!p) {
-            rc = ENOMEM;
-        } else {
-            memcpy(p, (char *)v.mv_data + 8, v.mv_size - 8);
-            p[v.mv_size - 8] = 0;
-            *val = p;
-            *len = v.mv_size - 8;
-            if (version)
-                *version = rd64(v.mv_data);
-        }
-    }
+    rc = db_txn_row_get(txn, d->rows, key, val, len, version);
     txn_abort(d, txn);
     return map_rc(rc);
 }
 
-int db_meta_scan(struct db *d, const char *prefix, store_meta_fn fn, void *ctx)
+int db_txn_rows_scan(MDB_txn *txn, MDB_dbi dbi, const char *prefix, store_meta_fn fn, void *ctx)
 {
-    MDB_txn *txn;
     MDB_cursor *cur;
-    uint64_t seen;
-    int rc = txn_begin(d, MDB_RDONLY, &txn, &seen);
+    int rc = mdb_cursor_open(txn, dbi, &cur);
     if (rc)
-        return map_rc(rc);
-    if ((rc = mdb_cursor_open(txn, d->rows, &cur))) {
-        txn_abort(d, txn);
-        return map_rc(rc);
-    }
+        return rc;
     size_t pl = strlen(prefix);
     MDB_val k = {pl, (void *)prefix}, v;
     for (rc = pl ? mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE) : mdb_cursor_get(cur, &k, &v, MDB_FIRST);
@@ -624,6 +628,19 @@ int db_meta_scan(struct db *d, const char *prefix, store_meta_fn fn, void *ctx)
             break;
     }
     mdb_cursor_close(cur);
-    txn_abort(d, txn);
-    return rc == MDB_NOTFOUND ? 0 : map_rc(rc);
+    return rc == MDB_NOTFOUND ? 0 : rc;
 }
+
+int db_meta_scan(struct db *d, const char *prefix, store_meta_fn fn, void *ctx)
+{
+    MDB_txn *txn;
+    uint64_t seen;
+    int rc = txn_begin(d, MDB_RDONLY, &txn, &seen);
+    if (rc)
+        return map_rc(rc);
+    rc = db_txn_rows_scan(txn, d->rows, prefix, fn, ctx);
+    txn_abort(d, txn);
+    return map_rc(rc);
+}
+
+int db_store_rc(int rc) { return map_rc(rc); }

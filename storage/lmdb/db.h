@@ -7,6 +7,7 @@
 #ifndef KINESD_LMDB_DB_H
 #define KINESD_LMDB_DB_H
 
+#include <lmdb.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -70,5 +71,19 @@ uint64_t db_file_bytes(struct db *d);
 
 /* Write transactions begun since open. */
 uint64_t db_write_txns(struct db *d);
+
+/* ---- reading within a transaction of the caller's (lmdb/backup.c's views of a directory
+ * another process may be writing); dbi is the database "log" or "rows", as opened by name.
+ * These return LMDB's codes; db_store_rc turns one into a STORE_* code. ---- */
+
+enum { DB_LOG_OPEN = 0, DB_LOG_DROPPED = 'D', DB_LOG_SEALED = 'S' };
+
+/* The log's last position (0 if none) and its DB_LOG_* state. */
+int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, int *state);
+/* As db_meta_get. */
+int db_txn_row_get(MDB_txn *txn, MDB_dbi dbi, const char *key, char **val, size_t *len, uint64_t *version);
+/* As db_meta_scan. */
+int db_txn_rows_scan(MDB_txn *txn, MDB_dbi dbi, const char *prefix, store_meta_fn fn, void *ctx);
+int db_store_rc(int lmdb_rc);
 
 #endif

@@ -181,6 +181,17 @@ def test_verify_names_an_encrypted_record_whose_ciphertext_was_altered(kinesd_fa
     out = admin(server.data_dir, "verify", "--root-key", key, check=PROBLEMS)
     assert f"shard {shard_id(0)} sequence number {seqs[2]}: its seal does not open" in out.stdout
     assert out.stdout.count("problem:") == 1
+    # a data key row removed: every record it sealed is named
+    env = lmdb.open(str(server.data_dir), subdir=True, max_dbs=8)
+    rows = env.open_db(b"rows", create=False)
+    with env.begin(write=True) as txn:
+        dks = [k for k, _ in txn.cursor(db=rows) if k.startswith(b"dk/")]
+        assert len(dks) == 1
+        txn.delete(dks[0], db=rows)
+    env.close()
+    out = admin(server.data_dir, "verify", "--root-key", key, check=PROBLEMS)
+    gone = [line for line in out.stdout.splitlines() if "is gone" in line]
+    assert [seq for seq in seqs if any(f"sequence number {seq}: its data key" in line for line in gone)] == seqs
     # without a key it cannot check seals, and says so instead of passing
     os.rename(key, tmp_path / "elsewhere.key")
     assert "--root-key" in admin(server.data_dir, "verify", check=ROOT_KEY).stderr

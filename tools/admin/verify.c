@@ -86,11 +86,22 @@ static int check_record(void *ctx, uint64_t log, uint64_t pos, const char *val, 
                 record_name(v, pos, name), where);
         return 0;
     }
-    int rc = format_check(datakeys_keyring(v->d->dk), val, len, log, pos);
+    const struct store_keyring *kr = datakeys_keyring(v->d->dk);
+    uint64_t key_id = 0;
+    for (int i = 7; i >= 0; i--) /* the header's data key id (format.h), little-endian */
+        key_id = key_id << 8 | (unsigned char)val[4 + i];
+    const unsigned char *key;
+    uint32_t cls;
+    if (kr->open_key(kr->ctx, log, key_id, &key, &cls)) {
+        problem(v, "%s%s: its data key %" PRIu64 " is gone (shredded, never stored, or its KMS key is gone)",
+                record_name(v, pos, name), where, key_id);
+        return 0;
+    }
+    int rc = format_check(kr, val, len, log, pos);
     if (rc == STORE_NOMEM)
         return rc;
     if (rc)
-        problem(v, "%s%s: its seal does not open (altered, moved, or its data key is gone)",
+        problem(v, "%s%s: its seal does not open (altered, or moved from another place)",
                 record_name(v, pos, name), where);
     return 0;
 }
@@ -214,7 +225,7 @@ static void check_cover(struct vctx *v, const struct adm_stream *s, const struct
         if (s->shards[i].present && !s->shards[i].closed_ms && !s->shards[i].pending)
             tmp[n++] = &s->shards[i];
     if (!n) {
-        if (s->status != 1 && s->status != 3)
+        if (s->status != ST_ACTIVE && s->status != ST_UPDATING)
             return; /* a stream being created or deleted may have none */
         problem(v, "stream %s: no open shard", s->name);
         return;
