@@ -219,7 +219,8 @@ static int get_last(struct backup_snap *s, uint64_t log, uint64_t *last, int *st
 /* Keep the log's records that the snapshot does not hold: past each log's last position. */
 static int settle(struct backup_snap *s)
 {
-    qsort(s->ents, s->nents, sizeof *s->ents, went_cmp);
+    if (s->nents)
+        qsort(s->ents, s->nents, sizeof *s->ents, went_cmp);
     size_t n = 0;
     uint64_t cur = 0, last = 0;
     int state = BACKUP_LOG_OPEN;

@@ -161,6 +161,16 @@ def test_verify_passes_a_healthy_directory_and_names_the_record_whose_byte_was_f
         f"problem: stream {stream} shard {bad['ShardId']} sequence number {bad['SequenceNumber']}: "
         "corrupt (its layout or checksum does not check out)"
     ], out.stdout
+    # a record of a format version this build does not know is named as such
+    env = lmdb.open(str(server.data_dir), subdir=True, max_dbs=8)
+    log_db = env.open_db(b"log", create=False)
+    with env.begin(write=True) as txn:
+        k, v = next((k, v) for k, v in txn.cursor(db=log_db) if struct.unpack(">Q", k[8:])[0] != LAST)
+        txn.put(k, bytes([9]) + v[1:], db=log_db)
+    env.close()
+    out = admin(server.data_dir, "verify", check=PROBLEMS)
+    assert out.stdout.count("problem:") == 2
+    assert "record format version 9 is newer than this build reads" in out.stdout
 
 
 def test_verify_names_an_encrypted_record_whose_ciphertext_was_altered(kinesd_factory, tmp_path):
