@@ -732,11 +732,14 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
         goto error;
     }
     /* front-ends sharing a store: a control-plane call sees every change made through another
-     * one (one query of row versions); the data plane only when it names an unknown stream */
+     * one (a query of row versions for streams, one for consumers); the data plane only when
+     * it names an unknown stream */
     if (store_shared(a->store)) {
         bool hot = ops[op].flags & OPF_RECORDS || ops[op].def == &op_get_records;
         if (!hot || (c->stream_name && !streams_known(a, c->stream_name)))
             streams_sync(a);
+        if (!hot)
+            consumers_sync(a);
     }
     int rc = ops[op].def->run(c);
     if (rc == API_PENDING)

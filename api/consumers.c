@@ -5,13 +5,24 @@
  * stream registry's change lock (so it is serialized with DeleteStream, and a consumer is never
  * registered on a stream being deleted): the row is written first, then the array changed.
  *
- * Rows. "consumer/<uid, 20 digits>/<name>" -> {"v":1,"uid","name","created","active","tags"}.
- * Deregistration deletes the row; the entry stays in memory as DELETING until
- * --register-consumer-ms has passed and the second of its creation is over, so a name
- * registered again always gets a later ARN (its creation second ends the ARN).
+ * Rows. "consumer/<uid, 20 digits>/<name>" ->
+ * {"v":1,"uid","name","created","active"[,"gone"],"tags"}. Statuses are the row's timestamps
+ * read against the clock: CREATING until "active", then ACTIVE; deregistration rewrites the
+ * row with "gone" (DELETING until then, --register-consumer-ms later). Once gone and the second
+ * of its creation is over (so a name registered again always gets a later ARN: its creation
+ * second ends the ARN), the maintenance leader deletes the row (consumers_settle). So every
+ * transition is either a timestamp every front-end reads alike, or one write by one front-end.
+ *
+ * Front-ends sharing a store (PostgreSQL). Each keeps this array. The store reports rows
+ * another front-end changed (store_meta_watch); their streams' consumers are reloaded by the
+ * maintenance thread within a tick (consumers_refresh; every consumer after lost
+ * notifications), and a control-plane call first compares the rows' versions with the array
+ * (consumers_sync), so a consumer registered or deregistered anywhere is seen at once by the
+ * next call that names it, wherever it lands.
  *
  * Bounds: CONSUMERS_PER_STREAM per stream (DELETING ones included, until gone), of which
- * CONSUMERS_CREATING may be CREATING at once. */
+ * CONSUMERS_CREATING may be CREATING at once; DIRTY_MAX streams remembered as changed
+ * elsewhere, beyond which the next refresh reloads every consumer. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -30,11 +41,18 @@ struct consumer {
     uint64_t generation;
 };
 
+#define DIRTY_MAX 64
+
 struct consumers {
     pthread_mutex_t mu;
     struct consumer *v; /* owned, sorted by (uid, name) */
     size_t n, cap;
     uint64_t next_gen;
+    /* streams whose consumer rows another front-end changed, for the maintenance thread */
+    pthread_mutex_t dirty_mu;
+    uint64_t dirty[DIRTY_MAX];
+    size_t ndirty;
+    bool dirty_all;
 };
 
 struct vregex vre_consumer_arn = {
@@ -79,17 +97,10 @@ static struct consumer *find(struct consumers *r, uint64_t uid, const char *name
     return NULL;
 }
 
-/* Forget entries that are gone and whose creation second is over. mu held. */
-static void purge(struct consumers *r, int64_t now)
+/* Whether k's row may be deleted: gone, and the second its ARN ends with is over. */
+static bool finished(const struct consumer *k, int64_t now)
 {
-    size_t j = 0;
-    for (size_t i = 0; i < r->n; i++) {
-        struct consumer *k = &r->v[i];
-        if (status_at(k, now) == CONSUMER_GONE && now >= (k->created_ms / 1000 + 1) * 1000)
-            continue;
-        r->v[j++] = *k;
-    }
-    r->n = j;
+    return status_at(k, now) == CONSUMER_GONE && now >= (k->created_ms / 1000 + 1) * 1000;
 }
 
 static void insert(struct consumers *r, const struct consumer *k)
@@ -116,7 +127,7 @@ static void row_key(char out[200], uint64_t uid, const char *name)
     snprintf(out, 200, "consumer/%020" PRIu64 "/%s", uid, name);
 }
 
-/* ---- loading ---- */
+/* ---- rows ---- */
 
 static int64_t iget(const struct kv *o, const char *k)
 {
@@ -124,27 +135,253 @@ static int64_t iget(const struct kv *o, const char *k)
     return v && v->type == KV_NUM && v->is_int ? v->i : 0;
 }
 
-static int load_row(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+/* A consumer from its row's value (its generation left 0); false for a row it cannot read. */
+static bool parse_row(const char *val, size_t vlen, uint64_t version, struct consumer *out)
 {
-    (void)key, (void)klen;
-    struct consumers *r = ctx;
     struct arena ar;
     arena_init(&ar);
     struct kv *o;
+    bool ok = false;
     if (json_parse_stored(&ar, val, vlen, &o) == 0 && o->type == KV_OBJ && iget(o, "v") == 1) {
         const struct kv *name = kv_get(o, "name");
         if (name && name->type == KV_STR && name->len >= 1 && name->len <= 128) {
-            struct consumer k = {.uid = (uint64_t)iget(o, "uid"),
-                                 .created_ms = iget(o, "created"),
-                                 .active_ms = iget(o, "active"),
-                                 .ver = version,
-                                 .generation = ++r->next_gen};
-            memcpy(k.name, name->s, name->len + 1);
-            insert(r, &k);
+            *out = (struct consumer){.uid = (uint64_t)iget(o, "uid"),
+                                     .created_ms = iget(o, "created"),
+                                     .active_ms = iget(o, "active"),
+                                     .gone_ms = iget(o, "gone"),
+                                     .ver = version};
+            memcpy(out->name, name->s, name->len + 1);
+            ok = true;
         }
     }
     arena_free(&ar);
+    return ok;
+}
+
+/* A row's value: k's fields and tags (a KV_OBJ of strings, or NULL). Caller frees e->b. */
+static void enc_row(struct enc *e, const struct consumer *k, const struct kv *tags)
+{
+    enc_init(e, WIRE_JSON);
+    enc_obj_begin(e);
+    enc_key(e, "v"), enc_int(e, 1);
+    enc_key(e, "uid"), enc_int(e, (int64_t)k->uid);
+    enc_key(e, "name"), enc_strz(e, k->name);
+    enc_key(e, "created"), enc_int(e, k->created_ms);
+    enc_key(e, "active"), enc_int(e, k->active_ms);
+    if (k->gone_ms)
+        enc_key(e, "gone"), enc_int(e, k->gone_ms);
+    enc_key(e, "tags");
+    enc_obj_begin(e);
+    if (tags && tags->type == KV_OBJ)
+        for (const struct kv *t = tags->child; t; t = t->next) {
+            enc_key(e, t->key);
+            enc_strz(e, t->type == KV_STR ? t->s : "");
+        }
+    enc_obj_end(e);
+    enc_obj_end(e);
+}
+
+/* ---- loading, and reloading what other front-ends changed ---- */
+
+struct scanned {
+    struct consumer *v;
+    size_t n, cap;
+    bool nomem;
+};
+
+static int scan_row(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+{
+    (void)key, (void)klen;
+    struct scanned *sc = ctx;
+    struct consumer k;
+    if (!parse_row(val, vlen, version, &k))
+        return 0;
+    if (sc->n == sc->cap) {
+        size_t cap = sc->cap ? sc->cap * 2 : 16;
+        struct consumer *v = realloc(sc->v, cap * sizeof *v);
+        if (!v) {
+            sc->nomem = true;
+            return 1;
+        }
+        sc->v = v, sc->cap = cap;
+    }
+    sc->v[sc->n++] = k;
     return 0;
+}
+
+static int by_key(const void *x, const void *y)
+{
+    const struct consumer *b = y;
+    return cmp(((const struct consumer *)x)->uid, ((const struct consumer *)x)->name, b);
+}
+
+/* Replace the entries of stream uid (every entry when all) by the rows of sc (steals sc->v).
+ * A consumer keeps its generation while its registration (creation time) is the same; an entry
+ * whose row is gone leaves. Returns whether anything changed. mu not held. */
+static bool merge(struct consumers *r, bool all, uint64_t uid, struct scanned *sc)
+{
+    bool changed = false;
+    pthread_mutex_lock(&r->mu);
+    size_t kept = 0;
+    for (size_t i = 0; i < r->n; i++)
+        kept += !all && r->v[i].uid != uid;
+    struct consumer *v = malloc((kept + sc->n + 1) * sizeof *v);
+    if (!v)
+        abort();
+    size_t n = 0;
+    for (size_t i = 0; i < r->n; i++)
+        if (!all && r->v[i].uid != uid)
+            v[n++] = r->v[i];
+    for (size_t i = 0; i < sc->n; i++) {
+        struct consumer *k = &sc->v[i];
+        size_t j = lower_bound(r, k->uid, k->name);
+        struct consumer *old = j < r->n && !cmp(k->uid, k->name, &r->v[j]) ? &r->v[j] : NULL;
+        if (old && old->created_ms == k->created_ms)
+            k->generation = old->generation;
+        else
+            k->generation = ++r->next_gen;
+        changed |= !old || old->ver != k->ver;
+        v[n++] = *k;
+    }
+    changed |= n != r->n;
+    qsort(v, n, sizeof *v, by_key);
+    free(r->v);
+    r->v = v;
+    r->n = n;
+    r->cap = kept + sc->n + 1;
+    pthread_mutex_unlock(&r->mu);
+    free(sc->v);
+    sc->v = NULL;
+    return changed;
+}
+
+/* Reload the consumers of stream uid (or every one) from their rows (change lock held).
+ * 0 or a STORE_* code (nothing changed). */
+static int reload(struct api *a, bool all, uint64_t uid)
+{
+    char prefix[48];
+    if (all)
+        snprintf(prefix, sizeof prefix, "consumer/");
+    else
+        snprintf(prefix, sizeof prefix, "consumer/%020" PRIu64 "/", uid);
+    struct scanned sc = {0};
+    int rc = store_meta_scan(a->store, prefix, scan_row, &sc);
+    if (!rc && sc.nomem)
+        rc = STORE_NOMEM;
+    if (rc) {
+        free(sc.v);
+        return rc;
+    }
+    if (merge(a->consumers, all, uid, &sc) && a->subs)
+        subs_notify(a); /* subscriptions look again: their consumer may be gone */
+    return 0;
+}
+
+/* The store's report of a changed consumer row (an engine thread): remember its stream and
+ * wake the maintenance thread. NULL: any row may have changed. */
+static void on_row(void *arg, const char *key)
+{
+    struct api *a = arg;
+    struct consumers *r = a->consumers;
+    uint64_t uid = key ? strtoull(key + strlen("consumer/"), NULL, 10) : 0;
+    pthread_mutex_lock(&r->dirty_mu);
+    bool known = false;
+    for (size_t i = 0; i < r->ndirty && !known; i++)
+        known = r->dirty[i] == uid;
+    if (!key || r->ndirty == DIRTY_MAX)
+        r->dirty_all = true;
+    else if (!known)
+        r->dirty[r->ndirty++] = uid;
+    pthread_mutex_unlock(&r->dirty_mu);
+    pthread_mutex_lock(&a->maint_mu);
+    pthread_cond_signal(&a->maint_cv);
+    pthread_mutex_unlock(&a->maint_mu);
+}
+
+void consumers_refresh(struct api *a)
+{
+    struct consumers *r = a->consumers;
+    uint64_t uids[DIRTY_MAX];
+    pthread_mutex_lock(&r->dirty_mu);
+    bool all = r->dirty_all;
+    size_t n = r->ndirty;
+    memcpy(uids, r->dirty, n * sizeof *uids);
+    r->ndirty = 0;
+    r->dirty_all = false;
+    pthread_mutex_unlock(&r->dirty_mu);
+    int rc = 0;
+    if (all)
+        rc = reload(a, true, 0);
+    for (size_t i = 0; i < n && !all && !rc; i++)
+        rc = reload(a, false, uids[i]);
+    if (rc) { /* the store is away: everything again next tick */
+        pthread_mutex_lock(&r->dirty_mu);
+        r->dirty_all = true;
+        pthread_mutex_unlock(&r->dirty_mu);
+    }
+}
+
+struct versions {
+    struct consumers *r;
+    bool differ;
+    size_t n;
+};
+
+static int compare_version(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                           uint64_t version)
+{
+    (void)val, (void)vlen;
+    struct versions *v = ctx;
+    char name[129];
+    const char *p = key + strlen("consumer/");
+    char *e;
+    uint64_t uid = strtoull(p, &e, 10);
+    size_t nlen = klen - (size_t)(e + 1 - key);
+    if (*e != '/' || nlen >= sizeof name)
+        return 0;
+    memcpy(name, e + 1, nlen);
+    name[nlen] = 0;
+    size_t i = lower_bound(v->r, uid, name);
+    v->n++;
+    v->differ = i == v->r->n || cmp(uid, name, &v->r->v[i]) || v->r->v[i].ver != version;
+    return v->differ;
+}
+
+void consumers_sync(struct api *a)
+{
+    struct consumers *r = a->consumers;
+    streams_change_lock(a);
+    struct versions v = {.r = r}; /* the array changes only under the change lock, held */
+    int rc = store_meta_scan(a->store, "consumer/", compare_version, &v);
+    if (!rc && (v.differ || v.n != r->n))
+        reload(a, true, 0);
+    streams_change_unlock(a);
+}
+
+void consumers_settle(struct api *a, int64_t now)
+{
+    struct consumers *r = a->consumers;
+    char key[200];
+    for (size_t i = 0; i < r->n;) { /* entries move only under the change lock, held */
+        struct consumer *k = &r->v[i];
+        if (!finished(k, now)) {
+            i++;
+            continue;
+        }
+        row_key(key, k->uid, k->name);
+        struct store_row sr = {.key = key, .version = k->ver, .val = NULL, .len = 0};
+        int rc = store_meta_cas(a->store, &sr, 1);
+        if (rc == STORE_CONFLICT) { /* rewritten elsewhere: its reload comes */
+            i++;
+            continue;
+        }
+        if (rc && rc != STORE_NOT_FOUND)
+            return; /* the store is away: next tick */
+        pthread_mutex_lock(&r->mu);
+        memmove(k, k + 1, (r->n - i - 1) * sizeof *k);
+        r->n--;
+        pthread_mutex_unlock(&r->mu);
+    }
 }
 
 int consumers_open(struct api *a)
@@ -153,8 +390,12 @@ int consumers_open(struct api *a)
     if (!r)
         return STORE_NOMEM;
     pthread_mutex_init(&r->mu, NULL);
+    pthread_mutex_init(&r->dirty_mu, NULL);
     a->consumers = r;
-    return store_meta_scan(a->store, "consumer/", load_row, r);
+    int rc = reload(a, true, 0); /* a->subs is not open yet: nobody to tell */
+    if (!rc && store_shared(a->store))
+        rc = store_meta_watch(a->store, "consumer/", on_row, a);
+    return rc;
 }
 
 void consumers_close(struct api *a)
@@ -163,6 +404,7 @@ void consumers_close(struct api *a)
     if (!r)
         return;
     pthread_mutex_destroy(&r->mu);
+    pthread_mutex_destroy(&r->dirty_mu);
     free(r->v);
     free(r);
     a->consumers = NULL;
@@ -397,18 +639,6 @@ int consumers_tags_set(struct api_ctx *c, const struct consumer_info *ci, const 
 
 /* ---- changes (the stream registry's change lock held) ---- */
 
-static void enc_tags_row(struct enc *e, const struct kv *tags)
-{
-    enc_key(e, "tags");
-    enc_obj_begin(e);
-    if (tags && tags->type == KV_OBJ)
-        for (const struct kv *t = tags->child; t; t = t->next) {
-            enc_key(e, t->key);
-            enc_strz(e, t->type == KV_STR ? t->s : "");
-        }
-    enc_obj_end(e);
-}
-
 static void enc_consumer(struct api_ctx *c, const struct consumer_info *ci)
 {
     struct enc *e = &c->out;
@@ -443,9 +673,9 @@ int consumers_register(struct api_ctx *c)
         goto unlock;
     }
     pthread_mutex_lock(&r->mu);
-    purge(r, c->now_ms);
     uint32_t total = 0, creating = 0;
     int64_t after_ms = 0; /* a gone registration of the same name: its ARN's second is taken */
+    uint64_t prev_ver = 0; /* and its row, not deleted yet, is overwritten */
     bool exists = false;
     for (size_t i = lower_bound(r, s->uid, ""); i < r->n && r->v[i].uid == s->uid; i++) {
         int ks = status_at(&r->v[i], c->now_ms);
@@ -453,6 +683,7 @@ int consumers_register(struct api_ctx *c)
             if (ks != CONSUMER_GONE)
                 exists = true;
             after_ms = (r->v[i].created_ms / 1000 + 1) * 1000;
+            prev_ver = r->v[i].ver;
         }
         total += ks != CONSUMER_GONE;
         creating += ks == CONSUMER_CREATING;
@@ -479,18 +710,10 @@ int consumers_register(struct api_ctx *c)
     k.active_ms = k.created_ms + a->cfg.register_consumer_ms;
     memcpy(k.name, name, strlen(name) + 1);
     struct enc row;
-    enc_init(&row, WIRE_JSON);
-    enc_obj_begin(&row);
-    enc_key(&row, "v"), enc_int(&row, 1);
-    enc_key(&row, "uid"), enc_int(&row, (int64_t)k.uid);
-    enc_key(&row, "name"), enc_strz(&row, k.name);
-    enc_key(&row, "created"), enc_int(&row, k.created_ms);
-    enc_key(&row, "active"), enc_int(&row, k.active_ms);
-    enc_tags_row(&row, tags);
-    enc_obj_end(&row);
+    enc_row(&row, &k, tags);
     char key[200];
     row_key(key, k.uid, k.name);
-    struct store_row sr = {.key = key, .version = 0, .val = row.b.p, .len = row.b.len};
+    struct store_row sr = {.key = key, .version = prev_ver, .val = row.b.p, .len = row.b.len};
     int src = store_meta_cas(a->store, &sr, 1);
     buf_free(&row.b);
     if (src) {
@@ -518,21 +741,40 @@ unlock:
     return rc;
 }
 
-/* Delete k's row and mark it DELETING. mu not held; the change lock is. */
+/* Rewrite k's row as DELETING until --register-consumer-ms from now, and k with it (its tags
+ * kept as the row has them). mu not held; the change lock is. 0 or a STORE_* code. */
 static int deregister_one(struct api *a, struct consumer *k, int64_t now)
 {
     char key[200];
     row_key(key, k->uid, k->name);
-    /* only this process changes a consumer's row under the change lock; whatever version it
-     * has (a shared store's other front-end may have rewritten it), deregistration deletes it */
-    struct store_row sr = {.key = key, .version = STORE_ANY_VERSION, .val = NULL, .len = 0};
-    int rc = store_meta_cas(a->store, &sr, 1);
-    if (rc == STORE_NOT_FOUND)
-        rc = 0;
+    char *val;
+    size_t len;
+    uint64_t ver;
+    int rc = store_meta_get(a->store, key, &val, &len, &ver);
+    if (rc == STORE_NOT_FOUND) /* deleted elsewhere already */
+        return 0;
     if (rc)
         return rc;
+    struct arena ar;
+    arena_init(&ar);
+    struct kv *o = NULL;
+    const struct kv *tags = NULL;
+    if (json_parse_stored(&ar, val, len, &o) == 0 && o->type == KV_OBJ)
+        tags = kv_get(o, "tags");
+    struct consumer next = *k;
+    next.gone_ms = now + (a->cfg.register_consumer_ms > 0 ? a->cfg.register_consumer_ms : 1);
+    struct enc row;
+    enc_row(&row, &next, tags);
+    struct store_row sr = {.key = key, .version = ver, .val = row.b.p, .len = row.b.len};
+    rc = store_meta_cas(a->store, &sr, 1);
+    buf_free(&row.b);
+    arena_free(&ar);
+    free(val);
+    if (rc)
+        return rc; /* STORE_CONFLICT: changed elsewhere meanwhile, retryable */
     pthread_mutex_lock(&a->consumers->mu);
-    k->gone_ms = now + (a->cfg.register_consumer_ms > 0 ? a->cfg.register_consumer_ms : 1);
+    k->gone_ms = next.gone_ms;
+    k->ver = sr.version;
     pthread_mutex_unlock(&a->consumers->mu);
     return 0;
 }

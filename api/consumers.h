@@ -4,7 +4,9 @@
  * CREATING for --register-consumer-ms after RegisterStreamConsumer, then ACTIVE; after
  * DeregisterStreamConsumer it is DELETING for as long, then gone. Statuses are computed from
  * the clock, so nothing is written when a consumer becomes ACTIVE. Each consumer is one
- * metadata row "consumer/<uid>/<name>"; deregistration deletes it. */
+ * metadata row "consumer/<uid>/<name>"; deregistration marks it with the time it is gone, and
+ * the maintenance leader deletes it after that (consumers_settle). Front-ends sharing a store
+ * reload the rows others changed (consumers_refresh, consumers_sync). */
 #ifndef KINESD_CONSUMERS_H
 #define KINESD_CONSUMERS_H
 
@@ -43,6 +45,18 @@ struct consumer_info {
 /* Load every consumer row. 0 or a STORE_* code. consumers_close frees the registry. */
 int consumers_open(struct api *a);
 void consumers_close(struct api *a);
+
+/* Front-ends sharing a store. consumers_refresh (maintenance thread, the stream registry's
+ * change lock held) reloads the consumers of the streams whose rows the store reported
+ * changed, or every consumer after lost notifications. consumers_sync (a control-plane call,
+ * no lock held) compares every consumer row's version with the registry and reloads when one
+ * differs. A store that is away leaves the registry as it is (refresh tries again next tick). */
+void consumers_refresh(struct api *a);
+void consumers_sync(struct api *a);
+
+/* The maintenance leader's part (change lock held): delete the rows of consumers that are gone
+ * and whose creation second is over, and forget them. A failed delete is retried next tick. */
+void consumers_settle(struct api *a, int64_t now);
 
 /* Consumers of incarnation uid that are CREATING or ACTIVE at now (DescribeStreamSummary). */
 uint32_t consumers_count(struct api *a, uint64_t uid, int64_t now);

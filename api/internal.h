@@ -345,6 +345,10 @@ void streams_change_unlock(struct api *a);
 /* A shared store: reload every stream whose rows another front-end changed, now (one query
  * of row versions, then the changed streams' rows). Takes the change lock. */
 void streams_sync(struct api *a);
+/* A shared store: reload stream uid from its rows now, the change lock held (a change that lost
+ * its compare-and-set to another front-end's tries again on what that one wrote). 0 or a
+ * STORE_* code. */
+int streams_reload(struct api *a, uint64_t uid);
 /* Whether the registry has a stream of this name (takes the read lock). */
 bool streams_known(struct api *a, const char *name);
 /* Find a stream by name (visible: not gone). Call with either lock held. */

@@ -24,22 +24,34 @@ int with_stream(struct api_ctx *c, enum stream_access access, int (*fn)(struct a
         streams_unlock(c->api);
         return rc;
     }
-    /* change by copy, persist, swap: routing goes on by the current version meanwhile */
+    /* change by copy, persist, swap: routing goes on by the current version meanwhile. A
+     * shared store: a change that lost its compare-and-set to another front-end's (a
+     * lifecycle step of the leader's, say) is made again on the stream as that one left it */
     streams_change_lock(c->api);
-    struct stream *s = ctx_stream(c);
-    if (s) {
+    for (int attempt = 0;; attempt++) {
+        struct stream *s = ctx_stream(c);
+        if (!s)
+            break;
         int st = stream_status(s, c->now_ms);
         if (access == STREAM_ACTIVE && st != ST_ACTIVE) {
             rc = fail_not_active(c, s, st);
-        } else {
-            struct stream *next = stream_copy(s);
-            rc = fn(c, next);
-            int src = rc == 0 ? streams_commit(c->api, s, next, c->now_ms) : 0;
-            if (src)
-                rc = api_store_fail(c, src);
-            if (rc)
-                stream_discard(next);
+            break;
         }
+        struct stream *next = stream_copy(s);
+        rc = fn(c, next);
+        int src = rc == 0 ? streams_commit(c->api, s, next, c->now_ms) : 0;
+        if (src == STORE_CONFLICT && attempt < 3 && store_shared(c->api->store) &&
+            streams_reload(c->api, s->uid) == 0) {
+            stream_discard(next);
+            buf_free(&c->out.b); /* the answer fn began is written again */
+            enc_init(&c->out, c->fmt);
+            continue;
+        }
+        if (src)
+            rc = api_store_fail(c, src);
+        if (rc)
+            stream_discard(next);
+        break;
     }
     streams_change_unlock(c->api);
     return rc;

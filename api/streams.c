@@ -51,6 +51,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "consumers.h"
 #include "internal.h"
 #include "kms/kms.h"
 
@@ -1527,6 +1528,8 @@ static int reload(struct api *a, uint64_t uid)
     return 0;
 }
 
+int streams_reload(struct api *a, uint64_t uid) { return reload(a, uid); }
+
 static int collect_uid(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
                        uint64_t version)
 {
@@ -1669,6 +1672,9 @@ void *streams_maintain(void *arg)
         frontends_tick(a);
         streams_change_lock(a);
         refresh(a);
+        consumers_refresh(a);
+        if (leader)
+            consumers_settle(a, now);
         if (leader)
             drops |= settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
         if (leader && tick % 10 == 0)

@@ -13,7 +13,7 @@ import threading
 import time
 
 import pytest
-from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, HTTPClientError
+from botocore.exceptions import ClientError, ConnectionError as BotoConnectionError, EventStreamError, HTTPClientError
 
 import helpers
 from frontends import Frontend, fresh_database
@@ -299,3 +299,65 @@ def test_two_front_ends_together_admit_one_shards_write_rate_not_twice_it(start)
     # through stays within 10 % of that (each alone would let 1,000 through at once)
     assert admitted <= 1.1 * 1000 * (1 + elapsed), (admitted, elapsed)
     assert admitted > 0
+
+
+def consumer_status(k, arn):
+    try:
+        return k.describe_stream_consumer(ConsumerARN=arn)["ConsumerDescription"]["ConsumerStatus"]
+    except ClientError as e:
+        if e.response["Error"]["Code"] != "ResourceNotFoundException":
+            raise
+        return None
+
+
+def test_a_consumer_registered_through_one_front_end_is_served_and_deregistered_through_the_other(start):
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0",
+             "--register-consumer-ms", "300", "--no-limits")
+    a, b = start(flags), start(flags)
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="fan", ShardCount=1)
+    wait_active(kb, "fan")
+    sarn = kb.describe_stream_summary(StreamName="fan")["StreamDescriptionSummary"]["StreamARN"]
+    arn = ka.register_stream_consumer(StreamARN=sarn, ConsumerName="c")["Consumer"]["ConsumerARN"]
+    # the very next call through the other front-end knows it (described, listed, counted)
+    assert consumer_status(kb, arn) in ("CREATING", "ACTIVE")
+    assert [c["ConsumerARN"] for c in kb.list_stream_consumers(StreamARN=sarn)["Consumers"]] == [arn]
+    assert kb.describe_stream_summary(StreamName="fan")["StreamDescriptionSummary"]["ConsumerCount"] == 1
+    with pytest.raises(ClientError) as err:  # the name is taken for every front-end
+        kb.register_stream_consumer(StreamARN=sarn, ConsumerName="c")
+    assert err.value.response["Error"]["Code"] == "ResourceInUseException"
+    deadline = time.time() + 20
+    while consumer_status(kb, arn) != "ACTIVE":  # CREATING -> ACTIVE is seen the same everywhere
+        assert time.time() < deadline, "the consumer did not become ACTIVE on the other front-end"
+        time.sleep(0.05)
+    assert consumer_status(ka, arn) == "ACTIVE"
+    put = ka.put_record(StreamName="fan", PartitionKey="k", Data=b"fan-out")
+    # a subscription through the second front-end, to the consumer registered through the first
+    events = kb.subscribe_to_shard(ConsumerARN=arn, ShardId=put["ShardId"],
+                                   StartingPosition={"Type": "TRIM_HORIZON"})["EventStream"]
+    got = []
+    for ev in events:
+        got += ev["SubscribeToShardEvent"]["Records"]
+        if got:
+            break
+    assert [r["Data"] for r in got] == [b"fan-out"]
+    # deregistered through the first: the subscription on the second ends (told by the store's
+    # notification, not by a call through it), and the second sees it DELETING, then gone
+    ka.deregister_stream_consumer(ConsumerARN=arn)
+    deadline = time.time() + 30
+    with pytest.raises(EventStreamError) as ended:
+        for _ in events:  # an event at least every few seconds, so the deadline is checked
+            assert time.time() < deadline, "the subscription did not end"
+    assert ended.value.response["Error"]["Code"] == "ResourceNotFoundException"
+    assert consumer_status(kb, arn) in ("DELETING", None)
+    assert kb.describe_stream_summary(StreamName="fan")["StreamDescriptionSummary"]["ConsumerCount"] == 0
+    deadline = time.time() + 20
+    while consumer_status(kb, arn) is not None or consumer_status(ka, arn) is not None:
+        assert time.time() < deadline, "the deregistered consumer did not go away"
+        time.sleep(0.05)
+    assert kb.list_stream_consumers(StreamARN=sarn)["Consumers"] == []
+    # registered again through the second front-end: a new ARN, known to the first at once
+    again = kb.register_stream_consumer(StreamARN=sarn, ConsumerName="c")["Consumer"]["ConsumerARN"]
+    assert again != arn
+    assert consumer_status(ka, again) in ("CREATING", "ACTIVE")
+    assert consumer_status(ka, arn) is None
