@@ -92,6 +92,7 @@ struct adm_arena {
     struct adm_block *head;
 };
 void *adm_arena_alloc(void *arena, size_t n);
+/* Wipe (it holds opened records) and free everything. */
 void adm_arena_reset(struct adm_arena *a);
 
 /* ---- the commands ---- */

@@ -140,6 +140,7 @@ void adm_arena_reset(struct adm_arena *a)
 {
     for (struct adm_block *b = a->head, *next; b; b = next) {
         next = b->next;
+        sodium_memzero(b->mem, b->used); /* opened records: plaintext */
         free(b);
     }
     a->head = NULL;
