@@ -12,6 +12,8 @@
  * of its creation is over (so a name registered again always gets a later ARN: its creation
  * second ends the ARN), the maintenance leader deletes the row (consumers_settle). So every
  * transition is either a timestamp every front-end reads alike, or one write by one front-end.
+ * TagResource and UntagResource on the consumer's ARN rewrite its "tags" (compare-and-set on the
+ * row's version, the other members kept as they are).
  *
  * Front-ends sharing a store (PostgreSQL). Each keeps this array. The store reports rows
  * another front-end changed (store_meta_watch); their streams' consumers are reloaded by the
