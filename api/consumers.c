@@ -12,8 +12,8 @@
  * of its creation is over (so a name registered again always gets a later ARN: its creation
  * second ends the ARN), the maintenance leader deletes the row (consumers_settle). So every
  * transition is either a timestamp every front-end reads alike, or one write by one front-end.
- * TagResource and UntagResource on the consumer's ARN rewrite its "tags" (compare-and-set on the
- * row's version, the other members kept as they are).
+ * TagResource and UntagResource on the consumer's ARN rewrite its row with new "tags"
+ * (compare-and-set on the version read).
  *
  * Front-ends sharing a store (PostgreSQL). Each keeps this array. The store reports rows
  * another front-end changed (store_meta_watch); their streams' consumers are reloaded by the
@@ -557,84 +557,59 @@ int consumers_resolve_arn(struct api_ctx *c, const char *arn, struct consumer_in
 
 /* ---- tags (TagResource & co. on a consumer's ARN): the "tags" member of its row ---- */
 
-/* Read ci's row as a tree (arena); STORE_NOT_FOUND when it is no longer registered as ci. */
-static int read_row(struct api_ctx *c, const struct consumer_info *ci, struct kv **row, uint64_t *ver)
+/* ci's row: the consumer it holds (*k) and its tags (*tags, a KV_OBJ in the arena, or NULL);
+ * STORE_NOT_FOUND when it is no longer registered as ci. */
+static int read_row(struct api_ctx *c, const struct consumer_info *ci, struct consumer *k, const struct kv **tags)
 {
     char key[200], *v;
     size_t len;
+    uint64_t ver;
     row_key(key, ci->uid, ci->name);
-    int rc = store_meta_get(c->api->store, key, &v, &len, ver);
+    int rc = store_meta_get(c->api->store, key, &v, &len, &ver);
     if (rc)
         return rc;
-    rc = json_parse_stored(&c->arena, v, len, row) || (*row)->type != KV_OBJ ||
-                 iget(*row, "created") != ci->created_ms
-             ? STORE_NOT_FOUND
-             : 0;
+    struct kv *o;
+    *tags = NULL;
+    if (!parse_row(v, len, ver, k) || k->created_ms != ci->created_ms)
+        rc = STORE_NOT_FOUND;
+    else if (json_parse_stored(&c->arena, v, len, &o) == 0)
+        *tags = kv_get(o, "tags");
     free(v);
     return rc;
 }
 
 int consumers_tags_get(struct api_ctx *c, const struct consumer_info *ci, const struct kv **tags)
 {
-    struct kv *row;
-    uint64_t ver;
-    int rc = read_row(c, ci, &row, &ver);
-    if (rc == 0)
-        *tags = kv_get(row, "tags");
-    return rc;
-}
-
-/* A stored tree back as JSON (the row's members other than its tags are kept as they are). */
-static void enc_tree(struct enc *e, const struct kv *v)
-{
-    switch (v->type) {
-    case KV_BOOL: enc_bool(e, v->b); break;
-    case KV_NUM: enc_int(e, v->i); break;
-    case KV_STR: enc_str(e, v->s, v->len); break;
-    case KV_ARR:
-    case KV_OBJ:
-        v->type == KV_ARR ? enc_arr_begin(e) : enc_obj_begin(e);
-        for (const struct kv *m = v->child; m; m = m->next) {
-            if (v->type == KV_OBJ)
-                enc_key(e, m->key);
-            enc_tree(e, m);
-        }
-        v->type == KV_ARR ? enc_arr_end(e) : enc_obj_end(e);
-        break;
-    default: break;
-    }
+    struct consumer k;
+    return read_row(c, ci, &k, tags);
 }
 
 int consumers_tags_set(struct api_ctx *c, const struct consumer_info *ci, const struct tag *tags, uint32_t n)
 {
-    struct kv *row;
-    uint64_t ver;
-    int rc = read_row(c, ci, &row, &ver);
+    struct consumer k;
+    const struct kv *old;
+    int rc = read_row(c, ci, &k, &old);
     if (rc)
         return rc;
-    struct enc e;
-    enc_init(&e, WIRE_JSON);
-    enc_obj_begin(&e);
-    for (const struct kv *m = row->child; m; m = m->next)
-        if (strcmp(m->key, "tags"))
-            enc_key(&e, m->key), enc_tree(&e, m);
-    enc_key(&e, "tags");
-    enc_obj_begin(&e);
+    /* the new tags as the tree enc_row takes */
+    struct kv *obj = arena_alloc(&c->arena, (n + 1) * sizeof *obj);
+    obj[0] = (struct kv){.type = KV_OBJ, .n = n, .child = n ? &obj[1] : NULL};
     for (uint32_t i = 0; i < n; i++)
-        enc_key(&e, tags[i].key), enc_strz(&e, tags[i].value);
-    enc_obj_end(&e);
-    enc_obj_end(&e);
+        obj[i + 1] = (struct kv){.type = KV_STR, .key = tags[i].key, .s = tags[i].value,
+                                 .len = strlen(tags[i].value), .next = i + 1 < n ? &obj[i + 2] : NULL};
+    struct enc e;
+    enc_row(&e, &k, obj);
     char key[200];
     row_key(key, ci->uid, ci->name);
-    struct store_row sr = {.key = key, .version = ver, .val = e.b.p, .len = e.b.len};
+    struct store_row sr = {.key = key, .version = k.ver, .val = e.b.p, .len = e.b.len};
     rc = store_meta_cas(c->api->store, &sr, 1);
     buf_free(&e.b);
     if (rc)
         return rc;
     pthread_mutex_lock(&c->api->consumers->mu);
-    struct consumer *k = find(c->api->consumers, ci->uid, ci->name, c->now_ms);
-    if (k && k->generation == ci->generation)
-        k->ver = sr.version;
+    struct consumer *cur = find(c->api->consumers, ci->uid, ci->name, c->now_ms);
+    if (cur && cur->generation == ci->generation)
+        cur->ver = sr.version;
     pthread_mutex_unlock(&c->api->consumers->mu);
     return 0;
 }

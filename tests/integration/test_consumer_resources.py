@@ -4,6 +4,7 @@ GetResourcePolicy and DeleteResourcePolicy. The installed SDK models predate the
 operations, so the calls are signed JSON (RawApi)."""
 
 import json
+import time
 
 import pytest
 
@@ -78,6 +79,11 @@ def test_a_deregistered_consumers_arn_is_not_found(api, make_stream):
     stream = make_stream(1)
     arn = register(api, stream, "short-lived", {"a": "b"})
     api.ok("DeregisterStreamConsumer", {"ConsumerARN": arn})
+    # DELETING for --register-consumer-ms, then gone
+    deadline = time.monotonic() + 10
+    while api.call("DescribeStreamConsumer", {"ConsumerARN": arn}).status == 200:
+        assert time.monotonic() < deadline, "the consumer is still there"
+        time.sleep(0.05)
     resp = api.call("ListTagsForResource", {"ResourceARN": arn})
     assert resp.error_type == "ResourceNotFoundException", resp
 
