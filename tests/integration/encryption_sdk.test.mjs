@@ -24,10 +24,13 @@ const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..'
 const require = createRequire(path.join(repoRoot, 'build', 'npm', '/'));
 const { KmsKeyringNode, buildClient, CommitmentPolicy } = require('@aws-crypto/client-node');
 const fromCrypto = createRequire(require.resolve('@aws-crypto/client-node'));
-const { KMS, KMSClient, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand } = fromCrypto('@aws-sdk/client-kms');
+const {
+  KMS, KMSClient, CreateKeyCommand, DisableKeyCommand, EnableKeyCommand, EnableKeyRotationCommand,
+  GetKeyRotationStatusCommand, ListKeyRotationsCommand, RotateKeyOnDemandCommand,
+} = fromCrypto('@aws-sdk/client-kms');
 const {
   KinesisClient, CreateStreamCommand, DescribeStreamSummaryCommand, GetRecordsCommand, GetShardIteratorCommand,
-  PutRecordsCommand,
+  PutRecordsCommand, StartStreamEncryptionCommand,
 } = require('@aws-sdk/client-kinesis');
 
 const REGION = 'us-east-1';
@@ -92,6 +95,15 @@ function kmsClient() {
   return new KMSClient({ region: REGION, endpoint, credentials });
 }
 
+async function activeStream(kinesis, stream) {
+  for (let i = 0; i < 200; i++) {
+    const s = await kinesis.send(new DescribeStreamSummaryCommand({ StreamName: stream }));
+    if (s.StreamDescriptionSummary.StreamStatus === 'ACTIVE') return s.StreamDescriptionSummary;
+    await sleep(50);
+  }
+  throw new Error(`${stream} did not become ACTIVE`);
+}
+
 async function readAll(kinesis, stream) {
   const { ShardIterator } = await kinesis.send(new GetShardIteratorCommand({
     StreamName: stream, ShardId: 'shardId-000000000000', ShardIteratorType: 'TRIM_HORIZON' }));
@@ -140,4 +152,42 @@ test('records encrypted with the Encryption SDK through kinesd\'s KMS go through
   await assert.rejects(decrypt(keyring, got[0].Data));
   await kms.send(new EnableKeyCommand({ KeyId: KeyMetadata.KeyId }));
   assert.equal((await decrypt(keyring, got[0].Data)).plaintext.toString(), plain[0]);
+});
+
+test('a rotated key still opens what the SDK and a KMS-encrypted stream sealed under its older material', LIMIT, async () => {
+  const kms = kmsClient();
+  const { KeyMetadata } = await kms.send(new CreateKeyCommand({ Description: 'rotated' }));
+  const keyring = new KmsKeyringNode({ generatorKeyId: KeyMetadata.Arn, clientProvider: () => new KMS({ region: REGION, endpoint, credentials }) });
+  const { encrypt, decrypt } = buildClient(CommitmentPolicy.REQUIRE_ENCRYPT_REQUIRE_DECRYPT);
+  await kms.send(new EnableKeyRotationCommand({ KeyId: KeyMetadata.KeyId, RotationPeriodInDays: 180 }));
+  const status = await kms.send(new GetKeyRotationStatusCommand({ KeyId: KeyMetadata.KeyId }));
+  assert.equal(status.KeyRotationEnabled, true);
+  assert.equal(status.RotationPeriodInDays, 180);
+  assert.ok(status.NextRotationDate > new Date(Date.now() + 179 * 86400e3));
+
+  const kinesis = new KinesisClient({ region: REGION, endpoint, credentials });
+  const stream = `esdk-rot-${randomBytes(4).toString('hex')}`;
+  await kinesis.send(new CreateStreamCommand({ StreamName: stream, ShardCount: 1 }));
+  await activeStream(kinesis, stream);
+  await kinesis.send(new StartStreamEncryptionCommand({ StreamName: stream, EncryptionType: 'KMS', KeyId: KeyMetadata.Arn }));
+  assert.equal((await activeStream(kinesis, stream)).EncryptionType, 'KMS');
+
+  const send = async (text) => {
+    const { result } = await encrypt(keyring, Buffer.from(text), { encryptionContext: { stream } });
+    const put = await kinesis.send(new PutRecordsCommand({ StreamName: stream, Records: [{ PartitionKey: text, Data: result }] }));
+    assert.equal(put.FailedRecordCount ?? 0, 0);
+    assert.equal(put.EncryptionType, 'KMS');
+  };
+  await send('before the rotation');
+  const rotated = await kms.send(new RotateKeyOnDemandCommand({ KeyId: KeyMetadata.KeyId }));
+  assert.equal(rotated.KeyId, KeyMetadata.Arn);
+  await send('after the rotation');
+  const { Rotations } = await kms.send(new ListKeyRotationsCommand({ KeyId: KeyMetadata.KeyId }));
+  assert.deepEqual(Rotations.map((r) => [r.KeyId, r.RotationType]), [[KeyMetadata.Arn, 'ON_DEMAND']]);
+
+  const got = await readAll(kinesis, stream);
+  assert.deepEqual(got.map((r) => r.EncryptionType), ['KMS', 'KMS']);
+  const opened = [];
+  for (const r of got) opened.push((await decrypt(keyring, r.Data)).plaintext.toString());
+  assert.deepEqual(opened, ['before the rotation', 'after the rotation']);
 });
