@@ -459,7 +459,7 @@ static int authorize(struct api_ctx *c, int op)
     const struct auth_cred *who = c->caller;
     bool same_account = !strcmp(who->account, c->api->account);
     char action[80];
-    snprintf(action, sizeof action, "kinesis:%s", ops[op].wire);
+    snprintf(action, sizeof action, "%s:%s", ops[op].flags & OPF_KMS ? "kms" : "kinesis", ops[op].wire);
     /* another account names its own streams by StreamName; only ARNs reach this account's */
     if (!same_account && (ops[op].flags & OPF_STREAM) && !req_str(c, "StreamARN"))
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", c->stream_name,

@@ -9,6 +9,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../auth.h"
+#include "../policy.h"
 #include "datakeys.h"
 #include "kms.h"
 
@@ -698,12 +700,40 @@ static int stream_not_found(struct api_ctx *c)
                     "The request was rejected because the specified entity or resource can't be found.");
 }
 
+/* --auth: the caller needs `action` on key k (kms:GenerateDataKey to write to a stream it
+ * encrypts, kms:Decrypt to read records it sealed), as AWS asks of a Kinesis producer and
+ * consumer. The key policy is the account's (kinesd's default one), so a user of the account
+ * needs its identity policy to allow the action; a user of another account cannot. */
+static int caller_may(struct api_ctx *c, const struct kms_key *k, const char *action)
+{
+    const struct auth_cred *who = c->caller;
+    bool same_account = who && !strcmp(who->account, c->api->account);
+    if (!who || (same_account && !who->policy))
+        return 0;
+    struct policy_request pr = {.action = action,
+                                .resource = k->arn,
+                                .principal_arn = who->user_arn,
+                                .principal_acct = who->account,
+                                .region = c->region,
+                                .username = who->name,
+                                .secure_transport = c->secure_transport};
+    enum policy_verdict v = same_account ? policy_eval(who->policy, &pr) : POLICY_NONE;
+    if (v == POLICY_ALLOW)
+        return 0;
+    return api_fail(c, KERR_KMS_K_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
+                    who->user_arn, action, k->arn,
+                    v == POLICY_DENY ? "with an explicit deny in an identity-based policy"
+                                     : arena_printf(&c->arena, "because no identity-based policy allows the %s action", action));
+}
+
 int kms_stream_key_check(struct api_ctx *c, const char *kid)
 {
     struct kms_key k;
     if (kms_find(c, kid, false, &k))
         return c->err == KERR_KMS_NOT_FOUND ? stream_not_found(c) : -1;
-    int rc = stream_key_state(c, &k);
+    int rc = caller_may(c, &k, "kms:GenerateDataKey");
+    if (rc == 0)
+        rc = stream_key_state(c, &k);
     json_decref(k.doc);
     return rc;
 }
@@ -738,7 +768,9 @@ int kms_records_check(struct api_ctx *c, const struct store_read *v, size_t n)
             return records_access_denied(c);
         if (kms_find(c, kid, false, &k))
             return c->err == KERR_KMS_NOT_FOUND ? records_access_denied(c) : -1;
-        int rc = stream_key_state(c, &k);
+        int rc = caller_may(c, &k, "kms:Decrypt");
+        if (rc == 0)
+            rc = stream_key_state(c, &k);
         json_decref(k.doc);
         if (rc)
             return rc;
@@ -788,7 +820,9 @@ int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_I
             return rc < 0 ? -1 : api_store_fail(c, rc);
         }
     }
-    int rc = stream_key_state(c, &k);
+    int rc = caller_may(c, &k, "kms:GenerateDataKey");
+    if (rc == 0)
+        rc = stream_key_state(c, &k);
     if (rc == 0)
         snprintf(kid, KMS_ID_LEN + 1, "%s", k.id);
     json_decref(k.doc);

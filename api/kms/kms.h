@@ -110,7 +110,8 @@ int kms_rewrap_all(struct store *s, const unsigned char *old_root, const unsigne
 int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_ID_LEN + 1]);
 
 /* The same check for an encrypted stream's key id on the data plane (writes): a key that is
- * gone fails with KMSNotFoundException. */
+ * gone fails with KMSNotFoundException. Under --auth the caller needs kms:GenerateDataKey on
+ * the key (KMSAccessDeniedException), as for kms_stream_key_resolve. */
 int kms_stream_key_check(struct api_ctx *c, const char *kid);
 
 /* The KMS key id new records of stream s are sealed under at now ("" for none): the previous
@@ -119,8 +120,9 @@ const char *kms_stream_kid(const struct stream *s, int64_t now);
 
 /* Reads: the state of each KMS key that sealed one of the n records v applies to the whole
  * call: Disabled KMSDisabledException, PendingDeletion KMSInvalidStateException, gone
- * KMSAccessDeniedException (the records' data keys refer to a key that does not exist).
- * Returns 0 or api_fail. */
+ * KMSAccessDeniedException (the records' data keys refer to a key that does not exist), and
+ * under --auth a caller without kms:Decrypt on it KMSAccessDeniedException. Returns 0 or
+ * api_fail. */
 int kms_records_check(struct api_ctx *c, const struct store_read *v, size_t n);
 
 /* A scan of log failed with rc: KMSAccessDeniedException when the log has records under a KMS

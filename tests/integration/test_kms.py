@@ -534,3 +534,69 @@ def test_new_records_switch_keys_when_the_encryption_change_leaves_updating(kine
         (b"still stopping", "KMS"),
         (b"stopped", None),
     ]
+
+
+# ============================================ --auth: the caller's permissions on the stream's key
+
+USERS = {  # name: (access key id, secret, identity policy statements or None)
+    "admin": ("AKIAKMSADMIN00000001", "admin/secret/0123456789abcdefghijklmnopq", None),
+    "producer": ("AKIAKMSPRODUCER00002", "producer/secret/0123456789abcdefghijklm", [
+        {"Effect": "Allow", "Action": ["kinesis:*", "kms:GenerateDataKey"], "Resource": "*"}]),
+    "consumer": ("AKIAKMSCONSUMER00003", "consumer/secret/0123456789abcdefghijklm", [
+        {"Effect": "Allow", "Action": ["kinesis:*", "kms:Decrypt"], "Resource": "*"}]),
+    "denied": ("AKIAKMSDENIED0000004", "denied/secret/0123456789abcdefghijklmnop", [
+        {"Effect": "Allow", "Action": "*", "Resource": "*"},
+        {"Effect": "Deny", "Action": "kms:Decrypt", "Resource": "arn:aws:kms:*:*:key/*"}]),
+}
+
+
+def test_a_kms_encrypted_stream_needs_generate_data_key_to_write_and_decrypt_to_read(tmp_path_factory):
+    from test_auth import client, start
+
+    d = tmp_path_factory.mktemp("kms-auth")
+    text = ""
+    for user, (akid, secret, statements) in USERS.items():
+        text += f"[{user}]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+        if statements:
+            (d / f"{user}.json").write_text(json.dumps({"Version": "2012-10-17", "Statement": statements}))
+            text += f"policy_file = {user}.json\n"
+    (d / "credentials").write_text(text)
+    srv = start(tmp_path_factory, d / "credentials", **{"--update-stream-ms": "0", "--create-stream-ms": "0"})
+    try:
+        k = {u: client(srv.endpoint, USERS[u][:2]) for u in USERS}
+        kms_of = lambda u: boto3.session.Session(  # noqa: E731
+            aws_access_key_id=USERS[u][0], aws_secret_access_key=USERS[u][1], region_name=helpers.REGION
+        ).client("kms", endpoint_url=srv.endpoint, config=Config(retries={"max_attempts": 0}))
+        key = kms_of("admin").create_key()["KeyMetadata"]
+        name = sse_stream(k["admin"], key["KeyId"])
+
+        def refused(user, action, why):
+            return ("KMSAccessDeniedException",
+                    f"User: arn:aws:iam::{helpers.ACCOUNT}:user/{user} is not authorized to perform: {action} "
+                    f"on resource: {key['Arn']} {why}")
+
+        assert k["producer"].put_record(StreamName=name, PartitionKey="p", Data=b"x")["EncryptionType"] == "KMS"
+        with helpers.raises_aws(*refused("consumer", "kms:GenerateDataKey",
+                                         "because no identity-based policy allows the kms:GenerateDataKey action")):
+            k["consumer"].put_records(StreamName=name, Records=[{"PartitionKey": "p", "Data": b"y"}])
+        assert [r["Data"] for r in read_from(k["consumer"], name)] == [b"x"]
+        with helpers.raises_aws(*refused("producer", "kms:Decrypt",
+                                         "because no identity-based policy allows the kms:Decrypt action")):
+            read_from(k["producer"], name)
+        with helpers.raises_aws(*refused("denied", "kms:Decrypt", "with an explicit deny in an identity-based policy")):
+            read_from(k["denied"], name)
+        assert [r["Data"] for r in read_from(k["admin"], name)] == [b"x"]  # no policy file: the account's
+        # a plain stream asks nothing of KMS
+        plain = sse_stream(k["admin"])
+        k["producer"].put_record(StreamName=plain, PartitionKey="p", Data=b"plain")
+        assert [r["Data"] for r in read_from(k["producer"], plain)] == [b"plain"]
+        with helpers.raises_aws(*refused("consumer", "kms:GenerateDataKey",
+                                         "because no identity-based policy allows the kms:GenerateDataKey action")):
+            k["consumer"].start_stream_encryption(StreamName=plain, EncryptionType="KMS", KeyId=key["Arn"])
+        # the built-in KMS's own operations are kms: actions for identity policies
+        with helpers.raises_aws("AccessDeniedException", re.compile(r".*user/consumer is not authorized to perform: kms:Encrypt .*")):
+            kms_of("consumer").encrypt(KeyId=key["KeyId"], Plaintext=b"z")
+        blob = kms_of("admin").encrypt(KeyId=key["KeyId"], Plaintext=b"z")["CiphertextBlob"]
+        assert kms_of("consumer").decrypt(CiphertextBlob=blob)["Plaintext"] == b"z"
+    finally:
+        assert srv.stop() == 0, srv.log()
