@@ -403,6 +403,9 @@ sys.exit("the stream did not become ACTIVE")
 EOF
 }
 
+# proc_cpu PID: the process's CPU time so far (utime+stime), in clock ticks
+proc_cpu() { awk '{ print $14 + $15 }' "/proc/$1/stat" 2>/dev/null || echo 0; }
+
 # run_suite NAME PID PORT [DATA_DIR]: every selected mode; raw output in LOG_DIR/NAME.MODE.out.
 # With SUITE_PORTS/SUITE_PIDS holding more than one front-end, each load mode runs one kbench
 # per front-end at once with half the connections, and LOG_DIR/NAME.MODE.out gets their sum.
@@ -472,8 +475,13 @@ run_suite() {
                 { echo "run.sh: $name: fan-out incomplete (see $LOG_DIR/$name.$m.out)" >&2; [[ $name != kinesd ]] || rc=1; }
             continue
         fi
+        local cpu0
+        cpu0=$(proc_cpu "$pid")
         # shellcheck disable=SC2046
         measure "$name" "$m" "${common[@]}" $(workload "$m") "${extra[@]+"${extra[@]}"}" --pid "$pid" || rc=1
+        # the server's CPU time over the mode: per record it hardly depends on other load
+        echo "RESULT mode=$m cpu_s=$(awk -v a="$cpu0" -v b="$(proc_cpu "$pid")" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { printf "%.2f", (b - a) / hz }')" >"$LOG_DIR/$name.$m.cpu.out"
     done
     return "$rc"
 }
@@ -747,17 +755,28 @@ if has_mode getrecords; then
     R "GetRecords Limit 10000: records/s" getrecords records_per_s ">=1500000"
     R "GetRecords p99 ms" getrecords p99_ms
 fi
+# cpu_per SERVER MODE: the server's CPU microseconds per record of a mode
+cpu_per() {
+    awk -v c="$(field "$1.$2.cpu" cpu_s)" -v r="$(field "$1.$2" records)" 'BEGIN {
+        if (c ~ /^[0-9.]+$/ && r ~ /^[0-9]+$/ && r + 0 > 0) printf "%.2f", c * 1e6 / r }'
+}
 if has_mode putrecords-kms; then
     R "PutRecords KMS-encrypted stream: rec/s" putrecords-kms records_per_s
     row "  KMS stream, % of the plain one" "" \
         "$(pct "$(field kinesd.putrecords-kms records_per_s)" "$(field kinesd.putrecords records_per_s)")"
     R "  p99 ms" putrecords-kms p99_ms
+    row "  kinesd CPU us/record: plain" "" "$(cpu_per kinesd putrecords)"
+    row "  kinesd CPU us/record: KMS stream" "" "$(cpu_per kinesd putrecords-kms)"
+    row "  KMS stream CPU, % of the plain one" "" "$(pct "$(cpu_per kinesd putrecords-kms)" "$(cpu_per kinesd putrecords)")"
 fi
 if has_mode getrecords-kms; then
     R "GetRecords KMS-encrypted stream: rec/s" getrecords-kms records_per_s
     row "  KMS stream, % of the plain one" "" \
         "$(pct "$(field kinesd.getrecords-kms records_per_s)" "$(field kinesd.getrecords records_per_s)")"
     R "  p99 ms" getrecords-kms p99_ms
+    row "  kinesd CPU us/record: plain" "" "$(cpu_per kinesd getrecords)"
+    row "  kinesd CPU us/record: KMS stream" "" "$(cpu_per kinesd getrecords-kms)"
+    row "  KMS stream CPU, % of the plain one" "" "$(pct "$(cpu_per kinesd getrecords-kms)" "$(cpu_per kinesd getrecords)")"
 fi
 if has_mode putrecords-1k || has_mode putrecords-25k; then
     row "disk sequential write MB/s (${DISK_MIB} MiB)" "" "$disk_bw"
