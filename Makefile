@@ -22,12 +22,15 @@ LDFLAGS += $(SAN)
 PG_CFLAGS := $(shell pkg-config --cflags libpq 2>/dev/null)
 VERSION := 0.1.0
 
+# common/ is the leaf every layer may include (klog.h, the diagnostics); it includes nothing
+COMMON_SRC  := $(wildcard common/*.c)
 STORAGE_SRC := $(wildcard storage/*.c storage/lmdb/*.c storage/pg/*.c)
 API_SRC     := $(wildcard api/*.c api/kms/*.c)
 SERVER_SRC  := $(wildcard server/*.c)
 ADMIN_SRC   := $(wildcard tools/admin/*.c)
 
-STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o)
+# linked wherever storage is, so common's objects ride along with it
+STORAGE_OBJ := $(STORAGE_SRC:%.c=$(BUILD)/%.o) $(COMMON_SRC:%.c=$(BUILD)/%.o)
 # the fault-injecting engine is linked into the storage tests only
 FAULT_OBJ   := $(patsubst %.c,$(BUILD)/%.o,$(wildcard storage/fault/*.c))
 API_OBJ     := $(API_SRC:%.c=$(BUILD)/%.o)
@@ -42,15 +45,18 @@ UNIT_BIN := $(UNIT_SRC:%.c=$(BUILD)/%)
 .PHONY: all run test unit integration pg-suite asan bench bench-pg lint format clean deps deps-test fuzz fuzz-bins
 all: $(BUILD)/kinesd $(BUILD)/kinesd-admin
 
+$(BUILD)/common/%.o: common/%.c
+	@mkdir -p $(@D)
+	$(CC) $(CFLAGS) -Icommon -c $< -o $@
 $(BUILD)/storage/%.o: storage/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Istorage $(PG_CFLAGS) -c $< -o $@
+	$(CC) $(CFLAGS) -Istorage -Icommon $(PG_CFLAGS) -c $< -o $@
 $(BUILD)/api/%.o: api/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Iapi -Istorage -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
+	$(CC) $(CFLAGS) -Iapi -Istorage -Icommon -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
 $(BUILD)/server/%.o: server/%.c
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Iserver -Iapi -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
+	$(CC) $(CFLAGS) -Iserver -Iapi -Icommon -DKINESD_VERSION='"$(VERSION)"' -c $< -o $@
 
 # One C array per console file (od and sed, both in every Debian), then the name table.
 $(BUILD)/server/console_files.c: $(CONSOLE_FILES) Makefile
@@ -79,10 +85,10 @@ $(BUILD)/kinesd-admin: $(ADMIN_OBJ) $(API_OBJ) $(STORAGE_OBJ)
 # shared by the storage tests
 $(BUILD)/tests/unit/storage/%: tests/unit/storage/%.c $(STORAGE_OBJ) $(FAULT_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Istorage -Itests/unit -Itests/unit/storage $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -Istorage -Icommon -Itests/unit -Itests/unit/storage $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 $(BUILD)/tests/unit/api/%: tests/unit/api/%.c $(API_OBJ) $(STORAGE_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -Iapi -Istorage -Itests/unit $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -Iapi -Istorage -Icommon -Itests/unit $(PG_CFLAGS) $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 
 $(BUILD)/kbench: tools/bench/kbench.c
 	@mkdir -p $(@D)
@@ -90,7 +96,7 @@ $(BUILD)/kbench: tools/bench/kbench.c
 
 # Debian packages the build and the tests need; installed only when missing.
 BUILD_DEBS := build-essential pkg-config liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev libpq-dev libjansson-dev
-TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql python3-lmdb curl nghttp2-client golang-go golang-github-aws-aws-sdk-go-dev
+TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql python3-lmdb curl nghttp2-client golang-go golang-github-aws-aws-sdk-go-dev python3-prometheus-client
 deps:
 	@tools/install-deps.sh $(BUILD_DEBS)
 deps-test:
@@ -154,7 +160,7 @@ fuzz:
 fuzz-bins: $(FUZZ_HARNESS:%=$(BUILD)/tests/fuzz/%)
 $(BUILD)/tests/fuzz/%: tests/fuzz/%.c $(API_OBJ) $(STORAGE_OBJ)
 	@mkdir -p $(@D)
-	$(CC) $(CFLAGS) -fsanitize=fuzzer -Iapi -Istorage -Itests/fuzz $(filter %.c %.o,$^) -o $@ $(LDLIBS)
+	$(CC) $(CFLAGS) -fsanitize=fuzzer -Iapi -Istorage -Icommon -Itests/fuzz $(filter %.c %.o,$^) -o $@ $(LDLIBS)
 
 lint:
 	@tools/lint.sh

@@ -29,6 +29,8 @@
 #include "internal.h"
 #include "kms/datakeys.h"
 #include "kms/seed.h"
+#include "accesslog.h"
+#include "klog.h"
 
 #define AMZ_JSON "application/x-amz-json-1.1"
 #define AMZ_CBOR "application/x-amz-cbor-1.1"
@@ -153,7 +155,7 @@ int api_store_fail(struct api_ctx *c, int rc)
     if (rc == STORE_BUSY)
         return api_fail(c, KERR_SERVICE_UNAVAILABLE,
                         "Too many records are waiting to be stored. Retry the request.");
-    fprintf(stderr, "kinesd: storage: %s\n", store_strerror(rc));
+    klog(KLOG_ERROR, "storage: %s", store_strerror(rc));
     return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
 }
 
@@ -352,8 +354,10 @@ int api_reload_auth(struct api *a)
     if (!a->auth)
         return 0;
     int rc = auth_reload(a->auth);
-    fprintf(stderr, rc ? "kinesd: kept the previous credentials\n" : "kinesd: reloaded %s\n",
-            a->cfg.auth_file);
+    if (rc)
+        klog(KLOG_WARN, "kept the previous credentials");
+    else
+        klog(KLOG_INFO, "reloaded %s", a->cfg.auth_file);
     return rc;
 }
 
@@ -572,6 +576,7 @@ static void finish(struct api_ctx *c, int rc)
     } else if (rc < 0) {
         answer_error(c, c->fmt, resp);
     }
+    metrics_call_done(c, rc, resp->status, resp->body_len);
     buf_free(&c->out.b);
     auth_release(c->auth_snap);
     arena_free(&c->arena);
@@ -646,6 +651,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     c->post = r->post;
     c->source_ip = r->source_ip && r->source_ip[0] ? r->source_ip : NULL;
     c->secure_transport = r->secure_transport;
+    c->m = (struct metrics_call){.t0_ns = metrics_now_ns(), .op = -1, .bytes_in = r->body_len};
     arena_init(&c->arena);
     if (a->cfg.latency_ms > 0) {
         struct timespec ts = {a->cfg.latency_ms / 1000, (a->cfg.latency_ms % 1000) * 1000000};
@@ -663,6 +669,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     int op;
     bool service_ok, op_named;
     bool target_ok = target_op(r->target, &op, &service_ok, &op_named);
+    c->m.op = op;
 
     if (r->body_len == 0) {
         api_fail(c, target_ok ? KERR_SERIALIZATION : KERR_UNKNOWN_OPERATION, NULL);
@@ -683,6 +690,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     struct kv *req = NULL;
     int drc = is_cbor ? cbor_parse(&c->arena, r->body, r->body_len, &req)
                       : json_parse(&c->arena, r->body, r->body_len, &req);
+    c->m.body = drc ? NULL : req;
     if (drc || req->type != KV_OBJ) {
         if (plain_json) {
             coral_answer(resp, KERR_SERIALIZATION);
@@ -771,26 +779,49 @@ size_t api_max_body(const struct api *a) { return __atomic_load_n(&a->max_body, 
 
 void api_too_large(struct api *a, const char *content_type, uint64_t size, struct api_response *resp)
 {
-    struct api_ctx c = {.api = a};
+    struct api_ctx c = {.api = a, .resp = resp, .m = {.op = -1, .bytes_in = size}};
     arena_init(&c.arena);
     memset(resp, 0, sizeof *resp);
     api_request_id(resp->request_id);
     api_fail(&c, KERR_REQUEST_TOO_LARGE, "Request of %" PRIu64 " bytes exceeds the limit of %zu bytes.", size,
              api_max_body(a));
     answer_error(&c, ctype_is(content_type, AMZ_CBOR) ? WIRE_CBOR : WIRE_JSON, resp);
+    metrics_call_done(&c, -1, resp->status, resp->body_len);
     arena_free(&c.arena);
 }
 
 void api_unavailable(struct api *a, const char *content_type, const char *message, struct api_response *resp)
 {
-    struct api_ctx c = {.api = a};
+    struct api_ctx c = {.api = a, .resp = resp, .m = {.op = -1}};
     arena_init(&c.arena);
     memset(resp, 0, sizeof *resp);
     api_request_id(resp->request_id);
     api_fail(&c, KERR_SERVICE_UNAVAILABLE, "%s", message);
     answer_error(&c, ctype_is(content_type, AMZ_CBOR) ? WIRE_CBOR : WIRE_JSON, resp);
+    metrics_call_done(&c, -1, resp->status, resp->body_len);
     arena_free(&c.arena);
 }
+
+char *api_metrics(struct api *a, const struct api_server_stats *st, size_t *len)
+{
+    struct buf b = BUF_INIT;
+    metrics_write(a, st, &b);
+    return buf_steal(&b, len);
+}
+
+/* The operation table's names, for the metrics' labels. */
+static const char *const op_wire[] = {
+#define OP(wire, stem, flags, rate) wire,
+#include "ops.def"
+#include "kms/kms_ops.def"
+#undef OP
+};
+static const bool op_kms[] = {
+#define OP(wire, stem, flags, rate) ((flags)&OPF_KMS) != 0,
+#include "ops.def"
+#include "kms/kms_ops.def"
+#undef OP
+};
 
 /* ---- open / close ---- */
 
@@ -841,8 +872,7 @@ static int setup_limits(struct api *a)
         char *num_end;
         double v = eq && eq < end ? strtod(eq + 1, &num_end) : -1;
         if (!eq || eq > end || i == NOPS || v < 0 || num_end != end) {
-            fprintf(stderr, "kinesd: --rate-limit expects Operation=callsPerSecond, got '%.*s'\n",
-                    (int)(end - p), p);
+            klog(KLOG_ERROR, "--rate-limit expects Operation=callsPerSecond, got '%.*s'", (int)(end - p), p);
             return -1;
         }
         rates[i] = v;
@@ -855,7 +885,7 @@ static int setup_limits(struct api *a)
 int api_open(const struct api_config *cfg, struct api **out)
 {
     if (sodium_init() < 0) {
-        fprintf(stderr, "kinesd: libsodium failed to initialise\n");
+        klog(KLOG_ERROR, "libsodium failed to initialise");
         return -1;
     }
     struct api *a = calloc(1, sizeof *a);
@@ -889,14 +919,14 @@ int api_open(const struct api_config *cfg, struct api **out)
         return krc;
     }
     if (rc) {
-        fprintf(stderr, "kinesd: cannot open %s: %s\n", cfg->store ? "the PostgreSQL store" : cfg->data_dir,
-                store_strerror(rc));
+        klog(KLOG_ERROR, "cannot open %s: %s", cfg->store ? "the PostgreSQL store" : cfg->data_dir,
+             store_strerror(rc));
         datakeys_close(a->dk);
         free(a);
         return -1;
     }
     if ((rc = load_iter_key(a)) || (rc = streams_open(a))) {
-        fprintf(stderr, "kinesd: cannot load state from %s (%d)\n", cfg->data_dir, rc);
+        klog(KLOG_ERROR, "cannot load state from %s (%d)", cfg->data_dir, rc);
         streams_close(a);
         store_close(a->store);
         datakeys_close(a->dk);
@@ -904,7 +934,7 @@ int api_open(const struct api_config *cfg, struct api **out)
         return -1;
     }
     if ((rc = consumers_open(a))) {
-        fprintf(stderr, "kinesd: cannot load consumers from %s (%d)\n", cfg->data_dir, rc);
+        klog(KLOG_ERROR, "cannot load consumers from %s (%d)", cfg->data_dir, rc);
         consumers_close(a);
         streams_close(a);
         store_close(a->store);
@@ -919,7 +949,7 @@ int api_open(const struct api_config *cfg, struct api **out)
         return -1;
     }
     if ((rc = resource_policies_open(a))) {
-        fprintf(stderr, "kinesd: cannot load resource policies from %s (%d)\n", cfg->data_dir, rc);
+        klog(KLOG_ERROR, "cannot load resource policies from %s (%d)", cfg->data_dir, rc);
         resource_policies_close(a);
         streams_close(a);
         store_close(a->store);
@@ -957,9 +987,21 @@ int api_open(const struct api_config *cfg, struct api **out)
         free(a);
         return -1;
     }
+    if (cfg->access_log && accesslog_open(cfg->access_log, &a->alog)) {
+        streams_close(a);
+        store_close(a->store);
+        datakeys_close(a->dk);
+        free(a);
+        return -1;
+    }
+    /* every open shard may be its own stream */
+    size_t bound = cfg->shard_limit > 1024 ? (size_t)cfg->shard_limit : 1024;
+    a->metrics = metrics_open(op_wire, op_kms, (int)(sizeof op_wire / sizeof op_wire[0]), bound, bound);
     pthread_mutex_init(&a->maint_mu, NULL);
     pthread_cond_init(&a->maint_cv, NULL);
     if (pthread_create(&a->maint, NULL, streams_maintain, a)) {
+        accesslog_close(a->alog);
+        metrics_close(a->metrics);
         streams_close(a);
         store_close(a->store);
         datakeys_close(a->dk);
@@ -988,6 +1030,8 @@ void api_close(struct api *a)
     limits_free(a->limits);
     auth_close(a->auth);
     resource_policies_close(a);
+    accesslog_close(a->alog);
+    metrics_close(a->metrics);
     pthread_mutex_destroy(&a->maint_mu);
     pthread_cond_destroy(&a->maint_cv);
     free(a);

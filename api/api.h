@@ -36,6 +36,14 @@ struct api_config {
     int64_t register_consumer_ms; /* a consumer is CREATING (and DELETING) this long */
     int64_t subscription_ms;      /* a SubscribeToShard answer ends after this long */
     const char *kms_seed;         /* --kms-seed: KMS keys to create at start (api/kms/seed.h) */
+    const char *access_log;       /* --access-log FILE or "-" (standard output); NULL: none */
+};
+
+/* What the HTTP front knows of itself, for GET /metrics. */
+struct api_server_stats {
+    uint64_t connections; /* open now */
+    uint64_t connections_accepted, connections_refused;
+    uint64_t buffered_bytes, budget_bytes; /* the memory budget: in use, and its size */
 };
 
 struct api_request {
@@ -121,8 +129,8 @@ void api_handle(struct api *a, const struct api_request *req, struct api_respons
 
 /* The same without waiting for a durable commit: returns 0 when resp is filled, or 1 when the
  * call waits for one (PutRecord, PutRecords); then done(ctx, resp) runs later, with resp
- * filled, on the store's committer thread (or where req->post ran its step). resp stays the caller's and must live until done; req
- * and its body are needed only until api_handle_async returns. */
+ * filled, on the store's committer thread (or where req->post ran its step). resp stays the caller's and must
+ * live until done; req and its body are needed only until api_handle_async returns. */
 typedef void (*api_done_fn)(void *ctx, struct api_response *resp);
 int api_handle_async(struct api *a, const struct api_request *req, struct api_response *resp,
                      api_done_fn done, void *ctx);
@@ -147,6 +155,11 @@ int api_reload_auth(struct api *a);
 /* Fill resp with a retryable 503 ServiceUnavailable answer with the given message (the server
  * is out of its memory budget, or stopping). */
 void api_unavailable(struct api *a, const char *content_type, const char *message, struct api_response *resp);
+
+/* The Prometheus exposition of GET /metrics (text format 0.0.4) with the server's own figures
+ * st (NULL: none): malloc'd text owned by the caller, *len bytes. Takes no lock the data plane
+ * needs. Thread-safe. */
+char *api_metrics(struct api *a, const struct api_server_stats *st, size_t *len);
 
 /* Move the clock forward by ms (tests only; the server exposes it with --test-clock). */
 void api_clock_advance(int64_t ms);

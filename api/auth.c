@@ -23,6 +23,7 @@
 #include "auth.h"
 #include "buf.h"
 #include "policy.h"
+#include "klog.h"
 
 #define SKEW_MS (5 * 60 * 1000)
 #define MAX_CREDS 10000
@@ -145,7 +146,7 @@ static int finish_section(const char *path, struct auth_cred *c, const char *def
     if (!c->account)
         c->account = xstrndup(default_account, strlen(default_account));
     if (strlen(c->account) != 12 || strspn(c->account, "0123456789") != 12) {
-        fprintf(stderr, "kinesd: %s: section [%s]: aws_account_id must be 12 digits\n", path, c->name);
+        klog(KLOG_ERROR, "%s: section [%s]: aws_account_id must be 12 digits", path, c->name);
         free(policy_file);
         return -1;
     }
@@ -160,16 +161,14 @@ static int finish_section(const char *path, struct auth_cred *c, const char *def
         size_t len;
         char *text = read_file(c->policy_file, &len);
         if (!text) {
-            fprintf(stderr, "kinesd: %s: section [%s]: cannot read policy_file %s\n", path, c->name,
-                    c->policy_file);
+            klog(KLOG_ERROR, "%s: section [%s]: cannot read policy_file %s", path, c->name, c->policy_file);
             return -1;
         }
         char why[256];
         c->policy = policy_parse(text, len, false, why, sizeof why);
         free(text);
         if (!c->policy) {
-            fprintf(stderr, "kinesd: %s: section [%s]: policy_file %s: %s\n", path, c->name, c->policy_file,
-                    why);
+            klog(KLOG_ERROR, "%s: section [%s]: policy_file %s: %s", path, c->name, c->policy_file, why);
             return -1;
         }
     }
@@ -181,7 +180,7 @@ static struct auth_snap *load(const char *path, const char *default_account)
     size_t len;
     char *text = read_file(path, &len);
     if (!text) {
-        fprintf(stderr, "kinesd: cannot read the credentials file %s (%s)\n", path, strerror(errno));
+        klog(KLOG_ERROR, "cannot read the credentials file %s (%s)", path, strerror(errno));
         return NULL;
     }
     struct auth_snap *s = calloc(1, sizeof *s);
@@ -203,7 +202,7 @@ static struct auth_snap *load(const char *path, const char *default_account)
         }
         if (*p == '[') {
             if (e[-1] != ']' || e - p < 3) {
-                fprintf(stderr, "kinesd: %s:%d: malformed section header\n", path, line);
+                klog(KLOG_ERROR, "%s:%d: malformed section header", path, line);
                 rc = -1;
                 break;
             }
@@ -214,7 +213,7 @@ static struct auth_snap *load(const char *path, const char *default_account)
                     break;
             }
             if (s->n == MAX_CREDS) {
-                fprintf(stderr, "kinesd: %s: more than %d credentials\n", path, MAX_CREDS);
+                klog(KLOG_ERROR, "%s: more than %d credentials", path, MAX_CREDS);
                 rc = -1;
                 break;
             }
@@ -236,7 +235,7 @@ static struct auth_snap *load(const char *path, const char *default_account)
         }
         const char *eq = memchr(p, '=', (size_t)(e - p));
         if (!eq || !cur) {
-            fprintf(stderr, "kinesd: %s:%d: expected key = value inside a [section]\n", path, line);
+            klog(KLOG_ERROR, "%s:%d: expected key = value inside a [section]", path, line);
             rc = -1;
             break;
         }
@@ -270,7 +269,7 @@ static struct auth_snap *load(const char *path, const char *default_account)
         qsort(s->creds, s->n, sizeof *s->creds, cmp_cred);
         for (size_t i = 1; i < s->n; i++)
             if (!strcmp(s->creds[i - 1].akid, s->creds[i].akid)) {
-                fprintf(stderr, "kinesd: %s: access key %s appears twice\n", path, s->creds[i].akid);
+                klog(KLOG_ERROR, "%s: access key %s appears twice", path, s->creds[i].akid);
                 rc = -1;
                 break;
             }

@@ -13,6 +13,7 @@
 #include "auth.h"
 #include "policy.h"
 #include "enc.h"
+#include "metrics.h"
 #include "store.h"
 #include "validate.h"
 #include "value.h"
@@ -139,6 +140,8 @@ struct api {
     struct resource_policies *policies;
     struct consumers *consumers;
     struct subs *subs;
+    struct metrics *metrics;        /* GET /metrics (metrics.c) */
+    struct accesslog *alog;         /* --access-log; NULL without */
     int inflight;                   /* appends routed but not yet committed (atomic) */
     size_t max_body;                /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
 #define DEFAULT_MAX_BODY (7u << 20) /* 5 MiB of records in base64, with their names and keys */
@@ -174,6 +177,7 @@ struct api_ctx {
     /* api_request.post, and the step it runs on the caller's thread (api_continue) */
     void (*post)(void *done_ctx, void (*run)(void *arg), void *arg);
     int (*then)(struct api_ctx *c);
+    struct metrics_call m; /* what the call did, for metrics and the access log */
 };
 
 /* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
@@ -342,6 +346,9 @@ void streams_unlock(struct api *a);
  * While it is held the registry does not change, so streams may be read without the rdlock. */
 void streams_change_lock(struct api *a);
 void streams_change_unlock(struct api *a);
+/* The change lock if it is free at once (true), else false; for readers that must not wait
+ * (a metrics scrape). */
+bool streams_change_trylock(struct api *a);
 /* A shared store: reload every stream whose rows another front-end changed, now (one query
  * of row versions, then the changed streams' rows). Takes the change lock. */
 void streams_sync(struct api *a);

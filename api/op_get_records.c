@@ -80,6 +80,12 @@ static int run(struct api_ctx *c)
     bool successor = s && s->uid != uid; /* the stream was deleted and created again */
     int64_t horizon = s ? c->now_ms - (int64_t)s->retention_h * 3600000 : 0;
     bool closed = sh && sh->closed_ms;
+    if (sh && !successor) { /* for metrics: shard-level series are an open shard's */
+        c->m.uid = uid;
+        c->m.shard = ix;
+        c->m.has_shard = !closed;
+        c->m.levels = stream_metrics(s);
+    }
     /* the children, for the answer that reaches the end of a closed shard */
     struct shard *kids = NULL;
     uint32_t nkids = 0;
@@ -143,6 +149,9 @@ static int run(struct api_ctx *c)
         limits_read_bytes(c->api->limits, log_id(uid, ix), got.bytes);
     uint64_t next = got.n ? got.v[got.n - 1].pos + 1 : from;
     int64_t behind = next <= last ? c->now_ms - pos_ms(next) : 0;
+    c->m.records = got.n;
+    c->m.bytes = got.bytes;
+    c->m.age_ms = got.n ? c->now_ms - pos_ms(got.v[got.n - 1].pos) : behind > 0 ? behind : 0;
     enc_key(e, "MillisBehindLatest"), enc_int(e, behind > 0 ? behind : 0);
     /* a closed shard takes no more records: having read its last one is its end */
     if (!(closed && next > last)) {

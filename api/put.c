@@ -44,6 +44,8 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
                         c->api->account);
     }
     ps->uid = s->uid;
+    c->m.uid = s->uid;
+    c->m.levels = stream_metrics(s);
     char kid[40];
     snprintf(kid, sizeof kid, "%s", kms_stream_kid(s, c->now_ms));
     /* the record size limit is the stream's (1 MiB unless raised), partition key included;

@@ -13,6 +13,7 @@
 
 #include "internal.h"
 #include "policy.h"
+#include "klog.h"
 
 #define MAX_POLICIES 100000
 #define PREFIX "policy/"
@@ -97,7 +98,7 @@ static int load_row(void *ctx, const char *key, size_t klen, const char *val, si
     char why[200];
     struct policy *p = policy_parse(nl + 1, vlen - (size_t)(nl - val) - 1, true, why, sizeof why);
     if (!p) {
-        fprintf(stderr, "kinesd: ignoring the stored policy of %.*s: %s\n", (int)klen, key, why);
+        klog(KLOG_WARN, "ignoring the stored policy of %.*s: %s", (int)klen, key, why);
         return 0;
     }
     struct rp_entry e = {

@@ -53,6 +53,7 @@
 
 #include "consumers.h"
 #include "internal.h"
+#include "klog.h"
 #include "kms/kms.h"
 
 /* ---- the store's metadata rows ---- */
@@ -98,6 +99,7 @@ void streams_rdlock(struct api *a) { pthread_rwlock_rdlock(&a->streams->lock); }
 void streams_unlock(struct api *a) { pthread_rwlock_unlock(&a->streams->lock); }
 void streams_change_lock(struct api *a) { pthread_mutex_lock(&a->streams->ctl); }
 void streams_change_unlock(struct api *a) { pthread_mutex_unlock(&a->streams->ctl); }
+bool streams_change_trylock(struct api *a) { return pthread_mutex_trylock(&a->streams->ctl) == 0; }
 
 static size_t lower_bound(struct streams *r, const char *name)
 {
@@ -625,7 +627,7 @@ static int load_header(void *ctx, const char *key, size_t klen, const char *val,
     struct loading *l = ctx;
     struct stream *s = decode(val, vlen, 2);
     if (!s) {
-        fprintf(stderr, "kinesd: skipping unreadable stream row %.*s\n", (int)klen, key);
+        klog(KLOG_WARN, "skipping unreadable stream row %.*s", (int)klen, key);
         return 0;
     }
     s->ver = version;
@@ -696,7 +698,7 @@ static int load_legacy(void *ctx, const char *key, size_t klen, const char *val,
     (void)version;
     struct stream *s = decode(val, vlen, 1);
     if (!s) {
-        fprintf(stderr, "kinesd: skipping unreadable stream entry %.*s\n", (int)klen, key);
+        klog(KLOG_WARN, "skipping unreadable stream entry %.*s", (int)klen, key);
         return 0;
     }
     s->legacy = true;
@@ -761,7 +763,7 @@ int streams_open(struct api *a)
             store_meta_put(a->store, key, NULL, 0);
             ok = false;
         } else if (!ok) {
-            fprintf(stderr, "kinesd: skipping stream %s: a shard row is missing\n", s->name);
+            klog(KLOG_WARN, "skipping stream %s: a shard row is missing", s->name);
         }
         if (!ok) {
             stream_free(s);
@@ -783,7 +785,7 @@ int streams_open(struct api *a)
             continue;
         struct stream *next = stream_copy(s);
         if (commit(a, s, next)) {
-            fprintf(stderr, "kinesd: cannot rewrite stream %s in the row format yet\n", s->name);
+            klog(KLOG_WARN, "cannot rewrite stream %s in the row format yet", s->name);
             stream_free(next);
         }
     }
@@ -1273,8 +1275,7 @@ static void drop_logs(struct api *a, bool *pending)
         for (uint32_t sh = 0; sh < d.nshards[i] && gone; sh++) {
             int rc = drop_piece(a, log_id(uid, sh));
             if (rc < 0) {
-                fprintf(stderr, "kinesd: dropping the logs of stream %" PRIu64 ": storage error %d\n", uid,
-                        rc);
+                klog(KLOG_WARN, "dropping the logs of stream %" PRIu64 ": storage error %d", uid, rc);
                 return;
             }
             gone = rc == 0;
@@ -1284,13 +1285,13 @@ static void drop_logs(struct api *a, bool *pending)
         struct store_row row = {d.keys[i], STORE_ANY_VERSION, NULL, 0};
         int rc = meta_cas(a, &row, 1);
         if (rc)
-            fprintf(stderr, "kinesd: forgetting dropped stream %" PRIu64 ": storage error %d\n", uid, rc);
+            klog(KLOG_WARN, "forgetting dropped stream %" PRIu64 ": storage error %d", uid, rc);
     }
 }
 
 static void warn_change(const struct stream *s, const char *what, int rc)
 {
-    fprintf(stderr, "kinesd: stream %s: cannot %s (storage error %d); retrying\n", s->name, what, rc);
+    klog(KLOG_WARN, "stream %s: cannot %s (storage error %d); retrying", s->name, what, rc);
 }
 
 /* Make lifecycle transitions durable, complete reshards, and retire gone streams (change lock
@@ -1374,7 +1375,7 @@ static void trim_expired(struct api *a, int64_t now)
             rc = store_log_bounds(a->store, log, NULL, &first);
         int64_t at;
         if (rc) {
-            fprintf(stderr, "kinesd: trimming log %" PRIu64 ": storage error %d\n", log, rc);
+            klog(KLOG_WARN, "trimming log %" PRIu64 ": storage error %d", log, rc);
             at = now + 5000; /* try again in a while */
         } else if (first) {
             at = pos_ms(first) + t->retention_ms + 1; /* when the oldest record expires */

@@ -408,6 +408,8 @@ static int produce(struct sub *s)
         enc_child_shards(&e, kids, nkids);
     enc_obj_end(&e);
     eventstream_event(&s->out, "SubscribeToShardEvent", e.b.p, e.b.len);
+    if (got.n)
+        metrics_subscribe_event(a, s->uid, s->ci.stream, s->shard, got.n, got.bytes, behind > 0 ? behind : 0);
     buf_free(&e.b);
     arena_free(&ar);
     s->last_event_ms = now;
@@ -498,6 +500,8 @@ int subs_subscribe(struct api_ctx *c)
     uint64_t uid = ci.uid;
     uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
     streams_unlock(a);
+    c->m.uid = uid; /* for metrics and the access log */
+    c->stream_name = arena_strndup(&c->arena, name, strlen(name));
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
                         id, name, acct);

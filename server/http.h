@@ -40,6 +40,14 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out);
  * HTTP/2, finish in-flight requests. Safe from any thread, any number of times. */
 void http_drain(struct http *h);
 
+/* A non-blocking listening socket on host:port (an IP address or localhost), or -1 after
+ * printing why. */
+int http_listen_socket(const char *host, uint16_t port);
+
+/* The request pipeline the loops run (valid until http_stop). */
+struct pipeline;
+const struct pipeline *http_pipeline(const struct http *h);
+
 /* True once every loop has finished draining (every connection is closed). */
 bool http_drained(struct http *h);
 

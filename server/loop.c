@@ -46,6 +46,7 @@
 #include <unistd.h>
 
 #include "conn.h"
+#include "klog.h"
 #include "workers.h"
 
 #define MAX_LOOPS 64
@@ -65,7 +66,7 @@ struct loop {
     struct conn *graveyard; /* freed after the current batch of events */
     int nconns;
     bool drain_seen;
-    bool in_queue; /* run_queue is running: a job queued by this thread needs no wake-up */
+    bool in_queue;      /* run_queue is running: a job queued by this thread needs no wake-up */
     bool accept_paused; /* out of descriptors: the listening socket is out of the set until the next sweep */
     int64_t drain_deadline;
     time_t date_sec;
@@ -79,6 +80,7 @@ struct http {
     struct loop loops[MAX_LOOPS];
     int nloops;
     atomic_long nconns;
+    atomic_ulong accepted, refused; /* connections, for GET /metrics */
     atomic_size_t budget_used;
     atomic_bool draining;
     atomic_int loops_done;
@@ -138,7 +140,7 @@ static void *xrealloc(void *p, size_t n)
 {
     void *q = realloc(p, n);
     if (!q) {
-        fprintf(stderr, "kinesd: out of memory\n");
+        klog(KLOG_ERROR, "out of memory");
         abort();
     }
     return q;
@@ -751,9 +753,11 @@ static void accept_some(struct loop *l)
         }
         if (atomic_fetch_add(&h->nconns, 1) >= h->cfg.max_conns) {
             atomic_fetch_sub(&h->nconns, 1);
+            atomic_fetch_add_explicit(&h->refused, 1, memory_order_relaxed);
             close(fd); /* past the connection cap: the client sees the close and retries */
             continue;
         }
+        atomic_fetch_add_explicit(&h->accepted, 1, memory_order_relaxed);
         struct conn *c = calloc(1, sizeof *c);
         if (!c) {
             atomic_fetch_sub(&h->nconns, 1);
@@ -880,7 +884,19 @@ static void *loop_main(void *arg)
 
 /* ---- start and stop ---- */
 
-static int listen_on(const char *host, uint16_t port)
+static void http_stats(const struct pipeline *p, struct api_server_stats *st)
+{
+    struct http *h = (struct http *)((char *)p - offsetof(struct http, p));
+    *st = (struct api_server_stats){
+        .connections = (uint64_t)atomic_load_explicit(&h->nconns, memory_order_relaxed),
+        .connections_accepted = atomic_load_explicit(&h->accepted, memory_order_relaxed),
+        .connections_refused = atomic_load_explicit(&h->refused, memory_order_relaxed),
+        .buffered_bytes = atomic_load_explicit(&h->budget_used, memory_order_relaxed),
+        .budget_bytes = h->cfg.budget,
+    };
+}
+
+int http_listen_socket(const char *host, uint16_t port)
 {
     struct sockaddr_storage ss = {0};
     socklen_t len;
@@ -900,14 +916,14 @@ static int listen_on(const char *host, uint16_t port)
         a6->sin6_port = htons(port);
         len = sizeof *a6;
     } else {
-        fprintf(stderr, "kinesd: --host must be an IP address or localhost: %s\n", host);
+        klog(KLOG_ERROR, "--host must be an IP address or localhost: %s", host);
         return -1;
     }
     int fd = socket(ss.ss_family, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     int one = 1;
     if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof one) ||
         bind(fd, (struct sockaddr *)&ss, len) || listen(fd, 4096)) {
-        fprintf(stderr, "kinesd: cannot listen on %s:%u: %s\n", host, port, strerror(errno));
+        klog(KLOG_ERROR, "cannot listen on %s:%u: %s", host, port, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -1;
@@ -930,7 +946,8 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
     h->p.post = conn_job_post;
     h->workers = workers_new(cfg->workers, cfg->worker_queue > 0 ? (size_t)cfg->worker_queue : 1);
     h->p.workers = h->workers;
-    h->lfd = h->workers ? listen_on(cfg->host, cfg->port) : -1;
+    h->lfd = h->workers ? http_listen_socket(cfg->host, cfg->port) : -1;
+    h->p.stats = http_stats;
     if (h->lfd < 0) {
         workers_free(h->workers);
         free(h);
@@ -947,7 +964,7 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
         struct epoll_event ee = {.events = EPOLLIN, .data.ptr = &l->efd};
         if (l->ep < 0 || l->efd < 0 || epoll_ctl(l->ep, EPOLL_CTL_ADD, h->lfd, &le) ||
             epoll_ctl(l->ep, EPOLL_CTL_ADD, l->efd, &ee) || pthread_create(&l->th, NULL, loop_main, l)) {
-            fprintf(stderr, "kinesd: cannot start event loop %d: %s\n", i, strerror(errno));
+            klog(KLOG_ERROR, "cannot start event loop %d: %s", i, strerror(errno));
             atomic_store(&h->draining, true);
             for (int k = 0; k < i; k++) {
                 uint64_t one = 1;
@@ -977,6 +994,8 @@ void http_drain(struct http *h)
         }
     }
 }
+
+const struct pipeline *http_pipeline(const struct http *h) { return &h->p; }
 
 bool http_drained(struct http *h) { return atomic_load(&h->loops_done) == h->nloops; }
 

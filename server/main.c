@@ -24,6 +24,8 @@
 #include "api.h"
 #include "console.h"
 #include "http.h"
+#include "klog.h"
+#include "metrics_port.h"
 #include "tls.h"
 
 static void usage(FILE *f)
@@ -46,6 +48,9 @@ static void usage(FILE *f)
             "  --account-id ID        12-digit account id (default 000000000000)\n"
             "  --sync | --no-sync     fsync every commit (default --sync)\n"
             "  --log-level L          error, warn, info or debug (default info)\n"
+            "  --access-log FILE|-    one JSON line per request, appended to FILE (-: standard output)\n"
+            "  --metrics-port N       serve GET /metrics on this port too (same --host); it is always\n"
+            "                         served on the API port\n"
             "  --scalings-per-day N   UpdateShardCount calls per stream per rolling 24 h (default 10)\n"
             "  --max-unflushed-mb N   written records not yet in the database before writes get a\n"
             "                         retryable 503 (default 256)\n"
@@ -142,6 +147,8 @@ enum {
     O_REGCONSUMER,
     O_SUBSCRIPTION,
     O_KMSSEED,
+    O_ACCESSLOG,
+    O_METRICSPORT,
 };
 
 int main(int argc, char **argv)
@@ -200,6 +207,8 @@ int main(int argc, char **argv)
         {"register-consumer-ms", required_argument, 0, O_REGCONSUMER},
         {"subscription-s", required_argument, 0, O_SUBSCRIPTION},
         {"kms-seed", required_argument, 0, O_KMSSEED},
+        {"access-log", required_argument, 0, O_ACCESSLOG},
+        {"metrics-port", required_argument, 0, O_METRICSPORT},
         {0, 0, 0, 0},
     };
     const char *host = "127.0.0.1", *dir = "./kinesd-data", *region = "us-east-1", *account = "000000000000";
@@ -208,7 +217,8 @@ int main(int argc, char **argv)
     int ephemeral = 0, sync = 1, no_limits = 0, test_clock = 0;
     long latency_ms = 0;
     double error_p = 0;
-    const char *rates = NULL, *auth = NULL;
+    const char *rates = NULL, *auth = NULL, *access_log = NULL;
+    long metrics_port = -1;
     const char *root_file = NULL, *root_env = NULL, *root_cmd = NULL, *kms_seed = NULL;
     int no_enc = 0;
     const char *store = NULL; /* a PostgreSQL connection string, or NULL for LMDB in dir */
@@ -265,12 +275,19 @@ int main(int argc, char **argv)
             break;
         case O_SYNC: sync = 1; break;
         case O_NOSYNC: sync = 0; break;
-        case O_LOG:
-            if (strcmp(optarg, "error") && strcmp(optarg, "warn") && strcmp(optarg, "info") &&
-                strcmp(optarg, "debug")) {
+        case O_LOG: {
+            enum klog_level lv;
+            if (klog_parse_level(optarg, &lv)) {
                 fprintf(stderr, "kinesd: --log-level expects error, warn, info or debug, got '%s'\n", optarg);
                 return 2;
             }
+            klog_set_level(lv);
+            break;
+        }
+        case O_ACCESSLOG: access_log = optarg; break;
+        case O_METRICSPORT:
+            if (parse_num("--metrics-port", optarg, 0, 65535, &metrics_port))
+                return 2;
             break;
         case O_SSL:
         case O_TLSSELF: tls_self = 1; break;
@@ -389,6 +406,7 @@ int main(int argc, char **argv)
         .register_consumer_ms = register_consumer_ms,
         .subscription_ms = subscription_s * 1000,
         .kms_seed = kms_seed,
+        .access_log = access_log,
     };
     /* every connection is a descriptor: take all the descriptors the hard limit allows */
     struct rlimit nofile;
@@ -446,9 +464,18 @@ int main(int argc, char **argv)
         SSL_CTX_free(tls);
         return 1;
     }
-    fprintf(stderr, "kinesd %s listening on %s:%ld%s, data in %s%s\n", KINESD_VERSION, host, port,
-            tls ? " (HTTP and HTTPS)" : "", store ? "PostgreSQL" : dir,
-            sync || store ? "" : " (no fsync)"); /* no password in logs */
+    struct metrics_port *mp = NULL;
+    if (metrics_port >= 0 && metrics_port_start(http_pipeline(h), host, (uint16_t)metrics_port, &mp)) {
+        http_stop(h);
+        api_close(api);
+        SSL_CTX_free(tls);
+        return 1;
+    }
+    klog(KLOG_DEBUG, "event loops %ld, at most %ld connections, memory budget %ld MiB, %s limits", loops,
+         max_conns, budget_mb, no_limits ? "no" : "with");
+    klog(KLOG_INFO, "version %s listening on %s:%ld%s, data in %s%s", KINESD_VERSION, host, port,
+         tls ? " (HTTP and HTTPS)" : "", store ? "PostgreSQL" : dir,
+         sync || store ? "" : " (no fsync)"); /* no password in logs */
     struct signalfd_siginfo si;
     for (;;) {
         ssize_t n = read(sfd, &si, sizeof si);
@@ -464,10 +491,11 @@ int main(int argc, char **argv)
         if (poll(&pfd, 1, 50) > 0 && read(sfd, &si, sizeof si) == sizeof si) {
             if (si.ssi_signo == SIGHUP)
                 continue;
-            fprintf(stderr, "kinesd: second signal, exiting at once\n");
+            klog(KLOG_WARN, "second signal, exiting at once");
             _exit(1);
         }
     }
+    metrics_port_stop(mp);
     http_stop(h);
     api_close(api);
     SSL_CTX_free(tls);
@@ -475,7 +503,7 @@ int main(int argc, char **argv)
         char cmd[64];
         snprintf(cmd, sizeof cmd, "rm -rf '%s'", tmp);
         if (system(cmd) != 0)
-            fprintf(stderr, "kinesd: could not remove %s\n", tmp);
+            klog(KLOG_WARN, "could not remove %s", tmp);
     }
     return 0;
 }

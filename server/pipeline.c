@@ -3,6 +3,7 @@
  *   0. budget / draining   503 ServiceUnavailable, retryable, before the body is buffered
  *   1. body size cap       413 before the body is buffered (the adapters stop reading)
  *   2. GET /healthcheck    200 once the server accepts requests
+ *      GET /metrics        the Prometheus exposition (api_metrics)
  *      GET /console[/...]  the web console's compiled-in files (console.c), unless --no-console
  *   3. CORS                Origin -> Access-Control-Allow-Origin; OPTIONS preflight answered here
  *   4. test hooks          POST /_test/advance-clock?ms=N and /_test/stream?n=N&size=S,
@@ -95,6 +96,16 @@ static void from_api(struct hresp *o, struct api_response *ar, bool origin)
     o->producer = ar->producer;
     add(o, "Content-Type", ar->content_type);
     add_common(o, ar->request_id, origin);
+}
+
+void pipeline_metrics(const struct pipeline *p, struct hresp *o)
+{
+    struct api_server_stats st = {0};
+    if (p->stats)
+        p->stats(p, &st);
+    o->status = 200;
+    o->body = api_metrics(p->api, p->stats ? &st : NULL, &o->body_len);
+    add(o, "Content-Type", "text/plain; version=0.0.4; charset=utf-8");
 }
 
 static long query_num(const char *query, const char *name, long dflt)
@@ -229,6 +240,10 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
         o->status = 200;
         set_body(o, "{\"status\":\"ok\"}");
         add(o, "Content-Type", "application/json");
+        goto common;
+    }
+    if (!strcmp(r->method, "GET") && !strcmp(r->path, "/metrics")) {
+        pipeline_metrics(p, o);
         goto common;
     }
     if (console_wants(r->method, r->path)) {

@@ -57,7 +57,12 @@ struct pipeline {
      * request whose done callback takes ctx (a write's answer is written there, not on the
      * store's committer); NULL: wherever the call completes */
     void (*post)(void *ctx, void (*run)(void *arg), void *arg);
+    /* the HTTP front's own figures for GET /metrics (loop.c); NULL: none */
+    void (*stats)(const struct pipeline *p, struct api_server_stats *out);
 };
+
+/* The answer of GET /metrics into out (body owned by out). */
+void pipeline_metrics(const struct pipeline *p, struct hresp *out);
 
 /* Run one request through every step; fills out (body owned by out). */
 void pipeline_run(const struct pipeline *p, const struct hreq *r, struct hresp *out);

@@ -13,6 +13,7 @@
 #include <time.h>
 
 #include "pipeline.h"
+#include "klog.h"
 
 struct tp {
     struct api_producer base; /* first: the producer pointer is the struct's */
@@ -101,7 +102,8 @@ static void tp_close(struct api_producer *p, enum api_stream_end why)
     if (t->started)
         pthread_join(t->th, NULL);
     static const char *const whys[] = {"done", "client gone", "shutdown"};
-    fprintf(stderr, "kinesd: test stream closed (%s) after %ld of %ld frames\n", whys[why], pulled, t->n);
+    /* a warning so that tests, which run at --log-level warn, see it (--test-clock only) */
+    klog(KLOG_WARN, "test stream closed (%s) after %ld of %ld frames", whys[why], pulled, t->n);
     pthread_mutex_destroy(&t->mu);
     pthread_cond_destroy(&t->cv);
     free(t->frame);

@@ -6,6 +6,7 @@
  * anyway (the HTTP/2 preface or not). A self-signed certificate, once made, is reused on every
  * later start, so a client that trusts it keeps trusting it. */
 #include "tls.h"
+#include "klog.h"
 
 #include <errno.h>
 #include <fcntl.h>
@@ -25,7 +26,7 @@ static void print_errors(const char *what, const char *file)
     char buf[256] = "unknown error";
     if (e)
         ERR_error_string_n(e, buf, sizeof buf);
-    fprintf(stderr, "kinesd: %s%s%s: %s\n", what, file ? " " : "", file ? file : "", buf);
+    klog(KLOG_ERROR, "%s%s%s: %s", what, file ? " " : "", file ? file : "", buf);
     ERR_clear_error();
 }
 
@@ -95,7 +96,7 @@ static int make_self_signed(const char *cert_path, const char *key_path)
         goto fail;
     int fd = open(key_path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
     if (fd < 0 || !(f = fdopen(fd, "w"))) {
-        fprintf(stderr, "kinesd: cannot write %s: %s\n", key_path, strerror(errno));
+        klog(KLOG_ERROR, "cannot write %s: %s", key_path, strerror(errno));
         if (fd >= 0)
             close(fd);
         goto out;
@@ -106,7 +107,7 @@ static int make_self_signed(const char *cert_path, const char *key_path)
     }
     f = fopen(cert_path, "w");
     if (!f) {
-        fprintf(stderr, "kinesd: cannot write %s: %s\n", cert_path, strerror(errno));
+        klog(KLOG_ERROR, "cannot write %s: %s", cert_path, strerror(errno));
         goto out;
     }
     if (!PEM_write_X509(f, x) || fclose(f)) {
@@ -135,7 +136,7 @@ static void print_fingerprint(SSL_CTX *ctx, const char *path)
     if (x && X509_digest(x, EVP_sha256(), md, &n))
         for (unsigned i = 0; i < n; i++)
             snprintf(hex + 3 * i, sizeof hex - 3 * i, "%02X%s", md[i], i + 1 < n ? ":" : "");
-    fprintf(stderr, "kinesd: TLS certificate %s (SHA-256 %s)\n", path, hex);
+    klog(KLOG_WARN, "TLS certificate %s (SHA-256 %s)", path, hex);
 }
 
 SSL_CTX *tls_open(const char *cert_file, const char *key_file, const char *self_signed_dir)
@@ -146,7 +147,7 @@ SSL_CTX *tls_open(const char *cert_file, const char *key_file, const char *self_
         snprintf(key_path, sizeof key_path, "%s/kinesd-key.pem", self_signed_dir);
         if (access(cert_path, R_OK) || access(key_path, R_OK)) {
             if (mkdir(self_signed_dir, 0700) && errno != EEXIST) {
-                fprintf(stderr, "kinesd: cannot create %s: %s\n", self_signed_dir, strerror(errno));
+                klog(KLOG_ERROR, "cannot create %s: %s", self_signed_dir, strerror(errno));
                 return NULL;
             }
             if (make_self_signed(cert_path, key_path))

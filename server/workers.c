@@ -11,6 +11,7 @@
 #include <stdlib.h>
 
 #include "workers.h"
+#include "klog.h"
 
 struct task {
     void (*run)(void *arg);
@@ -56,7 +57,7 @@ struct workers *workers_new(int n, size_t queue_max)
     struct workers *w = calloc(1, sizeof *w + (size_t)n * sizeof w->th[0]);
     if (!w || !(w->q = calloc(queue_max, sizeof *w->q))) {
         free(w);
-        fprintf(stderr, "kinesd: out of memory for the worker pool\n");
+        klog(KLOG_ERROR, "out of memory for the worker pool");
         return NULL;
     }
     w->cap = queue_max;
@@ -64,7 +65,7 @@ struct workers *workers_new(int n, size_t queue_max)
     pthread_cond_init(&w->cv, NULL);
     for (; w->nth < n; w->nth++)
         if (pthread_create(&w->th[w->nth], NULL, worker_main, w)) {
-            fprintf(stderr, "kinesd: cannot start worker thread %d\n", w->nth);
+            klog(KLOG_ERROR, "cannot start worker thread %d", w->nth);
             workers_free(w);
             return NULL;
         }

@@ -30,6 +30,7 @@ struct store {
     } watch[STORE_MAX_ROW_WATCHES];
     int nwatch;
     const struct store_keyring *kr;
+    uint64_t trims, trimmed; /* atomic, for store_stats */
 };
 
 #define MAX_WRAPPERS 4
@@ -211,6 +212,10 @@ int store_trim(struct store *s, uint64_t log, uint64_t below, size_t max, size_t
     int rc = s->e->trim(s->impl, log, below, max, &d, rows, n);
     if (deleted)
         *deleted = d;
+    if (d) {
+        __atomic_add_fetch(&s->trims, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&s->trimmed, d, __ATOMIC_RELAXED);
+    }
     if (rc == 0 && n)
         s->kr->shredded(s->kr->ctx, log, rows, n);
     return rc;
@@ -285,4 +290,19 @@ void store_stats(struct store *s, struct store_stats *st)
     memset(st, 0, sizeof *st);
     if (s->e->stats)
         s->e->stats(s->impl, st);
+    st->trims = __atomic_load_n(&s->trims, __ATOMIC_RELAXED);
+    st->trimmed = __atomic_load_n(&s->trimmed, __ATOMIC_RELAXED);
+}
+
+const uint64_t store_sync_bounds_ns[STORE_SYNC_BUCKETS] = {
+    50000,    100000,   250000,   500000,    1000000,   2500000,   5000000,
+    10000000, 25000000, 50000000, 100000000, 250000000, 500000000, 1000000000,
+};
+
+void store_sync_observe(uint64_t buckets[STORE_SYNC_BUCKETS + 1], uint64_t ns)
+{
+    int i = 0;
+    while (i < STORE_SYNC_BUCKETS && ns > store_sync_bounds_ns[i])
+        i++;
+    __atomic_add_fetch(&buckets[i], 1, __ATOMIC_RELAXED);
 }

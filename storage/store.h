@@ -254,16 +254,32 @@ int store_meta_scan(struct store *s, const char *prefix, store_meta_fn fn, void 
 
 /* ---- observing ---- */
 
+/* The latency buckets of durable commits: at most store_sync_bounds_ns[i] each, and the last
+ * one above them all. */
+#define STORE_SYNC_BUCKETS 14
+extern const uint64_t store_sync_bounds_ns[STORE_SYNC_BUCKETS];
+
 struct store_stats {
-    uint64_t unflushed_bytes; /* committed, not yet in the database */
-    uint64_t wal_bytes;       /* in the write-ahead log's live segments */
-    uint64_t syncs;           /* datasyncs of the log since open */
-    uint64_t sync_ns_total;   /* their summed latency */
-    uint64_t checkpoints;     /* segments retired since open */
-    uint64_t db_bytes;        /* size of the database file */
-    uint64_t db_write_txns;   /* write transactions begun since open (each takes LMDB's writer
-                                 lock, even one that turns out to change nothing) */
+    uint64_t unflushed_bytes;                      /* committed, not yet in the database */
+    uint64_t wal_bytes;                            /* in the write-ahead log's live segments */
+    uint64_t syncs;                                /* datasyncs of the log since open */
+    uint64_t sync_ns_total;                        /* their summed latency */
+    uint64_t sync_buckets[STORE_SYNC_BUCKETS + 1]; /* the same syncs by latency */
+    uint64_t checkpoints;                          /* segments retired since open */
+    uint64_t checkpoint_ns_total;                  /* the time their retiring took */
+    uint64_t flushes;        /* moves of committed records into the database since open */
+    uint64_t flush_ns_total; /* their summed time */
+    uint64_t db_bytes;       /* size of the database file */
+    uint64_t db_free_pages;  /* pages inside it free for reuse, as last counted (after a flush) */
+    uint64_t db_page_size;
+    uint64_t db_write_txns; /* write transactions begun since open (each takes LMDB's writer
+                               lock, even one that turns out to change nothing) */
+    uint64_t trims;         /* store_trim calls that deleted records, since open */
+    uint64_t trimmed;       /* the records they deleted */
 };
+
+/* Count one durable commit of ns nanoseconds into buckets (atomic; for engines). */
+void store_sync_observe(uint64_t buckets[STORE_SYNC_BUCKETS + 1], uint64_t ns);
 
 /* Fill *st without taking a lock a writer or reader needs. */
 void store_stats(struct store *s, struct store_stats *st);

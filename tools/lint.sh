@@ -2,7 +2,7 @@
 # Lint: sources formatted per .clang-format, and none of the banned functions.
 cd "$(dirname "$0")/.." || exit 1
 status=0
-files=$(ls server/*.[ch] server/*/*.[ch] api/*.[ch] api/*/*.[ch] storage/*.[ch] storage/*/*.[ch] tests/unit/*.h tests/unit/*/*.c tests/unit/*/*/*.c tests/fuzz/*.[ch] tools/bench/*.c tools/admin/*.[ch] 2>/dev/null)
+files=$(ls common/*.[ch] server/*.[ch] server/*/*.[ch] api/*.[ch] api/*/*.[ch] storage/*.[ch] storage/*/*.[ch] tests/unit/*.h tests/unit/*/*.c tests/unit/*/*/*.c tests/fuzz/*.[ch] tools/bench/*.c tools/admin/*.[ch] 2>/dev/null)
 [ "$1" = "--fix" ] && { clang-format -i $files; exit 0; }
 if command -v clang-format >/dev/null 2>&1; then
     clang-format --dry-run --Werror $files 2>&1 | head -20 | grep . && status=1

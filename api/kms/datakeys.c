@@ -38,6 +38,7 @@
 
 #include "datakeys.h"
 #include "kms.h"
+#include "klog.h"
 
 #define MAX_KEYS (1u << 22)
 #define MAX_TABLES 32
@@ -80,9 +81,9 @@ struct datakeys {
         char prev[40], kid[40]; /* "" for the node key */
         int64_t switch_ms;      /* from then on kid wraps, before it prev */
         bool pending;           /* the switch is still to be made */
-    } * wraps; /* streams whose new data keys a KMS key wraps (under create_mu) */
+    } * wraps;                  /* streams whose new data keys a KMS key wraps (under create_mu) */
     size_t nwraps;
-    int64_t next_switch; /* atomic: the earliest pending switch, INT64_MAX for none */
+    int64_t next_switch;          /* atomic: the earliest pending switch, INT64_MAX for none */
     char (*kids)[KMS_ID_LEN + 1]; /* class DATAKEYS_CLASS_KMS + i: KMS key kids[i] (under rw) */
     size_t nkids, capkids;
     struct ent *old[MAX_TABLES];
@@ -598,7 +599,7 @@ static int root_from_file(const char *path, bool must_be_private, unsigned char 
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st)) {
-        fprintf(stderr, "kinesd: cannot read the root key file %s: %s\n", path, strerror(errno));
+        klog(KLOG_ERROR, "cannot read the root key file %s: %s", path, strerror(errno));
         if (fd >= 0)
             close(fd);
         return -2;
@@ -616,8 +617,7 @@ static int root_from_file(const char *path, bool must_be_private, unsigned char 
     close(fd);
     int rc = n < 0 || parse_key(buf, (size_t)n, true, out) ? -2 : 0;
     if (rc)
-        fprintf(stderr, "kinesd: the root key file %s must hold 32 bytes (raw, 64 hex digits or base64)\n",
-                path);
+        klog(KLOG_ERROR, "the root key file %s must hold 32 bytes (raw, 64 hex digits or base64)", path);
     sodium_free(buf);
     return rc;
 }
@@ -626,7 +626,7 @@ static int root_from_command(const char *cmd, unsigned char out[32])
 {
     FILE *p = popen(cmd, "r");
     if (!p) {
-        fprintf(stderr, "kinesd: cannot run the root key command: %s\n", strerror(errno));
+        klog(KLOG_ERROR, "cannot run the root key command: %s", strerror(errno));
         return -2;
     }
     unsigned char *buf = sodium_malloc(KEY_TEXT_MAX);
@@ -634,8 +634,7 @@ static int root_from_command(const char *cmd, unsigned char out[32])
     int status = pclose(p);
     int rc = !buf || status != 0 || parse_key(buf, n, false, out) ? -2 : 0;
     if (rc)
-        fprintf(stderr,
-                "kinesd: the root key command must exit 0 and print 32 bytes as 64 hex digits or base64\n");
+        klog(KLOG_ERROR, "the root key command must exit 0 and print 32 bytes as 64 hex digits or base64");
     sodium_free(buf);
     return rc;
 }
@@ -646,10 +645,10 @@ static int root_in_dir(const char *dir, unsigned char out[32])
     char path[4200];
     snprintf(path, sizeof path, "%s/root.key", dir);
     if (access(path, F_OK) == 0) {
-        fprintf(stderr,
-                "kinesd: root key: using %s from the data directory (for tests and development; "
-                "pass --root-key-file, --root-key-env or --root-key-command in production)\n",
-                path);
+        klog(KLOG_WARN,
+             "root key: using %s from the data directory (for tests and development; "
+             "pass --root-key-file, --root-key-env or --root-key-command in production)",
+             path);
         return root_from_file(path, true, out);
     }
     unsigned char key[32];
@@ -665,13 +664,13 @@ static int root_in_dir(const char *dir, unsigned char out[32])
     sodium_memzero(key, sizeof key);
     sodium_memzero(hex, sizeof hex);
     if (!ok) {
-        fprintf(stderr, "kinesd: cannot create the root key %s: %s\n", path, strerror(errno));
+        klog(KLOG_ERROR, "cannot create the root key %s: %s", path, strerror(errno));
         return -1;
     }
-    fprintf(stderr,
-            "kinesd: root key: created %s in the data directory (for tests and development; "
-            "pass --root-key-file, --root-key-env or --root-key-command in production)\n",
-            path);
+    klog(KLOG_WARN,
+         "root key: created %s in the data directory (for tests and development; "
+         "pass --root-key-file, --root-key-env or --root-key-command in production)",
+         path);
     return 0;
 }
 
@@ -696,7 +695,7 @@ static int write_node_key(const char *dir, const unsigned char *node, const unsi
     if (dfd >= 0)
         close(dfd);
     if (!ok) {
-        fprintf(stderr, "kinesd: cannot write %s: %s\n", path, strerror(errno));
+        klog(KLOG_ERROR, "cannot write %s: %s", path, strerror(errno));
         return -1;
     }
     return 0;
@@ -713,18 +712,17 @@ static int node_key(struct datakeys *dk, const char *dir)
         ssize_t n = read_all(fd, file, sizeof file);
         close(fd);
         if (n != NODE_FILE_LEN || memcmp(file, NODE_MAGIC, 4)) {
-            fprintf(stderr, "kinesd: %s is not a node key file\n", path);
+            klog(KLOG_ERROR, "%s is not a node key file", path);
             return -2;
         }
         if (unwrap(dk->node, file + 4, dk->root, node_ad, sizeof node_ad - 1)) {
-            fprintf(stderr, "kinesd: the root key does not open %s: wrong root key (nothing was changed)\n",
-                    path);
+            klog(KLOG_ERROR, "the root key does not open %s: wrong root key (nothing was changed)", path);
             return -2;
         }
         return 0;
     }
     if (errno != ENOENT) {
-        fprintf(stderr, "kinesd: cannot read %s: %s\n", path, strerror(errno));
+        klog(KLOG_ERROR, "cannot read %s: %s", path, strerror(errno));
         return -1;
     }
     randombytes_buf(dk->node, 32);
@@ -774,19 +772,19 @@ static int keys_in_store(struct datakeys *dk, struct store *s)
     if (dk->root_pending) {
         int rc = key_row(s, "keyring/root", NULL, dk->root, &created);
         if (rc) {
-            fprintf(stderr, "kinesd: cannot read or create the store's root key\n");
+            klog(KLOG_ERROR, "cannot read or create the store's root key");
             return -1;
         }
-        fprintf(stderr,
-                "kinesd: root key: %s in the store (for tests and development; pass --root-key-file, "
-                "--root-key-env or --root-key-command in production)\n",
-                created ? "created" : "using the one");
+        klog(KLOG_WARN,
+             "root key: %s in the store (for tests and development; pass --root-key-file, "
+             "--root-key-env or --root-key-command in production)",
+             created ? "created" : "using the one");
     }
     int rc = key_row(s, "keyring/node", dk->root, dk->node, &created);
     if (rc == -2)
-        fprintf(stderr, "kinesd: the root key does not open the store's node key: wrong root key\n");
+        klog(KLOG_ERROR, "the root key does not open the store's node key: wrong root key");
     else if (rc)
-        fprintf(stderr, "kinesd: cannot read or create the store's node key\n");
+        klog(KLOG_ERROR, "cannot read or create the store's node key");
     return rc;
 }
 
@@ -794,7 +792,7 @@ int datakeys_open(const char *dir, const struct datakeys_root *root, struct data
 {
     int given = !!root->file + !!root->env + !!root->command;
     if (given > 1) {
-        fprintf(stderr, "kinesd: give at most one of --root-key-file, --root-key-env, --root-key-command\n");
+        klog(KLOG_ERROR, "give at most one of --root-key-file, --root-key-env, --root-key-command");
         return -2;
     }
     struct datakeys *dk = calloc(1, sizeof *dk);
@@ -817,9 +815,8 @@ int datakeys_open(const char *dir, const struct datakeys_root *root, struct data
         const char *v = getenv(root->env);
         rc = v && parse_key((const unsigned char *)v, strlen(v), false, dk->root) == 0 ? 0 : -2;
         if (rc)
-            fprintf(stderr,
-                    "kinesd: the environment variable %s must hold 32 bytes as 64 hex digits or base64\n",
-                    root->env);
+            klog(KLOG_ERROR, "the environment variable %s must hold 32 bytes as 64 hex digits or base64",
+                 root->env);
     } else if (root->command) {
         rc = root_from_command(root->command, dk->root);
     } else if (dir) {
@@ -938,8 +935,8 @@ int datakeys_attach(struct datakeys *dk, struct store *store)
     int rc = store_meta_scan(store, "dk/", load_visit, &l);
     pthread_rwlock_unlock(&dk->rw);
     if (rc || l.rc) {
-        fprintf(stderr, "kinesd: cannot load the data keys%s%s (%s)\n", l.bad[0] ? ": " : "", l.bad,
-                rc ? store_strerror(rc) : "it does not open under the node key");
+        klog(KLOG_ERROR, "cannot load the data keys%s%s (%s)", l.bad[0] ? ": " : "", l.bad,
+             rc ? store_strerror(rc) : "it does not open under the node key");
         free(l.kms);
         return -1;
     }
@@ -968,7 +965,7 @@ int datakeys_attach(struct datakeys *dk, struct store *store)
             closed++;
     }
     if (closed)
-        fprintf(stderr, "kinesd: %zu data keys stay closed: their KMS keys are gone\n", closed);
+        klog(KLOG_WARN, "%zu data keys stay closed: their KMS keys are gone", closed);
     sodium_free(kek);
     sodium_free(k);
     free(l.kms);
@@ -1014,7 +1011,8 @@ static void apply_switches(struct datakeys *dk)
     pthread_mutex_unlock(&dk->create_mu);
 }
 
-int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid, int64_t switch_ms)
+int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid,
+                        int64_t switch_ms)
 {
     pthread_mutex_lock(&dk->create_mu);
     size_t i = 0;

@@ -13,6 +13,7 @@
 #include "../policy.h"
 #include "datakeys.h"
 #include "kms.h"
+#include "klog.h"
 
 const char *kms_key_arn(struct api_ctx *c, const char *id)
 {
@@ -57,7 +58,7 @@ static int load_row(struct api_ctx *c, const char *row, json_t **doc, uint64_t *
 
 static int internal(struct api_ctx *c, int rc)
 {
-    fprintf(stderr, "kinesd: kms: storage: %s\n", store_strerror(rc));
+    klog(KLOG_ERROR, "kms: storage: %s", store_strerror(rc));
     return api_fail(c, KERR_KMS_INTERNAL, NULL);
 }
 
@@ -70,13 +71,15 @@ struct alias_rows {
     size_t n;
 };
 
-static int alias_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
+static int alias_visit(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
+                       uint64_t version)
 {
     struct alias_rows *l = ctx;
     json_t *doc = json_loadb(val, vlen, 0, NULL);
     const char *t = json_string_value(json_object_get(doc, "target"));
     if (t && !strcmp(t, l->id))
-        l->rows[l->n++] = (struct store_row){.key = arena_strndup(&l->c->arena, key, klen), .version = version};
+        l->rows[l->n++] =
+            (struct store_row){.key = arena_strndup(&l->c->arena, key, klen), .version = version};
     json_decref(doc);
     return l->n == MAX_KEY_ALIASES;
 }
@@ -145,7 +148,8 @@ static void rotate_due(struct api_ctx *c, struct kms_key *k)
         json_object_set_new(doc, "rotation_base_ms", json_integer(due));
     }
     char *text = doc ? json_dumps(doc, JSON_COMPACT | JSON_SORT_KEYS) : NULL;
-    struct store_row r = {.key = kms_key_row(c, k->id), .version = k->version, .val = text, .len = text ? strlen(text) : 0};
+    struct store_row r = {
+        .key = kms_key_row(c, k->id), .version = k->version, .val = text, .len = text ? strlen(text) : 0};
     if (text && store_meta_cas(c->api->store, &r, 1) == 0) {
         json_decref(k->doc);
         k->doc = doc;
@@ -229,7 +233,7 @@ void kms_maintain(struct api *a, int64_t now)
     arena_init(&c.arena);
     int rc = kms_sweep(&c);
     if (rc)
-        fprintf(stderr, "kinesd: kms: key deletions and rotations: storage: %s (retried)\n", store_strerror(rc));
+        klog(KLOG_WARN, "kms: key deletions and rotations: storage: %s (retried)", store_strerror(rc));
     arena_free(&c.arena);
 }
 
@@ -438,8 +442,7 @@ static int rewrap_doc(json_t *doc, const char *id, const unsigned char *old_root
         if (unwrap_material(versions, id, (json_int_t)i + 1, new_root, m, &used) == 0)
             continue; /* already under the new key: an interrupted rotation run again */
         if (unwrap_material(versions, id, (json_int_t)i + 1, old_root, m, &used)) {
-            fprintf(stderr, "kinesd: material version %zu of KMS key %s opens under neither root key\n",
-                    i + 1, id);
+            klog(KLOG_ERROR, "material version %zu of KMS key %s opens under neither root key", i + 1, id);
             rc = -2;
             break;
         }

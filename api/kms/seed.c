@@ -6,6 +6,7 @@
 
 #include "kms.h"
 #include "seed.h"
+#include "klog.h"
 
 static int material_of(const char *text, unsigned char out[32])
 {
@@ -36,7 +37,7 @@ static int apply(struct api_ctx *c, json_t *root, const char *path)
 {
     json_t *keys = json_object_get(root, "Keys");
     if (!json_is_array(keys)) {
-        fprintf(stderr, "kinesd: --kms-seed %s: expected {\"Keys\": [...]}\n", path);
+        klog(KLOG_ERROR, "--kms-seed %s: expected {\"Keys\": [...]}", path);
         return -1;
     }
     size_t i;
@@ -51,10 +52,10 @@ static int apply(struct api_ctx *c, json_t *root, const char *path)
         struct kms_key key;
         if (!m || !id || (mat && material_of(mat, m))) {
             sodium_free(m);
-            fprintf(stderr,
-                    "kinesd: --kms-seed %s: key %zu needs a KeyId (a UUID) and, if given, 32 bytes of "
-                    "KeyMaterial (base64 or hex)\n",
-                    path, i);
+            klog(KLOG_ERROR,
+                 "--kms-seed %s: key %zu needs a KeyId (a UUID) and, if given, 32 bytes of "
+                 "KeyMaterial (base64 or hex)",
+                 path, i);
             return -1;
         }
         if (kms_find(c, id, false, &key) == 0) { /* there already: left as it is */
@@ -62,8 +63,8 @@ static int apply(struct api_ctx *c, json_t *root, const char *path)
         } else if (c->err != KERR_KMS_NOT_FOUND || strstr(c->err_msg ? c->err_msg : "", "Invalid keyId") ||
                    kms_create(c, id, mat ? m : NULL, desc, NULL, &key)) {
             sodium_free(m);
-            fprintf(stderr, "kinesd: --kms-seed %s: cannot create key %s%s%s\n", path, id,
-                    c->err_msg ? ": " : "", c->err_msg ? c->err_msg : "");
+            klog(KLOG_ERROR, "--kms-seed %s: cannot create key %s%s%s", path, id, c->err_msg ? ": " : "",
+                 c->err_msg ? c->err_msg : "");
             return -1;
         } else {
             if (json_is_false(enabled)) {
@@ -78,8 +79,8 @@ static int apply(struct api_ctx *c, json_t *root, const char *path)
         json_array_foreach(json_object_get(k, "Aliases"), j, alias)
         {
             if (!json_is_string(alias) || seed_alias(c, json_string_value(alias), key.id)) {
-                fprintf(stderr, "kinesd: --kms-seed %s: cannot create alias %s\n", path,
-                        json_is_string(alias) ? json_string_value(alias) : "(not a string)");
+                klog(KLOG_ERROR, "--kms-seed %s: cannot create alias %s", path,
+                     json_is_string(alias) ? json_string_value(alias) : "(not a string)");
                 return -1;
             }
         }
@@ -92,7 +93,7 @@ int seed_apply(struct api *a, const char *path)
     json_error_t err;
     json_t *root = json_load_file(path, 0, &err);
     if (!root) {
-        fprintf(stderr, "kinesd: --kms-seed %s: line %d: %s\n", path, err.line, err.text);
+        klog(KLOG_ERROR, "--kms-seed %s: line %d: %s", path, err.line, err.text);
         return -1;
     }
     struct api_ctx c = {.api = a, .region = a->region, .now_ms = clock_now_ms()};

@@ -27,6 +27,7 @@
 
 #include "../format.h"
 #include "db.h"
+#include "klog.h"
 
 #define DEFAULT_MAP (256ull << 20)
 #define LAST_KEY UINT64_MAX
@@ -72,7 +73,7 @@ static int map_rc(int rc)
     case MDB_INVALID: return STORE_CORRUPT;
     case MDB_VERSION_MISMATCH: return STORE_INVALID; /* a newer LMDB file format */
     default:
-        fprintf(stderr, "kinesd: lmdb: %s\n", mdb_strerror(rc)); /* what the code does not name */
+        klog(KLOG_ERROR, "lmdb: %s", mdb_strerror(rc)); /* what the code does not name */
         return STORE_IO;
     }
 }
@@ -206,7 +207,7 @@ int db_open(const char *dir, bool sync, uint64_t initial_map, struct db **out)
 fail_env:
     mdb_env_close(d->env);
 fail:
-    fprintf(stderr, "kinesd: lmdb: %s: %s\n", dir, mdb_strerror(rc));
+    klog(KLOG_ERROR, "lmdb: %s: %s", dir, mdb_strerror(rc));
     pthread_rwlock_destroy(&d->resize);
     free(d);
     rc = map_rc(rc);
@@ -232,6 +233,38 @@ uint64_t db_file_bytes(struct db *d)
 {
     struct stat st;
     return stat(d->path, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+uint64_t db_page_size(struct db *d)
+{
+    MDB_stat st;
+    return mdb_env_stat(d->env, &st) == 0 ? st.ms_psize : 0;
+}
+
+int db_free_pages(struct db *d, uint64_t *out)
+{
+    MDB_txn *txn;
+    MDB_cursor *cur;
+    uint64_t seen, n = 0;
+    int rc = txn_begin(d, MDB_RDONLY, &txn, &seen);
+    if (rc)
+        return map_rc(rc);
+    rc = mdb_cursor_open(txn, 0, &cur); /* dbi 0: LMDB's free list, one entry per freeing txn */
+    if (rc == 0) {
+        MDB_val k, v;
+        for (MDB_cursor_op op = MDB_FIRST; (rc = mdb_cursor_get(cur, &k, &v, op)) == 0; op = MDB_NEXT)
+            if (v.mv_size >= sizeof(size_t)) { /* a page list: its count, then the pages */
+                size_t count;
+                memcpy(&count, v.mv_data, sizeof count);
+                n += count;
+            }
+        mdb_cursor_close(cur);
+    }
+    txn_abort(d, txn);
+    if (rc != MDB_NOTFOUND)
+        return map_rc(rc);
+    *out = n;
+    return 0;
 }
 
 /* ---- records ---- */

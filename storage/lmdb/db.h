@@ -69,6 +69,13 @@ int db_sync(struct db *d);
 /* Size of the data file in bytes. */
 uint64_t db_file_bytes(struct db *d);
 
+/* The pages on LMDB's free list (free for reuse inside the file) into *out, from a read
+ * transaction (it walks the free list: call it off the data plane). Returns 0 or STORE_IO. */
+int db_free_pages(struct db *d, uint64_t *out);
+
+/* The database's page size in bytes. */
+uint64_t db_page_size(struct db *d);
+
 /* Write transactions begun since open. */
 uint64_t db_write_txns(struct db *d);
 

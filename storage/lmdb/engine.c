@@ -54,11 +54,13 @@
 #include "../watch.h"
 #include "db.h"
 #include "wal.h"
+#include "klog.h"
 
 #define BATCH_BYTES (64u << 20)          /* data budget for one frame */
 #define FLUSH_MS 50                      /* the tail is flushed this often */
 #define FLUSH_BYTES (1u << 20)           /* or as soon as it holds this much */
 #define FLUSH_RETRY_MS 500               /* after a failed flush, wait this long */
+#define FREE_COUNT_MS 5000               /* the database's free pages are counted this often */
 #define SEG_SWITCH (32ull << 20)         /* switch log segments at this size */
 #define DEFAULT_UNFLUSHED (256ull << 20) /* backpressure cap */
 #define DROP_BATCH 4096                  /* records deleted per call of a drop */
@@ -148,6 +150,8 @@ struct lmdb {
 
     uint64_t unflushed;                   /* atomic: queued and tail bytes */
     uint64_t syncs, sync_ns, checkpoints; /* atomic */
+    uint64_t sync_buckets[STORE_SYNC_BUCKETS + 1], checkpoint_ns, flushes, flush_ns, free_pages; /* atomic */
+    int64_t free_counted_ms; /* the flusher's: when free_pages was last counted */
 
     struct watchlist watches;
 };
@@ -311,8 +315,8 @@ static int flush(struct lmdb *e)
     if (rc == STORE_CORRUPT) {
         /* LMDB holds a position handed out again: stop writing, keep the log */
         __atomic_store_n(&e->failed, true, __ATOMIC_RELEASE);
-        fprintf(stderr, "kinesd: storage: the database already holds a position the log assigned; "
-                        "refusing writes (the log is kept for the next start)\n");
+        klog(KLOG_ERROR, "storage: the database already holds a position the log assigned; "
+                         "refusing writes (the log is kept for the next start)");
         goto out;
     }
     if (rc)
@@ -380,6 +384,7 @@ static int retire(struct lmdb *e)
     pthread_mutex_unlock(&e->tail_mu);
     if (!ready)
         return 0;
+    uint64_t t0 = now_ns();
     int rc = db_durable(e);
     if (rc == 0)
         rc = wal_retire(e->wal, seg);
@@ -387,7 +392,10 @@ static int retire(struct lmdb *e)
         pthread_mutex_lock(&e->tail_mu);
         e->retiring = -1;
         pthread_mutex_unlock(&e->tail_mu);
+        uint64_t took = now_ns() - t0;
         __atomic_add_fetch(&e->checkpoints, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&e->checkpoint_ns, took, __ATOMIC_RELAXED);
+        klog(KLOG_DEBUG, "storage: checkpoint: log segment %d retired in %.1f ms", seg, (double)took / 1e6);
     }
     return rc;
 }
@@ -416,11 +424,20 @@ static void *flush_loop(void *arg)
             continue;
         }
         pthread_mutex_unlock(&e->tail_mu);
+        uint64_t t0 = now_ns();
         int rc = flush(e);
+        __atomic_add_fetch(&e->flushes, 1, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&e->flush_ns, now_ns() - t0, __ATOMIC_RELAXED);
         if (rc == 0)
             rc = retire(e);
+        if (rc == 0 && now_ms() - e->free_counted_ms >= FREE_COUNT_MS) { /* a read, off the data plane */
+            uint64_t free_pages;
+            if (db_free_pages(e->db, &free_pages) == 0)
+                __atomic_store_n(&e->free_pages, free_pages, __ATOMIC_RELAXED);
+            e->free_counted_ms = now_ms();
+        }
         if (rc && rc != STORE_CORRUPT)
-            fprintf(stderr, "kinesd: storage: flush failed (%s); retrying\n", store_strerror(rc));
+            klog(KLOG_WARN, "storage: flush failed (%s); retrying", store_strerror(rc));
         retry_at = rc ? now_ms() + FLUSH_RETRY_MS : 0;
         pthread_mutex_lock(&e->tail_mu);
     }
@@ -579,8 +596,10 @@ static void *commit_loop(void *arg)
         __atomic_sub_fetch(&e->unflushed, bytes - f->bytes, __ATOMIC_RELAXED);
         uint64_t t0 = now_ns();
         rc = wal_sync(e->wal, f->seg, me);
+        uint64_t took = now_ns() - t0;
         __atomic_add_fetch(&e->syncs, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&e->sync_ns, now_ns() - t0, __ATOMIC_RELAXED);
+        __atomic_add_fetch(&e->sync_ns, took, __ATOMIC_RELAXED);
+        store_sync_observe(e->sync_buckets, took);
         if (rc == 0)
             fill_positions(first, f);
         pthread_mutex_lock(&e->tail_mu);
@@ -821,9 +840,16 @@ static void lm_stats(void *impl, struct store_stats *st)
         .syncs = __atomic_load_n(&e->syncs, __ATOMIC_RELAXED),
         .sync_ns_total = __atomic_load_n(&e->sync_ns, __ATOMIC_RELAXED),
         .checkpoints = __atomic_load_n(&e->checkpoints, __ATOMIC_RELAXED),
+        .checkpoint_ns_total = __atomic_load_n(&e->checkpoint_ns, __ATOMIC_RELAXED),
+        .flushes = __atomic_load_n(&e->flushes, __ATOMIC_RELAXED),
+        .flush_ns_total = __atomic_load_n(&e->flush_ns, __ATOMIC_RELAXED),
+        .db_free_pages = __atomic_load_n(&e->free_pages, __ATOMIC_RELAXED),
+        .db_page_size = db_page_size(e->db),
         .db_bytes = db_file_bytes(e->db),
         .db_write_txns = db_write_txns(e->db),
     };
+    for (int i = 0; i <= STORE_SYNC_BUCKETS; i++)
+        st->sync_buckets[i] = __atomic_load_n(&e->sync_buckets[i], __ATOMIC_RELAXED);
 }
 
 /* ---- recovery, open and close ---- */
@@ -874,16 +900,16 @@ static int check_frame(void *ctx, const char *payload, size_t len)
     int rc;
     while ((rc = wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen)) == 1)
         if (format_check_keyless(val, vlen, log, pos)) {
-            fprintf(stderr,
-                    "kinesd: storage: a log frame that checks out holds a malformed entry, a record sealed "
-                    "for another place "
-                    "(log %" PRIu64 ", position %" PRIu64 "); nothing was recovered\n",
-                    log, pos);
+            klog(KLOG_ERROR,
+                 "storage: a log frame that checks out holds a malformed entry, a record sealed "
+                 "for another place "
+                 "(log %" PRIu64 ", position %" PRIu64 "); nothing was recovered",
+                 log, pos);
             return STORE_CORRUPT;
         }
     if (rc < 0)
-        fprintf(stderr, "kinesd: storage: a log frame that checks out holds malformed entries; nothing was "
-                        "recovered\n");
+        klog(KLOG_ERROR, "storage: a log frame that checks out holds malformed entries; nothing was "
+                         "recovered");
     return rc < 0 ? rc : 0;
 }
 
@@ -917,10 +943,10 @@ static int replay_frame(void *ctx, const char *payload, size_t len)
         /* LMDB reports a short write on a full disk as an I/O error: either is retried */
         if (rc != STORE_FULL && rc != STORE_IO)
             return rc;
-        fprintf(stderr,
-                "kinesd: storage: cannot store the log's records (%s); serving them from memory, "
-                "writes refused until they are stored\n",
-                store_strerror(rc));
+        klog(KLOG_ERROR,
+             "storage: cannot store the log's records (%s); serving them from memory, "
+             "writes refused until they are stored",
+             store_strerror(rc));
         e->recovering = true;
     }
     struct frame *f = frame_of(e, payload, len, n);
@@ -978,12 +1004,12 @@ static int lock_dir(const char *dir, int *fd)
     snprintf(path, sizeof path, "%s/lock", dir);
     *fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0644);
     if (*fd < 0) {
-        fprintf(stderr, "kinesd: %s: %s\n", path, strerror(errno));
+        klog(KLOG_ERROR, "%s: %s", path, strerror(errno));
         return STORE_IO;
     }
     if (flock(*fd, LOCK_EX | LOCK_NB) == 0)
         return 0;
-    fprintf(stderr, "kinesd: %s is in use by another process\n", dir);
+    klog(KLOG_ERROR, "%s is in use by another process", dir);
     close(*fd);
     *fd = -1;
     return STORE_BUSY;

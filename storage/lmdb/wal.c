@@ -24,6 +24,7 @@
 
 #include "../crc32c.h"
 #include "wal.h"
+#include "klog.h"
 
 #define SEG_MAGIC 0x4753574bu /* "KWSG" read little-endian */
 #define WAL_MAGIC 0x4c41574bu /* "KWAL" */
@@ -153,7 +154,7 @@ static int open_seg(struct wal *w, int i)
         s->filled = (uint64_t)st.st_size;
     return 0;
 fail:
-    fprintf(stderr, "kinesd: %s: %s\n", path, strerror(errno));
+    klog(KLOG_ERROR, "%s: %s", path, strerror(errno));
     return STORE_IO;
 }
 

@@ -42,6 +42,7 @@
 #include "../engine.h"
 #include "../format.h"
 #include "../watch.h"
+#include "klog.h"
 
 #define SCHEMA_VERSION 1
 #define POOL 4
@@ -98,7 +99,8 @@ struct pg {
 
     struct watchlist watches;
 
-    uint64_t commits, commit_ns; /* atomic */
+    uint64_t commits, commit_ns;                     /* atomic */
+    uint64_t commit_buckets[STORE_SYNC_BUCKETS + 1]; /* atomic */
 };
 
 static int64_t now_ms(void)
@@ -124,7 +126,7 @@ static int conn_ready(struct pg *p, struct conn *k)
         PQfinish(k->c);
     k->c = PQconnectdb(p->conninfo);
     if (PQstatus(k->c) != CONNECTION_OK) {
-        fprintf(stderr, "kinesd: pg: %s", PQerrorMessage(k->c));
+        klog(KLOG_WARN, "pg: %s", PQerrorMessage(k->c));
         PQfinish(k->c);
         k->c = NULL;
         return STORE_UNAVAILABLE;
@@ -143,7 +145,7 @@ static int res_rc(PGconn *c, PGresult *r)
     const char *code = r ? PQresultErrorField(r, PG_DIAG_SQLSTATE) : NULL;
     if (!code || PQstatus(c) != CONNECTION_OK || !strncmp(code, "08", 2) || !strncmp(code, "57P", 3))
         return STORE_UNAVAILABLE;
-    fprintf(stderr, "kinesd: pg: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
+    klog(KLOG_WARN, "pg: %s", r ? PQresultErrorMessage(r) : PQerrorMessage(c));
     if (!strcmp(code, "53100"))
         return STORE_FULL;
     if (!strcmp(code, "40001") || !strcmp(code, "40P01") || !strcmp(code, "55P03"))
@@ -262,8 +264,8 @@ static int migrate(struct pg *p, PGconn *c)
     if (!rc && (rc = res_rc(c, r)) == 0) {
         int have = PQntuples(r) ? (int)strtol(PQgetvalue(r, 0, 0), NULL, 10) : 0;
         if (have > SCHEMA_VERSION) {
-            fprintf(stderr, "kinesd: pg: the database has schema version %d; this kinesd knows up to %d\n",
-                    have, SCHEMA_VERSION);
+            klog(KLOG_ERROR, "pg: the database has schema version %d; this kinesd knows up to %d", have,
+                 SCHEMA_VERSION);
             rc = STORE_INVALID;
         } else if (have == 0) {
             rc = exec0(c, schema_v1);
@@ -550,9 +552,9 @@ static void *commit_loop(void *arg)
         int rc = commit_jobs(p, first, &g, &ng);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         __atomic_add_fetch(&p->commits, 1, __ATOMIC_RELAXED);
-        __atomic_add_fetch(&p->commit_ns,
-                           (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec)),
-                           __ATOMIC_RELAXED);
+        uint64_t took = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
+        __atomic_add_fetch(&p->commit_ns, took, __ATOMIC_RELAXED);
+        store_sync_observe(p->commit_buckets, took);
         if (rc == 0) { /* positions, as the groups handed them out in job order */
             for (size_t i = 0; i < ng; i++)
                 g[i].floor = g[i].first;
@@ -1063,6 +1065,8 @@ static void pg_stats(void *impl, struct store_stats *st)
         .syncs = __atomic_load_n(&p->commits, __ATOMIC_RELAXED),
         .sync_ns_total = __atomic_load_n(&p->commit_ns, __ATOMIC_RELAXED),
     };
+    for (int i = 0; i <= STORE_SYNC_BUCKETS; i++)
+        st->sync_buckets[i] = __atomic_load_n(&p->commit_buckets[i], __ATOMIC_RELAXED);
 }
 
 static void destroy(struct pg *p)
@@ -1143,7 +1147,7 @@ static int pg_open(const struct store_config *cfg, struct store *owner, void **i
     bool ok = p->listening;
     pthread_mutex_unlock(&p->mu);
     if (!ok) {
-        fprintf(stderr, "kinesd: pg: cannot LISTEN for other front-ends' changes\n");
+        klog(KLOG_ERROR, "pg: cannot LISTEN for other front-ends' changes");
         pg_close(p);
         return STORE_UNAVAILABLE;
     }
@@ -1162,7 +1166,7 @@ static void pg_close(void *impl)
     pthread_mutex_unlock(&p->mu);
     pthread_join(p->committer, NULL);
     if (write(p->wake[1], "x", 1) != 1)
-        fprintf(stderr, "kinesd: pg: cannot wake the listener\n");
+        klog(KLOG_WARN, "pg: cannot wake the listener");
     pthread_join(p->listener, NULL);
     destroy(p);
 }

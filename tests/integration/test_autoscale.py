@@ -3,7 +3,8 @@ load stops, and honours --dry-run, --max-shards, --scalings-per-day and an UPDAT
 
 The server runs with --test-clock, so the load is exact in the server's time: each step of the
 producer moves the server's clock to just past its next whole second and puts that second's
-records. The autoscaler counts records by their arrival timestamps in one-second periods, so
+records. The autoscaler counts records by their arrival timestamps in one-second periods
+(--source records: kinesd's /metrics would be sampled on the local clock), so
 1,800 records a step are 90 % of a 2-shard stream's 2,000 records/s, however fast this machine
 is. (The server's clock is the real-time clock plus what the test advanced, so the test knows
 it.) When the load stops, the producer still puts one record a step, which carries the server's
@@ -35,7 +36,7 @@ class Autoscaler:
     def __init__(self, endpoint, stream, *extra):
         cmd = [sys.executable, str(AUTOSCALE), "--endpoint-url", endpoint, "--region", helpers.REGION,
                "--stream", stream, "--period", "1", "--periods", "3", "--interval", "0.05",
-               "--grace", "60", "--duration", str(STEP_DEADLINE_S * 3), *extra]
+               "--grace", "60", "--duration", str(STEP_DEADLINE_S * 3), "--source", "records", *extra]
         self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         self.lines = []
         self._reader = threading.Thread(target=self._read, daemon=True)

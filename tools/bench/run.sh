@@ -42,7 +42,13 @@
 #                                     each of 4 shards of a new stream while one connection sends
 #                                     PutRecords 100 x 100 B: put-to-event p50/p99, delivered
 #                                     records/s, every record delivered to every consumer in order
+#                     scrape          kinesd only: PutRecord (16 connections) and PutRecords
+#                                     (500 x 100 B) without and with a GET /metrics every second
+#                                     (enhanced monitoring ALL on the stream, so shard-level
+#                                     series are counted and written too), BENCH_SCRAPE_ROUNDS
+#                                     rounds of each, alternating: both figures and their ratio
 #   BENCH_SECONDS   seconds per measured mode (default 8)
+#   BENCH_SCRAPE_ROUNDS  rounds of the scrape mode (default 2)
 #   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
 #   BENCH_CKPT_RECORD   record size of the checkpoint mode (default 1024)
 #   BENCH_DISK_MIB  MiB written to time the disk's sequential bandwidth (default 256)
@@ -69,7 +75,7 @@ cd "$ROOT"
 DEFAULT_SERVERS="kinesd kinesalite kinesis-mock"
 ALL_SERVERS="$DEFAULT_SERVERS kinesd-pg kinesd-pg2"
 PG_MODES="putrecord putrecords getrecords"
-ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout"
+ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout scrape"
 SERVERS=${BENCH_SERVERS:-$DEFAULT_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
@@ -77,6 +83,7 @@ CKPT_SECS=${BENCH_CKPT_SECONDS:-20}
 CKPT_RECORD=${BENCH_CKPT_RECORD:-1024}
 DISK_MIB=${BENCH_DISK_MIB:-256}
 SHARDS=${BENCH_SHARDS:-4}
+SCRAPE_ROUNDS=${BENCH_SCRAPE_ROUNDS:-2}
 KINESD=${KINESD_BIN:-build/kinesd}
 KINESALITE_CLI=${KINESALITE_CLI:-build/npm/node_modules/kinesalite/cli.js}
 KINESIS_MOCK_JS=${KINESIS_MOCK_JS:-build/npm/node_modules/kinesis-local/main.js}
@@ -113,10 +120,10 @@ done
 has_mode() { in_list "$1" "$MODES"; }
 has_server() { in_list "$1" "$SERVERS"; }
 num_re='^[0-9]+([.][0-9]+)?$'
-if ! [[ $SECS =~ $num_re && $CKPT_SECS =~ $num_re ]] || ! [[ $SHARDS =~ ^[0-9]+$ ]] ||
+if ! [[ $SECS =~ $num_re && $CKPT_SECS =~ $num_re ]] || ! [[ $SHARDS =~ ^[0-9]+$ && $SCRAPE_ROUNDS =~ ^[1-9][0-9]*$ ]] ||
     ! [[ $CKPT_RECORD =~ ^[0-9]+$ && $DISK_MIB =~ ^[0-9]+$ ]]; then
-    echo "run.sh: BENCH_SECONDS, BENCH_CKPT_SECONDS, BENCH_CKPT_RECORD, BENCH_DISK_MIB and" \
-        "BENCH_SHARDS must be numbers" >&2
+    echo "run.sh: BENCH_SECONDS, BENCH_CKPT_SECONDS, BENCH_CKPT_RECORD, BENCH_DISK_MIB," \
+        "BENCH_SHARDS and BENCH_SCRAPE_ROUNDS must be numbers" >&2
     exit 2
 fi
 if [[ -n ${BENCH_GET_FILL:-} ]] && ! [[ $BENCH_GET_FILL =~ ^[0-9]+$ ]]; then
@@ -469,6 +476,14 @@ run_suite() {
             fi
             continue
         fi
+        if [[ $m == scrape ]]; then
+            if [[ $name == kinesd ]]; then
+                scrape_compare "$name" "$pid" "$port" || rc=1
+            else
+                echo "run.sh: the scrape mode measures kinesd's /metrics: skipping it for $name"
+            fi
+            continue
+        fi
         if [[ $m == fanout ]]; then # a peer that loses or reorders events is a finding, not a failure
             # shellcheck disable=SC2046
             measure "$name" "$m" "${common[@]}" $(workload "$m") --pid "$pid" ||
@@ -527,6 +542,50 @@ measure() {
                     m, w, (t1 - t0) / hz, 100 * (t1 - t0) / hz / w, c1 - c0, (c1 - c0) / w }' |
             tee "$LOG_DIR/$name.$m.pg.out"
     fi
+    return "$rc"
+}
+
+# scraper PORT OUT: GET /metrics once a second until killed; one line per scrape into OUT:
+# HTTP status, seconds the scrape took, bytes of the exposition
+scraper() {
+    while :; do
+        curl -s -o /dev/null -w '%{http_code} %{time_total} %{size_download}\n' --max-time 5 \
+            "http://127.0.0.1:$1/metrics" >>"$2" || echo "000 0 0" >>"$2"
+        sleep 1
+    done
+}
+
+# scrape_compare NAME PID PORT: PutRecord and PutRecords without and with a scrape every second,
+# alternating, SCRAPE_ROUNDS rounds; RESULT lines in LOG_DIR/NAME.scrape-{off,on}-LOAD-ROUND.out,
+# the scrapes' own lines in LOG_DIR/NAME.scrapes.txt
+scrape_compare() {
+    local name=$1 pid=$2 port=$3 load r on rc=0 sp
+    local common=(--host 127.0.0.1 --port "$port" --stream "$STREAM")
+    rm -f "$LOG_DIR/$name.scrapes.txt"
+    # enhanced monitoring ALL: the shard-level series are counted and scraped too (any
+    # credentials do without --auth; the signature is not checked)
+    curl -s -o /dev/null -w 'EnableEnhancedMonitoring: HTTP %{http_code}\n' -X POST \
+        -H 'content-type: application/x-amz-json-1.1' -H 'x-amz-target: Kinesis_20131202.EnableEnhancedMonitoring' \
+        -H 'x-amz-date: 20260101T000000Z' \
+        -H 'authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000' \
+        -d "{\"StreamName\":\"$STREAM\",\"ShardLevelMetrics\":[\"ALL\"]}" "http://127.0.0.1:$port/" || rc=1
+    for r in $(seq "$SCRAPE_ROUNDS"); do
+        for load in putrecord putrecords; do
+            for on in off on; do
+                sp=
+                if [[ $on == on ]]; then
+                    scraper "$port" "$LOG_DIR/$name.scrapes.txt" &
+                    sp=$!
+                fi
+                # shellcheck disable=SC2046
+                measure "$name" "scrape-$on-$load-$r" "${common[@]}" $(workload "$load") --pid "$pid" || rc=1
+                if [[ -n $sp ]]; then
+                    kill "$sp" 2>/dev/null || true
+                    wait "$sp" 2>/dev/null || true
+                fi
+            done
+        done
+    done
     return "$rc"
 }
 
@@ -720,7 +779,7 @@ disk_bw=$(field disk.write mb_per_s)
 mb_target=$(awk -v d="$disk_bw" 'BEGIN { if (d ~ /^[0-9.]+$/) printf ">=%.0f", 0.6 * d }')
 small_modes=(putrecord putrecords getrecords)
 all_modes=()
-for m in $MODES; do [[ $m == ceiling || $m == transport || $m == fanout ]] || all_modes+=("$m"); done
+for m in $MODES; do [[ $m == ceiling || $m == transport || $m == fanout || $m == scrape ]] || all_modes+=("$m"); done
 
 echo
 echo "=== kinesd / kinesalite / kinesis-mock: ${SECS} s per mode, $SHARDS shards; kinesd durable," \
@@ -803,6 +862,42 @@ if has_mode fanout; then
     R "  records/s delivered, 16 subscriptions" fanout delivered_records_per_s
     R "  records/s put meanwhile" fanout put_records_per_s
     R "  every record to every consumer" fanout complete
+fi
+if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
+    # mean of a KEY over the rounds of one side of the scrape mode
+    scrape_mean() { # LOAD off|on KEY
+        local files=() r
+        for r in $(seq "$SCRAPE_ROUNDS"); do files+=("kinesd.scrape-$2-$1-$r"); done
+        local f sum=0 n=0 v
+        for f in "${files[@]}"; do
+            v=$(field "$f" "$3")
+            [[ $v =~ ^[0-9.]+$ ]] && { sum=$(awk -v a="$sum" -v b="$v" 'BEGIN { print a + b }'); n=$((n + 1)); }
+        done
+        ((n > 0)) && awk -v s="$sum" -v n="$n" 'BEGIN { printf "%.1f", s / n }'
+        return 0
+    }
+    ratio_of() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
+        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b }'; }
+    pr_off=$(scrape_mean putrecord off requests_per_s)
+    pr_on=$(scrape_mean putrecord on requests_per_s)
+    prs_off=$(scrape_mean putrecords off records_per_s)
+    prs_on=$(scrape_mean putrecords on records_per_s)
+    row "PutRecord req/s, no scrape" "" "$pr_off"
+    row "  with GET /metrics every second" "" "$pr_on"
+    row "  with / without (target >= 0.98)" "" "$(ratio_of "$pr_on" "$pr_off")" "" "" ">=0.98"
+    row "PutRecords records/s, no scrape" "" "$prs_off"
+    row "  with GET /metrics every second" "" "$prs_on"
+    row "  with / without (target >= 0.98)" "" "$(ratio_of "$prs_on" "$prs_off")" "" "" ">=0.98"
+    row "scrapes (all HTTP 200)" "" "$(awk '$1 == 200 { ok++ } END { printf "%d/%d", ok, NR }' \
+        "$LOG_DIR/kinesd.scrapes.txt")"
+    row "  ms per scrape, mean / max" "" "$(awk '{ t += $2; if ($2 > m) m = $2 } END {
+        if (NR) printf "%.2f/%.2f", 1000 * t / NR, 1000 * m }' "$LOG_DIR/kinesd.scrapes.txt")"
+    row "  exposition bytes" "" "$(awk '{ b = $3 } END { print b }' "$LOG_DIR/kinesd.scrapes.txt")"
+    scrape_runs=()
+    for r in $(seq "$SCRAPE_ROUNDS"); do
+        for load in putrecord putrecords; do scrape_runs+=("scrape-off-$load-$r" "scrape-on-$load-$r"); done
+    done
+    row "  errors in these runs" "" "$(over kinesd errors sum "${scrape_runs[@]}")"
 fi
 row "errors (all modes)" "$(over ceiling errors sum "${all_modes[@]}")" \
     "$(over kinesd errors sum "${all_modes[@]}")" "$(over kinesalite errors sum "${all_modes[@]}")" \
