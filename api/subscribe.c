@@ -341,6 +341,12 @@ static int produce(struct sub *s)
         arena_free(&ar);
         return 1;
     }
+    /* an event holds at most 2 MiB: the record that crossed the bound waits for the next one,
+     * unless it is alone (a record over 2 MiB, after UpdateMaxRecordSize) */
+    if (got.n > 1 && got.bytes > SUBSCRIBE_EVENT_BYTES) {
+        got.n--;
+        got.bytes -= got.v[got.n].pk_len + got.v[got.n].data_len;
+    }
     /* the state of each KMS key that sealed records applies to the whole event, as to a
      * GetRecords call; a failure ends the stream with that exception */
     if (got.n && a->dk) {

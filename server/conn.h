@@ -95,6 +95,8 @@ struct conn {
     int owes;           /* answers the client has not taken yet (send timeout applies) */
     int refs;           /* outstanding jobs and queued sinks */
     struct conn *prev, *next;
+    bool again;               /* on the loop's list of connections to kick once more */
+    struct conn *again_next;
 };
 
 /* The server's settings and shared state (loop.c). */

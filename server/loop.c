@@ -64,6 +64,7 @@ struct loop {
     struct sink *sinks;
     struct conn *conns;     /* every connection of this loop, live or waiting for refs */
     struct conn *graveyard; /* freed after the current batch of events */
+    struct conn *again;     /* kicked once more after the current batch (each holds a reference) */
     int nconns;
     bool drain_seen;
     bool in_queue;      /* run_queue is running: a job queued by this thread needs no wake-up */
@@ -682,7 +683,7 @@ static void kick(struct conn *c)
         }
         if (c->proto && (got > 0 || c->rlen > 0 || c->eof != had_eof))
             c->proto->input(c);
-        bool drained = false;
+        bool drained = false, bounded = true;
         for (int k = 0; !c->dead && k < 16; k++) {
             size_t before = conn_pending(c);
             if (c->proto && c->proto->output && before < CONN_LOW_WATER)
@@ -696,11 +697,25 @@ static void kick(struct conn *c)
                 return;
             }
             drained = unsent > 0 && conn_pending(c) == 0;
-            if (conn_pending(c) > 0 || (!made && unsent == 0)) /* the socket is full, or nothing to do */
+            if (conn_pending(c) > 0 || (!made && unsent == 0)) { /* the socket is full, or nothing to do */
+                bounded = false;
                 break;
+            }
         }
         if (c->dead)
             return;
+        if (bounded) {
+            /* a producer outran the turns one kick gives it and the socket still takes more: no
+             * edge will come for a socket that stays writable, so the loop kicks it again after
+             * the other connections of this batch had their turn */
+            if (!c->again) {
+                c->again = true;
+                c->again_next = c->l->again;
+                c->l->again = c;
+                hold(c);
+            }
+            return;
+        }
         if (c->closing && conn_pending(c) == 0) {
             start_linger(c);
             continue;
@@ -836,8 +851,17 @@ static void *loop_main(void *arg)
     struct epoll_event evs[128];
     int64_t last_sweep = mono_ms();
     for (;;) {
-        int n = epoll_wait(l->ep, evs, 128, SWEEP_MS);
+        int n = epoll_wait(l->ep, evs, 128, l->again ? 0 : SWEEP_MS);
         l->now = mono_ms();
+        struct conn *again = l->again; /* taken whole: the kicks below may start a new list */
+        l->again = NULL;
+        while (again) {
+            struct conn *c = again;
+            again = c->again_next;
+            c->again = false;
+            conn_kick(c);
+            release(c);
+        }
         for (int i = 0; i < n; i++) {
             void *p = evs[i].data.ptr;
             if (p == &h->lfd)

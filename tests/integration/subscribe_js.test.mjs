@@ -1,6 +1,6 @@
 // SubscribeToShard with the AWS SDK for JavaScript v3 (@aws-sdk/client-kinesis), over its
-// default HTTP/2 handler (h2c with prior knowledge on an http:// endpoint) and over its HTTP/1.1
-// handler (NodeHttpHandler): records written before and after subscribing arrive in order and
+// default HTTP/2 handler (h2c with prior knowledge on an http:// endpoint, h2 by ALPN on an https://
+// one: kinesd serves TLS and cleartext on one port) and over its HTTP/1.1 handler (NodeHttpHandler): records written before and after subscribing arrive in order and
 // byte-exact, an idle subscription gets empty events, and a subscription ends with
 // --subscription-s. Starts its own build/kinesd (KINESD_BIN overrides) on a free loopback port.
 
@@ -52,7 +52,7 @@ before(async () => {
   dataDir = fs.mkdtempSync(path.join(os.tmpdir(), 'kinesd-sub-js-'));
   proc = spawn(bin, ['--host', '127.0.0.1', '--port', String(port), '--data-dir', path.join(dataDir, 'data'),
     '--create-stream-ms', '0', '--register-consumer-ms', '0', '--subscription-s', '6', '--log-level', 'warn',
-    '--no-limits'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
+    '--no-limits', '--tls-self-signed'], { cwd: repoRoot, stdio: ['ignore', 'pipe', 'pipe'] });
   proc.stdout.on('data', (c) => output.push(c.toString()));
   proc.stderr.on('data', (c) => output.push(c.toString()));
   exited = new Promise((resolve) => proc.on('exit', (code, signal) => resolve({ code, signal })));
@@ -78,9 +78,9 @@ after(async () => {
   assert.equal(code, 0, `kinesd exited with ${code}:\n${output.join('')}`);
 });
 
-function client(handler) {
+function client(handler, url = endpoint) {
   return new KinesisClient({
-    endpoint, region: REGION, maxAttempts: 1,
+    endpoint: url, region: REGION, maxAttempts: 1,
     credentials: { accessKeyId: 'local', secretAccessKey: 'local' },
     ...(handler ? { requestHandler: handler } : {}),
   });
@@ -130,6 +130,16 @@ async function roundTrip(k, name) {
 
 test('SubscribeToShard over the default HTTP/2 handler (h2c)', LIMIT, async () => {
   await roundTrip(client(), 'js-sub-h2');
+});
+
+test('SubscribeToShard over HTTP/2 on TLS (the default handler, ALPN h2)', LIMIT, async () => {
+  // the certificate is the server's own self-signed one: this process trusts any
+  process.env.NODE_TLS_REJECT_UNAUTHORIZED = '0';
+  try {
+    await roundTrip(client(undefined, endpoint.replace('http:', 'https:')), 'js-sub-h2-tls');
+  } finally {
+    delete process.env.NODE_TLS_REJECT_UNAUTHORIZED;
+  }
 });
 
 test('SubscribeToShard over the HTTP/1.1 handler (NodeHttpHandler)', LIMIT, async () => {

@@ -2,15 +2,18 @@
 pushed on commit, heartbeats, the end of a subscription, takeover, shard end and resuming, the
 errors answered before the stream, and many idle subscriptions at a bounded cost."""
 
+import base64
 import json
 import re
 import socket
+import struct
 import threading
 import time
 
 import botocore.exceptions
 import pytest
 
+import cbor_codec
 import helpers
 from helpers import raises_aws
 
@@ -243,7 +246,7 @@ def test_a_consumer_not_yet_active_cannot_subscribe(kinesd_factory):
         subscribe(k, c["ConsumerARN"])
 
 
-# ---- many idle subscriptions ---------------------------------------------------------------------
+# ---- raw subscriptions: a CBOR request, the read rate, many idle subscriptions ----------------------
 
 
 def proc_status(pid):
@@ -255,12 +258,16 @@ def proc_status(pid):
     return int(out["Threads"]), int(out["RssAnon"].split()[0])
 
 
-def raw_subscribe(port, arn, shard):
-    body = json.dumps({"ConsumerARN": arn, "ShardId": helpers.shard_id(shard),
-                       "StartingPosition": {"Type": "LATEST"}}).encode()
+def raw_subscribe(port, arn, shard, position=None, cbor=False):
+    """SubscribeToShard on a plain socket (JSON, or CBOR as a CBOR client would send it); returns the
+    socket and what was read from it (the 200 head and at least the initial-response)."""
+    fields = {"ConsumerARN": arn, "ShardId": helpers.shard_id(shard),
+              "StartingPosition": position or {"Type": "LATEST"}}
+    body = cbor_codec.dumps(fields) if cbor else json.dumps(fields).encode()
+    ctype = b"application/x-amz-cbor-1.1" if cbor else b"application/x-amz-json-1.1"
     s = socket.create_connection(("127.0.0.1", port), timeout=10)
     date = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime()).encode()
-    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: application/x-amz-json-1.1\r\n"
+    s.sendall(b"POST / HTTP/1.1\r\nHost: x\r\nContent-Type: " + ctype + b"\r\n"
               b"X-Amz-Target: Kinesis_20131202.SubscribeToShard\r\nX-Amz-Date: " + date + b"\r\n"
               b"Authorization: AWS4-HMAC-SHA256 Credential=local/20250101/us-east-1/kinesis/aws4_request, "
               b"SignedHeaders=host, Signature=00\r\n"
@@ -271,14 +278,104 @@ def raw_subscribe(port, arn, shard):
         assert chunk, head
         head += chunk
     assert head.startswith(b"HTTP/1.1 200"), head[:200]
-    return s
+    return s, head
+
+
+class RawEvents:
+    """The event-stream messages of a raw subscription, decoded from its chunked body."""
+
+    def __init__(self, subscription):
+        self.sock, head = subscription
+        self.body = b""
+        self.head, _, self.raw = head.partition(b"\r\n\r\n")
+        self._dechunk()
+        assert b"transfer-encoding: chunked" in self.head.lower(), self.head
+
+    def _dechunk(self):
+        while True:
+            line, sep, rest = self.raw.partition(b"\r\n")
+            if not sep:
+                return
+            n = int(line, 16)
+            if len(rest) < n + 2:
+                return
+            self.body += rest[:n]
+            self.raw = rest[n + 2:]
+
+    def next(self, timeout):
+        """(headers, payload) of the next message, or None when none arrives within timeout."""
+        self.sock.settimeout(timeout)
+        while len(self.body) < 12 or len(self.body) < struct.unpack(">I", self.body[:4])[0]:
+            try:
+                chunk = self.sock.recv(65536)
+            except socket.timeout:
+                return None
+            assert chunk, "the subscription ended"
+            self.raw += chunk
+            self._dechunk()
+        total, hlen = struct.unpack(">II", self.body[:8])
+        msg, self.body = self.body[:total], self.body[total:]
+        headers, h = {}, msg[12:12 + hlen]
+        while h:
+            n = h[0]
+            name, kind = h[1:1 + n].decode(), h[1 + n]
+            assert kind == 7, (name, kind)  # every header of a Kinesis event is a string
+            vlen = struct.unpack(">H", h[2 + n:4 + n])[0]
+            headers[name], h = h[4 + n:4 + n + vlen].decode(), h[4 + n + vlen:]
+        return headers, msg[12 + hlen:total - 4]
+
+    def records(self, timeout):
+        """The records of the next SubscribeToShardEvent (None if none within timeout)."""
+        while True:
+            m = self.next(timeout)
+            if m is None:
+                return None
+            headers, payload = m
+            assert headers[":message-type"] == "event", (headers, payload)
+            if headers[":event-type"] == "SubscribeToShardEvent":
+                assert headers[":content-type"] == "application/json", headers
+                return json.loads(payload)["Records"]
+
+
+def test_a_cbor_request_subscribes_as_a_json_one_does(kinesd_factory):
+    srv, k, (arn,) = start(kinesd_factory)
+    seq = put(k, b"\x00cbor\xff")
+    ev = RawEvents(raw_subscribe(srv.port, arn, 0, {"Type": "TRIM_HORIZON"}, cbor=True))
+    got = ev.records(10)
+    assert [(r["SequenceNumber"], base64.b64decode(r["Data"])) for r in got] == [(seq, b"\x00cbor\xff")]
+    ev.sock.close()
+
+
+def test_a_subscription_reads_at_most_2_mib_a_second_per_shard(kinesd_factory):
+    # five records of 1,000,000 bytes: an event holds at most 2 MiB (two of them), the allowance is
+    # 2 MiB with one event's debt, so after four records the subscription owes 4,000,000 - 2 MiB
+    # bytes and the fifth cannot come sooner than that debt takes to repay at 2 MiB/s (a lower
+    # bound: a slow machine only makes it later)
+    srv, k, (arn,) = start(kinesd_factory)
+    data = [bytes([i]) * 1_000_000 for i in range(5)]
+    for d in data:
+        put(k, d)
+    t0 = time.monotonic()  # before the call: the measured time holds the server's whole wait
+    ev = RawEvents(raw_subscribe(srv.port, arn, 0, {"Type": "TRIM_HORIZON"}))
+    got, sizes = [], []
+    while len(got) < 5:
+        recs = ev.records(10)
+        assert recs is not None, len(got)
+        got += recs
+        sizes.append(sum(len(base64.b64decode(r["Data"])) for r in recs))
+    elapsed = time.monotonic() - t0
+    assert [base64.b64decode(r["Data"]) for r in got] == data
+    assert max(sizes) <= 2 << 20, sizes
+    debt = 4_000_000 - (2 << 20)
+    assert elapsed >= 0.9 * debt / (2 << 20), elapsed
+    ev.sock.close()
 
 
 def test_500_idle_subscriptions_cost_no_thread_each_and_bounded_memory(kinesd_factory):
     srv, k, arns = start(kinesd_factory, shards=25, consumers=20)
     pid = srv.proc.pid
     threads0, rss0 = proc_status(pid)
-    socks = [raw_subscribe(srv.port, arn, shard) for arn in arns for shard in range(25)]
+    socks = [raw_subscribe(srv.port, arn, shard)[0] for arn in arns for shard in range(25)]
     assert len(socks) == 500
     threads1, rss1 = proc_status(pid)
     for s in socks:
