@@ -37,9 +37,13 @@ def admin_binary():
     return conftest.kinesd_binary().parent / "kinesd-admin"
 
 
-def admin(data_dir, *args, check=None):
+def admin(data_dir, *args, check=None, env=None):
     out = subprocess.run(
-        [str(admin_binary()), "--data-dir", str(data_dir), *map(str, args)], capture_output=True, text=True, timeout=120
+        [str(admin_binary()), "--data-dir", str(data_dir), *map(str, args)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
     )
     if check is not None:
         assert out.returncode == check, out
@@ -382,16 +386,18 @@ def test_rotate_root_key_leaves_every_record_readable_with_the_new_key_and_none_
     written_sealed = put_known(kinesis, sealed, 20, "s")
     assert server.stop() == 0
 
-    args = ("rotate-root-key", "--root-key", old, "--new-root-key", new)
+    # the new key from an environment variable, as the server's --root-key-env takes it
+    args = ("rotate-root-key", "--root-key", old, "--new-root-key-env", "NEW_ROOT")
+    env = dict(os.environ, NEW_ROOT=new.read_text().strip())
     wrong = write_key(tmp_path / "wrong.key")
     assert "wrong root key" in admin(server.data_dir, "rotate-root-key", "--root-key", wrong, "--new-root-key", new, check=ROOT_KEY).stderr
-    out = admin(server.data_dir, *args, check=0)
+    out = admin(server.data_dir, *args, check=0, env=env)
     assert "2 KMS key material versions" in out.stdout
     # the old key opens nothing any more, for the server and for the tool
     refused = run_kinesd(server.data_dir, "--root-key-file", str(old))
     assert refused.returncode == 2 and "wrong root key" in refused.stderr
     assert admin(server.data_dir, "verify", "--root-key", old, check=ROOT_KEY)
-    assert "every one checks out" in admin(server.data_dir, "verify", "--root-key", new, check=0).stdout
+    assert "every one checks out" in admin(server.data_dir, "verify", "--root-key-command", f"cat {new}", check=0).stdout
     assert dumped(server.data_dir, sealed, "--root-key", new) == written_sealed
 
     server.flags = dict(server.flags, **{"--root-key-file": str(new)})

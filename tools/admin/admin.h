@@ -34,10 +34,11 @@ struct adm_dir {
     bool encrypted;      /* the directory has a node key: its records are sealed */
 };
 
-/* Open dir for reading. root_key: a root key file (NULL: the directory's root.key if it has
- * one). need_keys: fail (ADM_ROOT_KEY) when the records are encrypted and no root key can be
- * had. Prints why on failure and returns an exit code, or 0. */
-int adm_open(struct adm_dir *d, const char *dir, const char *root_key, bool need_keys);
+/* Open dir for reading. root: where the root key comes from, as with the server's flags (none
+ * given: the directory's root.key if it has one). need_keys: fail (ADM_ROOT_KEY) when the
+ * records are encrypted and no root key can be had. Prints why on failure and returns an exit
+ * code, or 0. */
+int adm_open(struct adm_dir *d, const char *dir, const struct datakeys_root *root, bool need_keys);
 void adm_close(struct adm_dir *d);
 
 /* The exit code and a message for a STORE_* code of what was done to dir (printed). */
@@ -99,13 +100,13 @@ void adm_arena_reset(struct adm_arena *a);
 
 /* The command line, parsed once (main.c). */
 struct adm_opts {
-    const char *dir;          /* --data-dir, default ./kinesd-data */
-    const char *root_key;     /* --root-key FILE */
-    const char *new_root_key; /* --new-root-key FILE */
-    const char *from;         /* dump --from SEQ */
-    const char *format;       /* dump --format jsonl|raw */
-    bool json;                /* stat --json */
-    bool compact;             /* backup --compact */
+    const char *dir;               /* --data-dir, default ./kinesd-data */
+    struct datakeys_root root;     /* --root-key FILE, --root-key-env VAR, --root-key-command CMD */
+    struct datakeys_root new_root; /* --new-root-key FILE, -env VAR, -command CMD */
+    const char *from;              /* dump --from SEQ */
+    const char *format;            /* dump --format jsonl|raw */
+    bool json;                     /* stat --json */
+    bool compact;                  /* backup --compact */
     int npos;
     char **pos; /* the positional arguments after the command */
 };

@@ -129,7 +129,7 @@ int adm_dump(const struct adm_opts *o)
         only = fshard; /* a sequence number names its shard */
     }
     struct adm_dir d;
-    int rc = adm_open(&d, o->dir, o->root_key, true);
+    int rc = adm_open(&d, o->dir, &o->root, true);
     if (rc)
         return rc;
     struct adm_catalog c;

@@ -21,7 +21,8 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: kinesd-admin [--data-dir DIR] [--root-key FILE] COMMAND [ARGS]\n"
+    fputs("usage: kinesd-admin [--data-dir DIR] [--root-key FILE | --root-key-env VAR |\n"
+          "                    --root-key-command CMD] COMMAND [ARGS]\n"
           "  stat [--json]                      streams, shards, records, sizes\n"
           "  dump STREAM [SHARD] [--from SEQ] [--format jsonl|raw]\n"
           "                                     records with sequence numbers, times, keys\n"
@@ -29,11 +30,11 @@ static void usage(FILE *f)
           "  backup DEST [--compact]            a consistent copy, also while the server runs\n"
           "  restore SRC DATA_DIR               a backup into a new data directory\n"
           "  compact                            rewrite the database without free pages (offline)\n"
-          "  rotate-root-key --root-key OLD --new-root-key NEW   (offline)\n"
-          "DIR defaults to ./kinesd-data; --root-key is the server's --root-key-file (default:\n"
-          "DIR/root.key when it has one). Exit status: 0 ok, 1 problems found, 2 usage,\n"
-          "3 no data directory, 4 directory in use, 5 root key missing or wrong, 6 newer format,\n"
-          "7 failure.\n",
+          "  rotate-root-key --root-key OLD --new-root-key NEW   (offline; or -env, -command)\n"
+          "DIR defaults to ./kinesd-data; the root key options are the server's --root-key-file,\n"
+          "-env and -command (default: DIR/root.key when it has one). Exit status: 0 ok,\n"
+          "1 problems found, 2 usage, 3 no data directory, 4 directory in use, 5 root key\n"
+          "missing or wrong, 6 newer format, 7 failure.\n",
           f);
 }
 
@@ -59,7 +60,7 @@ int adm_fail(const char *what, const char *dir, int rc)
     }
 }
 
-int adm_open(struct adm_dir *d, const char *dir, const char *root_key, bool need_keys)
+int adm_open(struct adm_dir *d, const char *dir, const struct datakeys_root *root, bool need_keys)
 {
     *d = (struct adm_dir){.path = dir};
     struct stat st;
@@ -74,17 +75,17 @@ int adm_open(struct adm_dir *d, const char *dir, const char *root_key, bool need
     snprintf(path, sizeof path, "%s/node.key", dir);
     d->encrypted = access(path, F_OK) == 0;
     snprintf(path, sizeof path, "%s/root.key", dir);
-    bool own = !root_key && access(path, F_OK) == 0;
-    if (d->encrypted && (root_key || own)) {
+    bool given = root->file || root->env || root->command;
+    bool own = !given && access(path, F_OK) == 0;
+    if (d->encrypted && (given || own)) {
         /* never without a key source when the directory has none: that would create one */
-        struct datakeys_root r = {.file = root_key};
-        int rc = datakeys_open(dir, &r, &d->dk);
+        int rc = datakeys_open(dir, root, &d->dk);
         if (rc)
             return rc == -2 ? ADM_ROOT_KEY : ADM_FAILED;
     } else if (d->encrypted && need_keys) {
         fprintf(stderr,
-                "kinesd-admin: the records in %s are encrypted: give --root-key FILE (the server's "
-                "--root-key-file)\n",
+                "kinesd-admin: the records in %s are encrypted: give --root-key FILE, --root-key-env VAR "
+                "or --root-key-command CMD (as the server's --root-key-file, -env, -command)\n",
                 dir);
         return ADM_ROOT_KEY;
     }
@@ -212,11 +213,28 @@ static int cmd_compact(const struct adm_opts *o)
 
 int main(int argc, char **argv)
 {
-    enum { O_DIR = 1, O_ROOT, O_NEWROOT, O_FROM, O_FORMAT, O_JSON, O_COMPACT, O_HELP };
+    enum {
+        O_DIR = 1,
+        O_ROOT,
+        O_ROOTENV,
+        O_ROOTCMD,
+        O_NEWROOT,
+        O_NEWROOTENV,
+        O_NEWROOTCMD,
+        O_FROM,
+        O_FORMAT,
+        O_JSON,
+        O_COMPACT,
+        O_HELP
+    };
     static const struct option opts[] = {
         {"data-dir", required_argument, 0, O_DIR},
         {"root-key", required_argument, 0, O_ROOT},
         {"new-root-key", required_argument, 0, O_NEWROOT},
+        {"root-key-env", required_argument, 0, O_ROOTENV},
+        {"root-key-command", required_argument, 0, O_ROOTCMD},
+        {"new-root-key-env", required_argument, 0, O_NEWROOTENV},
+        {"new-root-key-command", required_argument, 0, O_NEWROOTCMD},
         {"from", required_argument, 0, O_FROM},
         {"format", required_argument, 0, O_FORMAT},
         {"json", no_argument, 0, O_JSON},
@@ -233,8 +251,12 @@ int main(int argc, char **argv)
         switch (c) {
         case 'd':
         case O_DIR: o.dir = optarg; break;
-        case O_ROOT: o.root_key = optarg; break;
-        case O_NEWROOT: o.new_root_key = optarg; break;
+        case O_ROOT: o.root.file = optarg; break;
+        case O_ROOTENV: o.root.env = optarg; break;
+        case O_ROOTCMD: o.root.command = optarg; break;
+        case O_NEWROOT: o.new_root.file = optarg; break;
+        case O_NEWROOTENV: o.new_root.env = optarg; break;
+        case O_NEWROOTCMD: o.new_root.command = optarg; break;
         case O_FROM: o.from = optarg; break;
         case O_FORMAT: o.format = optarg; break;
         case O_JSON: o.json = true; break;

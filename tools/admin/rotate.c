@@ -13,8 +13,12 @@
 
 int adm_rotate(const struct adm_opts *o)
 {
-    if (o->npos || !o->root_key || !o->new_root_key) {
-        fprintf(stderr, "kinesd-admin: usage: rotate-root-key --root-key OLD --new-root-key NEW\n");
+    const struct datakeys_root *old_root = &o->root, *new_root = &o->new_root;
+    if (o->npos || !(old_root->file || old_root->env || old_root->command) ||
+        !(new_root->file || new_root->env || new_root->command)) {
+        fprintf(stderr,
+                "kinesd-admin: usage: rotate-root-key --root-key OLD --new-root-key NEW (or their -env, "
+                "-command forms)\n");
         return ADM_USAGE;
     }
     struct stat st;
@@ -35,10 +39,9 @@ int adm_rotate(const struct adm_opts *o)
     }
     struct datakeys *dk = NULL, *fresh = NULL;
     struct store *s = NULL;
-    struct datakeys_root old_root = {.file = o->root_key}, new_root = {.file = o->new_root_key};
     int code = 0, rc;
     /* both keys, and the old one opening node.key, before the directory is touched */
-    if ((rc = datakeys_open(o->dir, &old_root, &dk)) || (rc = datakeys_open(NULL, &new_root, &fresh))) {
+    if ((rc = datakeys_open(o->dir, old_root, &dk)) || (rc = datakeys_open(NULL, new_root, &fresh))) {
         code = rc == -2 ? ADM_ROOT_KEY : ADM_FAILED;
         goto out;
     }
@@ -65,8 +68,8 @@ int adm_rotate(const struct adm_opts *o)
     }
     printf(
         "re-wrapped the node key and %zu KMS key material versions of %s under the new root key: start the "
-        "server with --root-key-file %s\n",
-        materials, o->dir, o->new_root_key);
+        "server with it\n",
+        materials, o->dir);
     snprintf(path, sizeof path, "%s/root.key", o->dir);
     if (access(path, F_OK) == 0)
         fprintf(stderr,

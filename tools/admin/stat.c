@@ -135,7 +135,7 @@ int adm_stat(const struct adm_opts *o)
         return ADM_USAGE;
     }
     struct adm_dir d;
-    int rc = adm_open(&d, o->dir, o->root_key, false);
+    int rc = adm_open(&d, o->dir, &o->root, false);
     if (rc)
         return rc;
     struct adm_catalog c;

@@ -270,7 +270,7 @@ int adm_verify(const struct adm_opts *o)
         return ADM_USAGE;
     }
     struct adm_dir d;
-    int rc = adm_open(&d, o->dir, o->root_key, true);
+    int rc = adm_open(&d, o->dir, &o->root, true);
     if (rc)
         return rc;
     struct adm_catalog c;
