@@ -471,7 +471,7 @@ static int sn_append(void *impl, struct store_batch *b, size_t nb, store_done_fn
 }
 
 struct scan_ctx {
-    struct backup_snap *s;
+    struct format_opener o;
     size_t max_n, max_bytes;
     struct store_records *out;
 };
@@ -482,7 +482,7 @@ static int scan_one(void *ctx, uint64_t log, uint64_t pos, const char *val, size
     struct scan_ctx *c = ctx;
     if (c->out->n >= c->max_n || c->out->bytes >= c->max_bytes)
         return 1;
-    int rc = format_open(c->s->kr, val, len, log, pos, c->out);
+    int rc = format_open_with(&c->o, val, len, log, pos, c->out);
     return rc ? rc : 0;
 }
 
@@ -491,8 +491,10 @@ static int sn_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
 {
     struct backup_snap *s = impl;
     out->n = 0, out->bytes = 0, out->v = NULL;
-    struct scan_ctx c = {s, max_n, max_bytes, out};
+    struct scan_ctx c = {.max_n = max_n, .max_bytes = max_bytes, .out = out};
+    format_opener_init(&c.o, s->kr);
     int rc = backup_snap_records(s, log, from, scan_one, &c);
+    format_opener_done(&c.o);
     if (rc < 0)
         return rc;
     uint64_t last;

@@ -23,8 +23,9 @@ struct vctx {
     const struct adm_stream *s; /* the log's stream, or NULL */
     const struct adm_shard *sh;
     uint64_t log, last, prev, records;
-    uint64_t total;         /* records checked */
-    struct adm_arena arena; /* opened records, wiped and freed every ARENA_RESET_BYTES */
+    uint64_t total;              /* records checked */
+    struct format_opener opener; /* with the data keys, when the directory has them */
+    struct adm_arena arena;      /* opened records, wiped and freed every ARENA_RESET_BYTES */
     size_t opened;
     size_t problems;
     char where[256]; /* "stream X shard Y" */
@@ -102,7 +103,7 @@ static int check_record(void *ctx, uint64_t log, uint64_t pos, const char *val, 
     }
     /* opened into the arena (format_check would take locked memory for each record) */
     struct store_records out = {.alloc = adm_arena_alloc, .actx = &v->arena};
-    int rc = format_open(kr, val, len, log, pos, &out);
+    int rc = format_open_with(&v->opener, val, len, log, pos, &out);
     v->opened += len;
     if (v->opened >= ARENA_RESET_BYTES) {
         adm_arena_reset(&v->arena);
@@ -275,6 +276,7 @@ int adm_verify(const struct adm_opts *o)
         return rc;
     struct adm_catalog c;
     struct vctx v = {.d = &d, .c = &c};
+    format_opener_init(&v.opener, d.dk ? datakeys_keyring(d.dk) : NULL);
     if ((rc = adm_catalog_load(d.store, &c)) == 0) {
         for (size_t i = 0; i < c.nproblems; i++)
             problem(&v, "%s", c.problems[i]);
@@ -301,6 +303,7 @@ int adm_verify(const struct adm_opts *o)
             printf("ok: %s: %zu streams, %zu shards, %" PRIu64 " records, every one checks out\n", o->dir,
                    c.n, shards, v.total);
     }
+    format_opener_done(&v.opener);
     adm_arena_reset(&v.arena);
     adm_catalog_free(&c);
     adm_close(&d);
