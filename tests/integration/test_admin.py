@@ -229,6 +229,28 @@ def test_verify_reports_open_shards_that_do_not_cover_the_hash_key_space(kinesd_
     assert f"stream {stream}: the open shards leave out hash key {2**127}" in out.stdout, out.stdout
 
 
+def test_verify_reports_children_that_do_not_cover_their_parents_hash_range(kinesd_factory):
+    server = kinesd_factory(flags={"--update-stream-ms": "0"})
+    kinesis = helpers.make_client(server.endpoint)
+    stream = new_stream(kinesis, 1)
+    kinesis.split_shard(StreamName=stream, ShardToSplit=shard_id(0), NewStartingHashKey=str(2**100))
+    helpers.wait_for_status(kinesis, stream)
+    admin(server.data_dir, "verify", check=0)
+    assert server.stop() == 0
+    env = lmdb.open(str(server.data_dir), subdir=True, max_dbs=8)
+    rows = env.open_db(b"rows", create=False)
+    with env.begin(write=True) as txn:
+        key = next(k for k, _ in txn.cursor(db=rows) if k.startswith(b"shard/") and k.endswith(b"/00000000"))
+        val = txn.get(key, db=rows)
+        doc = json.loads(val[8:])
+        doc["end"] = str(2**127)  # the closed parent now claims half the key space only
+        txn.put(key, val[:8] + json.dumps(doc).encode(), db=rows)
+    env.close()
+    out = admin(server.data_dir, "verify", check=PROBLEMS)
+    assert f"stream {stream} shard {shard_id(2)}: its hash range reaches out of its parent {shard_id(0)}'s" in out.stdout
+    assert f"stream {stream} shard {shard_id(0)}: its children do not cover its hash range 0..{2**127} exactly" in out.stdout
+
+
 # ============================================================================================= errors
 
 
@@ -416,3 +438,25 @@ def test_rotate_root_key_leaves_every_record_readable_with_the_new_key_and_none_
     assert "in use" in admin(server.data_dir, "rotate-root-key", "--root-key", new, "--new-root-key", old, check=IN_USE).stderr
     assert server.stop() == 0
     assert "is the old one" in admin(server.data_dir, "rotate-root-key", "--root-key", new, "--new-root-key", new, check=USAGE).stderr
+
+
+def test_an_interrupted_rotation_is_finished_by_running_it_again_with_the_same_keys(kinesd_factory, tmp_path):
+    old, new = write_key(tmp_path / "old.key"), write_key(tmp_path / "new.key")
+    server = kinesd_factory(flags={"--root-key-file": str(old), "--update-stream-ms": "0"})
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    stream = new_stream(kinesis)
+    key = kms.create_key()["KeyMetadata"]
+    kinesis.start_stream_encryption(StreamName=stream, EncryptionType="KMS", KeyId=key["KeyId"])
+    helpers.wait_for_status(kinesis, stream)
+    written = put_known(kinesis, stream, 10, "r")
+    assert server.stop() == 0
+    # node.key cannot be rewritten: the run stops after the KMS key material was re-wrapped
+    (server.data_dir / "node.key.tmp").mkdir()
+    args = ("rotate-root-key", "--root-key", old, "--new-root-key", new)
+    assert "run it again" in admin(server.data_dir, *args).stderr
+    (server.data_dir / "node.key.tmp").rmdir()
+    out = admin(server.data_dir, *args, check=0)
+    assert "0 KMS key material versions" in out.stdout  # re-wrapped by the first run already
+    server.flags = dict(server.flags, **{"--root-key-file": str(new)})
+    server.start()
+    assert read_everything(helpers.make_client(server.endpoint), stream) == written
