@@ -54,6 +54,7 @@
 #include "consumers.h"
 #include "internal.h"
 #include "klog.h"
+#include "kms/datakeys.h"
 #include "kms/kms.h"
 
 /* ---- the store's metadata rows ---- */
@@ -1524,6 +1525,9 @@ static int reload(struct api *a, uint64_t uid)
         stream_free(fresh);
         return 0;
     }
+    /* a KMS-encrypted stream changed by another front-end: its keys here follow it */
+    if (fresh && a->dk && (fresh->enc_kid[0] || fresh->enc_prev_kid[0]))
+        datakeys_stream_key(a->dk, fresh->uid, fresh->enc_prev_kid, fresh->enc_kid, fresh->enc_switch_ms);
     publish(a, cur, fresh);
     update_max_body(a);
     return 0;

@@ -1014,10 +1014,20 @@ static void apply_switches(struct datakeys *dk)
 int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid,
                         int64_t switch_ms)
 {
+    prev = prev ? prev : "", kid = kid ? kid : "";
     pthread_mutex_lock(&dk->create_mu);
     size_t i = 0;
     while (i < dk->nwraps && dk->wraps[i].uid != uid)
         i++;
+    /* told again (a reload of the stream's row, a restart): nothing changes, and no key is
+       retired for nothing */
+    bool same = i < dk->nwraps ? !strcmp(dk->wraps[i].prev, prev) && !strcmp(dk->wraps[i].kid, kid) &&
+                                     dk->wraps[i].switch_ms == switch_ms
+                               : !kid[0] && (!prev[0] || switch_ms <= clock_now_ms());
+    if (same) {
+        pthread_mutex_unlock(&dk->create_mu);
+        return 0;
+    }
     int rc = 0;
     if (i == dk->nwraps) {
         struct wrapper *w = realloc(dk->wraps, (dk->nwraps + 1) * sizeof *w);
@@ -1031,8 +1041,8 @@ int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, con
     if (rc == 0) {
         struct wrapper *w = &dk->wraps[i];
         *w = (struct wrapper){.uid = uid, .switch_ms = switch_ms, .pending = true};
-        snprintf(w->prev, sizeof w->prev, "%s", prev ? prev : "");
-        snprintf(w->kid, sizeof w->kid, "%s", kid ? kid : "");
+        snprintf(w->prev, sizeof w->prev, "%s", prev);
+        snprintf(w->kid, sizeof w->kid, "%s", kid);
         if (switch_ms < __atomic_load_n(&dk->next_switch, __ATOMIC_ACQUIRE))
             __atomic_store_n(&dk->next_switch, switch_ms, __ATOMIC_RELEASE);
         switch_due(dk, clock_now_ms());

@@ -8,6 +8,7 @@ import base64
 import json
 import re
 import subprocess
+import time
 import uuid
 
 import boto3
@@ -600,3 +601,42 @@ def test_a_kms_encrypted_stream_needs_generate_data_key_to_write_and_decrypt_to_
         assert kms_of("consumer").decrypt(CiphertextBlob=blob)["Plaintext"] == b"z"
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+# ============================================== front-ends sharing a store (PostgreSQL)
+
+
+def test_a_front_end_that_learns_of_an_encryption_change_wraps_its_data_keys_with_the_kms_key():
+    import os
+
+    from frontends import Frontend, fresh_database
+
+    if not os.environ.get("KINESD_PG_URL"):
+        pytest.skip("no PostgreSQL: run under tools/with-postgres.sh (make test does)")
+    store = fresh_database(os.environ["KINESD_PG_URL"], "t_kms_two_frontends")
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--no-limits")
+    a, b = Frontend(store, flags).start(), Frontend(store, flags).start()
+    try:
+        ka, kb = helpers.make_client(a.endpoint), helpers.make_client(b.endpoint)
+        key = kms_client(a.endpoint).create_key()["KeyMetadata"]
+        name = sse_stream(ka)
+        kb.put_record(StreamName=name, PartitionKey="k", Data=b"plain, through b")  # b knows the stream
+        ka.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key["KeyId"])
+        helpers.wait_for_status(ka, name)
+        for _ in range(200):  # a control-plane call on b reloads what changed elsewhere
+            if kb.describe_stream_summary(StreamName=name)["StreamDescriptionSummary"]["EncryptionType"] == "KMS":
+                break
+            time.sleep(0.05)
+        assert kb.put_record(StreamName=name, PartitionKey="k", Data=b"sealed, through b")["EncryptionType"] == "KMS"
+        # the record's data key is the KMS key's: a reads it as a KMS record, and its key's state applies
+        got = read_from(ka, name)
+        assert [(r["Data"], r.get("EncryptionType")) for r in got] == [
+            (b"plain, through b", None),
+            (b"sealed, through b", "KMS"),
+        ]
+        kms_client(a.endpoint).disable_key(KeyId=key["KeyId"])
+        with helpers.raises_aws("KMSDisabledException"):
+            read_from(ka, name)
+    finally:
+        for f in (a, b):
+            assert f.stop() == 0, f.log()
