@@ -695,6 +695,24 @@ static void undo_copy(const char *dest)
     }
 }
 
+/* LMDB's copy of a snapshot it begins itself. The view's own snapshot is ended first (the log's
+ * records it kept do not need it): a server that grows the map meanwhile makes the copy's
+ * transaction fail with MDB_MAP_RESIZED, and the map can only be adopted with no transaction of
+ * this process open. */
+static int copy_env(struct backup_snap *s, int fd, bool compact)
+{
+    mdb_txn_abort(s->txn);
+    s->txn = NULL;
+    for (int attempt = 0;; attempt++) {
+        int rc = mdb_env_copyfd2(s->env, fd, compact ? MDB_CP_COMPACT : 0);
+        if (rc != MDB_MAP_RESIZED || attempt == 8)
+            return rc;
+        mdb_env_set_mapsize(s->env, 0);
+        if (ftruncate(fd, 0) || lseek(fd, 0, SEEK_SET))
+            return EIO;
+    }
+}
+
 int backup_copy(const char *src, const char *dest, bool compact, uint64_t *wal_records)
 {
     int rc = empty_dir(dest), lock_fd = -1;
@@ -712,7 +730,7 @@ int backup_copy(const char *src, const char *dest, bool compact, uint64_t *wal_r
         rc = STORE_IO;
         goto out;
     }
-    rc = db_store_rc(mdb_env_copyfd2(s->env, fd, compact ? MDB_CP_COMPACT : 0));
+    rc = db_store_rc(copy_env(s, fd, compact));
     if (rc == 0 && fsync(fd))
         rc = STORE_IO;
     close(fd);
