@@ -328,6 +328,12 @@ def test_a_backup_taken_under_concurrent_writes_restores_every_record_acknowledg
     missing = [r for r in before if got.get(r[0]) != tuple(r[1:])]
     assert not missing, f"{len(missing)} of {len(before)} acknowledged records are not in the backup"
     assert all(written.get(seq) == rec for seq, rec in got.items()), "the backup holds a record never written"
+    admin(tmp_path, "restore", tmp_path / "backup", tmp_path / "restored-live", check=0)
+    assert "every one checks out" in admin(tmp_path / "restored-live", "verify", check=0).stdout
+    from_live = kinesd_factory(data_dir=tmp_path / "restored-live")
+    served = read_everything(helpers.make_client(from_live.endpoint), stream)
+    assert all(served.get(r[0]) == tuple(r[1:]) for r in before)
+    assert served == got
 
     # a server frozen right after an acknowledgement: that record is in the write-ahead log only
     # (the flusher stores the log's records into data.mdb tens of milliseconds later)
