@@ -559,7 +559,8 @@ int consumers_resolve_arn(struct api_ctx *c, const char *arn, struct consumer_in
 
 /* ci's row: the consumer it holds (*k) and its tags (*tags, a KV_OBJ in the arena, or NULL);
  * STORE_NOT_FOUND when it is no longer registered as ci. */
-static int read_row(struct api_ctx *c, const struct consumer_info *ci, struct consumer *k, const struct kv **tags)
+static int read_row(struct api_ctx *c, const struct consumer_info *ci, struct consumer *k,
+                    const struct kv **tags)
 {
     char key[200], *v;
     size_t len;
@@ -595,8 +596,11 @@ int consumers_tags_set(struct api_ctx *c, const struct consumer_info *ci, const 
     struct kv *obj = arena_alloc(&c->arena, (n + 1) * sizeof *obj);
     obj[0] = (struct kv){.type = KV_OBJ, .n = n, .child = n ? &obj[1] : NULL};
     for (uint32_t i = 0; i < n; i++)
-        obj[i + 1] = (struct kv){.type = KV_STR, .key = tags[i].key, .s = tags[i].value,
-                                 .len = strlen(tags[i].value), .next = i + 1 < n ? &obj[i + 2] : NULL};
+        obj[i + 1] = (struct kv){.type = KV_STR,
+                                 .key = tags[i].key,
+                                 .s = tags[i].value,
+                                 .len = strlen(tags[i].value),
+                                 .next = i + 1 < n ? &obj[i + 2] : NULL};
     struct enc e;
     enc_row(&e, &k, obj);
     char key[200];
@@ -651,7 +655,7 @@ int consumers_register(struct api_ctx *c)
     }
     pthread_mutex_lock(&r->mu);
     uint32_t total = 0, creating = 0;
-    int64_t after_ms = 0; /* a gone registration of the same name: its ARN's second is taken */
+    int64_t after_ms = 0;  /* a gone registration of the same name: its ARN's second is taken */
     uint64_t prev_ver = 0; /* and its row, not deleted yet, is overwritten */
     bool exists = false;
     for (size_t i = lower_bound(r, s->uid, ""); i < r->n && r->v[i].uid == s->uid; i++) {

@@ -136,6 +136,9 @@ struct api {
     struct limits *limits;      /* NULL with --no-limits */
     uint64_t frontend_id;       /* random, names this process among those sharing a store */
     int64_t beat_ms;            /* its last heartbeat (maintenance thread) */
+    int64_t round_ms;           /* its last round of the limits' demand (maintenance thread) */
+    int64_t first_round_ms;     /* its first */
+    bool demand_seen;           /* this or another front-end had demand then */
     struct auth *auth;          /* --auth: the credentials; NULL without */
     struct resource_policies *policies;
     struct consumers *consumers;
@@ -267,11 +270,21 @@ bool limits_read_call(struct limits *l, uint64_t log);                /* one Get
 void limits_read_bytes(struct limits *l, uint64_t log, size_t bytes); /* charge its answer */
 bool limits_iterator(struct limits *l, uint64_t log);                 /* one GetShardIterator */
 bool limits_op(struct limits *l, int op);                             /* one control-plane call */
-void limits_set_share(struct limits *l, double share); /* of every rate, (0, 1]: see limits.c */
+/* Front-ends sharing a store (frontends.c, the maintenance thread; see limits.c). One round:
+ * limits_demand writes this front-end's demand of the last second into out (" r<log>=<n>
+ * ..."; at most cap bytes, NUL-terminated; returns its length, 0 with no demand) and takes it
+ * as what the others see; limits_others_clear, then limits_others_add with each other live
+ * front-end's published text (borrowed, len bytes), then limits_regrant with the number of
+ * live front-ends sets every rate this front-end grants itself. */
+size_t limits_demand(struct limits *l, char *out, size_t cap);
+void limits_others_clear(struct limits *l);
+void limits_others_add(struct limits *l, const char *text, size_t len);
+void limits_regrant(struct limits *l, int live);
 
 /* ---- front-ends sharing a store (frontends.c) ---- */
 /* Called by the maintenance thread every tick: keeps this front-end's heartbeat row fresh
- * (about once a second), counts the live ones and sets the limits' share. Cheap otherwise. */
+ * (with its demand on the limits: every 100 ms while there is demand, else once a second),
+ * counts the live front-ends and regrants the limits. Cheap otherwise. */
 void frontends_tick(struct api *a);
 /* Remove this front-end's heartbeat row (at close). */
 void frontends_leave(struct api *a);
@@ -366,7 +379,8 @@ struct stream **streams_list(struct api *a, size_t *n);
  * -1 for none. Returns 0, STREAMS_NO_IDS (uids or shard indices exhausted), STREAMS_EXISTS, or a
  * STORE_* code (nothing changed). *out is owned by the registry. */
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
-                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out);
+                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now,
+                   struct stream **out);
 /* A private, changeable copy of a stream (owned by the caller until streams_commit succeeds
  * or stream_discard frees it). Change lock held. */
 struct stream *stream_copy(const struct stream *s);
