@@ -997,6 +997,7 @@ int api_open(const struct api_config *cfg, struct api **out)
     /* every open shard may be its own stream */
     size_t bound = cfg->shard_limit > 1024 ? (size_t)cfg->shard_limit : 1024;
     a->metrics = metrics_open(op_wire, op_kms, (int)(sizeof op_wire / sizeof op_wire[0]), bound, bound);
+    metrics_sync(a); /* the streams loaded: their series from the first scrape on */
     pthread_mutex_init(&a->maint_mu, NULL);
     pthread_cond_init(&a->maint_cv, NULL);
     if (pthread_create(&a->maint, NULL, streams_maintain, a)) {

@@ -862,12 +862,19 @@ static void write_server(struct buf *b, struct api *a, struct metrics *m, const 
             ss.trimmed);
 }
 
+void metrics_stream_created(struct api *a, const struct stream *s)
+{
+    if (a->metrics)
+        stream_entry(a->metrics, s->uid, s->name);
+}
+
+void metrics_sync(struct api *a) { reconcile(a, a->metrics, clock_now_ms()); }
+
 void metrics_write(struct api *a, const struct api_server_stats *st, struct buf *b)
 {
     struct metrics *m = a->metrics;
-    int64_t now = clock_now_ms();
     if (streams_change_trylock(a)) {
-        reconcile(a, m, now);
+        reconcile(a, m, clock_now_ms());
         streams_change_unlock(a);
     }
     size_t ns, nsh;

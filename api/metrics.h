@@ -52,6 +52,15 @@ void metrics_close(struct metrics *m);
 /* CLOCK_MONOTONIC in nanoseconds (a call's start, struct metrics_call). */
 uint64_t metrics_now_ns(void);
 
+/* Stream s was just created (the change lock held): its series exist from now on. A scrape
+ * also finds new streams (and those loaded at startup) in the registry, but only when the
+ * change lock is free at that moment. */
+void metrics_stream_created(struct api *a, const struct stream *s);
+
+/* Reconcile the series with the registry now (the change lock held, or no other thread yet):
+ * every live stream has its series, gone streams and closed shards lose theirs. */
+void metrics_sync(struct api *a);
+
 /* Record the finished call c (rc: 0, -1 with c->err, or API_ANSWERED), with its answer of
  * out_bytes and status: server-level request counters and latency, the stream-level series
  * of PutRecord(s), GetRecords and SubscribeToShard. Called once per call by api.c. */

@@ -72,9 +72,8 @@ static int run(struct api_ctx *c)
         api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
                  c->api->account);
     else if (check_shard_limit(c, (uint32_t)count) == 0) {
-        int src =
-            streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, (int32_t)warm, tv, ntags,
-                           c->now_ms, &s);
+        int src = streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, (int32_t)warm, tv,
+                                 ntags, c->now_ms, &s);
         if (src == STREAMS_EXISTS)
             api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
                      c->api->account);
@@ -83,8 +82,12 @@ static int run(struct api_ctx *c)
                      "Account %s has created the %llu streams a data directory can name; no stream can "
                      "be created in it any more.",
                      c->api->account, (unsigned long long)UID_LIMIT - 1);
-        else
-            rc = src ? api_store_fail(c, src) : 0;
+        else if (src)
+            rc = api_store_fail(c, src);
+        else {
+            rc = 0;
+            metrics_stream_created(c->api, s); /* its series exist, at zero, from now on */
+        }
     }
     streams_change_unlock(c->api);
     return rc;

@@ -108,6 +108,16 @@ def scrape(endpoint, path="/metrics"):
     return parse_exposition(resp.raw.decode())
 
 
+def wait_for(endpoint, pred, timeout=15.0):
+    """Scrape until pred(samples) holds (or the deadline passes); the last scrape."""
+    deadline = time.monotonic() + timeout
+    while True:
+        m = scrape(endpoint)
+        if pred(m) or time.monotonic() > deadline:
+            return m
+        time.sleep(0.1)
+
+
 def labels_of(stream, **extra):
     return frozenset(dict(account=ACCOUNT, region=REGION, stream=stream, **extra).items())
 
@@ -187,8 +197,11 @@ def test_stream_counters_match_exactly_what_was_written_and_read(kinesd_factory)
     assert request_count(m, "PutRecords") == 1
     assert request_count(m, "GetRecords") == calls
     assert request_count(m, "GetShardIterator") == 2
+    # the registry's figures are as of the last scrape that found its change lock free
+    active = ("kinesd_streams", frozenset({("status", "ACTIVE")}))
+    m = wait_for(server.endpoint, lambda m: m[active] == 1 and m[("kinesd_open_shards", frozenset())] == 2)
     assert m[("kinesd_open_shards", frozenset())] == 2
-    assert m[("kinesd_streams", frozenset({("status", "ACTIVE")}))] == 1
+    assert m[active] == 1
     # no shard-level series without enhanced monitoring
     assert not any(n.startswith("kinesis_shard_") for n, _ in m)
 
@@ -278,7 +291,8 @@ def test_a_deleted_stream_drops_out_of_the_exposition(kinesd_factory):
     assert names_for(scrape(server.endpoint), gone)
     kinesis.delete_stream(StreamName=gone)
     helpers.wait_until_gone(kinesis, gone)
-    m = scrape(server.endpoint)
+    # a scrape drops them once it finds the registry's change lock free (the next one, mostly)
+    m = wait_for(server.endpoint, lambda m: not names_for(m, gone))
     assert not names_for(m, gone)
     assert value(m, "kinesis_incoming_records_total", kept) == 1
 
@@ -321,18 +335,23 @@ def test_shard_series_appear_only_for_the_metrics_enhanced_monitoring_enables(ki
     middle = (int(parent["StartingHashKey"]) + int(parent["EndingHashKey"])) // 2
     kinesis.split_shard(StreamName=name, ShardToSplit=shard_id(0), NewStartingHashKey=str(middle))
     helpers.wait_for_status(kinesis, name)
-    shown = {sid for n, sid in shard_series(scrape(server.endpoint), name)}
-    assert shown == {shard_id(1), shard_id(2), shard_id(3)}
+    children = {shard_id(1), shard_id(2), shard_id(3)}
+    m = wait_for(server.endpoint, lambda m: {sid for _, sid in shard_series(m, name)} == children)
+    assert {sid for _, sid in shard_series(m, name)} == children
 
     # disabling one metric removes its series; disabling the rest removes them all
     kinesis.disable_enhanced_monitoring(StreamName=name, ShardLevelMetrics=["OutgoingBytes"])
-    assert {n for n, _ in shard_series(scrape(server.endpoint), name)} == {"kinesis_shard_incoming_records_total"}
+    incoming = {"kinesis_shard_incoming_records_total"}
+    m = wait_for(server.endpoint, lambda m: {n for n, _ in shard_series(m, name)} == incoming)
+    assert {n for n, _ in shard_series(m, name)} == incoming
     kinesis.disable_enhanced_monitoring(StreamName=name, ShardLevelMetrics=["ALL"])
-    assert not shard_series(scrape(server.endpoint), name)
+    m = wait_for(server.endpoint, lambda m: not shard_series(m, name))
+    assert not shard_series(m, name)
     # enabled again: the open shards' series are back
     kinesis.enable_enhanced_monitoring(StreamName=name, ShardLevelMetrics=["IncomingRecords"])
-    assert shard_series(scrape(server.endpoint), name) == {
-        ("kinesis_shard_incoming_records_total", sid) for sid in (shard_id(1), shard_id(2), shard_id(3))}
+    back = {("kinesis_shard_incoming_records_total", sid) for sid in children}
+    m = wait_for(server.endpoint, lambda m: shard_series(m, name) == back)
+    assert shard_series(m, name) == back
 
 
 def test_all_enables_every_shard_level_series(kinesd_factory):
@@ -401,16 +420,6 @@ def test_subscribe_to_shard_counts_subscriptions_and_events(kinesd_factory):
     assert value(m, "kinesis_subscribe_to_shard_event_records_total", name) == 3
     assert value(m, "kinesis_subscribe_to_shard_event_bytes_total", name) == sum(len(d) + 1 for d in data)
     assert value(m, "kinesis_subscribe_to_shard_event_success_total", name) >= 1
-
-
-def wait_for(endpoint, pred, timeout=15.0):
-    """Scrape until pred(samples) holds (or the deadline passes); the last scrape."""
-    deadline = time.monotonic() + timeout
-    while True:
-        m = scrape(endpoint)
-        if pred(m) or time.monotonic() > deadline:
-            return m
-        time.sleep(0.1)
 
 
 def test_server_figures_follow_commits_flushes_connections_and_retention_trims(kinesd_factory):
