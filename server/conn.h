@@ -80,6 +80,8 @@ struct conn {
     size_t rlen, rcap;
     size_t rmax;  /* reading pauses while rlen reaches it */
     bool eof;     /* the peer closed its side */
+    bool readable; /* no EAGAIN since the last read event: the socket may have bytes */
+    bool rdhup;    /* the peer's FIN (or an error) was signalled: read on until EOF */
     bool dead;    /* closed; the struct waits for refs */
     bool closing; /* close once the output is sent (then linger) */
     bool lingering;

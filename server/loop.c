@@ -574,7 +574,7 @@ static int choose_proto(struct conn *c)
 static ssize_t read_some(struct conn *c)
 {
     ssize_t total = 0;
-    while (!c->eof && c->rlen < c->rmax) {
+    while (!c->eof && c->rlen < c->rmax && c->readable) {
         if (c->rcap - c->rlen < RBUF_MIN / 2 && c->rcap < c->rmax) {
             size_t ncap = c->rcap ? c->rcap * 2 : RBUF_MIN;
             if (ncap > c->rmax)
@@ -589,7 +589,11 @@ static ssize_t read_some(struct conn *c)
             int r = SSL_read(c->ssl, c->rbuf + c->rlen, room > INT32_MAX ? INT32_MAX : (int)room);
             if (r <= 0) {
                 int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE)
+                if (e == SSL_ERROR_WANT_READ) {
+                    c->readable = false;
+                    break;
+                }
+                if (e == SSL_ERROR_WANT_WRITE)
                     break;
                 if (e == SSL_ERROR_ZERO_RETURN) {
                     c->eof = true;
@@ -601,14 +605,23 @@ static ssize_t read_some(struct conn *c)
         } else {
             n = recv(c->fd, c->rbuf + c->rlen, room, 0);
             if (n < 0) {
-                if (errno == EAGAIN || errno == EINTR)
+                if (errno == EINTR)
+                    continue;
+                if (errno == EAGAIN) {
+                    c->readable = false;
                     break;
+                }
                 return -1;
             }
             if (n == 0) {
                 c->eof = true;
                 break;
             }
+            /* less than asked for: the socket is empty now, and whatever comes next is a new
+             * edge, so the recv that would only say EAGAIN is left out (not so for TLS, whose
+             * reads end at record boundaries) */
+            if ((size_t)n < room && !c->rdhup)
+                c->readable = false;
         }
         c->rlen += (size_t)n;
         total += n;
@@ -786,6 +799,7 @@ static void accept_some(struct loop *l)
         c->fd = fd;
         peer_text(&ss, c->peer, sizeof c->peer);
         c->rmax = RBUF_MIN;
+        c->readable = true;
         c->deadline = l->now + h->cfg.first_byte_ms;
         c->next = l->conns;
         if (l->conns)
@@ -868,8 +882,14 @@ static void *loop_main(void *arg)
                 accept_some(l);
             else if (p == &l->efd)
                 run_queue(l);
-            else
-                conn_kick(p);
+            else {
+                struct conn *c = p; /* edge-triggered: bytes may have come since the last EAGAIN */
+                if (evs[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    c->readable = true;
+                if (evs[i].events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+                    c->rdhup = true;
+                conn_kick(c);
+            }
         }
         while (l->graveyard) {
             struct conn *c = l->graveyard;

@@ -1,28 +1,40 @@
 #!/usr/bin/env bash
-# The transport modes of the benchmark: PutRecord (100 B, one partition key) through h2load
-# (Debian nghttp2-client) against one kinesd started with --tls-self-signed, each for
-# BENCH_SECONDS:
-#   h1 16 conn        HTTP/1.1 cleartext, 16 keep-alive connections, one request each at a time
-#   h2c 1 conn x 64   HTTP/2 prior knowledge, one connection, 64 concurrent streams
-#   https h1 16 conn  HTTP/1.1 over TLS, 16 connections
+# The transport modes of the benchmark: three calls through h2load (Debian nghttp2-client)
+# against one kinesd started with --tls-self-signed, over four transports, BENCH_SECONDS each,
+# the whole set BENCH_TRANSPORT_REPEAT times (default 3: the machine may be shared, so each
+# figure is the range of its runs, low-high, and shares are those of the medians):
+#   calls   PutRecord of 100 B (one partition key, a 4-shard stream); PutRecords of 100 records
+#           of 100 B; GetRecords of 100 records of 100 B (one TRIM_HORIZON iterator read again
+#           and again: the same ~20 KB answer each time)
+#   h1 16 conn          HTTP/1.1 cleartext, 16 keep-alive connections, one request each at a time
+#   h2c 1 conn x 64     HTTP/2 prior knowledge, one connection, 64 concurrent streams
+#   https h1 16 conn    HTTP/1.1 over TLS, 16 connections
 #   h2 tls 1 conn x 64  HTTP/2 over TLS (ALPN h2), one connection, 64 streams
-# The request is signed once (the signature stays valid for minutes; kinesd runs without
-# --auth here anyway). Prints RESULT lines and a table: each figure, the h2 figures as a share of
-# the 16-connection HTTP/1.1 one, and TLS as a share of cleartext. When run.sh's putrecord mode
-# ran before (KBENCH_PUTRECORD_OUT), its kbench figure is shown beside them.
+# Requests are signed once per round (a signature stays valid for minutes; kinesd runs without
+# --auth here anyway). Prints RESULT lines and a table: each figure, h2c as a share of the
+# 16-connection HTTP/1.1 one, and TLS as a share of the same transport in cleartext. When
+# run.sh's putrecord mode ran before (KBENCH_PUTRECORD_OUT), its kbench figure is shown too
+# (kbench speaks cleartext HTTP/1.1 only).
 #
-# Usage: tools/bench/transport.sh   (run.sh calls it for BENCH_MODES containing "transport")
+# Usage: tools/bench/transport.sh   (run.sh calls it for BENCH_MODES containing "transport";
+#        BENCH_TRANSPORT_CALLS="putrecord putrecords getrecords" chooses the calls)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 SECS=${BENCH_SECONDS:-8}
+REPEAT=${BENCH_TRANSPORT_REPEAT:-3}
+CALLS=${BENCH_TRANSPORT_CALLS:-putrecord putrecords getrecords}
 KINESD=${KINESD_BIN:-build/kinesd}
 LOG_DIR=${BENCH_LOG_DIR:-build/bench}
 KBENCH=build/kbench
 mkdir -p "$LOG_DIR"
 command -v h2load >/dev/null || { echo "transport.sh: h2load not installed (nghttp2-client)" >&2; exit 1; }
 [[ -x $KBENCH ]] || make --no-print-directory build/kbench
+for call in $CALLS; do
+    [[ $call == putrecord || $call == putrecords || $call == getrecords ]] ||
+        { echo "transport.sh: unknown call '$call'" >&2; exit 2; }
+done
 
 DIR=$(mktemp -d)
 PID=
@@ -44,74 +56,113 @@ for _ in $(seq 100); do
     sleep 0.1
 done
 "$KBENCH" --host 127.0.0.1 --port "$PORT" --stream transport --mode create --shards 4 >/dev/null
+"$KBENCH" --host 127.0.0.1 --port "$PORT" --stream transport-read --mode create --shards 1 >/dev/null
 
-# the signed request: body and headers for h2load
-python3 - "$PORT" "$DIR" <<'EOF'
-import base64, json, sys
+# sign: every call's signed request for h2load ($DIR/CALL.body, $DIR/CALL.headers.{http,https});
+# the first time it also fills the stream that GetRecords reads
+sign() {
+    python3 - "$PORT" "$DIR" <<'EOF'
+import base64, json, sys, urllib.request
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 port, d = sys.argv[1], sys.argv[2]
-body = json.dumps({"StreamName": "transport", "PartitionKey": "pk",
-                   "Data": base64.b64encode(b"x" * 100).decode()}).encode()
-open(f"{d}/body", "wb").write(body)
-for scheme in ("http", "https"):
+creds = Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY")
+
+def signed(scheme, target, body):
     req = AWSRequest(method="POST", url=f"{scheme}://127.0.0.1:{port}/", data=body,
                      headers={"Content-Type": "application/x-amz-json-1.1",
-                              "X-Amz-Target": "Kinesis_20131202.PutRecord"})
-    SigV4Auth(Credentials("AKIDEXAMPLE", "wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"), "kinesis",
-              "us-east-1").add_auth(req)
-    with open(f"{d}/headers.{scheme}", "w") as f:
-        for k, v in req.headers.items():
-            if k.lower() not in ("content-length", "host"):
-                f.write(f"{k}: {v}\n")
-EOF
+                              "X-Amz-Target": "Kinesis_20131202." + target})
+    SigV4Auth(creds, "kinesis", "us-east-1").add_auth(req)
+    return req
 
-# run NAME SCHEME H2LOAD-ARGS...: one h2load run; prints and records its req/s
+def call(target, payload):
+    body = json.dumps(payload).encode()
+    req = signed("http", target, body)
+    r = urllib.request.Request(req.url, data=body, headers=dict(req.headers.items()), method="POST")
+    with urllib.request.urlopen(r, timeout=30) as resp:
+        return json.loads(resp.read())
+
+data = base64.b64encode(b"x" * 100).decode()
+records = [{"PartitionKey": f"pk{i}", "Data": data} for i in range(100)]
+shard = call("ListShards", {"StreamName": "transport-read"})["Shards"][0]["ShardId"]
+it = call("GetShardIterator", {"StreamName": "transport-read", "ShardId": shard,
+                               "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
+if not call("GetRecords", {"ShardIterator": it, "Limit": 1})["Records"]:
+    call("PutRecords", {"StreamName": "transport-read", "Records": records})
+calls = {
+    "putrecord": ("PutRecord", {"StreamName": "transport", "PartitionKey": "pk", "Data": data}),
+    "putrecords": ("PutRecords", {"StreamName": "transport", "Records": records}),
+    "getrecords": ("GetRecords", {"ShardIterator": it, "Limit": 100}),
+}
+for name, (target, payload) in calls.items():
+    body = json.dumps(payload).encode()
+    open(f"{d}/{name}.body", "wb").write(body)
+    for scheme in ("http", "https"):
+        with open(f"{d}/{name}.headers.{scheme}", "w") as f:
+            for k, v in signed(scheme, target, body).headers.items():
+                if k.lower() not in ("content-length", "host"):
+                    f.write(f"{k}: {v}\n")
+EOF
+}
+
+# run CALL NAME SCHEME H2LOAD-ARGS...: one h2load run; adds its req/s to RPS[CALL.NAME]
 declare -A RPS
 STATUS=0
 run() {
-    local name=$1 scheme=$2 out
-    shift 2
+    local call=$1 name=$2 scheme=$3 out
+    shift 3
     local hdr=()
-    while IFS= read -r line; do hdr+=(-H "$line"); done <"$DIR/headers.$scheme"
-    out="$LOG_DIR/transport.$name.out"
-    h2load -D "$SECS" -d "$DIR/body" "${hdr[@]}" "$@" "$scheme://127.0.0.1:$PORT/" >"$out" 2>&1 || true
+    while IFS= read -r line; do hdr+=(-H "$line"); done <"$DIR/$call.headers.$scheme"
+    out="$LOG_DIR/transport.$call.$name.out"
+    h2load -D "$SECS" -d "$DIR/$call.body" "${hdr[@]}" "$@" "$scheme://127.0.0.1:$PORT/" >"$out" 2>&1 || true
     local rps ok total
     rps=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($(i) ~ /^req\/s/) { v = $(i - 1); gsub(",", "", v); print v } }' "$out")
     ok=$(awk '/^requests:/ { print $8 }' "$out")
     total=$(awk '/^status codes:/ { print $3 }' "$out")
-    RPS[$name]=${rps:-0}
-    if [[ ${ok:-0} == 0 ]]; then
-        echo "transport.sh: $name: no request succeeded (see $out)" >&2
-        RPS[$name]=0
+    if [[ ${ok:-0} == 0 || ${total:-0} == 0 ]]; then
+        echo "transport.sh: $call $name: no request succeeded (see $out)" >&2
+        rps=0
         STATUS=1
     fi
-    echo "RESULT mode=transport-$name requests_per_s=${rps:-0} succeeded=${ok:-0} status_2xx=${total:-0}"
+    RPS[$call.$name]="${RPS[$call.$name]:-} ${rps:-0}"
+    echo "RESULT mode=transport-$call-$name requests_per_s=${rps:-0} succeeded=${ok:-0} status_2xx=${total:-0}"
 }
 
 echo
-echo "=== transport: PutRecord 100 B through h2load, ${SECS} s each, kinesd durable, one port ==="
-run h1-16 http --h1 -c 16 -m 1
-run h2c-1x64 http -c 1 -m 64
-run https-h1-16 https --h1 -c 16 -m 1
-run h2-tls-1x64 https -c 1 -m 64
+echo "=== transport: $CALLS through h2load, ${SECS} s each, $REPEAT rounds, kinesd durable, one port ==="
+for ((round = 1; round <= REPEAT; round++)); do
+    sign
+    for call in $CALLS; do
+        run "$call" h1-16 http --h1 -c 16 -m 1
+        run "$call" h2c-1x64 http -c 1 -m 64
+        run "$call" https-h1-16 https --h1 -c 16 -m 1
+        run "$call" h2-tls-1x64 https -c 1 -m 64
+    done
+done
 
-pct() { awk -v a="$1" -v b="$2" 'BEGIN { if (b + 0 > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
+# the figures of one call and transport: "low-high"; shares compare the medians
+sorted() { tr ' ' '\n' <<<"$1" | awk 'NF' | sort -g; }
+range() { sorted "$1" | awk '{ v[n++] = $1 } END { if (n) printf "%.0f-%.0f", v[0], v[n - 1]; else print "n/a" }'; }
+median() { sorted "$1" | awk '{ v[n++] = $1 } END { if (!n) print 0; else if (n % 2) print v[(n - 1) / 2]; else print (v[n / 2 - 1] + v[n / 2]) / 2 }'; }
+pct() { awk -v a="$(median "$1")" -v b="$(median "$2")" 'BEGIN { if (b + 0 > 0) printf "%.0f%%", 100 * a / b; else print "n/a" }'; }
 kb=""
 if [[ -n ${KBENCH_PUTRECORD_OUT:-} && -f $KBENCH_PUTRECORD_OUT ]]; then
     kb=$(awk '$1 == "RESULT" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "requests_per_s") v = kv[2] } } END { print v }' "$KBENCH_PUTRECORD_OUT")
 fi
-printf "%-44s %11s  %s\n" "PutRecord 100 B" "req/s" "compared with"
-printf '%.0s-' $(seq 90)
 echo
-[[ -n $kb ]] && printf "%-44s %11s  %s\n" "kbench HTTP/1.1 16 conn (putrecord mode)" "$kb" ""
-printf "%-44s %11s  %s\n" "h2load HTTP/1.1 16 conn" "${RPS[h1-16]}" ""
-printf "%-44s %11s  %s of h2load HTTP/1.1 16 conn (target >=100%%)\n" "h2load h2c 1 conn x 64 streams" \
-    "${RPS[h2c-1x64]}" "$(pct "${RPS[h2c-1x64]}" "${RPS[h1-16]}")"
-printf "%-44s %11s  %s of cleartext (target >=85%%)\n" "h2load HTTPS HTTP/1.1 16 conn" "${RPS[https-h1-16]}" \
-    "$(pct "${RPS[https-h1-16]}" "${RPS[h1-16]}")"
-printf "%-44s %11s  %s of h2c (target >=85%%)\n" "h2load h2 over TLS 1 conn x 64 streams" "${RPS[h2-tls-1x64]}" \
-    "$(pct "${RPS[h2-tls-1x64]}" "${RPS[h2c-1x64]}")"
-echo "raw h2load output: $LOG_DIR/transport.*.out"
+printf "%-44s %15s  %s\n" "requests/s (range of $REPEAT runs)" "req/s" "medians compared"
+printf '%.0s-' $(seq 100)
+echo
+[[ -n $kb ]] && printf "%-44s %15s  %s\n" "kbench putrecord HTTP/1.1 16 conn" "$kb" ""
+for call in $CALLS; do
+    printf "%-44s %15s  %s\n" "$call HTTP/1.1 16 conn" "$(range "${RPS[$call.h1-16]}")" ""
+    printf "%-44s %15s  %s of HTTP/1.1 16 conn\n" "$call h2c 1 conn x 64 streams" \
+        "$(range "${RPS[$call.h2c-1x64]}")" "$(pct "${RPS[$call.h2c-1x64]}" "${RPS[$call.h1-16]}")"
+    printf "%-44s %15s  %s of cleartext (target >=85%%)\n" "$call HTTPS HTTP/1.1 16 conn" \
+        "$(range "${RPS[$call.https-h1-16]}")" "$(pct "${RPS[$call.https-h1-16]}" "${RPS[$call.h1-16]}")"
+    printf "%-44s %15s  %s of h2c (target >=85%%)\n" "$call h2 over TLS 1 conn x 64 streams" \
+        "$(range "${RPS[$call.h2-tls-1x64]}")" "$(pct "${RPS[$call.h2-tls-1x64]}" "${RPS[$call.h2c-1x64]}")"
+done
+echo "raw h2load output (last round): $LOG_DIR/transport.*.out"
 exit $STATUS
