@@ -627,7 +627,9 @@ static void wake(void *arg, struct api_response *resp)
 void api_handle(struct api *a, const struct api_request *r, struct api_response *resp)
 {
     struct waiter w = {PTHREAD_MUTEX_INITIALIZER, PTHREAD_COND_INITIALIZER, 0};
-    if (api_handle_async(a, r, resp, wake, &w)) {
+    struct api_request here = *r;
+    here.post = NULL; /* everything runs here or on the committer: wake is the only callback */
+    if (api_handle_async(a, &here, resp, wake, &w)) {
         pthread_mutex_lock(&w.mu);
         while (!w.done)
             pthread_cond_wait(&w.cv, &w.mu);
