@@ -158,6 +158,21 @@ void adm_time(char out[32], int64_t ms)
 
 /* ---- the commands that copy ---- */
 
+/* Copy data directory src into dest (backup and restore are the same copy). */
+static int copy_dir(const char *src, const char *dest, bool compact, uint64_t *from_log)
+{
+    char path[4200];
+    snprintf(path, sizeof path, "%s/data.mdb", src);
+    if (access(path, F_OK))
+        return adm_fail("cannot copy", src, STORE_NOT_FOUND);
+    int rc = backup_copy(src, dest, compact, from_log);
+    if (rc == STORE_NOT_FOUND) { /* src is there: dest cannot be made */
+        fprintf(stderr, "kinesd-admin: cannot create %s: its parent directory does not exist\n", dest);
+        return ADM_NO_DIR;
+    }
+    return rc ? adm_fail("cannot copy into", rc == STORE_CONFLICT || rc == STORE_BUSY ? dest : src, rc) : 0;
+}
+
 static int cmd_backup(const struct adm_opts *o)
 {
     if (o->npos != 1) {
@@ -165,12 +180,11 @@ static int cmd_backup(const struct adm_opts *o)
         return ADM_USAGE;
     }
     uint64_t from_log = 0;
-    int rc = backup_copy(o->dir, o->pos[0], o->compact, &from_log);
-    if (rc)
-        return adm_fail("cannot back up", rc == STORE_CONFLICT || rc == STORE_BUSY ? o->pos[0] : o->dir, rc);
-    printf("backed up %s to %s (%llu records from the write-ahead log)\n", o->dir, o->pos[0],
-           (unsigned long long)from_log);
-    return 0;
+    int rc = copy_dir(o->dir, o->pos[0], o->compact, &from_log);
+    if (rc == 0)
+        printf("backed up %s to %s (%llu records from the write-ahead log)\n", o->dir, o->pos[0],
+               (unsigned long long)from_log);
+    return rc;
 }
 
 static int cmd_restore(const struct adm_opts *o)
@@ -179,16 +193,10 @@ static int cmd_restore(const struct adm_opts *o)
         usage(stderr);
         return ADM_USAGE;
     }
-    char path[4200];
-    snprintf(path, sizeof path, "%s/data.mdb", o->pos[0]);
-    if (access(path, F_OK))
-        return adm_fail("cannot restore", o->pos[0], STORE_NOT_FOUND);
-    int rc = backup_copy(o->pos[0], o->pos[1], false, NULL);
-    if (rc)
-        return adm_fail("cannot restore into",
-                        rc == STORE_CONFLICT || rc == STORE_BUSY ? o->pos[1] : o->pos[0], rc);
-    printf("restored %s into %s\n", o->pos[0], o->pos[1]);
-    return 0;
+    int rc = copy_dir(o->pos[0], o->pos[1], false, NULL);
+    if (rc == 0)
+        printf("restored %s into %s\n", o->pos[0], o->pos[1]);
+    return rc;
 }
 
 static int cmd_compact(const struct adm_opts *o)
