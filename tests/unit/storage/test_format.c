@@ -179,6 +179,64 @@ static void test_versions_2_and_1_are_still_read(void)
     CHECK(open1(&kr, v9, 40, 4, 1, &out) == STORE_CORRUPT);
 }
 
+/* The associated data of a version 3 record, as format.h lays it out. */
+static void ad_of(unsigned char ad[FORMAT_SEALED_HDR + 16], const char *rec, uint64_t log, uint64_t pos)
+{
+    memcpy(ad, rec, FORMAT_SEALED_HDR);
+    for (int i = 0; i < 8; i++) {
+        ad[FORMAT_SEALED_HDR + i] = (unsigned char)(log >> 8 * i);
+        ad[FORMAT_SEALED_HDR + 8 + i] = (unsigned char)(pos >> 8 * i);
+    }
+}
+
+/* Version 3 is XChaCha20-Poly1305 exactly: what format_seal writes opens with libsodium's
+ * crypto_aead_xchacha20poly1305_ietf, and what libsodium seals opens with format_open, for
+ * random keys, data and lengths (every length up to 300 bytes, both sides of each block). */
+static void test_version_3_is_libsodiums_xchacha20_poly1305(void)
+{
+    static char buf[1024], want[1024];
+    static unsigned char m[1024];
+    int sealed_ok = 0, opened_ok = 0, forged = 0;
+    for (size_t n = 0; n <= 300; n++) {
+        randombytes_buf(keys, sizeof keys);
+        struct format_sealer s;
+        format_sealer_init(&s, &kr);
+        randombytes_buf(want, n);
+        size_t pk = n % 7 + 1;
+        struct store_rec r = {.pk = want, .pk_len = pk, .data = want + pk, .data_len = n};
+        uint64_t log = randombytes_random(), pos = POS(1000 + n) + n;
+        size_t len;
+        CHECK(format_seal(&s, buf, log, pos, 1, &r, &len) == 0);
+        format_sealer_done(&s);
+        unsigned char ad[FORMAT_SEALED_HDR + 16];
+        ad_of(ad, buf, log, pos);
+        size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+        const unsigned char *key = keys[(unsigned char)buf[4] & 1];
+        sealed_ok += crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+                         m, NULL, (unsigned char *)buf + FORMAT_SEALED_HDR, clen,
+                         (unsigned char *)buf + len - FORMAT_TAG, ad, sizeof ad, (unsigned char *)buf + 12,
+                         key) == 0 &&
+                     clen == pk + n && !memcmp(m, want, clen);
+        /* libsodium seals the same record anew under a fresh nonce: format_open reads it */
+        randombytes_buf(buf + 12, 24);
+        ad_of(ad, buf, log, pos);
+        crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
+            (unsigned char *)buf + FORMAT_SEALED_HDR, (unsigned char *)buf + len - FORMAT_TAG, NULL,
+            (unsigned char *)want, clen, ad, sizeof ad, NULL, (unsigned char *)buf + 12, key);
+        struct store_records out;
+        opened_ok += open1(&kr, buf, len, log, pos, &out) == 0 && out.n == 1 && out.v[0].pk_len == pk &&
+                     out.v[0].data_len == n && !memcmp(out.v[0].pk, want, pk) &&
+                     !memcmp(out.v[0].data, want + pk, n);
+        buf[FORMAT_SEALED_HDR + randombytes_uniform((uint32_t)(clen + FORMAT_TAG))] ^=
+            (char)(1 + randombytes_uniform(255));
+        forged += open1(&kr, buf, len, log, pos, &out) == 0;
+    }
+    CHECK(sealed_ok == 301);
+    CHECK(opened_ok == 301);
+    CHECK(forged == 0);
+    randombytes_buf(keys, sizeof keys);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -192,6 +250,7 @@ int main(void)
         {"batches draw fresh nonces and look keys up once per bucket",
          test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket},
         {"versions 2 and 1 are still read", test_versions_2_and_1_are_still_read},
+        {"version 3 is libsodium's XChaCha20-Poly1305", test_version_3_is_libsodiums_xchacha20_poly1305},
     };
     return check_main("format", tests, sizeof tests / sizeof tests[0]);
 }
