@@ -116,6 +116,53 @@ static void base64_why(const char *s, size_t len, const char **why, char *bad)
     }
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Sixteen characters at a time with SSSE3 (W. Mula and D. Lemire's table method): two nibble
+ * lookups flag any byte outside the alphabet ('=' included), a third gives each character's
+ * offset to its 6-bit value, and two multiply-adds and a shuffle pack 16 values into 12 bytes.
+ * Stops before the first block with a flagged byte, which the byte loop then takes. Reads s[0..
+ * n) only, writes 16 bytes at o per 12 it decodes. Returns the characters decoded. */
+__attribute__((target("ssse3"))) static size_t b64_sse(const unsigned char *s, size_t n, unsigned char *o)
+{
+    const __m128i lut_lo = _mm_setr_epi8(0x15, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x11, 0x13,
+                                         0x1A, 0x1B, 0x1B, 0x1B, 0x1A);
+    const __m128i lut_hi = _mm_setr_epi8(0x10, 0x10, 0x01, 0x02, 0x04, 0x08, 0x04, 0x08, 0x10, 0x10, 0x10,
+                                         0x10, 0x10, 0x10, 0x10, 0x10);
+    const __m128i lut_roll = _mm_setr_epi8(0, 16, 19, 4, -65, -65, -71, -71, 0, 0, 0, 0, 0, 0, 0, 0);
+    const __m128i mask_2f = _mm_set1_epi8(0x2F);
+    const __m128i pack = _mm_setr_epi8(2, 1, 0, 6, 5, 4, 10, 9, 8, 14, 13, 12, -1, -1, -1, -1);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16, o += 12) {
+        __m128i str = _mm_loadu_si128((const __m128i *)(s + i));
+        __m128i hi_nib = _mm_and_si128(_mm_srli_epi32(str, 4), mask_2f);
+        __m128i lo_nib = _mm_and_si128(str, mask_2f);
+        __m128i hi = _mm_shuffle_epi8(lut_hi, hi_nib), lo = _mm_shuffle_epi8(lut_lo, lo_nib);
+        if (_mm_movemask_epi8(_mm_cmpgt_epi8(_mm_and_si128(lo, hi), _mm_setzero_si128())))
+            break;
+        __m128i roll = _mm_shuffle_epi8(lut_roll, _mm_add_epi8(_mm_cmpeq_epi8(str, mask_2f), hi_nib));
+        str = _mm_add_epi8(str, roll);
+        __m128i ab_bc = _mm_maddubs_epi16(str, _mm_set1_epi32(0x01400140));
+        __m128i v = _mm_madd_epi16(ab_bc, _mm_set1_epi32(0x00011000));
+        _mm_storeu_si128((__m128i *)o, _mm_shuffle_epi8(v, pack));
+    }
+    return i;
+}
+
+static bool have_ssse3(void)
+{
+    static int has = -1; /* racing first calls compute the same answer */
+    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("ssse3") ? 1 : 0;
+        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+#endif
+
 int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen, const char **why,
                   char *bad)
 {
@@ -128,7 +175,16 @@ int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t
     unsigned char *w = (unsigned char *)o;
     size_t full = len ? len - 4 : 0; /* every group but the last has no padding */
     unsigned flags = 0;
-    for (size_t i = 0; i < full; i += 4) {
+    size_t i = 0;
+#if defined(__x86_64__)
+    /* (its 16-byte stores stay inside the allocation: they start 3/4 of the way back from the
+       last group's output and end at most 4 bytes past a block's 12) */
+    if (full >= 16 && have_ssse3()) {
+        i = b64_sse(u, full, w);
+        w += i / 4 * 3;
+    }
+#endif
+    for (; i < full; i += 4) {
         unsigned c0 = b64_val[u[i]], c1 = b64_val[u[i + 1]], c2 = b64_val[u[i + 2]], c3 = b64_val[u[i + 3]];
         flags |= c0 | c1 | c2 | c3;
         uint32_t v = c0 << 18 | c1 << 12 | c2 << 6 | c3;

@@ -1,5 +1,6 @@
 /* Unit tests of the validation engine and the JSON and CBOR decoders: AWS's exact messages. */
 #include "check.h"
+#include "enc.h"
 #include "validate.h"
 #include "value.h"
 
@@ -109,6 +110,43 @@ static void blobs_must_be_canonical_base64(void)
               "'+/+=' can not be converted to a Blob: Invalid last non-pad Base64 character dectected");
 }
 
+/* Every length (both sides of the 16-character blocks the decoder takes at once), and a bad
+ * character at every place, and a '=' where a character follows: the bytes come back, and the
+ * error names the character. */
+static void base64_decodes_any_length_and_finds_a_bad_character_anywhere(void)
+{
+    static struct arena a;
+    unsigned char d[120];
+    int decoded = 0, found = 0, tried = 0;
+    for (size_t n = 0; n <= sizeof d; n++) {
+        for (size_t i = 0; i < n; i++)
+            d[i] = (unsigned char)(i * 131 + n * 7 + 3);
+        struct buf b = BUF_INIT;
+        enc_base64(&b, d, n);
+        char *out, bad = 0;
+        size_t outlen;
+        const char *why = NULL;
+        decoded += base64_decode(&a, b.p, b.len, &out, &outlen, &why, &bad) == 0 && outlen == n &&
+                   !memcmp(out, d, n);
+        size_t body = b.len - (n % 3 ? 3 - n % 3 : 0); /* the characters before any padding */
+        for (size_t at = 0; at < body; at++) {
+            char was = b.p[at];
+            const char subst[2] = {'*', '='};
+            for (int k = 0; k < (at + 1 < body ? 2 : 1); k++) { /* a '=' before padding may be padding */
+                b.p[at] = subst[k];
+                tried++;
+                found += base64_decode(&a, b.p, b.len, &out, &outlen, &why, &bad) == -1 &&
+                         !strcmp(why, "char") && bad == subst[k];
+            }
+            b.p[at] = was;
+        }
+        buf_free(&b);
+        arena_free(&a);
+    }
+    CHECK(decoded == (int)sizeof d + 1);
+    CHECK(found == tried);
+}
+
 static void json_rejects_malformed_text(void)
 {
     struct arena a;
@@ -155,5 +193,5 @@ static void cbor_decodes_into_the_same_tree(void)
 
 CHECK_RUN("validate", T(missing_members_are_reported_in_schema_order), T(constraints_render_values_like_aws),
           T(nested_members_have_dotted_paths), T(wrong_types_are_serialization_errors),
-          T(blobs_must_be_canonical_base64), T(json_rejects_malformed_text),
-          T(cbor_decodes_into_the_same_tree))
+          T(blobs_must_be_canonical_base64), T(base64_decodes_any_length_and_finds_a_bad_character_anywhere),
+          T(json_rejects_malformed_text), T(cbor_decodes_into_the_same_tree))
