@@ -297,6 +297,45 @@ static void b64_init(void)
     }
 }
 
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+/* Twelve bytes to sixteen characters at a time with SSSE3 (W. Mula's method): a shuffle puts
+ * each 3-byte group in a 32-bit lane, two multiplies move its four 6-bit values into bytes,
+ * and a saturating subtract, a compare and a 16-entry shuffle give each value's offset to its
+ * character. Reads 16 bytes per 12 it encodes, so it stops 4 short of the end of s. Returns
+ * the bytes encoded. */
+__attribute__((target("ssse3"))) static size_t b64_enc_sse(const unsigned char *s, size_t n, char *o)
+{
+    const __m128i shuf = _mm_set_epi8(10, 11, 9, 10, 7, 8, 6, 7, 4, 5, 3, 4, 1, 2, 0, 1);
+    const __m128i lut = _mm_setr_epi8(65, 71, -4, -4, -4, -4, -4, -4, -4, -4, -4, -4, -19, -16, 0, 0);
+    size_t i = 0;
+    for (; i + 16 <= n; i += 12, o += 16) {
+        __m128i in = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(s + i)), shuf);
+        __m128i t1 =
+            _mm_mulhi_epu16(_mm_and_si128(in, _mm_set1_epi32(0x0FC0FC00)), _mm_set1_epi32(0x04000040));
+        __m128i t3 =
+            _mm_mullo_epi16(_mm_and_si128(in, _mm_set1_epi32(0x003F03F0)), _mm_set1_epi32(0x01000010));
+        __m128i v = _mm_or_si128(t1, t3);
+        __m128i ix = _mm_sub_epi8(_mm_subs_epu8(v, _mm_set1_epi8(51)), _mm_cmpgt_epi8(v, _mm_set1_epi8(25)));
+        _mm_storeu_si128((__m128i *)o, _mm_add_epi8(v, _mm_shuffle_epi8(lut, ix)));
+    }
+    return i;
+}
+
+static bool have_ssse3(void)
+{
+    static int has = -1; /* racing first calls compute the same answer */
+    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
+    if (h < 0) {
+        __builtin_cpu_init();
+        h = __builtin_cpu_supports("ssse3") ? 1 : 0;
+        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
+    }
+    return h;
+}
+#endif
+
 void enc_base64(struct buf *b, const void *d, size_t n)
 {
     const char *t = b64;
@@ -305,6 +344,12 @@ void enc_base64(struct buf *b, const void *d, size_t n)
     buf_grow(b, (n + 2) / 3 * 4 + 1);
     char *o = b->p + b->len;
     size_t i = 0;
+#if defined(__x86_64__)
+    if (n >= 16 && have_ssse3()) {
+        i = b64_enc_sse(s, n, o);
+        o += i / 3 * 4;
+    }
+#endif
     for (; i + 3 <= n; i += 3) {
         uint32_t v = (uint32_t)s[i] << 16 | (uint32_t)s[i + 1] << 8 | s[i + 2];
         memcpy(o, b64_pairs[v >> 12], 2);

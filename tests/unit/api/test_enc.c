@@ -3,6 +3,7 @@
 #include "check.h"
 #include "enc.h"
 #include "utf8.h"
+#include "validate.h"
 #include "value.h"
 
 /* The JSON of ["<s>"] parsed back; returns the decoded string (arena) or NULL. */
@@ -85,5 +86,43 @@ static void utf8_follows_rfc3629(void)
     CHECK(!utf8_valid_nonul("a\0", 2));
 }
 
+/* RFC 4648's vectors, and every length to 200 bytes (both sides of the 12-byte blocks the
+ * encoder takes at once) of every byte value decodes back to its bytes. */
+static void base64_is_rfc4648(void)
+{
+    const char *const vec[][2] = {{"", ""},
+                                  {"f", "Zg=="},
+                                  {"fo", "Zm8="},
+                                  {"foo", "Zm9v"},
+                                  {"foob", "Zm9vYg=="},
+                                  {"fooba", "Zm9vYmE="},
+                                  {"foobar", "Zm9vYmFy"},
+                                  {"foobarfoobarfoob", "Zm9vYmFyZm9vYmFyZm9vYg=="}};
+    for (size_t i = 0; i < sizeof vec / sizeof vec[0]; i++) {
+        struct buf b = BUF_INIT;
+        enc_base64(&b, vec[i][0], strlen(vec[i][0]));
+        buf_addc(&b, 0);
+        CHECK_STR(b.p, vec[i][1]);
+        buf_free(&b);
+    }
+    static struct arena a;
+    unsigned char d[200];
+    int same = 0;
+    for (size_t n = 0; n <= sizeof d; n++) {
+        for (size_t i = 0; i < n; i++)
+            d[i] = (unsigned char)(i * 97 + n);
+        struct buf b = BUF_INIT;
+        enc_base64(&b, d, n);
+        char *out, bad;
+        size_t outlen;
+        const char *why;
+        same += b.len == (n + 2) / 3 * 4 && base64_decode(&a, b.p, b.len, &out, &outlen, &why, &bad) == 0 &&
+                outlen == n && !memcmp(out, d, n);
+        buf_free(&b);
+        arena_free(&a);
+    }
+    CHECK(same == (int)sizeof d + 1);
+}
+
 CHECK_RUN("enc", T(invalid_bytes_become_replacement_characters), T(control_characters_are_escaped),
-          T(cbor_text_is_utf8), T(utf8_follows_rfc3629))
+          T(cbor_text_is_utf8), T(utf8_follows_rfc3629), T(base64_is_rfc4648))
