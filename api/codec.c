@@ -179,6 +179,12 @@ void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t po
     seq_reformat(out, uid, shard, pos);
 }
 
+void seq_reshard(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
+{
+    enc_digits(out + 21, shard, 10);
+    seq_reformat(out, uid, shard, pos);
+}
+
 void seq_reformat(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
 {
     enc_digits(out + 1, pos, 20);

@@ -510,6 +510,8 @@ void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t po
 /* The same when out already holds a number of the same uid and shard: only the position's and
  * the check's digits are written (a page of one shard's records). */
 void seq_reformat(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos);
+/* The same when out holds a number of the same uid, of any shard (a PutRecords answer). */
+void seq_reshard(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos);
 /* Decode a sequence number; -1 when it is not one of ours. */
 int seq_parse(const char *s, uint64_t *uid, uint32_t *shard, uint64_t *pos);
 
