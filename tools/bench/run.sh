@@ -4,7 +4,9 @@
 # Usage: tools/bench/run.sh [--kinesd-only | --kinesalite-only] [-h]
 #
 # Environment:
-#   BENCH_SERVERS   servers to run, in order (default "kinesd kinesalite kinesis-mock"); also
+#   BENCH_SERVERS   servers to run, in order (default "kinesd kinesd-unsealed kinesalite
+#                   kinesis-mock"; kinesd-unsealed is kinesd with --no-encryption-at-rest, for
+#                   putrecords and getrecords only: the cost of sealing records at rest); also
 #                     kinesd-pg       one kinesd with --store on the PostgreSQL of KINESD_PG_URL
 #                     kinesd-pg2      two kinesd front-ends on that PostgreSQL, the load split
 #                                     between them (two kbench processes, half the connections
@@ -72,9 +74,10 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-DEFAULT_SERVERS="kinesd kinesalite kinesis-mock"
+DEFAULT_SERVERS="kinesd kinesd-unsealed kinesalite kinesis-mock"
 ALL_SERVERS="$DEFAULT_SERVERS kinesd-pg kinesd-pg2"
 PG_MODES="putrecord putrecords getrecords"
+UNSEALED_MODES="putrecords getrecords"
 ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout scrape"
 SERVERS=${BENCH_SERVERS:-$DEFAULT_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
@@ -185,7 +188,7 @@ drop_server() { # NAME REASON
     SERVERS=$rest
     FAILED=1
 }
-if { has_server kinesd || has_server kinesd-pg || has_server kinesd-pg2; } && [[ ! -x $KINESD ]]; then
+if { has_server kinesd || has_server kinesd-unsealed || has_server kinesd-pg || has_server kinesd-pg2; } && [[ ! -x $KINESD ]]; then
     echo "run.sh: $KINESD not found (or not executable): build it first ('make') or set KINESD_BIN" >&2
     exit 2
 fi
@@ -426,6 +429,8 @@ run_suite() {
     kb "$LOG_DIR/$name.create.out" "${common[@]}" --mode create --shards "$SHARDS" || return 1
     for m in $MODES; do
         [[ $m == ceiling || $m == transport ]] && continue
+        # kinesd-unsealed is there to show what sealing at rest costs, no more
+        [[ $name != kinesd-unsealed ]] || in_list "$m" "$UNSEALED_MODES" || continue
         if [[ $m == fanout && $name == kinesalite ]]; then
             echo "run.sh: kinesalite has no SubscribeToShard: skipping fanout"
             continue
@@ -589,12 +594,12 @@ scrape_compare() {
     return "$rc"
 }
 
-start_kinesd() { # PORT LOG -> pid in START_PID, data dir in START_DIR
+start_kinesd() { # PORT LOG [FLAG...] -> pid in START_PID, data dir in START_DIR
     local port=$1 log=$2 args
     START_DIR=$(mktemp -d)
     DATA_DIRS+=("$START_DIR")
     args=(--host 127.0.0.1 --port "$port" --data-dir "$START_DIR" --create-stream-ms 0 --register-consumer-ms 0
-        --log-level warn)
+        --log-level warn "${@:3}")
     # durable mode (no --no-sync); lift throughput limits when the build has them
     if "$KINESD" --help 2>&1 | grep -q -- '--no-limits'; then
         args+=(--no-limits)
@@ -651,6 +656,7 @@ for s in $SERVERS; do
     SUITE_PORTS=("$port")
     case "$s" in
         kinesd) start_kinesd "$port" "$log"; wait_s=10 ;;
+        kinesd-unsealed) start_kinesd "$port" "$log" --no-encryption-at-rest; wait_s=10 ;;
         kinesalite) start_kinesalite "$port" "$log"; wait_s=20 ;;
         kinesis-mock) start_kinesis_mock "$port" "$log"; wait_s=60 ;;
         kinesd-pg | kinesd-pg2)
@@ -809,10 +815,18 @@ fi
 if has_mode putrecords; then
     R "PutRecords 500 x 100 B: records/s" putrecords records_per_s ">=400000"
     R "PutRecords 500 x 100 B: p99 ms" putrecords p99_ms
+    if has_server kinesd-unsealed; then
+        row "  % of --no-encryption-at-rest" "" \
+            "$(pct "$(field kinesd.putrecords records_per_s)" "$(field kinesd-unsealed.putrecords records_per_s)")" "" "" ">=85"
+    fi
 fi
 if has_mode getrecords; then
     R "GetRecords Limit 10000: records/s" getrecords records_per_s ">=1500000"
     R "GetRecords p99 ms" getrecords p99_ms
+    if has_server kinesd-unsealed; then
+        row "  % of --no-encryption-at-rest" "" \
+            "$(pct "$(field kinesd.getrecords records_per_s)" "$(field kinesd-unsealed.getrecords records_per_s)")" "" "" ">=85"
+    fi
 fi
 # cpu_per SERVER MODE: the server's CPU microseconds per record of a mode
 cpu_per() {
