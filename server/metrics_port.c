@@ -90,7 +90,7 @@ static void serve(struct metrics_port *mp, int fd)
                                        : "Method Not Allowed",
                      type, o.body_len);
     send_all(fd, hdr, (size_t)n);
-    if (o.body_len && strncmp(head, "HEAD ", 5))
+    if (o.body_len)
         send_all(fd, o.body, o.body_len);
     shutdown(fd, SHUT_WR);
     hresp_free(&o);

@@ -48,7 +48,8 @@
 #                                     (500 x 100 B) without and with a GET /metrics every second
 #                                     (enhanced monitoring ALL on the stream, so shard-level
 #                                     series are counted and written too), BENCH_SCRAPE_ROUNDS
-#                                     rounds of each, alternating: both figures and their ratio
+#                                     rounds of each (the order alternating): both figures and
+#                                     their ratio, and kinesd's CPU time per record both ways
 #   BENCH_SECONDS   seconds per measured mode (default 8)
 #   BENCH_SCRAPE_ROUNDS  rounds of the scrape mode (default 2)
 #   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
@@ -564,7 +565,7 @@ scraper() {
 # alternating, SCRAPE_ROUNDS rounds; RESULT lines in LOG_DIR/NAME.scrape-{off,on}-LOAD-ROUND.out,
 # the scrapes' own lines in LOG_DIR/NAME.scrapes.txt
 scrape_compare() {
-    local name=$1 pid=$2 port=$3 load r on rc=0 sp
+    local name=$1 pid=$2 port=$3 load r on sides rc=0 sp
     local common=(--host 127.0.0.1 --port "$port" --stream "$STREAM")
     rm -f "$LOG_DIR/$name.scrapes.txt"
     # enhanced monitoring ALL: the shard-level series are counted and scraped too (any
@@ -576,14 +577,23 @@ scrape_compare() {
         -d "{\"StreamName\":\"$STREAM\",\"ShardLevelMetrics\":[\"ALL\"]}" "http://127.0.0.1:$port/" || rc=1
     for r in $(seq "$SCRAPE_ROUNDS"); do
         for load in putrecord putrecords; do
-            for on in off on; do
+            # the order alternates between rounds, so that neither side always runs on the
+            # larger database
+            sides="off on"
+            ((r % 2)) || sides="on off"
+            for on in $sides; do
                 sp=
                 if [[ $on == on ]]; then
                     scraper "$port" "$LOG_DIR/$name.scrapes.txt" &
                     sp=$!
                 fi
+                local cpu0
+                cpu0=$(proc_cpu "$pid")
                 # shellcheck disable=SC2046
                 measure "$name" "scrape-$on-$load-$r" "${common[@]}" $(workload "$load") --pid "$pid" || rc=1
+                # kinesd's CPU time, the scrapes' included: per record it hardly depends on other load
+                echo "RESULT mode=$load cpu_s=$(awk -v a="$cpu0" -v b="$(proc_cpu "$pid")" -v hz="$(getconf CLK_TCK)" \
+                    'BEGIN { printf "%.2f", (b - a) / hz }')" >"$LOG_DIR/$name.scrape-$on-$load-$r.cpu.out"
                 if [[ -n $sp ]]; then
                     kill "$sp" 2>/dev/null || true
                     wait "$sp" 2>/dev/null || true
@@ -892,6 +902,18 @@ if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
     }
     ratio_of() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
         if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b }'; }
+    # kinesd's CPU microseconds per record over every round of one side
+    scrape_cpu() { # LOAD off|on
+        local r cpu=0 recs=0 c n
+        for r in $(seq "$SCRAPE_ROUNDS"); do
+            c=$(field "kinesd.scrape-$2-$1-$r.cpu" cpu_s)
+            n=$(field "kinesd.scrape-$2-$1-$r" records)
+            [[ $c =~ ^[0-9.]+$ && $n =~ ^[0-9]+$ ]] || continue
+            cpu=$(awk -v a="$cpu" -v b="$c" 'BEGIN { print a + b }')
+            recs=$((recs + n))
+        done
+        awk -v c="$cpu" -v n="$recs" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n }'
+    }
     pr_off=$(scrape_mean putrecord off requests_per_s)
     pr_on=$(scrape_mean putrecord on requests_per_s)
     prs_off=$(scrape_mean putrecords off records_per_s)
@@ -899,9 +921,17 @@ if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
     row "PutRecord req/s, no scrape" "" "$pr_off"
     row "  with GET /metrics every second" "" "$pr_on"
     row "  with / without (target >= 0.98)" "" "$(ratio_of "$pr_on" "$pr_off")" "" "" ">=0.98"
+    row "  kinesd CPU us/request, no scrape" "" "$(scrape_cpu putrecord off)"
+    row "  kinesd CPU us/request, with" "" "$(scrape_cpu putrecord on)"
+    row "  CPU with / without (target <= 1.02)" "" "$(ratio_of "$(scrape_cpu putrecord on)" \
+        "$(scrape_cpu putrecord off)")" "" "" "<=1.02"
     row "PutRecords records/s, no scrape" "" "$prs_off"
     row "  with GET /metrics every second" "" "$prs_on"
     row "  with / without (target >= 0.98)" "" "$(ratio_of "$prs_on" "$prs_off")" "" "" ">=0.98"
+    row "  kinesd CPU us/record, no scrape" "" "$(scrape_cpu putrecords off)"
+    row "  kinesd CPU us/record, with" "" "$(scrape_cpu putrecords on)"
+    row "  CPU with / without (target <= 1.02)" "" "$(ratio_of "$(scrape_cpu putrecords on)" \
+        "$(scrape_cpu putrecords off)")" "" "" "<=1.02"
     row "scrapes (all HTTP 200)" "" "$(awk '$1 == 200 { ok++ } END { printf "%d/%d", ok, NR }' \
         "$LOG_DIR/kinesd.scrapes.txt")"
     row "  ms per scrape, mean / max" "" "$(awk '{ t += $2; if ($2 > m) m = $2 } END {
