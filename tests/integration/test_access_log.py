@@ -159,3 +159,23 @@ def test_warnings_still_show_at_warn_and_errors_at_error(kinesd_factory, tmp_pat
     assert out.returncode != 0
     assert "in use by another process" in out.stderr
     assert os.path.isdir(first.data_dir)
+
+
+def test_the_storage_layer_honours_the_level_of_its_checkpoint_message(kinesd_factory):
+    from test_metrics import scrape, wait_for
+
+    logs = {}
+    for level in ("info", "debug"):
+        server = start_at(kinesd_factory, level)
+        kinesis = helpers.make_client(server.endpoint)
+        kinesis.create_stream(StreamName="big", ShardCount=1)
+        helpers.wait_for_status(kinesis, "big")
+        record = {"PartitionKey": "k", "Data": b"x" * 10000}
+        for _ in range(9):  # 45 MB: past a 32 MiB log segment, so one is retired
+            assert kinesis.put_records(StreamName="big", Records=[record] * 500)["FailedRecordCount"] == 0
+        count = ("kinesd_checkpoint_duration_seconds_count", frozenset())
+        m = wait_for(server.endpoint, lambda m: m[count] >= 1, timeout=30)
+        assert m[count] >= 1
+        logs[level] = server.log()
+    assert "storage: checkpoint: log segment" in logs["debug"]
+    assert "storage: checkpoint" not in logs["info"]

@@ -914,24 +914,20 @@ if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
         done
         awk -v c="$cpu" -v n="$recs" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n }'
     }
-    pr_off=$(scrape_mean putrecord off requests_per_s)
-    pr_on=$(scrape_mean putrecord on requests_per_s)
-    prs_off=$(scrape_mean putrecords off records_per_s)
-    prs_on=$(scrape_mean putrecords on records_per_s)
-    row "PutRecord req/s, no scrape" "" "$pr_off"
-    row "  with GET /metrics every second" "" "$pr_on"
-    row "  with / without (target >= 0.98)" "" "$(ratio_of "$pr_on" "$pr_off")" "" "" ">=0.98"
-    row "  kinesd CPU us/request, no scrape" "" "$(scrape_cpu putrecord off)"
-    row "  kinesd CPU us/request, with" "" "$(scrape_cpu putrecord on)"
-    row "  CPU with / without (target <= 1.02)" "" "$(ratio_of "$(scrape_cpu putrecord on)" \
-        "$(scrape_cpu putrecord off)")" "" "" "<=1.02"
-    row "PutRecords records/s, no scrape" "" "$prs_off"
-    row "  with GET /metrics every second" "" "$prs_on"
-    row "  with / without (target >= 0.98)" "" "$(ratio_of "$prs_on" "$prs_off")" "" "" ">=0.98"
-    row "  kinesd CPU us/record, no scrape" "" "$(scrape_cpu putrecords off)"
-    row "  kinesd CPU us/record, with" "" "$(scrape_cpu putrecords on)"
-    row "  CPU with / without (target <= 1.02)" "" "$(ratio_of "$(scrape_cpu putrecords on)" \
-        "$(scrape_cpu putrecords off)")" "" "" "<=1.02"
+    scrape_rows() { # LOAD LABEL KEY UNIT
+        local off on
+        off=$(scrape_mean "$1" off "$3")
+        on=$(scrape_mean "$1" on "$3")
+        row "$2, no scrape" "" "$off"
+        row "  with GET /metrics every second" "" "$on"
+        row "  with / without (target >= 0.98)" "" "$(ratio_of "$on" "$off")" "" "" ">=0.98"
+        row "  kinesd CPU us/$4, no scrape" "" "$(scrape_cpu "$1" off)"
+        row "  kinesd CPU us/$4, with" "" "$(scrape_cpu "$1" on)"
+        row "  CPU with / without (target <= 1.02)" "" "$(ratio_of "$(scrape_cpu "$1" on)" \
+            "$(scrape_cpu "$1" off)")" "" "" "<=1.02"
+    }
+    scrape_rows putrecord "PutRecord req/s" requests_per_s request
+    scrape_rows putrecords "PutRecords records/s" records_per_s record
     row "scrapes (all HTTP 200)" "" "$(awk '$1 == 200 { ok++ } END { printf "%d/%d", ok, NR }' \
         "$LOG_DIR/kinesd.scrapes.txt")"
     row "  ms per scrape, mean / max" "" "$(awk '{ t += $2; if ($2 > m) m = $2 } END {
