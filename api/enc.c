@@ -132,11 +132,10 @@ static void quoted(struct buf *b, const char *s, size_t len)
     b->p[b->len++] = '"';
     size_t run = 0;
     for (size_t i = 0; i < len;) {
+        i += utf8_json_plain(s + i, len - i);
+        if (i >= len)
+            break;
         unsigned char c = (unsigned char)s[i];
-        if (c >= 0x20 && c != '"' && c != '\\' && c < 0x80) {
-            i++;
-            continue;
-        }
         if (c >= 0x80) {
             size_t k = utf8_seq((const unsigned char *)s + i, len - i);
             if (k) {
@@ -400,7 +399,13 @@ void enc_time_ms(struct enc *e, int64_t ms)
     }
     buf_grow(&e->b, 24);
     char *o = e->b.p + e->b.len;
-    o += enc_u64(o, (uint64_t)ms / 1000);
+    uint64_t s = (uint64_t)ms / 1000;
+    if (s >= 1000000000 && s <= 9999999999) { /* 2001 to 2286: ten digits, not counted */
+        enc_digits(o, s, 10);
+        o += 10;
+    } else {
+        o += enc_u64(o, s);
+    }
     *o++ = '.';
     enc_digits(o, (uint64_t)ms % 1000, 3);
     e->b.len = (size_t)(o + 3 - e->b.p);

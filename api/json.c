@@ -73,52 +73,13 @@ static char *put_utf8(char *o, unsigned cp)
     return o;
 }
 
-/* The 8 bytes at s are plain string text: none is '"', '\\', a control character or above
- * 0x7F. (Each test is exact: a byte's borrow only reaches the bytes above it if that byte
- * itself matched.) */
-static bool plain8(const char *s)
-{
-    const uint64_t ones = 0x0101010101010101ull, high = 0x8080808080808080ull;
-    uint64_t w, q, b;
-    memcpy(&w, s, 8);
-    q = w ^ (ones * '"');
-    b = w ^ (ones * '\\');
-    return !((w | ((w - ones * 0x20) & ~w) | ((q - ones) & ~q) | ((b - ones) & ~b)) & high);
-}
-
-#if defined(__SSE2__)
-#include <emmintrin.h>
-
-/* How many of the bytes at q (up to end) are plain string text, sixteen at a time: stops at
- * the block holding a '"', '\\', a control character or a byte above 0x7F (a signed compare
- * takes those as below 0x20), at its first such byte. */
-static const char *plain16(const char *q, const char *end)
-{
-    const __m128i quote = _mm_set1_epi8('"'), bslash = _mm_set1_epi8('\\'), space = _mm_set1_epi8(0x20);
-    while (end - q >= 16) {
-        __m128i v = _mm_loadu_si128((const __m128i *)q);
-        __m128i hit = _mm_or_si128(_mm_or_si128(_mm_cmpeq_epi8(v, quote), _mm_cmpeq_epi8(v, bslash)),
-                                   _mm_cmplt_epi8(v, space));
-        unsigned m = (unsigned)_mm_movemask_epi8(hit);
-        if (m)
-            return q + __builtin_ctz(m);
-        q += 16;
-    }
-    return q;
-}
-#endif
-
 /* p->s is just past the opening quote. */
 static int str(struct p *p, const char **out, size_t *outlen)
 {
     const char *start = p->s;
     const char *q = start;
     for (;;) {
-#if defined(__SSE2__)
-        q = plain16(q, p->end);
-#endif
-        while (p->end - q >= 8 && plain8(q))
-            q += 8;
+        q += utf8_json_plain(q, (size_t)(p->end - q));
         if (q >= p->end || *q == '"' || *q == '\\')
             break;
         unsigned char c = (unsigned char)*q;

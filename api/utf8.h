@@ -13,6 +13,11 @@
  * bytes available, or 0 when it is not one. s is borrowed. */
 size_t utf8_seq(const unsigned char *s, size_t n);
 
+/* How many leading bytes of the n at s are printable ASCII other than '"' and '\\' (0x20..0x7F):
+ * text a JSON string holds as it is, and the decoder passes over without a look. s is
+ * borrowed. */
+size_t utf8_json_plain(const char *s, size_t n);
+
 /* True when the n bytes at s are valid UTF-8 with no NUL byte. s is borrowed. */
 bool utf8_valid_nonul(const char *s, size_t n);
 
