@@ -3,7 +3,8 @@
  * Invariants: cur is the buffer requests append to (under mu); the writer takes it whole by
  * swapping it with the empty spare (under mu) and writes it with mu released, so the file's
  * write never happens under the lock. A line is appended whole or not at all, so the file
- * holds only complete lines. */
+ * holds only complete lines. Only the writer thread touches fd once it runs (a reopen is a
+ * flag it acts on before its next write). */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -24,6 +25,8 @@
 struct accesslog {
     int fd;
     bool own_fd;
+    char *path;  /* own_fd: what a reopen opens */
+    bool reopen; /* under mu */
     pthread_t th;
     pthread_mutex_t mu;
     pthread_cond_t cv;
@@ -48,6 +51,19 @@ static void write_all(struct accesslog *l, const char *p, size_t n)
     }
 }
 
+/* The writer: the file at path again, if it opens (the old one stays otherwise). */
+static void reopen_file(struct accesslog *l)
+{
+    int fd = open(l->path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
+    if (fd < 0) {
+        klog(KLOG_WARN, "access log: cannot reopen %s (%s); writing to the old file", l->path,
+             strerror(errno));
+        return;
+    }
+    close(l->fd);
+    l->fd = fd;
+}
+
 static void *writer_main(void *arg)
 {
     struct accesslog *l = arg;
@@ -61,12 +77,16 @@ static void *writer_main(void *arg)
                 ts.tv_sec++, ts.tv_nsec -= 1000000000L;
             pthread_cond_timedwait(&l->cv, &l->mu, &ts);
         }
-        if (l->cur_len) {
+        bool reopen = l->reopen && l->own_fd;
+        l->reopen = false;
+        if (reopen || l->cur_len) {
             char *full = l->cur;
             size_t n = l->cur_len;
             l->cur = l->spare;
             l->cur_len = 0;
             pthread_mutex_unlock(&l->mu);
+            if (reopen)
+                reopen_file(l);
             write_all(l, full, n);
             pthread_mutex_lock(&l->mu);
             l->spare = full;
@@ -89,10 +109,11 @@ int accesslog_open(const char *path, struct accesslog **out)
     } else {
         l->fd = open(path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0640);
         l->own_fd = true;
+        l->path = strdup(path);
     }
     l->cur = malloc(ACCESSLOG_BUFFER);
     l->spare = malloc(ACCESSLOG_BUFFER);
-    if (l->fd < 0 || !l->cur || !l->spare) {
+    if (l->fd < 0 || !l->cur || !l->spare || (l->own_fd && !l->path)) {
         klog(KLOG_ERROR, "--access-log %s: %s", path, l->fd < 0 ? strerror(errno) : "out of memory");
         goto fail;
     }
@@ -109,6 +130,7 @@ int accesslog_open(const char *path, struct accesslog **out)
 fail:
     if (l->own_fd && l->fd >= 0)
         close(l->fd);
+    free(l->path);
     free(l->cur);
     free(l->spare);
     free(l);
@@ -128,6 +150,7 @@ void accesslog_close(struct accesslog *l)
         close(l->fd);
     pthread_mutex_destroy(&l->mu);
     pthread_cond_destroy(&l->cv);
+    free(l->path);
     free(l->cur);
     free(l->spare);
     free(l);
@@ -207,6 +230,16 @@ void accesslog_write(struct accesslog *l, const struct accesslog_entry *e)
     }
     pthread_mutex_unlock(&l->mu);
     __atomic_add_fetch(fits ? &l->lines : &l->dropped, 1, __ATOMIC_RELAXED);
+}
+
+void accesslog_reopen(struct accesslog *l)
+{
+    if (!l)
+        return;
+    pthread_mutex_lock(&l->mu);
+    l->reopen = true;
+    pthread_cond_signal(&l->cv);
+    pthread_mutex_unlock(&l->mu);
 }
 
 uint64_t accesslog_dropped(const struct accesslog *l)

@@ -34,6 +34,10 @@ struct accesslog_entry {
  * -1 after logging why. *out owned by the caller until accesslog_close. */
 int accesslog_open(const char *path, struct accesslog **out);
 
+/* Reopen the file by its path before the next write (after a log rotation moved it; SIGHUP).
+ * Thread-safe; a file that does not open keeps the previous one (logged). NULL is allowed. */
+void accesslog_reopen(struct accesslog *l);
+
 /* Write what is buffered, stop the writer, close the file. NULL is allowed. */
 void accesslog_close(struct accesslog *l);
 

@@ -349,6 +349,8 @@ static int verify_auth(struct api_ctx *c, const struct api_request *r)
     return 0;
 }
 
+void api_reopen_logs(struct api *a) { accesslog_reopen(a->alog); }
+
 int api_reload_auth(struct api *a)
 {
     if (!a->auth)

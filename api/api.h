@@ -148,6 +148,9 @@ size_t api_max_body(const struct api *a);
 /* Fill resp with the 413 answer for a body of the announced size. */
 void api_too_large(struct api *a, const char *content_type, uint64_t size, struct api_response *resp);
 
+/* Reopen the --access-log file by its path (SIGHUP, after a log rotation). No-op without. */
+void api_reopen_logs(struct api *a);
+
 /* Reload the --auth credentials file (SIGHUP). Returns 0, or -1 (the old ones stay) after
  * printing why; 0 without --auth. */
 int api_reload_auth(struct api *a);

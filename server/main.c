@@ -5,9 +5,9 @@
  *
  * Signals: SIGTERM, SIGINT and SIGHUP are blocked before any thread starts, so every thread
  * inherits the mask, and the main thread alone takes them through a signalfd. SIGHUP reloads
- * the --auth file. The first SIGTERM/SIGINT drains the HTTP front (no new requests; in-flight
- * ones finish, HTTP/2 gets GOAWAY), then the store commits and closes, and kinesd exits 0. A
- * second one while draining exits at once (status 1), without waiting. */
+ * the --auth file and reopens the --access-log file (log rotation). The first SIGTERM/SIGINT drains the HTTP
+ * front (no new requests; in-flight ones finish, HTTP/2 gets GOAWAY), then the store commits and closes, and
+ * kinesd exits 0. A second one while draining exits at once (status 1), without waiting. */
 #include <errno.h>
 #include <getopt.h>
 #include <limits.h>
@@ -484,6 +484,7 @@ int main(int argc, char **argv)
         if (si.ssi_signo != SIGHUP)
             break;
         api_reload_auth(api);
+        api_reopen_logs(api);
     }
     http_drain(h);
     while (!http_drained(h)) {

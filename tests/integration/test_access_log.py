@@ -179,3 +179,21 @@ def test_the_storage_layer_honours_the_level_of_its_checkpoint_message(kinesd_fa
         logs[level] = server.log()
     assert "storage: checkpoint: log segment" in logs["debug"]
     assert "storage: checkpoint" not in logs["info"]
+
+
+def test_sighup_reopens_the_access_log_after_a_rotation(kinesd_factory, tmp_path):
+    log = tmp_path / "access.jsonl"
+    rotated = tmp_path / "access.jsonl.1"
+    server = kinesd_factory(flags={"--access-log": str(log)})
+    kinesis = helpers.make_client(server.endpoint)
+    kinesis.list_streams()
+    assert len(wait_for_lines(lambda: log.read_text().splitlines() if log.exists() else [], 1)) == 1
+    log.rename(rotated)
+    server.proc.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while not log.exists() and time.monotonic() < deadline:  # reopened at the writer's next turn
+        time.sleep(0.05)
+    kinesis.describe_limits()
+    lines = wait_for_lines(lambda: log.read_text().splitlines() if log.exists() else [], 1)
+    assert [json.loads(line)["operation"] for line in lines] == ["DescribeLimits"]
+    assert [json.loads(line)["operation"] for line in rotated.read_text().splitlines()] == ["ListStreams"]
