@@ -321,18 +321,6 @@ __attribute__((target("ssse3"))) static size_t b64_enc_sse(const unsigned char *
     }
     return i;
 }
-
-static bool have_ssse3(void)
-{
-    static int has = -1; /* racing first calls compute the same answer */
-    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("ssse3") ? 1 : 0;
-        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
-    }
-    return h;
-}
 #endif
 
 void enc_base64(struct buf *b, const void *d, size_t n)
@@ -344,7 +332,7 @@ void enc_base64(struct buf *b, const void *d, size_t n)
     char *o = b->p + b->len;
     size_t i = 0;
 #if defined(__x86_64__)
-    if (n >= 16 && have_ssse3()) {
+    if (n >= 16 && __builtin_cpu_supports("ssse3")) {
         i = b64_enc_sse(s, n, o);
         o += i / 3 * 4;
     }

@@ -149,18 +149,6 @@ __attribute__((target("ssse3"))) static size_t b64_sse(const unsigned char *s, s
     }
     return i;
 }
-
-static bool have_ssse3(void)
-{
-    static int has = -1; /* racing first calls compute the same answer */
-    int h = __atomic_load_n(&has, __ATOMIC_RELAXED);
-    if (h < 0) {
-        __builtin_cpu_init();
-        h = __builtin_cpu_supports("ssse3") ? 1 : 0;
-        __atomic_store_n(&has, h, __ATOMIC_RELAXED);
-    }
-    return h;
-}
 #endif
 
 int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t *outlen, const char **why,
@@ -179,7 +167,7 @@ int base64_decode(struct arena *a, const char *s, size_t len, char **out, size_t
 #if defined(__x86_64__)
     /* (its 16-byte stores stay inside the allocation: they start 3/4 of the way back from the
        last group's output and end at most 4 bytes past a block's 12) */
-    if (full >= 16 && have_ssse3()) {
+    if (full >= 16 && __builtin_cpu_supports("ssse3")) {
         i = b64_sse(u, full, w);
         w += i / 4 * 3;
     }
