@@ -162,33 +162,100 @@ struct shard *shard_by_index(struct stream *s, uint32_t index)
     return NULL;
 }
 
+/* ---- sequence numbers ---- */
+
+/* numbers are written from base 10^9 limbs, least significant first */
+#define LIMB 1000000000ull
+#define NLIMB 7 /* 63 digits */
+static const uint64_t pow2_36[] = {719476736, 68};
+static const uint64_t pow2_80[] = {174706176, 819614629, 1208925};
+static const uint64_t pow2_144[] = {505980416, 272648361, 141535718, 198530623, 22300745};
+
+void seq_shard_init(struct seq_shard *b, uint32_t shard, int64_t created_ms)
+{
+    /* '2', the creation second and the shard's last hex digit from bit 144; the shard and the
+     * version at the bottom. head < 2^42: two limbs */
+    uint64_t head = (uint64_t)2 << 40 | ((uint64_t)created_ms / 1000 & 0xFFFFFFFFFull) << 4 | (shard & 0xF);
+    uint64_t h[2] = {head % LIMB, head / LIMB}, *k = b->k;
+    memset(k, 0, sizeof b->k);
+    k[0] = (uint64_t)shard << 4 | 2;
+    for (int i = 0; i < 2; i++)
+        for (int j = 0; j < 5; j++)
+            k[i + j] += h[i] * pow2_144[j];
+    for (int i = 0; i < NLIMB - 1; i++) {
+        k[i + 1] += k[i] / LIMB;
+        k[i] %= LIMB;
+    }
+    b->created_ms = created_ms;
+}
+
+void seq_shard_write(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t ix, int64_t secs)
+{
+    /* k + ix * 2^80 + secs * 2^36, limb by limb: every limb's sum stays below 2^64 (at most four
+     * products below 10^18 each) until the carries */
+    const uint64_t *k = b->k, *p = pow2_80, *q = pow2_36;
+    uint64_t d0 = ix % LIMB, d1 = ix / LIMB % LIMB, d2 = ix / LIMB / LIMB;
+    uint64_t t = (uint64_t)secs & 0xFFFFFFFFFull, t0 = t % LIMB, t1 = t / LIMB;
+    uint64_t r[NLIMB] = {
+        k[0] + d0 * p[0] + t0 * q[0],
+        k[1] + d0 * p[1] + d1 * p[0] + t0 * q[1] + t1 * q[0],
+        k[2] + d0 * p[2] + d1 * p[1] + d2 * p[0] + t1 * q[1],
+        k[3] + d1 * p[2] + d2 * p[1],
+        k[4] + d2 * p[2],
+        k[5],
+        k[6],
+    };
+    for (int i = 0; i < NLIMB - 1; i++) {
+        r[i + 1] += r[i] / LIMB;
+        r[i] %= LIMB;
+    }
+    /* 2^185 < n < 3 * 2^184: always 56 digits, the top limb two of them */
+    enc_digits(out, r[6], 2);
+    for (int i = 0; i < 6; i++)
+        enc_digits(out + 2 + 9 * i, r[5 - i], 9);
+    out[SEQ_LEN] = 0;
+}
+
+void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t pos)
+{
+    /* below the shard's first position (its starting number is 0): the creation second */
+    int64_t secs = pos < pos_floor(b->created_ms) ? b->created_ms / 1000 : pos_ms(pos) / 1000;
+    seq_shard_write(out, b, pos & SEQ_IX_END, secs);
+}
+
+void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t pos)
+{
+    struct seq_shard b;
+    seq_shard_init(&b, shard, created_ms);
+    seq_record(out, &b, pos);
+}
+
+void seq_format_end(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, int64_t closed_ms)
+{
+    struct seq_shard b;
+    seq_shard_init(&b, shard, created_ms);
+    seq_shard_write(out, &b, SEQ_IX_END, closed_ms / 1000);
+}
+
+void seq_shard_id(char out[32], uint32_t shard)
+{
+    if (shard <= INT32_MAX) {
+        shard_id(out, shard);
+        return;
+    }
+    /* as AWS prints a negative index: "%012d" */
+    memcpy(out, "shardId--", 9);
+    enc_digits(out + 9, (uint64_t)(-(int64_t)(int32_t)shard), 11);
+    out[20] = 0;
+}
+
+/* kinesd's layout before AWS's: 4 | position (20) | shard (10) | stream uid (20) | check (5) */
 static uint32_t check5(uint64_t uid, uint32_t shard, uint64_t pos)
 {
     uint64_t h =
         pos * 0x9E3779B97F4A7C15ull ^ (uint64_t)shard * 0xC2B2AE3D27D4EB4Full ^ uid * 0x165667B19E3779F9ull;
     h ^= h >> 29;
     return (uint32_t)(h % 100000);
-}
-
-void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
-{
-    out[0] = '4';
-    enc_digits(out + 21, shard, 10);
-    enc_digits(out + 31, uid, 20);
-    out[SEQ_LEN] = 0;
-    seq_reformat(out, uid, shard, pos);
-}
-
-void seq_reshard(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
-{
-    enc_digits(out + 21, shard, 10);
-    seq_reformat(out, uid, shard, pos);
-}
-
-void seq_reformat(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos)
-{
-    enc_digits(out + 1, pos, 20);
-    enc_digits(out + 51, check5(uid, shard, pos), 5);
 }
 
 static int digits(const char *s, int n, uint64_t *out)
@@ -206,17 +273,111 @@ static int digits(const char *s, int n, uint64_t *out)
     return 0;
 }
 
-int seq_parse(const char *s, uint64_t *uid, uint32_t *shard, uint64_t *pos)
+static int parse_kinesd(const char *s, struct seq_num *q)
 {
     uint64_t p, sh, u, ck;
     if (strlen(s) != SEQ_LEN || s[0] != '4' || digits(s + 1, 20, &p) || digits(s + 21, 10, &sh) ||
         sh > UINT32_MAX || digits(s + 31, 20, &u) || digits(s + 51, 5, &ck) ||
         ck != check5(u, (uint32_t)sh, p))
         return -1;
-    *uid = u;
-    *shard = (uint32_t)sh;
-    *pos = p;
+    *q = (struct seq_num){.layout = SEQ_KINESD, .shard = (uint32_t)sh, .pos = p, .uid = u,
+                          .time_ms = pos_ms(p)};
     return 0;
+}
+
+/* The decimal text as a 192-bit number (six 32-bit words, least significant first). */
+static int parse_wide(const char *s, uint32_t w[6])
+{
+    memset(w, 0, 6 * sizeof w[0]);
+    if (!*s)
+        return -1;
+    for (; *s; s++) {
+        if (*s < '0' || *s > '9')
+            return -1;
+        uint64_t carry = (uint64_t)(*s - '0');
+        for (int i = 0; i < 6; i++) {
+            uint64_t x = (uint64_t)w[i] * 10 + carry;
+            w[i] = (uint32_t)x;
+            carry = x >> 32;
+        }
+        if (carry)
+            return -1;
+    }
+    return 0;
+}
+
+/* n bits (n <= 64) of w from bit lo */
+static uint64_t bits(const uint32_t w[6], unsigned lo, unsigned n)
+{
+    u128 v = 0;
+    for (unsigned i = 3; i-- > 0;)
+        if (lo / 32 + i < 6)
+            v = v << 32 | w[lo / 32 + i];
+        else
+            v <<= 32;
+    v >>= lo % 32;
+    return (uint64_t)v & (n == 64 ? ~0ull : (1ull << n) - 1);
+}
+
+/* AWS's hex layouts, of 47 hex digits starting with 2 and ending with the version:
+ *   2: 2 | shard second (9) | shard's last digit (1) | index (16) | byte (2) | second (9) | shard (8) | 2
+ *   1: 2 | shard second (9) | shard's last digit (1) | byte (2) | second (9) | random (14) | index (2) |
+ *      shard (8) | 1 */
+static int parse_aws(const char *s, struct seq_num *q)
+{
+    uint32_t w[6];
+    if (parse_wide(s, w) || bits(w, 188, 4) || bits(w, 184, 4) != 2)
+        return -1;
+    unsigned version = (unsigned)bits(w, 0, 4);
+    *q = (struct seq_num){.shard = (uint32_t)bits(w, 4, 32), .shard_s = (int64_t)bits(w, 148, 36),
+                          .nib = (uint8_t)bits(w, 144, 4)};
+    if (version == 2) {
+        q->layout = SEQ_AWS2;
+        q->pos = bits(w, 80, 64);
+        if (q->pos > SEQ_IX_END) /* AWS: an index of 8 or more in its first digit is invalid */
+            return -1;
+        q->time_ms = (int64_t)bits(w, 36, 36) * 1000;
+        q->byte = (uint8_t)bits(w, 72, 8);
+        return 0;
+    }
+    if (version == 1) {
+        q->layout = SEQ_AWS1;
+        q->time_ms = (int64_t)bits(w, 100, 36) * 1000;
+        return 0;
+    }
+    return -1;
+}
+
+int seq_parse(const char *s, struct seq_num *q)
+{
+    /* kinesd's numbers stay below 4.1 * 10^55 (positions below 10^19), AWS's are above 2^185 */
+    return parse_kinesd(s, q) && parse_aws(s, q) ? -1 : 0;
+}
+
+bool seq_of_shard(const struct seq_num *q, uint64_t uid, uint32_t shard, int64_t created_ms)
+{
+    if (q->shard != shard)
+        return false;
+    if (q->layout == SEQ_KINESD)
+        return q->uid == uid;
+    if (q->layout != SEQ_AWS2 || q->shard_s != created_ms / 1000 || q->nib != (shard & 0xF) || q->byte)
+        return false;
+    if (q->pos == 0) /* the starting number */
+        return q->time_ms == q->shard_s * 1000;
+    if (q->pos == SEQ_IX_END)
+        return true;
+    /* a record's: at or after the shard's first position (the shard of a stream deleted and
+     * created again in the same second held only earlier ones), its second the position's */
+    return q->pos >= pos_floor(created_ms) && q->time_ms == pos_ms(q->pos) / 1000 * 1000;
+}
+
+bool seq_ordering_valid(const char *s, int64_t now_ms)
+{
+    struct seq_num q;
+    uint32_t shard;
+    if (seq_parse(s, &q))
+        return seq_legacy_shard(s, &shard) == 0;
+    return q.time_ms <= now_ms && q.shard_s * 1000 <= now_ms;
 }
 
 int seq_legacy_shard(const char *s, uint32_t *shard)

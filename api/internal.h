@@ -237,6 +237,7 @@ struct put_item {
     const char *ehk; /* ExplicitHashKey text, or NULL */
     u128 hash;       /* out */
     uint32_t shard;  /* out: shard index */
+    int64_t shard_created_ms; /* out: that shard's creation time (its sequence numbers hold it) */
     uint64_t pos;    /* out: position in the shard's log */
     enum kerr err;   /* out: 0, or why this record was not written (throttled, injected) */
 };
@@ -428,7 +429,7 @@ static inline bool shard_open(const struct shard *sh)
     return !sh->closed_ms && !sh->pending && !sh->sealed;
 }
 /* One Shard object (DescribeStream, ListShards). */
-void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh);
+void enc_shard(struct api_ctx *c, const struct shard *sh);
 /* ResourceInUseException "Stream X under account Y not ACTIVE, instead in state S". Returns -1. */
 int fail_not_active(struct api_ctx *c, const struct stream *s, int status);
 /* AWS's tag text rules for a Tags map (keys and values) or a TagKeys list: characters outside
@@ -505,15 +506,67 @@ void shard_range(uint32_t i, uint32_t n, u128 *start, u128 *end);
 struct shard *shard_for_hash(struct stream *s, u128 h);
 struct shard *shard_by_index(struct stream *s, uint32_t index);
 
-/* 56-digit sequence number of a record at pos in shard of stream uid into out[SEQ_LEN+1]. */
-void seq_format(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos);
-/* The same when out already holds a number of the same uid and shard: only the position's and
- * the check's digits are written (a page of one shard's records). */
-void seq_reformat(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos);
-/* The same when out holds a number of the same uid, of any shard (a PutRecords answer). */
-void seq_reshard(char out[SEQ_LEN + 1], uint64_t uid, uint32_t shard, uint64_t pos);
-/* Decode a sequence number; -1 when it is not one of ours. */
-int seq_parse(const char *s, uint64_t *uid, uint32_t *shard, uint64_t *pos);
+/* Sequence numbers (codec.c) are AWS's version-2 layout: the decimal number, read as 47 hex digits,
+ *     2 | shard creation second (9) | shard index's last digit (1) | sequence index (16) |
+ *     a byte (2) | record second (9) | shard index (8) | 2 (the version)
+ * The sequence index is the record's storage position (milliseconds << 20 | counter): strictly
+ * increasing within a shard, as AWS's counter is, but it grows by more than one per record (AWS
+ * counts records; ours would need a per-shard counter in storage). The byte is 00 in every
+ * number AWS hands out and decoders expect that, so it stays 00. A shard's starting number has
+ * index 0 and the creation second, a closed shard's ending number index SEQ_IX_END and the
+ * closing second, as AWS's. Such a number is always SEQ_LEN digits. */
+#define SEQ_IX_END 0x7FFFFFFFFFFFFFFFull
+/* What a shard's numbers share: the decimal limbs (base 10^9, least significant first) of
+ * everything but the index and the record second. */
+struct seq_shard {
+    uint64_t k[7];
+    int64_t created_ms;
+};
+/* Prepare b for the shard of that index and creation time. */
+void seq_shard_init(struct seq_shard *b, uint32_t shard, int64_t created_ms);
+/* The number of index ix (at most SEQ_IX_END) and record second secs into out (SEQ_LEN digits
+ * and a NUL). */
+void seq_shard_write(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t ix, int64_t secs);
+/* The number of the record at pos (also the shard's starting number, at pos 0): index pos and
+ * pos's second (the creation second below the shard's first position). GetRecords prepares b
+ * once per page. */
+void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t pos);
+/* seq_record of a shard given by index and creation time. */
+void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t pos);
+/* A closed shard's EndingSequenceNumber. */
+void seq_format_end(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, int64_t closed_ms);
+/* The shard id a sequence number encodes, as AWS names it: AWS's index is a signed 32-bit
+ * number, so 2^31 and above print as "shardId--02147483648". */
+void seq_shard_id(char out[32], uint32_t shard);
+
+enum seq_layout {
+    SEQ_KINESD = 4, /* kinesd's own before it took AWS's: 4 | position (20) | shard (10) |
+                     * stream uid (20) | check (5), 56 decimal digits; still read */
+    SEQ_AWS2 = 2,   /* the layout above (ours, or AWS's) */
+    SEQ_AWS1 = 1,   /* AWS's version 1: only ever AWS's */
+};
+/* A decoded sequence number. */
+struct seq_num {
+    enum seq_layout layout;
+    uint32_t shard;  /* the shard index it encodes */
+    uint64_t pos;    /* where it points: the position (SEQ_KINESD) or the sequence index (SEQ_AWS2) */
+    uint64_t uid;    /* SEQ_KINESD: the stream's uid */
+    int64_t shard_s; /* AWS's layouts: the shard's creation second */
+    int64_t time_ms; /* the record's time (AWS's layouts: a whole second) */
+    uint8_t nib, byte; /* AWS's layouts: the shard's last hex digit, and the byte (version 2) */
+};
+/* Decode a sequence number of kinesd's old layout or AWS's version 2 or 1: 0 with *q set, or -1
+ * (then it may still be AWS's version 0: seq_legacy_shard). */
+int seq_parse(const char *s, struct seq_num *q);
+/* Whether q was handed out for shard (index, creation time) of the stream incarnation uid:
+ * old numbers by the uid; new ones by the creation second, the shard's digit and byte, and an
+ * index that is the starting number's, the ending number's, or a position at or after the
+ * shard's first one with its second (the shard of a stream of the same name deleted and created
+ * again within the same second only held earlier positions). */
+bool seq_of_shard(const struct seq_num *q, uint64_t uid, uint32_t shard, int64_t created_ms);
+/* SequenceNumberForOrdering: any well-formed number (kinesd's, AWS's versions 2, 1 and 0) whose
+ * record and shard times are not after now. */
+bool seq_ordering_valid(const char *s, int64_t now_ms);
 
 /* A number that is not one of ours may still decode in AWS's original (version 0) layout,
  * below 2^128, whose low 16 bits name a shard: AWS answers such numbers by that shard.

@@ -13,7 +13,7 @@ static const struct vfield schema[] = {
     {0},
 };
 
-void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh)
+void enc_shard(struct api_ctx *c, const struct shard *sh)
 {
     struct enc *e = &c->out;
     char id[32], num[40], seq[SEQ_LEN + 1];
@@ -37,10 +37,10 @@ void enc_shard(struct api_ctx *c, const struct stream *s, const struct shard *sh
     enc_obj_end(e);
     enc_key(e, "SequenceNumberRange");
     enc_obj_begin(e);
-    seq_format(seq, s->uid, sh->index, pos_floor(sh->created_ms));
+    seq_format(seq, sh->index, sh->created_ms, 0);
     enc_key(e, "StartingSequenceNumber"), enc_strz(e, seq);
     if (sh->closed_ms) {
-        seq_format(seq, s->uid, sh->index, sh->end_pos);
+        seq_format_end(seq, sh->index, sh->created_ms, sh->closed_ms);
         enc_key(e, "EndingSequenceNumber"), enc_strz(e, seq);
     }
     enc_obj_end(e);
@@ -73,7 +73,7 @@ static int describe(struct api_ctx *c, struct stream *s)
                 more = true;
                 break;
             }
-            enc_shard(c, s, &s->shards[i]);
+            enc_shard(c, &s->shards[i]);
             n++;
         }
     }

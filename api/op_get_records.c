@@ -23,11 +23,10 @@ static const struct vfield schema[] = {
 
 static void *arena_fn(void *arena, size_t n) { return arena_alloc(arena, n); }
 
-/* seq holds a sequence number of the shard: it becomes the record's */
-static void emit(struct enc *e, char seq[SEQ_LEN + 1], uint64_t uid, uint32_t shard,
-                 const struct store_read *v)
+static void emit(struct enc *e, const struct seq_shard *shard, const struct store_read *v)
 {
-    seq_reformat(seq, uid, shard, v->pos);
+    char seq[SEQ_LEN + 1];
+    seq_record(seq, shard, v->pos);
     enc_obj_begin(e);
     ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq, SEQ_LEN);
     ENC_KEY(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
@@ -80,6 +79,7 @@ static int run(struct api_ctx *c)
     bool successor = s && s->uid != uid; /* the stream was deleted and created again */
     int64_t horizon = s ? c->now_ms - (int64_t)s->retention_h * 3600000 : 0;
     bool closed = sh && sh->closed_ms;
+    int64_t created = sh ? sh->created_ms : 0;
     if (sh && !successor) { /* for metrics: shard-level series are an open shard's */
         c->m.uid = uid;
         c->m.shard = ix;
@@ -140,10 +140,10 @@ static int run(struct api_ctx *c)
     enc_obj_begin(e);
     enc_key(e, "Records");
     enc_arr_begin(e);
-    char seq[SEQ_LEN + 1];
-    seq_format(seq, uid, ix, from);
+    struct seq_shard numbers;
+    seq_shard_init(&numbers, ix, created);
     for (size_t i = 0; i < got.n; i++)
-        emit(e, seq, uid, ix, &got.v[i]);
+        emit(e, &numbers, &got.v[i]);
     enc_arr_end(e);
     if (c->api->limits)
         limits_read_bytes(c->api->limits, log_id(uid, ix), got.bytes);

@@ -37,6 +37,7 @@ static int run(struct api_ctx *c)
         sh = NULL;
     uint64_t uid = s ? s->uid : 0;
     uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
+    int64_t created = sh ? sh->created_ms : 0;
     streams_unlock(c->api);
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
@@ -56,29 +57,29 @@ static int run(struct api_ctx *c)
                             "StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no "
                             "StartingSequenceNumber. Request specified %s and no StartingSequenceNumber.",
                             type);
-        uint64_t suid;
-        uint32_t six;
-        bool ours = seq_parse(seq, &suid, &six, &pos) == 0;
-        if (!ours && seq_legacy_shard(seq, &six) != 0)
+        struct seq_num q;
+        bool ours = seq_parse(seq, &q) == 0;
+        if (!ours && seq_legacy_shard(seq, &q.shard) != 0)
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s "
                             "under account %s is invalid.",
                             seq, id, name, acct);
-        if (!ours && six == ix) /* a legacy number of this very shard: AWS fails on its side */
+        if (!ours && q.shard == ix) /* a legacy number of this very shard: AWS fails on its side */
             return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
-        if (six != ix) {
+        if (q.shard != ix) {
             char other[32];
-            shard_id(other, six);
+            seq_shard_id(other, q.shard);
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "Invalid StartingSequenceNumber. It encodes %s, while it was used in a call "
                             "to a shard with %s",
                             other, id);
         }
-        if (suid != uid)
+        if (!seq_of_shard(&q, uid, ix, created))
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s "
                             "under account %s is invalid because it did not come from this stream.",
                             seq, id, name, acct);
+        pos = q.pos;
         if (type[1] == 'F') /* AFTER_SEQUENCE_NUMBER */
             pos++;
     } else if (!strcmp(type, "LATEST")) {

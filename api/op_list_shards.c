@@ -176,7 +176,7 @@ static int run(struct api_ctx *c)
             more = true;
             break;
         }
-        enc_shard(c, s, &s->shards[i]);
+        enc_shard(c, &s->shards[i]);
         last = s->shards[i].index;
         n++;
     }

@@ -23,7 +23,7 @@ static int answer(struct api_ctx *c)
         return api_fail(c, it->err, NULL);
     char id[32], seq[SEQ_LEN + 1];
     shard_id(id, it->shard);
-    seq_format(seq, ps->uid, it->shard, it->pos);
+    seq_format(seq, it->shard, it->shard_created_ms, it->pos);
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "ShardId"), enc_strz(e, id);
@@ -39,15 +39,11 @@ static int run(struct api_ctx *c)
 {
     const struct kv *pk = kv_get(c->req, "PartitionKey"), *data = kv_get(c->req, "Data");
     const char *order = req_str(c, "SequenceNumberForOrdering");
-    if (order) {
-        uint64_t uid, pos;
-        uint32_t sh;
-        if (seq_parse(order, &uid, &sh, &pos) || pos_ms(pos) > c->now_ms)
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under "
-                            "account %s is invalid.",
-                            order, c->stream_name, c->api->account);
-    }
+    if (order && !seq_ordering_valid(order, c->now_ms))
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under "
+                        "account %s is invalid.",
+                        order, c->stream_name, c->api->account);
     struct put_item *it = arena_zalloc(&c->arena, sizeof *it);
     *it = (struct put_item){.pk = pk->s,
                             .pk_len = pk->len,

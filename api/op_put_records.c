@@ -41,8 +41,7 @@ static int answer(struct api_ctx *c)
     enc_key(e, "Records");
     enc_arr_begin(e);
     char id[32], seq[SEQ_LEN + 1];
-    seq_format(seq, ps->uid, 0, 0); /* the stream's digits, once */
-    uint32_t id_of = UINT32_MAX;    /* the shard id holds */
+    uint32_t id_of = UINT32_MAX; /* the shard id holds */
     for (size_t i = 0; i < ps->n; i++) {
         if (items[i].err) {
             enc_obj_begin(e);
@@ -53,7 +52,7 @@ static int answer(struct api_ctx *c)
         }
         if (items[i].shard != id_of)
             shard_id(id, id_of = items[i].shard);
-        seq_reshard(seq, ps->uid, items[i].shard, items[i].pos);
+        seq_format(seq, items[i].shard, items[i].shard_created_ms, items[i].pos);
         enc_obj_begin(e);
         ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq, SEQ_LEN);
         ENC_KEY(e, "ShardId"), enc_str_ascii(e, id, SHARD_ID_LEN);

@@ -78,6 +78,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
             return api_fail(c, KERR_INTERNAL_FAILURE, NULL);
         }
         items[i].shard = sh->index;
+        items[i].shard_created_ms = sh->created_ms;
         if (s->on_demand) { /* demand, throttled or not, drives on-demand scaling */
             __atomic_add_fetch(&sh->offered, 1, __ATOMIC_RELAXED);
             __atomic_add_fetch(&sh->offered_bytes, items[i].pk_len + items[i].data_len, __ATOMIC_RELAXED);

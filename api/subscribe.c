@@ -61,6 +61,7 @@ struct sub {
     struct consumer_info ci;
     uint64_t uid, log;
     uint32_t shard;
+    int64_t shard_created_ms; /* its sequence numbers hold it */
     char shard_id[32], request_id[40];
     /* the connection thread's */
     uint64_t next; /* next position to read */
@@ -381,7 +382,7 @@ static int produce(struct sub *s)
     char seq[SEQ_LEN + 1];
     for (size_t i = 0; i < got.n; i++) {
         const struct store_read *v = &got.v[i];
-        seq_format(seq, s->uid, s->shard, v->pos);
+        seq_format(seq, s->shard, s->shard_created_ms, v->pos);
         enc_obj_begin(&e);
         enc_key(&e, "SequenceNumber"), enc_str(&e, seq, SEQ_LEN);
         enc_key(&e, "ApproximateArrivalTimestamp"), enc_time_ms(&e, pos_ms(v->pos));
@@ -405,7 +406,8 @@ static int produce(struct sub *s)
     } else {
         /* the last record sent, or just before the next position: AFTER_SEQUENCE_NUMBER of it
          * resumes here */
-        seq_format(seq, s->uid, s->shard, s->any_sent ? s->last_sent : (s->next ? s->next - 1 : 0));
+        seq_format(seq, s->shard, s->shard_created_ms,
+                   s->any_sent ? s->last_sent : (s->next ? s->next - 1 : 0));
         enc_str(&e, seq, SEQ_LEN);
     }
     int64_t behind = got.n && got.last > s->last_sent ? now - pos_ms(s->next) : 0;
@@ -505,6 +507,7 @@ int subs_subscribe(struct api_ctx *c)
         sh = NULL;
     uint64_t uid = ci.uid;
     uint64_t end_pos = sh && sh->closed_ms ? sh->end_pos : 0;
+    int64_t created = sh ? sh->created_ms : 0;
     streams_unlock(a);
     c->m.uid = uid; /* for metrics and the access log */
     c->stream_name = arena_strndup(&c->arena, name, strlen(name));
@@ -521,30 +524,30 @@ int subs_subscribe(struct api_ctx *c)
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "Must specify a sequence number for StartingPosition of type %s.",
                             type); /* unverified */
-        uint64_t suid;
-        uint32_t six;
-        bool ours = seq_parse(seq, &suid, &six, &pos) == 0;
-        if (!ours && seq_legacy_shard(seq, &six) != 0)
+        struct seq_num q;
+        bool ours = seq_parse(seq, &q) == 0;
+        if (!ours && seq_legacy_shard(seq, &q.shard) != 0)
             return api_fail(
                 c, KERR_INVALID_ARGUMENT,
                 "StartingSequenceNumber %s used in SubscribeToShard on shard %s in stream %s under "
                 "account %s is invalid.",
                 seq, id, name, acct);
-        if (six != ix || !ours) {
+        if (q.shard != ix || !ours) {
             char other[32];
-            shard_id(other, six);
+            seq_shard_id(other, q.shard);
             return api_fail(
                 c, KERR_INVALID_ARGUMENT,
                 "Invalid StartingSequenceNumber. It encodes %s, while it was used in a call to a shard "
                 "with %s",
                 other, id);
         }
-        if (suid != uid)
+        if (!seq_of_shard(&q, uid, ix, created))
             return api_fail(
                 c, KERR_INVALID_ARGUMENT,
                 "StartingSequenceNumber %s used in SubscribeToShard on shard %s in stream %s under "
                 "account %s is invalid because it did not come from this stream.",
                 seq, id, name, acct);
+        pos = q.pos;
         if (type[1] == 'F')
             pos++;
     } else if (!strcmp(type, "LATEST")) {
@@ -613,6 +616,7 @@ int subs_subscribe(struct api_ctx *c)
     sub->ci = ci;
     sub->uid = uid;
     sub->shard = ix;
+    sub->shard_created_ms = created;
     sub->log = log_id(uid, ix);
     memcpy(sub->shard_id, id, sizeof id);
     sub->next = pos;

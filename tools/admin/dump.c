@@ -58,7 +58,7 @@ static int dump_shard(struct adm_dir *d, const struct adm_stream *s, uint32_t ix
         if (rc == STORE_CORRUPT) {
             /* name the record: the first one past what opened */
             uint64_t at = out.n ? out.v[out.n - 1].pos + 1 : from;
-            seq_format(seq, s->uid, ix, at);
+            seq_format(seq, ix, s->shards[ix].created_ms, at);
             fprintf(
                 stderr,
                 "kinesd-admin: stream %s shard %s: the record at or after sequence number %s does not open "
@@ -81,7 +81,7 @@ static int dump_shard(struct adm_dir *d, const struct adm_stream *s, uint32_t ix
                 }
                 b64 = nb, b64cap = need;
             }
-            seq_format(seq, s->uid, ix, r->pos);
+            seq_format(seq, ix, s->shards[ix].created_ms, r->pos);
             put_jsonl(id, seq, r, b64, b64cap);
         }
         bool more = out.n && !rc;
@@ -115,18 +115,17 @@ int adm_dump(const struct adm_opts *o)
         }
         only = ix;
     }
-    uint64_t from = 0, fuid = 0;
+    struct seq_num q = {0};
     if (o->from) {
-        uint32_t fshard;
-        if (seq_parse(o->from, &fuid, &fshard, &from)) {
+        if (seq_parse(o->from, &q)) {
             fprintf(stderr, "kinesd-admin: %s is not a sequence number of kinesd's\n", o->from);
             return ADM_USAGE;
         }
-        if (only >= 0 && fshard != (uint32_t)only) {
+        if (only >= 0 && q.shard != (uint32_t)only) {
             fprintf(stderr, "kinesd-admin: sequence number %s is not of shard %s\n", o->from, o->pos[1]);
             return ADM_USAGE;
         }
-        only = fshard; /* a sequence number names its shard */
+        only = q.shard; /* a sequence number names its shard */
     }
     struct adm_dir d;
     int rc = adm_open(&d, o->dir, &o->root, true);
@@ -139,7 +138,8 @@ int adm_dump(const struct adm_opts *o)
         if (!s) {
             fprintf(stderr, "kinesd-admin: %s: no stream %s\n", o->dir, o->pos[0]);
             code = ADM_USAGE;
-        } else if (o->from && fuid != s->uid) {
+        } else if (o->from && (q.shard >= s->nshards ||
+                               !seq_of_shard(&q, s->uid, q.shard, s->shards[q.shard].created_ms))) {
             fprintf(stderr, "kinesd-admin: sequence number %s is not of stream %s\n", o->from, s->name);
             code = ADM_USAGE;
         } else if (only >= (int64_t)s->nshards) {
@@ -148,7 +148,7 @@ int adm_dump(const struct adm_opts *o)
         } else {
             for (uint32_t i = 0; rc == 0 && i < s->nshards; i++)
                 if (only < 0 || i == (uint32_t)only)
-                    rc = dump_shard(&d, s, i, only >= 0 ? from : 0, raw);
+                    rc = dump_shard(&d, s, i, only >= 0 ? q.pos : 0, raw);
         }
     }
     adm_catalog_free(&c);

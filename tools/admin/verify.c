@@ -46,9 +46,9 @@ static void problem(struct vctx *v, const char *fmt, ...)
 /* "stream NAME shard shardId-... sequence number N" of a record. */
 static const char *record_name(struct vctx *v, uint64_t pos, char out[400])
 {
-    if (v->s) {
+    if (v->sh) {
         char seq[SEQ_LEN + 1];
-        seq_format(seq, v->s->uid, (uint32_t)(v->log & 0xFFFFFF), pos);
+        seq_format(seq, v->sh->index, v->sh->created_ms, pos);
         snprintf(out, 400, "%s sequence number %s", v->where, seq);
     } else {
         snprintf(out, 400, "%s position %" PRIu64, v->where, pos);
