@@ -280,8 +280,8 @@ static int parse_kinesd(const char *s, struct seq_num *q)
         sh > UINT32_MAX || digits(s + 31, 20, &u) || digits(s + 51, 5, &ck) ||
         ck != check5(u, (uint32_t)sh, p))
         return -1;
-    *q = (struct seq_num){.layout = SEQ_KINESD, .shard = (uint32_t)sh, .pos = p, .uid = u,
-                          .time_ms = pos_ms(p)};
+    *q = (struct seq_num){
+        .layout = SEQ_KINESD, .shard = (uint32_t)sh, .pos = p, .uid = u, .time_ms = pos_ms(p)};
     return 0;
 }
 
@@ -329,7 +329,8 @@ static int parse_aws(const char *s, struct seq_num *q)
     if (parse_wide(s, w) || bits(w, 188, 4) || bits(w, 184, 4) != 2)
         return -1;
     unsigned version = (unsigned)bits(w, 0, 4);
-    *q = (struct seq_num){.shard = (uint32_t)bits(w, 4, 32), .shard_s = (int64_t)bits(w, 148, 36),
+    *q = (struct seq_num){.shard = (uint32_t)bits(w, 4, 32),
+                          .shard_s = (int64_t)bits(w, 148, 36),
                           .nib = (uint8_t)bits(w, 144, 4)};
     if (version == 2) {
         q->layout = SEQ_AWS2;

@@ -234,12 +234,12 @@ struct put_item {
     size_t pk_len;
     const char *data;
     size_t data_len;
-    const char *ehk; /* ExplicitHashKey text, or NULL */
-    u128 hash;       /* out */
-    uint32_t shard;  /* out: shard index */
+    const char *ehk;          /* ExplicitHashKey text, or NULL */
+    u128 hash;                /* out */
+    uint32_t shard;           /* out: shard index */
     int64_t shard_created_ms; /* out: that shard's creation time (its sequence numbers hold it) */
-    uint64_t pos;    /* out: position in the shard's log */
-    enum kerr err;   /* out: 0, or why this record was not written (throttled, injected) */
+    uint64_t pos;             /* out: position in the shard's log */
+    enum kerr err;            /* out: 0, or why this record was not written (throttled, injected) */
 };
 /* What a write's second half finds in c->op_state. */
 struct put_state {
@@ -548,11 +548,11 @@ enum seq_layout {
 /* A decoded sequence number. */
 struct seq_num {
     enum seq_layout layout;
-    uint32_t shard;  /* the shard index it encodes */
-    uint64_t pos;    /* where it points: the position (SEQ_KINESD) or the sequence index (SEQ_AWS2) */
-    uint64_t uid;    /* SEQ_KINESD: the stream's uid */
-    int64_t shard_s; /* AWS's layouts: the shard's creation second */
-    int64_t time_ms; /* the record's time (AWS's layouts: a whole second) */
+    uint32_t shard;    /* the shard index it encodes */
+    uint64_t pos;      /* where it points: the position (SEQ_KINESD) or the sequence index (SEQ_AWS2) */
+    uint64_t uid;      /* SEQ_KINESD: the stream's uid */
+    int64_t shard_s;   /* AWS's layouts: the shard's creation second */
+    int64_t time_ms;   /* the record's time (AWS's layouts: a whole second) */
     uint8_t nib, byte; /* AWS's layouts: the shard's last hex digit, and the byte (version 2) */
 };
 /* Decode a sequence number of kinesd's old layout or AWS's version 2 or 1: 0 with *q set, or -1

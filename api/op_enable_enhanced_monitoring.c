@@ -20,8 +20,8 @@ const char *const stream_metric_names[STREAM_METRIC_COUNT] = {
 
 /* The order AWS lists them in (its answers come from a hash set, so the order is fixed). */
 static const enum stream_metric aws_order[STREAM_METRIC_COUNT] = {
-    STREAM_METRIC_INCOMING_BYTES, STREAM_METRIC_OUTGOING_RECORDS, STREAM_METRIC_ITERATOR_AGE,
-    STREAM_METRIC_INCOMING_RECORDS, STREAM_METRIC_READ_EXCEEDED, STREAM_METRIC_WRITE_EXCEEDED,
+    STREAM_METRIC_INCOMING_BYTES,   STREAM_METRIC_OUTGOING_RECORDS, STREAM_METRIC_ITERATOR_AGE,
+    STREAM_METRIC_INCOMING_RECORDS, STREAM_METRIC_READ_EXCEEDED,    STREAM_METRIC_WRITE_EXCEEDED,
     STREAM_METRIC_OUTGOING_BYTES,
 };
 
@@ -36,14 +36,26 @@ void enc_metrics(struct enc *e, uint32_t set)
 
 /* the model's enum, in the model's order (AWS prints it so in its validation messages) */
 static const char *const metric_enum[] = {
-    "IncomingBytes", "IncomingRecords", "OutgoingBytes", "OutgoingRecords", "WriteProvisionedThroughputExceeded",
-    "ReadProvisionedThroughputExceeded", "IteratorAgeMilliseconds", "ALL", NULL,
+    "IncomingBytes",
+    "IncomingRecords",
+    "OutgoingBytes",
+    "OutgoingRecords",
+    "WriteProvisionedThroughputExceeded",
+    "ReadProvisionedThroughputExceeded",
+    "IteratorAgeMilliseconds",
+    "ALL",
+    NULL,
 };
 
 static const struct vfield metric_elem = {"member", VT_STRING, {{0}}, 0, 0, 0};
 static const struct vfield schema[] = {
     F_STREAM_NAME,
-    {"ShardLevelMetrics", VT_LIST, {NOT_NULL, LEN_GE(1), LEN_LE(7), CHILD_ENUM(metric_enum)}, 0, &metric_elem, 0},
+    {"ShardLevelMetrics",
+     VT_LIST,
+     {NOT_NULL, LEN_GE(1), LEN_LE(7), CHILD_ENUM(metric_enum)},
+     0,
+     &metric_elem,
+     0},
     F_STREAM_ARN,
     F_STREAM_ID,
     {0},

@@ -15,10 +15,7 @@
 #define WARM_MAX_MIBPS 10240 /* 10 GiB/s, AWS's default cap */
 
 static const struct vfield schema[] = {
-    F_STREAM_ARN,
-    F_STREAM_NAME,
-    F_STREAM_ID,
-    {"WarmThroughputMiBps", VT_INTEGER, {NOT_NULL, GE(0)}, 0, 0, 0},
+    F_STREAM_ARN, F_STREAM_NAME, F_STREAM_ID, {"WarmThroughputMiBps", VT_INTEGER, {NOT_NULL, GE(0)}, 0, 0, 0},
     {0},
 };
 

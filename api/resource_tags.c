@@ -48,8 +48,8 @@ int resource_uid(struct api_ctx *c, uint64_t *uid)
 static int consumer_gone(struct api_ctx *c, const struct consumer_info *ci)
 {
     return api_fail(c, KERR_RESOURCE_NOT_FOUND,
-                    "Consumer %s with creation timestamp %lld under stream: %s, account %s not found.", ci->name,
-                    (long long)(ci->created_ms / 1000), ci->stream, c->api->account);
+                    "Consumer %s with creation timestamp %lld under stream: %s, account %s not found.",
+                    ci->name, (long long)(ci->created_ms / 1000), ci->stream, c->api->account);
 }
 
 /* The consumer's tags into a scratch stream (the caller frees it with stream_discard), or NULL

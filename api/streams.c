@@ -870,7 +870,8 @@ static int retire(struct api *a, struct stream *s)
 }
 
 int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
-                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now, struct stream **out)
+                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now,
+                   struct stream **out)
 {
     struct streams *r = a->streams;
     if (nshards > SHARD_INDEX_LIMIT || r->next_uid >= UID_LIMIT)
@@ -1686,7 +1687,7 @@ void *streams_maintain(void *arg)
             scale_on_demand(a, now);
         streams_change_unlock(a);
         if (leader && tick % 600 == 0) /* a minute: every KMS operation also makes what is due */
-            kms_maintain(a, now); /* key deletions and automatic rotations that are due */
+            kms_maintain(a, now);      /* key deletions and automatic rotations that are due */
         if (tick++ % 5 == 0 && leader) {
             trim_expired(a, now);
             drop_logs(a, &drops);

@@ -29,9 +29,9 @@ struct loop;
 /* A request handed to pipeline_start that may complete on another thread. */
 struct job {
     struct conn *c;
-    void *owner;       /* the protocol's request (an HTTP/2 stream), NULL once it went away */
-    struct hresp resp; /* filled by pipeline_start, now or on completion */
-    size_t budget;     /* bytes of the memory budget this request holds */
+    void *owner;            /* the protocol's request (an HTTP/2 stream), NULL once it went away */
+    struct hresp resp;      /* filled by pipeline_start, now or on completion */
+    size_t budget;          /* bytes of the memory budget this request holds */
     void (*run)(void *arg); /* posted: run(run_arg) on the loop, then the job goes on waiting */
     void *run_arg;
     struct job *next;
@@ -78,12 +78,12 @@ struct conn {
 
     char *rbuf; /* received, not yet consumed */
     size_t rlen, rcap;
-    size_t rmax;  /* reading pauses while rlen reaches it */
-    bool eof;     /* the peer closed its side */
+    size_t rmax;   /* reading pauses while rlen reaches it */
+    bool eof;      /* the peer closed its side */
     bool readable; /* no EAGAIN since the last read event: the socket may have bytes */
     bool rdhup;    /* the peer's FIN (or an error) was signalled: read on until EOF */
-    bool dead;    /* closed; the struct waits for refs */
-    bool closing; /* close once the output is sent (then linger) */
+    bool dead;     /* closed; the struct waits for refs */
+    bool closing;  /* close once the output is sent (then linger) */
     bool lingering;
 
     char *wbuf; /* output, sent before wbody */
@@ -97,7 +97,7 @@ struct conn {
     int owes;           /* answers the client has not taken yet (send timeout applies) */
     int refs;           /* outstanding jobs and queued sinks */
     struct conn *prev, *next;
-    bool again;               /* on the loop's list of connections to kick once more */
+    bool again; /* on the loop's list of connections to kick once more */
     struct conn *again_next;
 };
 

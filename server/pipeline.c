@@ -309,8 +309,8 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
             free(pd);
         }
         struct api_response ar;
-        api_unavailable(p->api, req.content_type, "Too many requests are waiting to be served; retry the request.",
-                        &ar);
+        api_unavailable(p->api, req.content_type,
+                        "Too many requests are waiting to be served; retry the request.", &ar);
         from_api(o, &ar, origin != NULL);
         return 0;
     }

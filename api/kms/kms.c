@@ -723,10 +723,12 @@ static int caller_may(struct api_ctx *c, const struct kms_key *k, const char *ac
     enum policy_verdict v = same_account ? policy_eval(who->policy, &pr) : POLICY_NONE;
     if (v == POLICY_ALLOW)
         return 0;
-    return api_fail(c, KERR_KMS_K_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
-                    who->user_arn, action, k->arn,
-                    v == POLICY_DENY ? "with an explicit deny in an identity-based policy"
-                                     : arena_printf(&c->arena, "because no identity-based policy allows the %s action", action));
+    return api_fail(
+        c, KERR_KMS_K_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
+        who->user_arn, action, k->arn,
+        v == POLICY_DENY
+            ? "with an explicit deny in an identity-based policy"
+            : arena_printf(&c->arena, "because no identity-based policy allows the %s action", action));
 }
 
 int kms_stream_key_check(struct api_ctx *c, const char *kid)

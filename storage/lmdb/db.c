@@ -436,7 +436,7 @@ out:
 struct trim_ctx {
     uint64_t log, below;
     size_t max, deleted;
-    bool more; /* drop: records remain */
+    bool more;                   /* drop: records remain */
     struct store_trim_row *rows; /* deleted with the records (store_trim_row) */
     size_t nrows;
 };

@@ -2007,7 +2007,7 @@ static int mode_put(enum mode m, int nconn)
  * last record seen. 'complete' says every subscription received exactly the records
  * acknowledged on its shard, in strictly increasing sequence-number order. */
 
-#define FAN_STAMP 12           /* bytes of a record that carry the send time: base64 of 16 chars */
+#define FAN_STAMP 12                /* bytes of a record that carry the send time: base64 of 16 chars */
 #define FAN_DRAIN_NS 20000000000ull /* after the producers stop, wait this long for the events */
 #define FAN_MAX_FRAME (16u * 1024u * 1024u)
 
@@ -2118,7 +2118,8 @@ static uint32_t be32(const unsigned char *p)
 }
 
 /* The value of string header `name` of an event-stream message, or NULL. */
-static const char *fan_header(const unsigned char *h, const unsigned char *end, const char *name, size_t *vlen)
+static const char *fan_header(const unsigned char *h, const unsigned char *end, const char *name,
+                              size_t *vlen)
 {
     static const int fixed[] = {0, 0, 1, 2, 4, 8, -1, -1, 8, 16};
     size_t nl = strlen(name);
@@ -2194,15 +2195,14 @@ static int fan_subscribe_once(fan_sub_t *s)
 {
     conn_t *c = &s->conn;
     char body[1024];
-    int n = s->last_seq[0]
-                ? snprintf(body, sizeof body,
-                           "{\"ConsumerARN\":\"%s\",\"ShardId\":\"%s\",\"StartingPosition\":"
-                           "{\"Type\":\"AFTER_SEQUENCE_NUMBER\",\"SequenceNumber\":\"%s\"}}",
-                           s->consumer_arn, g_shards[s->shard].id, s->last_seq)
-                : snprintf(body, sizeof body,
-                           "{\"ConsumerARN\":\"%s\",\"ShardId\":\"%s\",\"StartingPosition\":"
-                           "{\"Type\":\"TRIM_HORIZON\"}}",
-                           s->consumer_arn, g_shards[s->shard].id);
+    int n = s->last_seq[0] ? snprintf(body, sizeof body,
+                                      "{\"ConsumerARN\":\"%s\",\"ShardId\":\"%s\",\"StartingPosition\":"
+                                      "{\"Type\":\"AFTER_SEQUENCE_NUMBER\",\"SequenceNumber\":\"%s\"}}",
+                                      s->consumer_arn, g_shards[s->shard].id, s->last_seq)
+                           : snprintf(body, sizeof body,
+                                      "{\"ConsumerARN\":\"%s\",\"ShardId\":\"%s\",\"StartingPosition\":"
+                                      "{\"Type\":\"TRIM_HORIZON\"}}",
+                                      s->consumer_arn, g_shards[s->shard].id);
     if (n < 0 || (size_t)n >= sizeof body) {
         return -1;
     }
@@ -2235,7 +2235,7 @@ static int fan_subscribe_once(fan_sub_t *s)
         s->ready = 1;
         atomic_fetch_add(&g_fan_ready, 1);
     }
-    size_t pos = hdr_end; /* c->in.p[pos..] is body not yet consumed */
+    size_t pos = hdr_end;                            /* c->in.p[pos..] is body not yet consumed */
     long long chunk_left = chunked ? -1 : LLONG_MAX; /* -1: a size line is next */
     int crlf_next = 0;
     for (;;) {
@@ -2430,8 +2430,8 @@ static int mode_fanout(int nprod)
     }
     for (int i = 0; atomic_load(&g_fan_ready) < nsubs; i++) {
         if (i == 1500) {
-            fprintf(stderr, "kbench: fanout: only %d of %d subscriptions started\n", atomic_load(&g_fan_ready),
-                    nsubs);
+            fprintf(stderr, "kbench: fanout: only %d of %d subscriptions started\n",
+                    atomic_load(&g_fan_ready), nsubs);
             goto stop;
         }
         sleep_ns(CREATE_POLL_NS);
@@ -2484,8 +2484,8 @@ stop:
         for (int i = 0; i < nsubs; i++) {
             delivered += subs[i].received;
             nlat += subs[i].nlat;
-            complete &= subs[i].received == atomic_load(&g_fan_acked[subs[i].shard]) && !subs[i].out_of_order &&
-                        !subs[i].exceptions;
+            complete &= subs[i].received == atomic_load(&g_fan_acked[subs[i].shard]) &&
+                        !subs[i].out_of_order && !subs[i].exceptions;
         }
         uint64_t *lat = malloc((nlat ? nlat : 1) * sizeof *lat);
         size_t k = 0;
@@ -2501,10 +2501,11 @@ stop:
         printf("kbench fanout: %d consumers x %d shards, %d producers, %" PRIu64 " records put in %.2f s"
                " (%" PRIu64 " errors), %" PRIu64 " delivered\n",
                ncons, g_nshards, nprod, put, put_s, put_errors, delivered);
-        printf("RESULT mode=fanout put_records_per_s=%.0f delivered_records_per_s=%.0f p50_ms=%.2f p99_ms=%.2f"
-               " complete=%s\n",
-               put_s > 0 ? (double)put / put_s : 0.0, all_s > 0 ? (double)delivered / all_s : 0.0, p50, p99,
-               complete ? "yes" : "no");
+        printf(
+            "RESULT mode=fanout put_records_per_s=%.0f delivered_records_per_s=%.0f p50_ms=%.2f p99_ms=%.2f"
+            " complete=%s\n",
+            put_s > 0 ? (double)put / put_s : 0.0, all_s > 0 ? (double)delivered / all_s : 0.0, p50, p99,
+            complete ? "yes" : "no");
         rc = complete ? 0 : 1;
     }
 out:
@@ -2949,36 +2950,37 @@ static int ts_start(void)
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: kbench --mode MODE [options]\n"
-               "\n"
-               "modes: create | putrecord | putrecords | getrecords | fanout | freeport | disksync | diskwrite\n"
-               "\n"
-               "  --host H          server address, loopback only (default 127.0.0.1)\n"
-               "  --port P          server port (default 4567)\n"
-               "  --stream NAME     stream name (default kbench)\n"
-               "  --shards N        shard count for create / fallback (default 4)\n"
-               "  --connections N   connections = threads (default: putrecord 16,\n"
-               "                    putrecords 4, getrecords one per shard)\n"
-               "  --seconds S       measurement duration (default 10)\n"
-               "  --count N         stop after N requests (time cap 600 s unless --seconds)\n"
-               "  --record-size B   payload bytes per record (default 100)\n"
-               "  --batch N         records per PutRecords (default 500)\n"
-               "  --limit N         GetRecords Limit (default 10000)\n"
-               "  --fill N          getrecords: records put per open shard first (default 25000)\n"
-               "  --no-fill         getrecords: read existing data only\n"
-               "  --pid PID         sample the server's RssAnon every 100 ms during the run\n"
-               "                    and report its peak, with VmHWM / VmRSS after the run\n"
-               "  --timeout S       per-request socket timeout (default 30)\n"
-               "  --dir D           disksync, diskwrite: directory on the disk to time\n"
-               "  --mib N           diskwrite: MiB to write (default 256)\n"
-               "  --trivial-server  putrecord, putrecords, getrecords: run against a canned\n"
-               "                    server inside kbench (the load generator's ceiling)\n"
-               "  --consumers N     fanout: consumers, each subscribed to every shard (default 4)\n"
-               "\n"
-               "Each measuring mode ends with a machine-readable line:\n"
-               "RESULT mode=... requests_per_s=... records_per_s=... mb_per_s=... p50_ms=...\n"
-               "       p99_ms=... p999_ms=... max_ms=... peak_rss_anon_mb=... rss_anon_mb=...\n"
-               "       peak_rss_mb=... (VmHWM) rss_mb=... errors=...\n");
+    fprintf(f,
+            "usage: kbench --mode MODE [options]\n"
+            "\n"
+            "modes: create | putrecord | putrecords | getrecords | fanout | freeport | disksync | diskwrite\n"
+            "\n"
+            "  --host H          server address, loopback only (default 127.0.0.1)\n"
+            "  --port P          server port (default 4567)\n"
+            "  --stream NAME     stream name (default kbench)\n"
+            "  --shards N        shard count for create / fallback (default 4)\n"
+            "  --connections N   connections = threads (default: putrecord 16,\n"
+            "                    putrecords 4, getrecords one per shard)\n"
+            "  --seconds S       measurement duration (default 10)\n"
+            "  --count N         stop after N requests (time cap 600 s unless --seconds)\n"
+            "  --record-size B   payload bytes per record (default 100)\n"
+            "  --batch N         records per PutRecords (default 500)\n"
+            "  --limit N         GetRecords Limit (default 10000)\n"
+            "  --fill N          getrecords: records put per open shard first (default 25000)\n"
+            "  --no-fill         getrecords: read existing data only\n"
+            "  --pid PID         sample the server's RssAnon every 100 ms during the run\n"
+            "                    and report its peak, with VmHWM / VmRSS after the run\n"
+            "  --timeout S       per-request socket timeout (default 30)\n"
+            "  --dir D           disksync, diskwrite: directory on the disk to time\n"
+            "  --mib N           diskwrite: MiB to write (default 256)\n"
+            "  --trivial-server  putrecord, putrecords, getrecords: run against a canned\n"
+            "                    server inside kbench (the load generator's ceiling)\n"
+            "  --consumers N     fanout: consumers, each subscribed to every shard (default 4)\n"
+            "\n"
+            "Each measuring mode ends with a machine-readable line:\n"
+            "RESULT mode=... requests_per_s=... records_per_s=... mb_per_s=... p50_ms=...\n"
+            "       p99_ms=... p999_ms=... max_ms=... peak_rss_anon_mb=... rss_anon_mb=...\n"
+            "       peak_rss_mb=... (VmHWM) rss_mb=... errors=...\n");
 }
 
 static int parse_long(const char *s, long lo, long hi, long *out, const char *name)

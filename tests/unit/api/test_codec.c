@@ -55,10 +55,11 @@ static void hex_to_dec(const char *hex, char *out)
 }
 
 /* AWS's version 2 as the text of its hex digits */
-static void v2_hex(char out[48], uint64_t created_s, uint32_t shard, uint64_t ix, unsigned byte, uint64_t secs)
+static void v2_hex(char out[48], uint64_t created_s, uint32_t shard, uint64_t ix, unsigned byte,
+                   uint64_t secs)
 {
-    snprintf(out, 48, "2%09" PRIx64 "%x%016" PRIx64 "%02x%09" PRIx64 "%08x2", created_s, shard & 0xF, ix, byte,
-             secs, shard);
+    snprintf(out, 48, "2%09" PRIx64 "%x%016" PRIx64 "%02x%09" PRIx64 "%08x2", created_s, shard & 0xF, ix,
+             byte, secs, shard);
 }
 
 static void sequence_numbers_are_aws_version_2(void)
@@ -239,5 +240,5 @@ static void iterators_are_sealed_and_tamper_evident(void)
 
 CHECK_RUN("codec", T(two_shards_meet_where_aws_splits), T(hash_key_is_md5_read_big_endian),
           T(sequence_numbers_are_aws_version_2), T(a_number_belongs_to_its_shard_incarnation),
-          T(old_layout_numbers_still_decode), T(ordering_numbers_are_any_well_formed_number_of_the_past), T(shard_ids_parse_like_aws),
-          T(iterators_are_sealed_and_tamper_evident))
+          T(old_layout_numbers_still_decode), T(ordering_numbers_are_any_well_formed_number_of_the_past),
+          T(shard_ids_parse_like_aws), T(iterators_are_sealed_and_tamper_evident))
