@@ -38,9 +38,7 @@
 #include "db.h"
 #include "wal.h"
 
-#define LAST_KEY UINT64_MAX
-#define SEG_MAGIC 0x4753574bu /* "KWSG" */
-#define COPY_BATCH 4096       /* log records stored into a copy per transaction */
+#define COPY_BATCH 4096 /* log records stored into a copy per transaction */
 
 struct went {
     uint64_t log, pos;
@@ -61,21 +59,6 @@ struct backup_snap {
     uint64_t wal_bytes[2];
     char dir[4096];
 };
-
-static void be64(unsigned char *o, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        o[i] = (unsigned char)v;
-}
-
-static uint64_t rd64(const void *p)
-{
-    const unsigned char *b = p;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | b[i];
-    return v;
-}
 
 /* ---- reading the log without changing it ---- */
 
@@ -128,7 +111,7 @@ static int check_segments(struct backup_snap *s)
         close(fd);
         uint32_t magic = (uint32_t)h[0] | (uint32_t)h[1] << 8 | (uint32_t)h[2] << 16 | (uint32_t)h[3] << 24;
         uint32_t ver = (uint32_t)h[4] | (uint32_t)h[5] << 8 | (uint32_t)h[6] << 16 | (uint32_t)h[7] << 24;
-        if (n == 8 && magic == SEG_MAGIC && ver > BACKUP_WAL_VERSION)
+        if (n == 8 && magic == WAL_SEG_MAGIC && ver > WAL_SEG_VERSION)
             return STORE_INVALID;
     }
     return 0;
@@ -351,16 +334,16 @@ int backup_snap_records(struct backup_snap *s, uint64_t log, uint64_t from, back
     if (rc)
         return db_store_rc(rc);
     unsigned char key[16];
-    be64(key, log);
-    be64(key + 8, from);
+    db_be64(key, log);
+    db_be64(key + 8, from);
     MDB_val k = {16, key}, v;
     int out = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && !out;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
         if (k.mv_size != 16 || memcmp(k.mv_data, key, 8))
             break;
-        uint64_t pos = rd64((char *)k.mv_data + 8);
-        if (pos == LAST_KEY)
+        uint64_t pos = db_rd64((char *)k.mv_data + 8);
+        if (pos == DB_LAST_KEY)
             break;
         out = fn(ctx, log, pos, v.mv_data, v.mv_size, false);
     }
@@ -390,7 +373,7 @@ int backup_snap_logs(struct backup_snap *s, backup_log_fn fn, void *ctx)
             break;
         }
         if (have)
-            db_log = rd64(k.mv_data);
+            db_log = db_rd64(k.mv_data);
         uint64_t wal_log = ei < s->nents ? s->ents[ei].log : UINT64_MAX;
         if (!have && wal_log == UINT64_MAX)
             break;
@@ -407,8 +390,8 @@ int backup_snap_logs(struct backup_snap *s, backup_log_fn fn, void *ctx)
             unsigned char nk[16];
             if (l.log == UINT64_MAX)
                 break;
-            be64(nk, l.log + 1);
-            be64(nk + 8, 0);
+            db_be64(nk, l.log + 1);
+            db_be64(nk + 8, 0);
             k = (MDB_val){16, nk};
             rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
         }

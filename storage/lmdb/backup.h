@@ -20,9 +20,6 @@
 
 struct backup_snap;
 
-/* The version of the write-ahead log segments this build reads (a newer one: STORE_INVALID). */
-#define BACKUP_WAL_VERSION 1
-
 /* Open a view of data directory dir. *out owned by the caller until backup_snap_close.
  * Returns 0, STORE_NOT_FOUND (no dir/data.mdb: not a data directory), STORE_INVALID (a log
  * segment of a newer format version), STORE_CORRUPT, STORE_IO, STORE_NOMEM. */

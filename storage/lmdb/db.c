@@ -30,7 +30,6 @@
 #include "klog.h"
 
 #define DEFAULT_MAP (256ull << 20)
-#define LAST_KEY UINT64_MAX
 #define MAX_GROW_STEP (8ull << 30)
 #define MAX_KEY 256
 
@@ -43,21 +42,6 @@ struct db {
     bool sync;
     char path[4096];
 };
-
-static void be64(unsigned char *o, uint64_t v)
-{
-    for (int i = 7; i >= 0; i--, v >>= 8)
-        o[i] = (unsigned char)v;
-}
-
-static uint64_t rd64(const void *p)
-{
-    const unsigned char *b = p;
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++)
-        v = v << 8 | b[i];
-    return v;
-}
 
 static int map_rc(int rc)
 {
@@ -153,7 +137,7 @@ static int migrate(struct db *d, MDB_txn *txn, void *ctx)
         MDB_val nv = {8 + v.mv_size, NULL};
         if ((rc = mdb_put(txn, d->rows, &k, &nv, MDB_RESERVE)))
             break;
-        be64(nv.mv_data, 1);
+        db_be64(nv.mv_data, 1);
         memcpy((char *)nv.mv_data + 8, v.mv_data, v.mv_size);
     }
     if (rc == MDB_NOTFOUND)
@@ -274,8 +258,8 @@ enum { OPEN = DB_LOG_OPEN, DROPPED = DB_LOG_DROPPED, SEALED = DB_LOG_SEALED };
 int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, int *state)
 {
     unsigned char lk[16];
-    be64(lk, log);
-    be64(lk + 8, LAST_KEY);
+    db_be64(lk, log);
+    db_be64(lk + 8, DB_LAST_KEY);
     MDB_val k = {16, lk}, v;
     int rc = mdb_get(txn, dbi, &k, &v);
     *last = 0;
@@ -287,7 +271,7 @@ int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, int *st
     if (v.mv_size != 8 &&
         !(v.mv_size == 9 && (((char *)v.mv_data)[8] == DROPPED || ((char *)v.mv_data)[8] == SEALED)))
         return MDB_CORRUPTED;
-    *last = rd64(v.mv_data);
+    *last = db_rd64(v.mv_data);
     *state = v.mv_size == 9 ? ((char *)v.mv_data)[8] : OPEN;
     return 0;
 }
@@ -301,9 +285,9 @@ static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, in
 static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, int state)
 {
     unsigned char lk[16], lv[9];
-    be64(lk, log);
-    be64(lk + 8, LAST_KEY);
-    be64(lv, last);
+    db_be64(lk, log);
+    db_be64(lk + 8, DB_LAST_KEY);
+    db_be64(lv, last);
     lv[8] = (unsigned char)state;
     MDB_val k = {16, lk}, v = {state == OPEN ? 8 : 9, lv};
     return mdb_put(txn, d->log, &k, &v, 0);
@@ -336,8 +320,8 @@ static int append_in(struct db *d, MDB_txn *txn, void *ctx)
                 return dropped ? MDB_NOTFOUND : MDB_KEYEXIST;
             }
             unsigned char key[16];
-            be64(key, log);
-            be64(key + 8, r->pos);
+            db_be64(key, log);
+            db_be64(key + 8, r->pos);
             MDB_val k = {16, key}, v = {r->len, NULL};
             if ((rc = mdb_put(txn, d->log, &k, &v, MDB_RESERVE)))
                 return rc;
@@ -372,15 +356,15 @@ int db_scan(struct db *d, struct format_opener *o, uint64_t log, uint64_t from, 
         return map_rc(rc);
     }
     unsigned char key[16];
-    be64(key, log);
-    be64(key + 8, from);
+    db_be64(key, log);
+    db_be64(key + 8, from);
     MDB_val k = {16, key}, v;
     size_t count = 0, bytes = 0;
     int out_rc = 0;
     for (rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE); rc == 0 && count < max_n && bytes < max_bytes;
          rc = mdb_cursor_get(cur, &k, &v, MDB_NEXT)) {
-        uint64_t pos = rd64((char *)k.mv_data + 8);
-        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || pos == LAST_KEY)
+        uint64_t pos = db_rd64((char *)k.mv_data + 8);
+        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || pos == DB_LAST_KEY)
             break;
         if ((out_rc = format_open_with(o, v.mv_data, v.mv_size, log, pos, out)))
             break;
@@ -418,13 +402,13 @@ int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool 
         if ((rc = mdb_cursor_open(txn, d->log, &cur)))
             goto out;
         unsigned char lk[16];
-        be64(lk, log);
-        be64(lk + 8, 0);
+        db_be64(lk, log);
+        db_be64(lk + 8, 0);
         MDB_val k = {16, lk}, v;
         rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
-        uint64_t p =
-            rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, lk, 8) ? rd64((char *)k.mv_data + 8) : LAST_KEY;
-        *first = p == LAST_KEY ? 0 : p;
+        uint64_t p = rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, lk, 8) ? db_rd64((char *)k.mv_data + 8)
+                                                                             : DB_LAST_KEY;
+        *first = p == DB_LAST_KEY ? 0 : p;
         mdb_cursor_close(cur);
         rc = rc == MDB_NOTFOUND ? 0 : rc;
     }
@@ -450,8 +434,8 @@ static int trim_in(struct db *d, MDB_txn *txn, void *ctx)
     if (rc)
         return rc;
     unsigned char key[16];
-    be64(key, t->log);
-    be64(key + 8, 0);
+    db_be64(key, t->log);
+    db_be64(key + 8, 0);
     MDB_val k = {16, key}, v;
     t->deleted = 0;
     t->more = false;
@@ -459,7 +443,7 @@ static int trim_in(struct db *d, MDB_txn *txn, void *ctx)
         t->rows[i].gone = false;
     rc = mdb_cursor_get(cur, &k, &v, MDB_SET_RANGE);
     while (rc == 0) {
-        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || rd64((char *)k.mv_data + 8) >= t->below)
+        if (k.mv_size != 16 || memcmp(k.mv_data, key, 8) || db_rd64((char *)k.mv_data + 8) >= t->below)
             break;
         if (t->deleted == t->max) {
             t->more = true;
@@ -474,8 +458,9 @@ static int trim_in(struct db *d, MDB_txn *txn, void *ctx)
     }
     /* the cursor is on the log's first record left, if there is one */
     uint64_t bound = t->below;
-    if (rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, key, 8) && rd64((char *)k.mv_data + 8) != LAST_KEY)
-        bound = rd64((char *)k.mv_data + 8);
+    if (rc == 0 && k.mv_size == 16 && !memcmp(k.mv_data, key, 8) &&
+        db_rd64((char *)k.mv_data + 8) != DB_LAST_KEY)
+        bound = db_rd64((char *)k.mv_data + 8);
     mdb_cursor_close(cur);
     if (rc && rc != MDB_NOTFOUND)
         return rc;
@@ -529,7 +514,7 @@ static int drop_in(struct db *d, MDB_txn *txn, void *ctx)
 
 int db_drop(struct db *d, uint64_t log, size_t max, bool *more)
 {
-    struct trim_ctx t = {.log = log, .below = LAST_KEY, .max = max};
+    struct trim_ctx t = {.log = log, .below = DB_LAST_KEY, .max = max};
     int rc = write_txn(d, drop_in, &t);
     *more = t.more;
     return map_rc(rc);
@@ -570,7 +555,7 @@ static int cas_in(struct db *d, MDB_txn *txn, void *ctx)
         int rc = mdb_get(txn, d->rows, &k, &v);
         if (rc && rc != MDB_NOTFOUND)
             return rc;
-        uint64_t have = rc ? 0 : v.mv_size >= 8 ? rd64(v.mv_data) : 1;
+        uint64_t have = rc ? 0 : v.mv_size >= 8 ? db_rd64(v.mv_data) : 1;
         if (r->version != STORE_ANY_VERSION && r->version != have)
             return MDB_KEYEXIST; /* the conflict */
         if (!r->val) {
@@ -582,7 +567,7 @@ static int cas_in(struct db *d, MDB_txn *txn, void *ctx)
         MDB_val nv = {8 + r->len, NULL};
         if ((rc = mdb_put(txn, d->rows, &k, &nv, MDB_RESERVE)))
             return rc;
-        be64(nv.mv_data, have + 1);
+        db_be64(nv.mv_data, have + 1);
         if (r->len)
             memcpy((char *)nv.mv_data + 8, r->val, r->len);
         c->nv[i] = have + 1;
@@ -625,7 +610,7 @@ int db_txn_row_get(MDB_txn *txn, MDB_dbi dbi, const char *key, char **val, size_
     *val = p;
     *len = v.mv_size - 8;
     if (version)
-        *version = rd64(v.mv_data);
+        *version = db_rd64(v.mv_data);
     return 0;
 }
 
@@ -657,7 +642,7 @@ int db_txn_rows_scan(MDB_txn *txn, MDB_dbi dbi, const char *prefix, store_meta_f
             rc = MDB_CORRUPTED;
             break;
         }
-        if (fn(ctx, k.mv_data, k.mv_size, (char *)v.mv_data + 8, v.mv_size - 8, rd64(v.mv_data)))
+        if (fn(ctx, k.mv_data, k.mv_size, (char *)v.mv_data + 8, v.mv_size - 8, db_rd64(v.mv_data)))
             break;
     }
     mdb_cursor_close(cur);

@@ -16,6 +16,26 @@
 
 struct format_opener;
 
+/* The log table's keys: a log and a position, 8 bytes each, big-endian, so keys sort by log
+ * and then position; a log's last position is kept under position DB_LAST_KEY. Here so that
+ * the backup's read-only view decodes the same layout. */
+#define DB_LAST_KEY UINT64_MAX
+
+static inline void db_be64(unsigned char *o, uint64_t v)
+{
+    for (int i = 7; i >= 0; i--, v >>= 8)
+        o[i] = (unsigned char)v;
+}
+
+static inline uint64_t db_rd64(const void *p)
+{
+    const unsigned char *b = p;
+    uint64_t v = 0;
+    for (int i = 0; i < 8; i++)
+        v = v << 8 | b[i];
+    return v;
+}
+
 struct store_keyring;
 
 struct db;

@@ -26,7 +26,6 @@
 #include "wal.h"
 #include "klog.h"
 
-#define SEG_MAGIC 0x4753574bu /* "KWSG" read little-endian */
 #define WAL_MAGIC 0x4c41574bu /* "KWAL" */
 #define SEG_HDR 4096u
 #define MAX_FRAME (256ull << 20)
@@ -215,7 +214,7 @@ static uint64_t read_run(struct wal *w, int fd)
     char h[20];
     if (io_all(w, fd, false, h, sizeof h, 0))
         return 0;
-    if (rd32(h) != SEG_MAGIC || rd32(h + 4) != 1 || crc32c(0, h, 16) != rd32(h + 16))
+    if (rd32(h) != WAL_SEG_MAGIC || rd32(h + 4) != WAL_SEG_VERSION || crc32c(0, h, 16) != rd32(h + 16))
         return 0;
     return rd64(h + 8);
 }
@@ -293,8 +292,8 @@ static int start_run(struct wal *w, int i)
     struct seg *s = &w->seg[i];
     char h[SEG_HDR] = {0};
     uint64_t run = w->next_run++;
-    le32(h, SEG_MAGIC);
-    le32(h + 4, 1);
+    le32(h, WAL_SEG_MAGIC);
+    le32(h + 4, WAL_SEG_VERSION);
     le64(h + 8, run);
     le32(h + 16, crc32c(0, h, 16));
     /* frames of the old run that follow it no longer match the header's run */

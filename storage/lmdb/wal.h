@@ -43,6 +43,10 @@
 #define WAL_HDR 24   /* frame header */
 #define WAL_ENTRY 20 /* entry header: log, pos, len */
 #define WAL_SEGS 2
+/* A segment's header: this magic ("KWSG" read little-endian) and the format version, which
+ * this build writes and is the newest it reads (the backup's view refuses a newer one). */
+#define WAL_SEG_MAGIC 0x4753574bu
+#define WAL_SEG_VERSION 1
 #define WAL_SYNCERS 2 /* descriptors per segment for wal_sync */
 
 struct wal;
