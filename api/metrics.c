@@ -386,14 +386,27 @@ static struct mshard *shard_entry(struct metrics *m, uint64_t uid, uint32_t shar
     return (struct mshard *)table_get(&m->shards, log_id(uid, shard), init_shard, &levels, &m->overflow);
 }
 
-/* Shard-level counts of one shard, for the metrics enabled. */
-static void shard_add(struct metrics *m, const struct metrics_call *k, uint32_t shard, int which, uint64_t n)
+/* Shard-level counts of one shard, for the metrics enabled: counter `which` by n and, when
+ * which2 >= 0, counter which2 by n2, with one look-up of the shard's entry. */
+static void shard_add2(struct metrics *m, const struct metrics_call *k, uint32_t shard, int which, uint64_t n,
+                       int which2, uint64_t n2)
 {
-    if (!(k->levels & shard_counters[which].bit))
+    bool one = k->levels & shard_counters[which].bit,
+         two = which2 >= 0 && k->levels & shard_counters[which2].bit;
+    if (!one && !two)
         return;
     struct mshard *e = shard_entry(m, k->uid, shard, k->levels);
-    if (e)
+    if (!e)
+        return;
+    if (one)
         add(&e->c[which], n);
+    if (two)
+        add(&e->c[which2], n2);
+}
+
+static void shard_add(struct metrics *m, const struct metrics_call *k, uint32_t shard, int which, uint64_t n)
+{
+    shard_add2(m, k, shard, which, n, -1, 0);
 }
 
 static void count_puts(struct metrics *m, struct api_ctx *c, struct mstream *s, int rc)
@@ -417,10 +430,8 @@ static void count_puts(struct metrics *m, struct api_ctx *c, struct mstream *s, 
         if (!it->err) {
             ok++;
             bytes += b;
-            if (c->m.levels) {
-                shard_add(m, &c->m, it->shard, S_IN_RECORDS, 1);
-                shard_add(m, &c->m, it->shard, S_IN_BYTES, b);
-            }
+            if (c->m.levels)
+                shard_add2(m, &c->m, it->shard, S_IN_RECORDS, 1, S_IN_BYTES, b);
         } else if (it->err == KERR_THROUGHPUT_EXCEEDED) {
             throttled++;
             if (c->m.levels)
@@ -461,8 +472,7 @@ static void count_reads(struct metrics *m, struct api_ctx *c, struct mstream *s,
     add(&s->c[GR_BYTES], k->bytes);
     __atomic_store_n(&s->g[GR_AGE], k->age_ms, __ATOMIC_RELAXED);
     if (k->has_shard && k->levels) {
-        shard_add(m, k, k->shard, S_OUT_RECORDS, k->records);
-        shard_add(m, k, k->shard, S_OUT_BYTES, k->bytes);
+        shard_add2(m, k, k->shard, S_OUT_RECORDS, k->records, S_OUT_BYTES, k->bytes);
         if (k->levels & BIT(ITERATOR_AGE)) {
             struct mshard *e = shard_entry(m, k->uid, k->shard, k->levels);
             if (e)
