@@ -15,11 +15,12 @@ struct http;
 struct http_config {
     const char *host; /* borrowed during http_start */
     uint16_t port;
-    bool test_clock; /* POST /_test/advance-clock and /_test/stream */
-    SSL_CTX *tls;    /* NULL: cleartext only; borrowed until http_stop */
-    int loops;       /* event loop threads */
-    long max_conns;  /* past it a new connection is accepted and closed at once */
-    size_t budget;   /* bytes of buffered request bodies and unsent answers, process-wide */
+    bool test_clock;  /* POST /_test/advance-clock and /_test/stream */
+    bool api_metrics; /* GET /metrics on this port too (off under --auth: see pipeline.c) */
+    SSL_CTX *tls;     /* NULL: cleartext only; borrowed until http_stop */
+    int loops;        /* event loop threads */
+    long max_conns;   /* past it a new connection is accepted and closed at once */
+    size_t budget;    /* bytes of buffered request bodies and unsent answers, process-wide */
     /* timeouts in ms; passing one closes the connection */
     int first_byte_ms; /* from accept to the first byte */
     int header_ms;     /* from a request's first byte to the end of its headers (and TLS handshake) */

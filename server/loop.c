@@ -987,6 +987,7 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
         h->cfg.loops = MAX_LOOPS;
     h->p.api = a;
     h->p.test_clock = cfg->test_clock;
+    h->p.metrics = cfg->api_metrics;
     h->p.post = conn_job_post;
     h->workers = workers_new(cfg->workers, cfg->worker_queue > 0 ? (size_t)cfg->worker_queue : 1);
     h->p.workers = h->workers;

@@ -49,8 +49,8 @@ static void usage(FILE *f)
             "  --sync | --no-sync     fsync every commit (default --sync)\n"
             "  --log-level L          error, warn, info or debug (default info)\n"
             "  --access-log FILE|-    one JSON line per request, appended to FILE (-: standard output)\n"
-            "  --metrics-port N       serve GET /metrics on this port too (same --host); it is always\n"
-            "                         served on the API port\n"
+            "  --metrics-port N       serve GET /metrics on this port too (same --host); the API port\n"
+            "                         serves it as well, unless --auth is on\n"
             "  --scalings-per-day N   UpdateShardCount calls per stream per rolling 24 h (default 10)\n"
             "  --max-unflushed-mb N   written records not yet in the database before writes get a\n"
             "                         retryable 503 (default 256)\n"
@@ -444,6 +444,7 @@ int main(int argc, char **argv)
         .host = host,
         .port = (uint16_t)port,
         .test_clock = test_clock,
+        .api_metrics = !auth, /* under --auth, scrapes go to --metrics-port */
         .tls = tls,
         .loops = (int)loops,
         .max_conns = max_conns,

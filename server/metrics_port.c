@@ -4,9 +4,10 @@
  * Why not a second listener in the event loops: a scrape is one request every few seconds from
  * one or two scrapers, and keeping it off the loops means that a server whose API connections
  * saturate their loops (or their memory budget) can still be watched, and loop.c stays as it
- * is. The bounds that make a thread per port safe: a request head of at most 8 KiB, 2 s to
- * send it and 10 s to take the answer (socket timeouts), so a client that stalls holds the port
- * for 12 s at most; connections waiting meanwhile sit in the kernel's backlog. */
+ * is. The bounds that make a thread per port safe: a request head of at most 8 KiB, 2 s in all
+ * to send it (one deadline, however the bytes trickle in) and 10 s to take the answer, so a
+ * client that stalls holds the port for 12 s at most; connections waiting meanwhile sit in the
+ * kernel's backlog. */
 #include <errno.h>
 #include <poll.h>
 #include <pthread.h>
@@ -17,6 +18,7 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/time.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "http.h"
@@ -25,6 +27,7 @@
 #include "pipeline.h"
 
 #define HEAD_MAX 8192
+#define HEAD_MS 2000 /* to send the whole request head */
 
 struct metrics_port {
     const struct pipeline *p;
@@ -48,14 +51,20 @@ static void send_all(int fd, const char *p, size_t n)
 
 static void serve(struct metrics_port *mp, int fd)
 {
-    struct timeval rt = {2, 0}, st = {10, 0};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &rt, sizeof rt);
+    struct timeval st = {10, 0};
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &st, sizeof st);
     char head[HEAD_MAX + 1];
     size_t len = 0;
+    struct timespec t0, now;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     while (len < HEAD_MAX) {
-        ssize_t r = recv(fd, head + len, HEAD_MAX - len, 0);
-        if (r < 0 && errno == EINTR)
+        clock_gettime(CLOCK_MONOTONIC, &now);
+        long left = HEAD_MS - ((now.tv_sec - t0.tv_sec) * 1000 + (now.tv_nsec - t0.tv_nsec) / 1000000);
+        struct pollfd pf = {.fd = fd, .events = POLLIN};
+        if (left <= 0 || poll(&pf, 1, (int)left) == 0)
+            return; /* the head took too long */
+        ssize_t r = recv(fd, head + len, HEAD_MAX - len, MSG_DONTWAIT);
+        if (r < 0 && (errno == EAGAIN || errno == EINTR))
             continue;
         if (r <= 0)
             return;

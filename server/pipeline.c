@@ -3,7 +3,8 @@
  *   0. budget / draining   503 ServiceUnavailable, retryable, before the body is buffered
  *   1. body size cap       413 before the body is buffered (the adapters stop reading)
  *   2. GET /healthcheck    200 once the server accepts requests
- *      GET /metrics        the Prometheus exposition (api_metrics)
+ *      GET /metrics        the Prometheus exposition (api_metrics); not under --auth, where
+ *                          it would name every stream to anyone: --metrics-port serves it
  *      GET /console[/...]  the web console's compiled-in files (console.c), unless --no-console
  *   3. CORS                Origin -> Access-Control-Allow-Origin; OPTIONS preflight answered here
  *   4. test hooks          POST /_test/advance-clock?ms=N and /_test/stream?n=N&size=S,
@@ -242,7 +243,7 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
         add(o, "Content-Type", "application/json");
         goto common;
     }
-    if (!strcmp(r->method, "GET") && !strcmp(r->path, "/metrics")) {
+    if (p->metrics && !strcmp(r->method, "GET") && !strcmp(r->path, "/metrics")) {
         pipeline_metrics(p, o);
         goto common;
     }

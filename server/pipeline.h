@@ -51,6 +51,7 @@ struct workers;
 struct pipeline {
     struct api *api;
     bool test_clock;
+    bool metrics; /* GET /metrics is answered here */
     /* API calls that may block (api_may_block) run on these; NULL: on the caller's thread */
     struct workers *workers;
     /* post(ctx, run, arg), from any thread: make run(arg) run soon on the thread of the

@@ -10,6 +10,8 @@ le="+Inf" equal to _count) and by Debian's python3-prometheus-client parser.
 import importlib.util
 import math
 import re
+import socket
+import threading
 import time
 from pathlib import Path
 
@@ -388,6 +390,53 @@ def test_metrics_port_serves_the_exposition_and_only_it(kinesd_factory):
     assert helpers.http_request(side, "POST", "/metrics").status == 405
     # the same figures as on the API port
     assert value(scrape(server.endpoint), "kinesis_incoming_records_total", name) == 1
+
+
+def test_under_auth_only_the_metrics_port_serves_the_exposition(kinesd_factory, tmp_path):
+    # the exposition names every stream and no signature guards a GET: under --auth the API
+    # port answers it as any other GET, and scrapers use --metrics-port
+    from conftest import free_port
+
+    creds = tmp_path / "credentials"
+    creds.write_text(f"[default]\naws_access_key_id = {helpers.ACCESS_KEY}\n"
+                     f"aws_secret_access_key = {helpers.SECRET_KEY}\n")
+    port = free_port()
+    server = kinesd_factory(flags={"--metrics-port": str(port), "--auth": str(creds)})
+    kinesis = helpers.make_client(server.endpoint)
+    name = new_stream(kinesis, "behind-auth", 1)
+    resp = helpers.http_request(server.endpoint, "GET", "/metrics")
+    assert resp.status == 403 and name.encode() not in resp.raw, resp
+    assert value(scrape(f"http://127.0.0.1:{port}"), "kinesis_incoming_records_total", name) == 0
+
+
+def test_a_client_trickling_its_request_does_not_hold_the_metrics_port(kinesd_factory):
+    # one byte every 0.3 s for longer than the port gives a whole request head: a scrape
+    # behind it is still answered, as the trickler is cut off at the head's deadline
+    from conftest import free_port
+
+    port = free_port()
+    kinesd_factory(flags={"--metrics-port": str(port)})
+    stop = threading.Event()
+
+    def trickle():
+        with socket.create_connection(("127.0.0.1", port)) as s:
+            for b in b"GET /metrics HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"y" * 40:
+                if stop.wait(0.3):
+                    return
+                try:
+                    s.sendall(bytes([b]))
+                except OSError:
+                    return  # cut off
+
+    t = threading.Thread(target=trickle)
+    t.start()
+    try:
+        time.sleep(0.5)  # the trickler holds the port's one connection by now
+        resp = helpers.http_request(f"http://127.0.0.1:{port}", "GET", "/metrics", timeout=8)
+        assert resp.status == 200
+    finally:
+        stop.set()
+        t.join()
 
 
 def test_subscribe_to_shard_counts_subscriptions_and_events(kinesd_factory):
