@@ -12,6 +12,7 @@ import time
 import uuid
 
 import boto3
+import botocore.exceptions
 import pytest
 from botocore.config import Config
 
@@ -498,6 +499,30 @@ def test_records_under_a_deleted_key_fail_with_kms_access_denied_even_after_a_re
     with helpers.raises_aws(*denied):
         read_from(kinesis, name)
     assert [r["Data"] for r in read_from(kinesis, name, plain)] == [b"plain"]
+
+
+def test_a_subscription_to_records_under_a_deleted_key_ends_with_kms_access_denied(kinesd_factory):
+    flags = {"--test-clock": None, "--create-stream-ms": "0", "--register-consumer-ms": "0"}
+    server = kinesd_factory(flags=flags)
+    kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
+    key = new_key(kms)
+    name = sse_stream(kinesis, key["KeyId"])
+    kinesis.increase_stream_retention_period(StreamName=name, RetentionPeriodHours=24 * 20)
+    helpers.wait_for_status(kinesis, name)
+    kinesis.put_record(StreamName=name, PartitionKey="k", Data=b"sealed")
+    arn = kinesis.register_stream_consumer(StreamARN=helpers.stream_arn(name), ConsumerName="c")["Consumer"]
+    kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
+    advance(server, 8 * DAY_MS)
+    # after a restart, where the data key of the record is closed for good
+    server.restart()
+    advance(server, 8 * DAY_MS)
+    kinesis = helpers.make_client(server.endpoint)
+    events = kinesis.subscribe_to_shard(ConsumerARN=arn["ConsumerARN"], ShardId=helpers.shard_id(0),
+                                        StartingPosition={"Type": "TRIM_HORIZON"})["EventStream"]
+    with pytest.raises(botocore.exceptions.EventStreamError) as err:
+        for _ in events:
+            pass
+    assert err.value.response["Error"]["Code"] == "KMSAccessDeniedException", err.value.response
 
 
 def test_new_records_switch_keys_when_the_encryption_change_leaves_updating(kinesd_factory):
