@@ -732,8 +732,18 @@ static int deregister_one(struct api *a, struct consumer *k, int64_t now)
     size_t len;
     uint64_t ver;
     int rc = store_meta_get(a->store, key, &val, &len, &ver);
-    if (rc == STORE_NOT_FOUND) /* deleted elsewhere already */
+    struct consumer stored;
+    if (rc == 0 && (!parse_row(val, len, ver, &stored) || stored.created_ms != k->created_ms)) {
+        free(val); /* another registration of the name, made elsewhere: ours is gone */
+        rc = STORE_NOT_FOUND;
+    }
+    if (rc == STORE_NOT_FOUND) { /* deleted elsewhere already: gone here too */
+        pthread_mutex_lock(&a->consumers->mu);
+        if (!k->gone_ms || k->gone_ms > now)
+            k->gone_ms = now;
+        pthread_mutex_unlock(&a->consumers->mu);
         return 0;
+    }
     if (rc)
         return rc;
     struct arena ar;
