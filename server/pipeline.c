@@ -14,7 +14,8 @@
  *                          operation, encoding (see api/api.c)
  * Every answer carries x-amzn-RequestId and x-amz-id-2.
  *
- * Threads: steps 0-5 run on the connection's loop. A call that may block (api_may_block: a
+ * Threads: steps 0-5 run on the connection's loop, but for GET /metrics, rendered on a worker.
+ * A call that may block (api_may_block: a
  * storage read, a metadata commit, PostgreSQL) goes to the worker pool with a copy of its
  * request, so the loop serves its other connections meanwhile; past the pool's queue it answers
  * 503 ServiceUnavailable at once, as for the memory budget (refusing to read instead would
@@ -214,6 +215,43 @@ static void run_on_worker(void *arg)
         api_done(pd, &pd->ar);
 }
 
+/* GET /metrics on a worker: its rendering walks every stream and shard (and may reconcile the
+ * metric families with the registry), work that grows with the store and has no place on a loop. */
+struct metrics_job {
+    const struct pipeline *p;
+    struct hresp *o;
+    bool origin;
+    pipeline_done_fn done;
+    void *ctx;
+    char rid[40];
+};
+
+static void run_metrics(void *arg)
+{
+    struct metrics_job *m = arg;
+    pipeline_metrics(m->p, m->o);
+    add_common(m->o, m->rid, m->origin);
+    m->done(m->ctx, m->o);
+    free(m);
+}
+
+/* Whether the answer went to a worker (1: done follows); 0: render it here (out of memory, or
+ * the queue is full: a scrape under overload is when its figures matter most, so it is answered
+ * on the loop then rather than refused). */
+static int metrics_on_worker(const struct pipeline *p, struct hresp *o, const char *rid, bool origin,
+                             pipeline_done_fn done, void *ctx)
+{
+    struct metrics_job *m = malloc(sizeof *m);
+    if (!m)
+        return 0;
+    *m = (struct metrics_job){.p = p, .o = o, .origin = origin, .done = done, .ctx = ctx};
+    memcpy(m->rid, rid, sizeof m->rid);
+    if (workers_submit(p->workers, run_metrics, m) == 0)
+        return 1;
+    free(m);
+    return 0;
+}
+
 int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp *o, pipeline_done_fn done,
                    void *ctx)
 {
@@ -244,6 +282,8 @@ int pipeline_start(const struct pipeline *p, const struct hreq *r, struct hresp 
         goto common;
     }
     if (p->metrics && !strcmp(r->method, "GET") && !strcmp(r->path, "/metrics")) {
+        if (done && p->workers && metrics_on_worker(p, o, rid, origin != NULL, done, ctx))
+            return 1;
         pipeline_metrics(p, o);
         goto common;
     }
