@@ -463,7 +463,7 @@ static uint64_t arn_stream_uid(struct api_ctx *c, const char *arn)
 static int authorize(struct api_ctx *c, int op)
 {
     const struct auth_cred *who = c->caller;
-    bool same_account = !strcmp(who->account, c->api->account);
+    bool same_account = !strcmp(who->account, c->api->account); /* the streams' account */
     char action[80];
     snprintf(action, sizeof action, "%s:%s", ops[op].flags & OPF_KMS ? "kms" : "kinesis", ops[op].wire);
     /* another account names its own streams by StreamName; only ARNs reach this account's */
@@ -738,7 +738,8 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     if (a->limits && !limits_op(a->limits, op)) {
         const char *sn = req_str(c, "StreamName");
         if (sn)
-            api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded for stream %s under account %s.", sn, a->account);
+            api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded for stream %s under account %s.", sn,
+                     api_account(c));
         else
             api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
         goto error;

@@ -183,6 +183,12 @@ struct api_ctx {
     struct metrics_call m; /* what the call did, for metrics and the access log */
 };
 
+/* The account a request acts as: the verified caller's under --auth, else --account-id's
+ * (borrowed: the credentials snapshot or the api, for the request's life). */
+static inline const char *api_account(const struct api_ctx *c)
+{
+    return c->caller ? c->caller->account : c->api->account;
+}
 /* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
 int api_resolve_stream(struct api_ctx *c);
 /* AWS's __type of an error (errors.def). */

@@ -525,7 +525,7 @@ void metrics_call_done(struct api_ctx *c, int rc, int status, size_t out_bytes)
         struct accesslog_entry e = {
             .time_ms = clock_now_ms(),
             .request_id = c->resp ? c->resp->request_id : NULL,
-            .account = c->caller ? c->caller->account : a->account,
+            .account = api_account(c),
             .operation = op < m->nops ? m->wire[op] : NULL,
             .stream = c->stream_name ? c->stream_name : named_stream(c->m.body),
             .status = status,

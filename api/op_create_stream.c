@@ -52,7 +52,7 @@ static int run(struct api_ctx *c)
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "Failed to create stream %s under account %s because a given stream cannot "
                             "have more than 50 tags associated with it.",
-                            name, c->api->account);
+                            name, api_account(c));
         if (check_tag_texts(c, tags, NULL))
             return -1;
         tv = arena_alloc(&c->arena, (tags->n + 1) * sizeof *tv);
@@ -69,19 +69,18 @@ static int run(struct api_ctx *c)
     int rc = -1;
     struct stream *s;
     if (streams_find(c->api, name, c->now_ms))
-        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
-                 c->api->account);
+        api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name, api_account(c));
     else if (check_shard_limit(c, (uint32_t)count) == 0) {
         int src = streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, (int32_t)warm, tv,
                                  ntags, c->now_ms, &s);
         if (src == STREAMS_EXISTS)
             api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
-                     c->api->account);
+                     api_account(c));
         else if (src == STREAMS_NO_IDS)
             api_fail(c, KERR_LIMIT_EXCEEDED,
                      "Account %s has created the %llu streams a data directory can name; no stream can "
                      "be created in it any more.",
-                     c->api->account, (unsigned long long)UID_LIMIT - 1);
+                     api_account(c), (unsigned long long)UID_LIMIT - 1);
         else if (src)
             rc = api_store_fail(c, src);
         else {
