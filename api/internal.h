@@ -146,6 +146,7 @@ struct api {
     struct metrics *metrics;        /* GET /metrics (metrics.c) */
     struct accesslog *alog;         /* --access-log; NULL without */
     int inflight;                   /* appends routed but not yet committed (atomic) */
+    struct api_ctx *reroute;        /* writes to route again (put.c; maint_mu) */
     size_t max_body;                /* request body cap, follows the largest MaxRecordSizeInKiB (atomic) */
 #define DEFAULT_MAX_BODY (7u << 20) /* 5 MiB of records in base64, with their names and keys */
     pthread_t maint;
@@ -254,8 +255,11 @@ struct put_state {
     uint64_t uid;           /* the stream's */
     struct store_rec *recs; /* arena: the records as appended, and each item's index in them */
     size_t *slot;
-    bool kms; /* the stream is KMS-encrypted (its answers say EncryptionType KMS) */
-    int rc;   /* the commit's result */
+    bool kms;             /* the stream is KMS-encrypted (its answers say EncryptionType KMS) */
+    int rc;               /* the commit's result */
+    int reroutes;         /* times routed again after the store refused the append */
+    int64_t due_ms;       /* queued to be routed again: not before this */
+    struct api_ctx *next; /* the next one queued (api.reroute) */
 };
 /* Route items (arena) to the open shards of c->stream_name and append them durably, except
  * those that the shard's write limit or an injected fault turned away (their err says which;
@@ -263,6 +267,11 @@ struct put_state {
  * once the records are durable (positions filled) and its result finishes the call. When
  * nothing is left to write, returns resume(c) at once. */
 int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int (*resume)(struct api_ctx *c));
+/* Route again, and append, the writes queued because the store refused their append (a log
+ * sealed or dropped by another front-end's change) whose time has come, by the layout the
+ * stream's rows hold now (maintenance thread; takes the change lock). stopping: answer every
+ * queued one with a retryable error instead. */
+void put_reroute(struct api *a, bool stopping);
 /* The request cap of PutRecords in bytes of data and keys, by the stream's record size. */
 #define PUT_RECORDS_LIMIT(kib) ((kib) > 1024 ? (size_t)10 << 20 : (size_t)5 << 20)
 

@@ -5,32 +5,33 @@
  * in one append (one group-commit job). The call does not wait: the operation's second half
  * (c->resume, which writes the answer) runs when the commit is durable, on the caller's
  * thread (the connection's event loop) or else on the store's committer thread, and api_finish
- * hands the answer back. */
+ * hands the answer back.
+ *
+ * Re-routing. An append the store refuses because a shard's log was sealed or dropped (another
+ * front-end sharing the store resharded or deleted the stream, and this one routed by its older
+ * layout) wrote nothing: the call is queued for the maintenance thread (the loop and the
+ * committer must not wait on the database), which reads the stream's rows again and routes and
+ * appends the same records by the layout they hold now, at most PUT_REROUTES times, before the
+ * retryable InternalFailure. Per-key order holds: a child shard is routed to only once its
+ * parent's log is sealed (streams.c), so nothing can land in the parent after it. */
 #include <string.h>
 
 #include "internal.h"
 #include "kms/kms.h"
 
-static int admit_and_append(struct api_ctx *c, struct put_state *ps);
+#define PUT_REROUTES 3    /* layout refreshes a write refused by the store is routed again after */
+#define PUT_REROUTE_MS 50 /* apart by this times the refreshes so far */
 
-int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int (*resume)(struct api_ctx *c))
+static int append(struct api_ctx *c, struct put_state *ps);
+
+/* Map every item to the open shard holding its hash key, by the registry's current layout, and
+ * count the call as in flight (a reshard waits for it, see reshard_apply). kid (40 bytes)
+ * gets the stream's KMS key id, or "". Again (a re-route): the stream must still be the one
+ * first routed to. Returns 0, or -1 with the error recorded. */
+static int route(struct api_ctx *c, struct put_state *ps, char *kid, bool again)
 {
-    struct put_state *ps = arena_zalloc(&c->arena, sizeof *ps);
-    ps->items = items;
-    ps->n = n;
-    c->op_state = ps;
-    c->resume = resume;
-    for (size_t i = 0; i < n; i++) {
-        if (items[i].ehk) {
-            if (u128_parse(items[i].ehk, &items[i].hash))
-                return api_fail(c, KERR_INVALID_ARGUMENT,
-                                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, "
-                                "2^128-1]. Specified value was %s",
-                                items[i].ehk);
-        } else {
-            items[i].hash = hash_key(items[i].pk, items[i].pk_len);
-        }
-    }
+    struct put_item *items = ps->items;
+    size_t n = ps->n;
     streams_rdlock(c->api);
     struct stream *s = ctx_stream(c);
     if (!s) {
@@ -38,7 +39,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
         return -1;
     }
     int st = stream_status(s, c->now_ms);
-    if (st != ST_ACTIVE && st != ST_UPDATING) {
+    if ((st != ST_ACTIVE && st != ST_UPDATING) || (again && s->uid != ps->uid)) {
         streams_unlock(c->api);
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", s->name,
                         c->api->account);
@@ -46,8 +47,7 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
     ps->uid = s->uid;
     c->m.uid = s->uid;
     c->m.levels = stream_metrics(s);
-    char kid[40];
-    snprintf(kid, sizeof kid, "%s", kms_stream_kid(s, c->now_ms));
+    snprintf(kid, 40, "%s", kms_stream_kid(s, c->now_ms));
     /* the record size limit is the stream's (1 MiB unless raised), partition key included;
      * validation already held the data alone to it */
     size_t max = (size_t)s->max_record_kib * 1024, total = 0;
@@ -79,21 +79,65 @@ int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int 
         }
         items[i].shard = sh->index;
         items[i].shard_created_ms = sh->created_ms;
-        if (s->on_demand) { /* demand, throttled or not, drives on-demand scaling */
+        if (s->on_demand && !again) { /* demand, throttled or not, drives on-demand scaling */
             __atomic_add_fetch(&sh->offered, 1, __ATOMIC_RELAXED);
             __atomic_add_fetch(&sh->offered_bytes, items[i].pk_len + items[i].data_len, __ATOMIC_RELAXED);
         }
     }
-    /* a reshard waits for this before it closes a shard (see stream_close_shards) */
     __atomic_add_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
     streams_unlock(c->api);
-    /* a KMS-encrypted stream: its key's state applies to every write at once, to the whole call */
-    if (kid[0] && kms_stream_key_check(c, kid)) {
-        __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
-        return -1;
+    return 0;
+}
+
+/* Turn away what the shards' write limits do not admit, and injected failures (each item's
+ * err says why); returns how many items are left to write. Once per call: a re-route appends
+ * what was admitted. */
+static size_t admit(struct api_ctx *c, struct put_state *ps)
+{
+    struct put_item *items = ps->items;
+    size_t admitted = 0;
+    for (size_t i = 0; i < ps->n; i++) {
+        items[i].err = 0;
+        if (api_inject_fault(c->api))
+            items[i].err = api_rand64() & 1 ? KERR_THROUGHPUT_EXCEEDED : KERR_INTERNAL_FAILURE;
+        else if (c->api->limits && !limits_write(c->api->limits, log_id(ps->uid, items[i].shard),
+                                                 items[i].pk_len + items[i].data_len))
+            items[i].err = KERR_THROUGHPUT_EXCEEDED;
+        admitted += !items[i].err;
     }
+    return admitted;
+}
+
+int put_records_append(struct api_ctx *c, struct put_item *items, size_t n, int (*resume)(struct api_ctx *c))
+{
+    struct put_state *ps = arena_zalloc(&c->arena, sizeof *ps);
+    ps->items = items;
+    ps->n = n;
+    c->op_state = ps;
+    c->resume = resume;
+    for (size_t i = 0; i < n; i++) {
+        if (items[i].ehk) {
+            if (u128_parse(items[i].ehk, &items[i].hash))
+                return api_fail(c, KERR_INVALID_ARGUMENT,
+                                "Invalid ExplicitHashKey. ExplicitHashKey must be in the range: [0, "
+                                "2^128-1]. Specified value was %s",
+                                items[i].ehk);
+        } else {
+            items[i].hash = hash_key(items[i].pk, items[i].pk_len);
+        }
+    }
+    char kid[40];
+    if (route(c, ps, kid, false))
+        return -1;
+    /* a KMS-encrypted stream: its key's state applies to every write at once, to the whole call */
+    int rc;
     ps->kms = kid[0] != 0;
-    int rc = admit_and_append(c, ps);
+    if (ps->kms && kms_stream_key_check(c, kid))
+        rc = -1;
+    else if (!admit(c, ps))
+        rc = c->resume(c);
+    else
+        rc = append(c, ps);
     if (rc != API_PENDING)
         __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
     return rc;
@@ -111,35 +155,97 @@ static int answer_committed(struct api_ctx *c)
     return c->resume(c);
 }
 
+static int failed(struct api_ctx *c)
+{
+    (void)c;
+    return -1; /* the error is recorded */
+}
+
 /* The store's callback (committer thread): the answer is written elsewhere (api_continue), so
- * that the committer goes on to the next group commit at once. */
+ * that the committer goes on to the next group commit at once. An append refused because a
+ * log was sealed or dropped waits for the maintenance thread to route it again (put_reroute). */
 static void committed(void *arg, int rc)
 {
     struct api_ctx *c = arg;
-    __atomic_sub_fetch(&c->api->inflight, 1, __ATOMIC_ACQ_REL);
-    ((struct put_state *)c->op_state)->rc = rc;
+    struct api *a = c->api;
+    struct put_state *ps = c->op_state;
+    __atomic_sub_fetch(&a->inflight, 1, __ATOMIC_ACQ_REL);
+    if ((rc == STORE_CONFLICT || rc == STORE_NOT_FOUND) && ps->reroutes < PUT_REROUTES) {
+        pthread_mutex_lock(&a->maint_mu);
+        bool queued = !a->stopping;
+        if (queued) {
+            ps->due_ms = clock_now_ms() + (int64_t)ps->reroutes * PUT_REROUTE_MS;
+            ps->next = a->reroute;
+            a->reroute = c;
+            pthread_cond_signal(&a->maint_cv);
+        }
+        pthread_mutex_unlock(&a->maint_mu);
+        if (queued)
+            return;
+    }
+    ps->rc = rc;
     api_continue(c, answer_committed);
 }
 
-static int admit_and_append(struct api_ctx *c, struct put_state *ps)
+void put_reroute(struct api *a, bool stopping)
+{
+    int64_t now = clock_now_ms();
+    struct api_ctx *due = NULL, **at = &a->reroute;
+    pthread_mutex_lock(&a->maint_mu);
+    while (*at) { /* the due ones move to due, in the order they came (the list is newest first) */
+        struct api_ctx *c = *at;
+        struct put_state *ps = c->op_state;
+        if (stopping || ps->due_ms <= now) {
+            *at = ps->next;
+            ps->next = due;
+            due = c;
+        } else {
+            at = &ps->next;
+        }
+    }
+    pthread_mutex_unlock(&a->maint_mu);
+    if (!due)
+        return;
+    if (!stopping && store_shared(a->store)) { /* each stream's layout as its rows have it now */
+        streams_change_lock(a);
+        for (struct api_ctx *c = due; c; c = ((struct put_state *)c->op_state)->next) {
+            bool seen = false;
+            for (struct api_ctx *o = due; o != c && !seen; o = ((struct put_state *)o->op_state)->next)
+                seen = ((struct put_state *)o->op_state)->uid == ((struct put_state *)c->op_state)->uid;
+            if (!seen)
+                streams_reload(a, ((struct put_state *)c->op_state)->uid);
+        }
+        streams_change_unlock(a);
+    }
+    while (due) {
+        struct api_ctx *c = due;
+        struct put_state *ps = c->op_state;
+        due = ps->next;
+        if (stopping) {
+            ps->rc = STORE_UNAVAILABLE;
+            api_continue(c, answer_committed);
+            continue;
+        }
+        ps->reroutes++;
+        c->now_ms = clock_now_ms();
+        char kid[40];
+        if (route(c, ps, kid, true)) {
+            api_continue(c, failed);
+            continue;
+        }
+        int rc = append(c, ps); /* the records it had admitted, nothing counted twice */
+        if (rc != API_PENDING) {
+            __atomic_sub_fetch(&a->inflight, 1, __ATOMIC_ACQ_REL);
+            api_continue(c, failed);
+        }
+    }
+}
+
+static int append(struct api_ctx *c, struct put_state *ps)
 {
     struct put_item *items = ps->items;
     size_t n = ps->n;
     uint64_t uid = ps->uid;
-
-    /* turn away what the shards' write limits do not admit, and injected failures */
-    size_t admitted = 0;
-    for (size_t i = 0; i < n; i++) {
-        items[i].err = 0;
-        if (api_inject_fault(c->api))
-            items[i].err = api_rand64() & 1 ? KERR_THROUGHPUT_EXCEEDED : KERR_INTERNAL_FAILURE;
-        else if (c->api->limits && !limits_write(c->api->limits, log_id(uid, items[i].shard),
-                                                 items[i].pk_len + items[i].data_len))
-            items[i].err = KERR_THROUGHPUT_EXCEEDED;
-        admitted += !items[i].err;
-    }
-    if (!admitted)
-        return c->resume(c);
 
     /* one batch per distinct shard, in order of first appearance, records in request order
      * within it: each record finds its shard's batch in a small hash table (open addressing,

@@ -40,8 +40,9 @@
  * from their rows and swaps them in, so a change made anywhere is seen everywhere within a
  * tick. A change made from an outdated copy loses its compare-and-set and changes nothing.
  * Background work (lifecycle, reshards, trimming, drops) runs only on the front-end holding the
- * store's "maintenance" lease. A closed parent's log is sealed in the store, so a write that
- * another front-end routes by its older layout fails (retryably) instead of landing in it.
+ * store's "maintenance" lease. A parent's log is sealed in the store before its children are
+ * routed to, so a write that another front-end routes by its older layout is refused instead
+ * of landing in it, and that front-end routes it again by the stream's rows (put.c).
  *
  * Ids. A log id is uid << 24 | shard index: a stream may have 2^24 shard indices over its life
  * and there may be 2^40 stream uids; a change that would need more is refused. */
@@ -1031,6 +1032,15 @@ static int reshard_apply(struct api *a, struct stream *s, int64_t now)
         staged =
             s->shards[i].pending || (s->shards[i].closing && !s->shards[i].sealed && !s->shards[i].closed_ms);
     if (staged) {
+        /* a shared store: each parent's log is sealed before any front-end can route to a
+         * child, so a write that another one routes by the older layout cannot land in the
+         * parent after a later write of its key went to a child (it is refused, and re-routed) */
+        for (uint32_t i = 0; i < s->nshards && store_shared(a->store); i++) {
+            const struct shard *sh = &s->shards[i];
+            int rc = sh->closing && !sh->closed_ms ? store_log_seal(a->store, log_id(s->uid, sh->index)) : 0;
+            if (rc)
+                return rc;
+        }
         struct stream *next = stream_copy(s);
         for (uint32_t i = 0; i < next->nshards; i++) {
             struct shard *sh = &next->shards[i];
@@ -1686,6 +1696,7 @@ void *streams_maintain(void *arg)
         if (leader && tick % 10 == 0)
             scale_on_demand(a, now);
         streams_change_unlock(a);
+        put_reroute(a, false);
         if (leader && tick % 600 == 0) /* a minute: every KMS operation also makes what is due */
             kms_maintain(a, now);      /* key deletions and automatic rotations that are due */
         if (tick++ % 5 == 0 && leader) {
@@ -1705,5 +1716,6 @@ void *streams_maintain(void *arg)
         pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &ts);
     }
     pthread_mutex_unlock(&a->maint_mu);
+    put_reroute(a, true);
     return NULL;
 }

@@ -77,6 +77,14 @@ def read_shard(k, name, shard_id):
     return out
 
 
+def two_front_ends(start, name, shards):
+    """Two front-ends, and stream name with shards created through the first: their clients."""
+    ka, kb = client(start()), client(start())
+    ka.create_stream(StreamName=name, ShardCount=shards)
+    wait_active(kb, name)
+    return ka, kb
+
+
 def test_a_stream_created_through_one_front_end_is_served_by_the_other(start):
     a, b = start(), start()
     ka, kb = client(a), client(b)
@@ -158,6 +166,94 @@ def test_a_reshard_through_one_front_end_keeps_every_key_in_order_while_both_wri
         for seqs in per_shard.values():
             assert seqs == sorted(seqs)
     assert len(shards) == 6  # two closed parents and four children
+
+
+def lineage(shards):
+    """shard id -> the ids of its ancestors (parents, their parents, ...)."""
+    parents = {sh["ShardId"]: [p for p in (sh.get("ParentShardId"), sh.get("AdjacentParentShardId")) if p]
+               for sh in shards}
+    out = {}
+
+    def up(sid):
+        if sid not in out:
+            out[sid] = set()
+            for p in parents.get(sid, []):
+                out[sid] |= {p} | up(p)
+        return out[sid]
+
+    for sid in parents:
+        up(sid)
+    return out
+
+
+def test_writes_routed_by_an_outdated_layout_are_rerouted_not_failed(start):
+    # the SDK retries nothing here: every put a reshard through the other front-end catches in
+    # flight must be re-routed by the front-end itself
+    ka, kb = two_front_ends(start, "reroute", 2)
+    stop = threading.Event()
+    acks = {}  # key -> [(n, sequence number, shard id)] in the order sent, one call at a time
+    errors = []
+
+    def producer(ks, tag, batch):
+        n = 0
+        keys = [f"{tag}{i}" for i in range(6)]
+        while not stop.is_set():
+            k = ks[n % len(ks)]  # one writer's calls alternate between the front-ends it has
+            key = random.choice(keys)
+            try:
+                if batch:
+                    out = k.put_records(StreamName="reroute", Records=[
+                        {"PartitionKey": key, "Data": f"{key}:{n}.{i}".encode()} for i in range(3)])
+                    for i, r in enumerate(out["Records"]):
+                        if "ErrorCode" in r:
+                            errors.append(r["ErrorCode"])
+                        else:
+                            acks.setdefault(key, []).append((f"{n}.{i}", r["SequenceNumber"], r["ShardId"]))
+                else:
+                    out = k.put_record(StreamName="reroute", PartitionKey=key, Data=f"{key}:{n}".encode())
+                    acks.setdefault(key, []).append((str(n), out["SequenceNumber"], out["ShardId"]))
+            except ClientError as e:
+                errors.append(e.response["Error"]["Code"])
+            n += 1
+
+    threads = [threading.Thread(target=producer, args=((kb,), "b", False)),
+               threading.Thread(target=producer, args=((kb,), "c", True)),
+               threading.Thread(target=producer, args=((ka, kb), "x", False))]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.3)
+        for step in range(4):  # each reshard through a; b writes by the layout it had
+            if step % 2 == 0:
+                ka.update_shard_count(StreamName="reroute", TargetShardCount=4, ScalingType="UNIFORM_SCALING")
+            else:
+                ka.update_shard_count(StreamName="reroute", TargetShardCount=2, ScalingType="UNIFORM_SCALING")
+            wait_active(ka, "reroute")
+            time.sleep(0.3)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert not errors, f"{len(errors)} puts failed: {sorted(set(errors))}"
+    shards = ka.list_shards(StreamName="reroute")["Shards"]
+    ranges = {sh["ShardId"]: sh["SequenceNumberRange"] for sh in shards}
+    above = lineage(shards)
+    got = {}
+    for sh in shards:
+        for r in read_shard(ka, "reroute", sh["ShardId"]):
+            got[r["SequenceNumber"]] = r["Data"]
+    for key, seen in acks.items():
+        for n, seq, shard in seen:
+            assert got.get(seq) == f"{key}:{n}".encode(), f"acknowledged record {key}:{n} is missing"
+            end = ranges[shard].get("EndingSequenceNumber")
+            assert end is None or int(seq) <= int(end), f"{key}:{n} landed in {shard} after it closed"
+        # one call after the other: the next record is later in the same shard or in a
+        # descendant of it (a child is written only once its parent is closed)
+        for (n0, s0, sh0), (n1, s1, sh1) in zip(seen, seen[1:]):
+            if sh0 == sh1:
+                assert int(s1) > int(s0), (key, n0, n1)
+            else:
+                assert sh0 in above[sh1], f"{key}:{n1} went to {sh1}, not below {sh0} where {key}:{n0} is"
 
 
 def test_killing_one_front_end_under_load_loses_nothing_and_the_other_serves_on(start):
