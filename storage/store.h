@@ -197,9 +197,9 @@ int store_log_drop(struct store *s, uint64_t log);
 
 /* Close a log to appends for good (a reshard closed its shard): appends to it that are queued
  * or later fail with STORE_CONFLICT (nothing of that append is written: a front-end routing
- * by an outdated layout routes it again by a fresh one); its records stay readable. When this returns 0, every append that
- * was acknowledged for the log is readable, so its last position is final. Returns 0, STORE_IO,
- * STORE_UNAVAILABLE. */
+ * by an outdated layout routes it again by a fresh one); its records stay readable. When this
+ * returns 0, every append that was acknowledged for the log is readable, so its last position
+ * is final. Returns 0, STORE_IO, STORE_UNAVAILABLE. */
 int store_log_seal(struct store *s, uint64_t log);
 
 /* ---- coordination ---- */
