@@ -96,7 +96,7 @@ $(BUILD)/kbench: tools/bench/kbench.c
 
 # Debian packages the build and the tests need; installed only when missing.
 BUILD_DEBS := build-essential pkg-config liblmdb-dev libsodium-dev libssl-dev libnghttp2-dev libpq-dev libjansson-dev
-TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql python3-lmdb curl nghttp2-client golang-go golang-github-aws-aws-sdk-go-dev python3-prometheus-client
+TEST_DEBS  := python3-boto3 python3-pytest awscli chromium python3-websocket postgresql python3-lmdb curl nghttp2-client golang-go golang-github-aws-aws-sdk-go-dev python3-prometheus-client haproxy
 deps:
 	@tools/install-deps.sh $(BUILD_DEBS)
 deps-test:
