@@ -339,6 +339,13 @@ struct auth_snap *auth_acquire(struct auth *a)
     return s;
 }
 
+void auth_hold(struct auth_snap *s)
+{
+    pthread_mutex_lock(&s->owner->mu);
+    s->refs++;
+    pthread_mutex_unlock(&s->owner->mu);
+}
+
 void auth_release(struct auth_snap *s)
 {
     if (!s)

@@ -85,6 +85,10 @@ void auth_close(struct auth *a);
 struct auth_snap *auth_acquire(struct auth *a);
 void auth_release(struct auth_snap *s);
 
+/* One more hold on s (held by the caller), released by its own auth_release: for what outlives
+ * the request that verified a caller (a subscription keeps its caller's credentials). */
+void auth_hold(struct auth_snap *s);
+
 /* Verify r's SigV4 signature at time now_ms for service ("kinesis", "kms"). The caller has
  * checked that the parameters SigV4 needs are present (IncompleteSignatureException answers).
  * Fills *v; returns v->fail. Messages and strings go into ar. */

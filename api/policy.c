@@ -199,8 +199,9 @@ static int conditions(json_t *c, struct stmt *st, char *why, size_t whylen)
     return 0;
 }
 
-static int statement(json_t *s, bool resource, struct stmt *st, char *why, size_t whylen)
+static int statement(json_t *s, unsigned flags, struct stmt *st, char *why, size_t whylen)
 {
+    bool resource = flags & POLICY_PARSE_RESOURCE;
     if (!json_is_object(s))
         return fail(why, whylen, "Each Statement must be an object.");
     json_t *effect = json_object_get(s, "Effect");
@@ -239,6 +240,28 @@ static int statement(json_t *s, bool resource, struct stmt *st, char *why, size_
             if (strcmp(json_string_value(pv), "*"))
                 return fail(why, whylen, "A Principal is \"*\" or an object such as {\"AWS\": ...}.");
             strs_add(&st->principals, "*");
+        } else if (json_is_object(pv) && (flags & POLICY_PARSE_SERVICE_PRINCIPALS)) {
+            /* service, federated and canonical-user principals are kept out: no caller of
+             * this server is one, so they never match */
+            const char *kind;
+            json_t *kv;
+            struct strs others = {0};
+            json_object_foreach(pv, kind, kv)
+            {
+                bool aws = !strcmp(kind, "AWS");
+                if (!aws && strcmp(kind, "Service") && strcmp(kind, "Federated") &&
+                    strcmp(kind, "CanonicalUser"))
+                    return fail(why, whylen,
+                                "A Principal names AWS, Service, Federated or CanonicalUser principals.");
+                int rc = strings(kv, aws ? &st->principals : &others, "A Principal's value", why, whylen);
+                strs_free(&others);
+                others = (struct strs){0};
+                if (rc)
+                    return -1;
+            }
+            if (!json_object_size(pv))
+                return fail(why, whylen,
+                            "A Principal names AWS, Service, Federated or CanonicalUser principals.");
         } else if (json_is_object(pv)) {
             json_t *aws = json_object_get(pv, "AWS");
             if (!aws || json_object_size(pv) != 1)
@@ -271,6 +294,11 @@ static int statement(json_t *s, bool resource, struct stmt *st, char *why, size_
 }
 
 struct policy *policy_parse(const char *text, size_t len, bool resource, char *why, size_t whylen)
+{
+    return policy_parse_opts(text, len, resource ? POLICY_PARSE_RESOURCE : 0, why, whylen);
+}
+
+struct policy *policy_parse_opts(const char *text, size_t len, unsigned flags, char *why, size_t whylen)
 {
     if (len > MAX_POLICY_BYTES) {
         snprintf(why, whylen, "A policy document is at most %d bytes; this one has %zu.", MAX_POLICY_BYTES,
@@ -312,7 +340,7 @@ struct policy *policy_parse(const char *text, size_t len, bool resource, char *w
         abort();
     for (size_t i = 0; i < n; i++) {
         p->n = i + 1;
-        if (statement(json_is_array(sts) ? json_array_get(sts, i) : sts, resource, &p->s[i], why, whylen))
+        if (statement(json_is_array(sts) ? json_array_get(sts, i) : sts, flags, &p->s[i], why, whylen))
             goto bad;
     }
     json_decref(doc);
@@ -360,21 +388,24 @@ static bool any_match(const struct strs *pats, const char *s, bool nocase)
     return false;
 }
 
-static bool principal_matches(const struct stmt *st, const struct policy_request *r)
+/* How st's principals name the caller: POLICY_GRANT_PRINCIPAL (its ARN, or "*"),
+ * POLICY_GRANT_ACCOUNT (its account), or POLICY_GRANT_NONE. */
+static enum policy_grant principal_kind(const struct stmt *st, const struct policy_request *r)
 {
+    enum policy_grant g = POLICY_GRANT_NONE;
     for (size_t i = 0; i < st->principals.n; i++) {
         const char *p = st->principals.v[i];
         if (!strcmp(p, "*"))
-            return true;
+            return POLICY_GRANT_PRINCIPAL;
         if (r->principal_acct && strlen(p) == 12 && !strcmp(p, r->principal_acct))
-            return true;
+            g = POLICY_GRANT_ACCOUNT;
         if (r->principal_acct && !strncmp(p, "arn:aws:iam::", 13) &&
             !strncmp(p + 13, r->principal_acct, 12) && !strcmp(p + 25, ":root"))
-            return true;
+            g = POLICY_GRANT_ACCOUNT;
         if (r->principal_arn && policy_match(p, r->principal_arn, false))
-            return true;
+            return POLICY_GRANT_PRINCIPAL;
     }
-    return false;
+    return g;
 }
 
 static const char *context_value(const struct policy_request *r, const char *key, char *buf)
@@ -389,6 +420,10 @@ static const char *context_value(const struct policy_request *r, const char *key
         return r->region;
     if (!strcmp(key, "aws:username"))
         return r->username;
+    if (!strcmp(key, "kms:calleraccount"))
+        return r->principal_acct;
+    if (!strcmp(key, "kms:viaservice"))
+        return r->via_service;
     if (!strcmp(key, "aws:securetransport")) {
         snprintf(buf, 8, "%s", r->secure_transport ? "true" : "false");
         return buf;
@@ -447,30 +482,51 @@ static bool cond_holds(const struct cond *cd, const struct policy_request *r)
     return negated ? !any : any;
 }
 
-static bool stmt_applies(const struct stmt *st, const struct policy_request *r)
+/* Whether st applies to r: POLICY_GRANT_NONE if not, else how it names the caller (an identity
+ * policy's statements, and NotPrincipal ones, name it directly). */
+static enum policy_grant stmt_applies(const struct stmt *st, const struct policy_request *r)
 {
     if (any_match(&st->actions, r->action, true) == st->not_action)
-        return false;
+        return POLICY_GRANT_NONE;
     if (any_match(&st->resources, r->resource, false) == st->not_resource)
-        return false;
-    if (st->has_principal && principal_matches(st, r) == st->not_principal)
-        return false;
+        return POLICY_GRANT_NONE;
+    enum policy_grant g = POLICY_GRANT_PRINCIPAL;
+    if (st->has_principal) {
+        enum policy_grant k = principal_kind(st, r);
+        if ((k != POLICY_GRANT_NONE) == st->not_principal)
+            return POLICY_GRANT_NONE;
+        g = st->not_principal ? POLICY_GRANT_PRINCIPAL : k;
+    }
     for (size_t i = 0; i < st->nconds; i++)
         if (!cond_holds(&st->conds[i], r))
-            return false;
-    return true;
+            return POLICY_GRANT_NONE;
+    return g;
+}
+
+enum policy_verdict policy_eval_grant(const struct policy *p, const struct policy_request *r,
+                                      enum policy_grant *grant)
+{
+    enum policy_verdict v = POLICY_NONE;
+    enum policy_grant best = POLICY_GRANT_NONE;
+    for (size_t i = 0; p && i < p->n; i++) {
+        enum policy_grant g = stmt_applies(&p->s[i], r);
+        if (g == POLICY_GRANT_NONE)
+            continue;
+        if (p->s[i].deny) {
+            v = POLICY_DENY;
+            best = POLICY_GRANT_NONE;
+            break;
+        }
+        v = POLICY_ALLOW;
+        if (g > best)
+            best = g;
+    }
+    if (grant)
+        *grant = best;
+    return v;
 }
 
 enum policy_verdict policy_eval(const struct policy *p, const struct policy_request *r)
 {
-    if (!p)
-        return POLICY_NONE;
-    enum policy_verdict v = POLICY_NONE;
-    for (size_t i = 0; i < p->n; i++)
-        if (stmt_applies(&p->s[i], r)) {
-            if (p->s[i].deny)
-                return POLICY_DENY;
-            v = POLICY_ALLOW;
-        }
-    return v;
+    return policy_eval_grant(p, r, NULL);
 }

@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "auth.h"
 #include "consumers.h"
 #include "eventstream.h"
 #include "internal.h"
@@ -75,6 +76,12 @@ struct sub {
     int64_t tokens_ms;
     struct store_watch *w;
     uint64_t seen_epoch;
+    /* --auth: who subscribed (in auth, held until the subscription closes), for the kms:Decrypt
+     * its records' KMS keys ask of every event; else NULL */
+    struct auth_snap *auth;
+    const struct auth_cred *caller;
+    char region[32], source_ip[64];
+    bool secure_transport;
     /* subs->mu */
     int64_t deadline_ms; /* 0: none */
     bool taken_over;
@@ -351,7 +358,13 @@ static int produce(struct sub *s)
     /* the state of each KMS key that sealed records applies to the whole event, as to a
      * GetRecords call; a failure ends the stream with that exception */
     if (got.n && a->dk) {
-        struct api_ctx kc = {.api = a, .region = a->region, .now_ms = now, .stream_name = s->ci.stream};
+        struct api_ctx kc = {.api = a,
+                             .region = s->region,
+                             .now_ms = now,
+                             .stream_name = s->ci.stream,
+                             .caller = s->caller,
+                             .source_ip = s->source_ip[0] ? s->source_ip : NULL,
+                             .secure_transport = s->secure_transport};
         arena_init(&kc.arena);
         if (kms_records_check(&kc, got.v, got.n))
             frame_exception(s, kerr_type(kc.err), kc.err_msg ? kc.err_msg : "");
@@ -476,6 +489,7 @@ static void sub_close(struct api_producer *p, enum api_stream_end why)
             r->slots[i].cur = NULL;
     pthread_mutex_unlock(&r->mu);
     buf_free(&s->out);
+    auth_release(s->auth);
     free(s);
 }
 
@@ -623,6 +637,14 @@ int subs_subscribe(struct api_ctx *c)
     sub->end_ms = c->now_ms + a->cfg.subscription_ms;
     sub->tokens = SUBSCRIBE_RATE;
     sub->tokens_ms = c->now_ms;
+    if (c->caller) {
+        auth_hold(c->auth_snap);
+        sub->auth = c->auth_snap;
+        sub->caller = c->caller;
+    }
+    snprintf(sub->region, sizeof sub->region, "%s", c->region);
+    snprintf(sub->source_ip, sizeof sub->source_ip, "%s", c->source_ip ? c->source_ip : "");
+    sub->secure_transport = c->secure_transport;
     struct api_response *resp = c->resp;
     resp->status = 200;
     resp->content_type = "application/vnd.amazon.eventstream";

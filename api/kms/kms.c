@@ -160,25 +160,34 @@ static void rotate_due(struct api_ctx *c, struct kms_key *k)
     json_decref(doc);
 }
 
-/* Load key id; a key past its deletion date is deleted now, and automatic rotations that are
- * due are made. */
-static int load_key(struct api_ctx *c, const char *id, struct kms_key *k)
+/* Whether key doc's deletion date has passed at now. */
+static bool deletion_due(const json_t *doc, int64_t now)
+{
+    const char *state = json_string_value(json_object_get(doc, "state"));
+    json_int_t del = json_integer_value(json_object_get(doc, "deletion_ms"));
+    return state && !strcmp(state, "PendingDeletion") && del && now >= del;
+}
+
+/* Load key id, read-only (the data plane's): a key past its deletion date is not found at once,
+ * though its row is deleted only by kms_maintain or a KMS operation (settle). settle (the KMS's
+ * own operations and the control plane, never a Kinesis data-plane call): make what is due for
+ * this key first, its deletion or its automatic rotations (a commit). */
+static int load_key(struct api_ctx *c, const char *id, bool settle, struct kms_key *k)
 {
     const char *row = kms_key_row(c, id);
     int rc = load_row(c, row, &k->doc, &k->version);
     if (rc)
         return rc;
-    const char *state = json_string_value(json_object_get(k->doc, "state"));
-    json_int_t del = json_integer_value(json_object_get(k->doc, "deletion_ms"));
-    if (state && !strcmp(state, "PendingDeletion") && del && c->now_ms >= del) {
+    if (deletion_due(k->doc, c->now_ms)) {
         json_decref(k->doc);
         k->doc = NULL;
-        rc = delete_key(c, id, k->version);
+        rc = settle ? delete_key(c, id, k->version) : 0;
         return rc && rc != STORE_CONFLICT ? rc : STORE_NOT_FOUND;
     }
     snprintf(k->id, sizeof k->id, "%s", id);
     k->arn = kms_key_arn(c, k->id);
-    rotate_due(c, k);
+    if (settle)
+        rotate_due(c, k);
     return 0;
 }
 
@@ -193,10 +202,7 @@ static int due_visit(void *ctx, const char *key, size_t klen, const char *val, s
     (void)version;
     struct due_list *l = ctx;
     json_t *doc = json_loadb(val, vlen, 0, NULL);
-    const char *state = json_string_value(json_object_get(doc, "state"));
-    json_int_t del = json_integer_value(json_object_get(doc, "deletion_ms"));
-    bool due = (state && !strcmp(state, "PendingDeletion") && del && l->c->now_ms >= del) ||
-               (doc && rotation_due(doc) <= l->c->now_ms);
+    bool due = doc && (deletion_due(doc, l->c->now_ms) || rotation_due(doc) <= l->c->now_ms);
     json_decref(doc);
     if (due && klen == 8 + KMS_ID_LEN) {
         if (l->n == l->cap) {
@@ -215,9 +221,9 @@ int kms_sweep(struct api_ctx *c)
 {
     struct due_list l = {.c = c};
     int rc = store_meta_scan(c->api->store, "kms/key/", due_visit, &l);
-    for (size_t i = 0; rc == 0 && i < l.n; i++) { /* loading deletes or rotates it */
+    for (size_t i = 0; rc == 0 && i < l.n; i++) { /* settling deletes or rotates it */
         struct kms_key k = {0};
-        int lrc = load_key(c, l.ids[i], &k);
+        int lrc = load_key(c, l.ids[i], true, &k);
         json_decref(k.doc);
         if (lrc && lrc != STORE_NOT_FOUND)
             rc = lrc;
@@ -237,7 +243,7 @@ void kms_maintain(struct api *a, int64_t now)
     arena_free(&c.arena);
 }
 
-int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k)
+static int resolve(struct api_ctx *c, const char *key_id, bool allow_alias, bool settle, struct kms_key *k)
 {
     *k = (struct kms_key){0};
     const char *prefix = arena_printf(&c->arena, "arn:aws:kms:%s:%s:", c->region, c->api->account);
@@ -269,10 +275,27 @@ int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms
     char lower[KMS_ID_LEN + 1];
     for (int i = 0; i <= KMS_ID_LEN; i++)
         lower[i] = (char)(id[i] >= 'A' && id[i] <= 'F' ? id[i] - 'A' + 'a' : id[i]);
-    int rc = load_key(c, lower, k);
+    int rc = load_key(c, lower, settle, k);
     if (rc == STORE_NOT_FOUND)
         return api_fail(c, KERR_KMS_NOT_FOUND, "Key '%s' does not exist", kms_key_arn(c, lower));
     return rc ? internal(c, rc) : 0;
+}
+
+int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k)
+{
+    return resolve(c, key_id, allow_alias, true, k);
+}
+
+int kms_find_for(struct api_ctx *c, const char *key_id, bool allow_alias, const char *action,
+                 struct kms_key *k)
+{
+    if (resolve(c, key_id, allow_alias, true, k))
+        return -1;
+    if (kms_authorize(c, k, action, KERR_ACCESS_DENIED, false) == 0)
+        return 0;
+    json_decref(k->doc);
+    k->doc = NULL;
+    return -1;
 }
 
 int kms_usable(struct api_ctx *c, const struct kms_key *k)
@@ -703,40 +726,105 @@ static int stream_not_found(struct api_ctx *c)
                     "The request was rejected because the specified entity or resource can't be found.");
 }
 
-/* --auth: the caller needs `action` on key k (kms:GenerateDataKey to write to a stream it
- * encrypts, kms:Decrypt to read records it sealed), as AWS asks of a Kinesis producer and
- * consumer. The key policy is the account's (kinesd's default one), so a user of the account
- * needs its identity policy to allow the action; a user of another account cannot. */
-static int caller_may(struct api_ctx *c, const struct kms_key *k, const char *action)
+/* ---- key policies (--auth) ---- */
+
+#define KEY_POLICY_FLAGS (POLICY_PARSE_RESOURCE | POLICY_PARSE_SERVICE_PRINCIPALS)
+
+/* Why key policy text (NULL: the default one) and the caller's identity policy refuse action on
+ * the key key_arn, as AWS KMS decides: an explicit Deny in either wins; else the key policy must
+ * allow the caller, naming it (its ARN, or "*": enough on its own) or its account (the default
+ * policy's "Enable IAM User Permissions": arn:aws:iam::<account>:root, which delegates to that
+ * account's identity policies, so one of them must allow it too). A caller of another account
+ * needs both in any case. NULL when allowed; *hidden when the refusal comes from the key policy
+ * of another account's key (AWS's message then does not confirm the key exists). */
+static const char *refusal(struct api_ctx *c, const char *text, const char *key_arn, const char *action,
+                           bool via_kinesis, bool *hidden)
 {
     const struct auth_cred *who = c->caller;
-    bool same_account = who && !strcmp(who->account, c->api->account);
-    if (!who || (same_account && !who->policy))
+    bool same = !strcmp(who->account, c->api->account);
+    if (!text)
+        text = kms_default_policy(c);
+    char why[256];
+    struct policy *kp = policy_parse_opts(text, strlen(text), KEY_POLICY_FLAGS, why, sizeof why);
+    if (!kp)
+        klog(KLOG_WARN, "kms: the key policy of %s does not parse (%s): it allows nothing", key_arn, why);
+    struct policy_request pr = {
+        .action = action,
+        .resource = key_arn,
+        .principal_arn = who->user_arn,
+        .principal_acct = who->account,
+        .source_ip = c->source_ip,
+        .region = c->region,
+        .username = who->name,
+        .via_service = via_kinesis ? arena_printf(&c->arena, "kinesis.%s.amazonaws.com", c->region) : NULL,
+        .secure_transport = c->secure_transport,
+    };
+    enum policy_grant grant;
+    enum policy_verdict kv = policy_eval_grant(kp, &pr, &grant);
+    policy_free(kp);
+    enum policy_verdict iv = who->policy ? policy_eval(who->policy, &pr) : POLICY_ALLOW;
+    *hidden = false;
+    if (iv == POLICY_DENY)
+        return "with an explicit deny in an identity-based policy";
+    if (kv == POLICY_DENY) {
+        *hidden = !same;
+        return "with an explicit deny in a resource-based policy";
+    }
+    if (kv != POLICY_ALLOW) {
+        *hidden = !same;
+        return arena_printf(&c->arena, "because no resource-based policy allows the %s action", action);
+    }
+    if ((!same || grant == POLICY_GRANT_ACCOUNT) && iv != POLICY_ALLOW)
+        return arena_printf(&c->arena, "because no identity-based policy allows the %s action", action);
+    return NULL;
+}
+
+int kms_authorize(struct api_ctx *c, const struct kms_key *k, const char *action, enum kerr err,
+                  bool by_ciphertext)
+{
+    if (!c->caller)
         return 0;
-    struct policy_request pr = {.action = action,
-                                .resource = k->arn,
-                                .principal_arn = who->user_arn,
-                                .principal_acct = who->account,
-                                .region = c->region,
-                                .username = who->name,
-                                .secure_transport = c->secure_transport};
-    enum policy_verdict v = same_account ? policy_eval(who->policy, &pr) : POLICY_NONE;
-    if (v == POLICY_ALLOW)
+    bool hidden;
+    const char *why = refusal(c, json_string_value(json_object_get(k->doc, "policy")), k->arn, action,
+                              err == KERR_KMS_K_ACCESS_DENIED, &hidden);
+    if (!why)
         return 0;
-    return api_fail(
-        c, KERR_KMS_K_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s",
-        who->user_arn, action, k->arn,
-        v == POLICY_DENY
-            ? "with an explicit deny in an identity-based policy"
-            : arena_printf(&c->arena, "because no identity-based policy allows the %s action", action));
+    const char *user = c->caller->user_arn;
+    if (hidden)
+        return api_fail(c, err,
+                        "User: %s is not authorized to perform: %s on this resource because the resource "
+                        "does not exist in this Region, no resource-based policies allow access, or a "
+                        "resource-based policy explicitly denies access",
+                        user, action);
+    if (by_ciphertext)
+        return api_fail(c, err,
+                        "User: %s is not authorized to perform: %s on the resource associated with this "
+                        "ciphertext %s",
+                        user, action, why);
+    return api_fail(c, err, "User: %s is not authorized to perform: %s on resource: %s %s", user, action,
+                    k->arn, why);
+}
+
+int kms_policy_check(struct api_ctx *c, const char *text, const char *key_arn, bool bypass_lockout)
+{
+    char why[256];
+    struct policy *p = policy_parse_opts(text, strlen(text), KEY_POLICY_FLAGS, why, sizeof why);
+    if (!p)
+        return api_fail(c, KERR_KMS_MALFORMED_POLICY, "%s", why);
+    policy_free(p);
+    bool hidden;
+    if (c->caller && !bypass_lockout && refusal(c, text, key_arn, "kms:PutKeyPolicy", false, &hidden))
+        return api_fail(c, KERR_KMS_MALFORMED_POLICY,
+                        "The new key policy will not allow you to update the key policy in the future.");
+    return 0;
 }
 
 int kms_stream_key_check(struct api_ctx *c, const char *kid)
 {
     struct kms_key k;
-    if (kms_find(c, kid, false, &k))
+    if (resolve(c, kid, false, false, &k)) /* the data plane: read-only */
         return c->err == KERR_KMS_NOT_FOUND ? stream_not_found(c) : -1;
-    int rc = caller_may(c, &k, "kms:GenerateDataKey");
+    int rc = kms_authorize(c, &k, "kms:GenerateDataKey", KERR_KMS_K_ACCESS_DENIED, false);
     if (rc == 0)
         rc = stream_key_state(c, &k);
     json_decref(k.doc);
@@ -771,9 +859,9 @@ int kms_records_check(struct api_ctx *c, const struct store_read *v, size_t n)
         struct kms_key k;
         if (datakeys_class_kid(c->api->dk, cls, kid))
             return records_access_denied(c);
-        if (kms_find(c, kid, false, &k))
+        if (resolve(c, kid, false, false, &k)) /* the data plane: read-only */
             return c->err == KERR_KMS_NOT_FOUND ? records_access_denied(c) : -1;
-        int rc = caller_may(c, &k, "kms:Decrypt");
+        int rc = kms_authorize(c, &k, "kms:Decrypt", KERR_KMS_K_ACCESS_DENIED, false);
         if (rc == 0)
             rc = stream_key_state(c, &k);
         json_decref(k.doc);
@@ -792,6 +880,28 @@ int kms_scan_fail(struct api_ctx *c, uint64_t log, int rc)
     return api_store_fail(c, rc);
 }
 
+/* The key policy AWS gives its managed key for Kinesis (alias/aws/kinesis): every principal of
+ * the account may use it through Kinesis, and the account may read its metadata. */
+static const char *kinesis_managed_policy(struct api_ctx *c)
+{
+    const char *acct = c->api->account;
+    return arena_printf(
+        &c->arena,
+        "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"auto-kinesis-1\",\n  \"Statement\" : [ {\n"
+        "    \"Sid\" : \"Allow access through Amazon Kinesis for all principals in the account that are "
+        "authorized to use Amazon Kinesis\",\n    \"Effect\" : \"Allow\",\n"
+        "    \"Principal\" : {\n      \"AWS\" : \"*\"\n    },\n"
+        "    \"Action\" : [ \"kms:Encrypt\", \"kms:Decrypt\", \"kms:ReEncrypt*\", \"kms:GenerateDataKey*\", "
+        "\"kms:DescribeKey\" ],\n    \"Resource\" : \"*\",\n    \"Condition\" : {\n"
+        "      \"StringEquals\" : {\n        \"kms:CallerAccount\" : \"%s\",\n"
+        "        \"kms:ViaService\" : \"kinesis.%s.amazonaws.com\"\n      }\n    }\n  }, {\n"
+        "    \"Sid\" : \"Allow direct access to key metadata to the account\",\n    \"Effect\" : \"Allow\",\n"
+        "    \"Principal\" : {\n      \"AWS\" : \"arn:aws:iam::%s:root\"\n    },\n"
+        "    \"Action\" : [ \"kms:Describe*\", \"kms:Get*\", \"kms:List*\", \"kms:RevokeGrant\" ],\n"
+        "    \"Resource\" : \"*\"\n  } ]\n}",
+        acct, c->region, acct);
+}
+
 int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_ID_LEN + 1])
 {
     const char *aws =
@@ -806,7 +916,7 @@ int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_I
         if (kms_create(c, NULL, NULL,
                        "Default master key that protects my Kinesis data when no other key is "
                        "defined",
-                       NULL, &k))
+                       kinesis_managed_policy(c), &k))
             return -1;
         json_object_set_new(k.doc, "manager", json_string("AWS"));
         json_object_set_new(k.doc, "rotation", json_true()); /* AWS managed keys rotate yearly */
@@ -825,7 +935,7 @@ int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_I
             return rc < 0 ? -1 : api_store_fail(c, rc);
         }
     }
-    int rc = caller_may(c, &k, "kms:GenerateDataKey");
+    int rc = kms_authorize(c, &k, "kms:GenerateDataKey", KERR_KMS_K_ACCESS_DENIED, false);
     if (rc == 0)
         rc = stream_key_state(c, &k);
     if (rc == 0)

@@ -43,8 +43,30 @@ const char *kms_key_arn(struct api_ctx *c, const char *id);
 
 /* Resolve KeyId (key id, key ARN, alias name or alias ARN; aliases only if allow_alias) and
  * load the key into *k. Fails (api_fail) with AWS's NotFoundException messages. A key whose
- * deletion date has passed is deleted here and is not found. */
+ * deletion date has passed is not found; for the KMS's operations and the control plane (never
+ * the data plane, which loads keys read-only) it is deleted here, and automatic rotations that
+ * are due are made. No authorization (kms_find_for). */
 int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k);
+
+/* kms_find for a KMS operation on the key: under --auth the caller then needs action
+ * ("kms:Encrypt") on it (kms_authorize, AccessDeniedException). */
+int kms_find_for(struct api_ctx *c, const char *key_id, bool allow_alias, const char *action,
+                 struct kms_key *k);
+
+/* --auth (without it: 0 for everyone): whether the caller may do action on key k, by k's key
+ * policy and the caller's identity policy as AWS KMS decides (policy.h; an explicit Deny in
+ * either wins; the key policy must allow the caller itself, or its account, which delegates to
+ * the account's identity policies). Fails with err (AccessDeniedException for the KMS's own
+ * operations, KMSAccessDeniedException for Kinesis, whose calls are kms:ViaService
+ * kinesis.<region>.amazonaws.com) and AWS's message naming the key's ARN, or "the resource
+ * associated with this ciphertext" when by_ciphertext (Decrypt without a KeyId). */
+int kms_authorize(struct api_ctx *c, const struct kms_key *k, const char *action, enum kerr err,
+                  bool by_ciphertext);
+
+/* A key policy given to CreateKey or PutKeyPolicy for key key_arn: it must parse, and under
+ * --auth (unless bypass_lockout) allow the caller kms:PutKeyPolicy, as AWS's lockout safety
+ * check asks. Fails with MalformedPolicyDocumentException. */
+int kms_policy_check(struct api_ctx *c, const char *text, const char *key_arn, bool bypass_lockout);
 
 /* Fails with DisabledException / KMSInvalidStateException unless the key is Enabled. */
 int kms_usable(struct api_ctx *c, const struct kms_key *k);
@@ -85,7 +107,7 @@ int64_t kms_next_rotation(const struct kms_key *k);
 void kms_note_rotation(json_t *doc, int64_t ms, const char *type);
 
 /* Make every key deletion and automatic rotation that is due (keys are also deleted or rotated
- * when an operation loads them). Returns 0 or a STORE_* code. */
+ * when a KMS operation loads them, never on the data plane). Returns 0 or a STORE_* code. */
 int kms_sweep(struct api_ctx *c);
 
 /* kms_sweep from the maintenance thread (no request). */

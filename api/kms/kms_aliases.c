@@ -32,13 +32,14 @@ static int check_name(struct api_ctx *c, const char *name)
     return 0;
 }
 
-/* The target key: by id or key ARN only, usable for an alias (not pending deletion). */
-static int target(struct api_ctx *c, struct kms_key *k)
+/* The target key: by id or key ARN only, usable for an alias (not pending deletion); under
+ * --auth the caller needs action on it. */
+static int target(struct api_ctx *c, const char *action, struct kms_key *k)
 {
     const char *t = req_str(c, "TargetKeyId");
     if (!strncmp(t, "alias/", 6) || strstr(t, ":alias/"))
         return api_fail(c, KERR_VALIDATION, "Aliases must refer to keys. Not aliases");
-    if (kms_find(c, t, false, k))
+    if (kms_find_for(c, t, false, action, k))
         return -1;
     const char *st = json_string_value(json_object_get(k->doc, "state"));
     if (st && !strcmp(st, "PendingDeletion")) {
@@ -76,7 +77,7 @@ static int create_alias(struct api_ctx *c)
 {
     const char *name = req_str(c, "AliasName");
     struct kms_key k;
-    if (check_name(c, name) || target(c, &k))
+    if (check_name(c, name) || target(c, "kms:CreateAlias", &k))
         return -1;
     int rc = write_alias(c, name, k.id, c->now_ms, 0);
     json_decref(k.doc);
@@ -110,7 +111,8 @@ static int update_alias(struct api_ctx *c)
     int64_t created;
     uint64_t version;
     struct kms_key k;
-    if (check_name(c, name) || load_alias(c, name, old, &created, &version) || target(c, &k))
+    if (check_name(c, name) || load_alias(c, name, old, &created, &version) ||
+        target(c, "kms:UpdateAlias", &k))
         return -1;
     int rc = write_alias(c, name, k.id, created, version);
     json_decref(k.doc);
@@ -129,6 +131,13 @@ static int delete_alias(struct api_ctx *c)
     uint64_t version;
     if (check_name(c, name) || load_alias(c, name, id, &created, &version))
         return -1;
+    if (c->caller) { /* the key it names must let the caller remove its alias */
+        struct kms_key k;
+        if (kms_find_for(c, id, false, "kms:DeleteAlias", &k) == 0)
+            json_decref(k.doc);
+        else if (c->err != KERR_KMS_NOT_FOUND)
+            return -1;
+    }
     struct store_row r = {.key = kms_alias_row(c, name), .version = version};
     int rc = store_meta_cas(c->api->store, &r, 1);
     if (rc)

@@ -61,7 +61,7 @@ static int encrypt(struct api_ctx *c)
     if (symmetric_only(c, "EncryptionAlgorithm"))
         return -1;
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), true, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), true, "kms:Encrypt", &k))
         return -1;
     const struct kv *pt = kv_get(c->req, "Plaintext");
     unsigned char *blob;
@@ -85,8 +85,10 @@ const struct op_def op_kms_encrypt = {.schema = encrypt_schema, .run = encrypt};
 
 /* ---- Decrypt ---- */
 
-/* The key a blob names, loaded, checked against the caller's KeyId (if any). */
-static int blob_key(struct api_ctx *c, const struct kv *blob, const char *want, struct kms_key *k)
+/* The key a blob names, loaded, checked against the caller's KeyId (if any); under --auth the
+ * caller needs action on it. */
+static int blob_key(struct api_ctx *c, const struct kv *blob, const char *want, const char *action,
+                    struct kms_key *k)
 {
     char id[KMS_ID_LEN + 1];
     if (kms_blob_key((const unsigned char *)blob->s, blob->len, id))
@@ -110,7 +112,7 @@ static int blob_key(struct api_ctx *c, const struct kv *blob, const char *want, 
                             "access.");
         return -1;
     }
-    if (kms_usable(c, k)) {
+    if (kms_authorize(c, k, action, KERR_ACCESS_DENIED, !want) || kms_usable(c, k)) {
         json_decref(k->doc);
         return -1;
     }
@@ -133,7 +135,7 @@ static int decrypt(struct api_ctx *c)
         return -1;
     const struct kv *blob = kv_get(c->req, "CiphertextBlob");
     struct kms_key k;
-    if (blob_key(c, blob, req_str(c, "KeyId"), &k))
+    if (blob_key(c, blob, req_str(c, "KeyId"), "kms:Decrypt", &k))
         return -1;
     unsigned char *pt;
     size_t n;
@@ -175,13 +177,14 @@ static int reencrypt(struct api_ctx *c)
         return -1;
     const struct kv *blob = kv_get(c->req, "CiphertextBlob");
     struct kms_key src, dst;
-    if (blob_key(c, blob, req_str(c, "SourceKeyId"), &src))
+    if (blob_key(c, blob, req_str(c, "SourceKeyId"), "kms:ReEncryptFrom", &src))
         return -1;
     unsigned char *pt, *out;
     size_t n, len;
     int rc = kms_unseal(c, &src, kv_get(c->req, "SourceEncryptionContext"), (const unsigned char *)blob->s,
                         blob->len, &pt, &n);
-    if (rc == 0 && (rc = kms_find(c, req_str(c, "DestinationKeyId"), true, &dst)) == 0) {
+    if (rc == 0 &&
+        (rc = kms_find_for(c, req_str(c, "DestinationKeyId"), true, "kms:ReEncryptTo", &dst)) == 0) {
         rc = kms_usable(c, &dst);
         if (rc == 0)
             rc = kms_seal(c, &dst, kv_get(c->req, "DestinationEncryptionContext"), pt, n, &out, &len);
@@ -219,6 +222,7 @@ static const struct vfield gdk_schema[] = {
 
 static int data_key(struct api_ctx *c, bool with_plaintext)
 {
+    const char *action = with_plaintext ? "kms:GenerateDataKey" : "kms:GenerateDataKeyWithoutPlaintext";
     int64_t bytes = 0;
     bool has_n = req_int(c, "NumberOfBytes", &bytes);
     const char *spec = req_str(c, "KeySpec");
@@ -229,7 +233,7 @@ static int data_key(struct api_ctx *c, bool with_plaintext)
     if (spec)
         bytes = strcmp(spec, "AES_128") ? 32 : 16;
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), true, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), true, action, &k))
         return -1;
     unsigned char *pt = arena_alloc(&c->arena, (size_t)bytes), *blob;
     size_t len;

@@ -55,6 +55,12 @@ static const struct vfield create_schema[] = {
     {0},
 };
 
+static bool bypass_lockout(struct api_ctx *c)
+{
+    const struct kv *v = kv_get(c->req, "BypassPolicyLockoutSafetyCheck");
+    return v && v->type == KV_BOOL && v->b;
+}
+
 static json_t *tags_of(const struct kv *list)
 {
     json_t *t = json_object();
@@ -75,8 +81,13 @@ static int create_key(struct api_ctx *c)
     const char *origin = req_str(c, "Origin");
     if (origin && strcmp(origin, "AWS_KMS"))
         return api_fail(c, KERR_KMS_UNSUPPORTED, "kinesd's KMS makes keys of Origin AWS_KMS only.");
+    const char *policy = req_str(c, "Policy");
+    bool bypass = bypass_lockout(c);
+    /* the lockout check names no key yet: its ARN only matters to a policy's Resource */
+    if (policy && kms_policy_check(c, policy, kms_key_arn(c, "*"), bypass))
+        return -1;
     struct kms_key k;
-    if (kms_create(c, NULL, NULL, req_str(c, "Description"), req_str(c, "Policy"), &k))
+    if (kms_create(c, NULL, NULL, req_str(c, "Description"), policy, &k))
         return -1;
     const struct kv *tags = kv_get(c->req, "Tags");
     if (tags && tags->n) {
@@ -110,7 +121,7 @@ static const struct vfield describe_schema[] = {
 static int describe_key(struct api_ctx *c)
 {
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), true, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), true, "kms:DescribeKey", &k))
         return -1;
     struct enc *e = &c->out;
     enc_obj_begin(e);
@@ -196,12 +207,12 @@ static const char *state_of(const struct kms_key *k)
     return json_string_value(json_object_get(k->doc, "state"));
 }
 
-/* Load KeyId (no aliases, as AWS for these operations), apply fn, save, answer {} or what
- * fn wrote. */
-static int change(struct api_ctx *c, int (*fn)(struct api_ctx *c, struct kms_key *k))
+/* Load KeyId (no aliases, as AWS for these operations), the caller needing action on it, apply fn, save,
+ * answer {} or what fn wrote. */
+static int change(struct api_ctx *c, const char *action, int (*fn)(struct api_ctx *c, struct kms_key *k))
 {
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), false, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), false, action, &k))
         return -1;
     int rc = fn(c, &k);
     if (rc == 0)
@@ -237,8 +248,8 @@ static int do_disable(struct api_ctx *c, struct kms_key *k)
     return 0;
 }
 
-static int enable_key(struct api_ctx *c) { return change(c, do_enable); }
-static int disable_key(struct api_ctx *c) { return change(c, do_disable); }
+static int enable_key(struct api_ctx *c) { return change(c, "kms:EnableKey", do_enable); }
+static int disable_key(struct api_ctx *c) { return change(c, "kms:DisableKey", do_disable); }
 const struct op_def op_kms_enable_key = {.schema = key_id_schema, .run = enable_key};
 const struct op_def op_kms_disable_key = {.schema = key_id_schema, .run = disable_key};
 
@@ -288,8 +299,8 @@ static int do_cancel(struct api_ctx *c, struct kms_key *k)
     return 0;
 }
 
-static int schedule(struct api_ctx *c) { return change(c, do_schedule); }
-static int cancel(struct api_ctx *c) { return change(c, do_cancel); }
+static int schedule(struct api_ctx *c) { return change(c, "kms:ScheduleKeyDeletion", do_schedule); }
+static int cancel(struct api_ctx *c) { return change(c, "kms:CancelKeyDeletion", do_cancel); }
 const struct op_def op_kms_schedule_key_deletion = {.schema = schedule_schema, .run = schedule};
 const struct op_def op_kms_cancel_key_deletion = {.schema = key_id_schema, .run = cancel};
 
@@ -331,15 +342,21 @@ static int do_disable_rotation(struct api_ctx *c, struct kms_key *k)
     return 0;
 }
 
-static int enable_rotation(struct api_ctx *c) { return change(c, do_enable_rotation); }
-static int disable_rotation(struct api_ctx *c) { return change(c, do_disable_rotation); }
+static int enable_rotation(struct api_ctx *c)
+{
+    return change(c, "kms:EnableKeyRotation", do_enable_rotation);
+}
+static int disable_rotation(struct api_ctx *c)
+{
+    return change(c, "kms:DisableKeyRotation", do_disable_rotation);
+}
 const struct op_def op_kms_enable_key_rotation = {.schema = rotation_schema, .run = enable_rotation};
 const struct op_def op_kms_disable_key_rotation = {.schema = key_id_schema, .run = disable_rotation};
 
 static int rotation_status(struct api_ctx *c)
 {
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), false, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), false, "kms:GetKeyRotationStatus", &k))
         return -1;
     bool on = json_is_true(json_object_get(k.doc, "rotation"));
     struct enc *e = &c->out;
@@ -387,7 +404,7 @@ static size_t on_demand_rotations(const struct kms_key *k)
 static int rotate_now(struct api_ctx *c)
 {
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), false, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), false, "kms:RotateKeyOnDemand", &k))
         return -1;
     int rc = usable_for_rotation(c, &k);
     if (rc == 0 && on_demand_rotations(&k) >= MAX_ON_DEMAND_ROTATIONS)
@@ -451,8 +468,8 @@ static int do_untag(struct api_ctx *c, struct kms_key *k)
     return 0;
 }
 
-static int tag_resource(struct api_ctx *c) { return change(c, do_tag); }
-static int untag_resource(struct api_ctx *c) { return change(c, do_untag); }
+static int tag_resource(struct api_ctx *c) { return change(c, "kms:TagResource", do_tag); }
+static int untag_resource(struct api_ctx *c) { return change(c, "kms:UntagResource", do_untag); }
 const struct op_def op_kms_tag_resource = {.schema = tag_schema, .run = tag_resource};
 const struct op_def op_kms_untag_resource = {.schema = untag_schema, .run = untag_resource};
 
@@ -466,7 +483,7 @@ static const struct vfield list_tags_schema[] = {
 static int list_tags(struct api_ctx *c)
 {
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), false, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), false, "kms:ListResourceTags", &k))
         return -1;
     json_t *tags = json_object_get(k.doc, "tags");
     struct enc *e = &c->out;
@@ -510,7 +527,7 @@ static const struct vfield get_policy_schema[] = {
 static int get_policy(struct api_ctx *c)
 {
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), false, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), false, "kms:GetKeyPolicy", &k))
         return -1;
     struct enc *e = &c->out;
     enc_obj_begin(e);
@@ -535,19 +552,14 @@ static const struct vfield put_policy_schema[] = {
 static int do_put_policy(struct api_ctx *c, struct kms_key *k)
 {
     const char *policy = req_str(c, "Policy");
-    json_t *doc = json_loads(policy, 0, NULL);
-    if (!json_is_object(doc)) {
-        json_decref(doc);
-        return api_fail(c, KERR_KMS_MALFORMED_POLICY,
-                        "The new key policy will not allow you to update the key policy "
-                        "in the future.");
-    }
-    json_decref(doc);
+    bool bypass = bypass_lockout(c);
+    if (kms_policy_check(c, policy, k->arn, bypass))
+        return -1;
     json_object_set_new(k->doc, "policy", json_string(policy));
     return 0;
 }
 
-static int put_policy(struct api_ctx *c) { return change(c, do_put_policy); }
+static int put_policy(struct api_ctx *c) { return change(c, "kms:PutKeyPolicy", do_put_policy); }
 const struct op_def op_kms_put_key_policy = {.schema = put_policy_schema, .run = put_policy};
 
 /* ---- ListKeyRotations ---- */
@@ -562,7 +574,7 @@ static const struct vfield rotations_schema[] = {
 static int list_rotations(struct api_ctx *c)
 {
     struct kms_key k;
-    if (kms_find(c, req_str(c, "KeyId"), false, &k))
+    if (kms_find_for(c, req_str(c, "KeyId"), false, "kms:ListKeyRotations", &k))
         return -1;
     json_t *r = json_object_get(k.doc, "rotations");
     struct enc *e = &c->out;

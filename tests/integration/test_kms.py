@@ -240,8 +240,17 @@ def test_tags_and_key_policies_are_stored(kms):
     assert kms.list_resource_tags(KeyId=key["KeyId"])["Tags"] == [{"TagKey": "a", "TagValue": "1"}]
     default = json.loads(kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"])
     assert default["Statement"][0]["Principal"] == {"AWS": "arn:aws:iam::000000000000:root"}
-    policy = json.dumps({"Version": "2012-10-17", "Statement": []})
+    statement = {"Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::000000000000:root"}, "Action": "kms:*", "Resource": "*"}
+    service = {"Effect": "Allow", "Principal": {"Service": "logs.amazonaws.com"}, "Action": "kms:Decrypt", "Resource": "*"}
+    policy = json.dumps({"Version": "2012-10-17", "Statement": [statement, service]})
     kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=policy)
+    assert kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"] == policy
+    # a document that is no policy is refused, and the stored one stays
+    for bad in ("{}", json.dumps({"Statement": []}), json.dumps({"Statement": [{"Effect": "Allow"}]}), "[1]"):
+        with helpers.raises_aws("MalformedPolicyDocumentException"):
+            kms.put_key_policy(KeyId=key["KeyId"], PolicyName="default", Policy=bad)
+        with helpers.raises_aws("MalformedPolicyDocumentException"):
+            kms.create_key(Policy=bad)
     assert kms.get_key_policy(KeyId=key["KeyId"], PolicyName="default")["Policy"] == policy
 
 
@@ -576,23 +585,36 @@ USERS = {  # name: (access key id, secret, identity policy statements or None)
 }
 
 
-def test_a_kms_encrypted_stream_needs_generate_data_key_to_write_and_decrypt_to_read(tmp_path_factory):
-    from test_auth import client, start
+def auth_server(tmp_path_factory, users, **flags):
+    """kinesd under --auth with users {name: (akid, secret, identity statements or None[, account])}."""
+    from test_auth import start
 
     d = tmp_path_factory.mktemp("kms-auth")
     text = ""
-    for user, (akid, secret, statements) in USERS.items():
+    for user, (akid, secret, statements, *account) in users.items():
         text += f"[{user}]\naws_access_key_id = {akid}\naws_secret_access_key = {secret}\n"
+        if account:
+            text += f"aws_account_id = {account[0]}\n"
         if statements:
             (d / f"{user}.json").write_text(json.dumps({"Version": "2012-10-17", "Statement": statements}))
             text += f"policy_file = {user}.json\n"
     (d / "credentials").write_text(text)
-    srv = start(tmp_path_factory, d / "credentials", **{"--update-stream-ms": "0", "--create-stream-ms": "0"})
+    return start(tmp_path_factory, d / "credentials", **dict({"--update-stream-ms": "0", "--create-stream-ms": "0"}, **flags))
+
+
+def kms_as(endpoint, key):
+    return boto3.session.Session(aws_access_key_id=key[0], aws_secret_access_key=key[1], region_name=helpers.REGION).client(
+        "kms", endpoint_url=endpoint, config=Config(retries={"max_attempts": 0})
+    )
+
+
+def test_a_kms_encrypted_stream_needs_generate_data_key_to_write_and_decrypt_to_read(tmp_path_factory):
+    from test_auth import client
+
+    srv = auth_server(tmp_path_factory, USERS)
     try:
         k = {u: client(srv.endpoint, USERS[u][:2]) for u in USERS}
-        kms_of = lambda u: boto3.session.Session(  # noqa: E731
-            aws_access_key_id=USERS[u][0], aws_secret_access_key=USERS[u][1], region_name=helpers.REGION
-        ).client("kms", endpoint_url=srv.endpoint, config=Config(retries={"max_attempts": 0}))
+        kms_of = lambda u: kms_as(srv.endpoint, USERS[u])  # noqa: E731
         key = kms_of("admin").create_key()["KeyMetadata"]
         name = sse_stream(k["admin"], key["KeyId"])
 
@@ -619,8 +641,9 @@ def test_a_kms_encrypted_stream_needs_generate_data_key_to_write_and_decrypt_to_
         with helpers.raises_aws(*refused("consumer", "kms:GenerateDataKey",
                                          "because no identity-based policy allows the kms:GenerateDataKey action")):
             k["consumer"].start_stream_encryption(StreamName=plain, EncryptionType="KMS", KeyId=key["Arn"])
-        # the built-in KMS's own operations are kms: actions for identity policies
-        with helpers.raises_aws("AccessDeniedException", re.compile(r".*user/consumer is not authorized to perform: kms:Encrypt .*")):
+        # the built-in KMS's own operations are kms: actions on the key (its ARN in the message)
+        with helpers.raises_aws("AccessDeniedException", refused("consumer", "kms:Encrypt",
+                                "because no identity-based policy allows the kms:Encrypt action")[1]):
             kms_of("consumer").encrypt(KeyId=key["KeyId"], Plaintext=b"z")
         blob = kms_of("admin").encrypt(KeyId=key["KeyId"], Plaintext=b"z")["CiphertextBlob"]
         assert kms_of("consumer").decrypt(CiphertextBlob=blob)["Plaintext"] == b"z"
@@ -665,3 +688,139 @@ def test_a_front_end_that_learns_of_an_encryption_change_wraps_its_data_keys_wit
     finally:
         for f in (a, b):
             assert f.stop() == 0, f.log()
+
+
+KP_USERS = {
+    "admin": ("AKIAKPADMIN000000001", "kp-admin/secret/0123456789abcdefghijklmn", None),
+    "alice": ("AKIAKPALICE000000002", "kp-alice/secret/0123456789abcdefghijklmn", [
+        {"Effect": "Allow", "Action": ["kinesis:*", "kms:*"], "Resource": "*"}]),
+    "bob": ("AKIAKPBOB00000000003", "kp-bob/secret/0123456789abcdefghijklmnopq", [
+        {"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"}]),
+}
+
+
+def user_arn(user, account=helpers.ACCOUNT):
+    return f"arn:aws:iam::{account}:user/{user}"
+
+
+def key_policy(*statements):
+    return json.dumps({"Version": "2012-10-17", "Statement": list(statements)})
+
+
+ROOT_STATEMENT = {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
+                  "Principal": {"AWS": f"arn:aws:iam::{helpers.ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"}
+
+
+def test_key_policies_decide_with_identity_policies_who_may_use_a_key(tmp_path_factory):
+    srv = auth_server(tmp_path_factory, KP_USERS)
+    try:
+        kms = {u: kms_as(srv.endpoint, KP_USERS[u]) for u in KP_USERS}
+
+        def denied(user, action, arn, why):
+            return "AccessDeniedException", f"User: {user_arn(user)} is not authorized to perform: {action} on resource: {arn} {why}"
+
+        # the default policy delegates to the account's identity policies
+        default = kms["admin"].create_key()["KeyMetadata"]
+        blob = kms["alice"].encrypt(KeyId=default["KeyId"], Plaintext=b"a")["CiphertextBlob"]
+        with helpers.raises_aws(*denied("bob", "kms:Decrypt", default["Arn"],
+                                        "because no identity-based policy allows the kms:Decrypt action")):
+            kms["bob"].decrypt(CiphertextBlob=blob, KeyId=default["Arn"])
+        # without a KeyId, AWS names the ciphertext's key only as that
+        with helpers.raises_aws("AccessDeniedException", f"User: {user_arn('bob')} is not authorized to perform: "
+                                "kms:Decrypt on the resource associated with this ciphertext because no "
+                                "identity-based policy allows the kms:Decrypt action"):
+            kms["bob"].decrypt(CiphertextBlob=blob)
+
+        # a key policy naming a user is enough on its own; one that grants the account nothing
+        # refuses even a user whose identity policy allows everything
+        bob_only = key_policy({"Effect": "Allow", "Principal": {"AWS": user_arn("bob")}, "Action": "kms:*", "Resource": "*"})
+        # the lockout safety check: the caller must keep kms:PutKeyPolicy
+        with helpers.raises_aws("MalformedPolicyDocumentException",
+                                "The new key policy will not allow you to update the key policy in the future."):
+            kms["admin"].create_key(Policy=bob_only)
+        key = kms["admin"].create_key(Policy=bob_only, BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]
+        sealed = kms["bob"].encrypt(KeyId=key["KeyId"], Plaintext=b"b")["CiphertextBlob"]
+        assert kms["bob"].decrypt(CiphertextBlob=sealed)["Plaintext"] == b"b"
+        for user in ("alice", "admin"):
+            with helpers.raises_aws(*denied(user, "kms:Encrypt", key["Arn"],
+                                            "because no resource-based policy allows the kms:Encrypt action")):
+                kms[user].encrypt(KeyId=key["KeyId"], Plaintext=b"x")
+            with helpers.raises_aws(*denied(user, "kms:DescribeKey", key["Arn"],
+                                            "because no resource-based policy allows the kms:DescribeKey action")):
+                kms[user].describe_key(KeyId=key["Arn"])
+        with helpers.raises_aws("AccessDeniedException", f"User: {user_arn('alice')} is not authorized to perform: "
+                                "kms:Decrypt on the resource associated with this ciphertext because no "
+                                "resource-based policy allows the kms:Decrypt action"):
+            kms["alice"].decrypt(CiphertextBlob=sealed)
+        # an explicit Deny in the key policy wins over the root's Allow and the identity policy
+        deny = key_policy(ROOT_STATEMENT, {"Effect": "Deny", "Principal": {"AWS": user_arn("alice")},
+                                           "Action": "kms:Decrypt", "Resource": "*"})
+        guarded = kms["admin"].create_key(Policy=deny)["KeyMetadata"]
+        blob = kms["alice"].encrypt(KeyId=guarded["KeyId"], Plaintext=b"g")["CiphertextBlob"]
+        with helpers.raises_aws(*denied("alice", "kms:Decrypt", guarded["Arn"],
+                                        "with an explicit deny in a resource-based policy")):
+            kms["alice"].decrypt(CiphertextBlob=blob, KeyId=guarded["KeyId"])
+        assert kms["admin"].decrypt(CiphertextBlob=blob)["Plaintext"] == b"g"
+        # PutKeyPolicy changes what is allowed from the next call on
+        kms["admin"].put_key_policy(KeyId=guarded["KeyId"], PolicyName="default", Policy=key_policy(ROOT_STATEMENT))
+        assert kms["alice"].decrypt(CiphertextBlob=blob)["Plaintext"] == b"g"
+        # the account-wide operations are the identity policy's alone
+        with helpers.raises_aws("AccessDeniedException", re.compile(r".*user/bob is not authorized to perform: kms:ListKeys on resource: \* .*")):
+            kms["bob"].list_keys()
+    finally:
+        assert srv.stop() == 0, srv.log()
+
+
+def test_a_key_policy_decides_the_kinesis_data_path_too(tmp_path_factory):
+    from test_auth import client
+
+    srv = auth_server(tmp_path_factory, KP_USERS)
+    try:
+        kms = {u: kms_as(srv.endpoint, KP_USERS[u]) for u in KP_USERS}
+        k = {u: client(srv.endpoint, KP_USERS[u][:2]) for u in KP_USERS}
+
+        def refused(user, action, arn, why):
+            return ("KMSAccessDeniedException",
+                    f"User: {user_arn(user)} is not authorized to perform: {action} on resource: {arn} {why}")
+
+        # bob may write through the key (its policy names him) but not read; alice is denied writing
+        policy = key_policy(
+            ROOT_STATEMENT,
+            {"Effect": "Allow", "Principal": {"AWS": user_arn("bob")}, "Action": "kms:GenerateDataKey", "Resource": "*"},
+            {"Effect": "Deny", "Principal": {"AWS": user_arn("alice")}, "Action": "kms:GenerateDataKey", "Resource": "*"},
+        )
+        key = kms["admin"].create_key(Policy=policy)["KeyMetadata"]
+        name = sse_stream(k["admin"], key["KeyId"])
+        assert k["bob"].put_record(StreamName=name, PartitionKey="p", Data=b"by bob")["EncryptionType"] == "KMS"
+        with helpers.raises_aws(*refused("bob", "kms:Decrypt", key["Arn"],
+                                         "because no identity-based policy allows the kms:Decrypt action")):
+            read_from(k["bob"], name)
+        with helpers.raises_aws(*refused("alice", "kms:GenerateDataKey", key["Arn"],
+                                         "with an explicit deny in a resource-based policy")):
+            k["alice"].put_records(StreamName=name, Records=[{"PartitionKey": "p", "Data": b"x"}])
+        assert [r["Data"] for r in read_from(k["alice"], name)] == [b"by bob"]
+        # a key whose policy grants the account nothing: even the account's admin cannot
+        # encrypt a stream with it, nor write to or read from a stream it encrypts
+        bob_only = key_policy({"Effect": "Allow", "Principal": {"AWS": user_arn("bob")}, "Action": "kms:*", "Resource": "*"})
+        closed = kms["admin"].create_key(Policy=bob_only, BypassPolicyLockoutSafetyCheck=True)["KeyMetadata"]
+        other = sse_stream(k["admin"])
+        with helpers.raises_aws(*refused("admin", "kms:GenerateDataKey", closed["Arn"],
+                                         "because no resource-based policy allows the kms:GenerateDataKey action")):
+            k["admin"].start_stream_encryption(StreamName=other, EncryptionType="KMS", KeyId=closed["Arn"])
+        k["bob"].start_stream_encryption(StreamName=other, EncryptionType="KMS", KeyId=closed["Arn"])
+        helpers.wait_for_status(k["admin"], other)
+        k["bob"].put_record(StreamName=other, PartitionKey="p", Data=b"closed")
+        assert [r["Data"] for r in read_from(k["bob"], other)] == [b"closed"]
+        with helpers.raises_aws(*refused("admin", "kms:Decrypt", closed["Arn"],
+                                         "because no resource-based policy allows the kms:Decrypt action")):
+            read_from(k["admin"], other)
+        # the AWS managed key lets every user of the account use it through Kinesis, and no one directly
+        managed = sse_stream(k["admin"], "alias/aws/kinesis")
+        k["bob"].put_record(StreamName=managed, PartitionKey="p", Data=b"managed")
+        assert [r["Data"] for r in read_from(k["bob"], managed)] == [b"managed"]
+        arn = kms["admin"].describe_key(KeyId="alias/aws/kinesis")["KeyMetadata"]["Arn"]
+        with helpers.raises_aws("AccessDeniedException", f"User: {user_arn('alice')} is not authorized to perform: "
+                                f"kms:Encrypt on resource: {arn} because no resource-based policy allows the kms:Encrypt action"):
+            kms["alice"].encrypt(KeyId="alias/aws/kinesis", Plaintext=b"x")
+    finally:
+        assert srv.stop() == 0, srv.log()

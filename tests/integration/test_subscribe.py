@@ -393,3 +393,35 @@ def test_records_of_a_kms_stream_carry_their_encryption_type(kinesd_factory):
     put(k, b"sealed")
     got, _ = read_until(subscribe(k, arn), 2)
     assert [(r["Data"], r.get("EncryptionType")) for r in got] == [(b"plain", None), (b"sealed", "KMS")]
+
+
+def test_under_auth_a_subscriber_without_kms_decrypt_on_the_records_key_gets_kms_access_denied(tmp_path_factory):
+    from test_auth import client
+    from test_kms import KP_USERS, auth_server, kms_as, user_arn
+
+    srv = auth_server(tmp_path_factory, KP_USERS, **FLAGS)
+    try:
+        admin, bob = client(srv.endpoint, KP_USERS["admin"][:2]), client(srv.endpoint, KP_USERS["bob"][:2])
+        alice = client(srv.endpoint, KP_USERS["alice"][:2])
+        key = kms_as(srv.endpoint, KP_USERS["admin"]).create_key()["KeyMetadata"]
+        admin.create_stream(StreamName="s", ShardCount=1)
+        helpers.wait_for_status(admin, "s")
+        put(admin, b"plain")
+        admin.start_stream_encryption(StreamName="s", EncryptionType="KMS", KeyId=key["KeyId"])
+        helpers.wait_for_status(admin, "s")
+        put(admin, b"sealed")
+        arn = admin.register_stream_consumer(StreamARN=helpers.stream_arn("s"), ConsumerName="c")["Consumer"]["ConsumerARN"]
+        # alice's identity policy allows kms:Decrypt, and the default key policy delegates to it
+        stream = subscribe(alice, arn)
+        got, _ = read_until(stream, 2)
+        stream.close()
+        assert [(r["Data"], r.get("EncryptionType")) for r in got] == [(b"plain", None), (b"sealed", "KMS")]
+        advance(srv, 6000)  # one subscription call a second per consumer and shard, and past the takeover window
+        # bob's allows only kinesis:*: the event with the sealed record ends the stream, as GetRecords refuses
+        why = "because no identity-based policy allows the kms:Decrypt action"
+        with raises_in_stream("KMSAccessDeniedException", f"User: {user_arn('bob')} is not authorized to perform: "
+                              f"kms:Decrypt on resource: {key['Arn']} {why}"):
+            for _ in events(subscribe(bob, arn)):
+                pass
+    finally:
+        assert srv.stop() == 0, srv.log()

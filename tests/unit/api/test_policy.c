@@ -177,5 +177,63 @@ static void test_refusals(void)
     CHECK(strstr(why, "20480") != NULL);
 }
 
+/* A key policy's principals: the account's root delegates (POLICY_GRANT_ACCOUNT), a user's ARN
+ * or "*" grants by itself; Service principals are allowed in with the flag and match no one;
+ * kms:CallerAccount and kms:ViaService conditions. */
+static void test_grants_of_a_key_policy(void)
+{
+    const char *text =
+        "{\"Statement\":["
+        "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"arn:aws:iam::111122223333:root\"},\"Action\":\"kms:*"
+        "\","
+        "\"Resource\":\"*\"},"
+        "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":[\"arn:aws:iam::111122223333:user/bob\"],"
+        "\"Service\":\"logs.amazonaws.com\"},\"Action\":\"kms:Decrypt\",\"Resource\":\"*\"},"
+        "{\"Effect\":\"Allow\",\"Principal\":{\"Service\":[\"logs.amazonaws.com\"]},\"Action\":\"kms:"
+        "Encrypt\","
+        "\"Resource\":\"*\"},"
+        "{\"Effect\":\"Allow\",\"Principal\":{\"AWS\":\"*\"},\"Action\":\"kms:GenerateDataKey\",\"Resource\":"
+        "\"*\","
+        "\"Condition\":{\"StringEquals\":{\"kms:CallerAccount\":\"111122223333\","
+        "\"kms:ViaService\":\"kinesis.us-east-1.amazonaws.com\"}}}]}";
+    char why[256];
+    CHECK(policy_parse(text, strlen(text), true, why, sizeof why) == NULL); /* Service: not a stream's */
+    struct policy *p = policy_parse_opts(
+        text, strlen(text), POLICY_PARSE_RESOURCE | POLICY_PARSE_SERVICE_PRINCIPALS, why, sizeof why);
+    CHECK(p != NULL);
+    enum policy_grant g;
+    struct policy_request r = req("kms:Encrypt", "arn:aws:kms:us-east-1:111122223333:key/k");
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_ALLOW && g == POLICY_GRANT_ACCOUNT);
+    r.action = "kms:Decrypt";
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_ALLOW && g == POLICY_GRANT_PRINCIPAL);
+    r.action = "kms:GenerateDataKey"; /* only the root's, until the call comes through Kinesis */
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_ALLOW && g == POLICY_GRANT_ACCOUNT);
+    r.via_service = "kinesis.us-east-1.amazonaws.com";
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_ALLOW && g == POLICY_GRANT_PRINCIPAL);
+    /* another account's user: nothing */
+    r.principal_arn = "arn:aws:iam::444455556666:user/eve", r.principal_acct = "444455556666";
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_NONE && g == POLICY_GRANT_NONE);
+    r.action = "kms:Encrypt"; /* the Service statement matches no caller */
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_NONE);
+    policy_free(p);
+    /* a Deny wins and grants nothing */
+    const char *deny =
+        "{\"Statement\":[{\"Effect\":\"Allow\",\"Principal\":\"*\",\"Action\":\"*\"},"
+        "{\"Effect\":\"Deny\",\"Principal\":{\"AWS\":\"111122223333\"},\"Action\":\"kms:Decrypt\"}]}";
+    p = policy_parse_opts(deny, strlen(deny), POLICY_PARSE_RESOURCE | POLICY_PARSE_SERVICE_PRINCIPALS, why,
+                          sizeof why);
+    CHECK(p != NULL);
+    r = req("kms:Decrypt", "arn:aws:kms:us-east-1:111122223333:key/k");
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_DENY && g == POLICY_GRANT_NONE);
+    r.action = "kms:Encrypt";
+    CHECK(policy_eval_grant(p, &r, &g) == POLICY_ALLOW && g == POLICY_GRANT_PRINCIPAL);
+    policy_free(p);
+    const char *odd =
+        "{\"Statement\":{\"Effect\":\"Allow\",\"Principal\":{\"Other\":\"x\"},\"Action\":\"*\"}}";
+    CHECK(policy_parse_opts(odd, strlen(odd), POLICY_PARSE_RESOURCE | POLICY_PARSE_SERVICE_PRINCIPALS, why,
+                            sizeof why) == NULL);
+}
+
 CHECK_RUN("api/policy", T(test_match), T(test_deny_wins_and_allow_needs_a_match),
-          T(test_not_action_and_not_resource), T(test_principals), T(test_conditions), T(test_refusals))
+          T(test_not_action_and_not_resource), T(test_principals), T(test_conditions), T(test_refusals),
+          T(test_grants_of_a_key_policy))
