@@ -10,9 +10,14 @@
  * written (a sync covers every earlier write, so no frame is durable before an earlier one)
  * and only if the log is not broken by then; the jobs are then reported.
  *
- * The tail. A published frame's buffer is also where readers find its records until the
- * flusher has stored them in LMDB (every FLUSH_MS, or sooner past FLUSH_BYTES, in one
- * transaction). A scan reads LMDB's snapshot and then the tail, holding tail_rw for reading
+ * The tail. A published frame is where readers find its records until the flusher has stored
+ * them in LMDB (every FLUSH_MS, or sooner past FLUSH_BYTES, in transactions of at most
+ * FLUSH_TXN_BYTES, as LMDB holds a transaction's dirty pages in memory). Its bytes are the
+ * frame buffer it was written from while the tail's buffers stay within TAIL_MEM, else a
+ * read-only view of the log segment it was written to (page cache, not the process's memory):
+ * when flushing lags, the tail grows on the disk, up to the cap on unflushed bytes, not in
+ * memory. A segment is rewritten only once retired, after every frame of it was flushed and
+ * let go of. A scan reads LMDB's snapshot and then the tail, holding tail_rw for reading
  * across both, so a record is readable from the moment it is acknowledged; the flusher takes
  * tail_rw for writing only to unlink frames it has stored. No caller code runs under it: scans
  * copy records into the caller's batch.
@@ -59,6 +64,8 @@
 #define BATCH_BYTES (64u << 20)          /* data budget for one frame */
 #define FLUSH_MS 50                      /* the tail is flushed this often */
 #define FLUSH_BYTES (1u << 20)           /* or as soon as it holds this much */
+#define FLUSH_TXN_BYTES (8u << 20)       /* sealed bytes per LMDB transaction of a flush */
+#define TAIL_MEM (8u << 20)              /* frame bytes the tail holds in memory */
 #define FLUSH_RETRY_MS 500               /* after a failed flush, wait this long */
 #define FREE_COUNT_MS 5000               /* the database's free pages are counted this often */
 #define SEG_SWITCH (32ull << 20)         /* switch log segments at this size */
@@ -89,8 +96,11 @@ struct ent {
 };
 
 struct frame {
-    char *buf; /* WAL_HDR + payload */
+    char *buf; /* WAL_HDR + payload: a copy of ours (held) or the log's file pages (view) */
     size_t len;
+    bool held;            /* buf is malloc'd and counted in tail_mem */
+    struct wal_view view; /* else, once written: the frame's bytes in the log */
+    uint64_t at;          /* the frame's offset in its segment */
     struct run *runs;
     size_t nruns;
     struct ent *ents;
@@ -149,6 +159,7 @@ struct lmdb {
     pthread_t flusher;
 
     uint64_t unflushed;                   /* atomic: queued and tail bytes */
+    uint64_t tail_mem;                    /* atomic: bytes of the frames held in memory */
     uint64_t syncs, sync_ns, checkpoints; /* atomic */
     uint64_t sync_buckets[STORE_SYNC_BUCKETS + 1], checkpoint_ns, flushes, flush_ns, free_pages; /* atomic */
     int64_t free_counted_ms; /* the flusher's: when free_pages was last counted */
@@ -254,7 +265,54 @@ static void fire_watches(struct lmdb *e, const struct frame *f)
 
 /* ---- the tail ---- */
 
-static void frame_free(struct frame *f) { free(f); }
+/* A frame with room for nruns runs, nents entries and len bytes of buf (held until the frame
+ * is written: frame_settle). Returns NULL when out of memory. */
+static struct frame *frame_new(size_t nruns, size_t nents, size_t len)
+{
+    size_t off_runs = (sizeof(struct frame) + 15) & ~(size_t)15;
+    size_t off_ents = off_runs + nruns * sizeof(struct run);
+    char *mem = malloc(off_ents + nents * sizeof(struct ent));
+    char *buf = malloc(len);
+    if (!mem || !buf) {
+        free(mem);
+        free(buf);
+        return NULL;
+    }
+    struct frame *f = (struct frame *)mem;
+    *f = (struct frame){.runs = (struct run *)(mem + off_runs),
+                        .ents = (struct ent *)(mem + off_ents),
+                        .buf = buf,
+                        .len = len};
+    return f;
+}
+
+/* The frame's bytes as the tail keeps them once written: the copy in memory while the tail's
+ * copies stay within TAIL_MEM, else the log's file pages (reclaimable page cache, read back
+ * from the disk if the kernel dropped them), so a tail that grows because flushing lags costs
+ * no memory of the process. If the log cannot be mapped, the copy stays. */
+static void frame_settle(struct lmdb *e, struct frame *f)
+{
+    const char *data;
+    if (__atomic_add_fetch(&e->tail_mem, f->len, __ATOMIC_RELAXED) > TAIL_MEM &&
+        wal_map(e->wal, f->seg, f->at, f->len, &f->view, &data) == 0) {
+        __atomic_sub_fetch(&e->tail_mem, f->len, __ATOMIC_RELAXED);
+        free(f->buf);
+        f->buf = (char *)data; /* read only, as every reader of a frame's bytes does */
+        return;
+    }
+    f->held = true;
+}
+
+static void frame_free(struct lmdb *e, struct frame *f)
+{
+    if (f->view.map)
+        wal_unmap(&f->view);
+    else
+        free(f->buf);
+    if (f->held)
+        __atomic_sub_fetch(&e->tail_mem, f->len, __ATOMIC_RELAXED);
+    free(f);
+}
 
 /* The first and last position of log in the tail (0 if none); tail_rw held for reading. */
 static void tail_bounds(struct lmdb *e, uint64_t log, uint64_t *lo, uint64_t *hi)
@@ -272,30 +330,14 @@ static void tail_bounds(struct lmdb *e, uint64_t log, uint64_t *lo, uint64_t *hi
             }
 }
 
-/* Store every published frame in LMDB in one transaction, then drop them from the tail.
- * Returns 0 or LMDB's error (the tail is kept, to be flushed later). */
-static int flush(struct lmdb *e)
+/* Store the frames first..last (consecutive, published; n entries, `bytes` sealed bytes) in
+ * LMDB in one transaction, then drop them from the tail (flush_mu held). Returns 0 or LMDB's
+ * error (the tail is kept, to be flushed later). */
+static int store_frames(struct lmdb *e, struct frame *first, struct frame *last, size_t n, uint64_t bytes)
 {
-    pthread_mutex_lock(&e->flush_mu);
-    pthread_mutex_lock(&e->tail_mu);
-    struct frame *first = e->t_head, *last = e->t_last;
-    pthread_mutex_unlock(&e->tail_mu);
-    int rc = 0;
-    if (!first)
-        goto out;
-    size_t n = 0;
-    uint64_t bytes = 0;
-    for (struct frame *f = first;; f = f->next) {
-        n += f->nents;
-        bytes += f->bytes;
-        if (f == last)
-            break;
-    }
     struct db_rec *r = malloc(n * sizeof *r);
-    if (!r) {
-        rc = STORE_NOMEM;
-        goto out;
-    }
+    if (!r)
+        return STORE_NOMEM;
     size_t k = 0;
     for (struct frame *f = first;; f = f->next) {
         for (size_t i = 0; i < f->nruns; i++) {
@@ -310,17 +352,16 @@ static int flush(struct lmdb *e)
     }
     /* while recovering, the tail holds replayed frames, parts of which LMDB may hold already */
     bool recovering = __atomic_load_n(&e->recovering, __ATOMIC_ACQUIRE);
-    rc = db_append(e->db, r, n, recovering);
+    int rc = db_append(e->db, r, n, recovering);
     free(r);
     if (rc == STORE_CORRUPT) {
         /* LMDB holds a position handed out again: stop writing, keep the log */
         __atomic_store_n(&e->failed, true, __ATOMIC_RELEASE);
         klog(KLOG_ERROR, "storage: the database already holds a position the log assigned; "
                          "refusing writes (the log is kept for the next start)");
-        goto out;
     }
     if (rc)
-        goto out;
+        return rc;
     pthread_rwlock_wrlock(&e->tail_rw);
     pthread_mutex_lock(&e->tail_mu);
     e->t_head = last->next;
@@ -332,10 +373,36 @@ static int flush(struct lmdb *e)
     last->next = NULL;
     for (struct frame *f = first, *next; f; f = next) {
         next = f->next;
-        frame_free(f);
+        frame_free(e, f);
     }
     __atomic_sub_fetch(&e->unflushed, bytes, __ATOMIC_RELAXED);
-out:
+    return 0;
+}
+
+/* Store every frame published by now in LMDB, in transactions of about FLUSH_TXN_BYTES (an
+ * LMDB transaction holds each page it dirties in memory until it commits), then drop them
+ * from the tail. Returns 0 or LMDB's error (what is not stored stays in the tail). */
+static int flush(struct lmdb *e)
+{
+    pthread_mutex_lock(&e->flush_mu);
+    pthread_mutex_lock(&e->tail_mu);
+    struct frame *first = e->t_head, *end = e->t_last;
+    pthread_mutex_unlock(&e->tail_mu);
+    int rc = 0;
+    while (first && rc == 0) {
+        /* frames up to end are linked (and stay so) before end was read under tail_mu */
+        struct frame *last = first;
+        size_t n = first->nents;
+        uint64_t bytes = first->bytes;
+        while (last != end && bytes + last->next->bytes <= FLUSH_TXN_BYTES) {
+            last = last->next;
+            n += last->nents;
+            bytes += last->bytes;
+        }
+        struct frame *next = last == end ? NULL : last->next;
+        rc = store_frames(e, first, last, n, bytes);
+        first = next;
+    }
     pthread_mutex_unlock(&e->flush_mu);
     return rc;
 }
@@ -502,18 +569,10 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
     }
     if (!nents)
         return 0;
-    size_t off_runs = (sizeof(struct frame) + 15) & ~(size_t)15;
-    size_t off_ents = off_runs + nruns * sizeof(struct run);
-    size_t off_buf = (off_ents + nents * sizeof(struct ent) + 15) & ~(size_t)15;
-    char *mem = malloc(off_buf + WAL_HDR + payload);
-    if (!mem)
+    struct frame *f = frame_new(nruns, nents, WAL_HDR + payload);
+    if (!f)
         return STORE_NOMEM;
-    struct frame *f = (struct frame *)mem;
-    *f = (struct frame){.runs = (struct run *)(mem + off_runs),
-                        .ents = (struct ent *)(mem + off_ents),
-                        .buf = mem + off_buf,
-                        .len = WAL_HDR + payload,
-                        .bytes = sealed};
+    f->bytes = sealed;
     size_t off = WAL_HDR;
     struct format_sealer sealer;
     format_sealer_init(&sealer, e->kr);
@@ -534,7 +593,7 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
                 if (rc) { /* no data key: the positions handed out so far are skipped */
                     p->val = pos;
                     format_sealer_done(&sealer);
-                    free(mem);
+                    frame_free(e, f);
                     return rc;
                 }
                 f->ents[f->nents++] = (struct ent){(uint32_t)off, (uint32_t)len};
@@ -544,9 +603,9 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
         }
     }
     format_sealer_done(&sealer);
-    int rc = wal_write(e->wal, f->buf, f->len, &f->seg);
+    int rc = wal_write(e->wal, f->buf, f->len, &f->seg, &f->at);
     if (rc) {
-        free(mem);
+        frame_free(e, f);
         return rc;
     }
     int old = wal_switch(e->wal, SEG_SWITCH);
@@ -594,6 +653,7 @@ static void *commit_loop(void *arg)
             continue;
         }
         __atomic_sub_fetch(&e->unflushed, bytes - f->bytes, __ATOMIC_RELAXED);
+        frame_settle(e, f);
         uint64_t t0 = now_ns();
         rc = wal_sync(e->wal, f->seg, me);
         uint64_t took = now_ns() - t0;
@@ -626,7 +686,7 @@ static void *commit_loop(void *arg)
         pthread_mutex_unlock(&e->tail_mu);
         if (rc) {
             __atomic_sub_fetch(&e->unflushed, f->bytes, __ATOMIC_RELAXED);
-            frame_free(f);
+            frame_free(e, f);
         }
         report(first, rc);
         pthread_mutex_lock(&e->mu);
@@ -858,19 +918,13 @@ static void lm_stats(void *impl, struct store_stats *st)
  * positions of one log. Returns NULL when out of memory. */
 static struct frame *frame_of(struct lmdb *e, const char *payload, size_t len, size_t n)
 {
-    size_t off_runs = (sizeof(struct frame) + 15) & ~(size_t)15;
-    size_t off_ents = off_runs + n * sizeof(struct run);
-    size_t off_buf = (off_ents + n * sizeof(struct ent) + 15) & ~(size_t)15;
-    char *mem = malloc(off_buf + WAL_HDR + len);
-    if (!mem)
+    struct frame *f = frame_new(n, n, WAL_HDR + len);
+    if (!f)
         return NULL;
-    struct frame *f = (struct frame *)mem;
-    *f = (struct frame){.runs = (struct run *)(mem + off_runs),
-                        .ents = (struct ent *)(mem + off_ents),
-                        .buf = mem + off_buf,
-                        .len = WAL_HDR + len,
-                        .seq = e->next_seq++,
-                        .at_ms = now_ms()};
+    f->seq = e->next_seq++;
+    f->at_ms = now_ms();
+    f->held = true; /* the log is started anew once these are stored: they stay in memory */
+    e->tail_mem += f->len;
     memcpy(f->buf + WAL_HDR, payload, len);
     size_t off = 0, vlen;
     uint64_t log, pos;
@@ -1088,7 +1142,7 @@ static void lm_close(void *impl)
         wal_restart(e->wal); /* everything is in LMDB (a recovery's tail too, now) */
     for (struct frame *f = e->t_head, *next; f; f = next) {
         next = f->next;
-        frame_free(f);
+        frame_free(e, f);
     }
     destroy(e);
 }

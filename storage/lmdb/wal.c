@@ -18,6 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <sys/statvfs.h>
 #include <unistd.h>
@@ -349,7 +350,7 @@ static void extend(struct wal *w, struct seg *s, uint64_t end)
     }
 }
 
-int wal_write(struct wal *w, char *buf, size_t len, int *seg)
+int wal_write(struct wal *w, char *buf, size_t len, int *seg, uint64_t *at)
 {
     if (len < WAL_HDR || len - WAL_HDR > MAX_FRAME)
         return STORE_INVALID;
@@ -365,11 +366,33 @@ int wal_write(struct wal *w, char *buf, size_t len, int *seg)
     int rc = io_all(w, s->fd, true, buf, len, s->off);
     if (rc)
         return rc;
+    if (at)
+        *at = s->off;
     __atomic_store_n(&s->off, s->off + len, __ATOMIC_RELEASE);
     if (s->off > s->filled)
         s->filled = s->off;
     *seg = w->active;
     return 0;
+}
+
+int wal_map(struct wal *w, int seg, uint64_t at, size_t len, struct wal_view *view, const char **data)
+{
+    size_t page = (size_t)sysconf(_SC_PAGESIZE);
+    uint64_t from = at & ~(uint64_t)(page - 1);
+    size_t n = (size_t)(at - from) + len;
+    void *m = mmap(NULL, n, PROT_READ, MAP_SHARED, w->seg[seg].fd, (off_t)from);
+    if (m == MAP_FAILED)
+        return STORE_NOMEM;
+    *view = (struct wal_view){m, n};
+    *data = (const char *)m + (at - from);
+    return 0;
+}
+
+void wal_unmap(struct wal_view *view)
+{
+    if (view->map)
+        munmap(view->map, view->len);
+    *view = (struct wal_view){0};
 }
 
 int wal_sync(struct wal *w, int seg, int syncer)

@@ -67,8 +67,21 @@ int wal_restart(struct wal *w);
 
 /* Write one frame at the end of the active segment. buf holds WAL_HDR bytes of room followed
  * by the payload (len bytes in all); the header is filled in place. Not concurrent (the caller
- * serializes writes). *seg gets the segment written. On error the segment is unchanged. */
-int wal_write(struct wal *w, char *buf, size_t len, int *seg);
+ * serializes writes). *seg gets the segment written and *at (if not NULL) the frame's offset
+ * in it. On error the segment is unchanged. */
+int wal_write(struct wal *w, char *buf, size_t len, int *seg, uint64_t *at);
+
+/* A read-only view of the len bytes at offset `at` of segment seg, as wal_write wrote them
+ * (file pages: the page cache's, not the process's memory). The bytes stay as they are until
+ * the segment is retired, so the view is valid until then and must be let go of before:
+ * wal_unmap(*view). Returns 0 with *data the bytes, or STORE_NOMEM (the caller keeps its own
+ * copy instead). */
+struct wal_view {
+    void *map;
+    size_t len;
+};
+int wal_map(struct wal *w, int seg, uint64_t at, size_t len, struct wal_view *view, const char **data);
+void wal_unmap(struct wal_view *view);
 
 /* Make every frame written to seg before the call durable, through syncer's own descriptor
  * (0 <= syncer < WAL_SYNCERS). May run alongside writes and other syncs. */

@@ -71,7 +71,7 @@ static void wal_put(const char *dir, const struct rec *recs, size_t n)
         off += len;
     }
     int seg = -1;
-    CHECK(wal_write(w, buf, off, &seg) == 0 && seg == 0);
+    CHECK(wal_write(w, buf, off, &seg, NULL) == 0 && seg == 0);
     CHECK(wal_sync(w, 0, 0) == 0);
     wal_close(w);
 }

@@ -59,7 +59,7 @@ static void write_frames(const char *dir, const struct rec *recs, const size_t *
         static char buf[1 << 16];
         size_t len = build_frame(buf, recs + start[k], start[k + 1] - start[k]);
         int seg = -1;
-        CHECK(wal_write(w, buf, len, &seg) == 0 && seg == 0);
+        CHECK(wal_write(w, buf, len, &seg, NULL) == 0 && seg == 0);
         CHECK(wal_sync(w, 0, 0) == 0);
         off += len;
         ends[k] = off;
@@ -380,11 +380,11 @@ static void write_good_then_bad(const char *dir, bool skip_good, const char *bad
     if (!skip_good) {
         const struct rec good = {1, 1, "k", "good"};
         size_t n = build_frame(buf, &good, 1);
-        CHECK(wal_write(w, buf, n, &seg) == 0 && wal_sync(w, seg, 0) == 0);
+        CHECK(wal_write(w, buf, n, &seg, NULL) == 0 && wal_sync(w, seg, 0) == 0);
         *bad_at += n;
     }
     memcpy(buf + WAL_HDR, bad, len);
-    CHECK(wal_write(w, buf, WAL_HDR + len, &seg) == 0 && wal_sync(w, seg, 0) == 0);
+    CHECK(wal_write(w, buf, WAL_HDR + len, &seg, NULL) == 0 && wal_sync(w, seg, 0) == 0);
     wal_close(w);
 }
 
