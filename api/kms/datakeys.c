@@ -15,13 +15,19 @@
  * took first moves creation to the next generation), and open the others' keys by reading
  * their rows on a miss.
  *
- * Creating a key: under create_mu (one at a time), a random key, wrapped by the node key with
- * the row's name as associated data, is written with a compare-and-set (version 0: it must not
- * exist) and only then entered into the table. Destroying: the rows are deleted in one commit
- * (a trim's own, for keys whose records it deleted: store_trim_row), then the keys are wiped.
- * A KMS key's deletion wipes the data keys it wrapped; they stay in the table as closed, so
- * their records fail as records of a gone key. Bounds: at most MAX_KEYS keys (STORE_FULL past
- * it), MAX_KIDS KMS keys. */
+ * Creating a key: a random key, wrapped by the node key (or the stream's KMS key) with the
+ * row's name as associated data, is written with a compare-and-set (version 0: it must not
+ * exist, so two writers, threads or front-ends, never both make one id) and only then entered
+ * into the table. No lock is held across that write: a bucket being created is marked pending
+ * (under mu), and other threads wanting a key for it wait for the mark to go, then find the
+ * new key, so one front-end never makes two keys for one bucket at once. Destroying: the rows
+ * are deleted in one commit (a trim's own, for keys whose records it deleted: store_trim_row),
+ * then the keys are wiped. A KMS key's deletion wipes the data keys it wrapped and marks its
+ * class gone, so a key it wrapped that is entered later (a creation racing the deletion) is
+ * entered closed; they stay in the table as closed, so their records fail as records of a gone
+ * key. Locks: mu (wrappers, pending creations) before rw (the table); neither is held across
+ * I/O. Bounds: at most MAX_KEYS keys (STORE_FULL past it), MAX_KIDS KMS keys, one pending
+ * creation per sealing thread. */
 #include <errno.h>
 #include <fcntl.h>
 #include <inttypes.h>
@@ -70,21 +76,27 @@ struct datakeys {
     bool root_pending;          /* in_store without a root key source: the store's own */
     struct store *store;
     struct store_keyring kr;
-    pthread_rwlock_t rw;       /* the table */
-    pthread_mutex_t create_mu; /* creating and destroying keys */
-    struct ent *t;             /* sodium_malloc'd */
-    size_t cap, n, gone;       /* n counts used entries, gone tombstones */
-    uint64_t epoch;            /* atomic: bumped before keys are destroyed (readers' caches) */
-    uint64_t instance;         /* unique per datakeys_open, so no cache outlives its keyring */
+    pthread_rwlock_t rw;    /* the table, kids */
+    pthread_mutex_t mu;     /* wraps, pending; never held across I/O */
+    pthread_cond_t created; /* a pending creation ended */
+    struct pending {
+        uint64_t log, bucket;
+    } * pending; /* buckets whose key a thread is creating (under mu) */
+    size_t npending, cappending;
+    struct ent *t;       /* sodium_malloc'd */
+    size_t cap, n, gone; /* n counts used entries, gone tombstones */
+    uint64_t epoch;      /* atomic: bumped before keys are destroyed (readers' caches) */
+    uint64_t instance;   /* unique per datakeys_open, so no cache outlives its keyring */
     struct wrapper {
         uint64_t uid;
         char prev[40], kid[40]; /* "" for the node key */
         int64_t switch_ms;      /* from then on kid wraps, before it prev */
         bool pending;           /* the switch is still to be made */
-    } * wraps;                  /* streams whose new data keys a KMS key wraps (under create_mu) */
+    } * wraps;                  /* streams whose new data keys a KMS key wraps (under mu) */
     size_t nwraps;
     int64_t next_switch;          /* atomic: the earliest pending switch, INT64_MAX for none */
     char (*kids)[KMS_ID_LEN + 1]; /* class DATAKEYS_CLASS_KMS + i: KMS key kids[i] (under rw) */
+    bool *kid_gone;               /* kids[i] is deleted: what it wraps enters closed (under rw) */
     size_t nkids, capkids;
     struct ent *old[MAX_TABLES];
     size_t old_cap[MAX_TABLES], nold;
@@ -183,9 +195,14 @@ static int kid_class(struct datakeys *dk, const char *kid)
         char(*k)[KMS_ID_LEN + 1] = realloc(dk->kids, cap * sizeof *k);
         if (!k)
             return -1;
-        dk->kids = k, dk->capkids = cap;
+        dk->kids = k;
+        bool *g = realloc(dk->kid_gone, cap * sizeof *g);
+        if (!g)
+            return -1;
+        dk->kid_gone = g, dk->capkids = cap;
     }
     snprintf(dk->kids[dk->nkids], sizeof dk->kids[0], "%s", kid);
+    dk->kid_gone[dk->nkids] = false;
     return (int)(DATAKEYS_CLASS_KMS + dk->nkids++);
 }
 
@@ -194,9 +211,13 @@ static int kid_class(struct datakeys *dk, const char *kid)
 static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned char *key, uint32_t used,
                  const char *kid)
 {
+    if (find_in(dk->t, dk->cap, log, id, 0))
+        return 0; /* there already (two threads fetched it) */
     int cls = kid_class(dk, kid);
     if (cls < 0)
         return STORE_FULL;
+    if (kid && dk->kid_gone[cls - DATAKEYS_CLASS_KMS])
+        key = NULL; /* its KMS key was deleted meanwhile */
     if (!key)
         cls |= CLOSED, used = KEYRING_KEY_RECORDS;
     int rc = reserve(dk);
@@ -226,21 +247,22 @@ static int enter(struct datakeys *dk, uint64_t log, uint64_t id, const unsigned 
     return 0;
 }
 
-/* Make a new key for (log, bucket) after id `after` (~0: none yet), stored durably. */
-static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t gen, uint32_t n);
+/* Make a new key for (log, bucket) after id `after` (~0: none yet), wrapped by KMS key kid (NULL:
+ * the node key), stored durably. No lock held: the caller marked the bucket pending. */
+static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t gen, const char *kid);
 
 /* Front-ends sharing a store each seal with keys of their own: when another one took this
  * generation of the bucket's key first (the compare-and-set conflicts), the next is tried. */
-static int create(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t after, uint32_t n)
+static int create(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t after, const char *kid)
 {
     uint64_t gen = after == UINT64_MAX ? 0 : (after & 0xFFFFFF) + 1;
     int rc = STORE_CONFLICT;
     for (int attempt = 0; attempt < 64 && rc == STORE_CONFLICT; attempt++, gen++)
-        rc = create_one(dk, log, bucket, gen, n);
+        rc = create_one(dk, log, bucket, gen, kid);
     return rc;
 }
 
-static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t gen, uint32_t n)
+static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64_t gen, const char *kid)
 {
     if (gen > 0xFFFFFF || bucket >> 40)
         return STORE_FULL;
@@ -256,13 +278,6 @@ static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64
     unsigned char row[KMS_ROW_LEN];
     size_t len = ROW_LEN;
     int rc = 0;
-    const char *kid = NULL;
-    int64_t now = clock_now_ms();
-    for (size_t i = 0; i < dk->nwraps; i++)
-        if (dk->wraps[i].uid == log >> 24) {
-            kid = now >= dk->wraps[i].switch_ms ? dk->wraps[i].kid : dk->wraps[i].prev;
-            kid = kid[0] ? kid : NULL;
-        }
     row[0] = 1;
     if (kid) { /* a KMS-encrypted stream: its KMS key's newest material wraps the data key */
         unsigned char *kek = sodium_malloc(32);
@@ -287,7 +302,7 @@ static int create_one(struct datakeys *dk, uint64_t log, uint64_t bucket, uint64
     rc = store_meta_cas(dk->store, &r, 1);
     if (rc == 0) {
         pthread_rwlock_wrlock(&dk->rw);
-        rc = enter(dk, log, id, key, n, kid);
+        rc = enter(dk, log, id, key, 0, kid);
         pthread_rwlock_unlock(&dk->rw);
     }
     sodium_free(key);
@@ -320,6 +335,29 @@ static const unsigned char *current(struct datakeys *dk, uint64_t log, uint64_t 
 
 static void apply_switches(struct datakeys *dk);
 
+/* (mu held) */
+static struct pending *pending_find(struct datakeys *dk, uint64_t log, uint64_t bucket)
+{
+    for (size_t i = 0; i < dk->npending; i++)
+        if (dk->pending[i].log == log && dk->pending[i].bucket == bucket)
+            return &dk->pending[i];
+    return NULL;
+}
+
+/* The KMS key new data keys of log are wrapped by now, into kid; false for the node key (mu
+ * held). */
+static bool wrapping_kid(struct datakeys *dk, uint64_t log, char kid[40])
+{
+    int64_t now = clock_now_ms();
+    kid[0] = 0;
+    for (size_t i = 0; i < dk->nwraps; i++)
+        if (dk->wraps[i].uid == log >> 24)
+            snprintf(kid, 40, "%s", now >= dk->wraps[i].switch_ms ? dk->wraps[i].kid : dk->wraps[i].prev);
+    return kid[0] != 0;
+}
+
+#define MAX_CREATE_ROUNDS 8 /* new keys used up by other threads before this one got its share */
+
 static int kr_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uint64_t *id,
                        const unsigned char **key)
 {
@@ -330,13 +368,40 @@ static int kr_seal_key(void *ctx, uint64_t log, uint64_t bucket, uint32_t n, uin
     uint64_t newest;
     if ((*key = current(dk, log, bucket, n, id, &newest)))
         return 0;
-    pthread_mutex_lock(&dk->create_mu);
-    int rc = 0;
-    /* another thread may have made it meanwhile */
-    if (!(*key = current(dk, log, bucket, n, id, &newest)) &&
-        (rc = create(dk, log, bucket, newest, 0)) == 0 && !(*key = current(dk, log, bucket, n, id, &newest)))
-        rc = STORE_FULL;
-    pthread_mutex_unlock(&dk->create_mu);
+    int rc = STORE_FULL;
+    pthread_mutex_lock(&dk->mu);
+    for (int round = 0; round < MAX_CREATE_ROUNDS; round++) {
+        while (pending_find(dk, log, bucket)) /* another thread is making it: it will be there */
+            pthread_cond_wait(&dk->created, &dk->mu);
+        if ((*key = current(dk, log, bucket, n, id, &newest))) {
+            rc = 0;
+            break;
+        }
+        if (dk->npending == dk->cappending) {
+            size_t cap = dk->cappending ? 2 * dk->cappending : 16;
+            struct pending *v = realloc(dk->pending, cap * sizeof *v);
+            if (!v) {
+                rc = STORE_NOMEM;
+                break;
+            }
+            dk->pending = v, dk->cappending = cap;
+        }
+        dk->pending[dk->npending++] = (struct pending){.log = log, .bucket = bucket};
+        char kid[40];
+        bool kms = wrapping_kid(dk, log, kid);
+        pthread_mutex_unlock(&dk->mu);
+        rc = create(dk, log, bucket, newest, kms ? kid : NULL); /* I/O: no lock held */
+        pthread_mutex_lock(&dk->mu);
+        struct pending *mine = pending_find(dk, log, bucket);
+        *mine = dk->pending[--dk->npending];
+        pthread_cond_broadcast(&dk->created);
+        if (rc)
+            break;
+        if ((*key = current(dk, log, bucket, n, id, &newest)))
+            break;
+        rc = STORE_FULL; /* used up at once by others (or closed): make the next one */
+    }
+    pthread_mutex_unlock(&dk->mu);
     return rc;
 }
 
@@ -353,7 +418,7 @@ static _Thread_local struct {
 } last_opened;
 
 /* A data key another front-end sharing the store made: read its row and enter it, used up (it
- * opens records here, and never seals). create_mu held. */
+ * opens records here, and never seals). No lock held (entering twice is harmless). */
 static void fetch(struct datakeys *dk, uint64_t log, uint64_t id)
 {
     char name[64];
@@ -408,9 +473,7 @@ static int kr_open_key(void *ctx, uint64_t log, uint64_t id, const unsigned char
         pthread_rwlock_unlock(&dk->rw);
         if (*key || pass || !dk->in_store)
             break;
-        pthread_mutex_lock(&dk->create_mu); /* a key another front-end made */
-        fetch(dk, log, id);
-        pthread_mutex_unlock(&dk->create_mu);
+        fetch(dk, log, id); /* a key another front-end made */
     }
     if (*key) {
         last_opened.instance = dk->instance, last_opened.log = log, last_opened.id = id,
@@ -452,7 +515,7 @@ static int oldest(struct datakeys *dk, uint64_t log, uint64_t below_bucket, size
     return store_meta_scan(dk->store, prefix, shred_visit, s);
 }
 
-/* Wipe the n keys ids of log whose rows are deleted (create_mu held). */
+/* Wipe the n keys ids of log whose rows are deleted. */
 static void wipe(struct datakeys *dk, uint64_t log, const uint64_t *ids, size_t n)
 {
     pthread_rwlock_wrlock(&dk->rw);
@@ -502,11 +565,8 @@ static void kr_shredded(void *ctx, uint64_t log, const struct store_trim_row *ro
     for (size_t i = 0; i < n && k < SHRED_BATCH; i++)
         if (rows[i].gone)
             ids[k++] = rows[i].tag;
-    if (!k)
-        return;
-    pthread_mutex_lock(&dk->create_mu);
-    wipe(dk, log, ids, k);
-    pthread_mutex_unlock(&dk->create_mu);
+    if (k)
+        wipe(dk, log, ids, k);
 }
 
 /* Log is gone: destroy all of its keys, rows first, then memory. */
@@ -515,8 +575,7 @@ static int kr_dropped(void *ctx, uint64_t log)
     struct datakeys *dk = ctx;
     if (!dk->store)
         return 0;
-    pthread_mutex_lock(&dk->create_mu);
-    int rc = 0;
+    int rc = 0; /* no lock across the scans and the commit: nothing seals for a dropped log */
     for (;;) {
         struct shred_scan s;
         if ((rc = oldest(dk, log, UINT64_MAX, SHRED_BATCH, &s)) || !s.n)
@@ -533,7 +592,6 @@ static int kr_dropped(void *ctx, uint64_t log)
         if (s.n < SHRED_BATCH)
             break;
     }
-    pthread_mutex_unlock(&dk->create_mu);
     return rc;
 }
 
@@ -799,7 +857,8 @@ int datakeys_open(const char *dir, const struct datakeys_root *root, struct data
     if (!dk)
         return -1;
     pthread_rwlock_init(&dk->rw, NULL);
-    pthread_mutex_init(&dk->create_mu, NULL);
+    pthread_mutex_init(&dk->mu, NULL);
+    pthread_cond_init(&dk->created, NULL);
     dk->instance = __atomic_add_fetch(&instances, 1, __ATOMIC_RELAXED);
     dk->next_switch = INT64_MAX;
     dk->root = sodium_malloc(32);
@@ -981,7 +1040,7 @@ static void use_up(struct datakeys *dk, uint64_t uid)
             dk->t[j].used = KEYRING_KEY_RECORDS;
 }
 
-/* Make every switch that is due (create_mu held). */
+/* Make every switch that is due (mu held). */
 static void switch_due(struct datakeys *dk, int64_t now)
 {
     int64_t next = INT64_MAX;
@@ -1006,16 +1065,16 @@ static void switch_due(struct datakeys *dk, int64_t now)
 
 static void apply_switches(struct datakeys *dk)
 {
-    pthread_mutex_lock(&dk->create_mu);
+    pthread_mutex_lock(&dk->mu);
     switch_due(dk, clock_now_ms());
-    pthread_mutex_unlock(&dk->create_mu);
+    pthread_mutex_unlock(&dk->mu);
 }
 
 int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, const char *kid,
                         int64_t switch_ms)
 {
     prev = prev ? prev : "", kid = kid ? kid : "";
-    pthread_mutex_lock(&dk->create_mu);
+    pthread_mutex_lock(&dk->mu);
     size_t i = 0;
     while (i < dk->nwraps && dk->wraps[i].uid != uid)
         i++;
@@ -1025,7 +1084,7 @@ int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, con
                                      dk->wraps[i].switch_ms == switch_ms
                                : !kid[0] && (!prev[0] || switch_ms <= clock_now_ms());
     if (same) {
-        pthread_mutex_unlock(&dk->create_mu);
+        pthread_mutex_unlock(&dk->mu);
         return 0;
     }
     int rc = 0;
@@ -1047,7 +1106,7 @@ int datakeys_stream_key(struct datakeys *dk, uint64_t uid, const char *prev, con
             __atomic_store_n(&dk->next_switch, switch_ms, __ATOMIC_RELEASE);
         switch_due(dk, clock_now_ms());
     }
-    pthread_mutex_unlock(&dk->create_mu);
+    pthread_mutex_unlock(&dk->mu);
     return rc;
 }
 
@@ -1065,13 +1124,10 @@ int datakeys_class_kid(struct datakeys *dk, uint32_t cls, char kid[KMS_ID_LEN + 
 
 void datakeys_kms_gone(struct datakeys *dk, const char *kid)
 {
-    pthread_mutex_lock(&dk->create_mu);
     pthread_rwlock_wrlock(&dk->rw);
-    int cls = -1;
-    for (size_t i = 0; i < dk->nkids && cls < 0; i++)
-        if (!strcmp(dk->kids[i], kid))
-            cls = (int)(DATAKEYS_CLASS_KMS + i);
+    int cls = kid_class(dk, kid); /* known from now on as gone, if new */
     if (cls >= 0) {
+        dk->kid_gone[cls - DATAKEYS_CLASS_KMS] = true;
         __atomic_add_fetch(&dk->epoch, 1, __ATOMIC_ACQ_REL);
         for (size_t j = 0; j < dk->cap; j++) {
             struct ent *e = &dk->t[j];
@@ -1088,7 +1144,6 @@ void datakeys_kms_gone(struct datakeys *dk, const char *kid)
         }
     }
     pthread_rwlock_unlock(&dk->rw);
-    pthread_mutex_unlock(&dk->create_mu);
 }
 
 bool datakeys_log_closed(struct datakeys *dk, uint64_t log)
@@ -1115,8 +1170,11 @@ void datakeys_close(struct datakeys *dk)
     }
     free(dk->wraps);
     free(dk->kids);
+    free(dk->kid_gone);
+    free(dk->pending);
     pthread_rwlock_destroy(&dk->rw);
-    pthread_mutex_destroy(&dk->create_mu);
+    pthread_mutex_destroy(&dk->mu);
+    pthread_cond_destroy(&dk->created);
     sodium_free(dk->root);
     sodium_free(dk->node);
     free(dk);

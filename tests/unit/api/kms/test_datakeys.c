@@ -2,7 +2,9 @@
  * through the keyring read back across restarts, each start seals with new keys, a wrong root key
  * is refused before anything is written, and trims and drops destroy the keys no record needs. */
 #include <libpq-fe.h>
+#include <pthread.h>
 #include <sodium.h>
+#include <time.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -271,6 +273,94 @@ static void test_a_trim_deletes_data_keys_in_its_own_transaction_pg(void)
     pg_url[0] = 0;
 }
 
+struct sealer {
+    struct datakeys *dk;
+    uint64_t log, bucket, id;
+    int rc;
+    bool done; /* atomic */
+};
+
+static void *seal_one(void *arg)
+{
+    struct sealer *t = arg;
+    const struct store_keyring *kr = datakeys_keyring(t->dk);
+    const unsigned char *key;
+    t->rc = kr->seal_key(kr->ctx, t->log, t->bucket, 1, &t->id, &key);
+    __atomic_store_n(&t->done, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void *switch_one(void *arg)
+{
+    struct sealer *t = arg;
+    t->rc = datakeys_stream_key(t->dk, 9, NULL, "00000000-0000-4000-8000-000000000009", INT64_MAX / 2);
+    __atomic_store_n(&t->done, true, __ATOMIC_RELEASE);
+    return NULL;
+}
+
+static void pause_ms(int ms)
+{
+    struct timespec ts = {.tv_sec = ms / 1000, .tv_nsec = (long)(ms % 1000) * 1000000L};
+    nanosleep(&ts, NULL);
+}
+
+/* Whether cond (an atomic flag, or n lock waiters in PostgreSQL when flag is NULL) came within
+ * 20 s: a bound on a wait, not a timing measurement. */
+static bool eventually(const bool *flag, PGconn *watch, int waiters)
+{
+    for (int i = 0; i < 2000; i++, pause_ms(10)) {
+        if (flag && __atomic_load_n(flag, __ATOMIC_ACQUIRE))
+            return true;
+        if (!flag) {
+            PGresult *r = PQexec(watch, "SELECT count(*) FROM pg_locks WHERE NOT granted");
+            bool ok =
+                PQresultStatus(r) == PGRES_TUPLES_OK && strtol(PQgetvalue(r, 0, 0), NULL, 10) >= waiters;
+            PQclear(r);
+            if (ok)
+                return true;
+        }
+    }
+    return false;
+}
+
+/* A data key being created holds no lock across its store round trip: while PostgreSQL keeps
+ * the creation's write waiting (another session locks the rows table), the keyring still
+ * answers what needs no I/O (a stream's key change), and two threads wanting the same bucket's
+ * key make one key between them. */
+static void test_creating_a_data_key_holds_no_lock_across_its_round_trip_pg(void)
+{
+    if (!fresh_pg("t_dk_nolock")) {
+        fprintf(stderr, "  (skipped: KINESD_PG_URL is not set)\n");
+        return;
+    }
+    struct datakeys *dk;
+    struct store *s;
+    CHECK(open_store(true, &dk, &s) == 0);
+    PGconn *lock = PQconnectdb(pg_url), *watch = PQconnectdb(pg_url);
+    CHECK(PQstatus(lock) == CONNECTION_OK && PQstatus(watch) == CONNECTION_OK);
+    PQclear(PQexec(lock, "BEGIN"));
+    PQclear(PQexec(lock, "LOCK TABLE kinesd_rows IN ACCESS EXCLUSIVE MODE"));
+    struct sealer a = {.dk = dk, .log = 8, .bucket = 10}, b = a, sw = {.dk = dk};
+    pthread_t ta, tb, tsw;
+    pthread_create(&ta, NULL, seal_one, &a);
+    CHECK(eventually(NULL, watch, 1)); /* a's creation waits on the lock */
+    pthread_create(&tb, NULL, seal_one, &b);
+    pthread_create(&tsw, NULL, switch_one, &sw);
+    CHECK(eventually(&sw.done, NULL, 0)); /* not behind a's round trip */
+    CHECK(!__atomic_load_n(&a.done, __ATOMIC_ACQUIRE));
+    PQclear(PQexec(lock, "COMMIT"));
+    pthread_join(ta, NULL);
+    pthread_join(tb, NULL);
+    pthread_join(tsw, NULL);
+    CHECK(a.rc == 0 && b.rc == 0 && sw.rc == 0);
+    CHECK(a.id == b.id);                         /* b waited for a's key */
+    CHECK(rows(s, "dk/0000000000000008/") == 1); /* and made none of its own */
+    PQfinish(lock);
+    PQfinish(watch);
+    close_all(dk, s);
+    pg_url[0] = 0;
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -284,6 +374,8 @@ int main(void)
          test_a_trim_deletes_data_keys_in_its_own_transaction_lmdb},
         {"a trim deletes data keys in its own transaction (PostgreSQL)",
          test_a_trim_deletes_data_keys_in_its_own_transaction_pg},
+        {"creating a data key holds no lock across its round trip (PostgreSQL)",
+         test_creating_a_data_key_holds_no_lock_across_its_round_trip_pg},
     };
     return check_main("datakeys", tests, sizeof tests / sizeof tests[0]);
 }
