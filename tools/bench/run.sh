@@ -52,6 +52,7 @@
 #                                     their ratio, and kinesd's CPU time per record both ways
 #   BENCH_SECONDS   seconds per measured mode (default 8)
 #   BENCH_SCRAPE_ROUNDS  rounds of the scrape mode (default 2)
+#   BENCH_SCRAPE_COST_N  scrapes in a row that measure one scrape's CPU (default 200)
 #   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
 #   BENCH_CKPT_RECORD   record size of the checkpoint mode (default 1024)
 #   BENCH_DISK_MIB  MiB written to time the disk's sequential bandwidth (default 256)
@@ -88,6 +89,7 @@ CKPT_RECORD=${BENCH_CKPT_RECORD:-1024}
 DISK_MIB=${BENCH_DISK_MIB:-256}
 SHARDS=${BENCH_SHARDS:-4}
 SCRAPE_ROUNDS=${BENCH_SCRAPE_ROUNDS:-2}
+SCRAPE_COST_N=${BENCH_SCRAPE_COST_N:-200}
 KINESD=${KINESD_BIN:-build/kinesd}
 KINESALITE_CLI=${KINESALITE_CLI:-build/npm/node_modules/kinesalite/cli.js}
 KINESIS_MOCK_JS=${KINESIS_MOCK_JS:-build/npm/node_modules/kinesis-local/main.js}
@@ -124,10 +126,10 @@ done
 has_mode() { in_list "$1" "$MODES"; }
 has_server() { in_list "$1" "$SERVERS"; }
 num_re='^[0-9]+([.][0-9]+)?$'
-if ! [[ $SECS =~ $num_re && $CKPT_SECS =~ $num_re ]] || ! [[ $SHARDS =~ ^[0-9]+$ && $SCRAPE_ROUNDS =~ ^[1-9][0-9]*$ ]] ||
+if ! [[ $SECS =~ $num_re && $CKPT_SECS =~ $num_re ]] || ! [[ $SHARDS =~ ^[0-9]+$ && $SCRAPE_ROUNDS =~ ^[1-9][0-9]*$ && $SCRAPE_COST_N =~ ^[1-9][0-9]*$ ]] ||
     ! [[ $CKPT_RECORD =~ ^[0-9]+$ && $DISK_MIB =~ ^[0-9]+$ ]]; then
     echo "run.sh: BENCH_SECONDS, BENCH_CKPT_SECONDS, BENCH_CKPT_RECORD, BENCH_DISK_MIB," \
-        "BENCH_SHARDS and BENCH_SCRAPE_ROUNDS must be numbers" >&2
+        "BENCH_SHARDS, BENCH_SCRAPE_ROUNDS and BENCH_SCRAPE_COST_N must be numbers" >&2
     exit 2
 fi
 if [[ -n ${BENCH_GET_FILL:-} ]] && ! [[ $BENCH_GET_FILL =~ ^[0-9]+$ ]]; then
@@ -601,6 +603,17 @@ scrape_compare() {
             done
         done
     done
+    # the cost of one scrape itself, measured alone: kinesd's CPU over SCRAPE_COST_N scrapes in a
+    # row on the same data (the throughput ratios above move by a few per cent from run to run on
+    # a shared machine; this figure does not, and bounds what a scrape a second can take)
+    local cpu0 i
+    cpu0=$(proc_cpu "$pid")
+    for i in $(seq "$SCRAPE_COST_N"); do
+        curl -s -o /dev/null --max-time 5 "http://127.0.0.1:$port/metrics" || rc=1
+    done
+    echo "RESULT mode=scrape-cost scrapes=$SCRAPE_COST_N cpu_ms_per_scrape=$(awk -v a="$cpu0" \
+        -v b="$(proc_cpu "$pid")" -v hz="$(getconf CLK_TCK)" -v n="$SCRAPE_COST_N" \
+        'BEGIN { printf "%.3f", (b - a) * 1000 / hz / n }')" >"$LOG_DIR/$name.scrape-cost.out"
     return "$rc"
 }
 
@@ -934,6 +947,14 @@ if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
     row "  ms per scrape, mean / max" "" "$(awk '{ t += $2; if ($2 > m) m = $2 } END {
         if (NR) printf "%.2f/%.2f", 1000 * t / NR, 1000 * m }' "$LOG_DIR/kinesd.scrapes.txt")"
     row "  exposition bytes" "" "$(awk '{ b = $3 } END { print b }' "$LOG_DIR/kinesd.scrapes.txt")"
+    # one scrape's CPU against the CPU kinesd spends in a second of PutRecord load: the share
+    # of that load's capacity that a scrape a second can take
+    scrape_ms=$(field kinesd.scrape-cost cpu_ms_per_scrape)
+    row "  kinesd CPU ms per scrape, alone" "" "$scrape_ms"
+    load_ms=$(awk -v us="$(scrape_cpu putrecord off)" -v r="$(scrape_mean putrecord off requests_per_s)" \
+        'BEGIN { if (us > 0 && r > 0) printf "%.1f", us * r / 1000 }')
+    row "  per s of PutRecord CPU (<= 0.02)" "" "$(awk -v a="$scrape_ms" -v b="$load_ms" \
+        'BEGIN { if (a ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.5f", a / b }')" "" "" "<=0.02"
     scrape_runs=()
     for r in $(seq "$SCRAPE_ROUNDS"); do
         for load in putrecord putrecords; do scrape_runs+=("scrape-off-$load-$r" "scrape-on-$load-$r"); done
