@@ -144,7 +144,7 @@ const char *record_error_message(struct api_ctx *c, enum kerr e, uint32_t shard)
     char id[32];
     shard_id(id, shard);
     return arena_printf(&c->arena, "Rate exceeded for shard %s in stream %s under account %s.", id,
-                        c->stream_name, c->api->account);
+                        c->stream_name, ctx_stream_account(c));
 }
 
 /* Storage's codes as the answers AWS SDKs retry: backpressure is a 503, which every SDK
@@ -365,32 +365,55 @@ int api_reload_auth(struct api *a)
 
 /* ---- stream names and ARNs ---- */
 
-/* c->stream_name from a stream ARN (arn:aws:kinesis:<region>:<account>:stream/<name>) of this
- * account and region; name, when given, must be the same stream. */
+int arn_split(const char *arn, const char *end, struct arn_parts *out)
+{
+    if (!end)
+        end = arn + strlen(arn);
+    const char *parts[6], *p = arn;
+    int n = 0;
+    parts[n++] = p;
+    while (n < 6 && (p = memchr(p, ':', (size_t)(end - p))))
+        parts[n++] = ++p;
+    if (n < 6 || (size_t)(end - parts[5]) < 7 || strncmp(parts[5], "stream/", 7))
+        return -1;
+    *out = (struct arn_parts){.region = parts[3],
+                              .rlen = (size_t)(parts[4] - parts[3] - 1),
+                              .account = parts[4],
+                              .alen = (size_t)(parts[5] - parts[4] - 1),
+                              .name = parts[5] + 7,
+                              .nlen = (size_t)(end - parts[5] - 7)};
+    return 0;
+}
+
+int arn_owner(struct api_ctx *c, const struct arn_parts *p, const char **name, const char **account)
+{
+    if (p->rlen != strlen(c->region) || strncmp(p->region, c->region, p->rlen) || p->alen >= 16)
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %.*s under account %.*s not found.", (int)p->nlen,
+                        p->name, (int)p->alen, p->account);
+    *name = arena_strndup(&c->arena, p->name, p->nlen);
+    *account = p->alen == strlen(api_account(c)) && !strncmp(p->account, api_account(c), p->alen)
+                   ? api_account(c)
+                   : arena_strndup(&c->arena, p->account, p->alen);
+    return 0;
+}
+
+/* c->stream_name and its owner from a stream ARN (arn:aws:kinesis:<region>:<account>:stream/
+ * <name>) of this region: another account's ARN names that account's stream; name, when
+ * given, must be the same stream. */
 static int resolve_arn(struct api_ctx *c, const char *arn, const char *name)
 {
-    {
-        const char *p = arn;
-        const char *parts[6];
-        int n = 0;
-        parts[n++] = p;
-        while (n < 6 && (p = strchr(p, ':')))
-            parts[n++] = ++p;
-        const char *sname = n == 6 ? strchr(parts[5], '/') : NULL;
-        if (!sname || strncmp(parts[5], "stream/", 7))
-            return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ARN: %s", arn);
-        sname++;
-        size_t rlen = (size_t)(parts[4] - parts[3] - 1), alen = (size_t)(parts[5] - parts[4] - 1);
-        if (alen != strlen(c->api->account) || strncmp(parts[4], c->api->account, alen) ||
-            rlen != strlen(c->region) || strncmp(parts[3], c->region, rlen))
-            return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %.*s not found.", sname,
-                            (int)alen, parts[4]);
-        if (name && strcmp(name, sname))
-            return api_fail(c, KERR_INVALID_ARGUMENT,
-                            "StreamARN %s and StreamName %s do not refer to the same stream.", arn, name);
-        c->stream_name = sname;
-        return 0;
-    }
+    struct arn_parts p;
+    const char *sname, *acct;
+    if (arn_split(arn, NULL, &p))
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ARN: %s", arn);
+    if (arn_owner(c, &p, &sname, &acct))
+        return -1;
+    if (name && strcmp(name, sname))
+        return api_fail(c, KERR_INVALID_ARGUMENT,
+                        "StreamARN %s and StreamName %s do not refer to the same stream.", arn, name);
+    c->stream_name = sname;
+    c->stream_acct = acct;
+    return 0;
 }
 
 int api_resolve_stream(struct api_ctx *c)
@@ -402,6 +425,7 @@ int api_resolve_stream(struct api_ctx *c)
     if (!name)
         return api_fail(c, KERR_VALIDATION, "Either StreamName or StreamARN must be provided.");
     c->stream_name = name;
+    c->stream_acct = api_account(c);
     return 0;
 }
 
@@ -411,6 +435,20 @@ int api_resolve_resource(struct api_ctx *c)
     if (arn && strstr(arn, "/consumer/"))
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Consumer %s not found.", arn);
     return resolve_arn(c, arn, NULL);
+}
+
+/* GetRecords: its iterator, opened once for the whole call; it names the stream (and owner) the
+ * call reads, which authorization and the operation use. One that does not open is the
+ * operation's to answer. */
+static void resolve_iterator(struct api_ctx *c)
+{
+    const char *text = req_str(c, "ShardIterator");
+    struct iter *it = arena_alloc(&c->arena, sizeof *it);
+    if (!text || iter_open(c, text, it))
+        return;
+    c->iter = it;
+    c->stream_name = it->stream;
+    c->stream_acct = it->account;
 }
 
 /* ---- authorization (--auth): identity policies, resource policies ---- */
@@ -429,32 +467,44 @@ static const char *call_resource(struct api_ctx *c, int op, const struct kv *req
     const char *name = c->stream_name;
     if (!name && (v = kv_get(req, "StreamName")) && v->type == KV_STR)
         name = v->s;
-    if (!name && !strcmp(wire, "GetRecords") && (v = kv_get(req, "ShardIterator")) && v->type == KV_STR) {
-        uint64_t uid, pos;
-        uint32_t ix;
-        int64_t issued;
-        if (iter_open(c, v->s, &name, &uid, &ix, &pos, &issued))
-            name = NULL;
+    if (name) {
+        const char *region = c->iter ? c->iter->region : c->region;
+        return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", region, ctx_stream_account(c),
+                            name);
     }
-    if (name)
-        return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, c->api->account, name);
     if (!strcmp(wire, "ListStreams"))
-        return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/*", c->region, c->api->account);
+        return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/*", c->region, api_account(c));
     return "*";
 }
 
-/* The uid of the stream an ARN of this account names (0 when none): resource policies are
- * bound to one incarnation. */
+/* The account owning what a call acts on: the resolved stream's, else that of the ARN the
+ * request names (a consumer's or a resource's), else the caller's. */
+static const char *call_account(struct api_ctx *c)
+{
+    if (c->stream_acct)
+        return c->stream_acct;
+    static const char *const members[] = {"ResourceARN", "ConsumerARN", "StreamARN"};
+    struct arn_parts p;
+    for (size_t i = 0; i < sizeof members / sizeof *members; i++) {
+        const char *arn = req_str(c, members[i]);
+        if (arn && arn_split(arn, strstr(arn, "/consumer/"), &p) == 0 && p.alen < 16)
+            return arena_strndup(&c->arena, p.account, p.alen);
+    }
+    return api_account(c);
+}
+
+/* The uid of the stream an ARN names (0 when none): resource policies are bound to one
+ * incarnation. */
 static uint64_t arn_stream_uid(struct api_ctx *c, const char *arn)
 {
-    const char *slash = strstr(arn, ":stream/");
-    if (!slash)
+    struct arn_parts p;
+    if (arn_split(arn, strstr(arn, "/consumer/"), &p) || p.alen >= 16 || p.rlen >= 64)
         return 0;
-    const char *name = slash + 8, *end = strchr(name, '/'); /* a consumer's: its stream's */
-    if (end)
-        name = arena_strndup(&c->arena, name, (size_t)(end - name));
+    const char *name = arena_strndup(&c->arena, p.name, p.nlen);
+    const char *acct = arena_strndup(&c->arena, p.account, p.alen);
+    const char *region = arena_strndup(&c->arena, p.region, p.rlen);
     streams_rdlock(c->api);
-    struct stream *s = streams_find(c->api, name, c->now_ms);
+    struct stream *s = streams_find(c->api, acct, region, name, c->now_ms);
     uint64_t uid = s ? s->uid : 0;
     streams_unlock(c->api);
     return uid;
@@ -465,13 +515,9 @@ static int authorize(struct api_ctx *c, int op)
     if (ops[op].flags & OPF_KMS_KEY)
         return 0; /* by its key's policy, once the key is known (kms_find_for) */
     const struct auth_cred *who = c->caller;
-    bool same_account = !strcmp(who->account, c->api->account); /* the streams' account */
+    bool same_account = !strcmp(who->account, call_account(c));
     char action[80];
     snprintf(action, sizeof action, "%s:%s", ops[op].flags & OPF_KMS ? "kms" : "kinesis", ops[op].wire);
-    /* another account names its own streams by StreamName; only ARNs reach this account's */
-    if (!same_account && (ops[op].flags & OPF_STREAM) && !req_str(c, "StreamARN"))
-        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", c->stream_name,
-                        who->account);
     if (same_account && !who->policy && !resource_policies_any(c->api))
         return 0; /* the common case: a user of the account without a policy file */
     const char *resource = call_resource(c, op, c->req);
@@ -512,15 +558,16 @@ static int authorize(struct api_ctx *c, int op)
 static int64_t record_limit(struct api_ctx *c, const struct kv *req)
 {
     const struct kv *n = kv_get(req, "StreamName"), *arn = kv_get(req, "StreamARN");
-    const char *name = n && n->type == KV_STR ? n->s : NULL;
-    if (!name && arn && arn->type == KV_STR) {
-        const char *slash = strstr(arn->s, ":stream/");
-        name = slash ? slash + 8 : NULL;
+    const char *name = n && n->type == KV_STR ? n->s : NULL, *acct = api_account(c);
+    struct arn_parts p;
+    if (!name && arn && arn->type == KV_STR && arn_split(arn->s, NULL, &p) == 0 && p.alen < 16) {
+        name = arena_strndup(&c->arena, p.name, p.nlen);
+        acct = arena_strndup(&c->arena, p.account, p.alen);
     }
     int64_t kib = 1024;
     if (name) {
         streams_rdlock(c->api);
-        struct stream *s = streams_find(c->api, name, c->now_ms);
+        struct stream *s = streams_find(c->api, acct, c->region, name, c->now_ms);
         if (s)
             kib = s->max_record_kib;
         streams_unlock(c->api);
@@ -734,6 +781,8 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
         goto error;
     if ((ops[op].flags & OPF_STREAM) && api_resolve_stream(c))
         goto error;
+    if (ops[op].def == &op_get_records)
+        resolve_iterator(c);
     if (c->caller && authorize(c, op))
         goto error;
     /* the account's rate is charged only for a call whose arguments are valid */
@@ -741,7 +790,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
         const char *sn = req_str(c, "StreamName");
         if (sn)
             api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded for stream %s under account %s.", sn,
-                     api_account(c));
+                     ctx_stream_account(c));
         else
             api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
         goto error;
@@ -751,7 +800,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
      * it names an unknown stream */
     if (store_shared(a->store)) {
         bool hot = ops[op].flags & OPF_RECORDS || ops[op].def == &op_get_records;
-        if (!hot || (c->stream_name && !streams_known(a, c->stream_name)))
+        if (!hot || (c->stream_name && !streams_known(a, ctx_stream_account(c), c->region, c->stream_name)))
             streams_sync(a);
         if (!hot)
             consumers_sync(a);

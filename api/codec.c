@@ -398,7 +398,7 @@ int seq_legacy_shard(const char *s, uint32_t *shard)
 
 /* ---- shard iterators ---- */
 
-#define ITER_VERSION 1
+#define ITER_VERSION 2
 #define ITER_FIXED (1 + 8 + 4 + 8 + 8 + 1)
 
 const char *seal_text(struct api_ctx *c, const void *plain, size_t plen)
@@ -433,38 +433,74 @@ int open_text(struct api_ctx *c, const char *text, unsigned char **plain, size_t
     return 0;
 }
 
-const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard, uint64_t pos,
-                      int64_t issued_ms)
+/* Version 2: the fixed part, then four strings each led by its length: the stream's name, its
+ * owner's account and region, and the account the iterator was issued to. Version 1 (the
+ * release before accounts) had the name alone. */
+#define ITER_VERSION_1 1
+
+static unsigned char *put_str(unsigned char *o, const char *s, size_t cap)
 {
-    size_t nl = strlen(stream);
-    unsigned char plain[ITER_FIXED + 128];
-    if (nl > 128)
-        nl = 128;
-    plain[0] = ITER_VERSION;
-    put64(plain + 1, uid);
-    plain[9] = (unsigned char)(shard >> 24);
-    plain[10] = (unsigned char)(shard >> 16);
-    plain[11] = (unsigned char)(shard >> 8);
-    plain[12] = (unsigned char)shard;
-    put64(plain + 13, pos);
-    put64(plain + 21, (uint64_t)issued_ms);
-    plain[29] = (unsigned char)nl;
-    memcpy(plain + ITER_FIXED, stream, nl);
-    return seal_text(c, plain, ITER_FIXED + nl);
+    size_t n = strlen(s);
+    if (n > cap)
+        n = cap;
+    *o++ = (unsigned char)n;
+    memcpy(o, s, n);
+    return o + n;
 }
 
-int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid, uint32_t *shard,
-              uint64_t *pos, int64_t *issued_ms)
+const char *iter_seal(struct api_ctx *c, const struct iter *it)
+{
+    unsigned char plain[ITER_FIXED + 4 + 128 + 15 + 63 + 15];
+    plain[0] = ITER_VERSION;
+    put64(plain + 1, it->uid);
+    plain[9] = (unsigned char)(it->shard >> 24);
+    plain[10] = (unsigned char)(it->shard >> 16);
+    plain[11] = (unsigned char)(it->shard >> 8);
+    plain[12] = (unsigned char)it->shard;
+    put64(plain + 13, it->pos);
+    put64(plain + 21, (uint64_t)it->issued_ms);
+    unsigned char *o = put_str(plain + ITER_FIXED - 1, it->stream, 128);
+    o = put_str(o, it->account, 15);
+    o = put_str(o, it->region, 63);
+    o = put_str(o, it->holder, 15);
+    return seal_text(c, plain, (size_t)(o - plain));
+}
+
+/* The next length-led string of p..end into the arena; NULL past the end. */
+static const char *get_str(struct api_ctx *c, const unsigned char **p, const unsigned char *end)
+{
+    if (*p >= end || (size_t)(end - *p - 1) < **p)
+        return NULL;
+    size_t n = **p;
+    const char *s = arena_strndup(&c->arena, (const char *)*p + 1, n);
+    *p += 1 + n;
+    return s;
+}
+
+int iter_open(struct api_ctx *c, const char *text, struct iter *it)
 {
     unsigned char *plain;
     size_t plen;
-    if (open_text(c, text, &plain, &plen) || plen < ITER_FIXED || plen > ITER_FIXED + 128 ||
-        plain[0] != ITER_VERSION || plain[29] != plen - ITER_FIXED)
+    if (open_text(c, text, &plain, &plen) || plen < ITER_FIXED ||
+        plen > ITER_FIXED + 4 + 128 + 15 + 63 + 15 ||
+        (plain[0] != ITER_VERSION && plain[0] != ITER_VERSION_1))
         return -1;
-    *uid = get64(plain + 1);
-    *shard = (uint32_t)plain[9] << 24 | (uint32_t)plain[10] << 16 | (uint32_t)plain[11] << 8 | plain[12];
-    *pos = get64(plain + 13);
-    *issued_ms = (int64_t)get64(plain + 21);
-    *stream = (const char *)plain + ITER_FIXED;
+    const unsigned char *p = plain + ITER_FIXED - 1, *end = plain + plen;
+    struct iter v = {0};
+    if (plain[0] == ITER_VERSION_1) {
+        if (plain[29] != plen - ITER_FIXED)
+            return -1;
+        v.stream = (const char *)plain + ITER_FIXED;
+        v.account = v.holder = c->api->account;
+        v.region = c->api->region;
+    } else if (!(v.stream = get_str(c, &p, end)) || !(v.account = get_str(c, &p, end)) ||
+               !(v.region = get_str(c, &p, end)) || !(v.holder = get_str(c, &p, end)) || p != end) {
+        return -1;
+    }
+    v.uid = get64(plain + 1);
+    v.shard = (uint32_t)plain[9] << 24 | (uint32_t)plain[10] << 16 | (uint32_t)plain[11] << 8 | plain[12];
+    v.pos = get64(plain + 13);
+    v.issued_ms = (int64_t)get64(plain + 21);
+    *it = v;
     return 0;
 }

@@ -437,8 +437,8 @@ bool consumers_alive(struct api *a, const struct consumer_info *ci, int64_t now)
 
 const char *consumer_arn(struct api_ctx *c, const struct consumer_info *ci)
 {
-    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s/consumer/%s:%" PRId64, c->region,
-                        c->api->account, ci->stream, ci->name, ci->created_ms / 1000);
+    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s/consumer/%s:%" PRId64, ci->region,
+                        ci->account, ci->stream, ci->name, ci->created_ms / 1000);
 }
 
 static void fill_info(struct consumer_info *out, const struct consumer *k, const struct stream *s,
@@ -446,6 +446,8 @@ static void fill_info(struct consumer_info *out, const struct consumer *k, const
 {
     memcpy(out->name, k->name, sizeof out->name);
     memcpy(out->stream, s->name, sizeof out->stream);
+    memcpy(out->account, s->account, sizeof out->account);
+    memcpy(out->region, s->region, sizeof out->region);
     out->uid = k->uid;
     out->created_ms = k->created_ms;
     out->stream_created_ms = s->created_ms;
@@ -453,43 +455,28 @@ static void fill_info(struct consumer_info *out, const struct consumer *k, const
     out->generation = k->generation;
 }
 
-/* The stream of this account and region that a stream ARN names: its name (arena), or NULL
- * with ResourceNotFound recorded. */
-static const char *arn_stream(struct api_ctx *c, const char *arn, const char *end)
+/* The stream a stream ARN of this region names (up to end): its name and owner's account
+ * (arena); -1 with the error recorded. */
+static int arn_stream(struct api_ctx *c, const char *arn, const char *end, const char **name,
+                      const char **account)
 {
-    const char *p = arn;
-    const char *parts[6];
-    int n = 0;
-    parts[n++] = p;
-    while (n < 6 && (p = strchr(p, ':')) && p < end)
-        parts[n++] = ++p;
-    if (n < 6 || strncmp(parts[5], "stream/", 7)) {
-        api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ARN: %s", arn);
-        return NULL;
-    }
-    const char *name = parts[5] + 7;
-    size_t nlen = (size_t)(end - name);
-    size_t rlen = (size_t)(parts[4] - parts[3] - 1), alen = (size_t)(parts[5] - parts[4] - 1);
-    if (alen != strlen(c->api->account) || strncmp(parts[4], c->api->account, alen) ||
-        rlen != strlen(c->region) || strncmp(parts[3], c->region, rlen)) {
-        api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %.*s under account %.*s not found.", (int)nlen, name,
-                 (int)alen, parts[4]);
-        return NULL;
-    }
-    return arena_strndup(&c->arena, name, nlen);
+    struct arn_parts p;
+    if (arn_split(arn, end, &p))
+        return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ARN: %s", arn);
+    return arn_owner(c, &p, name, account);
 }
 
 static int resolve(struct api_ctx *c, const char *carn, const char *sarn, const char *cname,
                    struct consumer_info *out)
 {
-    const char *stream = NULL, *name = cname;
+    const char *stream = NULL, *name = cname, *acct = NULL;
     int64_t epoch = -1;
     if (carn) {
         const char *slash = strstr(carn, "/consumer/");
         const char *colon = slash ? strrchr(slash, ':') : NULL;
         if (!colon)
             return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ConsumerARN: %s", carn);
-        if (!(stream = arn_stream(c, carn, slash)))
+        if (arn_stream(c, carn, slash, &stream, &acct))
             return -1;
         name = arena_strndup(&c->arena, slash + 10, (size_t)(colon - slash - 10));
         char *e;
@@ -502,10 +489,10 @@ static int resolve(struct api_ctx *c, const char *carn, const char *sarn, const 
                             "same consumer.",
                             carn, cname); /* unverified wording */
         if (sarn) {
-            const char *s2 = arn_stream(c, sarn, sarn + strlen(sarn));
-            if (!s2)
+            const char *s2, *a2;
+            if (arn_stream(c, sarn, NULL, &s2, &a2))
                 return -1;
-            if (strcmp(s2, stream))
+            if (strcmp(s2, stream) || strcmp(a2, acct))
                 return api_fail(c, KERR_INVALID_ARGUMENT,
                                 "ConsumerARN %s and StreamARN %s do not refer to the "
                                 "same stream.",
@@ -516,12 +503,12 @@ static int resolve(struct api_ctx *c, const char *carn, const char *sarn, const 
             return api_fail(
                 c, KERR_INVALID_ARGUMENT,
                 "Either ConsumerARN or both ConsumerName and StreamARN must be specified."); /* unverified */
-        if (!(stream = arn_stream(c, sarn, sarn + strlen(sarn))))
+        if (arn_stream(c, sarn, NULL, &stream, &acct))
             return -1;
     }
     struct api *a = c->api;
     streams_rdlock(a);
-    struct stream *s = streams_find(a, stream, c->now_ms);
+    struct stream *s = streams_find(a, acct, c->region, stream, c->now_ms);
     struct consumer *k = NULL;
     pthread_mutex_lock(&a->consumers->mu);
     if (s && (k = find(a->consumers, s->uid, name, c->now_ms)) && epoch >= 0 && k->created_ms / 1000 != epoch)
@@ -531,16 +518,15 @@ static int resolve(struct api_ctx *c, const char *carn, const char *sarn, const 
     pthread_mutex_unlock(&a->consumers->mu);
     streams_unlock(a);
     if (!s)
-        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", stream,
-                        a->account);
+        return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", stream, acct);
     if (!k) {
         if (epoch >= 0)
             return api_fail(c, KERR_RESOURCE_NOT_FOUND,
                             "Consumer %s with creation timestamp %" PRId64
                             " under stream: %s, account %s not found.",
-                            name, epoch, stream, a->account);
+                            name, epoch, stream, acct);
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Consumer %s under stream: %s, account %s not found.",
-                        name, stream, a->account); /* unverified wording */
+                        name, stream, acct); /* unverified wording */
     }
     return 0;
 }
@@ -672,19 +658,19 @@ int consumers_register(struct api_ctx *c)
     pthread_mutex_unlock(&r->mu);
     if (exists) {
         api_fail(c, KERR_RESOURCE_IN_USE, "Consumer %s under stream %s already exists for account %s.", name,
-                 s->name, a->account); /* unverified wording */
+                 s->name, s->account); /* unverified wording */
         goto unlock;
     }
     if (total >= CONSUMERS_PER_STREAM) {
         api_fail(c, KERR_LIMIT_EXCEEDED,
                  "Stream %s under account %s has reached its limit of %d registered consumers.", s->name,
-                 a->account, CONSUMERS_PER_STREAM); /* unverified wording */
+                 s->account, CONSUMERS_PER_STREAM); /* unverified wording */
         goto unlock;
     }
     if (creating >= CONSUMERS_CREATING) {
         api_fail(c, KERR_LIMIT_EXCEEDED,
                  "Stream %s under account %s already has %d consumers in CREATING status.", s->name,
-                 a->account, CONSUMERS_CREATING); /* unverified wording */
+                 s->account, CONSUMERS_CREATING); /* unverified wording */
         goto unlock;
     }
     struct consumer k = {.uid = s->uid, .created_ms = c->now_ms > after_ms ? c->now_ms : after_ms};
@@ -843,7 +829,7 @@ int consumers_list(struct api_ctx *c)
     if (!s || (has_created && created_ms / 1000 != s->created_ms / 1000)) {
         if (s)
             api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", s->name,
-                     a->account);
+                     s->account);
         streams_unlock(a);
         return -1;
     }

@@ -34,9 +34,10 @@ enum consumer_status { CONSUMER_CREATING, CONSUMER_ACTIVE, CONSUMER_DELETING, CO
 /* A consumer as seen at one moment (a copy: valid without any lock). */
 struct consumer_info {
     char name[129];
-    char stream[129];   /* the stream's name */
-    uint64_t uid;       /* the stream incarnation */
-    int64_t created_ms; /* ConsumerCreationTimestamp; its whole seconds end the ARN */
+    char stream[129];             /* the stream's name */
+    char account[16], region[64]; /* the stream's owner */
+    uint64_t uid;                 /* the stream incarnation */
+    int64_t created_ms;           /* ConsumerCreationTimestamp; its whole seconds end the ARN */
     int64_t stream_created_ms;
     int status;          /* enum consumer_status, at the time asked */
     uint64_t generation; /* changes whenever the consumer is registered anew */

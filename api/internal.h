@@ -53,6 +53,10 @@ struct tag {
 
 struct stream {
     char name[129];
+    /* its owner: the account and region it was created in (a stream stored by a release before
+     * accounts were kept belongs to the server's --account-id and --region) */
+    char account[16], region[64];
+    bool old_name_row;    /* its name row is the older "name/<name>" (rewritten at the next change) */
     uint64_t uid;         /* never reused; names a stream incarnation in logs and sequences */
     int status;           /* stored status; stream_status() gives the effective one */
     int64_t status_until; /* CREATING/UPDATING: becomes ACTIVE then; DELETING: gone then */
@@ -120,7 +124,7 @@ void enc_metrics(struct enc *e, uint32_t set);
 #define STREAMS_NO_IDS 1 /* a change would need a shard index or uid past these */
 #define STREAMS_EXISTS 2 /* another front-end sharing the store created the stream first */
 
-struct streams;           /* the registry: every stream, by name (streams.c) */
+struct streams;           /* the registry: every stream, by (account, region, name) (streams.c) */
 struct limits;            /* token buckets (limits.c) */
 struct resource_policies; /* resource_policies.c */
 struct consumers;         /* enhanced fan-out consumers (consumers.c) */
@@ -171,7 +175,11 @@ struct api_ctx {
     const char *source_ip;          /* the client's address, borrowed until authorization; or NULL */
     bool secure_transport;          /* the request came over TLS */
     int64_t now_ms;
-    const char *stream_name;   /* OPF_STREAM: resolved from StreamName or StreamARN */
+    const char *stream_name; /* OPF_STREAM: resolved from StreamName or StreamARN */
+    /* the owner of stream_name: a StreamARN's account, else the caller's (api_account); its
+     * region is always the request's (c->region). NULL: the caller's (ctx_stream_account). */
+    const char *stream_acct;
+    const struct iter *iter;   /* GetRecords: its ShardIterator, opened once (NULL: it does not open) */
     bool batch;                /* PutRecords (error paths name records.N.member...) */
     struct api_response *resp; /* where the answer goes (the caller's) */
     api_done_fn done;          /* called once an API_PENDING call has finished */
@@ -190,8 +198,27 @@ static inline const char *api_account(const struct api_ctx *c)
 {
     return c->caller ? c->caller->account : c->api->account;
 }
-/* Set c->stream_name from StreamName / StreamARN; -1 with the error recorded. */
+/* The account owning the stream the request names (c->stream_name): a StreamARN's, else the
+ * caller's. Its region is always c->region: an ARN of another region names no stream. */
+static inline const char *ctx_stream_account(const struct api_ctx *c)
+{
+    return c->stream_acct ? c->stream_acct : api_account(c);
+}
+/* Set c->stream_name (and c->stream_acct) from StreamName / StreamARN; -1 with the error
+ * recorded. */
 int api_resolve_stream(struct api_ctx *c);
+/* The parts of a stream ARN "arn:<partition>:kinesis:<region>:<account>:stream/<name>", the name
+ * ending at end (the text's end when NULL, or where a consumer's "/consumer/..." begins). Each
+ * part points into arn (not NUL-terminated). 0, or -1 when it is not such an ARN. */
+struct arn_parts {
+    const char *region, *account, *name;
+    size_t rlen, alen, nlen;
+};
+int arn_split(const char *arn, const char *end, struct arn_parts *p);
+/* Resolve a stream ARN's parts for the request: its region must be c->region, else
+ * ResourceNotFoundException (as a regional endpoint answers). On success *name and *account
+ * get arena copies; -1 with the error recorded. */
+int arn_owner(struct api_ctx *c, const struct arn_parts *p, const char **name, const char **account);
 /* AWS's __type of an error (errors.def). */
 const char *kerr_type(enum kerr e);
 /* The message of a per-record failure of PutRecords / PutRecord (arena). */
@@ -386,18 +413,23 @@ void streams_sync(struct api *a);
  * its compare-and-set to another front-end's tries again on what that one wrote). 0 or a
  * STORE_* code. */
 int streams_reload(struct api *a, uint64_t uid);
-/* Whether the registry has a stream of this name (takes the read lock). */
-bool streams_known(struct api *a, const char *name);
-/* Find a stream by name (visible: not gone). Call with either lock held. */
-struct stream *streams_find(struct api *a, const char *name, int64_t now);
-/* Streams in name order: *n gets the count; the array is valid while the lock is held. */
+/* Whether the registry has a stream of this owner and name (takes the read lock). */
+bool streams_known(struct api *a, const char *account, const char *region, const char *name);
+/* Find the stream of an account and region by name (visible: not gone). Call with either lock
+ * held. One binary search over (account, region, name): the data plane's look-up. */
+struct stream *streams_find(struct api *a, const char *account, const char *region, const char *name,
+                            int64_t now);
+/* Every stream, ordered by (account, region, name): *n gets the count; the array is valid while
+ * the lock is held. */
 struct stream **streams_list(struct api *a, size_t *n);
+/* The streams of one account and region, in name order (a slice of streams_list). */
+struct stream **streams_of(struct api *a, const char *account, const char *region, size_t *n);
 /* Create and persist a stream (change lock held); warm_mibps is its warm throughput target, or
  * -1 for none. Returns 0, STREAMS_NO_IDS (uids or shard indices exhausted), STREAMS_EXISTS, or a
  * STORE_* code (nothing changed). *out is owned by the registry. */
-int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
-                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now,
-                   struct stream **out);
+int streams_create(struct api *a, const char *account, const char *region, const char *name, uint32_t nshards,
+                   bool on_demand, int32_t max_record_kib, int32_t warm_mibps, const struct tag *tags,
+                   uint32_t ntags, int64_t now, struct stream **out);
 /* A private, changeable copy of a stream (owned by the caller until streams_commit succeeds
  * or stream_discard frees it). Change lock held. */
 struct stream *stream_copy(const struct stream *s);
@@ -407,8 +439,9 @@ void stream_discard(struct stream *s);
  * staged without an UPDATING period completes here. Change lock held. Returns 0, or a STORE_*
  * code with nothing changed (next still the caller's). */
 int streams_commit(struct api *a, struct stream *cur, struct stream *next, int64_t now);
-/* Count of open shards across every stream (either lock held). */
-uint32_t streams_open_shards(struct api *a, int64_t now);
+/* Count of open shards across the streams of one account and region (either lock held): the
+ * account's shard limit is per region, as AWS's. */
+uint32_t streams_open_shards(struct api *a, const char *account, const char *region, int64_t now);
 /* Tag helpers: set/replace, remove (on a copy). */
 void stream_tag_set(struct stream *s, const char *k, const char *v);
 void stream_tag_remove(struct stream *s, const char *k);
@@ -425,7 +458,7 @@ void enc_stream_mode(struct enc *e, const struct stream *s);
 /* The stream the request names (c->stream_name), visible and not gone; else records
  * ResourceNotFoundException "Stream X under account Y not found." and returns NULL. Lock held. */
 struct stream *ctx_stream(struct api_ctx *c);
-/* "arn:aws:kinesis:<region>:<account>:stream/<name>" (arena). */
+/* "arn:aws:kinesis:<region>:<account>:stream/<name>" of s's owner (arena). */
 const char *stream_arn(struct api_ctx *c, const struct stream *s);
 /* The shared parts of DescribeStream and DescribeStreamSummary answers. */
 void enc_stream_common(struct api_ctx *c, const struct stream *s);
@@ -594,11 +627,21 @@ int seq_legacy_shard(const char *s, uint32_t *shard);
 const char *seal_text(struct api_ctx *c, const void *plain, size_t len);
 int open_text(struct api_ctx *c, const char *text, unsigned char **plain, size_t *len);
 
-/* Seal a shard iterator into text (arena). */
-const char *iter_seal(struct api_ctx *c, const char *stream, uint64_t uid, uint32_t shard, uint64_t pos,
-                      int64_t issued_ms);
-/* Open one: 0, or -1 if forged, altered or malformed. name gets arena memory. */
-int iter_open(struct api_ctx *c, const char *text, const char **stream, uint64_t *uid, uint32_t *shard,
-              uint64_t *pos, int64_t *issued_ms);
+/* A shard iterator: where it reads, and to whom it was issued. */
+struct iter {
+    const char *stream;           /* the stream's name */
+    const char *account, *region; /* the stream's owner */
+    const char *holder;           /* the account it was issued to: only that one may use it */
+    uint64_t uid;                 /* the stream incarnation */
+    uint32_t shard;
+    uint64_t pos;
+    int64_t issued_ms;
+};
+/* Seal a shard iterator into text (arena); the strings are at most 128, 15, 63 and 15 bytes. */
+const char *iter_seal(struct api_ctx *c, const struct iter *it);
+/* Open one into *it (its strings in the arena): 0, or -1 if forged, altered or malformed. An
+ * iterator of the release before accounts names the server's account and region, and was
+ * issued to that account. */
+int iter_open(struct api_ctx *c, const char *text, struct iter *it);
 
 #endif

@@ -6,10 +6,10 @@
 
 struct stream *ctx_stream(struct api_ctx *c)
 {
-    struct stream *s = streams_find(c->api, c->stream_name, c->now_ms);
+    struct stream *s = streams_find(c->api, ctx_stream_account(c), c->region, c->stream_name, c->now_ms);
     if (!s)
         api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", c->stream_name,
-                 c->api->account);
+                 ctx_stream_account(c));
     return s;
 }
 
@@ -66,7 +66,7 @@ void enc_stream_mode(struct enc *e, const struct stream *s)
 
 const char *stream_arn(struct api_ctx *c, const struct stream *s)
 {
-    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, c->api->account, s->name);
+    return arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", s->region, s->account, s->name);
 }
 
 uint32_t stream_open_shards(const struct stream *s)
@@ -128,7 +128,7 @@ static bool tag_chars_ok(const char *s)
 int fail_not_active(struct api_ctx *c, const struct stream *s, int status)
 {
     return api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s not ACTIVE, instead in state %s",
-                    s->name, c->api->account, stream_status_name(status));
+                    s->name, s->account, stream_status_name(status));
 }
 
 /* Whether f holds for every tag text of a Tags map (keys and values) or TagKeys list. */
@@ -154,7 +154,7 @@ int check_tag_texts(struct api_ctx *c, const struct kv *tags, const char *action
                         "Failed to %s stream %s under account %s because some tags contained illegal "
                         "characters. The allowed characters are Unicode letters, white-spaces, "
                         "'_',',','/','=','+','-','@'.",
-                        action, c->stream_name, c->api->account);
+                        action, c->stream_name, ctx_stream_account(c));
     return 0;
 }
 
@@ -177,7 +177,7 @@ int stream_tags_add(struct api_ctx *c, struct stream *s)
         return api_fail(c, KERR_INVALID_ARGUMENT,
                         "Failed to add tags to stream %s under account %s because a given stream cannot "
                         "have more than %d tags associated with it.",
-                        s->name, c->api->account, MAX_TAGS);
+                        s->name, s->account, MAX_TAGS);
     for (const struct kv *t = tags->child; t; t = t->next)
         stream_tag_set(s, t->key, t->type == KV_STR ? t->s : "");
     return 0;

@@ -68,11 +68,11 @@ static int run(struct api_ctx *c)
     streams_change_lock(c->api);
     int rc = -1;
     struct stream *s;
-    if (streams_find(c->api, name, c->now_ms))
+    if (streams_find(c->api, api_account(c), c->region, name, c->now_ms))
         api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name, api_account(c));
     else if (check_shard_limit(c, (uint32_t)count) == 0) {
-        int src = streams_create(c->api, name, (uint32_t)count, on_demand, (int32_t)kib, (int32_t)warm, tv,
-                                 ntags, c->now_ms, &s);
+        int src = streams_create(c->api, api_account(c), c->region, name, (uint32_t)count, on_demand,
+                                 (int32_t)kib, (int32_t)warm, tv, ntags, c->now_ms, &s);
         if (src == STREAMS_EXISTS)
             api_fail(c, KERR_RESOURCE_IN_USE, "Stream %s under account %s already exists.", name,
                      api_account(c));

@@ -21,7 +21,7 @@ static int delete_(struct api_ctx *c, struct stream *s)
                 "DeleteStream can\u2019t delete %s:%s because there are consumers associated with this "
                 "data stream. To delete %s anyway, set the EnforceConsumerDeletion parameter to true "
                 "to force the deletion of all the consumers that are associated with it.",
-                c->api->account, s->name, s->name);
+                ctx_stream_account(c), s->name, s->name);
         int rc = consumers_drop_stream(c->api, s->uid, c->now_ms);
         if (rc)
             return api_store_fail(c, rc);

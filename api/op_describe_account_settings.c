@@ -16,7 +16,7 @@ static const struct vfield schema[] = {{0}};
 
 static const char *key(struct api_ctx *c)
 {
-    return arena_printf(&c->arena, "account-settings/%s", api_account(c));
+    return arena_printf(&c->arena, "account-settings/%s", ctx_stream_account(c));
 }
 
 int account_settings_load(struct api_ctx *c, struct account_settings *out)

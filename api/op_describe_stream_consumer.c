@@ -27,7 +27,7 @@ static int run(struct api_ctx *c)
     enc_key(e, "ConsumerStatus"), enc_strz(e, consumer_status_name(ci.status));
     enc_key(e, "ConsumerCreationTimestamp"), enc_time_ms(e, ci.created_ms);
     enc_key(e, "StreamARN"), enc_strz(e, arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region,
-                                                      c->api->account, ci.stream));
+                                                      ci.account, ci.stream));
     enc_obj_end(e);
     enc_obj_end(e);
     return 0;

@@ -63,7 +63,7 @@ static int run(struct api_ctx *c)
     /* the account's commitment is read before the lookup, outside the routing lock, and only
        when the stream is on demand */
     streams_rdlock(c->api);
-    struct stream *s = streams_find(c->api, c->stream_name, c->now_ms);
+    struct stream *s = streams_find(c->api, ctx_stream_account(c), c->region, c->stream_name, c->now_ms);
     bool on_demand = s && s->on_demand;
     streams_unlock(c->api);
     int src = 0;

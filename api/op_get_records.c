@@ -48,12 +48,16 @@ static void amz_time(char out[40], int64_t ms)
 
 static int run(struct api_ctx *c)
 {
-    const char *text = req_str(c, "ShardIterator"), *name;
-    uint64_t uid, pos;
-    uint32_t ix;
-    int64_t issued;
-    if (iter_open(c, text, &name, &uid, &ix, &pos, &issued) || issued > c->now_ms + 1000)
+    /* opened by the pipeline (it names the stream authorization checks); an iterator reads only
+     * in its region, and only for the account it was issued to */
+    const struct iter *it = c->iter;
+    if (!it || it->issued_ms > c->now_ms + 1000 || strcmp(it->region, c->region) ||
+        strcmp(it->holder, api_account(c)))
         return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ShardIterator.");
+    const char *name = it->stream, *acct = it->account;
+    uint64_t uid = it->uid, pos = it->pos;
+    uint32_t ix = it->shard;
+    int64_t issued = it->issued_ms;
     if (c->now_ms - issued > ITERATOR_TTL_MS) {
         char t1[40], t2[40];
         amz_time(t1, issued);
@@ -65,14 +69,12 @@ static int run(struct api_ctx *c)
     }
     /* an iterator reads only its own stream: a StreamARN naming another one is refused */
     const char *arn = req_str(c, "StreamARN");
-    if (arn && strcmp(arn, arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region,
-                                        c->api->account, name)))
+    if (arn && strcmp(arn, arena_printf(&c->arena, "arn:aws:kinesis:%s:%s:stream/%s", c->region, acct, name)))
         return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid ShardIterator.");
-    c->stream_name = name;
     char id[32];
     shard_id(id, ix);
     streams_rdlock(c->api);
-    struct stream *s = streams_find(c->api, name, c->now_ms);
+    struct stream *s = streams_find(c->api, acct, c->region, name, c->now_ms);
     struct shard *sh = s ? shard_by_index(s, ix) : NULL;
     if (sh && sh->pending)
         sh = NULL;
@@ -98,7 +100,7 @@ static int run(struct api_ctx *c)
     streams_unlock(c->api);
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
-                        id, name, c->api->account);
+                        id, name, acct);
     struct enc *e = &c->out;
     if (successor) { /* as AWS: an iterator of the old stream reads nothing from the new one */
         enc_obj_begin(e);
@@ -106,7 +108,9 @@ static int run(struct api_ctx *c)
         enc_arr_begin(e);
         enc_arr_end(e);
         enc_key(e, "MillisBehindLatest"), enc_int(e, 0);
-        enc_key(e, "NextShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, pos, c->now_ms));
+        enc_key(e, "NextShardIterator"),
+            enc_strz(
+                e, iter_seal(c, &(struct iter){name, acct, c->region, it->holder, uid, ix, pos, c->now_ms}));
         enc_obj_end(e);
         return 0;
     }
@@ -155,7 +159,9 @@ static int run(struct api_ctx *c)
     enc_key(e, "MillisBehindLatest"), enc_int(e, behind > 0 ? behind : 0);
     /* a closed shard takes no more records: having read its last one is its end */
     if (!(closed && next > last)) {
-        enc_key(e, "NextShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, next, c->now_ms));
+        enc_key(e, "NextShardIterator"),
+            enc_strz(
+                e, iter_seal(c, &(struct iter){name, acct, c->region, it->holder, uid, ix, next, c->now_ms}));
     } else {
         enc_child_shards(e, kids, nkids);
     }

@@ -23,7 +23,7 @@ static int run(struct api_ctx *c)
 {
     const char *given = req_str(c, "ShardId"), *type = req_str(c, "ShardIteratorType");
     const char *seq = req_str(c, "StartingSequenceNumber");
-    const char *acct = c->api->account, *name = c->stream_name;
+    const char *acct = ctx_stream_account(c), *name = c->stream_name;
     uint32_t ix;
     if (shard_parse(given, &ix))
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Could not find shard %s in stream %s under account %s.",
@@ -31,7 +31,7 @@ static int run(struct api_ctx *c)
     char id[32];
     shard_id(id, ix);
     streams_rdlock(c->api);
-    struct stream *s = streams_find(c->api, name, c->now_ms);
+    struct stream *s = streams_find(c->api, acct, c->region, name, c->now_ms);
     struct shard *sh = s && stream_status(s, c->now_ms) != ST_CREATING ? shard_by_index(s, ix) : NULL;
     if (sh && !shard_visible(s, sh, c->now_ms))
         sh = NULL;
@@ -108,7 +108,9 @@ static int run(struct api_ctx *c)
                         "Rate exceeded for shard %s in stream %s under account %s.", id, name, acct);
     struct enc *e = &c->out;
     enc_obj_begin(e);
-    enc_key(e, "ShardIterator"), enc_strz(e, iter_seal(c, name, uid, ix, pos, c->now_ms));
+    enc_key(e, "ShardIterator"),
+        enc_strz(
+            e, iter_seal(c, &(struct iter){name, acct, c->region, api_account(c), uid, ix, pos, c->now_ms}));
     enc_obj_end(e);
     return 0;
 }

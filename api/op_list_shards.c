@@ -154,7 +154,7 @@ static int run(struct api_ctx *c)
         goto out;
     if (token && s->uid != uid) {
         api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", s->name,
-                 c->api->account);
+                 ctx_stream_account(c));
         goto out;
     }
     int st = stream_status(s, c->now_ms);

@@ -34,7 +34,7 @@ static int run(struct api_ctx *c)
     }
     streams_rdlock(c->api);
     size_t n;
-    struct stream **all = streams_list(c->api, &n);
+    struct stream **all = streams_of(c->api, api_account(c), c->region, &n);
     size_t i = 0;
     while (i < n && after && strcmp(all[i]->name, after) <= 0)
         i++;

@@ -43,7 +43,7 @@ static int run(struct api_ctx *c)
         return api_fail(c, KERR_INVALID_ARGUMENT,
                         "ExclusiveMinimumSequenceNumber %s used in PutRecord on stream %s under "
                         "account %s is invalid.",
-                        order, c->stream_name, c->api->account);
+                        order, c->stream_name, ctx_stream_account(c));
     struct put_item *it = arena_zalloc(&c->arena, sizeof *it);
     *it = (struct put_item){.pk = pk->s,
                             .pk_len = pk->len,

@@ -26,7 +26,7 @@ static int run(struct api_ctx *c)
     int rc = resource_policies_put(c->api, req_str(c, "ResourceARN"), uid, text, strlen(text), p);
     if (rc == 1)
         return api_fail(c, KERR_LIMIT_EXCEEDED, "Too many resource policies under account %s.",
-                        c->api->account);
+                        api_account(c));
     if (rc)
         return api_store_fail(c, rc);
     enc_obj_begin(&c->out);

@@ -26,7 +26,7 @@ int reshard_check(struct api_ctx *c, struct stream *s)
     if (s->on_demand)
         return api_fail(c, KERR_VALIDATION,
                         "Request is invalid. Stream %s under account %s is in On-Demand mode.", s->name,
-                        c->api->account);
+                        ctx_stream_account(c));
     int st = stream_status(s, c->now_ms);
     return st == ST_ACTIVE ? 0 : fail_not_active(c, s, st);
 }
@@ -41,14 +41,14 @@ static struct shard *open_shard(struct api_ctx *c, struct stream *s, const char 
     struct shard *sh = shard_by_index(s, ix);
     if (!sh) {
         api_fail(c, KERR_RESOURCE_NOT_FOUND, "Could not find shard %s in stream %s under account %s.", id,
-                 s->name, c->api->account);
+                 s->name, ctx_stream_account(c));
         return NULL;
     }
     if (sh->closed_ms) {
         api_fail(c, KERR_INVALID_ARGUMENT,
                  "Shard %s in stream %s under account %s has already been merged or split, and thus is not "
                  "eligible for merging or splitting.",
-                 id, s->name, c->api->account);
+                 id, s->name, ctx_stream_account(c));
         return NULL;
     }
     return sh;
@@ -57,7 +57,8 @@ static struct shard *open_shard(struct api_ctx *c, struct stream *s, const char 
 /* Would adding `more` open shards pass the account's shard limit? (lock held) */
 int check_shard_limit(struct api_ctx *c, uint32_t more)
 {
-    uint32_t open = streams_open_shards(c->api, c->now_ms);
+    const char *acct = ctx_stream_account(c);
+    uint32_t open = streams_open_shards(c->api, acct, c->region, c->now_ms);
     if ((int64_t)open + more <= c->api->cfg.shard_limit)
         return 0;
     return api_fail(c, KERR_LIMIT_EXCEEDED,
@@ -66,7 +67,7 @@ int check_shard_limit(struct api_ctx *c, uint32_t more)
                     "from this request: %u. Refer to the AWS Service Limits page "
                     "(http://docs.aws.amazon.com/general/latest/gr/aws_service_limits.html) for current "
                     "limits and how to request higher limits.",
-                    c->api->account, c->region, open, c->api->cfg.shard_limit, more);
+                    acct, c->region, open, c->api->cfg.shard_limit, more);
 }
 
 int fail_no_indices(struct api_ctx *c, const struct stream *s)
@@ -74,7 +75,7 @@ int fail_no_indices(struct api_ctx *c, const struct stream *s)
     return api_fail(c, KERR_LIMIT_EXCEEDED,
                     "Stream %s under account %s has used all %u shard ids a stream can have over its "
                     "life; it cannot be resharded further.",
-                    s->name, c->api->account, SHARD_INDEX_LIMIT);
+                    s->name, ctx_stream_account(c), SHARD_INDEX_LIMIT);
 }
 
 /* AWS checks shard ids are well formed before it looks the stream up. */
@@ -86,7 +87,7 @@ static int shard_ids_parse(struct api_ctx *c, const char *const *names, int n)
         if (shard_parse(given, &ix))
             return api_fail(c, KERR_RESOURCE_NOT_FOUND,
                             "Could not find shard %s in stream %s under account %s.", given, c->stream_name,
-                            c->api->account);
+                            ctx_stream_account(c));
     }
     return 0;
 }
@@ -110,7 +111,7 @@ static int split_stream(struct api_ctx *c, struct stream *s)
             "NewStartingHashKey %s used in SplitShard() on shard %s in stream %s under account %s is "
             "not both greater than one plus the shard's StartingHashKey %s and less than the "
             "shard's EndingHashKey %s.",
-            hks, id, s->name, c->api->account, a, b);
+            hks, id, s->name, ctx_stream_account(c), a, b);
     }
     return stream_split(c->api, s, sh->index, hk, c->now_ms) ? fail_no_indices(c, s) : 0;
 }
@@ -134,7 +135,7 @@ static int merge_stream(struct api_ctx *c, struct stream *s)
         return api_fail(c, KERR_INVALID_ARGUMENT,
                         "Shards %s and %s in stream %s under account %s are not an adjacent pair of shards "
                         "eligible for merging",
-                        ida, idb, s->name, c->api->account);
+                        ida, idb, s->name, ctx_stream_account(c));
     }
     return stream_merge(c->api, s, a->index, b->index, c->now_ms) ? fail_no_indices(c, s) : 0;
 }

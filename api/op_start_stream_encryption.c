@@ -33,7 +33,7 @@ int stream_encryption_change(struct api_ctx *c, struct stream *s, const char *ke
         return api_fail(c, KERR_LIMIT_EXCEEDED,
                         "Exceeded the limit of %d encryption changes per stream in a 24-hour period for "
                         "stream %s under account %s.",
-                        STREAM_ENC_CHANGES, s->name, c->api->account);
+                        STREAM_ENC_CHANGES, s->name, ctx_stream_account(c));
     s->enc_changes[s->nenc++] = c->now_ms;
     snprintf(s->enc_prev_kid, sizeof s->enc_prev_kid, "%s", kms_stream_kid(s, c->now_ms));
     snprintf(s->enc_key, sizeof s->enc_key, "%s", key);

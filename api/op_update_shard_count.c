@@ -27,7 +27,7 @@ static int scale_stream(struct api_ctx *c, struct stream *s)
     int64_t target = 0;
     req_int(c, "TargetShardCount", &target);
     uint32_t open = stream_open_shards(s);
-    uint32_t total_open = streams_open_shards(c->api, c->now_ms);
+    uint32_t total_open = streams_open_shards(c->api, s->account, s->region, c->now_ms);
     if (target > c->api->cfg.shard_limit || (int64_t)total_open - open + target > c->api->cfg.shard_limit)
         return api_fail(c, KERR_LIMIT_EXCEEDED,
                         "Target shard count or number of open shards cannot be greater than %d. Current open "
@@ -47,7 +47,7 @@ static int scale_stream(struct api_ctx *c, struct stream *s)
     if (target > 10000 && target > open)
         return api_fail(c, KERR_LIMIT_EXCEEDED,
                         "Cannot scale a stream beyond 10000 shards. Stream %s under account %s.", s->name,
-                        c->api->account);
+                        ctx_stream_account(c));
     /* the rolling 24-hour window of scalings */
     uint32_t kept = 0;
     for (uint32_t i = 0; i < s->nscalings; i++)
@@ -58,7 +58,7 @@ static int scale_stream(struct api_ctx *c, struct stream *s)
         return api_fail(c, KERR_LIMIT_EXCEEDED,
                         "Stream %s under account %s has reached its limit of %d UpdateShardCount calls in a "
                         "rolling 24 hour period.",
-                        s->name, c->api->account, c->api->cfg.scalings_per_day);
+                        s->name, ctx_stream_account(c), c->api->cfg.scalings_per_day);
     if (target != open) {
         if (stream_scale(c->api, s, (uint32_t)target, c->now_ms))
             return fail_no_indices(c, s);
@@ -96,7 +96,7 @@ static const struct vfield mode_schema[] = {
 static int on_demand_streams(struct api_ctx *c)
 {
     size_t n;
-    struct stream **all = streams_list(c->api, &n);
+    struct stream **all = streams_of(c->api, ctx_stream_account(c), c->region, &n);
     int count = 0;
     for (size_t i = 0; i < n; i++)
         count += all[i]->on_demand && stream_status(all[i], c->now_ms) != ST_GONE;
@@ -145,7 +145,7 @@ static const struct vfield no_fields[] = {{0}};
 static int describe_limits(struct api_ctx *c)
 {
     streams_rdlock(c->api);
-    uint32_t open = streams_open_shards(c->api, c->now_ms);
+    uint32_t open = streams_open_shards(c->api, api_account(c), c->region, c->now_ms);
     int od = on_demand_streams(c);
     streams_unlock(c->api);
     struct enc *e = &c->out;

@@ -51,7 +51,7 @@ static int no_commitment(struct api_ctx *c)
     return api_fail(c, KERR_INVALID_ARGUMENT,
                     "Warm throughput requires the minimum throughput billing commitment, which is not "
                     "enabled for account %s.",
-                    c->api->account);
+                    ctx_stream_account(c));
 }
 
 static int over_limit(struct api_ctx *c, int64_t mibps, const char *stream)
@@ -59,7 +59,7 @@ static int over_limit(struct api_ctx *c, int64_t mibps, const char *stream)
     return api_fail(c, KERR_LIMIT_EXCEEDED,
                     "Requested warm throughput of %lld MiBps for stream %s under account %s exceeds the "
                     "limit of %d MiBps.",
-                    (long long)mibps, stream, c->api->account, WARM_MAX_MIBPS);
+                    (long long)mibps, stream, ctx_stream_account(c), WARM_MAX_MIBPS);
 }
 
 int warm_throughput_check(struct api_ctx *c, int64_t mibps, int64_t *out)
@@ -89,7 +89,7 @@ static int apply(struct api_ctx *c, struct stream *s)
         return api_fail(c, KERR_INVALID_ARGUMENT,
                         "Warm throughput is not supported for stream %s under account %s because its "
                         "capacity mode is PROVISIONED. Only ON_DEMAND streams support warm throughput.",
-                        s->name, c->api->account);
+                        s->name, ctx_stream_account(c));
     int src; /* the change lock may be held across a read of the store */
     if (!warm_throughput_commitment(c, &src))
         return src ? api_store_fail(c, src) : no_commitment(c);

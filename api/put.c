@@ -42,7 +42,7 @@ static int route(struct api_ctx *c, struct put_state *ps, char *kid, bool again)
     if ((st != ST_ACTIVE && st != ST_UPDATING) || (again && s->uid != ps->uid)) {
         streams_unlock(c->api);
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Stream %s under account %s not found.", s->name,
-                        c->api->account);
+                        s->account);
     }
     ps->uid = s->uid;
     c->m.uid = s->uid;

@@ -22,6 +22,7 @@ int api_resolve_any_resource(struct api_ctx *c, struct consumer_info *ci)
     if (consumers_resolve_arn(c, arn, ci))
         return -1;
     c->stream_name = arena_strndup(&c->arena, ci->stream, strlen(ci->stream));
+    c->stream_acct = arena_strndup(&c->arena, ci->account, strlen(ci->account));
     return 1;
 }
 
@@ -49,7 +50,7 @@ static int consumer_gone(struct api_ctx *c, const struct consumer_info *ci)
 {
     return api_fail(c, KERR_RESOURCE_NOT_FOUND,
                     "Consumer %s with creation timestamp %lld under stream: %s, account %s not found.",
-                    ci->name, (long long)(ci->created_ms / 1000), ci->stream, c->api->account);
+                    ci->name, (long long)(ci->created_ms / 1000), ci->stream, ci->account);
 }
 
 /* The consumer's tags into a scratch stream (the caller frees it with stream_discard), or NULL
@@ -84,7 +85,7 @@ static int add(struct api_ctx *c, const struct consumer_info *ci, struct stream 
         return api_fail(c, KERR_INVALID_ARGUMENT,
                         "Failed to add tags to consumer %s under stream %s under account %s because a given "
                         "consumer cannot have more than %d tags associated with it.",
-                        ci->name, ci->stream, c->api->account, MAX_TAGS);
+                        ci->name, ci->stream, ci->account, MAX_TAGS);
     return 0;
 }
 

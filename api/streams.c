@@ -14,12 +14,20 @@
  *   "st/<uid>"               the header (name, status, retention, mode, ...; JSON "v":2)
  *   "shard/<uid>/<index>"    one shard (hash range, lineage, closing state)
  *   "tags/<uid>"             the tags, absent when there are none
- *   "name/<name>" -> uid     the stream holding the name (so two front-ends sharing a store
- *                            cannot both create it)
+ *   "name/<account>/<region>/<name>" -> uid
+ *                            the stream holding the name in its account and region (so two
+ *                            front-ends sharing a store cannot both create it)
  *   "drop/<uid>" -> shards   the logs of a retired stream still to be dropped
  *   "next-uid"               the next stream uid (taken by compare-and-set)
  * (uids have 20 digits and indices 8, so keys sort numerically). The older format, one JSON
  * value per stream at "stream/<name>" ("v":1), is read at startup and rewritten as rows.
+ *
+ * Accounts. A stream belongs to the account and region it was created in (its header's
+ * "account" and "region"); the registry is ordered by (account, region, name), so one account's
+ * streams of a region are one slice, and a look-up is one binary search. A header written before
+ * accounts were kept has neither, and its name row is "name/<name>": it is read as a stream of
+ * the server's --account-id and --region, and rewritten with both (and its name row moved) at
+ * startup.
  *
  * Lifecycle. Transitions are timestamps, not timers: a stream stores its status and the time
  * it ends (CREATING -> ACTIVE, UPDATING -> ACTIVE, DELETING -> gone), and readers compute the
@@ -70,7 +78,7 @@ static int meta_cas(struct api *a, struct store_row *rows, size_t n)
 struct streams {
     pthread_rwlock_t lock; /* routing; written only to swap pointers */
     pthread_mutex_t ctl;   /* serializes changes; never taken by the data plane */
-    struct stream **v;     /* owned, sorted by name */
+    struct stream **v;     /* owned, sorted by (account, region, name) */
     size_t n, cap;
     uint64_t next_uid;     /* under ctl */
     uint64_t next_uid_ver; /* the version of the "next-uid" row it was read from */
@@ -103,12 +111,21 @@ void streams_change_lock(struct api *a) { pthread_mutex_lock(&a->streams->ctl); 
 void streams_change_unlock(struct api *a) { pthread_mutex_unlock(&a->streams->ctl); }
 bool streams_change_trylock(struct api *a) { return pthread_mutex_trylock(&a->streams->ctl) == 0; }
 
-static size_t lower_bound(struct streams *r, const char *name)
+/* The registry's order: account, region, name. */
+static int owner_cmp(const struct stream *s, const char *account, const char *region, const char *name)
+{
+    int d = strcmp(s->account, account);
+    if (!d)
+        d = strcmp(s->region, region);
+    return d ? d : strcmp(s->name, name);
+}
+
+static size_t lower_bound(struct streams *r, const char *account, const char *region, const char *name)
 {
     size_t lo = 0, hi = r->n;
     while (lo < hi) {
         size_t mid = (lo + hi) / 2;
-        if (strcmp(r->v[mid]->name, name) < 0)
+        if (owner_cmp(r->v[mid], account, region, name) < 0)
             lo = mid + 1;
         else
             hi = mid;
@@ -116,15 +133,21 @@ static size_t lower_bound(struct streams *r, const char *name)
     return lo;
 }
 
-static struct stream *find_any(struct streams *r, const char *name)
+static size_t position(struct streams *r, const struct stream *s)
 {
-    size_t i = lower_bound(r, name);
-    return i < r->n && !strcmp(r->v[i]->name, name) ? r->v[i] : NULL;
+    return lower_bound(r, s->account, s->region, s->name);
 }
 
-struct stream *streams_find(struct api *a, const char *name, int64_t now)
+static struct stream *find_any(struct streams *r, const char *account, const char *region, const char *name)
 {
-    struct stream *s = find_any(a->streams, name);
+    size_t i = lower_bound(r, account, region, name);
+    return i < r->n && !owner_cmp(r->v[i], account, region, name) ? r->v[i] : NULL;
+}
+
+struct stream *streams_find(struct api *a, const char *account, const char *region, const char *name,
+                            int64_t now)
+{
+    struct stream *s = find_any(a->streams, account, region, name);
     return s && stream_status(s, now) != ST_GONE ? s : NULL;
 }
 
@@ -132,6 +155,16 @@ struct stream **streams_list(struct api *a, size_t *n)
 {
     *n = a->streams->n;
     return a->streams->v;
+}
+
+struct stream **streams_of(struct api *a, const char *account, const char *region, size_t *n)
+{
+    struct streams *r = a->streams;
+    size_t i = lower_bound(r, account, region, ""), j = i;
+    while (j < r->n && !strcmp(r->v[j]->account, account) && !strcmp(r->v[j]->region, region))
+        j++;
+    *n = j - i;
+    return r->v + i;
 }
 
 static void stream_free(struct stream *s)
@@ -203,14 +236,14 @@ static void publish(struct api *a, struct stream *cur, struct stream *next)
     }
     pthread_rwlock_wrlock(&r->lock);
     if (cur && next) {
-        r->v[lower_bound(r, cur->name)] = next;
+        r->v[position(r, cur)] = next;
     } else if (next) {
-        size_t i = lower_bound(r, next->name);
+        size_t i = position(r, next);
         memmove(r->v + i + 1, r->v + i, (r->n - i) * sizeof *r->v);
         r->v[i] = next;
         r->n++;
     } else if (cur) {
-        size_t i = lower_bound(r, cur->name);
+        size_t i = position(r, cur);
         memmove(r->v + i, r->v + i + 1, (r->n - i - 1) * sizeof *r->v);
         r->n--;
     }
@@ -229,6 +262,15 @@ static void put_u128(struct enc *e, const char *k, u128 v)
 }
 
 static void header_key(char *out, size_t cap, uint64_t uid) { snprintf(out, cap, "st/%020" PRIu64, uid); }
+/* The row holding s's name in its account and region (or the older one of a stream stored
+ * before accounts were kept). */
+static void name_key(char *out, size_t cap, const struct stream *s, bool old)
+{
+    if (old)
+        snprintf(out, cap, "name/%s", s->name);
+    else
+        snprintf(out, cap, "name/%s/%s/%s", s->account, s->region, s->name);
+}
 static void tags_key(char *out, size_t cap, uint64_t uid) { snprintf(out, cap, "tags/%020" PRIu64, uid); }
 static void shard_key(char *out, size_t cap, uint64_t uid, uint32_t ix)
 {
@@ -241,6 +283,8 @@ static void enc_header(struct enc *e, const struct stream *s)
     enc_obj_begin(e);
     enc_key(e, "v"), enc_int(e, 2);
     enc_key(e, "name"), enc_strz(e, s->name);
+    enc_key(e, "account"), enc_strz(e, s->account);
+    enc_key(e, "region"), enc_strz(e, s->region);
     enc_key(e, "uid"), enc_int(e, (int64_t)s->uid);
     enc_key(e, "status"), enc_int(e, s->status);
     enc_key(e, "until"), enc_int(e, s->status_until);
@@ -372,7 +416,7 @@ static int rows_write(struct api *a, struct rows *w)
  * row of cur is deleted). Versions land in next once written. */
 static void rows_diff(struct rows *w, const struct stream *cur, struct stream *next)
 {
-    char key[160];
+    char key[256];
     const struct stream *s = next ? next : cur;
     bool fresh = !cur || cur->legacy;
     /* header */
@@ -429,15 +473,19 @@ static void rows_diff(struct rows *w, const struct stream *cur, struct stream *n
     } else if (had) {
         rows_add(w, key, cur->tags_ver, NULL, next ? &next->tags_ver : NULL);
     }
-    /* the name, taken when the stream is created and given back when it is retired */
-    if (!cur || !next) {
-        snprintf(key, sizeof key, "name/%s", s->name);
+    /* the name, taken when the stream is created and given back when it is retired; a stream
+     * stored before accounts were kept moves its name row to its account and region */
+    bool moved = cur && next && cur->old_name_row;
+    if (!next || moved) {
+        name_key(key, sizeof key, cur, cur->old_name_row);
+        rows_add(w, key, STORE_ANY_VERSION, NULL, NULL);
+    }
+    if (!cur || moved) {
+        name_key(key, sizeof key, next, false);
         struct enc e;
-        if (next) {
-            enc_init(&e, WIRE_JSON);
-            enc_int(&e, (int64_t)s->uid);
-        }
-        rows_add(w, key, next ? 0 : STORE_ANY_VERSION, next ? &e : NULL, NULL);
+        enc_init(&e, WIRE_JSON);
+        enc_int(&e, (int64_t)s->uid);
+        rows_add(w, key, 0, &e, NULL);
     }
     /* the older format's value goes once its rows are written */
     if (cur && cur->legacy) {
@@ -469,6 +517,7 @@ static int commit(struct api *a, struct stream *cur, struct stream *next)
         return rc;
     if (next) {
         next->legacy = false;
+        next->old_name_row = false;
         if (cur && cur->retention_h != next->retention_h)
             for (uint32_t i = 0; i < next->nshards; i++)
                 next->shards[i].trim_at = 0;
@@ -517,7 +566,7 @@ static void decode_shard(const struct kv *e, struct shard *sh)
 }
 
 /* A stream header (v 2) or a whole stream in the older format (v 1, shards and tags inline). */
-static struct stream *decode(const char *text, size_t len, int version)
+static struct stream *decode(const struct api *a, const char *text, size_t len, int version)
 {
     struct arena ar;
     arena_init(&ar);
@@ -534,6 +583,16 @@ static struct stream *decode(const char *text, size_t len, int version)
     if (!s)
         abort();
     memcpy(s->name, name->s, name->len + 1);
+    const struct kv *acct = kv_get(o, "account"), *region = kv_get(o, "region");
+    if (acct && acct->type == KV_STR && acct->len < sizeof s->account && region && region->type == KV_STR &&
+        region->len < sizeof s->region) {
+        memcpy(s->account, acct->s, acct->len + 1);
+        memcpy(s->region, region->s, region->len + 1);
+    } else { /* stored before accounts were kept: the server's own */
+        snprintf(s->account, sizeof s->account, "%s", a->account);
+        snprintf(s->region, sizeof s->region, "%s", a->region);
+        s->old_name_row = true;
+    }
     s->uid = (uint64_t)iget(o, "uid");
     s->status = (int)iget(o, "status");
     s->status_until = iget(o, "until");
@@ -627,7 +686,7 @@ static int load_header(void *ctx, const char *key, size_t klen, const char *val,
                        uint64_t version)
 {
     struct loading *l = ctx;
-    struct stream *s = decode(val, vlen, 2);
+    struct stream *s = decode(l->a, val, vlen, 2);
     if (!s) {
         klog(KLOG_WARN, "skipping unreadable stream row %.*s", (int)klen, key);
         return 0;
@@ -698,7 +757,7 @@ static int load_legacy(void *ctx, const char *key, size_t klen, const char *val,
 {
     struct loading *l = ctx;
     (void)version;
-    struct stream *s = decode(val, vlen, 1);
+    struct stream *s = decode(l->a, val, vlen, 1);
     if (!s) {
         klog(KLOG_WARN, "skipping unreadable stream entry %.*s", (int)klen, key);
         return 0;
@@ -714,9 +773,10 @@ static int by_uid(const void *x, const void *y)
     return a->uid < b->uid ? -1 : a->uid > b->uid;
 }
 
-static int by_name(const void *x, const void *y)
+static int by_owner(const void *x, const void *y)
 {
-    return strcmp((*(struct stream *const *)x)->name, (*(struct stream *const *)y)->name);
+    const struct stream *b = *(struct stream *const *)y;
+    return owner_cmp(*(struct stream *const *)x, b->account, b->region, b->name);
 }
 
 static void on_row(void *arg, const char *key);
@@ -777,13 +837,14 @@ int streams_open(struct api *a)
     }
     l.n = kept;
     if (l.n)
-        qsort(l.v, l.n, sizeof *l.v, by_name);
+        qsort(l.v, l.n, sizeof *l.v, by_owner);
     r->v = l.v;
     r->n = r->cap = l.n;
-    /* rewrite the older format as rows; on failure it is kept and rewritten at the next change */
+    /* rewrite the older formats as rows (and the name rows of streams stored before accounts
+     * were kept); on failure it is kept and rewritten at the next change */
     for (size_t i = 0; i < r->n && !rc; i++) {
         struct stream *s = r->v[i];
-        if (!s->legacy)
+        if (!s->legacy && !s->old_name_row)
             continue;
         struct stream *next = stream_copy(s);
         if (commit(a, s, next)) {
@@ -870,15 +931,15 @@ static int retire(struct api *a, struct stream *s)
     return 0;
 }
 
-int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_demand, int32_t max_record_kib,
-                   int32_t warm_mibps, const struct tag *tags, uint32_t ntags, int64_t now,
-                   struct stream **out)
+int streams_create(struct api *a, const char *account, const char *region, const char *name, uint32_t nshards,
+                   bool on_demand, int32_t max_record_kib, int32_t warm_mibps, const struct tag *tags,
+                   uint32_t ntags, int64_t now, struct stream **out)
 {
     struct streams *r = a->streams;
     if (nshards > SHARD_INDEX_LIMIT || r->next_uid >= UID_LIMIT)
         return STREAMS_NO_IDS;
     /* a gone stream of the same name may still await its final removal */
-    struct stream *old = find_any(r, name);
+    struct stream *old = find_any(r, account, region, name);
     if (old) {
         int rc = retire(a, old);
         if (rc)
@@ -892,6 +953,8 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
     if (!s)
         abort();
     snprintf(s->name, sizeof s->name, "%s", name);
+    snprintf(s->account, sizeof s->account, "%s", account);
+    snprintf(s->region, sizeof s->region, "%s", region);
     s->uid = uid;
     s->status = ST_CREATING;
     s->status_until = now + a->cfg.create_ms;
@@ -921,11 +984,11 @@ int streams_create(struct api *a, const char *name, uint32_t nshards, bool on_de
         stream_tag_set(s, tags[i].key, tags[i].value);
     rc = commit(a, NULL, s);
     if (rc) {
-        stream_free(s);
         /* another front-end sharing the store took the name first */
-        char key[160], *v;
+        char key[256], *v;
         size_t len;
-        snprintf(key, sizeof key, "name/%s", name);
+        name_key(key, sizeof key, s, false);
+        stream_free(s);
         if (rc == STORE_CONFLICT && store_meta_get(a->store, key, &v, &len, NULL) == 0) {
             free(v);
             return STREAMS_EXISTS;
@@ -949,11 +1012,13 @@ int streams_commit(struct api *a, struct stream *cur, struct stream *next, int64
     return 0;
 }
 
-uint32_t streams_open_shards(struct api *a, int64_t now)
+uint32_t streams_open_shards(struct api *a, const char *account, const char *region, int64_t now)
 {
     uint32_t n = 0;
-    for (size_t i = 0; i < a->streams->n; i++) {
-        struct stream *s = a->streams->v[i];
+    size_t ns;
+    struct stream **v = streams_of(a, account, region, &ns);
+    for (size_t i = 0; i < ns; i++) {
+        struct stream *s = v[i];
         if (stream_status(s, now) == ST_GONE)
             continue;
         for (uint32_t j = 0; j < s->nshards; j++)
@@ -1430,7 +1495,7 @@ static void scale_on_demand(struct api *a, int64_t now)
                 continue;
             sh->hot_ticks = recs > HOT_RECORDS || bytes > HOT_BYTES ? sh->hot_ticks + 1 : 0;
             if (sh->hot_ticks < HOT_TICKS || sh->end - sh->start < 2 ||
-                streams_open_shards(a, now) + 1 > (uint32_t)a->cfg.shard_limit)
+                streams_open_shards(a, s->account, s->region, now) + 1 > (uint32_t)a->cfg.shard_limit)
                 continue;
             sh->hot_ticks = 0;
             u128 mid = sh->start + (sh->end - sh->start) / 2 + 1;
@@ -1526,13 +1591,13 @@ static int reload(struct api *a, uint64_t uid)
         return 0;
     }
     if (fresh) { /* a stream that took the name of one retired elsewhere replaces it */
-        struct stream *other = find_any(r, fresh->name);
+        struct stream *other = find_any(r, fresh->account, fresh->region, fresh->name);
         if (other && other != cur)
             publish(a, other, NULL);
         if (fresh->uid >= r->next_uid)
             r->next_uid = fresh->uid + 1;
     }
-    if (cur && fresh && strcmp(cur->name, fresh->name)) { /* cannot happen: names are fixed */
+    if (cur && fresh && owner_cmp(cur, fresh->account, fresh->region, fresh->name)) { /* names are fixed */
         stream_free(fresh);
         return 0;
     }
@@ -1624,10 +1689,10 @@ void streams_sync(struct api *a)
     free(v);
 }
 
-bool streams_known(struct api *a, const char *name)
+bool streams_known(struct api *a, const char *account, const char *region, const char *name)
 {
     streams_rdlock(a);
-    bool known = find_any(a->streams, name) != NULL;
+    bool known = find_any(a->streams, account, region, name) != NULL;
     streams_unlock(a);
     return known;
 }

@@ -244,7 +244,7 @@ static int shard_state(struct sub *s, uint64_t *end_pos, struct shard **kids, ui
     struct api *a = s->api;
     int st = -1;
     streams_rdlock(a);
-    struct stream *str = streams_find(a, s->ci.stream, clock_now_ms());
+    struct stream *str = streams_find(a, s->ci.account, s->ci.region, s->ci.stream, clock_now_ms());
     struct shard *sh = str && str->uid == s->uid ? shard_by_index(str, s->shard) : NULL;
     if (sh && stream_status(str, clock_now_ms()) != ST_DELETING) {
         st = sh->closed_ms ? 1 : 0;
@@ -268,7 +268,7 @@ static void fail_gone(struct sub *s)
     char msg[600];
     snprintf(msg, sizeof msg,
              "Consumer %s with creation timestamp %" PRId64 " under stream: %s, account %s not found.",
-             s->ci.name, s->ci.created_ms / 1000, s->ci.stream, s->api->account);
+             s->ci.name, s->ci.created_ms / 1000, s->ci.stream, s->ci.account);
     frame_exception(s, "ResourceNotFoundException", msg);
 }
 
@@ -300,7 +300,7 @@ static int produce(struct sub *s)
     if (taken) {
         char msg[600];
         snprintf(msg, sizeof msg, "Another active subscription exists for this consumer: %s:%s:%s:%s",
-                 a->account, s->ci.stream, s->shard_id, s->ci.name);
+                 s->ci.account, s->ci.stream, s->shard_id, s->ci.name);
         frame_exception(s, "ResourceInUseException", msg);
         return 1;
     }
@@ -362,6 +362,7 @@ static int produce(struct sub *s)
                              .region = s->region,
                              .now_ms = now,
                              .stream_name = s->ci.stream,
+                             .stream_acct = s->ci.account,
                              .caller = s->caller,
                              .source_ip = s->source_ip[0] ? s->source_ip : NULL,
                              .secure_transport = s->secure_transport};
@@ -505,9 +506,9 @@ int subs_subscribe(struct api_ctx *c)
         return api_fail(c, KERR_RESOURCE_IN_USE,
                         "Consumer %s with creation timestamp %" PRId64
                         " under stream: %s, account %s is not in ACTIVE status.",
-                        ci.name, ci.created_ms / 1000, ci.stream, a->account);
+                        ci.name, ci.created_ms / 1000, ci.stream, ci.account);
     const char *given = req_str(c, "ShardId");
-    const char *acct = a->account, *name = ci.stream;
+    const char *acct = arena_strndup(&c->arena, ci.account, strlen(ci.account)), *name = ci.stream;
     uint32_t ix;
     if (shard_parse(given, &ix))
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Could not find shard %s in stream %s under account %s.",
@@ -515,7 +516,7 @@ int subs_subscribe(struct api_ctx *c)
     char id[32];
     shard_id(id, ix);
     streams_rdlock(a);
-    struct stream *s = streams_find(a, name, c->now_ms);
+    struct stream *s = streams_find(a, acct, ci.region, name, c->now_ms);
     struct shard *sh = s && s->uid == ci.uid ? shard_by_index(s, ix) : NULL;
     if (sh && !shard_visible(s, sh, c->now_ms))
         sh = NULL;
@@ -525,6 +526,7 @@ int subs_subscribe(struct api_ctx *c)
     streams_unlock(a);
     c->m.uid = uid; /* for metrics and the access log */
     c->stream_name = arena_strndup(&c->arena, name, strlen(name));
+    c->stream_acct = acct;
     if (!sh)
         return api_fail(c, KERR_RESOURCE_NOT_FOUND, "Shard %s in stream %s under account %s does not exist",
                         id, name, acct);

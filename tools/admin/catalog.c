@@ -1,6 +1,6 @@
 /* catalog.c: the streams and shards of a data directory, read from the metadata rows that
- * api/streams.c writes ("st/<uid>", "shard/<uid>/<index>", "name/<name>", "drop/<uid>"), with
- * every row that does not parse or does not fit noted as a problem instead of stopping. */
+ * api/streams.c writes ("st/<uid>", "shard/<uid>/<index>", "name/<account>/<region>/<name>", "drop/<uid>"),
+ * with every row that does not parse or does not fit noted as a problem instead of stopping. */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdarg.h>
@@ -157,12 +157,14 @@ static int load_name(void *ctx, const char *key, size_t klen, const char *val, s
 {
     (void)version;
     struct adm_catalog *c = ctx;
-    char name[160];
-    snprintf(name, sizeof name, "%.*s", (int)(klen - 5 < 159 ? klen - 5 : 159), key + 5);
+    /* "name/<account>/<region>/<name>", or "name/<name>" before accounts were kept */
+    char full[256];
+    snprintf(full, sizeof full, "%.*s", (int)(klen - 5 < 255 ? klen - 5 : 255), key + 5);
+    const char *name = strrchr(full, '/') ? strrchr(full, '/') + 1 : full;
     json_t *o = json_loadb(val, vlen, JSON_DECODE_ANY, NULL);
     struct adm_stream *s = json_is_integer(o) ? adm_stream_uid(c, (uint64_t)json_integer_value(o)) : NULL;
     if (!s)
-        adm_problem(c, "the name row of %s names no stream", name);
+        adm_problem(c, "the name row of %s names no stream", full);
     else if (strcmp(s->name, name))
         adm_problem(c, "the name row of %s names stream %s (uid %" PRIu64 ")", name, s->name, s->uid);
     json_decref(o);

@@ -215,26 +215,37 @@ static void iterators_are_sealed_and_tamper_evident(void)
 {
     if (sodium_init() < 0)
         abort();
-    struct api a = {0};
+    struct api a = {.account = "000000000000", .region = "us-east-1"};
     randombytes_buf(a.iter_key, sizeof a.iter_key);
     struct api_ctx c = {.api = &a};
     arena_init(&c.arena);
-    const char *it = iter_seal(&c, "stream-1", 42, 3, 99, 1234);
+    const char *it = iter_seal(
+        &c, &(struct iter){"stream-1", "111111111111", "eu-west-3", "222222222222", 42, 3, 99, 1234});
     CHECK(strlen(it) <= 512);
-    const char *name;
-    uint64_t uid, pos;
-    uint32_t sh;
-    int64_t issued;
-    CHECK(iter_open(&c, it, &name, &uid, &sh, &pos, &issued) == 0);
-    CHECK_STR(name, "stream-1");
-    CHECK(uid == 42 && sh == 3 && pos == 99 && issued == 1234);
+    struct iter o;
+    CHECK(iter_open(&c, it, &o) == 0);
+    CHECK_STR(o.stream, "stream-1");
+    CHECK_STR(o.account, "111111111111");
+    CHECK_STR(o.region, "eu-west-3");
+    CHECK_STR(o.holder, "222222222222");
+    CHECK(o.uid == 42 && o.shard == 3 && o.pos == 99 && o.issued_ms == 1234);
     char *bad = arena_strndup(&c.arena, it, strlen(it));
     bad[10] = bad[10] == 'A' ? 'B' : 'A';
-    CHECK(iter_open(&c, bad, &name, &uid, &sh, &pos, &issued) == -1);
-    CHECK(iter_open(&c, "AAAA", &name, &uid, &sh, &pos, &issued) == -1);
+    CHECK(iter_open(&c, bad, &o) == -1);
+    CHECK(iter_open(&c, "AAAA", &o) == -1);
+    /* an iterator of the release before accounts: the server's account and region, issued to it */
+    unsigned char v1[30 + 3] = {1};
+    v1[8] = 42, v1[12] = 3, v1[20] = 99, v1[29] = 3;
+    memcpy(v1 + 30, "old", 3);
+    CHECK(iter_open(&c, seal_text(&c, v1, sizeof v1), &o) == 0);
+    CHECK_STR(o.stream, "old");
+    CHECK_STR(o.account, "000000000000");
+    CHECK_STR(o.region, "us-east-1");
+    CHECK_STR(o.holder, "000000000000");
+    CHECK(o.uid == 42 && o.shard == 3 && o.pos == 99);
     /* another key (another data directory) does not open it */
     randombytes_buf(a.iter_key, sizeof a.iter_key);
-    CHECK(iter_open(&c, it, &name, &uid, &sh, &pos, &issued) == -1);
+    CHECK(iter_open(&c, it, &o) == -1);
     arena_free(&c.arena);
 }
 

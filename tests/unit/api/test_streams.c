@@ -152,6 +152,55 @@ static void older_format_is_read_and_rewritten_as_rows(void)
     remove_dir();
 }
 
+/* A stream written by the release before accounts were kept: a header without "account" and
+ * "region", and its name row "name/<name>". */
+static void rows_before_accounts_are_the_default_accounts_streams(void)
+{
+    fresh_dir();
+    char hdr[512];
+    snprintf(
+        hdr, sizeof hdr,
+        "{\"v\":2,\"name\":\"early\",\"uid\":3,\"status\":1,\"until\":0,\"created\":%lld,\"retention\":24,"
+        "\"onDemand\":false,\"maxRecordKiB\":1024,\"resharding\":false,\"nshards\":1,\"scalings\":[],"
+        "\"encChanges\":[]}",
+        (long long)clock_now_ms() - 60000);
+    put_meta("st/00000000000000000003", hdr);
+    put_meta("shard/00000000000000000003/00000000",
+             "{\"i\":0,\"start\":\"0\",\"end\":\"340282366920938463463374607431768211455\",\"created\":1,"
+             "\"closed\":0,\"endPos\":0,\"parent\":-1,\"adjacent\":-1,\"pending\":false,\"closing\":false,"
+             "\"sealed\":false}");
+    put_meta("name/early", "3");
+    put_meta("next-uid", "4");
+    struct api *a = open_api();
+    int st;
+    char *sum = call(a, "DescribeStreamSummary", "{\"StreamName\":\"early\"}", &st);
+    CHECK(st == 200);
+    CHECK(strstr(sum, "\"StreamARN\":\"arn:aws:kinesis:us-east-1:000000000000:stream/early\"") != NULL);
+    free(sum);
+    /* the registry finds it under the server's account and region only */
+    streams_rdlock(a);
+    CHECK(streams_find(a, "000000000000", "us-east-1", "early", clock_now_ms()) != NULL);
+    CHECK(streams_find(a, "111122223333", "us-east-1", "early", clock_now_ms()) == NULL);
+    CHECK(streams_find(a, "000000000000", "eu-west-1", "early", clock_now_ms()) == NULL);
+    streams_unlock(a);
+    /* its name is still taken */
+    char *again = call(a, "CreateStream", "{\"StreamName\":\"early\",\"ShardCount\":1}", &st);
+    CHECK(st == 400 && strstr(again, "ResourceInUseException") != NULL);
+    free(again);
+    api_close(a);
+    /* rewritten with its owner: the name row moved to the account and region */
+    CHECK(!has_meta("name/early"));
+    CHECK(has_meta("name/000000000000/us-east-1/early"));
+    a = open_api();
+    sum = call(a, "DescribeStreamSummary", "{\"StreamName\":\"early\"}", &st);
+    CHECK(st == 200 && strstr(sum, ":000000000000:stream/early\"") != NULL);
+    free(sum);
+    free(call(a, "DeleteStream", "{\"StreamName\":\"early\"}", &st));
+    CHECK(st == 200);
+    api_close(a);
+    remove_dir();
+}
+
 static void a_stream_out_of_shard_indices_is_not_resharded(void)
 {
     struct shard sh[2] = {{.index = 0, .start = 0, .end = ~(u128)0, .parent = -1, .adjacent_parent = -1}};
@@ -189,5 +238,6 @@ static void create_stream_past_the_last_uid_answers_limit_exceeded(void)
 }
 
 CHECK_RUN("streams", T(older_format_is_read_and_rewritten_as_rows),
+          T(rows_before_accounts_are_the_default_accounts_streams),
           T(a_stream_out_of_shard_indices_is_not_resharded),
           T(create_stream_past_the_last_uid_answers_limit_exceeded))
