@@ -183,6 +183,8 @@ def test_verify_names_an_encrypted_record_whose_ciphertext_was_altered(kinesd_fa
     kinesis = helpers.make_client(server.endpoint)
     stream = new_stream(kinesis)
     seqs = [kinesis.put_record(StreamName=stream, PartitionKey="k", Data=f"r{i}".encode())["SequenceNumber"] for i in range(5)]
+    # the server's flag name, and its short form
+    admin(server.data_dir, "verify", "--root-key-file", key, check=0)
     admin(server.data_dir, "verify", "--root-key", key, check=0)
     assert server.stop() == 0
     env = lmdb.open(str(server.data_dir), subdir=True, max_dbs=8)
@@ -208,7 +210,7 @@ def test_verify_names_an_encrypted_record_whose_ciphertext_was_altered(kinesd_fa
     assert [seq for seq in seqs if any(f"sequence number {seq}: its data key" in line for line in gone)] == seqs
     # without a key it cannot check seals, and says so instead of passing
     os.rename(key, tmp_path / "elsewhere.key")
-    assert "--root-key" in admin(server.data_dir, "verify", check=ROOT_KEY).stderr
+    assert "--root-key-file" in admin(server.data_dir, "verify", check=ROOT_KEY).stderr
 
 
 def test_verify_reports_open_shards_that_do_not_cover_the_hash_key_space(kinesd_factory):
@@ -457,7 +459,7 @@ def test_an_interrupted_rotation_is_finished_by_running_it_again_with_the_same_k
     assert server.stop() == 0
     # node.key cannot be rewritten: the run stops after the KMS key material was re-wrapped
     (server.data_dir / "node.key.tmp").mkdir()
-    args = ("rotate-root-key", "--root-key", old, "--new-root-key", new)
+    args = ("rotate-root-key", "--root-key-file", old, "--new-root-key-file", new)
     assert "run it again" in admin(server.data_dir, *args).stderr
     (server.data_dir / "node.key.tmp").rmdir()
     out = admin(server.data_dir, *args, check=0)

@@ -21,7 +21,7 @@
 
 static void usage(FILE *f)
 {
-    fputs("usage: kinesd-admin [--data-dir DIR] [--root-key FILE | --root-key-env VAR |\n"
+    fputs("usage: kinesd-admin [--data-dir DIR] [--root-key-file FILE | --root-key-env VAR |\n"
           "                    --root-key-command CMD] COMMAND [ARGS]\n"
           "  stat [--json]                      streams, shards, records, sizes\n"
           "  dump STREAM [SHARD] [--from SEQ] [--format jsonl|raw]\n"
@@ -30,9 +30,10 @@ static void usage(FILE *f)
           "  backup DEST [--compact]            a consistent copy, also while the server runs\n"
           "  restore SRC DATA_DIR               a backup into a new data directory\n"
           "  compact                            rewrite the database without free pages (offline)\n"
-          "  rotate-root-key --root-key OLD --new-root-key NEW   (offline; or -env, -command)\n"
-          "DIR defaults to ./kinesd-data; the root key options are the server's --root-key-file,\n"
-          "-env and -command (default: DIR/root.key when it has one). Exit status: 0 ok,\n"
+          "  rotate-root-key --root-key-file OLD --new-root-key-file NEW   (offline; or -env,\n"
+          "                                     -command)\n"
+          "DIR defaults to ./kinesd-data; the root key options are the server's (default:\n"
+          "DIR/root.key when it has one; --root-key is short for --root-key-file). Exit status: 0 ok,\n"
           "1 problems found, 2 usage, 3 no data directory, 4 directory in use, 5 root key\n"
           "missing or wrong, 6 newer format, 7 failure.\n",
           f);
@@ -84,8 +85,8 @@ int adm_open(struct adm_dir *d, const char *dir, const struct datakeys_root *roo
             return rc == -2 ? ADM_ROOT_KEY : ADM_FAILED;
     } else if (d->encrypted && need_keys) {
         fprintf(stderr,
-                "kinesd-admin: the records in %s are encrypted: give --root-key FILE, --root-key-env VAR "
-                "or --root-key-command CMD (as the server's --root-key-file, -env, -command)\n",
+                "kinesd-admin: the records in %s are encrypted: give --root-key-file FILE, --root-key-env "
+                "VAR or --root-key-command CMD, as to the server\n",
                 dir);
         return ADM_ROOT_KEY;
     }
@@ -237,7 +238,9 @@ int main(int argc, char **argv)
     };
     static const struct option opts[] = {
         {"data-dir", required_argument, 0, O_DIR},
+        {"root-key-file", required_argument, 0, O_ROOT},
         {"root-key", required_argument, 0, O_ROOT},
+        {"new-root-key-file", required_argument, 0, O_NEWROOT},
         {"new-root-key", required_argument, 0, O_NEWROOT},
         {"root-key-env", required_argument, 0, O_ROOTENV},
         {"root-key-command", required_argument, 0, O_ROOTCMD},

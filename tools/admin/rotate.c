@@ -17,7 +17,7 @@ int adm_rotate(const struct adm_opts *o)
     if (o->npos || !(old_root->file || old_root->env || old_root->command) ||
         !(new_root->file || new_root->env || new_root->command)) {
         fprintf(stderr,
-                "kinesd-admin: usage: rotate-root-key --root-key OLD --new-root-key NEW (or their -env, "
+                "kinesd-admin: usage: rotate-root-key --root-key-file OLD --new-root-key-file NEW (or their -env, "
                 "-command forms)\n");
         return ADM_USAGE;
     }
