@@ -16,9 +16,8 @@ int adm_rotate(const struct adm_opts *o)
     const struct datakeys_root *old_root = &o->root, *new_root = &o->new_root;
     if (o->npos || !(old_root->file || old_root->env || old_root->command) ||
         !(new_root->file || new_root->env || new_root->command)) {
-        fprintf(stderr,
-                "kinesd-admin: usage: rotate-root-key --root-key-file OLD --new-root-key-file NEW "
-                "(or their -env, -command forms)\n");
+        fprintf(stderr, "kinesd-admin: usage: rotate-root-key --root-key-file OLD --new-root-key-file NEW "
+                        "(or their -env, -command forms)\n");
         return ADM_USAGE;
     }
     struct stat st;
