@@ -17,8 +17,29 @@
 
 const char *kms_key_arn(struct api_ctx *c, const char *id)
 {
-    return arena_printf(&c->arena, "arn:aws:kms:%s:%s:key/%s", c->region, c->api->account, id);
+    return arena_printf(&c->arena, "arn:aws:kms:%s:%s:key/%s", c->region, api_account(c), id);
 }
+
+/* The account and region that own a key document (rows from before keys were per account:
+ * the server's own). */
+static void doc_owner(struct api_ctx *c, const json_t *doc, const char **account, const char **region)
+{
+    const char *a = json_string_value(json_object_get(doc, "account"));
+    const char *r = json_string_value(json_object_get(doc, "region"));
+    *account = arena_strndup(&c->arena, a ? a : c->api->account, strlen(a ? a : c->api->account));
+    *region = arena_strndup(&c->arena, r ? r : c->api->region, strlen(r ? r : c->api->region));
+}
+
+/* The rows of the aliases of (account, region) start with this: the server's own account and
+ * region keep the first form, "kms/alias/<name>"; others "kms/xalias/<account>/<region>/". */
+static const char *alias_prefix(struct api_ctx *c, const char *account, const char *region)
+{
+    if (!strcmp(account, c->api->account) && !strcmp(region, c->api->region))
+        return "kms/alias/";
+    return arena_printf(&c->arena, "kms/xalias/%s/%s/", account, region);
+}
+
+const char *kms_alias_prefix(struct api_ctx *c) { return alias_prefix(c, api_account(c), c->region); }
 
 const char *kms_key_row(struct api_ctx *c, const char *id)
 {
@@ -27,7 +48,7 @@ const char *kms_key_row(struct api_ctx *c, const char *id)
 
 const char *kms_alias_row(struct api_ctx *c, const char *alias)
 {
-    return arena_printf(&c->arena, "kms/alias/%s", alias);
+    return arena_printf(&c->arena, "%s%s", kms_alias_prefix(c), alias);
 }
 
 void kms_enc_time(struct enc *e, int64_t ms) { enc_time_ms(e, ms); }
@@ -86,12 +107,14 @@ static int alias_visit(void *ctx, const char *key, size_t klen, const char *val,
 
 /* Delete key id (its row at version) with every alias naming it, in one commit, as AWS removes
  * a key's aliases when it deletes the key; then wipe the data keys it wrapped. */
-static int delete_key(struct api_ctx *c, const char *id, uint64_t version)
+static int delete_key(struct api_ctx *c, const char *id, const json_t *doc, uint64_t version)
 {
     struct alias_rows l = {.c = c, .id = id};
     l.rows = arena_alloc(&c->arena, (MAX_KEY_ALIASES + 1) * sizeof *l.rows);
     l.rows[l.n++] = (struct store_row){.key = kms_key_row(c, id), .version = version};
-    int rc = store_meta_scan(c->api->store, "kms/alias/", alias_visit, &l);
+    const char *account, *region;
+    doc_owner(c, doc, &account, &region);
+    int rc = store_meta_scan(c->api->store, alias_prefix(c, account, region), alias_visit, &l);
     if (rc == 0)
         rc = store_meta_cas(c->api->store, l.rows, l.n);
     if (rc == 0 && c->api->dk)
@@ -179,13 +202,14 @@ static int load_key(struct api_ctx *c, const char *id, bool settle, struct kms_k
     if (rc)
         return rc;
     if (deletion_due(k->doc, c->now_ms)) {
+        rc = settle ? delete_key(c, id, k->doc, k->version) : 0;
         json_decref(k->doc);
         k->doc = NULL;
-        rc = settle ? delete_key(c, id, k->version) : 0;
         return rc && rc != STORE_CONFLICT ? rc : STORE_NOT_FOUND;
     }
     snprintf(k->id, sizeof k->id, "%s", id);
-    k->arn = kms_key_arn(c, k->id);
+    doc_owner(c, k->doc, &k->account, &k->region);
+    k->arn = arena_printf(&c->arena, "arn:aws:kms:%s:%s:key/%s", k->region, k->account, k->id);
     if (settle)
         rotate_due(c, k);
     return 0;
@@ -243,24 +267,38 @@ void kms_maintain(struct api *a, int64_t now)
     arena_free(&c.arena);
 }
 
-static int resolve(struct api_ctx *c, const char *key_id, bool allow_alias, bool settle, struct kms_key *k)
+/* Resolve key_id as kms_find does. A key id or alias name names a key of the caller's account
+ * and region; an ARN names its account (any: another account's key is usable as far as its key
+ * policy lets the caller) and must name the request's region. any_owner: key_id is a key id
+ * taken from a ciphertext or a stream, whatever account owns it. */
+static int resolve(struct api_ctx *c, const char *key_id, bool allow_alias, bool settle, bool any_owner,
+                   struct kms_key *k)
 {
     *k = (struct kms_key){0};
-    const char *prefix = arena_printf(&c->arena, "arn:aws:kms:%s:%s:", c->region, c->api->account);
-    const char *rest = key_id;
+    const char *account = api_account(c), *rest = key_id;
     bool arn = !strncmp(key_id, "arn:", 4);
     if (arn) {
-        if (strncmp(key_id, prefix, strlen(prefix)))
+        size_t rl = strlen(c->region);
+        bool ok = !strncmp(key_id, "arn:aws:kms:", 12) && !strncmp(key_id + 12, c->region, rl) &&
+                  key_id[12 + rl] == ':';
+        const char *acct = ok ? key_id + 12 + rl + 1 : key_id;
+        ok = ok && strlen(acct) > 13 && acct[12] == ':';
+        for (int i = 0; ok && i < 12; i++)
+            ok = acct[i] >= '0' && acct[i] <= '9';
+        if (!ok)
             return api_fail(c, KERR_KMS_NOT_FOUND, "Invalid arn %s", key_id);
-        rest = key_id + strlen(prefix);
+        account = arena_strndup(&c->arena, acct, 12);
+        rest = acct + 13;
     }
+    const char *prefix = arena_printf(&c->arena, "arn:aws:kms:%s:%s:", c->region, account);
     const char *id = NULL;
     if (!strncmp(rest, "alias/", 6) && (allow_alias || !arn)) {
         if (!allow_alias)
             return api_fail(c, KERR_KMS_NOT_FOUND, "Invalid keyId '%s'", key_id);
         json_t *a;
         uint64_t v;
-        int rc = load_row(c, kms_alias_row(c, rest), &a, &v);
+        const char *row = arena_printf(&c->arena, "%s%s", alias_prefix(c, account, c->region), rest);
+        int rc = load_row(c, row, &a, &v);
         if (rc == STORE_NOT_FOUND)
             return api_fail(c, KERR_KMS_NOT_FOUND, "Alias %s%s is not found.", prefix, rest);
         if (rc)
@@ -276,20 +314,30 @@ static int resolve(struct api_ctx *c, const char *key_id, bool allow_alias, bool
     for (int i = 0; i <= KMS_ID_LEN; i++)
         lower[i] = (char)(id[i] >= 'A' && id[i] <= 'F' ? id[i] - 'A' + 'a' : id[i]);
     int rc = load_key(c, lower, settle, k);
+    if (rc == 0 && !any_owner && (strcmp(k->account, account) || strcmp(k->region, c->region))) {
+        json_decref(k->doc); /* another account's or region's key, named as if it were this one's */
+        *k = (struct kms_key){0};
+        rc = STORE_NOT_FOUND;
+    }
     if (rc == STORE_NOT_FOUND)
-        return api_fail(c, KERR_KMS_NOT_FOUND, "Key '%s' does not exist", kms_key_arn(c, lower));
+        return api_fail(c, KERR_KMS_NOT_FOUND, "Key '%skey/%s' does not exist", prefix, lower);
     return rc ? internal(c, rc) : 0;
 }
 
 int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k)
 {
-    return resolve(c, key_id, allow_alias, true, k);
+    return resolve(c, key_id, allow_alias, true, false, k);
+}
+
+int kms_find_id(struct api_ctx *c, const char *id, struct kms_key *k)
+{
+    return resolve(c, id, false, true, true, k);
 }
 
 int kms_find_for(struct api_ctx *c, const char *key_id, bool allow_alias, const char *action,
                  struct kms_key *k)
 {
-    if (resolve(c, key_id, allow_alias, true, k))
+    if (resolve(c, key_id, allow_alias, true, false, k))
         return -1;
     if (kms_authorize(c, k, action, KERR_ACCESS_DENIED, false) == 0)
         return 0;
@@ -332,7 +380,7 @@ void kms_enc_metadata(struct api_ctx *c, const struct kms_key *k)
 {
     struct enc *e = &c->out;
     const char *state = str_of(k, "state");
-    enc_key(e, "AWSAccountId"), enc_strz(e, c->api->account);
+    enc_key(e, "AWSAccountId"), enc_strz(e, k->account);
     enc_key(e, "KeyId"), enc_strz(e, k->id);
     enc_key(e, "Arn"), enc_strz(e, k->arn);
     enc_key(e, "CreationDate"), kms_enc_time(e, json_integer_value(json_object_get(k->doc, "created_ms")));
@@ -646,7 +694,7 @@ int kms_unseal(struct api_ctx *c, const struct kms_key *k, const struct kv *ctx,
     return 0;
 }
 
-const char *kms_default_policy(struct api_ctx *c)
+const char *kms_default_policy(struct api_ctx *c, const char *account)
 {
     return arena_printf(
         &c->arena,
@@ -654,7 +702,7 @@ const char *kms_default_policy(struct api_ctx *c)
         "    \"Sid\" : \"Enable IAM User Permissions\",\n    \"Effect\" : \"Allow\",\n"
         "    \"Principal\" : {\n      \"AWS\" : \"arn:aws:iam::%s:root\"\n    },\n"
         "    \"Action\" : \"kms:*\",\n    \"Resource\" : \"*\"\n  } ]\n}",
-        c->api->account);
+        account);
 }
 
 int kms_create(struct api_ctx *c, const char *id, const unsigned char *given, const char *description,
@@ -675,10 +723,13 @@ int kms_create(struct api_ctx *c, const char *id, const unsigned char *given, co
                  u[0], u[1], u[2], u[3], u[4], u[5], u[6], u[7], u[8], u[9], u[10], u[11], u[12], u[13],
                  u[14], u[15]);
     }
+    k->account = api_account(c);
+    k->region = c->region;
     k->arn = kms_key_arn(c, k->id);
-    k->doc = json_pack("{s:s, s:I, s:s, s:s, s:b, s:i, s:[]}", "state", "Enabled", "created_ms",
+    k->doc = json_pack("{s:s, s:I, s:s, s:s, s:b, s:i, s:[], s:s, s:s}", "state", "Enabled", "created_ms",
                        (json_int_t)c->now_ms, "description", description ? description : "", "policy",
-                       policy ? policy : kms_default_policy(c), "rotation", 0, "rotation_days", 365, "tags");
+                       policy ? policy : kms_default_policy(c, k->account), "rotation", 0, "rotation_days",
+                       365, "tags", "account", k->account, "region", k->region);
     if (k->doc)
         json_object_set_new(k->doc, "rotation_base_ms", json_integer(c->now_ms));
     if (!k->doc || add_material(c, k->doc, k->id, given)) {
@@ -737,13 +788,13 @@ static int stream_not_found(struct api_ctx *c)
  * account's identity policies, so one of them must allow it too). A caller of another account
  * needs both in any case. NULL when allowed; *hidden when the refusal comes from the key policy
  * of another account's key (AWS's message then does not confirm the key exists). */
-static const char *refusal(struct api_ctx *c, const char *text, const char *key_arn, const char *action,
-                           bool via_kinesis, bool *hidden)
+static const char *refusal(struct api_ctx *c, const char *owner, const char *text, const char *key_arn,
+                           const char *action, bool via_kinesis, bool *hidden)
 {
     const struct auth_cred *who = c->caller;
-    bool same = !strcmp(who->account, c->api->account);
+    bool same = !strcmp(who->account, owner);
     if (!text)
-        text = kms_default_policy(c);
+        text = kms_default_policy(c, owner);
     char why[256];
     struct policy *kp = policy_parse_opts(text, strlen(text), KEY_POLICY_FLAGS, why, sizeof why);
     if (!kp)
@@ -785,8 +836,8 @@ int kms_authorize(struct api_ctx *c, const struct kms_key *k, const char *action
     if (!c->caller)
         return 0;
     bool hidden;
-    const char *why = refusal(c, json_string_value(json_object_get(k->doc, "policy")), k->arn, action,
-                              err == KERR_KMS_K_ACCESS_DENIED, &hidden);
+    const char *why = refusal(c, k->account, json_string_value(json_object_get(k->doc, "policy")), k->arn,
+                              action, err == KERR_KMS_K_ACCESS_DENIED, &hidden);
     if (!why)
         return 0;
     const char *user = c->caller->user_arn;
@@ -805,7 +856,8 @@ int kms_authorize(struct api_ctx *c, const struct kms_key *k, const char *action
                     k->arn, why);
 }
 
-int kms_policy_check(struct api_ctx *c, const char *text, const char *key_arn, bool bypass_lockout)
+int kms_policy_check(struct api_ctx *c, const char *text, const char *owner, const char *key_arn,
+                     bool bypass_lockout)
 {
     char why[256];
     struct policy *p = policy_parse_opts(text, strlen(text), KEY_POLICY_FLAGS, why, sizeof why);
@@ -813,7 +865,7 @@ int kms_policy_check(struct api_ctx *c, const char *text, const char *key_arn, b
         return api_fail(c, KERR_KMS_MALFORMED_POLICY, "%s", why);
     policy_free(p);
     bool hidden;
-    if (c->caller && !bypass_lockout && refusal(c, text, key_arn, "kms:PutKeyPolicy", false, &hidden))
+    if (c->caller && !bypass_lockout && refusal(c, owner, text, key_arn, "kms:PutKeyPolicy", false, &hidden))
         return api_fail(c, KERR_KMS_MALFORMED_POLICY,
                         "The new key policy will not allow you to update the key policy in the future.");
     return 0;
@@ -822,7 +874,7 @@ int kms_policy_check(struct api_ctx *c, const char *text, const char *key_arn, b
 int kms_stream_key_check(struct api_ctx *c, const char *kid)
 {
     struct kms_key k;
-    if (resolve(c, kid, false, false, &k)) /* the data plane: read-only */
+    if (resolve(c, kid, false, false, true, &k)) /* the data plane: read-only */
         return c->err == KERR_KMS_NOT_FOUND ? stream_not_found(c) : -1;
     int rc = kms_authorize(c, &k, "kms:GenerateDataKey", KERR_KMS_K_ACCESS_DENIED, false);
     if (rc == 0)
@@ -859,7 +911,7 @@ int kms_records_check(struct api_ctx *c, const struct store_read *v, size_t n)
         struct kms_key k;
         if (datakeys_class_kid(c->api->dk, cls, kid))
             return records_access_denied(c);
-        if (resolve(c, kid, false, false, &k)) /* the data plane: read-only */
+        if (resolve(c, kid, false, false, true, &k)) /* the data plane: read-only */
             return c->err == KERR_KMS_NOT_FOUND ? records_access_denied(c) : -1;
         int rc = kms_authorize(c, &k, "kms:Decrypt", KERR_KMS_K_ACCESS_DENIED, false);
         if (rc == 0)
@@ -884,7 +936,7 @@ int kms_scan_fail(struct api_ctx *c, uint64_t log, int rc)
  * the account may use it through Kinesis, and the account may read its metadata. */
 static const char *kinesis_managed_policy(struct api_ctx *c)
 {
-    const char *acct = c->api->account;
+    const char *acct = api_account(c);
     return arena_printf(
         &c->arena,
         "{\n  \"Version\" : \"2012-10-17\",\n  \"Id\" : \"auto-kinesis-1\",\n  \"Statement\" : [ {\n"
@@ -905,7 +957,7 @@ static const char *kinesis_managed_policy(struct api_ctx *c)
 int kms_stream_key_resolve(struct api_ctx *c, const char *key_id, char kid[KMS_ID_LEN + 1])
 {
     const char *aws =
-        arena_printf(&c->arena, "arn:aws:kms:%s:%s:alias/aws/kinesis", c->region, c->api->account);
+        arena_printf(&c->arena, "arn:aws:kms:%s:%s:alias/aws/kinesis", c->region, api_account(c));
     struct kms_key k;
     if (kms_find(c, key_id, true, &k)) {
         if (c->err != KERR_KMS_NOT_FOUND)

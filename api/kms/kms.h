@@ -3,7 +3,9 @@
  * Keys are metadata rows "kms/key/<key id>" holding a JSON document (jansson: control-plane
  * documents, off the hot path): state, dates, description, policy, tags, rotation settings, and
  * the key material versions, each 32 bytes wrapped by the root key (datakeys.h) with the key id
- * and version as associated data. Aliases are rows "kms/alias/<name>" -> {"target", dates}.
+ * and version as associated data, and the account and region that own the key (rows without
+ * them: the server's --account-id and --region). Aliases are rows "kms/alias/<name>" (the
+ * server's account and region) or "kms/xalias/<account>/<region>/<name>" -> {"target", dates}.
  * A change is read, modified, written with a compare-and-set on the row's version.
  *
  * Ciphertext blob (ours, version 1):
@@ -33,12 +35,14 @@
 /* A key loaded for one request. doc owned by the caller (json_decref). */
 struct kms_key {
     char id[KMS_ID_LEN + 1];
-    const char *arn; /* arena */
+    const char *arn;              /* arena */
+    const char *account, *region; /* its owner's (arena) */
     json_t *doc;
     uint64_t version; /* the row's */
 };
 
-/* "arn:aws:kms:<region>:<account>:key/<id>" in the arena. */
+/* "arn:aws:kms:<region>:<account>:key/<id>" of the caller's account and the request's region,
+ * in the arena. Keys and aliases are per account and region, as AWS's. */
 const char *kms_key_arn(struct api_ctx *c, const char *id);
 
 /* Resolve KeyId (key id, key ARN, alias name or alias ARN; aliases only if allow_alias) and
@@ -47,6 +51,9 @@ const char *kms_key_arn(struct api_ctx *c, const char *id);
  * the data plane, which loads keys read-only) it is deleted here, and automatic rotations that
  * are due are made. No authorization (kms_find_for). */
 int kms_find(struct api_ctx *c, const char *key_id, bool allow_alias, struct kms_key *k);
+
+/* A key by its id, whatever account owns it (a ciphertext names its key by id): as kms_find. */
+int kms_find_id(struct api_ctx *c, const char *id, struct kms_key *k);
 
 /* kms_find for a KMS operation on the key: under --auth the caller then needs action
  * ("kms:Encrypt") on it (kms_authorize, AccessDeniedException). */
@@ -66,7 +73,8 @@ int kms_authorize(struct api_ctx *c, const struct kms_key *k, const char *action
 /* A key policy given to CreateKey or PutKeyPolicy for key key_arn: it must parse, and under
  * --auth (unless bypass_lockout) allow the caller kms:PutKeyPolicy, as AWS's lockout safety
  * check asks. Fails with MalformedPolicyDocumentException. */
-int kms_policy_check(struct api_ctx *c, const char *text, const char *key_arn, bool bypass_lockout);
+int kms_policy_check(struct api_ctx *c, const char *text, const char *owner, const char *key_arn,
+                     bool bypass_lockout);
 
 /* Fails with DisabledException / KMSInvalidStateException unless the key is Enabled. */
 int kms_usable(struct api_ctx *c, const struct kms_key *k);
@@ -151,12 +159,14 @@ int kms_records_check(struct api_ctx *c, const struct store_read *v, size_t n);
  * key that is gone (they cannot open), else the store's error. Returns api_fail. */
 int kms_scan_fail(struct api_ctx *c, uint64_t log, int rc);
 
-/* The default key policy AWS gives a key created without one. */
-const char *kms_default_policy(struct api_ctx *c);
+/* The default key policy AWS gives a key of account created without one. */
+const char *kms_default_policy(struct api_ctx *c, const char *account);
 
-/* The row key of a key or an alias, in the arena. */
+/* The row key of a key or of an alias of the caller's account and region, in the arena; and
+ * the prefix of the rows of that account's aliases in that region (ListAliases). */
 const char *kms_key_row(struct api_ctx *c, const char *id);
 const char *kms_alias_row(struct api_ctx *c, const char *alias);
+const char *kms_alias_prefix(struct api_ctx *c);
 
 /* Seconds since the epoch as AWS's JSON timestamps (a number with a fraction). */
 void kms_enc_time(struct enc *e, int64_t ms);

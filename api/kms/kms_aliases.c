@@ -1,6 +1,7 @@
 /* kms_aliases.c: CreateAlias, UpdateAlias, DeleteAlias, ListAliases. An alias is a row
- * "kms/alias/alias/<name>" naming its target key id, with its dates. Names under alias/aws/ are
- * AWS's: they cannot be created here (kinesd makes alias/aws/kinesis itself when it needs it). */
+ * of the caller's account and region (kms_alias_row) naming its target key id, with its dates. Names under
+ * alias/aws/ are AWS's: they cannot be created here (kinesd makes alias/aws/kinesis itself when it needs it).
+ */
 #include <string.h>
 
 #include "kms.h"
@@ -18,7 +19,7 @@ static struct vregex vre_alias = {"^[a-zA-Z0-9:/_-]+$", 0, {0}};
 
 static const char *alias_arn(struct api_ctx *c, const char *name)
 {
-    return arena_printf(&c->arena, "arn:aws:kms:%s:%s:%s", c->region, c->api->account, name);
+    return arena_printf(&c->arena, "arn:aws:kms:%s:%s:%s", c->region, api_account(c), name);
 }
 
 static int check_name(struct api_ctx *c, const char *name)
@@ -32,15 +33,23 @@ static int check_name(struct api_ctx *c, const char *name)
     return 0;
 }
 
-/* The target key: by id or key ARN only, usable for an alias (not pending deletion); under
- * --auth the caller needs action on it. */
+/* The target key: by id or key ARN only, of the caller's account, usable for an alias (not
+ * pending deletion); under --auth the caller needs action on it. */
 static int target(struct api_ctx *c, const char *action, struct kms_key *k)
 {
     const char *t = req_str(c, "TargetKeyId");
     if (!strncmp(t, "alias/", 6) || strstr(t, ":alias/"))
         return api_fail(c, KERR_VALIDATION, "Aliases must refer to keys. Not aliases");
-    if (kms_find_for(c, t, false, action, k))
+    if (kms_find(c, t, false, k))
         return -1;
+    if (strcmp(k->account, api_account(c))) { /* an alias names a key of its own account */
+        json_decref(k->doc);
+        return api_fail(c, KERR_KMS_NOT_FOUND, "Key '%s' does not exist", k->arn);
+    }
+    if (kms_authorize(c, k, action, KERR_ACCESS_DENIED, false)) {
+        json_decref(k->doc);
+        return -1;
+    }
     const char *st = json_string_value(json_object_get(k->doc, "state"));
     if (st && !strcmp(st, "PendingDeletion")) {
         json_decref(k->doc);
@@ -158,7 +167,7 @@ static const struct vfield list_schema[] = {
 
 struct alias_list {
     struct api_ctx *c;
-    const char *key_id, *after;
+    const char *key_id, *after, *prefix;
     size_t n, cap;
     struct {
         const char *name, *target;
@@ -170,7 +179,8 @@ static int collect(void *ctx, const char *key, size_t klen, const char *val, siz
 {
     (void)version;
     struct alias_list *l = ctx;
-    const char *name = arena_strndup(&l->c->arena, key + 10, klen - 10);
+    size_t skip = strlen(l->prefix);
+    const char *name = arena_strndup(&l->c->arena, key + skip, klen - skip);
     if (l->after && strcmp(name, l->after) <= 0)
         return 0;
     json_t *doc = json_loadb(val, vlen, 0, NULL);
@@ -194,7 +204,8 @@ static int list_aliases(struct api_ctx *c)
 {
     int64_t limit = 50;
     req_int(c, "Limit", &limit);
-    struct alias_list l = {.c = c, .after = req_str(c, "Marker"), .cap = (size_t)limit + 1};
+    struct alias_list l = {
+        .c = c, .after = req_str(c, "Marker"), .prefix = kms_alias_prefix(c), .cap = (size_t)limit + 1};
     const char *key_id = req_str(c, "KeyId");
     if (key_id) {
         struct kms_key k;
@@ -206,7 +217,7 @@ static int list_aliases(struct api_ctx *c)
     l.v = arena_alloc(&c->arena, l.cap * sizeof *l.v);
     int rc = kms_sweep(c); /* the aliases of keys whose deletion date has passed go with them */
     if (rc == 0)
-        rc = store_meta_scan(c->api->store, "kms/alias/", collect, &l);
+        rc = store_meta_scan(c->api->store, l.prefix, collect, &l);
     if (rc)
         return api_store_fail(c, rc);
     bool more = l.n > (size_t)limit;

@@ -104,7 +104,7 @@ static int blob_key(struct api_ctx *c, const struct kv *blob, const char *want, 
                             "The key ID in the request does not identify a CMK that can "
                             "perform this operation.");
     }
-    if (kms_find(c, id, false, k)) {
+    if (kms_find_id(c, id, k)) { /* whatever account owns it: its policy decides */
         if (c->err == KERR_KMS_NOT_FOUND)
             return api_fail(c, KERR_ACCESS_DENIED,
                             "The ciphertext refers to a customer master key that does not "

@@ -84,7 +84,7 @@ static int create_key(struct api_ctx *c)
     const char *policy = req_str(c, "Policy");
     bool bypass = bypass_lockout(c);
     /* the lockout check names no key yet: its ARN only matters to a policy's Resource */
-    if (policy && kms_policy_check(c, policy, kms_key_arn(c, "*"), bypass))
+    if (policy && kms_policy_check(c, policy, api_account(c), kms_key_arn(c, "*"), bypass))
         return -1;
     struct kms_key k;
     if (kms_create(c, NULL, NULL, req_str(c, "Description"), policy, &k))
@@ -153,10 +153,19 @@ struct id_list {
 
 static int collect(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
 {
-    (void)val, (void)vlen, (void)version;
+    (void)version;
     struct id_list *l = ctx;
     const char *id = arena_strndup(&l->c->arena, key + 8, klen - 8);
     if (l->after && strcmp(id, l->after) <= 0)
+        return 0;
+    /* the caller's account's keys in this region only (rows from before: the server's) */
+    json_t *doc = json_loadb(val, vlen, 0, NULL);
+    const char *a = json_string_value(json_object_get(doc, "account"));
+    const char *r = json_string_value(json_object_get(doc, "region"));
+    bool mine = !strcmp(a ? a : l->c->api->account, api_account(l->c)) &&
+                !strcmp(r ? r : l->c->api->region, l->c->region);
+    json_decref(doc);
+    if (!mine)
         return 0;
     if (l->n == l->cap)
         return 1;
@@ -532,7 +541,7 @@ static int get_policy(struct api_ctx *c)
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "Policy"),
-        enc_strz(e, json_string_value(json_object_get(k.doc, "policy")) ?: kms_default_policy(c));
+        enc_strz(e, json_string_value(json_object_get(k.doc, "policy")) ?: kms_default_policy(c, k.account));
     enc_key(e, "PolicyName"), enc_strz(e, "default");
     enc_obj_end(e);
     json_decref(k.doc);
@@ -553,7 +562,7 @@ static int do_put_policy(struct api_ctx *c, struct kms_key *k)
 {
     const char *policy = req_str(c, "Policy");
     bool bypass = bypass_lockout(c);
-    if (kms_policy_check(c, policy, k->arn, bypass))
+    if (kms_policy_check(c, policy, k->account, k->arn, bypass))
         return -1;
     json_object_set_new(k->doc, "policy", json_string(policy));
     return 0;

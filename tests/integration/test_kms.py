@@ -824,3 +824,80 @@ def test_a_key_policy_decides_the_kinesis_data_path_too(tmp_path_factory):
             kms["alice"].encrypt(KeyId="alias/aws/kinesis", Plaintext=b"x")
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+OTHER = "111111111111"
+ACCT_USERS = {
+    "alice": ("AKIAACCTALICE0000001", "acct-alice/secret/0123456789abcdefghijk", [
+        {"Effect": "Allow", "Action": ["kinesis:*", "kms:*"], "Resource": "*"}]),
+    "eve": ("AKIAACCTEVE000000002", "acct-eve/secret/0123456789abcdefghijklmn", [
+        {"Effect": "Allow", "Action": ["kinesis:*", "kms:*"], "Resource": "*"}], OTHER),
+    "mallory": ("AKIAACCTMALLORY00003", "acct-mallory/secret/0123456789abcdefghi", [
+        {"Effect": "Allow", "Action": "kinesis:*", "Resource": "*"}], OTHER),
+}
+
+
+def test_keys_and_aliases_are_per_account_and_another_accounts_key_needs_its_key_policy(tmp_path_factory):
+    srv = auth_server(tmp_path_factory, ACCT_USERS)
+    try:
+        kms = {u: kms_as(srv.endpoint, ACCT_USERS[u]) for u in ACCT_USERS}
+        mine = kms["alice"].create_key()["KeyMetadata"]
+        theirs = kms["eve"].create_key()["KeyMetadata"]
+        assert theirs["AWSAccountId"] == OTHER and theirs["Arn"] == f"arn:aws:kms:us-east-1:{OTHER}:key/{theirs['KeyId']}"
+        assert mine["AWSAccountId"] == helpers.ACCOUNT
+        listed = lambda u: {k["KeyId"] for k in kms[u].list_keys()["Keys"]}  # noqa: E731
+        assert mine["KeyId"] in listed("alice") and theirs["KeyId"] not in listed("alice")
+        assert listed("eve") == {theirs["KeyId"]}
+        # a key id or an alias name names a key of the caller's own account
+        with helpers.raises_aws("NotFoundException", f"Key 'arn:aws:kms:us-east-1:{OTHER}:key/{mine['KeyId']}' does not exist"):
+            kms["eve"].describe_key(KeyId=mine["KeyId"])
+        kms["alice"].create_alias(AliasName="alias/shared", TargetKeyId=mine["KeyId"])
+        kms["eve"].create_alias(AliasName="alias/shared", TargetKeyId=theirs["KeyId"])  # another account's name
+        assert kms["alice"].describe_key(KeyId="alias/shared")["KeyMetadata"]["KeyId"] == mine["KeyId"]
+        assert kms["eve"].describe_key(KeyId="alias/shared")["KeyMetadata"]["KeyId"] == theirs["KeyId"]
+        assert [a["AliasArn"] for a in kms["eve"].list_aliases()["Aliases"]] == [f"arn:aws:kms:us-east-1:{OTHER}:alias/shared"]
+        with helpers.raises_aws("NotFoundException"):  # an alias must name a key of its own account
+            kms["eve"].create_alias(AliasName="alias/theirs", TargetKeyId=mine["Arn"])
+        # by ARN, another account's key is there, but its default policy grants that account nothing
+        hidden = ("User: arn:aws:iam::{acct}:user/{user} is not authorized to perform: {action} on this resource "
+                  "because the resource does not exist in this Region, no resource-based policies allow access, or a "
+                  "resource-based policy explicitly denies access")
+        with helpers.raises_aws("AccessDeniedException", hidden.format(acct=OTHER, user="eve", action="kms:Encrypt")):
+            kms["eve"].encrypt(KeyId=mine["Arn"], Plaintext=b"x")
+        blob = kms["alice"].encrypt(KeyId=mine["KeyId"], Plaintext=b"for eve")["CiphertextBlob"]
+        with helpers.raises_aws("AccessDeniedException", hidden.format(acct=OTHER, user="eve", action="kms:Decrypt")):
+            kms["eve"].decrypt(CiphertextBlob=blob)
+        # once the key policy names the other account, its identity policies decide for its users
+        kms["alice"].put_key_policy(KeyId=mine["KeyId"], PolicyName="default", Policy=key_policy(
+            ROOT_STATEMENT,
+            {"Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{OTHER}:root"},
+             "Action": ["kms:Encrypt", "kms:Decrypt", "kms:DescribeKey"], "Resource": "*"}))
+        assert kms["eve"].decrypt(CiphertextBlob=blob)["Plaintext"] == b"for eve"
+        assert kms["eve"].describe_key(KeyId=mine["Arn"])["KeyMetadata"]["AWSAccountId"] == helpers.ACCOUNT
+        sealed = kms["eve"].encrypt(KeyId=mine["Arn"], Plaintext=b"from eve")["CiphertextBlob"]
+        assert kms["alice"].decrypt(CiphertextBlob=sealed)["Plaintext"] == b"from eve"
+        with helpers.raises_aws("AccessDeniedException", f"User: arn:aws:iam::{OTHER}:user/mallory is not authorized to "
+                                f"perform: kms:Encrypt on resource: {mine['Arn']} because no identity-based policy "
+                                "allows the kms:Encrypt action"):
+            kms["mallory"].encrypt(KeyId=mine["Arn"], Plaintext=b"x")
+        with helpers.raises_aws("AccessDeniedException", hidden.format(acct=OTHER, user="eve", action="kms:DisableKey")):
+            kms["eve"].disable_key(KeyId=mine["Arn"])  # not granted to the other account
+    finally:
+        assert srv.stop() == 0, srv.log()
+
+
+def test_keys_are_per_region(kms, endpoint):
+    west = boto3.session.Session(
+        aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY, region_name="us-west-2"
+    ).client("kms", endpoint_url=endpoint, config=Config(retries={"max_attempts": 0}))
+    key = west.create_key()["KeyMetadata"]
+    assert key["Arn"].startswith(f"arn:aws:kms:us-west-2:{helpers.ACCOUNT}:key/")
+    assert west.describe_key(KeyId=key["KeyId"])["KeyMetadata"]["Arn"] == key["Arn"]
+    with helpers.raises_aws("NotFoundException", f"Key 'arn:aws:kms:us-east-1:{helpers.ACCOUNT}:key/{key['KeyId']}' does not exist"):
+        kms.describe_key(KeyId=key["KeyId"])
+    with helpers.raises_aws("NotFoundException", f"Invalid arn {key['Arn']}"):
+        kms.describe_key(KeyId=key["Arn"])
+    assert key["KeyId"] not in {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
+    west.create_alias(AliasName="alias/west-only", TargetKeyId=key["KeyId"])
+    with helpers.raises_aws("NotFoundException"):
+        kms.describe_key(KeyId="alias/west-only")
