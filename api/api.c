@@ -786,7 +786,7 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
     if (c->caller && authorize(c, op))
         goto error;
     /* the account's rate is charged only for a call whose arguments are valid */
-    if (a->limits && !limits_op(a->limits, op)) {
+    if (a->limits && !limits_op(a->limits, api_account(c), op)) {
         const char *sn = req_str(c, "StreamName");
         if (sn)
             api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded for stream %s under account %s.", sn,
@@ -934,7 +934,7 @@ static int setup_limits(struct api *a)
         rates[i] = v;
         p = *end ? end + 1 : end;
     }
-    a->limits = limits_new(rates, NOPS);
+    a->limits = limits_new(a->account, rates, NOPS);
     return 0;
 }
 

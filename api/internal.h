@@ -307,13 +307,14 @@ void put_reroute(struct api *a, bool stopping);
 void enc_child_shards(struct enc *e, const struct shard *kids, uint32_t n);
 
 /* ---- limits (limits.c); each returns whether the call or record may proceed ---- */
-struct limits *limits_new(const double *op_rates, size_t nops);
+/* The server's account's buckets are made at once; another account's on its first call. */
+struct limits *limits_new(const char *account, const double *op_rates, size_t nops);
 void limits_free(struct limits *l);
 bool limits_write(struct limits *l, uint64_t log, size_t bytes);      /* one record */
 bool limits_read_call(struct limits *l, uint64_t log);                /* one GetRecords */
 void limits_read_bytes(struct limits *l, uint64_t log, size_t bytes); /* charge its answer */
 bool limits_iterator(struct limits *l, uint64_t log);                 /* one GetShardIterator */
-bool limits_op(struct limits *l, int op);                             /* one control-plane call */
+bool limits_op(struct limits *l, const char *account, int op);        /* one control-plane call */
 /* Front-ends sharing a store (frontends.c, the maintenance thread; see limits.c). One round:
  * limits_demand writes this front-end's demand of the last second into out (" r<log>=<n>
  * ..."; at most cap bytes, NUL-terminated; returns its length, 0 with no demand) and takes it

@@ -1,7 +1,8 @@
 /* limits.c: Kinesis's throughput limits as token buckets, refilled continuously.
  *
  * Per shard: writes 1,000 records/s and 1 MiB/s; GetRecords 5 calls/s and 2 MiB/s;
- * GetShardIterator 5 calls/s. Per account: each control-plane operation's rate (ops.def).
+ * GetShardIterator 5 calls/s. Per account: each control-plane operation's rate (ops.def), one
+ * set of buckets per calling account (at most ACCOUNTS_MAX; the accounts past it share one set).
  * A bucket holds one second of its rate, so short bursts pass as on AWS. Two byte buckets may
  * go into debt. Reads: a call is let through while the bucket is positive and its answer's size
  * is charged afterwards, so a 10 MiB answer blocks that shard's reads for about 5 s, as AWS
@@ -55,6 +56,7 @@
 #define SLOT_MS 100 /* the rounds of published demand */
 #define SLOTS 10    /* WINDOW_MS = SLOTS * SLOT_MS: the demand a round publishes */
 #define PUBLISH_MAX 1024
+#define ACCOUNTS_MAX 1024 /* accounts with control-plane buckets of their own */
 
 /* a meter's buckets, and the letters that name them in a published row */
 enum { B_WREC, B_WBYTES, B_RCALLS, B_RBYTES, B_ITERS, NB };
@@ -82,13 +84,21 @@ struct meter {
     struct meter *next;
 };
 
+/* One account's control-plane buckets. */
+struct account_ops {
+    char account[16];
+    struct bucket ops[64];
+    struct demand op_d[64];
+    struct account_ops *next;
+};
+
 struct limits {
     int live; /* front-ends sharing the store (atomic; 1 alone) */
     pthread_mutex_t mu[STRIPES];
     struct meter *tab[TABLE];
     pthread_mutex_t ops_mu;
-    struct bucket ops[64];
-    struct demand op_d[64];
+    struct account_ops *accounts; /* under ops_mu; the first is the server's account */
+    size_t naccounts;
     double op_rate[64];
 };
 
@@ -151,7 +161,33 @@ static void refill(struct bucket *b, double rate, int64_t t)
     b->last_us = t;
 }
 
-struct limits *limits_new(const double *op_rates, size_t nops)
+static struct account_ops *account_new(const char *account)
+{
+    struct account_ops *a = calloc(1, sizeof *a);
+    if (!a)
+        abort();
+    snprintf(a->account, sizeof a->account, "%s", account);
+    for (int i = 0; i < 64; i++)
+        a->op_d[i].grant = -1;
+    return a;
+}
+
+/* The buckets of account (ops_mu held): its own, made on first use while there is room, else
+ * the last one made (the accounts past the bound share it). */
+static struct account_ops *account_ops(struct limits *l, const char *account)
+{
+    struct account_ops *a = l->accounts, *last = a;
+    for (; a; last = a, a = a->next)
+        if (!strcmp(a->account, account))
+            return a;
+    if (l->naccounts >= ACCOUNTS_MAX)
+        return last;
+    last->next = account_new(account);
+    l->naccounts++;
+    return last->next;
+}
+
+struct limits *limits_new(const char *account, const double *op_rates, size_t nops)
 {
     struct limits *l = calloc(1, sizeof *l);
     if (!l)
@@ -162,8 +198,8 @@ struct limits *limits_new(const double *op_rates, size_t nops)
     pthread_mutex_init(&l->ops_mu, NULL);
     for (size_t i = 0; i < nops && i < 64; i++)
         l->op_rate[i] = op_rates[i];
-    for (int i = 0; i < 64; i++)
-        l->op_d[i].grant = -1;
+    l->accounts = account_new(account);
+    l->naccounts = 1;
     return l;
 }
 
@@ -182,6 +218,10 @@ void limits_free(struct limits *l)
     for (int i = 0; i < STRIPES; i++)
         pthread_mutex_destroy(&l->mu[i]);
     pthread_mutex_destroy(&l->ops_mu);
+    for (struct account_ops *a = l->accounts, *n; a; a = n) {
+        n = a->next;
+        free(a);
+    }
     free(l);
 }
 
@@ -271,24 +311,26 @@ bool limits_iterator(struct limits *l, uint64_t log)
     return ok;
 }
 
-bool limits_op(struct limits *l, int op)
+bool limits_op(struct limits *l, const char *account, int op)
 {
     if (op < 0 || op >= 64 || l->op_rate[op] <= 0)
         return true;
     pthread_mutex_lock(&l->ops_mu);
+    struct account_ops *a = account_ops(l, account);
     int64_t t = now_us();
-    refill(&l->ops[op], granted(l, &l->op_d[op], l->op_rate[op]), t);
-    ask(&l->op_d[op], 1.0, t);
-    bool ok = l->ops[op].tokens >= 1.0;
+    refill(&a->ops[op], granted(l, &a->op_d[op], l->op_rate[op]), t);
+    ask(&a->op_d[op], 1.0, t);
+    bool ok = a->ops[op].tokens >= 1.0;
     if (ok)
-        l->ops[op].tokens -= 1.0;
+        a->ops[op].tokens -= 1.0;
     pthread_mutex_unlock(&l->ops_mu);
     return ok;
 }
 
 /* ---- front-ends sharing a store ---- */
 
-/* One published entry: "<letter><log>=<demand>" for a shard's bucket, "o<op>=<demand>". */
+/* One published entry: "<letter><log>=<demand>" for a shard's bucket, "o<op>=<demand>" for an
+ * operation of the server's account, "o<op>:<account>=<demand>" for another account's. */
 static size_t put_entry(char *out, size_t cap, size_t len, char letter, uint64_t id, double v)
 {
     int n = snprintf(out + len, cap - len, " %c%" PRIu64 "=%.0f", letter, id, v < 1 ? 1 : v);
@@ -320,16 +362,22 @@ size_t limits_demand(struct limits *l, char *out, size_t cap)
         pthread_mutex_unlock(lock);
     }
     pthread_mutex_lock(&l->ops_mu);
-    for (int op = 0; op < 64; op++) {
-        struct demand *d = &l->op_d[op];
-        d->published = l->op_rate[op] > 0 ? window(d, t) : 0;
-        if (d->published > 0) {
-            size_t was = len;
-            len = put_entry(out, cap, len, 'o', (uint64_t)op, d->published);
-            if (len == was)
-                d->published = 0;
+    for (struct account_ops *a = l->accounts; a; a = a->next)
+        for (int op = 0; op < 64; op++) {
+            struct demand *d = &a->op_d[op];
+            d->published = l->op_rate[op] > 0 ? window(d, t) : 0;
+            if (d->published > 0) {
+                size_t was = len;
+                if (a == l->accounts) {
+                    len = put_entry(out, cap, len, 'o', (uint64_t)op, d->published);
+                } else {
+                    int n = snprintf(out + len, cap - len, " o%d:%s=%.0f", op, a->account, d->published);
+                    len = n > 0 && (size_t)n < cap - len ? len + (size_t)n : len;
+                }
+                if (len == was)
+                    d->published = 0;
+            }
         }
-    }
     pthread_mutex_unlock(&l->ops_mu);
     return len;
 }
@@ -344,8 +392,9 @@ void limits_others_clear(struct limits *l)
         pthread_mutex_unlock(&l->mu[slot % STRIPES]);
     }
     pthread_mutex_lock(&l->ops_mu);
-    for (int op = 0; op < 64; op++)
-        l->op_d[op].others = 0;
+    for (struct account_ops *a = l->accounts; a; a = a->next)
+        for (int op = 0; op < 64; op++)
+            a->op_d[op].others = 0;
     pthread_mutex_unlock(&l->ops_mu);
 }
 
@@ -364,7 +413,13 @@ void limits_others_add(struct limits *l, const char *text, size_t len)
             entry[e - p] = 0;
             char *eq, *stop;
             uint64_t id = strtoull(entry + 1, &eq, 10);
-            double v = *eq == '=' ? strtod(eq + 1, &stop) : 0;
+            const char *account = NULL; /* "o<op>:<account>=<v>": another account's operation */
+            if (entry[0] == 'o' && *eq == ':') {
+                account = eq + 1;
+                if ((eq = strchr(eq, '=')))
+                    *eq = 0; /* the account's end; the demand follows */
+            }
+            double v = eq && (account || *eq == '=') ? strtod(eq + 1, &stop) : 0;
             const char *at = memchr(bucket_letter, entry[0], NB);
             if (v > 0 && at) {
                 pthread_mutex_t *lock;
@@ -373,7 +428,8 @@ void limits_others_add(struct limits *l, const char *text, size_t len)
                 pthread_mutex_unlock(lock);
             } else if (v > 0 && entry[0] == 'o' && id < 64) {
                 pthread_mutex_lock(&l->ops_mu);
-                l->op_d[id].others += v;
+                struct account_ops *a = account ? account_ops(l, account) : l->accounts;
+                a->op_d[id].others += v;
                 pthread_mutex_unlock(&l->ops_mu);
             }
         }
@@ -394,7 +450,8 @@ void limits_regrant(struct limits *l, int live)
         pthread_mutex_unlock(&l->mu[slot % STRIPES]);
     }
     pthread_mutex_lock(&l->ops_mu);
-    for (int op = 0; op < 64; op++)
-        regrant(&l->op_d[op], l->op_rate[op] > 0 ? l->op_rate[op] : 1, live);
+    for (struct account_ops *a = l->accounts; a; a = a->next)
+        for (int op = 0; op < 64; op++)
+            regrant(&a->op_d[op], l->op_rate[op] > 0 ? l->op_rate[op] : 1, live);
     pthread_mutex_unlock(&l->ops_mu);
 }

@@ -168,6 +168,7 @@ struct entry {
 struct mstream {
     struct entry e;
     char name[129];
+    char account[16], region[64]; /* the stream's owner, for its labels */
     uint64_t c[N_SC];
     int64_t g[N_SG];
     struct hist h[N_SH];
@@ -302,9 +303,18 @@ static void revive(struct table *t, struct entry *e, uint64_t key)
     pthread_mutex_unlock(&t->mu);
 }
 
-static void init_stream(struct entry *e, const void *name)
+/* What a stream's entry is made of. */
+struct stream_init {
+    const char *name, *account, *region;
+};
+
+static void init_stream(struct entry *e, const void *arg)
 {
-    snprintf(((struct mstream *)e)->name, sizeof((struct mstream *)e)->name, "%s", (const char *)name);
+    const struct stream_init *in = arg;
+    struct mstream *s = (struct mstream *)e;
+    snprintf(s->name, sizeof s->name, "%s", in->name);
+    snprintf(s->account, sizeof s->account, "%s", in->account);
+    snprintf(s->region, sizeof s->region, "%s", in->region);
 }
 
 static void init_shard(struct entry *e, const void *levels)
@@ -374,11 +384,13 @@ void metrics_close(struct metrics *m)
 
 uint64_t metrics_now_ns(void) { return mono_ns(); }
 
-static struct mstream *stream_entry(struct metrics *m, uint64_t uid, const char *name)
+static struct mstream *stream_entry(struct metrics *m, uint64_t uid, const char *name, const char *account,
+                                    const char *region)
 {
     if (!uid || !name)
         return NULL;
-    return (struct mstream *)table_get(&m->streams, uid, init_stream, name, &m->overflow);
+    struct stream_init in = {name, account, region};
+    return (struct mstream *)table_get(&m->streams, uid, init_stream, &in, &m->overflow);
 }
 
 static struct mshard *shard_entry(struct metrics *m, uint64_t uid, uint32_t shard, uint32_t levels)
@@ -503,17 +515,17 @@ void metrics_call_done(struct api_ctx *c, int rc, int status, size_t out_bytes)
     if (c->m.uid && op < m->nops) {
         struct mstream *s = NULL;
         if (op == m->op_put_record || op == m->op_put_records) {
-            if ((s = stream_entry(m, c->m.uid, c->stream_name))) {
+            if ((s = stream_entry(m, c->m.uid, c->stream_name, ctx_stream_account(c), c->region))) {
                 count_puts(m, c, s, rc);
                 hist_add(&s->h[op == m->op_put_record ? PR_LAT : PRS_LAT], ns);
             }
         } else if (op == m->op_get_records) {
-            if ((s = stream_entry(m, c->m.uid, c->stream_name))) {
+            if ((s = stream_entry(m, c->m.uid, c->stream_name, ctx_stream_account(c), c->region))) {
                 count_reads(m, c, s, rc);
                 hist_add(&s->h[GR_LAT], ns);
             }
         } else if (op == m->op_subscribe) {
-            if ((s = stream_entry(m, c->m.uid, c->stream_name))) {
+            if ((s = stream_entry(m, c->m.uid, c->stream_name, ctx_stream_account(c), c->region))) {
                 if (rc >= 0 && status == 200)
                     add(&s->c[SUB_SUCCESS], 1);
                 else if (rc < 0 && c->err == KERR_LIMIT_EXCEEDED)
@@ -538,12 +550,13 @@ void metrics_call_done(struct api_ctx *c, int rc, int status, size_t out_bytes)
     }
 }
 
-void metrics_subscribe_event(struct api *a, uint64_t uid, const char *name, uint32_t shard, uint64_t records,
-                             uint64_t bytes, int64_t millis_behind)
+void metrics_subscribe_event(struct api *a, uint64_t uid, const char *name, const char *account,
+                             const char *region, uint32_t shard, uint64_t records, uint64_t bytes,
+                             int64_t millis_behind)
 {
     (void)shard;
     struct metrics *m = a->metrics;
-    struct mstream *s = m ? stream_entry(m, uid, name) : NULL;
+    struct mstream *s = m ? stream_entry(m, uid, name, account, region) : NULL;
     if (!s)
         return;
     add(&s->c[SUB_EV_SUCCESS], 1);
@@ -588,7 +601,7 @@ static void reconcile(struct api *a, struct metrics *m, int64_t now)
             continue;
         by_status[st]++;
         live[nlive++] = (struct uid_stream){s->uid, s};
-        stream_entry(m, s->uid, s->name);
+        stream_entry(m, s->uid, s->name, s->account, s->region);
         uint32_t levels = stream_metrics(s);
         for (uint32_t j = 0; j < s->nshards; j++) {
             const struct shard *sh = &s->shards[j];
@@ -696,7 +709,12 @@ static struct entry **collect(struct table *t, size_t *n, int (*cmp)(const void 
 
 static void stream_labels(struct buf *b, struct api *a, const struct mstream *s)
 {
-    buf_printf(b, "{account=\"%s\",region=\"%s\",stream=\"", a->account, a->region);
+    (void)a;
+    buf_adds(b, "{account=\"");
+    label_value(b, s->account);
+    buf_adds(b, "\",region=\"");
+    label_value(b, s->region);
+    buf_adds(b, "\",stream=\"");
     label_value(b, s->name);
     buf_addc(b, '"');
 }
@@ -875,7 +893,7 @@ static void write_server(struct buf *b, struct api *a, struct metrics *m, const 
 void metrics_stream_created(struct api *a, const struct stream *s)
 {
     if (a->metrics)
-        stream_entry(a->metrics, s->uid, s->name);
+        stream_entry(a->metrics, s->uid, s->name, s->account, s->region);
 }
 
 void metrics_sync(struct api *a) { reconcile(a, a->metrics, clock_now_ms()); }

@@ -66,10 +66,12 @@ void metrics_sync(struct api *a);
  * of PutRecord(s), GetRecords and SubscribeToShard. Called once per call by api.c. */
 void metrics_call_done(struct api_ctx *c, int rc, int status, size_t out_bytes);
 
-/* One SubscribeToShardEvent of a subscription to shard of stream uid (name borrowed) went out
- * with records records of bytes bytes, millis_behind behind the tip. */
-void metrics_subscribe_event(struct api *a, uint64_t uid, const char *name, uint32_t shard, uint64_t records,
-                             uint64_t bytes, int64_t millis_behind);
+/* One SubscribeToShardEvent of a subscription to shard of stream uid (name, and its owner's
+ * account and region, borrowed) went out with records records of bytes bytes, millis_behind
+ * behind the tip. */
+void metrics_subscribe_event(struct api *a, uint64_t uid, const char *name, const char *account,
+                             const char *region, uint32_t shard, uint64_t records, uint64_t bytes,
+                             int64_t millis_behind);
 
 /* The whole exposition into out (text format 0.0.4), server figures from st (may be NULL). */
 void metrics_write(struct api *a, const struct api_server_stats *st, struct buf *out);

@@ -431,7 +431,8 @@ static int produce(struct sub *s)
     enc_obj_end(&e);
     eventstream_event(&s->out, "SubscribeToShardEvent", e.b.p, e.b.len);
     if (got.n)
-        metrics_subscribe_event(a, s->uid, s->ci.stream, s->shard, got.n, got.bytes, behind > 0 ? behind : 0);
+        metrics_subscribe_event(a, s->uid, s->ci.stream, s->ci.account, s->ci.region, s->shard, got.n,
+                                got.bytes, behind > 0 ? behind : 0);
     buf_free(&e.b);
     arena_free(&ar);
     s->last_event_ms = now;

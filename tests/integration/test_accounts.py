@@ -249,3 +249,38 @@ def test_the_shard_limit_is_per_account(tmp_path_factory):
             bob.create_stream(StreamName="c", ShardCount=1)
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_control_plane_rates_are_per_account(tmp_path_factory):
+    creds = credentials(tmp_path_factory.mktemp("accounts-rates"))
+    srv = start(tmp_path_factory, creds, **{"--no-limits": False, "--rate-limit": "ListStreams=1"})
+    try:
+        alice, bob = client(srv.endpoint, KEYS["alice"]), client(srv.endpoint, KEYS["bob"])
+        alice.list_streams()
+        with raises_aws("LimitExceededException"):
+            alice.list_streams()
+        bob.list_streams()  # alice's calls took nothing from bob's account
+        with raises_aws("LimitExceededException"):
+            bob.list_streams()
+    finally:
+        assert srv.stop() == 0, srv.log()
+
+
+def test_stream_metrics_are_labelled_with_the_streams_account_and_region(tmp_path_factory):
+    from conftest import free_port
+
+    port = free_port()
+    srv = start(tmp_path_factory, credentials(tmp_path_factory.mktemp("accounts-metrics")),
+                **{"--metrics-port": str(port)})
+    try:
+        for user in KEYS:
+            c = client(srv.endpoint, KEYS[user])
+            c.create_stream(StreamName="m", ShardCount=1)
+            helpers.wait_for_status(c, "m")
+            c.put_record(StreamName="m", PartitionKey="m", Data=b"m")
+        text = helpers.http_request(f"http://127.0.0.1:{port}", "GET", "/metrics").raw.decode()
+        lines = [line for line in text.splitlines() if 'stream="m"' in line]
+        for acct in (ALICE_ACCT, BOB_ACCT):
+            assert any(f'account="{acct}",region="{helpers.REGION}",stream="m"' in line for line in lines), lines[:5]
+    finally:
+        assert srv.stop() == 0, srv.log()
