@@ -50,7 +50,8 @@ struct wal {
     bool broken; /* atomic */
     struct seg seg[WAL_SEGS];
     int active;
-    uint64_t next_run; /* larger than every run on disk */
+    uint64_t switch_at; /* the size wal_switch was last asked to switch at (atomic) */
+    uint64_t next_run;  /* larger than every run on disk */
     int dir_fd;
     char dir[4096];
     int old_fd; /* the log file of an earlier release, or -1 */
@@ -410,6 +411,7 @@ bool wal_broken(const struct wal *w) { return __atomic_load_n(&w->broken, __ATOM
 int wal_switch(struct wal *w, uint64_t at)
 {
     int cur = w->active, other = (cur + 1) % WAL_SEGS;
+    __atomic_store_n(&w->switch_at, at, __ATOMIC_RELAXED);
     if (w->seg[cur].off - SEG_HDR < at || __atomic_load_n(&w->seg[other].state, __ATOMIC_ACQUIRE) != FREE)
         return -1;
     w->seg[cur].state = RETIRING;
@@ -424,9 +426,13 @@ int wal_retire(struct wal *w, int seg)
         return STORE_UNAVAILABLE;
     int rc = start_run(w, seg);
     if (rc == 0) {
+        /* give back what a burst made it grow to, but keep what a run fills as a rule (up to
+         * the switch, a last frame and the zeros ahead of it): zero-filling that again each
+         * run would write to the disk about as much as the frames themselves */
         struct seg *s = &w->seg[seg];
-        if (s->filled > 2 * EXTEND + SEG_HDR && x_truncate(w, s->fd, 2 * EXTEND + SEG_HDR) == 0)
-            s->filled = 2 * EXTEND + SEG_HDR; /* give back what a burst made it grow to */
+        uint64_t keep = SEG_HDR + __atomic_load_n(&w->switch_at, __ATOMIC_RELAXED) + 2 * EXTEND;
+        if (s->filled > keep && x_truncate(w, s->fd, keep) == 0)
+            s->filled = keep;
         __atomic_store_n(&s->state, FREE, __ATOMIC_RELEASE);
     }
     return rc;

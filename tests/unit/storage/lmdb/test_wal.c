@@ -4,6 +4,8 @@
  * on them: what recovery brings back is checked record by record. */
 #include <fcntl.h>
 #include <stdint.h>
+#include <stdio.h>
+#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -463,8 +465,52 @@ static void c_an_entry_whose_seal_does_not_match_its_position_is_refused(void)
 /* see test_faults.c (checkpoints): it needs a checkpoint, which the engine makes only after
  * 32 MiB of frames */
 
+static uint64_t file_size(const char *dir, const char *name)
+{
+    char p[512];
+    snprintf(p, sizeof p, "%s/%s", dir, name);
+    struct stat st;
+    return stat(p, &st) == 0 ? (uint64_t)st.st_size : 0;
+}
+
+/* Write frames of 1 MiB to the active segment (which must be seg) until it holds `upto` bytes. */
+static void fill_seg(struct wal *w, int seg, uint64_t upto)
+{
+    static char buf[1u << 20];
+    for (uint64_t n = 0; n < upto; n += sizeof buf) {
+        int got = -1;
+        CHECK(wal_write(w, buf, sizeof buf, &got, NULL) == 0 && got == seg);
+    }
+}
+
+/* A retired segment keeps the size a run fills as a rule (up to the switch, a last frame and
+ * the zeros written ahead of the frames), so the next run does not zero-fill it all again (as
+ * many bytes to the disk as its frames); only what a burst grew it to past that is given back. */
+static void e_a_retired_segment_keeps_the_size_a_run_fills(void)
+{
+    char *d = tmpdir_new();
+    struct wal *w;
+    CHECK(wal_open(d, true, NULL, &w) == 0 && wal_replay(w, noop_frame, NULL) == 0 && wal_restart(w) == 0);
+    const uint64_t at = 20u << 20, keep = SEG_HDR + at + (16u << 20);
+    fill_seg(w, 0, at);
+    CHECK(wal_switch(w, at) == 0);
+    uint64_t size = file_size(d, "wal.0");
+    CHECK(size > SEG_HDR + at && size <= keep);
+    CHECK(wal_retire(w, 0) == 0);
+    CHECK(file_size(d, "wal.0") == size);
+    /* a burst: the active segment grows far past the switch while the other is not free */
+    fill_seg(w, 1, at + (28u << 20));
+    CHECK(wal_switch(w, at) == 1);
+    CHECK(file_size(d, "wal.1") > keep);
+    CHECK(wal_retire(w, 1) == 0);
+    CHECK(file_size(d, "wal.1") == keep);
+    wal_close(w);
+    tmpdir_remove(d);
+}
+
 CHECK_RUN("storage/wal", T(a_torn_frame_at_every_offset_loses_only_that_frame),
           T(d_a_header_cut_at_the_end_of_a_segment_is_ignored),
           T(b_stale_frames_after_a_torn_one_never_come_back),
           T(c_a_valid_frame_with_malformed_entries_is_refused),
-          T(c_an_entry_whose_seal_does_not_match_its_position_is_refused))
+          T(c_an_entry_whose_seal_does_not_match_its_position_is_refused),
+          T(e_a_retired_segment_keeps_the_size_a_run_fills))
