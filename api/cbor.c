@@ -98,7 +98,7 @@ static int string(struct p *p, unsigned major, unsigned info, uint64_t len, stru
         while (*r != 0xFF) {
             struct p q = {p->a, r, p->end, 0};
             unsigned m, in;
-            uint64_t n;
+            uint64_t n = 0; /* head() read this chunk's header in the first pass */
             head(&q, &m, &in, &n);
             /* each chunk of text must be valid UTF-8 on its own (RFC 8949 3.2.3) */
             if (major == 3 && !utf8_valid_nonul((const char *)q.s, (size_t)n))

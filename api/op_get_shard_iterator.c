@@ -44,7 +44,7 @@ static int run(struct api_ctx *c)
                         id, name, acct);
     bool wants_seq = !strcmp(type, "AT_SEQUENCE_NUMBER") || !strcmp(type, "AFTER_SEQUENCE_NUMBER");
     uint64_t pos = 0;
-    if (seq && *seq && !strcmp(type, "AT_TIMESTAMP") == 0 && !wants_seq)
+    if (seq && *seq && strcmp(type, "AT_TIMESTAMP") != 0 && !wants_seq)
         return api_fail(c, KERR_INVALID_ARGUMENT,
                         "Must either specify (1) AT_SEQUENCE_NUMBER or AFTER_SEQUENCE_NUMBER and "
                         "StartingSequenceNumber or (2) TRIM_HORIZON or LATEST and no "
