@@ -284,3 +284,24 @@ def test_stream_metrics_are_labelled_with_the_streams_account_and_region(tmp_pat
             assert any(f'account="{acct}",region="{helpers.REGION}",stream="m"' in line for line in lines), lines[:5]
     finally:
         assert srv.stop() == 0, srv.log()
+
+
+def test_kinesd_admin_tells_two_accounts_streams_of_the_same_name_apart(tmp_path_factory):
+    import test_admin
+
+    srv = start(tmp_path_factory, credentials(tmp_path_factory.mktemp("accounts-admin")))
+    try:
+        for user in KEYS:
+            c = client(srv.endpoint, KEYS[user])
+            c.create_stream(StreamName="twice", ShardCount=1)
+            helpers.wait_for_status(c, "twice")
+            c.put_record(StreamName="twice", PartitionKey="k", Data=user.encode())
+    finally:
+        assert srv.stop() == 0, srv.log()
+    st = test_admin.stat(srv.data_dir)
+    assert sorted((s["Account"], s["Region"]) for s in st["Streams"] if s["StreamName"] == "twice") == \
+        [(ALICE_ACCT, helpers.REGION), (BOB_ACCT, helpers.REGION)]
+    assert "give its StreamARN" in test_admin.admin(srv.data_dir, "dump", "twice", check=test_admin.USAGE).stderr
+    for user, acct in (("alice", ALICE_ACCT), ("bob", BOB_ACCT)):
+        assert [d for _, _, d in test_admin.dumped(srv.data_dir, arn("twice", acct)).values()] == [user.encode()]
+    test_admin.admin(srv.data_dir, "verify", check=0)

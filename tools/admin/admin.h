@@ -58,6 +58,7 @@ struct adm_shard {
 
 struct adm_stream {
     char name[160];
+    char account[16], region[64]; /* its owner; "" in a header written before accounts were kept */
     uint64_t uid;
     int status;
     bool kms;
@@ -77,7 +78,10 @@ struct adm_catalog {
 
 int adm_catalog_load(struct store *s, struct adm_catalog *c);
 void adm_catalog_free(struct adm_catalog *c);
-struct adm_stream *adm_stream_named(struct adm_catalog *c, const char *name);
+/* The stream a name or a StreamARN ("arn:aws:kinesis:<region>:<account>:stream/<name>") names;
+ * NULL when none does, or (*several set) when a bare name is that of several accounts' or
+ * regions' streams. */
+struct adm_stream *adm_stream_named(struct adm_catalog *c, const char *name, bool *several);
 struct adm_stream *adm_stream_uid(struct adm_catalog *c, uint64_t uid);
 bool adm_dropping(const struct adm_catalog *c, uint64_t uid);
 const char *adm_status_name(int status);

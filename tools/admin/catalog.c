@@ -42,12 +42,34 @@ struct adm_stream *adm_stream_uid(struct adm_catalog *c, uint64_t uid)
     return NULL;
 }
 
-struct adm_stream *adm_stream_named(struct adm_catalog *c, const char *name)
+struct adm_stream *adm_stream_named(struct adm_catalog *c, const char *name, bool *several)
 {
-    for (size_t i = 0; i < c->n; i++)
-        if (!strcmp(c->v[i].name, name))
-            return &c->v[i];
-    return NULL;
+    char region[64] = "", account[16] = "";
+    const char *bare = name;
+    *several = false;
+    if (!strncmp(name, "arn:", 4)) { /* arn:<partition>:kinesis:<region>:<account>:stream/<name> */
+        int r0 = 0, r1 = 0, a1 = 0;
+        if (sscanf(name, "arn:%*[^:]:kinesis:%n%*[^:]%n:%*[0-9]%n:stream/", &r0, &r1, &a1) < 0 || !a1 ||
+            r1 - r0 >= (int)sizeof region || a1 - r1 - 1 >= (int)sizeof account ||
+            strncmp(name + a1, ":stream/", 8))
+            return NULL;
+        snprintf(region, sizeof region, "%.*s", r1 - r0, name + r0);
+        snprintf(account, sizeof account, "%.*s", a1 - r1 - 1, name + r1 + 1);
+        bare = name + a1 + 8;
+    }
+    struct adm_stream *found = NULL;
+    for (size_t i = 0; i < c->n; i++) {
+        struct adm_stream *s = &c->v[i];
+        if (strcmp(s->name, bare) ||
+            (region[0] && (strcmp(s->region, region) || strcmp(s->account, account))))
+            continue;
+        if (found) {
+            *several = true;
+            return NULL;
+        }
+        found = s;
+    }
+    return found;
 }
 
 bool adm_dropping(const struct adm_catalog *c, uint64_t uid)
@@ -97,6 +119,10 @@ static int load_header(void *ctx, const char *key, size_t klen, const char *val,
     *s = (struct adm_stream){
         .uid = (uint64_t)uid, .status = (int)jint(o, "status", -1), .nshards = (uint32_t)ns, .shards = sh};
     snprintf(s->name, sizeof s->name, "%s", name);
+    const char *acct = json_string_value(json_object_get(o, "account"));
+    const char *region = json_string_value(json_object_get(o, "region"));
+    snprintf(s->account, sizeof s->account, "%s", acct ? acct : "");
+    snprintf(s->region, sizeof s->region, "%s", region ? region : "");
     const char *kid = json_string_value(json_object_get(o, "encKid"));
     if (kid) {
         s->kms = true;

@@ -134,8 +134,14 @@ int adm_dump(const struct adm_opts *o)
     struct adm_catalog c;
     int code = 0;
     if ((rc = adm_catalog_load(d.store, &c)) == 0) {
-        struct adm_stream *s = adm_stream_named(&c, o->pos[0]);
-        if (!s) {
+        bool several;
+        struct adm_stream *s = adm_stream_named(&c, o->pos[0], &several);
+        if (several) {
+            fprintf(stderr,
+                    "kinesd-admin: %s: several accounts or regions have a stream %s: give its StreamARN\n",
+                    o->dir, o->pos[0]);
+            code = ADM_USAGE;
+        } else if (!s) {
             fprintf(stderr, "kinesd-admin: %s: no stream %s\n", o->dir, o->pos[0]);
             code = ADM_USAGE;
         } else if (o->from && (q.shard >= s->nshards ||

@@ -70,11 +70,11 @@ static int stat_stream(struct backup_snap *snap, const struct adm_stream *s, jso
         }
         json_array_append_new(shards, j);
     }
-    json_t *j = json_pack("{s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "StreamName", s->name, "Uid",
-                          (json_int_t)s->uid, "Status", adm_status_name(s->status), "EncryptionType",
-                          s->kms ? "KMS" : "NONE", "OpenShards", (json_int_t)open, "ClosedShards",
-                          (json_int_t)(s->nshards - open), "Records", (json_int_t)records, "Bytes",
-                          (json_int_t)bytes, "Shards", shards);
+    json_t *j = json_pack("{s:s, s:s, s:s, s:I, s:s, s:s, s:I, s:I, s:I, s:I, s:o}", "StreamName", s->name,
+                          "Account", s->account, "Region", s->region, "Uid", (json_int_t)s->uid, "Status",
+                          adm_status_name(s->status), "EncryptionType", s->kms ? "KMS" : "NONE", "OpenShards",
+                          (json_int_t)open, "ClosedShards", (json_int_t)(s->nshards - open), "Records",
+                          (json_int_t)records, "Bytes", (json_int_t)bytes, "Shards", shards);
     json_array_append_new(out, j);
     return 0;
 }
