@@ -491,3 +491,40 @@ def test_a_consumer_registered_through_one_front_end_is_served_and_deregistered_
     assert again != arn
     assert consumer_status(ka, again) in ("CREATING", "ACTIVE")
     assert consumer_status(ka, arn) is None
+
+
+def test_two_accounts_streams_of_one_name_are_kept_apart_by_every_front_end(start, tmp_path):
+    from test_accounts import ALICE_ACCT, BOB_ACCT, KEYS, arn, credentials
+    from test_auth import client as signed_client
+
+    creds = credentials(tmp_path)
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0", "--no-limits",
+             "--auth", str(creds))
+    a, b = start(flags), start(flags)
+    alice_a, alice_b = signed_client(a.endpoint, KEYS["alice"]), signed_client(b.endpoint, KEYS["alice"])
+    bob_a, bob_b = signed_client(a.endpoint, KEYS["bob"]), signed_client(b.endpoint, KEYS["bob"])
+    alice_a.create_stream(StreamName="same", ShardCount=1)
+    bob_b.create_stream(StreamName="same", ShardCount=2)  # the name row is the account's: no conflict
+    wait_active(alice_b, "same")
+    wait_active(bob_a, "same")
+    assert alice_b.describe_stream_summary(StreamName="same")["StreamDescriptionSummary"]["StreamARN"] == \
+        arn("same", ALICE_ACCT)
+    assert bob_a.describe_stream_summary(StreamName="same")["StreamDescriptionSummary"]["OpenShardCount"] == 2
+    put = bob_a.put_record(StreamName="same", PartitionKey="k", Data=b"bob's")
+    it = bob_b.get_shard_iterator(StreamName="same", ShardId=put["ShardId"],
+                                  ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert [r["Data"] for r in bob_b.get_records(ShardIterator=it)["Records"]] == [b"bob's"]
+    it = alice_a.get_shard_iterator(StreamName="same", ShardId=helpers.shard_id(0),
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    assert alice_b.get_records(ShardIterator=it)["Records"] == []
+    # the other account's stream is neither created again nor deleted by this one's calls
+    with pytest.raises(ClientError) as err:
+        alice_b.create_stream(StreamName="same", ShardCount=1)
+    assert err.value.response["Error"]["Code"] == "ResourceInUseException"
+    alice_b.delete_stream(StreamName="same")
+    deadline = time.time() + 20
+    while "same" in alice_a.list_streams()["StreamNames"]:
+        assert time.time() < deadline
+        time.sleep(0.05)
+    assert bob_a.list_streams()["StreamNames"] == ["same"]
+    assert bob_b.describe_stream_summary(StreamARN=arn("same", BOB_ACCT))["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
