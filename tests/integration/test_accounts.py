@@ -305,3 +305,13 @@ def test_kinesd_admin_tells_two_accounts_streams_of_the_same_name_apart(tmp_path
     for user, acct in (("alice", ALICE_ACCT), ("bob", BOB_ACCT)):
         assert [d for _, _, d in test_admin.dumped(srv.data_dir, arn("twice", acct)).values()] == [user.encode()]
     test_admin.admin(srv.data_dir, "verify", check=0)
+
+
+def test_account_settings_are_each_accounts_own(env):
+    srv, _, _ = env
+    on = signed_call(srv, "bob", "UpdateAccountSettings", {"MinimumThroughputBillingCommitment": {"Status": "ENABLED"}})
+    assert on.status == 200, on
+    assert signed_call(srv, "bob", "DescribeAccountSettings", {}).json["MinimumThroughputBillingCommitment"]["Status"] \
+        == "ENABLED"
+    assert signed_call(srv, "alice", "DescribeAccountSettings", {}).json == \
+        {"MinimumThroughputBillingCommitment": {"Status": "DISABLED"}}
