@@ -64,8 +64,8 @@
 #define BATCH_BYTES (64u << 20)          /* data budget for one frame */
 #define FLUSH_MS 50                      /* the tail is flushed this often */
 #define FLUSH_BYTES (1u << 20)           /* or as soon as it holds this much */
-#define FLUSH_TXN_BYTES (8u << 20)       /* sealed bytes per LMDB transaction of a flush */
-#define TAIL_MEM (8u << 20)              /* frame bytes the tail holds in memory */
+#define FLUSH_TXN_BYTES (4u << 20)       /* sealed bytes per LMDB transaction of a flush */
+#define TAIL_MEM (4u << 20)              /* frame bytes the tail holds in memory */
 #define FLUSH_RETRY_MS 500               /* after a failed flush, wait this long */
 #define FREE_COUNT_MS 5000               /* the database's free pages are counted this often */
 #define SEG_SWITCH (32ull << 20)         /* switch log segments at this size */

@@ -692,7 +692,7 @@ static uint64_t rss_anon_kib(void)
     return kib;
 }
 
-/* A tail that outgrows what the engine holds in memory (8 MiB of frames) is read from the
+/* A tail that outgrows what the engine holds in memory (4 MiB of frames) is read from the
  * log's file pages: while nothing is flushed, 24 MiB more of acknowledged records grow the
  * process by much less than 24 MiB, and every one reads back as written, then and after a
  * restart. */
