@@ -45,6 +45,46 @@ static const struct vfield schema[] = {
 #define TOKEN_TTL_MS 300000
 /* 'H' | issued ms (8) | stream uid (8) | last shard (4) | filter type (1) | filter time (8) | name */
 #define TOKEN_FIXED (1 + 8 + 8 + 4 + 1 + 8)
+/* After the fixed part: the stream's name, then (NUL-separated) its owner's account and the
+ * account the token was issued to; a token of the release before accounts has the name alone
+ * (the server's account, issued to it). */
+
+struct token {
+    const unsigned char *p; /* the opened token (arena) */
+    size_t len;
+    const char *name, *owner, *holder;
+};
+
+/* Open a NextToken: 0, or -1 when it is not one of ours. */
+static int token_open(struct api_ctx *c, const char *text, struct token *t)
+{
+    unsigned char *p;
+    size_t len;
+    if (open_text(c, text, &p, &len) || len <= TOKEN_FIXED || p[0] != 'H')
+        return -1;
+    *t = (struct token){.p = p, .len = len, .name = (const char *)p + TOKEN_FIXED};
+    const char *end = (const char *)p + len, *o = t->name + strlen(t->name);
+    if (o == end) {
+        t->owner = t->holder = c->api->account;
+        return 0;
+    }
+    t->owner = o + 1;
+    t->holder = o + 1 < end ? t->owner + strlen(t->owner) + 1 : end;
+    return t->holder < end && t->holder + strlen(t->holder) == end ? 0 : -1;
+}
+
+/* Before authorization: a NextToken names the stream (and owner) the call lists, which is
+ * what authorization checks; one that does not open is run's to answer. */
+static int check(struct api_ctx *c)
+{
+    const char *text = req_str(c, "NextToken");
+    struct token t;
+    if (text && !req_str(c, "StreamName") && !req_str(c, "StreamARN") && token_open(c, text, &t) == 0) {
+        c->stream_name = t.name;
+        c->stream_acct = t.owner;
+    }
+    return 0;
+}
 
 struct filter {
     int type;
@@ -124,17 +164,18 @@ static int run(struct api_ctx *c)
         if (req_time_ms(c, "StreamCreationTimestamp", &ignored))
             return api_fail(c, KERR_INVALID_ARGUMENT,
                             "NextToken and StreamCreationTimestamp cannot be provided together.");
-        unsigned char *p;
-        size_t len;
-        if (open_text(c, token, &p, &len) || len <= TOKEN_FIXED || p[0] != 'H')
+        struct token t;
+        if (token_open(c, token, &t) || strcmp(t.holder, api_account(c)))
             return api_fail(c, KERR_INVALID_ARGUMENT, "Invalid NextToken.");
+        const unsigned char *p = t.p;
         if (c->now_ms - (int64_t)get64(p + 1) > TOKEN_TTL_MS)
             return api_fail(c, KERR_EXPIRED_NEXT_TOKEN, "The timestamp on the NextToken has expired.");
         uid = get64(p + 9);
         after_index = (int64_t)((uint32_t)p[17] << 24 | (uint32_t)p[18] << 16 | (uint32_t)p[19] << 8 | p[20]);
         f.type = (int8_t)p[21];
         f.ts = (int64_t)get64(p + 22);
-        c->stream_name = (const char *)p + TOKEN_FIXED;
+        c->stream_name = t.name;
+        c->stream_acct = t.owner;
     } else {
         if (!name && !arn)
             return api_fail(c, KERR_INVALID_ARGUMENT, "Either NextToken or StreamName should be provided.");
@@ -182,8 +223,9 @@ static int run(struct api_ctx *c)
     }
     enc_arr_end(e);
     if (more) {
-        size_t nl = strlen(s->name);
-        unsigned char *p = arena_alloc(&c->arena, TOKEN_FIXED + nl);
+        size_t nl = strlen(s->name), al = strlen(s->account), hl = strlen(api_account(c));
+        size_t len = TOKEN_FIXED + nl + 1 + al + 1 + hl;
+        unsigned char *p = arena_alloc(&c->arena, len);
         p[0] = 'H';
         put64(p + 1, (uint64_t)c->now_ms);
         put64(p + 9, s->uid);
@@ -194,7 +236,11 @@ static int run(struct api_ctx *c)
         p[21] = (unsigned char)(int8_t)f.type;
         put64(p + 22, (uint64_t)f.ts);
         memcpy(p + TOKEN_FIXED, s->name, nl);
-        enc_key(e, "NextToken"), enc_strz(e, seal_text(c, p, TOKEN_FIXED + nl));
+        p[TOKEN_FIXED + nl] = 0;
+        memcpy(p + TOKEN_FIXED + nl + 1, s->account, al);
+        p[TOKEN_FIXED + nl + 1 + al] = 0;
+        memcpy(p + TOKEN_FIXED + nl + 2 + al, api_account(c), hl);
+        enc_key(e, "NextToken"), enc_strz(e, seal_text(c, p, len));
     }
     enc_obj_end(e);
     rc = 0;
@@ -203,4 +249,4 @@ out:
     return rc;
 }
 
-const struct op_def op_list_shards = {.schema = schema, .run = run};
+const struct op_def op_list_shards = {.schema = schema, .check = check, .run = run};

@@ -315,3 +315,26 @@ def test_account_settings_are_each_accounts_own(env):
         == "ENABLED"
     assert signed_call(srv, "alice", "DescribeAccountSettings", {}).json == \
         {"MinimumThroughputBillingCommitment": {"Status": "DISABLED"}}
+
+
+def test_list_shards_pages_of_another_accounts_stream_follow_its_resource_policy(env):
+    srv, k, _ = env
+    k["alice"].create_stream(StreamName="pages", ShardCount=2)
+    helpers.wait_for_status(k["alice"], "pages")
+    target = arn("pages", ALICE_ACCT)
+    policy = {"Version": "2012-10-17", "Statement": [{
+        "Effect": "Allow", "Principal": {"AWS": f"arn:aws:iam::{BOB_ACCT}:root"},
+        "Action": "kinesis:ListShards", "Resource": target}]}
+    assert signed_call(srv, "alice", "PutResourcePolicy", {"ResourceARN": target, "Policy": json.dumps(policy)}).status == 200
+    try:
+        first = k["bob"].list_shards(StreamARN=target, MaxResults=1)
+        token = first["NextToken"]
+        second = k["bob"].list_shards(NextToken=token)
+        assert [s["ShardId"] for s in first["Shards"] + second["Shards"]] == [helpers.shard_id(0), helpers.shard_id(1)]
+        # a page token is the account's it was issued to
+        with raises_aws("InvalidArgumentException", "Invalid NextToken."):
+            k["alice"].list_shards(NextToken=token)
+    finally:
+        assert signed_call(srv, "alice", "DeleteResourcePolicy", {"ResourceARN": target}).status == 200
+    with raises_aws("AccessDeniedException"):
+        k["bob"].list_shards(NextToken=token)
