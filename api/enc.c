@@ -20,6 +20,18 @@ static const char pairs[201] =
 
 void enc_digits(char *out, uint64_t v, int width)
 {
+    if (width == 9 && v < 1000000000u) { /* a limb of a sequence number: no division */
+        /* t / 2^57 is v / 10^8, and each step moves the fraction's next two digits above bit
+         * 57 (this constant, ceil(2^57 / 10^8), is exact for every v below 10^9) */
+        const uint64_t low = (1ull << 57) - 1;
+        uint64_t t = v * 1441151881u;
+        out[0] = (char)('0' + (t >> 57));
+        for (int k = 0; k < 4; k++) {
+            t = (t & low) * 100;
+            memcpy(out + 1 + 2 * k, pairs + 2 * (t >> 57), 2);
+        }
+        return;
+    }
     int i = width;
     while (i >= 2) {
         memcpy(out + i - 2, pairs + 2 * (v % 100), 2);

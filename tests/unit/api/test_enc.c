@@ -1,5 +1,8 @@
 /* Unit tests of the answer writer: whatever bytes a string holds, the JSON answer is valid JSON
  * in valid UTF-8 (checked with the strict decoder), and CBOR text strings are valid UTF-8. */
+#include <stdint.h>
+#include <stdio.h>
+
 #include "check.h"
 #include "enc.h"
 #include "utf8.h"
@@ -124,5 +127,33 @@ static void base64_is_rfc4648(void)
     CHECK(same == (int)sizeof d + 1);
 }
 
+/* enc_digits writes the low `width` digits, zero-padded, as printf would: every width up to 19
+ * over boundaries and random values (width 9, a sequence number's limb, has a path of its own;
+ * its constant was checked for every value below 10^9 when it was written). */
+static void digits_are_printfs(void)
+{
+    static const uint64_t edges[] = {
+        0,         1,         9,         10,        99,        100,        12345678,
+        99999999,  100000000, 123456789, 999999998, 999999999, 1000000000, 1234567890123ull,
+        UINT64_MAX};
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    int bad = 0;
+    for (int width = 1; width <= 19; width++) {
+        uint64_t mod = 1;
+        for (int i = 0; i < width; i++)
+            mod *= 10;
+        for (size_t i = 0; i < sizeof edges / sizeof edges[0] + 20000; i++) {
+            uint64_t v = i < sizeof edges / sizeof edges[0] ? edges[i] : (x = x * 6364136223846793005ull + 1);
+            if (i >= sizeof edges / sizeof edges[0] && i % 2)
+                v %= mod; /* half of them within the width */
+            char got[24] = {0}, want[24];
+            enc_digits(got, v, width);
+            snprintf(want, sizeof want, "%0*llu", width, (unsigned long long)(v % mod));
+            bad += memcmp(got, want, (size_t)width) != 0;
+        }
+    }
+    CHECK(bad == 0);
+}
+
 CHECK_RUN("enc", T(invalid_bytes_become_replacement_characters), T(control_characters_are_escaped),
-          T(cbor_text_is_utf8), T(utf8_follows_rfc3629), T(base64_is_rfc4648))
+          T(cbor_text_is_utf8), T(utf8_follows_rfc3629), T(base64_is_rfc4648), T(digits_are_printfs))
