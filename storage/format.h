@@ -5,9 +5,10 @@
  * record to its log and position, so a record moved or copied to another key on disk fails to
  * open (STORE_CORRUPT) instead of being served as another record.
  *
- * With a keyring (store_config.keyring) records are encrypted: version 3. Without one (only
- * for measurements) they carry a checksum: version 2. Both versions and the legacy version 1
- * are always read.
+ * With a keyring (store_config.keyring) records are encrypted: version 4 where the CPU has
+ * AES instructions, else version 3. Without one (only for measurements) they carry a checksum:
+ * version 2. Every version, and the legacy version 1, is always read (version 4 without AES
+ * instructions too, only more slowly).
  *
  * Version 3 (written with a keyring), little-endian, a 36-byte header, then ciphertext, tag:
  *   off size field
@@ -31,6 +32,13 @@
  * last one for the next record with the same key and random part, the records of one write
  * batch): the bytes written and read, and what they prove, are exactly XChaCha20-Poly1305's.
  *
+ * Version 4 (written with a keyring on CPUs with AES instructions): version 3's layout, byte 0
+ * = 4, the ciphertext and tag AES-256-GCM's under the same subkey HChaCha20(data key, nonce
+ * bytes 0..15), a key of its own per sealer and data key, with the 12-byte nonce 0^4 . nonce
+ * bytes 16..23 (the counter: never repeated under one subkey). Same associated data. For a
+ * 100-byte record it costs about half what ChaCha20-Poly1305 does here (AES-NI, one cipher
+ * context per batch whose key is set once, only the nonce per record).
+ *
  * Version 2 (written without a keyring), an 8-byte header:
  *     0    1 version   2
  *     1    1 flags     0
@@ -51,7 +59,8 @@
 
 #define FORMAT_VERSION 2
 #define FORMAT_HDR 8
-#define FORMAT_SEALED_VERSION 3
+#define FORMAT_SEALED_VERSION 4 /* the newest; 3 and 4 are both sealed */
+#define FORMAT_XCHACHA_VERSION 3
 #define FORMAT_SEALED_HDR 36
 #define FORMAT_TAG 16
 #define FORMAT_MAX_PK 0xFFFF
@@ -73,11 +82,13 @@ struct format_sealer {
     uint64_t key_id;
     const unsigned char *key; /* the keyring's; NULL when none is cached */
     unsigned char subkey[32]; /* HChaCha20(key, nonce[0..15]), when key is set */
+    bool gcm;                 /* writes version 4 */
+    void *gcm_ctx;            /* its cipher context, keyed with subkey (owned; NULL until needed) */
 };
 
 /* Start a batch: draws the nonce's random part. kr borrowed for the sealer's life. */
 void format_sealer_init(struct format_sealer *s, const struct store_keyring *kr);
-/* End a batch: wipes the sealer's derived key. */
+/* End a batch: wipes the sealer's derived key (and frees its cipher context). */
 void format_sealer_done(struct format_sealer *s);
 
 /* Seal one record for (log, pos) into out, which has format_sealed_len bytes of room. n is
@@ -97,11 +108,13 @@ struct format_opener {
     unsigned char key[32];
     unsigned char prefix[16];
     unsigned char subkey[32];
+    void *gcm_ctx;  /* version 4's cipher context (owned; NULL until needed) */
+    bool gcm_keyed; /* ... keyed with subkey */
 };
 
 /* Start a scan; kr borrowed for the opener's life. */
 void format_opener_init(struct format_opener *o, const struct store_keyring *kr);
-/* End a scan: wipes the keys the opener holds. */
+/* End a scan: wipes the keys the opener holds (and frees its cipher context). */
 void format_opener_done(struct format_opener *o);
 
 /* Check the sealed bytes of the record stored at (log, pos) and append it to out, copying its

@@ -83,7 +83,7 @@ static int check_record(void *ctx, uint64_t log, uint64_t pos, const char *val, 
                 where);
         return 0;
     }
-    if (ver != FORMAT_SEALED_VERSION)
+    if (ver < FORMAT_XCHACHA_VERSION) /* not sealed */
         return 0;
     if (!v->d->dk) {
         problem(v, "%s%s: sealed, but the directory has no node key to open it with",

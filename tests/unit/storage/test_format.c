@@ -91,6 +91,7 @@ static void test_a_sealed_record_opens_at_its_log_and_position_only(void)
     CHECK(open1(&kr, buf, len, 7, POS(1000) + 1, &out) == STORE_CORRUPT); /* another position */
     CHECK(open1(NULL, buf, len, 7, POS(1000), &out) == STORE_CORRUPT);    /* no keys */
     CHECK(format_check(&kr, buf, len, 7, POS(1000)) == 0);
+    format_sealer_done(&s);
 }
 
 static void test_every_flipped_bit_fails_to_open(void)
@@ -112,6 +113,7 @@ static void test_every_flipped_bit_fails_to_open(void)
     CHECK(opened == 0);
     struct store_records out;
     CHECK(open1(&kr, buf, len - 1, 1, POS(5), &out) == STORE_CORRUPT); /* cut short */
+    format_sealer_done(&s);
 }
 
 static void test_two_records_swapped_do_not_open(void)
@@ -129,6 +131,7 @@ static void test_two_records_swapped_do_not_open(void)
     CHECK(open1(&kr, ba, la, 3, POS(9) + 1, &out) == STORE_CORRUPT);
     CHECK(memcmp(ba + 12, bb + 12, 24) != 0); /* nonces differ within a batch */
     CHECK(!memcmp(ba + 12, bb + 12, 16));     /* ... by the counter */
+    format_sealer_done(&s);
 }
 
 static void test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket(void)
@@ -157,6 +160,8 @@ static void test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket(void
     /* a record claiming another key id fails */
     buf[4] ^= 1;
     CHECK(open1(&kr, buf, len, 2, POS(hour * 5) + 1, &out) == STORE_CORRUPT);
+    format_sealer_done(&s1);
+    format_sealer_done(&s2);
 }
 
 static void test_versions_2_and_1_are_still_read(void)
@@ -189,6 +194,36 @@ static void ad_of(unsigned char ad[FORMAT_SEALED_HDR + 16], const char *rec, uin
     }
 }
 
+/* Seal a record of random key (pk bytes) and data (n bytes, in want after the key) at a random
+ * log into buf with fresh random data keys, as version 4 (gcm) or 3. */
+static void seal_random(bool gcm, size_t n, size_t pk, char *buf, char *want, uint64_t *log, uint64_t *pos,
+                        size_t *len)
+{
+    randombytes_buf(keys, sizeof keys);
+    struct format_sealer s;
+    format_sealer_init(&s, &kr);
+    s.gcm = gcm; /* false: version 3, as on a CPU without AES instructions */
+    randombytes_buf(want, pk + n);
+    struct store_rec r = {.pk = want, .pk_len = pk, .data = want + pk, .data_len = n};
+    *log = randombytes_random(), *pos = POS(1000 + n) + n;
+    CHECK(format_seal(&s, buf, *log, *pos, 1, &r, len) == 0);
+    format_sealer_done(&s);
+}
+
+/* Whether buf opens as the record want (pk bytes of key, n of data); then one random byte of its
+ * ciphertext or tag is changed, and *forged counts it if that opens too. */
+static int opens_then_forged_fails(char *buf, size_t len, uint64_t log, uint64_t pos, const char *want,
+                                   size_t pk, size_t n, int *forged)
+{
+    struct store_records out;
+    int ok = open1(&kr, buf, len, log, pos, &out) == 0 && out.n == 1 && out.v[0].pk_len == pk &&
+             out.v[0].data_len == n && !memcmp(out.v[0].pk, want, pk) && !memcmp(out.v[0].data, want + pk, n);
+    buf[FORMAT_SEALED_HDR + randombytes_uniform((uint32_t)(len - FORMAT_SEALED_HDR))] ^=
+        (char)(1 + randombytes_uniform(255));
+    *forged += open1(&kr, buf, len, log, pos, &out) == 0;
+    return ok;
+}
+
 /* Version 3 is XChaCha20-Poly1305 exactly: what format_seal writes opens with libsodium's
  * crypto_aead_xchacha20poly1305_ietf, and what libsodium seals opens with format_open, for
  * random keys, data and lengths (every length up to 300 bytes, both sides of each block). */
@@ -198,16 +233,9 @@ static void test_version_3_is_libsodiums_xchacha20_poly1305(void)
     static unsigned char m[1024];
     int sealed_ok = 0, opened_ok = 0, forged = 0;
     for (size_t n = 0; n <= 300; n++) {
-        randombytes_buf(keys, sizeof keys);
-        struct format_sealer s;
-        format_sealer_init(&s, &kr);
-        randombytes_buf(want, n);
-        size_t pk = n % 7 + 1;
-        struct store_rec r = {.pk = want, .pk_len = pk, .data = want + pk, .data_len = n};
-        uint64_t log = randombytes_random(), pos = POS(1000 + n) + n;
-        size_t len;
-        CHECK(format_seal(&s, buf, log, pos, 1, &r, &len) == 0);
-        format_sealer_done(&s);
+        size_t pk = n % 7 + 1, len;
+        uint64_t log, pos;
+        seal_random(false, n, pk, buf, want, &log, &pos, &len);
         unsigned char ad[FORMAT_SEALED_HDR + 16];
         ad_of(ad, buf, log, pos);
         size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
@@ -223,12 +251,51 @@ static void test_version_3_is_libsodiums_xchacha20_poly1305(void)
         crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
             (unsigned char *)buf + FORMAT_SEALED_HDR, (unsigned char *)buf + len - FORMAT_TAG, NULL,
             (unsigned char *)want, clen, ad, sizeof ad, NULL, (unsigned char *)buf + 12, key);
+        opened_ok += opens_then_forged_fails(buf, len, log, pos, want, pk, n, &forged);
+    }
+    CHECK(sealed_ok == 301);
+    CHECK(opened_ok == 301);
+    CHECK(forged == 0);
+    randombytes_buf(keys, sizeof keys);
+}
+
+/* Version 4 is AES-256-GCM under HChaCha20(data key, nonce bytes 0..15) with the nonce 0^4 .
+ * nonce bytes 16..23: what format_seal writes opens with libsodium's own AES-256-GCM (another
+ * implementation than the OpenSSL one format.c uses), and what libsodium seals opens with
+ * format_open, for every length up to 300 bytes; a forged byte never opens. */
+static void test_version_4_is_aes_256_gcm_under_the_batchs_subkey(void)
+{
+    if (!crypto_aead_aes256gcm_is_available()) {
+        fprintf(stderr, "  (skipped: no AES instructions: version 3 is written)\n");
+        return;
+    }
+    static char buf[1024], want[1024];
+    static unsigned char m[1024];
+    int sealed_ok = 0, opened_ok = 0, forged = 0;
+    for (size_t n = 0; n <= 300; n++) {
+        size_t pk = n % 5 + 1, len;
+        uint64_t log, pos;
+        seal_random(true, n, pk, buf, want, &log, &pos, &len);
+        CHECK(buf[0] == 4);
+        unsigned char ad[FORMAT_SEALED_HDR + 16], sub[32], n12[12] = {0};
+        ad_of(ad, buf, log, pos);
+        size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+        crypto_core_hchacha20(sub, (unsigned char *)buf + 12, keys[(unsigned char)buf[4] & 1], NULL);
+        memcpy(n12 + 4, buf + 28, 8);
+        sealed_ok += crypto_aead_aes256gcm_decrypt_detached(m, NULL, (unsigned char *)buf + FORMAT_SEALED_HDR,
+                                                            clen, (unsigned char *)buf + len - FORMAT_TAG, ad,
+                                                            sizeof ad, n12, sub) == 0 &&
+                     clen == pk + n && !memcmp(m, want, clen);
+        /* libsodium seals it anew under another counter: format_open reads it */
+        buf[28] ^= 1;
+        n12[4] ^= 1;
+        ad_of(ad, buf, log, pos);
+        crypto_aead_aes256gcm_encrypt_detached((unsigned char *)buf + FORMAT_SEALED_HDR,
+                                               (unsigned char *)buf + len - FORMAT_TAG, NULL,
+                                               (unsigned char *)want, clen, ad, sizeof ad, NULL, n12, sub);
+        opened_ok += opens_then_forged_fails(buf, len, log, pos, want, pk, n, &forged);
+        buf[0] = 3; /* the same bytes as a version 3 record: another cipher, it does not open */
         struct store_records out;
-        opened_ok += open1(&kr, buf, len, log, pos, &out) == 0 && out.n == 1 && out.v[0].pk_len == pk &&
-                     out.v[0].data_len == n && !memcmp(out.v[0].pk, want, pk) &&
-                     !memcmp(out.v[0].data, want + pk, n);
-        buf[FORMAT_SEALED_HDR + randombytes_uniform((uint32_t)(clen + FORMAT_TAG))] ^=
-            (char)(1 + randombytes_uniform(255));
         forged += open1(&kr, buf, len, log, pos, &out) == 0;
     }
     CHECK(sealed_ok == 301);
@@ -251,6 +318,8 @@ int main(void)
          test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket},
         {"versions 2 and 1 are still read", test_versions_2_and_1_are_still_read},
         {"version 3 is libsodium's XChaCha20-Poly1305", test_version_3_is_libsodiums_xchacha20_poly1305},
+        {"version 4 is AES-256-GCM under the batch's subkey",
+         test_version_4_is_aes_256_gcm_under_the_batchs_subkey},
     };
     return check_main("format", tests, sizeof tests / sizeof tests[0]);
 }
