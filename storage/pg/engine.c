@@ -17,13 +17,14 @@
  * and no answer came: nothing is acknowledged that is not known to be committed); the next
  * call reconnects, at most every RECONNECT_MS.
  *
- * A dropped or sealed log row makes the UPDATE skip it, so an append routed by another
- * front-end's older layout fails (STORE_NOT_FOUND / STORE_CONFLICT) instead of landing in a
- * closed shard. Reads run one statement (one snapshot) on a connection of a small pool.
- * Watches are local waiters woken by this process's commits and by LISTEN (kinesd_logs), so
- * a write through any front-end wakes a SubscribeToShard here; row changes arrive the same way
- * (kinesd_rows) and go to store_rows_changed. Leases are advisory locks held on a connection
- * of their own.
+ * A dropped or sealed log row (read under its lock) refuses every append that writes it, so an
+ * append routed by another front-end's older layout fails whole (STORE_NOT_FOUND /
+ * STORE_CONFLICT) instead of landing in a closed shard; a refused append takes no positions,
+ * so a log's last position is always its last record's. Reads run one statement (one snapshot) on a
+ * connection of a small pool. Watches are local waiters woken by this process's commits and by LISTEN
+ * (kinesd_logs), so a write through any front-end wakes a SubscribeToShard here; row changes arrive the same
+ * way (kinesd_rows) and go to store_rows_changed. Leases are advisory locks held on a connection of their
+ * own.
  *
  * Threads: one committer (its own connection), one listener (its own), the callers' (the pool
  * and the lease connection, each under its mutex). Locks: mu (the queue), pool_mu, lease_mu,
@@ -378,15 +379,10 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
             if (j->batches[b].floor > x->floor)
                 x->floor = j->batches[b].floor;
         }
-    size_t ll = 0, nl = 0, fl = 0;
-    for (size_t i = 0; i < ng; i++) {
+    size_t ll = 0;
+    for (size_t i = 0; i < ng; i++)
         ll += (size_t)snprintf(logs + ll, cap - ll, "%s%" PRIu64, i ? "," : "{", g[i].log);
-        nl += (size_t)snprintf(ns + nl, cap - nl, "%s%" PRIu64, i ? "," : "{", g[i].n);
-        fl += (size_t)snprintf(floors + fl, cap - fl, "%s%" PRIu64, i ? "," : "{", g[i].floor);
-    }
     snprintf(logs + ll, cap - ll, "}");
-    snprintf(ns + nl, cap - nl, "}");
-    snprintf(floors + fl, cap - fl, "}");
 
     if ((rc = exec0(c, "BEGIN")))
         goto out;
@@ -399,55 +395,72 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
     if (rc)
         goto rollback;
     /* the logs' rows locked in one order, the same for every front-end: transactions that
-     * write the same shards take turns instead of deadlocking */
-    r = execp(c, "SELECT log FROM kinesd_logs WHERE log = ANY($1::text::bigint[]) ORDER BY log FOR UPDATE",
-              &q);
-    rc = res_rc(c, r);
-    PQclear(r);
-    if (rc)
-        goto rollback;
-    p_bytes(&q, ns, strlen(ns), 25);
-    p_bytes(&q, floors, strlen(floors), 25);
+     * write the same shards take turns instead of deadlocking; a dropped (NOT_FOUND) or sealed
+     * (CONFLICT) one refuses the jobs that write it, whole */
     r = execp(c,
-              "UPDATE kinesd_logs l SET last = GREATEST(l.last + v.n, v.floor + v.n - 1)"
-              " FROM unnest($1::text::bigint[], $2::text::bigint[], $3::text::bigint[]) AS v(log, n, floor)"
-              " WHERE l.log = v.log AND NOT l.dropped AND NOT l.sealed RETURNING l.log, l.last",
+              "SELECT log, dropped, sealed FROM kinesd_logs WHERE log = ANY($1::text::bigint[])"
+              " ORDER BY log FOR UPDATE",
               &q);
     if ((rc = res_rc(c, r))) {
         PQclear(r);
         goto rollback;
     }
-    for (size_t i = 0; i < ng; i++)
-        g[i].rc = STORE_NOT_FOUND; /* until RETURNING names it */
     for (int t = 0; t < PQntuples(r); t++) {
         struct group *x = group_of(g, ng, get_i64(r, t, 0));
-        if (x) {
-            x->first = get_i64(r, t, 1) - x->n + 1;
-            x->rc = 0;
-        }
+        if (x)
+            x->rc = get_bool(r, t, 1) ? STORE_NOT_FOUND : get_bool(r, t, 2) ? STORE_CONFLICT : 0;
     }
     PQclear(r);
-    bool refused = false;
+    /* positions only for the records that are written: a refused job takes none, so a log's
+     * last position is always its last record's (a closed shard's end is where its records end) */
     for (size_t i = 0; i < ng; i++)
-        refused |= g[i].rc != 0;
-    if (refused) { /* dropped (NOT_FOUND) or sealed (CONFLICT)? */
+        g[i].n = g[i].floor = 0;
+    for (struct job *j = jobs; j; j = j->next) {
+        for (size_t b = 0; b < j->nb && !j->rc; b++)
+            j->rc = group_of(g, ng, j->batches[b].log)->rc;
+        for (size_t b = 0; b < j->nb && !j->rc; b++) {
+            struct group *x = group_of(g, ng, j->batches[b].log);
+            x->n += j->batches[b].n;
+            if (j->batches[b].floor > x->floor)
+                x->floor = j->batches[b].floor;
+        }
+    }
+    size_t nl = 0, fl = 0, nw = 0;
+    ll = 0;
+    for (size_t i = 0; i < ng; i++) {
+        if (!g[i].n) { /* nothing of it is written: no position, no notification */
+            g[i].rc = g[i].rc ? g[i].rc : STORE_CONFLICT;
+            continue;
+        }
+        ll += (size_t)snprintf(logs + ll, cap - ll, "%s%" PRIu64, nw ? "," : "{", g[i].log);
+        nl += (size_t)snprintf(ns + nl, cap - nl, "%s%" PRIu64, nw ? "," : "{", g[i].n);
+        fl += (size_t)snprintf(floors + fl, cap - fl, "%s%" PRIu64, nw ? "," : "{", g[i].floor);
+        nw++;
+    }
+    snprintf(logs + ll, cap - ll, "}");
+    snprintf(ns + nl, cap - nl, "}");
+    snprintf(floors + fl, cap - fl, "}");
+    if (nw) {
         q.n = 0;
         p_bytes(&q, logs, strlen(logs), 25);
+        p_bytes(&q, ns, strlen(ns), 25);
+        p_bytes(&q, floors, strlen(floors), 25);
         r = execp(
-            c, "SELECT log, sealed AND NOT dropped FROM kinesd_logs WHERE log = ANY($1::text::bigint[])", &q);
+            c,
+            "UPDATE kinesd_logs l SET last = GREATEST(l.last + v.n, v.floor + v.n - 1)"
+            " FROM unnest($1::text::bigint[], $2::text::bigint[], $3::text::bigint[]) AS v(log, n, floor)"
+            " WHERE l.log = v.log RETURNING l.log, l.last",
+            &q);
         if ((rc = res_rc(c, r))) {
             PQclear(r);
             goto rollback;
         }
         for (int t = 0; t < PQntuples(r); t++) {
             struct group *x = group_of(g, ng, get_i64(r, t, 0));
-            if (x && x->rc && get_bool(r, t, 1))
-                x->rc = STORE_CONFLICT;
+            if (x)
+                x->first = get_i64(r, t, 1) - x->n + 1;
         }
         PQclear(r);
-        for (struct job *j = jobs; j; j = j->next)
-            for (size_t b = 0; b < j->nb && !j->rc; b++)
-                j->rc = group_of(g, ng, j->batches[b].log)->rc;
     }
     /* the records, sealed with their positions, in COPY's binary format */
     char *o = copy;

@@ -241,6 +241,26 @@ static void a_sealed_log_refuses_appends_through_every_front_end_and_stays_reada
     store_close(b);
 }
 
+static void an_append_refused_for_one_sealed_log_takes_no_positions_in_the_others(void)
+{
+    fresh_db("t_seal_gap");
+    struct store *a = open_pg();
+    struct store_rec r = {"pk", 2, "one", 3, 0}, s1 = {"pk", 2, "two", 3, 0}, s2 = {"pk", 2, "six", 3, 0};
+    CHECK(append1(a, 21, 1, &r, 1) == 0);
+    CHECK(append1(a, 22, 1, &r, 1) == 0);
+    CHECK(store_log_seal(a, 22) == 0);
+    /* one append writing log 21 and sealed log 22: refused whole */
+    struct store_batch both[2] = {{21, 1, &s1, 1}, {22, 1, &s2, 1}};
+    CHECK(store_append(a, both, 2) == STORE_CONFLICT);
+    uint64_t last = 0, first = 0;
+    CHECK(store_log_bounds(a, 21, &last, &first) == 0 && last == r.pos); /* no gap past its record */
+    struct blocks bl = {.n = 0};
+    struct store_records out = {.alloc = blocks_alloc, .actx = &bl};
+    CHECK(store_scan(a, 21, 0, 10, SIZE_MAX, &out) == 0 && out.n == 1 && out.last == r.pos);
+    blocks_free(&bl);
+    store_close(a);
+}
+
 static void a_dropped_log_is_gone_for_every_front_end(void)
 {
     fresh_db("t_drop");
@@ -315,6 +335,7 @@ CHECK_RUN("pg", T(two_front_ends_writing_one_log_get_strictly_increasing_unique_
           T(a_watch_on_one_front_end_is_woken_by_a_write_through_the_other),
           T(rows_compare_and_set_and_their_changes_reach_the_other_front_end),
           T(a_sealed_log_refuses_appends_through_every_front_end_and_stays_readable),
+          T(an_append_refused_for_one_sealed_log_takes_no_positions_in_the_others),
           T(a_dropped_log_is_gone_for_every_front_end), T(trim_deletes_below_the_mark_in_bounded_batches),
           T(one_front_end_holds_a_lease_at_a_time_and_it_moves_when_that_one_goes),
           T(a_newer_schema_than_the_binary_knows_is_refused))
