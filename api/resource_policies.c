@@ -5,7 +5,11 @@
  * the policy to one incarnation of the stream, so a stream deleted and created again under
  * the same name has none. In memory: an array sorted by ARN of (ARN, uid, document, compiled
  * policy) behind a rwlock, loaded at open. A change is persisted first, then swapped in under
- * the write lock (nothing is visible before it is durable). At most MAX_POLICIES entries. */
+ * the write lock (nothing is visible before it is durable). At most MAX_POLICIES entries.
+ *
+ * A shared store: another front-end's change to a policy row is reported (store_meta_watch) and
+ * marks the array stale; the next evaluation loads every row again and swaps the array in.
+ * GetResourcePolicy reads its row from the store, so it sees a change made anywhere at once. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +33,7 @@ struct resource_policies {
     pthread_rwlock_t lock;
     size_t n, cap;
     struct rp_entry *e; /* sorted by arn */
+    bool stale;         /* atomic: a row may have changed since they were loaded (shared store) */
 };
 
 static size_t find(const struct resource_policies *rp, const char *arn, bool *found)
@@ -111,6 +116,43 @@ static int load_row(void *ctx, const char *key, size_t klen, const char *val, si
     return 0;
 }
 
+/* The store's report of a changed row (an engine thread; key NULL: any may have). */
+static void on_row(void *arg, const char *key)
+{
+    (void)key;
+    __atomic_store_n(&((struct resource_policies *)arg)->stale, true, __ATOMIC_RELEASE);
+}
+
+static void entries_free(struct rp_entry *e, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        entry_free(&e[i]);
+    free(e);
+}
+
+/* Load every row again if another front-end may have changed one, and swap them in. */
+static void refresh(struct api *a)
+{
+    struct resource_policies *rp = a->policies;
+    if (!__atomic_load_n(&rp->stale, __ATOMIC_ACQUIRE) ||
+        !__atomic_exchange_n(&rp->stale, false, __ATOMIC_ACQ_REL))
+        return;
+    struct resource_policies fresh = {0};
+    if (store_meta_scan(a->store, PREFIX, load_row, &fresh)) {
+        entries_free(fresh.e, fresh.n);
+        __atomic_store_n(&rp->stale, true, __ATOMIC_RELEASE); /* the next evaluation tries again */
+        return;
+    }
+    pthread_rwlock_wrlock(&rp->lock);
+    struct rp_entry *old = rp->e;
+    size_t n = rp->n;
+    rp->e = fresh.e;
+    rp->cap = fresh.cap;
+    __atomic_store_n(&rp->n, fresh.n, __ATOMIC_RELEASE);
+    pthread_rwlock_unlock(&rp->lock);
+    entries_free(old, n);
+}
+
 int resource_policies_open(struct api *a)
 {
     struct resource_policies *rp = calloc(1, sizeof *rp);
@@ -118,7 +160,8 @@ int resource_policies_open(struct api *a)
         return STORE_IO;
     pthread_rwlock_init(&rp->lock, NULL);
     a->policies = rp;
-    return store_meta_scan(a->store, PREFIX, load_row, rp);
+    int rc = store_shared(a->store) ? store_meta_watch(a->store, PREFIX, on_row, rp) : 0;
+    return rc ? rc : store_meta_scan(a->store, PREFIX, load_row, rp);
 }
 
 void resource_policies_close(struct api *a)
@@ -126,9 +169,7 @@ void resource_policies_close(struct api *a)
     struct resource_policies *rp = a->policies;
     if (!rp)
         return;
-    for (size_t i = 0; i < rp->n; i++)
-        entry_free(&rp->e[i]);
-    free(rp->e);
+    entries_free(rp->e, rp->n);
     pthread_rwlock_destroy(&rp->lock);
     free(rp);
     a->policies = NULL;
@@ -202,6 +243,22 @@ int resource_policies_delete(struct api *a, const char *arn)
 const char *resource_policies_text(struct api_ctx *c, const char *arn, uint64_t uid)
 {
     struct resource_policies *rp = c->api->policies;
+    if (store_shared(c->api->store)) { /* the row as it is now, whichever front-end wrote it */
+        char *key = row_key(arn), *v;
+        size_t len;
+        int rc = store_meta_get(c->api->store, key, &v, &len, NULL);
+        free(key);
+        if (rc == STORE_NOT_FOUND)
+            return NULL;
+        if (rc == 0) {
+            const char *nl = memchr(v, '\n', len);
+            const char *out = nl && strtoull(v, NULL, 10) == uid
+                                  ? arena_printf(&c->arena, "%.*s", (int)(len - (size_t)(nl - v) - 1), nl + 1)
+                                  : NULL;
+            free(v);
+            return out;
+        }
+    }
     pthread_rwlock_rdlock(&rp->lock);
     bool found;
     size_t i = find(rp, arn, &found);
@@ -210,12 +267,17 @@ const char *resource_policies_text(struct api_ctx *c, const char *arn, uint64_t 
     return out;
 }
 
-bool resource_policies_any(struct api *a) { return __atomic_load_n(&a->policies->n, __ATOMIC_ACQUIRE) != 0; }
+bool resource_policies_any(struct api *a)
+{
+    refresh(a);
+    return __atomic_load_n(&a->policies->n, __ATOMIC_ACQUIRE) != 0;
+}
 
 enum policy_verdict resource_policies_eval(struct api *a, const char *arn, uint64_t uid,
                                            const struct policy_request *r)
 {
     struct resource_policies *rp = a->policies;
+    refresh(a);
     if (!__atomic_load_n(&rp->n, __ATOMIC_ACQUIRE)) /* the common case: none at all, no lock */
         return POLICY_NONE;
     pthread_rwlock_rdlock(&rp->lock);

@@ -5,6 +5,7 @@ one and names it in KINESD_PG_URL; without it these tests are skipped. Each test
 database, and starts, kills and restarts its front-ends itself.
 """
 
+import json
 import os
 import random
 import signal
@@ -534,3 +535,18 @@ def test_two_accounts_streams_of_one_name_are_kept_apart_by_every_front_end(star
         time.sleep(0.05)
     assert bob_a.list_streams()["StreamNames"] == ["same"]
     assert bob_b.describe_stream_summary(StreamARN=arn("same", BOB_ACCT))["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE"
+
+
+def test_a_resource_policy_put_through_one_front_end_is_read_at_once_through_the_other(start):
+    ka, kb = two_front_ends(start, "policed", 1)
+    arn = ka.describe_stream_summary(StreamName="policed")["StreamDescriptionSummary"]["StreamARN"]
+    a, b = helpers.RawApi(ka.meta.endpoint_url), helpers.RawApi(kb.meta.endpoint_url)
+    for i in range(3):
+        policy = json.dumps({"Version": "2012-10-17", "Statement": [{
+            "Sid": f"s{i}", "Effect": "Allow", "Principal": {"AWS": "arn:aws:iam::111122223333:root"},
+            "Action": ["kinesis:GetRecords"], "Resource": arn}]})
+        a.ok("PutResourcePolicy", {"ResourceARN": arn, "Policy": policy})
+        assert b.ok("GetResourcePolicy", {"ResourceARN": arn}) == {"Policy": policy}
+    b.ok("DeleteResourcePolicy", {"ResourceARN": arn})
+    assert a.ok("GetResourcePolicy", {"ResourceARN": arn}) == {"Policy": "{}"}
+
