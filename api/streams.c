@@ -941,7 +941,12 @@ int streams_create(struct api *a, const char *account, const char *region, const
     /* a gone stream of the same name may still await its final removal */
     struct stream *old = find_any(r, account, region, name);
     if (old) {
+        uint64_t old_uid = old->uid;
         int rc = retire(a, old);
+        /* a shared store: the front-end doing the background work may have retired it first */
+        if (rc == STORE_CONFLICT && store_shared(a->store) && (rc = streams_reload(a, old_uid)) == 0 &&
+            find_any(r, account, region, name))
+            rc = STORE_CONFLICT;
         if (rc)
             return rc;
     }
