@@ -304,6 +304,43 @@ static void test_version_4_is_aes_256_gcm_under_the_batchs_subkey(void)
     randombytes_buf(keys, sizeof keys);
 }
 
+/* The same for longer records, whose key and first data bytes are sealed apart from the rest of
+ * the data: keys of lengths around one and two blocks, data around the short records' limit
+ * and up to a few KiB, sealed by format_seal and opened by libsodium. */
+static void test_long_records_are_libsodiums_xchacha20_poly1305_too(void)
+{
+    static char buf[8192], want[8192];
+    static unsigned char m[8192];
+    static const size_t pks[] = {0, 1, 16, 63, 64, 65, 127, 128, 129, 200, 256};
+    static const size_t datas[] = {0, 1, 64, 65, 100, 191, 192, 193, 256, 1000, 1024, 4099};
+    int cases = 0, ok = 0;
+    for (size_t i = 0; i < sizeof pks / sizeof pks[0]; i++)
+        for (size_t j = 0; j < sizeof datas / sizeof datas[0]; j++) {
+            randombytes_buf(keys, sizeof keys);
+            randombytes_buf(want, pks[i] + datas[j]);
+            struct format_sealer s;
+            format_sealer_init(&s, &kr);
+            s.gcm = false; /* version 3, as on a CPU without AES instructions */
+            struct store_rec r = {.pk = want, .pk_len = pks[i], .data = want + pks[i], .data_len = datas[j]};
+            uint64_t log = randombytes_random(), pos = POS(5000 + j) + i;
+            size_t len;
+            CHECK(format_seal(&s, buf, log, pos, 1, &r, &len) == 0);
+            format_sealer_done(&s);
+            unsigned char ad[FORMAT_SEALED_HDR + 16];
+            ad_of(ad, buf, log, pos);
+            size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+            const unsigned char *key = keys[(unsigned char)buf[4] & 1];
+            ok += crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+                      m, NULL, (unsigned char *)buf + FORMAT_SEALED_HDR, clen,
+                      (unsigned char *)buf + len - FORMAT_TAG, ad, sizeof ad, (unsigned char *)buf + 12,
+                      key) == 0 &&
+                  clen == pks[i] + datas[j] && !memcmp(m, want, clen);
+            cases++;
+        }
+    CHECK(ok == cases);
+    randombytes_buf(keys, sizeof keys);
+}
+
 int main(void)
 {
     if (sodium_init() < 0)
@@ -320,6 +357,8 @@ int main(void)
         {"version 3 is libsodium's XChaCha20-Poly1305", test_version_3_is_libsodiums_xchacha20_poly1305},
         {"version 4 is AES-256-GCM under the batch's subkey",
          test_version_4_is_aes_256_gcm_under_the_batchs_subkey},
+        {"long records are libsodium's XChaCha20-Poly1305 too",
+         test_long_records_are_libsodiums_xchacha20_poly1305_too},
     };
     return check_main("format", tests, sizeof tests / sizeof tests[0]);
 }
