@@ -345,7 +345,16 @@ static int produce(struct sub *s)
     struct store_records got = {.alloc = malloc_fn, .actx = &ar};
     int rc = store_scan(a->store, s->log, s->next, SUBSCRIBE_EVENT_RECORDS, SUBSCRIBE_EVENT_BYTES, &got);
     if (rc && rc != STORE_NOMEM) {
-        frame_exception(s, "InternalFailure", "Internal service failure.");
+        /* records under a KMS key that is gone do not open: KMSAccessDeniedException, as
+         * GetRecords answers (kms_scan_fail); anything else an internal failure */
+        struct api_ctx kc = {.api = a, .region = s->region, .now_ms = now};
+        arena_init(&kc.arena);
+        kms_scan_fail(&kc, s->log, rc);
+        if (kc.err == KERR_KMS_K_ACCESS_DENIED)
+            frame_exception(s, kerr_type(kc.err), kc.err_msg ? kc.err_msg : "");
+        else
+            frame_exception(s, "InternalFailure", "Internal service failure.");
+        arena_free(&kc.arena);
         arena_free(&ar);
         return 1;
     }

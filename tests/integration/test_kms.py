@@ -510,8 +510,9 @@ def test_records_under_a_deleted_key_fail_with_kms_access_denied_even_after_a_re
     assert [r["Data"] for r in read_from(kinesis, name, plain)] == [b"plain"]
 
 
-def test_a_subscription_to_records_under_a_deleted_key_ends_with_kms_access_denied(kinesd_factory):
-    flags = {"--test-clock": None, "--create-stream-ms": "0", "--register-consumer-ms": "0"}
+def sealed_record_under_a_doomed_key(kinesd_factory):
+    """A KMS stream with one record, a consumer, and its key past its deletion date."""
+    flags = {"--test-clock": None, "--create-stream-ms": "0", "--register-consumer-ms": "0", "--update-stream-ms": "0"}
     server = kinesd_factory(flags=flags)
     kinesis, kms = helpers.make_client(server.endpoint), kms_client(server.endpoint)
     key = new_key(kms)
@@ -522,16 +523,36 @@ def test_a_subscription_to_records_under_a_deleted_key_ends_with_kms_access_deni
     arn = kinesis.register_stream_consumer(StreamARN=helpers.stream_arn(name), ConsumerName="c")["Consumer"]
     kms.schedule_key_deletion(KeyId=key["KeyId"], PendingWindowInDays=7)
     advance(server, 8 * DAY_MS)
-    # after a restart, where the data key of the record is closed for good
-    server.restart()
-    advance(server, 8 * DAY_MS)
-    kinesis = helpers.make_client(server.endpoint)
-    events = kinesis.subscribe_to_shard(ConsumerARN=arn["ConsumerARN"], ShardId=helpers.shard_id(0),
+    return server, kms, key, name, arn["ConsumerARN"]
+
+
+def subscription_error(kinesis, consumer_arn):
+    events = kinesis.subscribe_to_shard(ConsumerARN=consumer_arn, ShardId=helpers.shard_id(0),
                                         StartingPosition={"Type": "TRIM_HORIZON"})["EventStream"]
     with pytest.raises(botocore.exceptions.EventStreamError) as err:
         for _ in events:
             pass
-    assert err.value.response["Error"]["Code"] == "KMSAccessDeniedException", err.value.response
+    return err.value.response["Error"]
+
+
+def test_a_subscription_to_records_under_a_deleted_key_ends_with_kms_access_denied(kinesd_factory):
+    server, _, _, _, consumer = sealed_record_under_a_doomed_key(kinesd_factory)
+    # after a restart, where the data key of the record is closed for good
+    server.restart()
+    advance(server, 8 * DAY_MS)
+    error = subscription_error(helpers.make_client(server.endpoint), consumer)
+    assert error["Code"] == "KMSAccessDeniedException", error
+
+
+def test_a_subscription_to_records_whose_deleted_key_was_swept_ends_with_kms_access_denied(kinesd_factory):
+    server, kms, key, name, consumer = sealed_record_under_a_doomed_key(kinesd_factory)
+    kinesis = helpers.make_client(server.endpoint)
+    # a KMS call sweeps what is due: the key is deleted, and the data keys it wrapped closed
+    assert key["KeyId"] not in {k["KeyId"] for k in kms.list_keys(Limit=1000)["Keys"]}
+    message = "The ciphertext references a key that doesn't exist or that you don't have access to."
+    with helpers.raises_aws("KMSAccessDeniedException", message):
+        read_from(kinesis, name)
+    assert subscription_error(kinesis, consumer) == {"Code": "KMSAccessDeniedException", "Message": message}
 
 
 def test_new_records_switch_keys_when_the_encryption_change_leaves_updating(kinesd_factory):
