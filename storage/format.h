@@ -84,6 +84,8 @@ struct format_sealer {
     unsigned char subkey[32]; /* HChaCha20(key, nonce[0..15]), when key is set */
     bool gcm;                 /* writes version 4 */
     void *gcm_ctx;            /* its cipher context, keyed with subkey (owned; NULL until needed) */
+    void *gcm_short;          /* ... and libsodium's AES-GCM state for short records (the same) */
+    bool gcm_short_keyed;     /* ... keyed with subkey */
 };
 
 /* Start a batch: draws the nonce's random part. kr borrowed for the sealer's life. */
@@ -108,8 +110,10 @@ struct format_opener {
     unsigned char key[32];
     unsigned char prefix[16];
     unsigned char subkey[32];
-    void *gcm_ctx;  /* version 4's cipher context (owned; NULL until needed) */
-    bool gcm_keyed; /* ... keyed with subkey */
+    void *gcm_ctx;        /* version 4's cipher context (owned; NULL until needed) */
+    bool gcm_keyed;       /* ... keyed with subkey */
+    void *gcm_short;      /* ... and libsodium's AES-GCM state for short records (the same) */
+    bool gcm_short_keyed; /* ... keyed with subkey */
 };
 
 /* Start a scan; kr borrowed for the opener's life. */
