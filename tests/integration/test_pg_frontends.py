@@ -550,3 +550,31 @@ def test_a_resource_policy_put_through_one_front_end_is_read_at_once_through_the
     b.ok("DeleteResourcePolicy", {"ResourceARN": arn})
     assert a.ok("GetResourcePolicy", {"ResourceARN": arn}) == {"Policy": "{}"}
 
+
+
+def test_a_resource_policy_put_through_one_front_end_is_enforced_by_the_other(start, tmp_path):
+    from test_accounts import KEYS, credentials
+    from test_auth import client as signed_client, send, signed
+
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0", "--no-limits",
+             "--auth", str(credentials(tmp_path)))
+    a, b = start(flags), start(flags)
+    alice_a, alice_b = signed_client(a.endpoint, KEYS["alice"]), signed_client(b.endpoint, KEYS["alice"])
+    alice_a.create_stream(StreamName="guarded", ShardCount=1)
+    wait_active(alice_b, "guarded")
+    alice_b.put_record(StreamName="guarded", PartitionKey="a", Data=b"allowed")
+    target = alice_a.describe_stream_summary(StreamName="guarded")["StreamDescriptionSummary"]["StreamARN"]
+    policy = {"Statement": [{"Effect": "Deny", "Principal": "*", "Action": "kinesis:PutRecord", "Resource": target}]}
+    body, headers = signed(a.endpoint, "PutResourcePolicy", {"ResourceARN": target, "Policy": json.dumps(policy)},
+                           key=KEYS["alice"])
+    assert send(a.endpoint, body, headers).status == 200
+    deadline = time.time() + 10
+    while True:  # the other front-end applies it within a bounded delay
+        try:
+            alice_b.put_record(StreamName="guarded", PartitionKey="a", Data=b"x")
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "AccessDeniedException"
+            break
+        assert time.time() < deadline, "the other front-end never applied the policy put through the first"
+        time.sleep(0.05)
+    alice_b.describe_stream_summary(StreamName="guarded")  # what it does not deny stays allowed
