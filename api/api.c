@@ -795,14 +795,15 @@ int api_handle_async(struct api *a, const struct api_request *r, struct api_resp
             api_fail(c, KERR_LIMIT_EXCEEDED, "Rate exceeded");
         goto error;
     }
-    /* front-ends sharing a store: a control-plane call sees every change made through another
-     * one (a query of row versions for streams, one for consumers); the data plane only when
-     * it names an unknown stream */
-    if (store_shared(a->store)) {
+    /* front-ends sharing a store: a Kinesis control-plane call sees every change to streams
+     * made through another one (a query of row versions), and one on consumers every change to
+     * consumers (another); the data plane only when it names an unknown stream; the built-in
+     * KMS keeps its own rows (kms.c) */
+    if (store_shared(a->store) && !(ops[op].flags & OPF_KMS)) {
         bool hot = ops[op].flags & OPF_RECORDS || ops[op].def == &op_get_records;
         if (!hot || (c->stream_name && !streams_known(a, ctx_stream_account(c), c->region, c->stream_name)))
             streams_sync(a);
-        if (!hot)
+        if (ops[op].flags & OPF_CONSUMERS)
             consumers_sync(a);
     }
     int rc = ops[op].def->run(c);

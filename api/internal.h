@@ -239,8 +239,9 @@ int api_store_fail(struct api_ctx *c, int rc);
 
 #define OPF_STREAM 1
 #define OPF_RECORDS 2
-#define OPF_KMS 4     /* an operation of the built-in KMS (api/kms/kms_ops.def) */
-#define OPF_KMS_KEY 8 /* ... on one key: it authorizes itself by the key's policy (kms_find_for) */
+#define OPF_KMS 4        /* an operation of the built-in KMS (api/kms/kms_ops.def) */
+#define OPF_KMS_KEY 8    /* ... on one key: it authorizes itself by the key's policy (kms_find_for) */
+#define OPF_CONSUMERS 16 /* reads or changes consumers (ops.def) */
 struct op_def {
     const struct vfield *schema;
     int (*check)(struct api_ctx *c); /* cross-field check after the schema, or NULL */
