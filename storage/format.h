@@ -131,6 +131,10 @@ int format_open_with(struct format_opener *o, const char *val, size_t len, uint6
 int format_open(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos,
                 struct store_records *out);
 
+/* Tests only: behave as on a CPU without AES instructions (write version 3, open version 4
+ * through OpenSSL) while on. */
+void format_test_no_aes(bool on);
+
 /* Check what needs no key: the layout, and for version 2 the binding to (log, pos); a version 3
  * record's binding is checked when it is opened. Recovery uses it (data keys are rows of the
  * store being recovered). Returns 0 or STORE_CORRUPT. */

@@ -263,8 +263,9 @@ static void test_version_3_is_libsodiums_xchacha20_poly1305(void)
  * nonce bytes 16..23: what format_seal writes opens with libsodium's one-shot AES-256-GCM (past
  * 256 bytes another implementation than the OpenSSL one format.c uses there), and what
  * libsodium seals opens with format_open, for every length up to 300 bytes (both sides of where
- * format.c turns from libsodium's precomputed state to OpenSSL), from 500 to 520 and a few KiB;
- * a forged byte never opens. */
+ * format.c turns from libsodium's precomputed state to OpenSSL), from 500 to 520 and a few KiB,
+ * also as on a CPU without AES instructions (OpenSSL for every length); a forged byte never
+ * opens. */
 static void test_version_4_is_aes_256_gcm_under_the_batchs_subkey(void)
 {
     if (!crypto_aead_aes256gcm_is_available()) {
@@ -273,7 +274,7 @@ static void test_version_4_is_aes_256_gcm_under_the_batchs_subkey(void)
     }
     static char buf[8192], want[8192];
     static unsigned char m[8192];
-    int sealed_ok = 0, opened_ok = 0, forged = 0, cases = 0;
+    int sealed_ok = 0, opened_ok = 0, portable_ok = 0, forged = 0, cases = 0;
     for (size_t k = 0; k <= 300 + 21 + 2; k++, cases++) {
         size_t n = k <= 300 ? k : k <= 321 ? 500 + (k - 301) : k == 322 ? 1024 : 4099;
         size_t pk = n % 5 + 1, len;
@@ -297,12 +298,29 @@ static void test_version_4_is_aes_256_gcm_under_the_batchs_subkey(void)
                                                (unsigned char *)buf + len - FORMAT_TAG, NULL,
                                                (unsigned char *)want, clen, ad, sizeof ad, NULL, n12, sub);
         opened_ok += opens_then_forged_fails(buf, len, log, pos, want, pk, n, &forged);
+        /* on a CPU without AES instructions it opens through OpenSSL (libsodium's AES-GCM needs
+         * them), and a forged byte does not; a sealer there writes version 3 */
+        seal_random(true, n, pk, buf, want, &log, &pos, &len);
+        format_test_no_aes(true);
+        struct format_opener op; /* libsodium's state is never made there */
+        format_opener_init(&op, &kr);
+        struct store_records got = {.alloc = bump};
+        arena_used = 0;
+        portable_ok += format_open_with(&op, buf, len, log, pos, &got) == 0 && !op.gcm_short;
+        format_opener_done(&op);
+        portable_ok += opens_then_forged_fails(buf, len, log, pos, want, pk, n, &forged);
+        struct format_sealer v3;
+        format_sealer_init(&v3, &kr);
+        portable_ok += !v3.gcm;
+        format_sealer_done(&v3);
+        format_test_no_aes(false);
         buf[0] = 3; /* the same bytes as a version 3 record: another cipher, it does not open */
         struct store_records out;
         forged += open1(&kr, buf, len, log, pos, &out) == 0;
     }
     CHECK(sealed_ok == cases);
     CHECK(opened_ok == cases);
+    CHECK(portable_ok == 3 * cases);
     CHECK(forged == 0);
     randombytes_buf(keys, sizeof keys);
 }
