@@ -3,7 +3,10 @@
  *
  * Speaks plain HTTP/1.1 with keep-alive over blocking sockets, one thread per
  * connection.  Requests carry a syntactically complete (but unverifiable)
- * SigV4 Authorization header, which is what local emulators expect.
+ * SigV4 Authorization header, which is what local emulators expect; with
+ * --sign KEY:SECRET each request is signed for real (SigV4 over the headers
+ * sent and the body's SHA-256, dated now, region us-east-1), for a server that
+ * verifies signatures (kinesd --auth).
  *
  * Modes:
  *   create      CreateStream, then poll DescribeStreamSummary until ACTIVE
@@ -51,6 +54,7 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
 #include <openssl/rand.h>
 #include <pthread.h>
 #include <signal.h>
@@ -138,6 +142,7 @@ struct options {
     long mib;           /* diskwrite */
     int trivial_server; /* answer from the built-in canned server */
     long consumers;     /* fanout */
+    const char *sign;   /* --sign KEY:SECRET, or NULL */
 };
 
 static struct options g_opt = {
@@ -669,10 +674,91 @@ static int send_all(conn_t *c, struct iovec *iov, int iovcnt)
     return 0;
 }
 
+/* ---- SigV4 (--sign) ---- */
+
+static char g_sign_key[128], g_sign_secret[128];
+
+static void hex_of(char *out, const unsigned char *p, size_t n)
+{
+    static const char d[] = "0123456789abcdef";
+    for (size_t i = 0; i < n; i++) {
+        out[2 * i] = d[p[i] >> 4];
+        out[2 * i + 1] = d[p[i] & 15];
+    }
+    out[2 * n] = 0;
+}
+
+static void hmac256(unsigned char out[32], const void *key, size_t klen, const char *msg)
+{
+    unsigned int n = 32;
+    HMAC(EVP_sha256(), key, (int)klen, (const unsigned char *)msg, strlen(msg), out, &n);
+}
+
+/* The Authorization header's value for op with this body at amz_date (YYYYMMDDTHHMMSSZ),
+ * signing content-type, host, x-amz-date and x-amz-target, as send_request sends them. The
+ * signing key is derived once per thread and day. */
+static void sigv4(char *out, size_t cap, const char *op, const char *body, size_t len, const char *amz_date)
+{
+    static __thread char key_day[9];
+    static __thread unsigned char kx[32];
+    if (memcmp(key_day, amz_date, 8)) {
+        char secret[160], day[9];
+        memcpy(day, amz_date, 8);
+        day[8] = 0;
+        snprintf(secret, sizeof secret, "AWS4%s", g_sign_secret);
+        hmac256(kx, secret, strlen(secret), day);
+        hmac256(kx, kx, 32, "us-east-1");
+        hmac256(kx, kx, 32, "kinesis");
+        hmac256(kx, kx, 32, "aws4_request");
+        memcpy(key_day, day, 9);
+    }
+    unsigned char h[32];
+    char body_hex[65], creq_hex[65], sig_hex[65];
+    unsigned int hn = 32;
+    EVP_Digest(body, len, h, &hn, EVP_sha256(), NULL);
+    hex_of(body_hex, h, 32);
+    char creq[1024];
+    snprintf(creq, sizeof creq,
+             "POST\n/\n\ncontent-type:application/x-amz-json-1.1\nhost:%s\nx-amz-date:%s\n"
+             "x-amz-target:" TARGET_PREFIX "%s\n\ncontent-type;host;x-amz-date;x-amz-target\n%s",
+             g_host_header, amz_date, op, body_hex);
+    EVP_Digest(creq, strlen(creq), h, &hn, EVP_sha256(), NULL);
+    hex_of(creq_hex, h, 32);
+    char sts[256];
+    snprintf(sts, sizeof sts, "AWS4-HMAC-SHA256\n%s\n%.8s/us-east-1/kinesis/aws4_request\n%s", amz_date, amz_date,
+             creq_hex);
+    hmac256(h, kx, 32, sts);
+    hex_of(sig_hex, h, 32);
+    snprintf(out, cap,
+             "AWS4-HMAC-SHA256 Credential=%s/%.8s/us-east-1/kinesis/aws4_request, "
+             "SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=%s",
+             g_sign_key, amz_date, sig_hex);
+}
+
 static int send_request(conn_t *c, const char *op, const char *body, size_t len)
 {
     c->hdr.len = 0;
-    if (buf_printf(&c->hdr,
+    if (g_opt.sign) {
+        char amz_date[32], auth[512];
+        time_t now = time(NULL);
+        struct tm tm;
+        gmtime_r(&now, &tm);
+        strftime(amz_date, sizeof amz_date, "%Y%m%dT%H%M%SZ", &tm);
+        sigv4(auth, sizeof auth, op, body, len, amz_date);
+        if (buf_printf(&c->hdr,
+                       "POST / HTTP/1.1\r\n"
+                       "Host: %s\r\n"
+                       "Content-Type: application/x-amz-json-1.1\r\n"
+                       "X-Amz-Target: " TARGET_PREFIX "%s\r\n"
+                       "X-Amz-Date: %s\r\n"
+                       "Authorization: %s\r\n"
+                       "Content-Length: %zu\r\n"
+                       "\r\n",
+                       g_host_header, op, amz_date, auth, len) != 0) {
+            conn_seterr(c, "out of memory", 0);
+            return -1;
+        }
+    } else if (buf_printf(&c->hdr,
                    "POST / HTTP/1.1\r\n"
                    "Host: %s\r\n"
                    "Content-Type: application/x-amz-json-1.1\r\n"
@@ -2969,6 +3055,8 @@ static void usage(FILE *f)
             "  --fill N          getrecords: records put per open shard first (default 25000)\n"
             "  --no-fill         getrecords: read existing data only\n"
             "  --pid PID         sample the server's RssAnon every 100 ms during the run\n"
+            "  --sign KEY:SECRET sign each request with SigV4 (us-east-1) for a server that checks\n"
+            "                    signatures (kinesd --auth)\n"
             "                    and report its peak, with VmHWM / VmRSS after the run\n"
             "  --timeout S       per-request socket timeout (default 30)\n"
             "  --dir D           disksync, diskwrite: directory on the disk to time\n"
@@ -3101,6 +3189,7 @@ int main(int argc, char **argv)
         O_FILL,
         O_NOFILL,
         O_PID,
+        O_SIGN,
         O_TIMEOUT,
         O_DIR,
         O_MIB,
@@ -3123,6 +3212,7 @@ int main(int argc, char **argv)
         {"fill", required_argument, NULL, O_FILL},
         {"no-fill", no_argument, NULL, O_NOFILL},
         {"pid", required_argument, NULL, O_PID},
+        {"sign", required_argument, NULL, O_SIGN},
         {"timeout", required_argument, NULL, O_TIMEOUT},
         {"dir", required_argument, NULL, O_DIR},
         {"mib", required_argument, NULL, O_MIB},
@@ -3212,6 +3302,20 @@ int main(int argc, char **argv)
                 return 2;
             }
             break;
+        case O_SIGN: {
+            const char *colon = strchr(optarg, ':');
+            size_t kl = colon ? (size_t)(colon - optarg) : 0;
+            if (!colon || !kl || kl >= sizeof g_sign_key || strlen(colon + 1) >= sizeof g_sign_secret ||
+                !colon[1]) {
+                fprintf(stderr, "kbench: --sign wants KEY:SECRET\n");
+                return 2;
+            }
+            memcpy(g_sign_key, optarg, kl);
+            g_sign_key[kl] = 0;
+            snprintf(g_sign_secret, sizeof g_sign_secret, "%s", colon + 1);
+            g_opt.sign = optarg;
+            break;
+        }
         case O_TIMEOUT:
             if (parse_long(optarg, 1, 3600, &g_opt.timeout_s, "timeout") != 0) {
                 return 2;

@@ -50,6 +50,11 @@
 #                                     series are counted and written too), BENCH_SCRAPE_ROUNDS
 #                                     rounds of each (the order alternating): both figures and
 #                                     their ratio, and kinesd's CPU time per record both ways
+#                     auth            kinesd only: PutRecords (500 x 100 B) with every request
+#                                     signed (SigV4, kbench --sign) against two fresh kinesd, one
+#                                     with --auth (verifying each signature) and one without,
+#                                     BENCH_SCRAPE_ROUNDS rounds alternating: records/s both ways,
+#                                     their ratio, and kinesd's CPU time per record both ways
 #   BENCH_SECONDS   seconds per measured mode (default 8)
 #   BENCH_SCRAPE_ROUNDS  rounds of the scrape mode (default 2)
 #   BENCH_SCRAPE_COST_N  scrapes in a row that measure one scrape's CPU (default 200)
@@ -80,7 +85,7 @@ DEFAULT_SERVERS="kinesd kinesd-unsealed kinesalite kinesis-mock"
 ALL_SERVERS="$DEFAULT_SERVERS kinesd-pg kinesd-pg2"
 PG_MODES="putrecord putrecords getrecords"
 UNSEALED_MODES="putrecords getrecords"
-ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout scrape"
+ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout scrape auth"
 SERVERS=${BENCH_SERVERS:-$DEFAULT_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
@@ -492,6 +497,14 @@ run_suite() {
             fi
             continue
         fi
+        if [[ $m == auth ]]; then
+            if [[ $name == kinesd ]]; then
+                auth_compare "$name" || rc=1
+            else
+                echo "run.sh: the auth mode measures kinesd's SigV4 verification: skipping it for $name"
+            fi
+            continue
+        fi
         if [[ $m == fanout ]]; then # a peer that loses or reorders events is a finding, not a failure
             # shellcheck disable=SC2046
             measure "$name" "$m" "${common[@]}" $(workload "$m") --pid "$pid" ||
@@ -617,6 +630,50 @@ scrape_compare() {
     return "$rc"
 }
 
+# auth_compare NAME: PutRecords signed for real against a fresh kinesd without --auth and one
+# with it, alternating, SCRAPE_ROUNDS rounds; RESULT lines in LOG_DIR/NAME.auth-{off,on}-ROUND.out
+# and the servers' CPU time in LOG_DIR/NAME.auth-{off,on}-ROUND.cpu.out
+auth_compare() {
+    local name=$1 rc=0 r on sides side_port side_pid cpu0
+    local creds="$LOG_DIR/auth.credentials" key=AKIDKBENCHAUTH secret=kbench/auth+secret
+    printf '[kbench]\naws_access_key_id = %s\naws_secret_access_key = %s\n' "$key" "$secret" >"$creds"
+    chmod 600 "$creds"
+    local off_port on_port off_pid on_pid
+    off_port=$("$KBENCH" --mode freeport)
+    start_kinesd "$off_port" "$LOG_DIR/$name.auth-off.log"
+    off_pid=$START_PID
+    SERVER_PIDS+=("$off_pid")
+    on_port=$("$KBENCH" --mode freeport)
+    start_kinesd "$on_port" "$LOG_DIR/$name.auth-on.log" --auth "$creds"
+    on_pid=$START_PID
+    SERVER_PIDS+=("$on_pid")
+    wait_port "$off_pid" "$off_port" "$name (no --auth)" "$LOG_DIR/$name.auth-off.log" 10 || rc=1
+    wait_port "$on_pid" "$on_port" "$name --auth" "$LOG_DIR/$name.auth-on.log" 10 || rc=1
+    for side_port in "$off_port" "$on_port"; do
+        kb "$LOG_DIR/$name.auth-create.out" --host 127.0.0.1 --port "$side_port" --stream "$STREAM" \
+            --mode create --shards "$SHARDS" --sign "$key:$secret" || rc=1
+    done
+    if ((rc == 0)); then
+        for r in $(seq "$SCRAPE_ROUNDS"); do
+            sides="off on"
+            ((r % 2)) || sides="on off"
+            for on in $sides; do
+                if [[ $on == on ]]; then side_port=$on_port side_pid=$on_pid; else side_port=$off_port side_pid=$off_pid; fi
+                cpu0=$(proc_cpu "$side_pid")
+                # shellcheck disable=SC2046
+                measure "$name" "auth-$on-$r" --host 127.0.0.1 --port "$side_port" --stream "$STREAM" \
+                    $(workload putrecords) --sign "$key:$secret" --pid "$side_pid" || rc=1
+                echo "RESULT mode=putrecords cpu_s=$(awk -v a="$cpu0" -v b="$(proc_cpu "$side_pid")" \
+                    -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')" \
+                    >"$LOG_DIR/$name.auth-$on-$r.cpu.out"
+            done
+        done
+    fi
+    stop_server "$off_pid"
+    stop_server "$on_pid"
+    return "$rc"
+}
+
 start_kinesd() { # PORT LOG [FLAG...] -> pid in START_PID, data dir in START_DIR
     local port=$1 log=$2 args
     START_DIR=$(mktemp -d)
@@ -666,7 +723,7 @@ if has_mode ceiling; then
     echo "=== kbench ceiling (built-in trivial server answering canned 200s, same cores) ==="
     for m in $MODES; do
         # the modes that are not one kbench workload of their own have no ceiling run
-        [[ $m == ceiling || $m == putrecord-h2 || $m == transport || $m == fanout || $m == scrape ]] && continue
+        [[ $m == ceiling || $m == putrecord-h2 || $m == transport || $m == fanout || $m == scrape || $m == auth ]] && continue
         # shellcheck disable=SC2046
         kb "$LOG_DIR/ceiling.$m.out" --trivial-server $(workload "$m") || FAILED=1
     done
@@ -809,7 +866,7 @@ disk_bw=$(field disk.write mb_per_s)
 mb_target=$(awk -v d="$disk_bw" 'BEGIN { if (d ~ /^[0-9.]+$/) printf ">=%.0f", 0.6 * d }')
 small_modes=(putrecord putrecords getrecords)
 all_modes=()
-for m in $MODES; do [[ $m == ceiling || $m == transport || $m == fanout || $m == scrape ]] || all_modes+=("$m"); done
+for m in $MODES; do [[ $m == ceiling || $m == transport || $m == fanout || $m == scrape || $m == auth ]] || all_modes+=("$m"); done
 
 echo
 echo "=== kinesd / kinesalite / kinesis-mock: ${SECS} s per mode, $SHARDS shards; kinesd durable," \
@@ -960,6 +1017,38 @@ if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
         for load in putrecord putrecords; do scrape_runs+=("scrape-off-$load-$r" "scrape-on-$load-$r"); done
     done
     row "  errors in these runs" "" "$(over kinesd errors sum "${scrape_runs[@]}")"
+fi
+if has_mode auth && [[ -f $LOG_DIR/kinesd.auth-on-1.out ]]; then
+    auth_mean() { # off|on: mean records/s over the rounds
+        local r sum=0 n=0 v
+        for r in $(seq "$SCRAPE_ROUNDS"); do
+            v=$(field "kinesd.auth-$1-$r" records_per_s)
+            [[ $v =~ ^[0-9.]+$ ]] && { sum=$(awk -v a="$sum" -v b="$v" 'BEGIN { print a + b }'); n=$((n + 1)); }
+        done
+        ((n > 0)) && awk -v s="$sum" -v n="$n" 'BEGIN { printf "%.1f", s / n }'
+        return 0
+    }
+    auth_cpu() { # off|on: kinesd's CPU microseconds per record over every round
+        local r cpu=0 recs=0 c n
+        for r in $(seq "$SCRAPE_ROUNDS"); do
+            c=$(field "kinesd.auth-$1-$r.cpu" cpu_s)
+            n=$(field "kinesd.auth-$1-$r" records)
+            [[ $c =~ ^[0-9.]+$ && $n =~ ^[0-9]+$ ]] || continue
+            cpu=$(awk -v a="$cpu" -v b="$c" 'BEGIN { print a + b }')
+            recs=$((recs + n))
+        done
+        awk -v c="$cpu" -v n="$recs" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n }'
+    }
+    quot() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b }'; }
+    row "PutRecords signed, records/s, no --auth" "" "$(auth_mean off)"
+    row "  with --auth (every signature verified)" "" "$(auth_mean on)"
+    row "  with / without (target >= 0.95)" "" "$(quot "$(auth_mean on)" "$(auth_mean off)")" "" "" ">=0.95"
+    row "  kinesd CPU us/record, no --auth" "" "$(auth_cpu off)"
+    row "  kinesd CPU us/record, --auth" "" "$(auth_cpu on)"
+    row "  CPU with / without (target <= 1.05)" "" "$(quot "$(auth_cpu on)" "$(auth_cpu off)")" "" "" "<=1.05"
+    auth_runs=()
+    for r in $(seq "$SCRAPE_ROUNDS"); do auth_runs+=("auth-off-$r" "auth-on-$r"); done
+    row "  errors in these runs" "" "$(over kinesd errors sum "${auth_runs[@]}")"
 fi
 row "errors (all modes)" "$(over ceiling errors sum "${all_modes[@]}")" \
     "$(over kinesd errors sum "${all_modes[@]}")" "$(over kinesalite errors sum "${all_modes[@]}")" \
