@@ -725,8 +725,8 @@ static void sigv4(char *out, size_t cap, const char *op, const char *body, size_
     EVP_Digest(creq, strlen(creq), h, &hn, EVP_sha256(), NULL);
     hex_of(creq_hex, h, 32);
     char sts[256];
-    snprintf(sts, sizeof sts, "AWS4-HMAC-SHA256\n%s\n%.8s/us-east-1/kinesis/aws4_request\n%s", amz_date, amz_date,
-             creq_hex);
+    snprintf(sts, sizeof sts, "AWS4-HMAC-SHA256\n%s\n%.8s/us-east-1/kinesis/aws4_request\n%s", amz_date,
+             amz_date, creq_hex);
     hmac256(h, kx, 32, sts);
     hex_of(sig_hex, h, 32);
     snprintf(out, cap,
@@ -759,15 +759,15 @@ static int send_request(conn_t *c, const char *op, const char *body, size_t len)
             return -1;
         }
     } else if (buf_printf(&c->hdr,
-                   "POST / HTTP/1.1\r\n"
-                   "Host: %s\r\n"
-                   "Content-Type: application/x-amz-json-1.1\r\n"
-                   "X-Amz-Target: " TARGET_PREFIX "%s\r\n"
-                   "X-Amz-Date: " AMZ_DATE "\r\n"
-                   "Authorization: " AUTH_VALUE "\r\n"
-                   "Content-Length: %zu\r\n"
-                   "\r\n",
-                   g_host_header, op, len) != 0) {
+                          "POST / HTTP/1.1\r\n"
+                          "Host: %s\r\n"
+                          "Content-Type: application/x-amz-json-1.1\r\n"
+                          "X-Amz-Target: " TARGET_PREFIX "%s\r\n"
+                          "X-Amz-Date: " AMZ_DATE "\r\n"
+                          "Authorization: " AUTH_VALUE "\r\n"
+                          "Content-Length: %zu\r\n"
+                          "\r\n",
+                          g_host_header, op, len) != 0) {
         conn_seterr(c, "out of memory", 0);
         return -1;
     }
