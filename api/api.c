@@ -984,39 +984,39 @@ int api_open(const struct api_config *cfg, struct api **out)
     }
     if ((rc = load_iter_key(a)) || (rc = streams_open(a))) {
         klog(KLOG_ERROR, "cannot load state from %s (%d)", cfg->data_dir, rc);
-        streams_close(a);
         store_close(a->store);
+        streams_close(a);
         datakeys_close(a->dk);
         free(a);
         return -1;
     }
     if ((rc = consumers_open(a))) {
         klog(KLOG_ERROR, "cannot load consumers from %s (%d)", cfg->data_dir, rc);
+        store_close(a->store);
         consumers_close(a);
         streams_close(a);
-        store_close(a->store);
         free(a);
         return -1;
     }
     if (subs_open(a)) {
+        store_close(a->store);
         consumers_close(a);
         streams_close(a);
-        store_close(a->store);
         free(a);
         return -1;
     }
     if ((rc = resource_policies_open(a))) {
         klog(KLOG_ERROR, "cannot load resource policies from %s (%d)", cfg->data_dir, rc);
+        store_close(a->store);
         resource_policies_close(a);
         streams_close(a);
-        store_close(a->store);
         free(a);
         return -1;
     }
     if (cfg->auth_file && auth_open(cfg->auth_file, a->account, &a->auth)) {
+        store_close(a->store);
         resource_policies_close(a);
         streams_close(a);
-        store_close(a->store);
         datakeys_close(a->dk);
         free(a);
         return -1;
@@ -1031,22 +1031,22 @@ int api_open(const struct api_config *cfg, struct api **out)
                                 all[i]->enc_switch_ms);
     streams_unlock(a);
     if (cfg->kms_seed && seed_apply(a, cfg->kms_seed)) {
-        streams_close(a);
         store_close(a->store);
+        streams_close(a);
         datakeys_close(a->dk);
         free(a);
         return -1;
     }
     if (!cfg->no_limits && setup_limits(a)) {
-        streams_close(a);
         store_close(a->store);
+        streams_close(a);
         datakeys_close(a->dk);
         free(a);
         return -1;
     }
     if (cfg->access_log && accesslog_open(cfg->access_log, &a->alog)) {
-        streams_close(a);
         store_close(a->store);
+        streams_close(a);
         datakeys_close(a->dk);
         free(a);
         return -1;
@@ -1060,8 +1060,8 @@ int api_open(const struct api_config *cfg, struct api **out)
     if (pthread_create(&a->maint, NULL, streams_maintain, a)) {
         accesslog_close(a->alog);
         metrics_close(a->metrics);
-        streams_close(a);
         store_close(a->store);
+        streams_close(a);
         datakeys_close(a->dk);
         free(a);
         return -1;
@@ -1080,10 +1080,13 @@ void api_close(struct api *a)
     pthread_mutex_unlock(&a->maint_mu);
     pthread_join(a->maint, NULL);
     subs_close(a);
-    consumers_close(a);
     frontends_leave(a);
-    streams_close(a);
+    /* until the store is closed its engine's threads may tell of changed rows (another
+     * front-end's, or this one's own as the database echoes them) to the watches of consumers,
+     * streams and policies (store_meta_watch): those are freed after it, not before */
     store_close(a->store);
+    consumers_close(a);
+    streams_close(a);
     datakeys_close(a->dk);
     limits_free(a->limits);
     auth_close(a->auth);

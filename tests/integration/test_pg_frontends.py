@@ -500,6 +500,41 @@ def test_a_consumer_registered_through_one_front_end_is_served_and_deregistered_
     assert consumer_status(ka, arn) is None
 
 
+def test_a_front_end_stopped_while_another_changes_consumers_exits_cleanly(start):
+    """Another front-end's changes are heard (LISTEN) until the store is closed: a front-end
+    told of a consumer or stream row while it shuts down must not touch what it freed."""
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0",
+             "--register-consumer-ms", "0", "--no-limits")
+    ka = client(start(flags))
+    ka.create_stream(StreamName="churn", ShardCount=1)
+    wait_active(ka, "churn")
+    sarn = ka.describe_stream_summary(StreamName="churn")["StreamDescriptionSummary"]["StreamARN"]
+    stop = threading.Event()
+
+    def churn():  # a row change, and its notification to every front-end, after another
+        n = 0
+        while not stop.is_set():
+            try:
+                arn = ka.register_stream_consumer(StreamARN=sarn, ConsumerName=f"c{n}")["Consumer"]["ConsumerARN"]
+                ka.add_tags_to_stream(StreamName="churn", Tags={"n": str(n)})
+                ka.deregister_stream_consumer(ConsumerARN=arn)
+            except ClientError:
+                pass
+            n += 1
+
+    t = threading.Thread(target=churn)
+    t.start()
+    try:
+        for _ in range(8):
+            b = start(flags)
+            client(b).list_stream_consumers(StreamARN=sarn)  # b is up while a's changes go on
+            code = b.stop()
+            assert code == 0, f"a front-end exited with {code}:\n{b.log()}"
+    finally:
+        stop.set()
+        t.join()
+
+
 def test_two_accounts_streams_of_one_name_are_kept_apart_by_every_front_end(start, tmp_path):
     from test_accounts import ALICE_ACCT, BOB_ACCT, KEYS, arn, credentials
     from test_auth import client as signed_client
