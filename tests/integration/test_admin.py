@@ -253,6 +253,52 @@ def test_verify_reports_children_that_do_not_cover_their_parents_hash_range(kine
     assert f"stream {stream} shard {shard_id(0)}: its children do not cover its hash range 0..{2**127} exactly" in out.stdout
 
 
+def edit_row(data_dir, prefix, edit):
+    """Rewrite the one metadata row whose key starts with prefix through edit(doc)."""
+    env = lmdb.open(str(data_dir), subdir=True, max_dbs=8)
+    rows = env.open_db(b"rows", create=False)
+    with env.begin(write=True) as txn:
+        (key,) = [k for k, _ in txn.cursor(db=rows) if k.startswith(prefix)]
+        val = txn.get(key, db=rows)
+        doc = json.loads(val[8:])
+        edit(doc)
+        txn.put(key, val[:8] + json.dumps(doc).encode(), db=rows)
+    env.close()
+
+
+# each: the row edited, the edit, what verify must say of the stream, and what stat must show of
+# it and of its shard (None: the server skips the stream, so stat lists none)
+OWNER = "the server needs both, and takes it as a stream of its own --account-id and --region"
+ROW_EDITS = {
+    "long_name": (b"st/", lambda d: d.update(name="n" * 129), "its stream name is 129 bytes, over 128: the server skips the stream", None),
+    "kid_without_key": (b"st/", lambda d: d.update(encKid="0" * 32), "the server takes its encryption as NONE", ({"EncryptionType": "NONE"}, {})),
+    "account_without_region": (b"st/", lambda d: d.pop("region"), OWNER, ({"Account": "", "Region": ""}, {})),
+    "region_without_account": (b"st/", lambda d: d.pop("account"), OWNER, ({"Account": "", "Region": ""}, {})),
+    "no_status": (b"st/", lambda d: d.pop("status"), "its header has no status: the server reads it as CREATING, so ACTIVE", ({"Status": "ACTIVE"}, {})),
+    "no_parent": (b"shard/", lambda d: d.pop("parent"), "has no parent: the server takes shard 0 for it", ({}, {"ParentShardId": shard_id(0)})),
+}
+
+
+@pytest.mark.parametrize("case", sorted(ROW_EDITS))
+def test_verify_reports_metadata_rows_the_server_skips_or_reads_otherwise_and_stat_shows_what_it_would(kinesd_factory, case):
+    prefix, edit, said, shown = ROW_EDITS[case]
+    server = kinesd_factory()
+    stream = new_stream(helpers.make_client(server.endpoint), 1)
+    admin(server.data_dir, "verify", check=0)
+    assert server.stop() == 0
+    edit_row(server.data_dir, prefix, edit)
+    out = admin(server.data_dir, "verify", check=PROBLEMS)
+    (line,) = [line for line in out.stdout.splitlines() if said in line]
+    assert line.startswith("problem: metadata row st/" if shown is None else f"problem: stream {stream}: "), out.stdout
+    streams = stat(server.data_dir)["Streams"]
+    if shown is None:
+        assert streams == []
+        return
+    ((st,),) = (streams,)
+    assert {k: st[k] for k in shown[0]} == shown[0]
+    assert {k: st["Shards"][0].get(k) for k in shown[1]} == shown[1]
+
+
 # ============================================================================================= errors
 
 

@@ -58,9 +58,9 @@ struct adm_shard {
 
 struct adm_stream {
     char name[160];
-    char account[16], region[64]; /* its owner; "" in a header written before accounts were kept */
+    char account[16], region[64]; /* its owner; "": the server's own (a header without both) */
     uint64_t uid;
-    int status;
+    int status; /* as the server shows it now (stream_status()) */
     bool kms;
     char kms_key[80];
     uint32_t nshards;

@@ -92,16 +92,41 @@ static bool ju128(json_t *o, const char *k, u128 *out)
     return s && u128_parse(s, out) == 0;
 }
 
+/* A string member that fits cap bytes with its NUL, as api/streams.c decode() requires. */
+static const char *jstr(json_t *o, const char *k, size_t cap)
+{
+    json_t *v = json_object_get(o, k);
+    return json_is_string(v) && json_string_length(v) < cap ? json_string_value(v) : NULL;
+}
+
+/* The status the server shows now for a stored one (api/streams.c stream_status()). */
+static int effective_status(int status, int64_t until, bool resharding)
+{
+    struct stream t = {.status = status, .status_until = until, .resharding = resharding};
+    return stream_status(&t, clock_now_ms());
+}
+
+/* The header's fields are read by the server's rules (api/streams.c decode()): what it skips is
+ * not loaded, what it defaults is taken as it takes it, and either is a problem to report. */
 static int load_header(void *ctx, const char *key, size_t klen, const char *val, size_t vlen,
                        uint64_t version)
 {
     (void)version;
     struct adm_catalog *c = ctx;
     json_t *o = json_loadb(val, vlen, 0, NULL);
-    const char *name = json_string_value(json_object_get(o, "name"));
+    json_t *jname = json_object_get(o, "name");
+    const char *name = json_string_value(jname);
     int64_t uid = jint(o, "uid", -1), ns = jint(o, "nshards", -1);
     if (!o || !name || uid < 0 || ns < 0 || ns > (1 << 24) || jint(o, "v", 0) != 2) {
         adm_problem(c, "metadata row %.*s does not parse as a stream header", (int)klen, key);
+        json_decref(o);
+        return 0;
+    }
+    if (json_string_length(jname) > 128) {
+        adm_problem(c,
+                    "metadata row %.*s: its stream name is %zu bytes, over 128: the server skips the stream "
+                    "(it lists no such stream and serves none of its shards)",
+                    (int)klen, key, json_string_length(jname));
         json_decref(o);
         return 0;
     }
@@ -116,17 +141,39 @@ static int load_header(void *ctx, const char *key, size_t klen, const char *val,
     }
     c->v = v;
     struct adm_stream *s = &c->v[c->n++];
-    *s = (struct adm_stream){
-        .uid = (uint64_t)uid, .status = (int)jint(o, "status", -1), .nshards = (uint32_t)ns, .shards = sh};
+    *s = (struct adm_stream){.uid = (uint64_t)uid, .nshards = (uint32_t)ns, .shards = sh};
     snprintf(s->name, sizeof s->name, "%s", name);
-    const char *acct = json_string_value(json_object_get(o, "account"));
-    const char *region = json_string_value(json_object_get(o, "region"));
-    snprintf(s->account, sizeof s->account, "%s", acct ? acct : "");
-    snprintf(s->region, sizeof s->region, "%s", region ? region : "");
-    const char *kid = json_string_value(json_object_get(o, "encKid"));
-    if (kid) {
+    json_t *st = json_object_get(o, "status");
+    int stored = json_is_integer(st) ? (int)json_integer_value(st) : ST_CREATING;
+    s->status = effective_status(stored, jint(o, "until", 0), json_is_true(json_object_get(o, "resharding")));
+    if (!json_is_integer(st))
+        adm_problem(c, "stream %s: its header has no status: the server reads it as CREATING, so %s", s->name,
+                    adm_status_name(s->status));
+    else if (stored < ST_CREATING || stored > ST_GONE)
+        adm_problem(c, "stream %s: its header's status %d is none the server knows", s->name, stored);
+    /* the owner: both account and region, else the server's own --account-id and --region */
+    const char *acct = jstr(o, "account", sizeof((struct stream *)0)->account);
+    const char *region = jstr(o, "region", sizeof((struct stream *)0)->region);
+    if (acct && region) {
+        snprintf(s->account, sizeof s->account, "%s", acct);
+        snprintf(s->region, sizeof s->region, "%s", region);
+    } else if (json_object_get(o, "account") || json_object_get(o, "region")) {
+        adm_problem(c,
+                    "stream %s: its header has %s account and %s region: the server needs both, and takes it "
+                    "as a stream of its own --account-id and --region",
+                    s->name, acct ? "an" : "no usable", region ? "a" : "no usable");
+    }
+    /* encrypted: both encKey (the KeyId given) and encKid (the built-in KMS key), else NONE */
+    const char *ekey = jstr(o, "encKey", sizeof((struct stream *)0)->enc_key);
+    const char *kid = jstr(o, "encKid", sizeof((struct stream *)0)->enc_kid);
+    if (ekey && kid) {
         s->kms = true;
         snprintf(s->kms_key, sizeof s->kms_key, "%s", kid);
+    } else if (json_object_get(o, "encKey") || json_object_get(o, "encKid")) {
+        adm_problem(c,
+                    "stream %s: its header's encKey and encKid are not both strings that fit: the server "
+                    "takes its encryption as NONE",
+                    s->name);
     }
     char want[40];
     snprintf(want, sizeof want, "st/%020" PRIu64, s->uid);
@@ -170,8 +217,12 @@ static int load_shard(void *ctx, const char *key, size_t klen, const char *val, 
     sh->created_ms = jint(o, "created", 0);
     sh->closed_ms = jint(o, "closed", 0);
     sh->end_pos = (uint64_t)jint(o, "endPos", 0);
-    sh->parent = (int32_t)jint(o, "parent", -1);
-    sh->adjacent = (int32_t)jint(o, "adjacent", -1);
+    /* as the server reads them: a missing parent or adjacent parent is shard 0 */
+    sh->parent = (int32_t)jint(o, "parent", 0);
+    sh->adjacent = (int32_t)jint(o, "adjacent", 0);
+    if (!json_is_integer(json_object_get(o, "parent")) || !json_is_integer(json_object_get(o, "adjacent")))
+        adm_problem(c, "stream %s: shard row %s has no %s: the server takes shard 0 for it", s->name, k,
+                    json_is_integer(json_object_get(o, "parent")) ? "adjacent parent" : "parent");
     sh->pending = json_is_true(json_object_get(o, "pending"));
     sh->closing = json_is_true(json_object_get(o, "closing"));
     sh->sealed = json_is_true(json_object_get(o, "sealed"));
