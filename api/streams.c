@@ -577,7 +577,9 @@ static struct stream *decode(const struct api *a, const char *text, size_t len, 
     const struct kv *name = kv_get(o, "name"), *shards = kv_get(o, "shards"), *tags = kv_get(o, "tags");
     int64_t nshards =
         version == 1 ? (shards && shards->type == KV_ARR ? (int64_t)shards->n : -1) : iget(o, "nshards");
-    if (!name || name->type != KV_STR || name->len > 128 || nshards < 0 || nshards > SHARD_INDEX_LIMIT)
+    int64_t status = iget(o, "status");
+    if (!name || name->type != KV_STR || name->len > 128 || nshards < 0 || nshards > SHARD_INDEX_LIMIT ||
+        status < ST_CREATING || status > ST_GONE) /* (status_names is indexed by it) */
         goto out;
     s = calloc(1, sizeof *s);
     if (!s)
@@ -594,7 +596,7 @@ static struct stream *decode(const struct api *a, const char *text, size_t len, 
         s->old_name_row = true;
     }
     s->uid = (uint64_t)iget(o, "uid");
-    s->status = (int)iget(o, "status");
+    s->status = (int)status;
     s->status_until = iget(o, "until");
     s->created_ms = iget(o, "created");
     s->retention_h = (int32_t)iget(o, "retention");

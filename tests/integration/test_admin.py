@@ -274,6 +274,7 @@ ROW_EDITS = {
     "kid_without_key": (b"st/", lambda d: d.update(encKid="0" * 32), "the server takes its encryption as NONE", ({"EncryptionType": "NONE"}, {})),
     "account_without_region": (b"st/", lambda d: d.pop("region"), OWNER, ({"Account": "", "Region": ""}, {})),
     "region_without_account": (b"st/", lambda d: d.pop("account"), OWNER, ({"Account": "", "Region": ""}, {})),
+    "unknown_status": (b"st/", lambda d: d.update(status=9), "its status 9 is none the server knows: the server skips the stream", None),
     "no_status": (b"st/", lambda d: d.pop("status"), "its header has no status: the server reads it as CREATING, so ACTIVE", ({"Status": "ACTIVE"}, {})),
     "no_parent": (b"shard/", lambda d: d.pop("parent"), "has no parent: the server takes shard 0 for it", ({}, {"ParentShardId": shard_id(0)})),
 }
@@ -293,6 +294,9 @@ def test_verify_reports_metadata_rows_the_server_skips_or_reads_otherwise_and_st
     streams = stat(server.data_dir)["Streams"]
     if shown is None:
         assert streams == []
+        # and the server does skip it
+        server.start()
+        assert helpers.make_client(server.endpoint).list_streams()["StreamNames"] == []
         return
     ((st,),) = (streams,)
     assert {k: st[k] for k in shown[0]} == shown[0]

@@ -130,6 +130,15 @@ static int load_header(void *ctx, const char *key, size_t klen, const char *val,
         json_decref(o);
         return 0;
     }
+    json_t *st = json_object_get(o, "status");
+    int stored = json_is_integer(st) ? (int)json_integer_value(st) : ST_CREATING;
+    if (json_is_integer(st) && (json_integer_value(st) < ST_CREATING || json_integer_value(st) > ST_GONE)) {
+        adm_problem(
+            c, "metadata row %.*s: its status %lld is none the server knows: the server skips the stream",
+            (int)klen, key, (long long)json_integer_value(st));
+        json_decref(o);
+        return 0;
+    }
     struct adm_stream *v = realloc(c->v, (c->n + 1) * sizeof *v);
     struct adm_shard *sh = calloc(ns ? (size_t)ns : 1, sizeof *sh);
     if (!v || !sh) {
@@ -143,14 +152,10 @@ static int load_header(void *ctx, const char *key, size_t klen, const char *val,
     struct adm_stream *s = &c->v[c->n++];
     *s = (struct adm_stream){.uid = (uint64_t)uid, .nshards = (uint32_t)ns, .shards = sh};
     snprintf(s->name, sizeof s->name, "%s", name);
-    json_t *st = json_object_get(o, "status");
-    int stored = json_is_integer(st) ? (int)json_integer_value(st) : ST_CREATING;
     s->status = effective_status(stored, jint(o, "until", 0), json_is_true(json_object_get(o, "resharding")));
     if (!json_is_integer(st))
         adm_problem(c, "stream %s: its header has no status: the server reads it as CREATING, so %s", s->name,
                     adm_status_name(s->status));
-    else if (stored < ST_CREATING || stored > ST_GONE)
-        adm_problem(c, "stream %s: its header's status %d is none the server knows", s->name, stored);
     /* the owner: both account and region, else the server's own --account-id and --region */
     const char *acct = jstr(o, "account", sizeof((struct stream *)0)->account);
     const char *region = jstr(o, "region", sizeof((struct stream *)0)->region);
