@@ -958,33 +958,33 @@ if has_mode fanout; then
     R "  records/s put meanwhile" fanout put_records_per_s
     R "  every record to every consumer" fanout complete
 fi
+# mean of a KEY over the rounds BASE-1 .. BASE-SCRAPE_ROUNDS of a compared mode (scrape, auth)
+rounds_mean() { # BASE KEY
+    local r sum=0 n=0 v
+    for r in $(seq "$SCRAPE_ROUNDS"); do
+        v=$(field "$1-$r" "$2")
+        [[ $v =~ ^[0-9.]+$ ]] && { sum=$(awk -v a="$sum" -v b="$v" 'BEGIN { print a + b }'); n=$((n + 1)); }
+    done
+    ((n > 0)) && awk -v s="$sum" -v n="$n" 'BEGIN { printf "%.1f", s / n }'
+    return 0
+}
+# kinesd's CPU microseconds per record over every round of BASE (BASE-R.cpu holds cpu_s)
+rounds_cpu() { # BASE
+    local r cpu=0 recs=0 c n
+    for r in $(seq "$SCRAPE_ROUNDS"); do
+        c=$(field "$1-$r.cpu" cpu_s)
+        n=$(field "$1-$r" records)
+        [[ $c =~ ^[0-9.]+$ && $n =~ ^[0-9]+$ ]] || continue
+        cpu=$(awk -v a="$cpu" -v b="$c" 'BEGIN { print a + b }')
+        recs=$((recs + n))
+    done
+    awk -v c="$cpu" -v n="$recs" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n }'
+}
+ratio_of() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
+    if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b }'; }
 if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
-    # mean of a KEY over the rounds of one side of the scrape mode
-    scrape_mean() { # LOAD off|on KEY
-        local files=() r
-        for r in $(seq "$SCRAPE_ROUNDS"); do files+=("kinesd.scrape-$2-$1-$r"); done
-        local f sum=0 n=0 v
-        for f in "${files[@]}"; do
-            v=$(field "$f" "$3")
-            [[ $v =~ ^[0-9.]+$ ]] && { sum=$(awk -v a="$sum" -v b="$v" 'BEGIN { print a + b }'); n=$((n + 1)); }
-        done
-        ((n > 0)) && awk -v s="$sum" -v n="$n" 'BEGIN { printf "%.1f", s / n }'
-        return 0
-    }
-    ratio_of() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN {
-        if (a ~ /^[0-9.]+$/ && b ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b }'; }
-    # kinesd's CPU microseconds per record over every round of one side
-    scrape_cpu() { # LOAD off|on
-        local r cpu=0 recs=0 c n
-        for r in $(seq "$SCRAPE_ROUNDS"); do
-            c=$(field "kinesd.scrape-$2-$1-$r.cpu" cpu_s)
-            n=$(field "kinesd.scrape-$2-$1-$r" records)
-            [[ $c =~ ^[0-9.]+$ && $n =~ ^[0-9]+$ ]] || continue
-            cpu=$(awk -v a="$cpu" -v b="$c" 'BEGIN { print a + b }')
-            recs=$((recs + n))
-        done
-        awk -v c="$cpu" -v n="$recs" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n }'
-    }
+    scrape_mean() { rounds_mean "kinesd.scrape-$2-$1" "$3"; } # LOAD off|on KEY
+    scrape_cpu() { rounds_cpu "kinesd.scrape-$2-$1"; }        # LOAD off|on
     scrape_rows() { # LOAD LABEL KEY UNIT
         local off on
         off=$(scrape_mean "$1" off "$3")
@@ -1019,33 +1019,14 @@ if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
     row "  errors in these runs" "" "$(over kinesd errors sum "${scrape_runs[@]}")"
 fi
 if has_mode auth && [[ -f $LOG_DIR/kinesd.auth-on-1.out ]]; then
-    auth_mean() { # off|on: mean records/s over the rounds
-        local r sum=0 n=0 v
-        for r in $(seq "$SCRAPE_ROUNDS"); do
-            v=$(field "kinesd.auth-$1-$r" records_per_s)
-            [[ $v =~ ^[0-9.]+$ ]] && { sum=$(awk -v a="$sum" -v b="$v" 'BEGIN { print a + b }'); n=$((n + 1)); }
-        done
-        ((n > 0)) && awk -v s="$sum" -v n="$n" 'BEGIN { printf "%.1f", s / n }'
-        return 0
-    }
-    auth_cpu() { # off|on: kinesd's CPU microseconds per record over every round
-        local r cpu=0 recs=0 c n
-        for r in $(seq "$SCRAPE_ROUNDS"); do
-            c=$(field "kinesd.auth-$1-$r.cpu" cpu_s)
-            n=$(field "kinesd.auth-$1-$r" records)
-            [[ $c =~ ^[0-9.]+$ && $n =~ ^[0-9]+$ ]] || continue
-            cpu=$(awk -v a="$cpu" -v b="$c" 'BEGIN { print a + b }')
-            recs=$((recs + n))
-        done
-        awk -v c="$cpu" -v n="$recs" 'BEGIN { if (n > 0) printf "%.2f", c * 1e6 / n }'
-    }
-    quot() { awk -v a="${1:-}" -v b="${2:-}" 'BEGIN { if (a ~ /^[0-9.]+$/ && b + 0 > 0) printf "%.3f", a / b }'; }
+    auth_mean() { rounds_mean "kinesd.auth-$1" records_per_s; } # off|on
+    auth_cpu() { rounds_cpu "kinesd.auth-$1"; }                 # off|on
     row "PutRecords signed, records/s, no --auth" "" "$(auth_mean off)"
     row "  with --auth (every signature verified)" "" "$(auth_mean on)"
-    row "  with / without (target >= 0.95)" "" "$(quot "$(auth_mean on)" "$(auth_mean off)")" "" "" ">=0.95"
+    row "  with / without (target >= 0.95)" "" "$(ratio_of "$(auth_mean on)" "$(auth_mean off)")" "" "" ">=0.95"
     row "  kinesd CPU us/record, no --auth" "" "$(auth_cpu off)"
     row "  kinesd CPU us/record, --auth" "" "$(auth_cpu on)"
-    row "  CPU with / without (target <= 1.05)" "" "$(quot "$(auth_cpu on)" "$(auth_cpu off)")" "" "" "<=1.05"
+    row "  CPU with / without (target <= 1.05)" "" "$(ratio_of "$(auth_cpu on)" "$(auth_cpu off)")" "" "" "<=1.05"
     auth_runs=()
     for r in $(seq "$SCRAPE_ROUNDS"); do auth_runs+=("auth-off-$r" "auth-on-$r"); done
     row "  errors in these runs" "" "$(over kinesd errors sum "${auth_runs[@]}")"
