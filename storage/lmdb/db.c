@@ -39,6 +39,7 @@ struct db {
     pthread_rwlock_t resize;
     uint64_t mapsize;    /* under resize */
     uint64_t write_txns; /* begun (atomic) */
+    uint64_t page_size;  /* read once at open: mdb_env_stat reads the map, which growing remaps */
     bool sync;
     char path[4096];
 };
@@ -176,6 +177,9 @@ int db_open(const char *dir, bool sync, uint64_t initial_map, struct db **out)
     MDB_envinfo info;
     if (mdb_env_info(d->env, &info) == 0)
         d->mapsize = info.me_mapsize;
+    MDB_stat ms;
+    if (mdb_env_stat(d->env, &ms) == 0)
+        d->page_size = ms.ms_psize;
     MDB_txn *txn;
     if ((rc = mdb_txn_begin(d->env, NULL, 0, &txn)))
         goto fail_env;
@@ -219,11 +223,9 @@ uint64_t db_file_bytes(struct db *d)
     return stat(d->path, &st) == 0 ? (uint64_t)st.st_size : 0;
 }
 
-uint64_t db_page_size(struct db *d)
-{
-    MDB_stat st;
-    return mdb_env_stat(d->env, &st) == 0 ? st.ms_psize : 0;
-}
+/* (Not mdb_env_stat here: it reads the meta pages through the map, which a growing thread may
+ * be replacing: a stats call during map growth crashed on it.) */
+uint64_t db_page_size(struct db *d) { return d->page_size; }
 
 int db_free_pages(struct db *d, uint64_t *out)
 {
