@@ -510,6 +510,21 @@ static uint64_t arn_stream_uid(struct api_ctx *c, const char *arn)
     return uid;
 }
 
+struct policy_request caller_request(const struct api_ctx *c, const char *action, const char *resource)
+{
+    const struct auth_cred *who = c->caller;
+    return (struct policy_request){
+        .action = action,
+        .resource = resource,
+        .principal_arn = who->user_arn,
+        .principal_acct = who->account,
+        .region = c->region,
+        .username = who->name,
+        .source_ip = c->source_ip,
+        .secure_transport = c->secure_transport,
+    };
+}
+
 static int authorize(struct api_ctx *c, int op)
 {
     if (ops[op].flags & OPF_KMS_KEY)
@@ -521,16 +536,7 @@ static int authorize(struct api_ctx *c, int op)
     if (same_account && !who->policy && !resource_policies_any(c->api))
         return 0; /* the common case: a user of the account without a policy file */
     const char *resource = call_resource(c, op, c->req);
-    struct policy_request pr = {
-        .action = action,
-        .resource = resource,
-        .principal_arn = who->user_arn,
-        .principal_acct = who->account,
-        .region = c->region,
-        .username = who->name,
-        .source_ip = c->source_ip,
-        .secure_transport = c->secure_transport,
-    };
+    struct policy_request pr = caller_request(c, action, resource);
     enum policy_verdict id = who->policy ? policy_eval(who->policy, &pr) : POLICY_ALLOW;
     enum policy_verdict rs = POLICY_NONE;
     if (resource_policies_any(c->api) && strcmp(resource, "*")) {

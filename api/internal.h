@@ -207,6 +207,9 @@ static inline const char *ctx_stream_account(const struct api_ctx *c)
 /* Set c->stream_name (and c->stream_acct) from StreamName / StreamARN; -1 with the error
  * recorded. */
 int api_resolve_stream(struct api_ctx *c);
+/* What the policy evaluator is asked of the verified caller (c->caller, under --auth) doing
+ * action on resource: its identity and the request's condition keys (api.c). */
+struct policy_request caller_request(const struct api_ctx *c, const char *action, const char *resource);
 /* The parts of a stream ARN "arn:<partition>:kinesis:<region>:<account>:stream/<name>", the name
  * ending at end (the text's end when NULL, or where a consumer's "/consumer/..." begins). Each
  * part points into arn (not NUL-terminated). 0, or -1 when it is not such an ARN. */

@@ -799,17 +799,9 @@ static const char *refusal(struct api_ctx *c, const char *owner, const char *tex
     struct policy *kp = policy_parse_opts(text, strlen(text), KEY_POLICY_FLAGS, why, sizeof why);
     if (!kp)
         klog(KLOG_WARN, "kms: the key policy of %s does not parse (%s): it allows nothing", key_arn, why);
-    struct policy_request pr = {
-        .action = action,
-        .resource = key_arn,
-        .principal_arn = who->user_arn,
-        .principal_acct = who->account,
-        .source_ip = c->source_ip,
-        .region = c->region,
-        .username = who->name,
-        .via_service = via_kinesis ? arena_printf(&c->arena, "kinesis.%s.amazonaws.com", c->region) : NULL,
-        .secure_transport = c->secure_transport,
-    };
+    struct policy_request pr = caller_request(c, action, key_arn);
+    if (via_kinesis)
+        pr.via_service = arena_printf(&c->arena, "kinesis.%s.amazonaws.com", c->region);
     enum policy_grant grant;
     enum policy_verdict kv = policy_eval_grant(kp, &pr, &grant);
     policy_free(kp);
