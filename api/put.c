@@ -187,6 +187,8 @@ static void committed(void *arg, int rc)
     api_continue(c, answer_committed);
 }
 
+static struct put_state *state_of(struct api_ctx *c) { return c->op_state; }
+
 void put_reroute(struct api *a, bool stopping)
 {
     int64_t now = clock_now_ms();
@@ -208,12 +210,12 @@ void put_reroute(struct api *a, bool stopping)
         return;
     if (!stopping && store_shared(a->store)) { /* each stream's layout as its rows have it now */
         streams_change_lock(a);
-        for (struct api_ctx *c = due; c; c = ((struct put_state *)c->op_state)->next) {
-            bool seen = false;
-            for (struct api_ctx *o = due; o != c && !seen; o = ((struct put_state *)o->op_state)->next)
-                seen = ((struct put_state *)o->op_state)->uid == ((struct put_state *)c->op_state)->uid;
+        for (struct api_ctx *c = due; c; c = state_of(c)->next) {
+            bool seen = false; /* each stream once: an earlier call of the list reloaded it */
+            for (struct api_ctx *o = due; o != c && !seen; o = state_of(o)->next)
+                seen = state_of(o)->uid == state_of(c)->uid;
             if (!seen)
-                streams_reload(a, ((struct put_state *)c->op_state)->uid);
+                streams_reload(a, state_of(c)->uid);
         }
         streams_change_unlock(a);
     }
