@@ -217,8 +217,21 @@ def api(endpoint):
     return helpers.RawApi(endpoint, retry_rate_limited=True)
 
 
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    """A failing test's report says, for each server kinesd_factory started in it, whether the
+    process still runs (or how it ended) and the tail of its log: a connection error alone does
+    not tell a crash from a slow or closed connection."""
+    outcome = yield
+    report = outcome.get_result()
+    for srv in getattr(item, "kinesd_servers", ()) if report.failed else ():
+        proc = srv.proc
+        state = "stopped" if proc is None else "running" if proc.poll() is None else f"exited with {proc.returncode}"
+        report.sections.append((f"kinesd on {srv.data_dir.name}: {state}", srv.log()))
+
+
 @pytest.fixture
-def kinesd_factory(tmp_path):
+def kinesd_factory(tmp_path, request):
     """Start extra kinesd servers: kinesd_factory(flags={"--create-stream-ms": "0"}).
 
     They run the product's defaults except for FACTORY_FLAGS (no throughput limits).
@@ -228,7 +241,7 @@ def kinesd_factory(tmp_path):
     """
     if REMOTE:
         pytest.skip("starts its own kinesd; KINESD_ENDPOINT is set")
-    started = []
+    started = request.node.kinesd_servers = []
 
     def start(flags=None, data_dir=None):
         if data_dir is None:
