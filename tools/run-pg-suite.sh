@@ -9,4 +9,4 @@
 cd "$(dirname "$0")/.." || exit 1
 [ $# -gt 0 ] || set -- tests/integration
 exec tools/with-postgres.sh /usr/bin/python3 tests/integration/frontends.py --count 2 --flag=--no-limits -- \
-    /usr/bin/python3 -m pytest -q -p no:cacheprovider "$@"
+    /usr/bin/python3 -m pytest -q -p no:cacheprovider --tb=short "$@"

@@ -222,9 +222,10 @@ def pytest_runtest_makereport(item, call):
     """A failing test's report says, for each server kinesd_factory started in it, whether the
     process still runs (or how it ended) and the tail of its log: a connection error alone does
     not tell a crash from a slow or closed connection."""
-    outcome = yield
-    report = outcome.get_result()
-    for srv in getattr(item, "kinesd_servers", ()) if report.failed else ():
+    report = (yield).get_result()
+    if not (report.failed and report.when == "call"):
+        return  # a failed start or stop already carries the log in its message
+    for srv in getattr(item, "kinesd_servers", ()):
         proc = srv.proc
         state = "stopped" if proc is None else "running" if proc.poll() is None else f"exited with {proc.returncode}"
         report.sections.append((f"kinesd on {srv.data_dir.name}: {state}", srv.log()))
