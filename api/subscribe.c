@@ -313,12 +313,13 @@ static int produce(struct sub *s)
     }
     if (now >= s->end_ms)
         return -1;
-    /* the read rate: 2 MiB/s, with one event's debt allowed */
+    /* the read rate: 2 MiB/s, with one event's debt allowed; none with --no-limits, which
+     * lifts the write limits too (a limited reader of an unlimited writer falls behind) */
     s->tokens += (double)(now - s->tokens_ms) * SUBSCRIBE_RATE / 1000.0;
     if (s->tokens > SUBSCRIBE_RATE)
         s->tokens = SUBSCRIBE_RATE;
     s->tokens_ms = now;
-    if (s->tokens < 0) {
+    if (s->tokens < 0 && a->limits) {
         set_deadline(s, now + (int64_t)(-s->tokens * 1000.0 / SUBSCRIBE_RATE) + 1);
         return 0;
     }

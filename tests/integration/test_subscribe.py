@@ -350,11 +350,17 @@ def test_a_subscription_reads_at_most_2_mib_a_second_per_shard(kinesd_factory):
     # five records of 1,000,000 bytes: an event holds at most 2 MiB (two of them), the allowance is
     # 2 MiB with one event's debt, so after four records the subscription owes 4,000,000 - 2 MiB
     # bytes and the fifth cannot come sooner than that debt takes to repay at 2 MiB/s (a lower
-    # bound: a slow machine only makes it later)
-    srv, k, (arn,) = start(kinesd_factory)
+    # bound: a slow machine only makes it later). The limits are on (--no-limits lifts this one
+    # too), so the writes wait out the shard's 1 MiB/s.
+    srv, k, (arn,) = start(kinesd_factory, flags={"--no-limits": False})
     data = [bytes([i]) * 1_000_000 for i in range(5)]
     for d in data:
-        put(k, d)
+        while True:
+            try:
+                put(k, d)
+                break
+            except k.exceptions.ProvisionedThroughputExceededException:
+                time.sleep(0.2)
     t0 = time.monotonic()  # before the call: the measured time holds the server's whole wait
     ev = RawEvents(raw_subscribe(srv.port, arn, 0, {"Type": "TRIM_HORIZON"}))
     got, sizes = [], []
