@@ -1048,8 +1048,8 @@ MEM() { # LABEL KEY TARGET MODES...
     row "$label" "" "$(over kinesd "$key" max "$@")" "$(over kinesalite "$key" max "$@")" \
         "$(over kinesis-mock "$key" max "$@")" "$target"
 }
-MEM "peak RssAnon MB, 100 B modes" peak_rss_anon_mb "<=64" "${small_modes[@]}"
-MEM "peak RssAnon MB, all modes" peak_rss_anon_mb "<=64" "${all_modes[@]}"
+MEM "peak RssAnon MB, 100 B modes" peak_rss_anon_mb "<=48" "${small_modes[@]}"
+MEM "peak RssAnon MB, all modes" peak_rss_anon_mb "<=48" "${all_modes[@]}"
 MEM "VmHWM MB (file pages too), all modes" peak_rss_mb "" "${all_modes[@]}"
 for m in "${all_modes[@]}"; do
     MEM "  RssAnon peak in $m" peak_rss_anon_mb "" "$m"
