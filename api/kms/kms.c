@@ -1,9 +1,20 @@
 /* kms.c: the built-in KMS's key store and ciphertext blobs (see kms.h).
  *
  * Every operation reads what it needs from the store (a key is one row) and writes back with a
- * compare-and-set, so nothing is cached and a restart or a kill -9 loses nothing acknowledged.
- * Key material is unwrapped into sodium_malloc'd memory for one operation and wiped at once. */
+ * compare-and-set, so a restart or a kill -9 loses nothing acknowledged. Key material is
+ * unwrapped into sodium_malloc'd memory for one operation and wiped at once.
+ *
+ * The data plane's parsed documents. Every write to a KMS stream and every read of its
+ * records checks its key's state and, under --auth, the key policy; parsing the key row and
+ * the policy with jansson on every call was most of the CPU of a KMS stream's PutRecord. So
+ * the data plane keeps them parsed, content-addressed: a key row by its exact bytes (still
+ * read from the store on every call, so a change made through any front-end applies to the
+ * next call), a policy by its text. No stale entry can be returned, whatever changes rows.
+ * Entries are shared read-only: a document by jansson's atomic reference count, a policy by
+ * the entry's own count. Both caches are direct-mapped, with a slot per key or policy in use
+ * (DOC_SLOTS, POLICY_SLOTS); a collision only costs a parse. */
 #include <inttypes.h>
+#include <pthread.h>
 #include <sodium.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +86,112 @@ static int load_row(struct api_ctx *c, const char *row, json_t **doc, uint64_t *
     *doc = json_loadb(v, len, 0, NULL);
     free(v);
     return *doc ? 0 : STORE_CORRUPT;
+}
+
+/* ---- parsed documents of the data plane (see the header) ---- */
+
+#define KEY_POLICY_FLAGS (POLICY_PARSE_RESOURCE | POLICY_PARSE_SERVICE_PRINCIPALS)
+#define DOC_SLOTS 64
+#define POLICY_SLOTS 64
+
+static uint64_t fnv1a(const void *p, size_t n)
+{
+    const unsigned char *b = p;
+    uint64_t h = 0xcbf29ce484222325ull;
+    for (size_t i = 0; i < n; i++)
+        h = (h ^ b[i]) * 0x100000001b3ull;
+    return h;
+}
+
+static struct doc_slot {
+    char *row, *bytes; /* malloc'd: the row's key and value */
+    size_t len;
+    json_t *doc; /* one reference, the cache's */
+} doc_slots[DOC_SLOTS];
+static pthread_mutex_t doc_mu = PTHREAD_MUTEX_INITIALIZER;
+
+/* load_row for read-only callers: the document parsed from these bytes before, if any. The
+ * caller owns one reference to *doc, as from load_row, and must not change it. */
+static int load_row_shared(struct api_ctx *c, const char *row, json_t **doc, uint64_t *version)
+{
+    char *v;
+    size_t len;
+    int rc = store_meta_get(c->api->store, row, &v, &len, version);
+    if (rc)
+        return rc;
+    struct doc_slot *sl = &doc_slots[fnv1a(row, strlen(row)) % DOC_SLOTS];
+    pthread_mutex_lock(&doc_mu);
+    bool hit = sl->doc && sl->len == len && !strcmp(sl->row, row) && !memcmp(sl->bytes, v, len);
+    if (hit)
+        *doc = json_incref(sl->doc);
+    pthread_mutex_unlock(&doc_mu);
+    if (hit) {
+        free(v);
+        return 0;
+    }
+    *doc = json_loadb(v, len, 0, NULL);
+    char *r = *doc ? strdup(row) : NULL;
+    if (!r) {
+        free(v);
+        return *doc ? 0 : STORE_CORRUPT;
+    }
+    pthread_mutex_lock(&doc_mu);
+    struct doc_slot old = *sl;
+    *sl = (struct doc_slot){r, v, len, json_incref(*doc)};
+    pthread_mutex_unlock(&doc_mu);
+    free(old.row);
+    free(old.bytes);
+    json_decref(old.doc);
+    return 0;
+}
+
+struct parsed_policy {
+    size_t refs;      /* under policy_mu: the slot's and each caller's */
+    struct policy *p; /* NULL: the text does not parse */
+    size_t len;
+    char text[];
+};
+static struct parsed_policy *policy_slots[POLICY_SLOTS];
+static pthread_mutex_t policy_mu = PTHREAD_MUTEX_INITIALIZER;
+
+static void policy_put(struct parsed_policy *e)
+{
+    pthread_mutex_lock(&policy_mu);
+    bool last = !--e->refs;
+    pthread_mutex_unlock(&policy_mu);
+    if (last) {
+        policy_free(e->p);
+        free(e);
+    }
+}
+
+/* The key policy text parsed, shared: give it back with policy_put. NULL only without memory. */
+static struct parsed_policy *policy_get(const char *text, const char *key_arn)
+{
+    size_t len = strlen(text);
+    struct parsed_policy **sl = &policy_slots[fnv1a(text, len) % POLICY_SLOTS], *e = NULL;
+    pthread_mutex_lock(&policy_mu);
+    if (*sl && (*sl)->len == len && !memcmp((*sl)->text, text, len))
+        e = *sl, e->refs++;
+    pthread_mutex_unlock(&policy_mu);
+    if (e)
+        return e;
+    if (!(e = malloc(sizeof *e + len + 1)))
+        return NULL;
+    char why[256];
+    e->p = policy_parse_opts(text, len, KEY_POLICY_FLAGS, why, sizeof why);
+    if (!e->p)
+        klog(KLOG_WARN, "kms: the key policy of %s does not parse (%s): it allows nothing", key_arn, why);
+    e->len = len;
+    memcpy(e->text, text, len + 1);
+    e->refs = 2;
+    pthread_mutex_lock(&policy_mu);
+    struct parsed_policy *old = *sl;
+    *sl = e;
+    pthread_mutex_unlock(&policy_mu);
+    if (old)
+        policy_put(old);
+    return e;
 }
 
 static int internal(struct api_ctx *c, int rc)
@@ -198,7 +315,8 @@ static bool deletion_due(const json_t *doc, int64_t now)
 static int load_key(struct api_ctx *c, const char *id, bool settle, struct kms_key *k)
 {
     const char *row = kms_key_row(c, id);
-    int rc = load_row(c, row, &k->doc, &k->version);
+    /* without settling, nothing changes the document: the data plane's shared one serves */
+    int rc = (settle ? load_row : load_row_shared)(c, row, &k->doc, &k->version);
     if (rc)
         return rc;
     if (deletion_due(k->doc, c->now_ms)) {
@@ -779,8 +897,6 @@ static int stream_not_found(struct api_ctx *c)
 
 /* ---- key policies (--auth) ---- */
 
-#define KEY_POLICY_FLAGS (POLICY_PARSE_RESOURCE | POLICY_PARSE_SERVICE_PRINCIPALS)
-
 /* Why key policy text (NULL: the default one) and the caller's identity policy refuse action on
  * the key key_arn, as AWS KMS decides: an explicit Deny in either wins; else the key policy must
  * allow the caller, naming it (its ARN, or "*": enough on its own) or its account (the default
@@ -795,16 +911,14 @@ static const char *refusal(struct api_ctx *c, const char *owner, const char *tex
     bool same = !strcmp(who->account, owner);
     if (!text)
         text = kms_default_policy(c, owner);
-    char why[256];
-    struct policy *kp = policy_parse_opts(text, strlen(text), KEY_POLICY_FLAGS, why, sizeof why);
-    if (!kp)
-        klog(KLOG_WARN, "kms: the key policy of %s does not parse (%s): it allows nothing", key_arn, why);
+    struct parsed_policy *kp = policy_get(text, key_arn);
     struct policy_request pr = caller_request(c, action, key_arn);
     if (via_kinesis)
         pr.via_service = arena_printf(&c->arena, "kinesis.%s.amazonaws.com", c->region);
     enum policy_grant grant;
-    enum policy_verdict kv = policy_eval_grant(kp, &pr, &grant);
-    policy_free(kp);
+    enum policy_verdict kv = policy_eval_grant(kp ? kp->p : NULL, &pr, &grant); /* none: allows nothing */
+    if (kp)
+        policy_put(kp);
     enum policy_verdict iv = who->policy ? policy_eval(who->policy, &pr) : POLICY_ALLOW;
     *hidden = false;
     if (iv == POLICY_DENY)
