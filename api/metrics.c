@@ -14,7 +14,10 @@
  * A scrape reads every counter with relaxed loads; when the registry's change lock is free at
  * once it also reconciles the tables with the registry (series for every live stream, even
  * before its first request; dead marks for the rest), otherwise it serves the last view. It
- * never waits for a lock the data plane takes.
+ * never waits for a lock the data plane takes. It walks each table's list of the entries made
+ * (append-only, published with a release store of its count), not the slots, which are sized
+ * for the shard limit (65536 by default), so its work follows the streams and shards that
+ * exist; and it writes the text without printf, each stream's labels escaped once.
  *
  * Naming follows CloudWatch's Kinesis metrics one to one (PutRecords.ThrottledRecords ->
  * kinesis_put_records_throttled_records_total); latencies are histograms in seconds. Bytes are
@@ -183,9 +186,14 @@ struct mshard {
 
 struct table {
     struct entry **slots; /* atomic pointers */
-    size_t mask, used, esize;
+    struct entry **all;   /* every entry made, in the order made: the first `used` are set */
+    size_t mask, esize;
+    size_t used;        /* entries made (atomic: published after all[used - 1]) */
     pthread_mutex_t mu; /* inserts, recycling and dead marks */
 };
+
+/* At most this many entries: the probe sequences stay short. */
+static size_t table_max(const struct table *t) { return (t->mask + 1) / 4 * 3; }
 
 static void table_init(struct table *t, size_t bound, size_t esize)
 {
@@ -193,19 +201,29 @@ static void table_init(struct table *t, size_t bound, size_t esize)
     while (cap < 2 * bound)
         cap *= 2;
     t->slots = calloc(cap, sizeof *t->slots);
-    if (!t->slots)
-        abort();
     t->mask = cap - 1;
+    t->all = calloc(table_max(t), sizeof *t->all);
+    if (!t->slots || !t->all)
+        abort();
     t->esize = esize;
     pthread_mutex_init(&t->mu, NULL);
 }
 
 static void table_free(struct table *t)
 {
-    for (size_t i = 0; i <= t->mask; i++)
-        free(t->slots[i]);
+    for (size_t i = 0; i < t->used; i++)
+        free(t->all[i]);
+    free(t->all);
     free(t->slots);
     pthread_mutex_destroy(&t->mu);
+}
+
+/* Every entry made so far, live or dead, *n of them; no lock. A scrape walks these rather than
+ * the slots: the capacity is sized for the shard limit, the entries for what exists. */
+static struct entry *const *table_entries(struct table *t, size_t *n)
+{
+    *n = __atomic_load_n(&t->used, __ATOMIC_ACQUIRE);
+    return t->all;
 }
 
 static size_t slot_of(const struct table *t, uint64_t key)
@@ -261,14 +279,15 @@ static struct entry *table_get(struct table *t, uint64_t key, void (*init)(struc
         __atomic_store_n(&reuse->dead_ms, 0, __ATOMIC_RELAXED);
         __atomic_store_n(&reuse->key, key, __ATOMIC_RELEASE);
         e = reuse;
-    } else if (4 * (t->used + 1) <= 3 * (t->mask + 1)) {
+    } else if (t->used < table_max(t)) {
         e = calloc(1, t->esize);
         if (!e)
             abort();
         init(e, arg);
         e->key = key;
         __atomic_store_n(&t->slots[i], e, __ATOMIC_RELEASE);
-        t->used++;
+        t->all[t->used] = e;
+        __atomic_store_n(&t->used, t->used + 1, __ATOMIC_RELEASE);
     } else {
         add(overflow, 1);
     }
@@ -339,6 +358,7 @@ struct metrics {
     uint64_t overflow;
     /* the registry as last reconciled (atomic) */
     uint64_t by_status[ST_GONE], open_shards;
+    size_t last_len; /* the last exposition's length (atomic): the next one's buffer is sized by it */
 };
 
 static int op_index(const char *const *wire, const bool *kms, int nops, const char *name)
@@ -618,14 +638,15 @@ static void reconcile(struct api *a, struct metrics *m, int64_t now)
         }
     }
     qsort(live, nlive, sizeof *live, by_uid);
-    for (size_t i = 0; i <= m->streams.mask; i++) {
-        struct entry *e = __atomic_load_n(&m->streams.slots[i], __ATOMIC_ACQUIRE);
-        if (e && entry_live(e) && !find_uid(live, nlive, e->key))
-            mark_dead(&m->streams, e);
-    }
-    for (size_t i = 0; i <= m->shards.mask; i++) {
-        struct entry *e = __atomic_load_n(&m->shards.slots[i], __ATOMIC_ACQUIRE);
-        if (!e || !entry_live(e))
+    size_t ne;
+    struct entry *const *es = table_entries(&m->streams, &ne);
+    for (size_t i = 0; i < ne; i++)
+        if (entry_live(es[i]) && !find_uid(live, nlive, es[i]->key))
+            mark_dead(&m->streams, es[i]);
+    es = table_entries(&m->shards, &ne);
+    for (size_t i = 0; i < ne; i++) {
+        struct entry *e = es[i];
+        if (!entry_live(e))
             continue;
         const struct stream *s = find_uid(live, nlive, e->key >> 24);
         const struct shard *sh = s ? shard_by_index((struct stream *)s, (uint32_t)(e->key & 0xffffff)) : NULL;
@@ -643,28 +664,71 @@ static void reconcile(struct api *a, struct metrics *m, int64_t now)
 
 /* ---- the exposition ---- */
 
+/* The samples are written without printf (a scrape's main cost was formatting): numbers by
+ * digit writers, each stream's labels escaped once per scrape and copied into its samples. */
+static void put_u64(struct buf *b, uint64_t v)
+{
+    char d[20];
+    buf_add(b, d, enc_u64(d, v));
+}
+
+static void put_i64(struct buf *b, int64_t v)
+{
+    if (v < 0)
+        buf_addc(b, '-');
+    put_u64(b, v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v);
+}
+
+/* ns nanoseconds as seconds: "S.NNNNNNNNN". */
+static void put_seconds(struct buf *b, uint64_t ns)
+{
+    char d[10];
+    put_u64(b, ns / 1000000000u);
+    d[0] = '.';
+    enc_digits(d + 1, ns % 1000000000u, 9);
+    buf_add(b, d, sizeof d);
+}
+
 static void family(struct buf *b, const char *name, const char *type, const char *help)
 {
-    buf_printf(b, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+    size_t nlen = strlen(name);
+    buf_add(b, "# HELP ", 7);
+    buf_add(b, name, nlen);
+    buf_addc(b, ' ');
+    buf_adds(b, help);
+    buf_add(b, "\n# TYPE ", 8);
+    buf_add(b, name, nlen);
+    buf_addc(b, ' ');
+    buf_adds(b, type);
+    buf_addc(b, '\n');
 }
 
 /* A family of one unlabelled sample. */
 static void gauge(struct buf *b, const char *name, const char *help, uint64_t v)
 {
     family(b, name, "gauge", help);
-    buf_printf(b, "%s %" PRIu64 "\n", name, v);
+    buf_adds(b, name);
+    buf_addc(b, ' ');
+    put_u64(b, v);
+    buf_addc(b, '\n');
 }
 
 static void counter(struct buf *b, const char *name, const char *help, uint64_t v)
 {
     family(b, name, "counter", help);
-    buf_printf(b, "%s %" PRIu64 "\n", name, v);
+    buf_adds(b, name);
+    buf_addc(b, ' ');
+    put_u64(b, v);
+    buf_addc(b, '\n');
 }
 
 /* A sample of ns nanoseconds, in seconds. */
 static void seconds(struct buf *b, const char *name, uint64_t ns)
 {
-    buf_printf(b, "%s %" PRIu64 ".%09" PRIu64 "\n", name, ns / 1000000000u, ns % 1000000000u);
+    buf_adds(b, name);
+    buf_addc(b, ' ');
+    put_seconds(b, ns);
+    buf_addc(b, '\n');
 }
 
 /* A label value, escaped as the text format wants (\\, \", \n). */
@@ -694,22 +758,22 @@ static int by_key(const void *x, const void *y)
 /* Live entries of t (sorted), malloc'd. */
 static struct entry **collect(struct table *t, size_t *n, int (*cmp)(const void *, const void *))
 {
-    struct entry **v = malloc((t->mask + 1) * sizeof *v);
+    size_t ne;
+    struct entry *const *es = table_entries(t, &ne);
+    struct entry **v = malloc((ne ? ne : 1) * sizeof *v);
     if (!v)
         abort();
     *n = 0;
-    for (size_t i = 0; i <= t->mask; i++) {
-        struct entry *e = __atomic_load_n(&t->slots[i], __ATOMIC_ACQUIRE);
-        if (e && entry_live(e))
-            v[(*n)++] = e;
-    }
+    for (size_t i = 0; i < ne; i++)
+        if (entry_live(es[i]))
+            v[(*n)++] = es[i];
     qsort(v, *n, sizeof *v, cmp);
     return v;
 }
 
-static void stream_labels(struct buf *b, struct api *a, const struct mstream *s)
+/* `{account="...",region="...",stream="..."`, escaped, without the closing brace. */
+static void stream_labels(struct buf *b, const struct mstream *s)
 {
-    (void)a;
     buf_adds(b, "{account=\"");
     label_value(b, s->account);
     buf_adds(b, "\",region=\"");
@@ -719,83 +783,165 @@ static void stream_labels(struct buf *b, struct api *a, const struct mstream *s)
     buf_addc(b, '"');
 }
 
+/* Labels of a scrape's series, written once: the k-th at text + off[k], off[k + 1] - off[k]
+ * bytes. */
+struct labels {
+    struct buf text;
+    size_t *off;
+};
+
+static const char *labels_at(const struct labels *l, size_t k, size_t *len)
+{
+    *len = l->off[k + 1] - l->off[k];
+    return l->text.p + l->off[k];
+}
+
+static void labels_free(struct labels *l)
+{
+    buf_free(&l->text);
+    free(l->off);
+}
+
+/* One sample: name, labels (without their closing brace), value. */
+static void sample_u64(struct buf *b, const char *name, size_t nlen, const char *labels, size_t llen,
+                       uint64_t v)
+{
+    buf_add(b, name, nlen);
+    buf_add(b, labels, llen);
+    buf_add(b, "} ", 2);
+    put_u64(b, v);
+    buf_addc(b, '\n');
+}
+
+static void sample_i64(struct buf *b, const char *name, size_t nlen, const char *labels, size_t llen,
+                       int64_t v)
+{
+    buf_add(b, name, nlen);
+    buf_add(b, labels, llen);
+    buf_add(b, "} ", 2);
+    put_i64(b, v);
+    buf_addc(b, '\n');
+}
+
 static void hist_write(struct buf *b, const char *name, const char *labels, size_t llen, const struct hist *h)
 {
+    size_t nlen = strlen(name);
     uint64_t cum = 0;
     for (int i = 0; i <= NBUCKETS; i++) {
         cum += get(&h->b[i]);
-        buf_printf(b, "%s_bucket%.*s%sle=\"%s\"} %" PRIu64 "\n", name, (int)llen, labels, llen > 1 ? "," : "",
-                   i < NBUCKETS ? bucket_le[i] : "+Inf", cum);
+        buf_add(b, name, nlen);
+        buf_add(b, "_bucket", 7);
+        buf_add(b, labels, llen);
+        if (llen > 1)
+            buf_addc(b, ',');
+        buf_adds(b, "le=\"");
+        buf_adds(b, i < NBUCKETS ? bucket_le[i] : "+Inf");
+        buf_add(b, "\"} ", 3);
+        put_u64(b, cum);
+        buf_addc(b, '\n');
     }
-    uint64_t sum = get(&h->sum_ns);
-    buf_printf(b, "%s_sum%.*s} %" PRIu64 ".%09" PRIu64 "\n", name, (int)llen, labels, sum / 1000000000u,
-               sum % 1000000000u);
-    buf_printf(b, "%s_count%.*s} %" PRIu64 "\n", name, (int)llen, labels, cum);
+    buf_add(b, name, nlen);
+    buf_add(b, "_sum", 4);
+    buf_add(b, labels, llen);
+    buf_add(b, "} ", 2);
+    put_seconds(b, get(&h->sum_ns));
+    buf_addc(b, '\n');
+    buf_add(b, name, nlen);
+    buf_add(b, "_count", 6);
+    sample_u64(b, "", 0, labels, llen, cum);
 }
 
-static void write_streams(struct buf *b, struct api *a, struct mstream **v, size_t n)
+static void write_streams(struct buf *b, struct mstream **v, size_t n)
 {
-    struct buf lb = BUF_INIT;
+    struct labels l = {BUF_INIT, malloc((n + 1) * sizeof *l.off)};
+    if (!l.off)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        l.off[i] = l.text.len;
+        stream_labels(&l.text, v[i]);
+    }
+    l.off[n] = l.text.len;
+    const char *lab;
+    size_t llen;
     for (int k = 0; k < N_SC; k++) {
-        family(b, stream_counters[k].name, "counter", stream_counters[k].help);
+        const char *name = stream_counters[k].name;
+        size_t nlen = strlen(name);
+        family(b, name, "counter", stream_counters[k].help);
         for (size_t i = 0; i < n; i++) {
-            buf_adds(b, stream_counters[k].name);
-            stream_labels(b, a, v[i]);
-            buf_printf(b, "} %" PRIu64 "\n", get(&v[i]->c[k]));
+            lab = labels_at(&l, i, &llen);
+            sample_u64(b, name, nlen, lab, llen, get(&v[i]->c[k]));
         }
         if (k == PRS_OK) { /* CloudWatch's older name of the same figure */
+            static const char older[] = "kinesis_put_records_records_total";
             family(
-                b, "kinesis_put_records_records_total", "counter",
+                b, older, "counter",
                 "PutRecords.Records: records written by PutRecords (the older name of SuccessfulRecords).");
             for (size_t i = 0; i < n; i++) {
-                buf_adds(b, "kinesis_put_records_records_total");
-                stream_labels(b, a, v[i]);
-                buf_printf(b, "} %" PRIu64 "\n", get(&v[i]->c[k]));
+                lab = labels_at(&l, i, &llen);
+                sample_u64(b, older, sizeof older - 1, lab, llen, get(&v[i]->c[k]));
             }
         }
     }
     for (int k = 0; k < N_SG; k++) {
-        family(b, stream_gauges[k].name, "gauge", stream_gauges[k].help);
+        const char *name = stream_gauges[k].name;
+        size_t nlen = strlen(name);
+        family(b, name, "gauge", stream_gauges[k].help);
         for (size_t i = 0; i < n; i++) {
-            buf_adds(b, stream_gauges[k].name);
-            stream_labels(b, a, v[i]);
-            buf_printf(b, "} %" PRId64 "\n", __atomic_load_n(&v[i]->g[k], __ATOMIC_RELAXED));
+            lab = labels_at(&l, i, &llen);
+            sample_i64(b, name, nlen, lab, llen, __atomic_load_n(&v[i]->g[k], __ATOMIC_RELAXED));
         }
     }
     for (int k = 0; k < N_SH; k++) {
         family(b, stream_hists[k].name, "histogram", stream_hists[k].help);
         for (size_t i = 0; i < n; i++) {
-            lb.len = 0;
-            stream_labels(&lb, a, v[i]);
-            hist_write(b, stream_hists[k].name, lb.p, lb.len, &v[i]->h[k]);
+            lab = labels_at(&l, i, &llen);
+            hist_write(b, stream_hists[k].name, lab, llen, &v[i]->h[k]);
         }
     }
-    buf_free(&lb);
+    labels_free(&l);
 }
 
-static void write_shards(struct buf *b, struct api *a, struct metrics *m, struct mshard **v, size_t n)
+static void write_shards(struct buf *b, struct metrics *m, struct mshard **v, size_t n)
 {
+    /* each shard's labels and levels once: those of a shard whose stream has no live series
+     * stay empty and show nowhere */
+    struct labels l = {BUF_INIT, malloc((n + 1) * sizeof *l.off)};
+    uint32_t *levels = malloc((n ? n : 1) * sizeof *levels);
+    if (!l.off || !levels)
+        abort();
+    for (size_t i = 0; i < n; i++) {
+        l.off[i] = l.text.len;
+        levels[i] = __atomic_load_n(&v[i]->levels, __ATOMIC_RELAXED);
+        struct mstream *s = (struct mstream *)table_find(&m->streams, v[i]->e.key >> 24);
+        if (!s || !entry_live(&s->e)) {
+            levels[i] = 0;
+            continue;
+        }
+        char id[32];
+        shard_id(id, (uint32_t)(v[i]->e.key & 0xffffff));
+        stream_labels(&l.text, s);
+        buf_adds(&l.text, ",shard=\"");
+        buf_adds(&l.text, id);
+        buf_addc(&l.text, '"');
+    }
+    l.off[n] = l.text.len;
     for (int k = 0; k <= N_SHC; k++) {
         const struct series *f = k < N_SHC ? &shard_counters[k] : &shard_age;
-        size_t shown = 0;
+        size_t nlen = strlen(f->name), shown = 0, llen;
         for (size_t i = 0; i < n; i++) {
-            uint32_t levels = __atomic_load_n(&v[i]->levels, __ATOMIC_RELAXED);
-            struct mstream *s = (struct mstream *)table_find(&m->streams, v[i]->e.key >> 24);
-            if (!(levels & f->bit) || !s || !entry_live(&s->e))
+            if (!(levels[i] & f->bit))
                 continue;
             if (!shown++)
                 family(b, f->name, k < N_SHC ? "counter" : "gauge", f->help);
-            char id[32];
-            shard_id(id, (uint32_t)(v[i]->e.key & 0xffffff));
-            buf_adds(b, f->name);
-            stream_labels(b, a, s);
-            buf_printf(b, ",shard=\"%s\"} ", id);
+            const char *lab = labels_at(&l, i, &llen);
             if (k < N_SHC)
-                buf_printf(b, "%" PRIu64 "\n", get(&v[i]->c[k]));
+                sample_u64(b, f->name, nlen, lab, llen, get(&v[i]->c[k]));
             else
-                buf_printf(b, "%" PRId64 "\n", __atomic_load_n(&v[i]->age_ms, __ATOMIC_RELAXED));
+                sample_i64(b, f->name, nlen, lab, llen, __atomic_load_n(&v[i]->age_ms, __ATOMIC_RELAXED));
         }
     }
+    labels_free(&l);
+    free(levels);
 }
 
 static const char *const status_label[ST_GONE] = {"CREATING", "ACTIVE", "DELETING", "UPDATING"};
@@ -905,12 +1051,15 @@ void metrics_write(struct api *a, const struct api_server_stats *st, struct buf 
         reconcile(a, m, clock_now_ms());
         streams_change_unlock(a);
     }
+    size_t last = __atomic_load_n(&m->last_len, __ATOMIC_RELAXED), len0 = b->len;
+    buf_grow(b, last + last / 8 + 1); /* room for the growth since, at once rather than doubling */
     size_t ns, nsh;
     struct entry **streams = collect(&m->streams, &ns, by_name);
     struct entry **shards = collect(&m->shards, &nsh, by_key);
-    write_streams(b, a, (struct mstream **)streams, ns);
-    write_shards(b, a, m, (struct mshard **)shards, nsh);
+    write_streams(b, (struct mstream **)streams, ns);
+    write_shards(b, m, (struct mshard **)shards, nsh);
     write_server(b, a, m, st);
     free(streams);
     free(shards);
+    __atomic_store_n(&m->last_len, b->len - len0, __ATOMIC_RELAXED);
 }
