@@ -3,16 +3,21 @@
 # against one kinesd started with --tls-self-signed, over four transports, BENCH_SECONDS each,
 # the whole set BENCH_TRANSPORT_REPEAT times (default 3: the machine may be shared, so each
 # figure is the range of its runs, low-high, and shares are those of the medians):
-#   calls   PutRecord of 100 B (one partition key, a 4-shard stream); PutRecords of 100 records
-#           of 100 B; GetRecords of 100 records of 100 B (one TRIM_HORIZON iterator read again
-#           and again: the same ~20 KB answer each time)
+#   calls   PutRecord of 100 B (one partition key, a 4-shard stream); PutRecords of
+#           BENCH_TRANSPORT_BATCH (default 500) records of 100 B (~90 KB bodies, ~50 KB answers);
+#           GetRecords of 100 records of 100 B (one TRIM_HORIZON iterator read again and again:
+#           the same ~20 KB answer each time)
 #   h1 16 conn          HTTP/1.1 cleartext, 16 keep-alive connections, one request each at a time
 #   h2c 1 conn x 64     HTTP/2 prior knowledge, one connection, 64 concurrent streams
 #   https h1 16 conn    HTTP/1.1 over TLS, 16 connections
 #   h2 tls 1 conn x 64  HTTP/2 over TLS (ALPN h2), one connection, 64 streams
 # Requests are signed once per round (a signature stays valid for minutes; kinesd runs without
-# --auth here anyway). Prints RESULT lines and a table: each figure, h2c as a share of the
-# 16-connection HTTP/1.1 one, and TLS as a share of the same transport in cleartext. When
+# --auth here anyway). Each run also counts the CPU time (user + system, /proc) of kinesd and of
+# h2load per request: h2load shares the cores, so over TLS its own record crypto lowers the
+# throughput of both; kinesd's CPU per request over TLS against cleartext is the server's own
+# cost of TLS. Prints RESULT lines and a table: each figure with both CPU figures (medians), h2c
+# as a share of the 16-connection HTTP/1.1 one, and TLS as a share of the same transport in
+# cleartext, beside kinesd's CPU per request over TLS as a multiple of cleartext's. When
 # run.sh's putrecord mode ran before (KBENCH_PUTRECORD_OUT), its kbench figure is shown too
 # (kbench speaks cleartext HTTP/1.1 only).
 #
@@ -25,6 +30,7 @@ cd "$ROOT"
 SECS=${BENCH_SECONDS:-8}
 REPEAT=${BENCH_TRANSPORT_REPEAT:-3}
 CALLS=${BENCH_TRANSPORT_CALLS:-putrecord putrecords getrecords}
+BATCH=${BENCH_TRANSPORT_BATCH:-500}
 KINESD=${KINESD_BIN:-build/kinesd}
 LOG_DIR=${BENCH_LOG_DIR:-build/bench}
 KBENCH=build/kbench
@@ -61,7 +67,7 @@ done
 # sign: every call's signed request for h2load ($DIR/CALL.body, $DIR/CALL.headers.{http,https});
 # the first time it also fills the stream that GetRecords reads
 sign() {
-    python3 - "$PORT" "$DIR" <<'EOF'
+    python3 - "$PORT" "$DIR" "$BATCH" <<'EOF'
 import base64, json, sys, urllib.request
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
@@ -85,6 +91,7 @@ def call(target, payload):
 
 data = base64.b64encode(b"x" * 100).decode()
 records = [{"PartitionKey": f"pk{i}", "Data": data} for i in range(100)]
+batch = [{"PartitionKey": f"pk{i}", "Data": data} for i in range(int(sys.argv[3]))]
 shard = call("ListShards", {"StreamName": "transport-read"})["Shards"][0]["ShardId"]
 it = call("GetShardIterator", {"StreamName": "transport-read", "ShardId": shard,
                                "ShardIteratorType": "TRIM_HORIZON"})["ShardIterator"]
@@ -92,7 +99,7 @@ if not call("GetRecords", {"ShardIterator": it, "Limit": 1})["Records"]:
     call("PutRecords", {"StreamName": "transport-read", "Records": records})
 calls = {
     "putrecord": ("PutRecord", {"StreamName": "transport", "PartitionKey": "pk", "Data": data}),
-    "putrecords": ("PutRecords", {"StreamName": "transport", "Records": records}),
+    "putrecords": ("PutRecords", {"StreamName": "transport", "Records": batch}),
     "getrecords": ("GetRecords", {"ShardIterator": it, "Limit": 100}),
 }
 for name, (target, payload) in calls.items():
@@ -106,8 +113,16 @@ for name, (target, payload) in calls.items():
 EOF
 }
 
-# run CALL NAME SCHEME H2LOAD-ARGS...: one h2load run; adds its req/s to RPS[CALL.NAME]
-declare -A RPS
+# cpu_ticks PID: the process's user + system CPU so far, in clock ticks (all its threads)
+TICK=$(getconf CLK_TCK)
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+# us_per CPU-TICKS REQUESTS: microseconds of CPU per request
+us_per() { awk -v t="$1" -v n="$2" -v hz="$TICK" 'BEGIN { if (n + 0 > 0) printf "%.1f", t * 1e6 / hz / n; else print 0 }'; }
+
+# run CALL NAME SCHEME H2LOAD-ARGS...: one h2load run; adds its req/s to RPS[CALL.NAME], and
+# the CPU per request of kinesd and of h2load (the load generator shares the cores) to
+# SRV[CALL.NAME] and GEN[CALL.NAME]
+declare -A RPS SRV GEN
 STATUS=0
 run() {
     local call=$1 name=$2 scheme=$3 out
@@ -115,7 +130,12 @@ run() {
     local hdr=()
     while IFS= read -r line; do hdr+=(-H "$line"); done <"$DIR/$call.headers.$scheme"
     out="$LOG_DIR/transport.$call.$name.out"
-    h2load -D "$SECS" -d "$DIR/$call.body" "${hdr[@]}" "$@" "$scheme://127.0.0.1:$PORT/" >"$out" 2>&1 || true
+    local cpu0 cpu1 gen
+    cpu0=$(cpu_ticks "$PID")
+    # the subshell's "times" prints its children's CPU (h2load's) on its second line
+    gen=$( (h2load -D "$SECS" -d "$DIR/$call.body" "${hdr[@]}" "$@" "$scheme://127.0.0.1:$PORT/" >"$out" 2>&1 || true
+        times) | awk 'NR == 2 { t = 0; for (i = 1; i <= 2; i++) { split($i, ms, /[ms]/); t += ms[1] * 60 + ms[2] } print t }')
+    cpu1=$(cpu_ticks "$PID")
     local rps ok total
     rps=$(awk '/^finished in/ { for (i = 1; i <= NF; i++) if ($(i) ~ /^req\/s/) { v = $(i - 1); gsub(",", "", v); print v } }' "$out")
     ok=$(awk '/^requests:/ { print $8 }' "$out")
@@ -125,8 +145,14 @@ run() {
         rps=0
         STATUS=1
     fi
+    local srv_us gen_us
+    srv_us=$(us_per $((cpu1 - cpu0)) "${ok:-0}")
+    gen_us=$(us_per "$(awk -v s="${gen:-0}" -v hz="$TICK" 'BEGIN { print s * hz }')" "${ok:-0}")
     RPS[$call.$name]="${RPS[$call.$name]:-} ${rps:-0}"
-    echo "RESULT mode=transport-$call-$name requests_per_s=${rps:-0} succeeded=${ok:-0} status_2xx=${total:-0}"
+    SRV[$call.$name]="${SRV[$call.$name]:-} $srv_us"
+    GEN[$call.$name]="${GEN[$call.$name]:-} $gen_us"
+    echo "RESULT mode=transport-$call-$name requests_per_s=${rps:-0} succeeded=${ok:-0} status_2xx=${total:-0}" \
+        "server_cpu_us_per_req=$srv_us h2load_cpu_us_per_req=$gen_us"
 }
 
 echo
@@ -150,19 +176,26 @@ kb=""
 if [[ -n ${KBENCH_PUTRECORD_OUT:-} && -f $KBENCH_PUTRECORD_OUT ]]; then
     kb=$(awk '$1 == "RESULT" { for (i = 2; i <= NF; i++) { split($i, kv, "="); if (kv[1] == "requests_per_s") v = kv[2] } } END { print v }' "$KBENCH_PUTRECORD_OUT")
 fi
+# the CPU of one call and transport per request, median: "kinesd/h2load" in us
+cpu() { printf "%s/%s" "$(median "${SRV[$1]}")" "$(median "${GEN[$1]}")"; }
+# kinesd's CPU per request over TLS as a multiple of its cleartext figure
+times_cpu() { awk -v a="$(median "${SRV[$1]}")" -v b="$(median "${SRV[$2]}")" 'BEGIN { if (b + 0 > 0) printf "%.2fx", a / b; else print "n/a" }'; }
 echo
-printf "%-44s %15s  %s\n" "requests/s (range of $REPEAT runs)" "req/s" "medians compared"
-printf '%.0s-' $(seq 100)
+printf "%-44s %13s %15s  %s\n" "requests/s (range of $REPEAT runs)" "req/s" "CPU us/req" "medians compared"
+printf "%-44s %13s %15s\n" "" "" "kinesd/h2load"
+printf '%.0s-' $(seq 110)
 echo
-[[ -n $kb ]] && printf "%-44s %15s  %s\n" "kbench putrecord HTTP/1.1 16 conn" "$kb" ""
+[[ -n $kb ]] && printf "%-44s %13s %15s  %s\n" "kbench putrecord HTTP/1.1 16 conn" "$kb" "" ""
 for call in $CALLS; do
-    printf "%-44s %15s  %s\n" "$call HTTP/1.1 16 conn" "$(range "${RPS[$call.h1-16]}")" ""
-    printf "%-44s %15s  %s of HTTP/1.1 16 conn\n" "$call h2c 1 conn x 64 streams" \
-        "$(range "${RPS[$call.h2c-1x64]}")" "$(pct "${RPS[$call.h2c-1x64]}" "${RPS[$call.h1-16]}")"
-    printf "%-44s %15s  %s of cleartext (target >=85%%)\n" "$call HTTPS HTTP/1.1 16 conn" \
-        "$(range "${RPS[$call.https-h1-16]}")" "$(pct "${RPS[$call.https-h1-16]}" "${RPS[$call.h1-16]}")"
-    printf "%-44s %15s  %s of h2c (target >=85%%)\n" "$call h2 over TLS 1 conn x 64 streams" \
-        "$(range "${RPS[$call.h2-tls-1x64]}")" "$(pct "${RPS[$call.h2-tls-1x64]}" "${RPS[$call.h2c-1x64]}")"
+    printf "%-44s %13s %15s  %s\n" "$call HTTP/1.1 16 conn" "$(range "${RPS[$call.h1-16]}")" "$(cpu "$call.h1-16")" ""
+    printf "%-44s %13s %15s  %s of HTTP/1.1 16 conn\n" "$call h2c 1 conn x 64 streams" \
+        "$(range "${RPS[$call.h2c-1x64]}")" "$(cpu "$call.h2c-1x64")" "$(pct "${RPS[$call.h2c-1x64]}" "${RPS[$call.h1-16]}")"
+    printf "%-44s %13s %15s  %s of cleartext (target >=85%%), kinesd CPU/req %s\n" "$call HTTPS HTTP/1.1 16 conn" \
+        "$(range "${RPS[$call.https-h1-16]}")" "$(cpu "$call.https-h1-16")" \
+        "$(pct "${RPS[$call.https-h1-16]}" "${RPS[$call.h1-16]}")" "$(times_cpu "$call.https-h1-16" "$call.h1-16")"
+    printf "%-44s %13s %15s  %s of h2c (target >=85%%), kinesd CPU/req %s\n" "$call h2 over TLS 1 conn x 64 streams" \
+        "$(range "${RPS[$call.h2-tls-1x64]}")" "$(cpu "$call.h2-tls-1x64")" \
+        "$(pct "${RPS[$call.h2-tls-1x64]}" "${RPS[$call.h2c-1x64]}")" "$(times_cpu "$call.h2-tls-1x64" "$call.h2c-1x64")"
 done
 echo "raw h2load output (last round): $LOG_DIR/transport.*.out"
 exit $STATUS
