@@ -91,6 +91,8 @@ struct conn {
     char *wbody; /* one owned body segment after wbuf (HTTP/1.1 answers) */
     size_t wbody_off, wbody_len;
     size_t out_budget; /* budget bytes held by the queued output; returned once it is sent */
+    char *tbuf;        /* TLS: records made from the output and not yet sent (loop.c) */
+    size_t toff, tlen, tcap;
 
     int64_t deadline;   /* monotonic ms; 0: none. Passing it closes the connection */
     int64_t last_write; /* progress of the output, for the send timeout */
@@ -112,7 +114,7 @@ void conn_write(struct conn *c, const void *p, size_t n);
 /* Queue an owned body after everything queued so far; only one at a time. It counts in the
  * memory budget until sent. */
 void conn_write_body(struct conn *c, char *body, size_t n);
-/* Bytes queued and not yet sent. */
+/* Bytes queued and not yet sent (over TLS: with the records made and not yet sent). */
 size_t conn_pending(const struct conn *c);
 /* Drop n bytes from the front of rbuf. */
 void conn_consume(struct conn *c, size_t n);

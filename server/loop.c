@@ -24,6 +24,13 @@
  * headers, idle, stalled body; set by the protocols) and a send timeout (output that makes no
  * progress), checked by a sweep every 100 ms.
  *
+ * TLS output: OpenSSL writes its records into the connection's tbuf (a write BIO of ours, not
+ * the socket), and the loop sends them in one send per batch of up to TLS_BATCH bytes: a 50 KB
+ * answer is four records and one send, not four sends (plus one for the HTTP/1.1 head's own
+ * record). The handshake's flights go the same way and are sent right after each handshake
+ * step; alerts and close_notify are sent, as far as the socket takes them, before a close or a
+ * half-close. tbuf is freed whenever it was sent whole, and counts as output not yet sent.
+ *
  * Draining (http_drain): the loops stop accepting and tell every connection's protocol, which
  * stops reading new requests and closes once what is in flight was answered; after drain_ms
  * what is left is closed. A loop ends once its last connection is gone and every job and sink
@@ -53,6 +60,7 @@
 #define SWEEP_MS 100
 #define LINGER_MS 2000
 #define RBUF_MIN 4096
+#define TLS_BATCH (64 * 1024) /* TLS records made from the output before they are sent */
 
 struct loop {
     struct http *h;
@@ -188,10 +196,13 @@ void conn_write_body(struct conn *c, char *body, size_t n)
     conn_budget_force(c, n);
 }
 
-size_t conn_pending(const struct conn *c)
+/* Output not yet handed to the socket (or, over TLS, to OpenSSL). */
+static size_t plain_pending(const struct conn *c)
 {
     return (c->wlen - c->woff) + (c->wbody ? c->wbody_len - c->wbody_off : 0);
 }
+
+size_t conn_pending(const struct conn *c) { return plain_pending(c) + (c->tlen - c->toff); }
 
 static void out_sent(struct conn *c, size_t n)
 {
@@ -220,37 +231,126 @@ static void out_sent(struct conn *c, size_t n)
     c->last_write = c->l->now;
 }
 
+/* ---- TLS output: OpenSSL's records, gathered ---- */
+
+static BIO_METHOD *tbio_method;
+static pthread_once_t tbio_once = PTHREAD_ONCE_INIT;
+
+/* OpenSSL wrote a record (or part of a handshake flight): keep it for the next send. */
+static int tbio_write(BIO *b, const char *p, int n)
+{
+    struct conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    if (c->tlen + (size_t)n > c->tcap) {
+        if (c->toff) {
+            memmove(c->tbuf, c->tbuf + c->toff, c->tlen - c->toff);
+            c->tlen -= c->toff;
+            c->toff = 0;
+        }
+        if (c->tlen + (size_t)n > c->tcap) {
+            /* a batch and the record that passes it, in one allocation */
+            size_t ncap = c->tcap ? c->tcap * 2 : TLS_BATCH + 2 * SSL3_RT_MAX_PACKET_SIZE;
+            while (ncap < c->tlen + (size_t)n)
+                ncap *= 2;
+            c->tbuf = xrealloc(c->tbuf, ncap);
+            c->tcap = ncap;
+        }
+    }
+    if (conn_pending(c) == 0)
+        c->last_write = c->l->now;
+    memcpy(c->tbuf + c->tlen, p, (size_t)n);
+    c->tlen += (size_t)n;
+    return n;
+}
+
+static long tbio_ctrl(BIO *b, int cmd, long num, void *ptr)
+{
+    (void)num;
+    (void)ptr;
+    const struct conn *c = BIO_get_data(b);
+    /* a flush is answered at once: the loop sends after each handshake step and each batch */
+    if (cmd == BIO_CTRL_FLUSH)
+        return 1;
+    return cmd == BIO_CTRL_WPENDING ? (long)(c->tlen - c->toff) : 0;
+}
+
+static void tbio_init(void)
+{
+    tbio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kinesd TLS output");
+    if (!tbio_method || !BIO_meth_set_write(tbio_method, tbio_write) ||
+        !BIO_meth_set_ctrl(tbio_method, tbio_ctrl)) {
+        BIO_meth_free(tbio_method);
+        tbio_method = NULL;
+    }
+}
+
+/* Send the records made so far, until EAGAIN. 1: all sent (tbuf freed), 0: the socket is full,
+ * -1: the connection failed. */
+static int tls_send(struct conn *c)
+{
+    while (c->toff < c->tlen) {
+        ssize_t w = send(c->fd, c->tbuf + c->toff, c->tlen - c->toff, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            return errno == EAGAIN ? 0 : -1;
+        }
+        c->toff += (size_t)w;
+        c->last_write = c->l->now;
+    }
+    free(c->tbuf);
+    c->tbuf = NULL;
+    c->toff = c->tlen = c->tcap = 0;
+    return 1;
+}
+
+/* Over TLS: make records from the output, a batch at a time, and send each batch. */
+static int tls_send_some(struct conn *c)
+{
+    for (;;) {
+        while (plain_pending(c) && c->tlen - c->toff < TLS_BATCH) {
+            const char *p = c->woff < c->wlen ? c->wbuf + c->woff : c->wbody + c->wbody_off;
+            size_t n = c->woff < c->wlen ? c->wlen - c->woff : c->wbody_len - c->wbody_off;
+            if (n > TLS_BATCH)
+                n = TLS_BATCH;
+            ERR_clear_error();
+            int r = SSL_write(c->ssl, p, (int)n); /* one record (partial writes) */
+            if (r <= 0) {
+                int e = SSL_get_error(c->ssl, r);
+                if (e != SSL_ERROR_WANT_WRITE && e != SSL_ERROR_WANT_READ)
+                    return -1;
+                break;
+            }
+            out_sent(c, (size_t)r);
+        }
+        if (c->toff == c->tlen)
+            return 0;
+        int sent = tls_send(c);
+        if (sent <= 0)
+            return sent;
+    }
+}
+
 /* Write until EAGAIN or nothing is left. Returns -1 when the connection failed. */
 static int send_some(struct conn *c)
 {
+    if (c->ssl)
+        return tls_send_some(c);
     while (conn_pending(c)) {
-        ssize_t w;
-        if (c->ssl) {
-            const char *p = c->woff < c->wlen ? c->wbuf + c->woff : c->wbody + c->wbody_off;
-            size_t n = c->woff < c->wlen ? c->wlen - c->woff : c->wbody_len - c->wbody_off;
-            ERR_clear_error();
-            int r = SSL_write(c->ssl, p, n > INT32_MAX ? INT32_MAX : (int)n);
-            if (r <= 0) {
-                int e = SSL_get_error(c->ssl, r);
-                if (e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ)
-                    return 0;
-                return -1;
-            }
-            w = r;
-        } else {
-            struct iovec iov[2];
-            int n = 0;
-            if (c->woff < c->wlen)
-                iov[n++] = (struct iovec){c->wbuf + c->woff, c->wlen - c->woff};
-            if (c->wbody && c->wbody_off < c->wbody_len)
-                iov[n++] = (struct iovec){c->wbody + c->wbody_off, c->wbody_len - c->wbody_off};
-            struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
-            w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
-            if (w < 0) {
-                if (errno == EAGAIN || errno == EINTR)
-                    return 0;
-                return -1;
-            }
+        struct iovec iov[2];
+        int n = 0;
+        if (c->woff < c->wlen)
+            iov[n++] = (struct iovec){c->wbuf + c->woff, c->wlen - c->woff};
+        if (c->wbody && c->wbody_off < c->wbody_len)
+            iov[n++] = (struct iovec){c->wbody + c->wbody_off, c->wbody_len - c->wbody_off};
+        struct msghdr mh = {.msg_iov = iov, .msg_iovlen = (size_t)n};
+        ssize_t w = sendmsg(c->fd, &mh, MSG_NOSIGNAL);
+        if (w < 0) {
+            if (errno == EAGAIN || errno == EINTR)
+                return 0;
+            return -1;
         }
         out_sent(c, (size_t)w);
     }
@@ -295,9 +395,13 @@ void conn_close(struct conn *c)
         c->proto->free(c);
     c->proto = NULL;
     if (c->ssl) {
+        (void)tls_send(c); /* an alert, as far as the socket takes it */
         SSL_free(c->ssl);
         c->ssl = NULL;
     }
+    free(c->tbuf);
+    c->tbuf = NULL;
+    c->toff = c->tlen = c->tcap = 0;
     epoll_ctl(c->l->ep, EPOLL_CTL_DEL, c->fd, NULL);
     close(c->fd);
     c->fd = -1;
@@ -324,8 +428,10 @@ void conn_close_after_send(struct conn *c) { c->closing = true; }
 static void start_linger(struct conn *c)
 {
     c->lingering = true;
-    if (c->ssl)
+    if (c->ssl) {
         SSL_shutdown(c->ssl);
+        (void)tls_send(c); /* close_notify, if the socket takes it now */
+    }
     shutdown(c->fd, SHUT_WR);
     c->deadline = c->l->now + LINGER_MS;
     c->rlen = 0;
@@ -538,10 +644,16 @@ static int sniff_tls(struct conn *c)
     c->sniffed = true;
     if (b == 0x16 && c->srv->cfg.tls) {
         c->ssl = SSL_new(c->srv->cfg.tls);
-        if (!c->ssl || !SSL_set_fd(c->ssl, c->fd)) {
+        BIO *rb = c->ssl ? BIO_new_socket(c->fd, BIO_NOCLOSE) : NULL;
+        BIO *wb = rb && tbio_method ? BIO_new(tbio_method) : NULL;
+        if (!wb) {
+            BIO_free(rb);
             tls_fail(c);
             return -1;
         }
+        BIO_set_data(wb, c);
+        BIO_set_init(wb, 1);
+        SSL_set_bio(c->ssl, rb, wb); /* the SSL owns both */
         SSL_set_accept_state(c->ssl);
         c->handshaking = true;
         c->deadline = c->l->now + c->srv->cfg.header_ms;
@@ -669,6 +781,10 @@ static void kick(struct conn *c)
         if (c->handshaking) {
             ERR_clear_error();
             int r = SSL_do_handshake(c->ssl);
+            if (tls_send(c) < 0) { /* the flight it made (the rest goes on the next edge) */
+                conn_close(c);
+                return;
+            }
             if (r != 1) {
                 int e = SSL_get_error(c->ssl, r);
                 if (e != SSL_ERROR_WANT_READ && e != SSL_ERROR_WANT_WRITE)
@@ -985,6 +1101,14 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
         h->cfg.loops = 1;
     if (h->cfg.loops > MAX_LOOPS)
         h->cfg.loops = MAX_LOOPS;
+    if (cfg->tls) {
+        pthread_once(&tbio_once, tbio_init);
+        if (!tbio_method) {
+            klog(KLOG_ERROR, "cannot set up TLS output");
+            free(h);
+            return -1;
+        }
+    }
     h->p.api = a;
     h->p.test_clock = cfg->test_clock;
     h->p.metrics = cfg->api_metrics;

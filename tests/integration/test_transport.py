@@ -6,6 +6,7 @@ the JavaScript SDK v3 over h2 with TLS. Streaming answers (the --test-clock prod
 POST /_test/stream) over HTTP/2 and HTTP/1.1 chunked transfer.
 """
 
+import base64
 import hashlib
 import http.client
 import json
@@ -141,6 +142,62 @@ def test_tls_1_2_and_1_3_are_served_and_alpn_prefers_h2(kinesd_factory):
             with ctx.wrap_socket(raw, server_hostname="127.0.0.1") as s:
                 assert s.version() == {ssl.TLSVersion.TLSv1_2: "TLSv1.2", ssl.TLSVersion.TLSv1_3: "TLSv1.3"}[version]
                 assert s.selected_alpn_protocol() == want
+
+
+def s_client_cipher(server, *args):
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{server.port}", "-brief", *args],
+                         input="", capture_output=True, text=True, timeout=30)
+    found = re.search(r"Ciphersuite: (\S+)", out.stdout + out.stderr)
+    assert found, out.stdout + out.stderr
+    return found.group(1)
+
+
+def test_aes_gcm_is_chosen_over_chacha20_and_aes_128_over_aes_256(kinesd_factory):
+    server = kinesd_factory(flags=TLS_FLAGS)
+    # Python's default offer (OpenSSL's client order): AES-256-GCM, ChaCha20, AES-128-GCM
+    with socket.create_connection(("127.0.0.1", server.port), timeout=10) as raw:
+        with tls_context(server).wrap_socket(raw, server_hostname="127.0.0.1") as s:
+            assert s.version() == "TLSv1.3" and s.cipher()[0] == "TLS_AES_128_GCM_SHA256"
+    # a client that lists ChaCha20 first still gets AES-GCM, over TLS 1.3 and 1.2
+    assert s_client_cipher(server, "-tls1_3", "-ciphersuites",
+                           "TLS_CHACHA20_POLY1305_SHA256:TLS_AES_256_GCM_SHA384") == "TLS_AES_256_GCM_SHA384"
+    assert s_client_cipher(server, "-tls1_2", "-cipher",
+                           "ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-ECDSA-AES128-GCM-SHA256") == \
+        "ECDHE-ECDSA-AES128-GCM-SHA256"
+    assert s_client_cipher(server, "-tls1_2", "-cipher",
+                           "ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-ECDSA-AES128-GCM-SHA256") == \
+        "ECDHE-ECDSA-AES128-GCM-SHA256"
+    # one that offers ChaCha20 only is served
+    assert s_client_cipher(server, "-tls1_3", "-ciphersuites",
+                           "TLS_CHACHA20_POLY1305_SHA256") == "TLS_CHACHA20_POLY1305_SHA256"
+
+
+def test_large_bodies_and_answers_over_https_arrive_whole(kinesd_factory):
+    # a 1.4 MB request body and answers of 50 KB to 1.4 MB: many TLS records and many batches
+    # of them on the way out, over HTTP/1.1 (boto3) and h2 (curl)
+    server = kinesd_factory(flags=TLS_FLAGS)
+    import boto3
+
+    kinesis = boto3.client(
+        "kinesis", endpoint_url=https(server), region_name=helpers.REGION, verify=str(cert_path(server)),
+        aws_access_key_id=helpers.ACCESS_KEY, aws_secret_access_key=helpers.SECRET_KEY)
+    kinesis.create_stream(StreamName="tls-large", ShardCount=1)
+    helpers.wait_for_status(kinesis, "tls-large")
+    data = [os.urandom(1000 + i) for i in range(500)]
+    out = kinesis.put_records(StreamName="tls-large",
+                              Records=[{"PartitionKey": f"k{i}", "Data": d} for i, d in enumerate(data)])
+    assert out["FailedRecordCount"] == 0 and len(out["Records"]) == 500
+    assert [r["Data"] for r in helpers.read_all(kinesis, "tls-large", helpers.shard_id(0))] == data
+    it = kinesis.get_shard_iterator(StreamName="tls-large", ShardId=helpers.shard_id(0),
+                                    ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+    got = subprocess.run(
+        ["curl", "-sS", "--http2", "--cacert", str(cert_path(server)), "-w", "\n%{http_version} %{http_code}",
+         https(server, "localhost") + "/"]
+        + signed_curl_args(https(server, "localhost"), "GetRecords", {"ShardIterator": it, "Limit": 10000}),
+        check=True, capture_output=True, text=True, timeout=60).stdout
+    body, status = got.rsplit("\n", 1)
+    assert status == "2 200"
+    assert [base64.b64decode(r["Data"]) for r in json.loads(body)["Records"]] == data
 
 
 def test_tls_1_1_is_refused(kinesd_factory):
