@@ -5,9 +5,11 @@
  * message than on its few blocks: 328 ns to open 110 bytes with 40 bytes of associated data,
  * about 900 cycles for 7 blocks, and OpenSSL's EVP with a reused context costs more (493 ns).
  * Here the whole message is one pass with nothing set up per message: the key schedule and
- * H^1..H^16 are computed once per key (gcm_init), the counter blocks are encrypted 8 (or 4)
- * at a time side by side, the tag's mask block J0 among them, and GHASH multiplies up to 16
- * blocks by the matching powers of H before one reduction (aggregated reduction).
+ * H^1..H^16 are computed once per key (gcm_init), the counter blocks are encrypted 8 (or 4, 2,
+ * 1) at a time side by side, the tag's mask block J0 among them, GHASH multiplies up to 16
+ * blocks by the matching powers of H before one reduction (aggregated reduction), and a last
+ * partial block is loaded and stored in registers, without a call: 70-120 ns for that message
+ * on the same machine (libsodium 230-310 ns in the same runs).
  *
  * The model: GHASH works on byte-reversed blocks (the bit order of Intel's white paper
  * "Intel Carry-Less Multiplication Instruction and its Usage for Computing the GCM Mode",
@@ -220,17 +222,70 @@ INL void push(struct ghash *g, __m128i block)
     }
 }
 
+/* n < 16 bytes at p, zero-padded to a block, without a call or a read past p + n: the loads
+ * overlap (n is public) */
+INL uint64_t load_short(const unsigned char *p, size_t n) /* n <= 8 */
+{
+    uint32_t a, b;
+    if (n >= 4) {
+        memcpy(&a, p, 4);
+        memcpy(&b, p + n - 4, 4);
+        return a | (uint64_t)b << (8 * (n - 4));
+    }
+    if (n == 0)
+        return 0;
+    return p[0] | (uint64_t)p[n / 2] << (8 * (n / 2)) | (uint64_t)p[n - 1] << (8 * (n - 1));
+}
+
+INL __m128i load_partial(const unsigned char *p, size_t n)
+{
+    uint64_t lo, hi = 0;
+    if (n >= 8) {
+        memcpy(&lo, p, 8);
+        hi = load_short(p + 8, n - 8);
+    } else {
+        lo = load_short(p, n);
+    }
+    return _mm_set_epi64x((long long)hi, (long long)lo);
+}
+
+INL void store_short(unsigned char *p, uint64_t v, size_t n) /* n <= 8 */
+{
+    if (n >= 4) {
+        uint32_t a = (uint32_t)v, b = (uint32_t)(v >> (8 * (n - 4)));
+        memcpy(p + n - 4, &b, 4);
+        memcpy(p, &a, 4);
+    } else if (n) {
+        p[n - 1] = (unsigned char)(v >> (8 * (n - 1)));
+        p[n / 2] = (unsigned char)(v >> (8 * (n / 2)));
+        p[0] = (unsigned char)v;
+    }
+}
+
+/* the first n < 16 bytes of x to p; returns x with the others zeroed */
+INL __m128i store_partial(unsigned char *p, __m128i x, size_t n)
+{
+    uint64_t lo = (uint64_t)_mm_cvtsi128_si64(x), hi = (uint64_t)_mm_cvtsi128_si64(_mm_srli_si128(x, 8));
+    if (n >= 8) {
+        memcpy(p, &lo, 8);
+        store_short(p + 8, hi, n - 8);
+        hi &= n == 8 ? 0 : ~(uint64_t)0 >> (8 * (16 - n));
+    } else {
+        store_short(p, lo, n);
+        lo &= n == 0 ? 0 : ~(uint64_t)0 >> (8 * (8 - n));
+        hi = 0;
+    }
+    return _mm_set_epi64x((long long)hi, (long long)lo);
+}
+
 /* Hash len bytes, the last block padded with zeros */
 INL void push_bytes(struct ghash *g, const unsigned char *p, size_t len)
 {
     size_t i = 0;
     for (; i + 16 <= len; i += 16)
         push(g, _mm_loadu_si128((const __m128i *)(p + i)));
-    if (i < len) {
-        unsigned char b[16] = {0};
-        memcpy(b, p + i, len - i);
-        push(g, _mm_loadu_si128((const __m128i *)b));
-    }
+    if (i < len)
+        push(g, load_partial(p + i, len - i));
 }
 
 /* xor one keystream block into in, hashing the ciphertext (in's when opening, out's when sealing) */
@@ -297,18 +352,12 @@ INL __m128i crypt(const struct gcm_key *k, unsigned char *out, const unsigned ch
         for (; i < n && off + 16 <= len; i++, off += 16)
             crypt_block(&g, out + off, in + off, ks[i], seal);
         if (i < n && off < len) { /* the last, partial block */
-            size_t r = len - off;
-            unsigned char b[16] = {0};
-            memcpy(b, in + off, r);
-            __m128i x = _mm_loadu_si128((const __m128i *)b);
+            __m128i x = load_partial(in + off, len - off);
             if (!seal)
                 push(&g, x);
-            _mm_storeu_si128((__m128i *)b, XOR(x, ks[i]));
-            memcpy(out + off, b, r);
-            if (seal) {
-                memset(b + r, 0, 16 - r);
-                push(&g, _mm_loadu_si128((const __m128i *)b));
-            }
+            __m128i y = store_partial(out + off, XOR(x, ks[i]), len - off);
+            if (seal)
+                push(&g, y);
             off = len;
         }
     } while (off < len);
