@@ -1,8 +1,12 @@
 /* loop.c: the event loops that own every connection.
  *
  * A small fixed pool of threads (http_config.loops), each with its own epoll set. The listening
- * socket is in every set (EPOLLEXCLUSIVE, so one loop wakes per connection); a loop accepts
- * without blocking and keeps the connection for its whole life. Sockets are non-blocking and
+ * socket is in every set (EPOLLEXCLUSIVE, so one loop wakes per connection); the loop that wakes
+ * accepts without blocking and deals the connections out round-robin: its own it keeps, the
+ * others it hands to their loop through that loop's queue (the kernel tends to wake the same
+ * idle loop, so 16 connections arriving together all landed on one loop of four, which then
+ * did their parsing and encoding on one core). A connection stays on its loop for its whole
+ * life. Sockets are non-blocking and
  * edge-triggered: on any event the loop reads until EAGAIN (or until the protocol's read buffer
  * is full: that is back-pressure), hands the bytes to the protocol, and writes until EAGAIN.
  * No call on a loop thread blocks on a socket.
@@ -62,6 +66,13 @@
 #define RBUF_MIN 4096
 #define TLS_BATCH (64 * 1024) /* TLS records made from the output before they are sent */
 
+/* An accepted socket on its way to its loop. */
+struct incoming {
+    int fd;
+    char peer[48];
+    struct incoming *next;
+};
+
 struct loop {
     struct http *h;
     int ep, efd;
@@ -70,9 +81,10 @@ struct loop {
     pthread_mutex_t mu; /* the queue */
     struct job *jobs;
     struct sink *sinks;
-    struct conn *conns;     /* every connection of this loop, live or waiting for refs */
-    struct conn *graveyard; /* freed after the current batch of events */
-    struct conn *again;     /* kicked once more after the current batch (each holds a reference) */
+    struct incoming *incoming; /* handed over by the accepting loop, under mu */
+    struct conn *conns;        /* every connection of this loop, live or waiting for refs */
+    struct conn *graveyard;    /* freed after the current batch of events */
+    struct conn *again;        /* kicked once more after the current batch (each holds a reference) */
     int nconns;
     bool drain_seen;
     bool in_queue;      /* run_queue is running: a job queued by this thread needs no wake-up */
@@ -94,6 +106,8 @@ struct http {
     atomic_bool draining;
     atomic_int loops_done;
     atomic_int lfd_released;
+    atomic_uint next_loop; /* the loop the next accepted connection goes to */
+    atomic_int started;    /* loops running so far (a loop may accept before the last starts) */
     struct workers *workers;
 };
 
@@ -556,6 +570,8 @@ static struct job *take_jobs(struct loop *l)
     return jobs;
 }
 
+static void adopt(struct loop *l, int fd, const char *peer);
+
 static void run_queue(struct loop *l)
 {
     uint64_t v;
@@ -564,7 +580,15 @@ static void run_queue(struct loop *l)
     pthread_mutex_lock(&l->mu);
     struct sink *sinks = l->sinks;
     l->sinks = NULL;
+    struct incoming *in = l->incoming;
+    l->incoming = NULL;
     pthread_mutex_unlock(&l->mu);
+    while (in) {
+        struct incoming *next = in->next;
+        adopt(l, in->fd, in->peer);
+        free(in);
+        in = next;
+    }
     /* A posted step runs here (even for a closed connection: it frees what it holds) and ends
      * in conn_job_done, which puts its job back on the queue without a wake-up: the next round
      * takes it. After a few rounds the rest waits for the next turn of the loop. */
@@ -875,6 +899,33 @@ static void peer_text(const struct sockaddr_storage *ss, char *out, size_t cap)
     }
 }
 
+/* Make fd (accepted, counted in nconns) a connection of loop l, or close it. */
+static void adopt(struct loop *l, int fd, const char *peer)
+{
+    struct http *h = l->h;
+    struct conn *c = atomic_load(&h->draining) ? NULL : calloc(1, sizeof *c);
+    if (!c) {
+        atomic_fetch_sub(&h->nconns, 1);
+        close(fd);
+        return;
+    }
+    c->l = l;
+    c->srv = h;
+    c->fd = fd;
+    snprintf(c->peer, sizeof c->peer, "%s", peer);
+    c->rmax = RBUF_MIN;
+    c->readable = true;
+    c->deadline = l->now + h->cfg.first_byte_ms;
+    c->next = l->conns;
+    if (l->conns)
+        l->conns->prev = c;
+    l->conns = c;
+    l->nconns++;
+    struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
+    if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev))
+        conn_close(c);
+}
+
 static void accept_some(struct loop *l)
 {
     struct http *h = l->h;
@@ -902,30 +953,31 @@ static void accept_some(struct loop *l)
             continue;
         }
         atomic_fetch_add_explicit(&h->accepted, 1, memory_order_relaxed);
-        struct conn *c = calloc(1, sizeof *c);
-        if (!c) {
+        int one = 1;
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        struct incoming *in = malloc(sizeof *in);
+        if (!in) {
             atomic_fetch_sub(&h->nconns, 1);
             close(fd);
             continue;
         }
-        int one = 1;
-        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-        c->l = l;
-        c->srv = h;
-        c->fd = fd;
-        peer_text(&ss, c->peer, sizeof c->peer);
-        c->rmax = RBUF_MIN;
-        c->readable = true;
-        c->deadline = l->now + h->cfg.first_byte_ms;
-        c->next = l->conns;
-        if (l->conns)
-            l->conns->prev = c;
-        l->conns = c;
-        l->nconns++;
-        struct epoll_event ev = {.events = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET, .data.ptr = c};
-        if (epoll_ctl(l->ep, EPOLL_CTL_ADD, fd, &ev)) {
-            conn_close(c);
+        in->fd = fd;
+        peer_text(&ss, in->peer, sizeof in->peer);
+        unsigned n = (unsigned)atomic_load(&h->started);
+        struct loop *t =
+            n > 1 ? &h->loops[atomic_fetch_add_explicit(&h->next_loop, 1, memory_order_relaxed) % n] : l;
+        if (t == l) {
+            adopt(l, fd, in->peer);
+            free(in);
             continue;
+        }
+        pthread_mutex_lock(&t->mu);
+        in->next = t->incoming;
+        t->incoming = in;
+        pthread_mutex_unlock(&t->mu);
+        uint64_t v = 1;
+        if (write(t->efd, &v, sizeof v) < 0) {
+            /* the counter is full: that loop is awake anyway */
         }
     }
 }
@@ -1148,6 +1200,7 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
             return -1;
         }
         h->nloops++;
+        atomic_store(&h->started, h->nloops);
     }
     *out = h;
     return 0;
@@ -1177,6 +1230,12 @@ void http_stop(struct http *h)
         pthread_join(h->loops[i].th, NULL);
     workers_free(h->workers); /* idle: every job came back before its loop ended */
     for (int i = 0; i < h->nloops; i++) {
+        /* handed over as that loop was ending: closed, as a draining loop closes new ones */
+        for (struct incoming *in = h->loops[i].incoming, *next; in; in = next) {
+            next = in->next;
+            close(in->fd);
+            free(in);
+        }
         close(h->loops[i].ep);
         close(h->loops[i].efd);
         pthread_mutex_destroy(&h->loops[i].mu);
