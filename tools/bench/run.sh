@@ -56,7 +56,7 @@
 #                                     BENCH_SCRAPE_ROUNDS rounds alternating: records/s both ways,
 #                                     their ratio, and kinesd's CPU time per record both ways
 #   BENCH_SECONDS   seconds per measured mode (default 8)
-#   BENCH_SCRAPE_ROUNDS  rounds of the scrape mode (default 2)
+#   BENCH_SCRAPE_ROUNDS  rounds of the scrape and auth modes (default 4)
 #   BENCH_SCRAPE_COST_N  scrapes in a row that measure one scrape's CPU (default 200)
 #   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
 #   BENCH_CKPT_RECORD   record size of the checkpoint mode (default 1024)
@@ -93,7 +93,7 @@ CKPT_SECS=${BENCH_CKPT_SECONDS:-20}
 CKPT_RECORD=${BENCH_CKPT_RECORD:-1024}
 DISK_MIB=${BENCH_DISK_MIB:-256}
 SHARDS=${BENCH_SHARDS:-4}
-SCRAPE_ROUNDS=${BENCH_SCRAPE_ROUNDS:-2}
+SCRAPE_ROUNDS=${BENCH_SCRAPE_ROUNDS:-4}
 SCRAPE_COST_N=${BENCH_SCRAPE_COST_N:-200}
 KINESD=${KINESD_BIN:-build/kinesd}
 KINESALITE_CLI=${KINESALITE_CLI:-build/npm/node_modules/kinesalite/cli.js}
