@@ -93,6 +93,8 @@ struct conn {
     size_t out_budget; /* budget bytes held by the queued output; returned once it is sent */
     char *tbuf;        /* TLS: records made from the output and not yet sent (loop.c) */
     size_t toff, tlen, tcap;
+    bool tls_drained; /* TLS: the last recv took less than asked for: the socket was empty */
+    bool tls_eof;     /* TLS: the last recv saw the peer's FIN */
 
     int64_t deadline;   /* monotonic ms; 0: none. Passing it closes the connection */
     int64_t last_write; /* progress of the output, for the send timeout */

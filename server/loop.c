@@ -28,12 +28,15 @@
  * headers, idle, stalled body; set by the protocols) and a send timeout (output that makes no
  * progress), checked by a sweep every 100 ms.
  *
- * TLS output: OpenSSL writes its records into the connection's tbuf (a write BIO of ours, not
- * the socket), and the loop sends them in one send per batch of up to TLS_BATCH bytes: a 50 KB
- * answer is four records and one send, not four sends (plus one for the HTTP/1.1 head's own
- * record). The handshake's flights go the same way and are sent right after each handshake
- * step; alerts and close_notify are sent, as far as the socket takes them, before a close or a
- * half-close. tbuf is freed whenever it was sent whole, and counts as output not yet sent.
+ * TLS: OpenSSL reads and writes through a BIO of ours. Reads are recv calls; a short one says
+ * the socket was empty, so a read that ends a record with nothing left buffered needs no
+ * further recv that would only say EAGAIN (as in cleartext). Writes put the records into the
+ * connection's tbuf, and the loop sends them in one send per batch of up to TLS_BATCH bytes: a
+ * 50 KB answer is four records and one send, not four sends (plus one for the HTTP/1.1 head's
+ * own record). The handshake's flights go the same way and are sent right after each
+ * handshake step; alerts and close_notify are sent, as far as the socket takes them, before a
+ * close or a half-close. tbuf is freed whenever it was sent whole, and counts as output not
+ * yet sent.
  *
  * Draining (http_drain): the loops stop accepting and tell every connection's protocol, which
  * stops reading new requests and closes once what is in flight was answered; after drain_ms
@@ -245,7 +248,7 @@ static void out_sent(struct conn *c, size_t n)
     c->last_write = c->l->now;
 }
 
-/* ---- TLS output: OpenSSL's records, gathered ---- */
+/* ---- TLS: the BIO under OpenSSL; its records, gathered ---- */
 
 static BIO_METHOD *tbio_method;
 static pthread_once_t tbio_once = PTHREAD_ONCE_INIT;
@@ -279,22 +282,43 @@ static int tbio_write(BIO *b, const char *p, int n)
     return n;
 }
 
+/* OpenSSL reads (read-ahead: as much as its buffer takes). A short read means the socket was
+ * empty at that moment, which read_some uses as the plain recv's short read. */
+static int tbio_read(BIO *b, char *p, int n)
+{
+    struct conn *c = BIO_get_data(b);
+    BIO_clear_retry_flags(b);
+    if (n <= 0)
+        return 0;
+    ssize_t r = recv(c->fd, p, (size_t)n, 0);
+    if (r < 0) {
+        if (errno == EAGAIN || errno == EINTR)
+            BIO_set_retry_read(b);
+        return -1;
+    }
+    c->tls_drained = r < n;
+    c->tls_eof = r == 0;
+    return (int)r;
+}
+
 static long tbio_ctrl(BIO *b, int cmd, long num, void *ptr)
 {
     (void)num;
     (void)ptr;
     const struct conn *c = BIO_get_data(b);
-    /* a flush is answered at once: the loop sends after each handshake step and each batch */
-    if (cmd == BIO_CTRL_FLUSH)
-        return 1;
-    return cmd == BIO_CTRL_WPENDING ? (long)(c->tlen - c->toff) : 0;
+    switch (cmd) {
+    case BIO_CTRL_FLUSH: /* answered at once: the loop sends after each handshake step and batch */ return 1;
+    case BIO_CTRL_WPENDING: return (long)(c->tlen - c->toff);
+    case BIO_CTRL_EOF: return c->tls_eof;
+    default: return 0;
+    }
 }
 
 static void tbio_init(void)
 {
-    tbio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kinesd TLS output");
+    tbio_method = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "kinesd TLS socket");
     if (!tbio_method || !BIO_meth_set_write(tbio_method, tbio_write) ||
-        !BIO_meth_set_ctrl(tbio_method, tbio_ctrl)) {
+        !BIO_meth_set_read(tbio_method, tbio_read) || !BIO_meth_set_ctrl(tbio_method, tbio_ctrl)) {
         BIO_meth_free(tbio_method);
         tbio_method = NULL;
     }
@@ -668,16 +692,14 @@ static int sniff_tls(struct conn *c)
     c->sniffed = true;
     if (b == 0x16 && c->srv->cfg.tls) {
         c->ssl = SSL_new(c->srv->cfg.tls);
-        BIO *rb = c->ssl ? BIO_new_socket(c->fd, BIO_NOCLOSE) : NULL;
-        BIO *wb = rb && tbio_method ? BIO_new(tbio_method) : NULL;
-        if (!wb) {
-            BIO_free(rb);
+        BIO *bio = c->ssl && tbio_method ? BIO_new(tbio_method) : NULL;
+        if (!bio) {
             tls_fail(c);
             return -1;
         }
-        BIO_set_data(wb, c);
-        BIO_set_init(wb, 1);
-        SSL_set_bio(c->ssl, rb, wb); /* the SSL owns both */
+        BIO_set_data(bio, c);
+        BIO_set_init(bio, 1);
+        SSL_set_bio(c->ssl, bio, bio); /* the SSL owns it */
         SSL_set_accept_state(c->ssl);
         c->handshaking = true;
         c->deadline = c->l->now + c->srv->cfg.header_ms;
@@ -738,6 +760,10 @@ static ssize_t read_some(struct conn *c)
                 return -1;
             }
             n = r;
+            /* the record is done, nothing more is buffered, and the last recv emptied the
+             * socket: as for a plain short read below, the next bytes bring a new edge */
+            if (c->tls_drained && !SSL_has_pending(c->ssl) && !c->rdhup)
+                c->readable = false;
         } else {
             n = recv(c->fd, c->rbuf + c->rlen, room, 0);
             if (n < 0) {
@@ -754,8 +780,7 @@ static ssize_t read_some(struct conn *c)
                 break;
             }
             /* less than asked for: the socket is empty now, and whatever comes next is a new
-             * edge, so the recv that would only say EAGAIN is left out (not so for TLS, whose
-             * reads end at record boundaries) */
+             * edge, so the recv that would only say EAGAIN is left out */
             if ((size_t)n < room && !c->rdhup)
                 c->readable = false;
         }
