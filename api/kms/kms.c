@@ -962,6 +962,23 @@ int kms_authorize(struct api_ctx *c, const struct kms_key *k, const char *action
                     k->arn, why);
 }
 
+int kms_authorize_alias(struct api_ctx *c, const char *action, const char *alias_arn)
+{
+    const struct auth_cred *who = c->caller;
+    if (!who || !who->policy) /* no policy file: everything in its own account, as elsewhere */
+        return 0;
+    struct policy_request pr = caller_request(c, action, alias_arn);
+    enum policy_verdict v = policy_eval(who->policy, &pr);
+    if (v == POLICY_ALLOW)
+        return 0;
+    return api_fail(
+        c, KERR_ACCESS_DENIED, "User: %s is not authorized to perform: %s on resource: %s %s", who->user_arn,
+        action, alias_arn,
+        v == POLICY_DENY
+            ? "with an explicit deny in an identity-based policy"
+            : arena_printf(&c->arena, "because no identity-based policy allows the %s action", action));
+}
+
 int kms_policy_check(struct api_ctx *c, const char *text, const char *owner, const char *key_arn,
                      bool bypass_lockout)
 {

@@ -70,6 +70,11 @@ int kms_find_for(struct api_ctx *c, const char *key_id, bool allow_alias, const 
 int kms_authorize(struct api_ctx *c, const struct kms_key *k, const char *action, enum kerr err,
                   bool by_ciphertext);
 
+/* --auth: whether the caller's identity policy lets it do action on the alias alias_arn (the
+ * alias operations need it on the alias as well as on each key involved, which kms_authorize
+ * checks); AccessDeniedException with AWS's message otherwise. */
+int kms_authorize_alias(struct api_ctx *c, const char *action, const char *alias_arn);
+
 /* A key policy given to CreateKey or PutKeyPolicy for key key_arn: it must parse, and under
  * --auth (unless bypass_lockout) allow the caller kms:PutKeyPolicy, as AWS's lockout safety
  * check asks. Fails with MalformedPolicyDocumentException. */

@@ -58,6 +58,20 @@ static int target(struct api_ctx *c, const char *action, struct kms_key *k)
     return 0;
 }
 
+/* --auth: the key an alias names now (key id) must let the caller do action (UpdateAlias and
+ * DeleteAlias need it on that key too); a key that is gone asks nothing. */
+static int current_key_allows(struct api_ctx *c, const char *id, const char *action)
+{
+    struct kms_key k;
+    if (!c->caller)
+        return 0;
+    if (kms_find_for(c, id, false, action, &k) == 0) {
+        json_decref(k.doc);
+        return 0;
+    }
+    return c->err == KERR_KMS_NOT_FOUND ? 0 : -1; /* a key that is gone: nothing to ask of it */
+}
+
 static int write_alias(struct api_ctx *c, const char *name, const char *id, int64_t created, uint64_t version)
 {
     json_t *doc = json_pack("{s:s, s:I, s:I}", "target", id, "created_ms", (json_int_t)created, "updated_ms",
@@ -86,7 +100,8 @@ static int create_alias(struct api_ctx *c)
 {
     const char *name = req_str(c, "AliasName");
     struct kms_key k;
-    if (check_name(c, name) || target(c, "kms:CreateAlias", &k))
+    if (check_name(c, name) || kms_authorize_alias(c, "kms:CreateAlias", alias_arn(c, name)) ||
+        target(c, "kms:CreateAlias", &k))
         return -1;
     int rc = write_alias(c, name, k.id, c->now_ms, 0);
     json_decref(k.doc);
@@ -121,7 +136,8 @@ static int update_alias(struct api_ctx *c)
     uint64_t version;
     struct kms_key k;
     if (check_name(c, name) || load_alias(c, name, old, &created, &version) ||
-        target(c, "kms:UpdateAlias", &k))
+        kms_authorize_alias(c, "kms:UpdateAlias", alias_arn(c, name)) ||
+        current_key_allows(c, old, "kms:UpdateAlias") || target(c, "kms:UpdateAlias", &k))
         return -1;
     int rc = write_alias(c, name, k.id, created, version);
     json_decref(k.doc);
@@ -138,15 +154,10 @@ static int delete_alias(struct api_ctx *c)
     char id[KMS_ID_LEN + 1];
     int64_t created;
     uint64_t version;
-    if (check_name(c, name) || load_alias(c, name, id, &created, &version))
+    if (check_name(c, name) || load_alias(c, name, id, &created, &version) ||
+        kms_authorize_alias(c, "kms:DeleteAlias", alias_arn(c, name)) ||
+        current_key_allows(c, id, "kms:DeleteAlias"))
         return -1;
-    if (c->caller) { /* the key it names must let the caller remove its alias */
-        struct kms_key k;
-        if (kms_find_for(c, id, false, "kms:DeleteAlias", &k) == 0)
-            json_decref(k.doc);
-        else if (c->err != KERR_KMS_NOT_FOUND)
-            return -1;
-    }
     struct store_row r = {.key = kms_alias_row(c, name), .version = version};
     int rc = store_meta_cas(c->api->store, &r, 1);
     if (rc)

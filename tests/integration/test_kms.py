@@ -732,6 +732,50 @@ ROOT_STATEMENT = {"Sid": "Enable IAM User Permissions", "Effect": "Allow",
                   "Principal": {"AWS": f"arn:aws:iam::{helpers.ACCOUNT}:root"}, "Action": "kms:*", "Resource": "*"}
 
 
+ALIAS_USERS = {
+    "admin": ("AKIAALIASADMIN000003", "alias-admin/secret/0123456789abcdefghi", None),
+    # kms:* on keys only: the alias operations need the action on the alias too
+    "keys": ("AKIAALIASKEYS0000001", "alias-keys/secret/0123456789abcdefghijk", [
+        {"Effect": "Allow", "Action": "kms:*", "Resource": "arn:aws:kms:*:*:key/*"}]),
+    "both": ("AKIAALIASBOTH0000002", "alias-both/secret/0123456789abcdefghijk", [
+        {"Effect": "Allow", "Action": "kms:*", "Resource": ["arn:aws:kms:*:*:key/*", "arn:aws:kms:*:*:alias/app-*"]},
+        {"Effect": "Deny", "Action": "kms:DeleteAlias", "Resource": "arn:aws:kms:*:*:alias/app-kept"}]),
+}
+
+
+def test_the_alias_operations_need_the_action_on_the_alias_as_well_as_on_the_key(tmp_path_factory):
+    srv = auth_server(tmp_path_factory, ALIAS_USERS)
+    try:
+        kms = {u: kms_as(srv.endpoint, ALIAS_USERS[u]) for u in ALIAS_USERS}
+        key = kms["admin"].create_key()["KeyMetadata"]["KeyId"]
+        other = kms["admin"].create_key()["KeyMetadata"]["KeyId"]
+
+        def denied(user, action, alias, why):
+            arn = f"arn:aws:kms:{helpers.REGION}:{helpers.ACCOUNT}:{alias}"
+            return "AccessDeniedException", f"User: {user_arn(user)} is not authorized to perform: {action} on resource: {arn} {why}"
+
+        no_allow = "because no identity-based policy allows the {} action"
+        with helpers.raises_aws(*denied("keys", "kms:CreateAlias", "alias/app-a", no_allow.format("kms:CreateAlias"))):
+            kms["keys"].create_alias(AliasName="alias/app-a", TargetKeyId=key)
+        with helpers.raises_aws(*denied("both", "kms:CreateAlias", "alias/other", no_allow.format("kms:CreateAlias"))):
+            kms["both"].create_alias(AliasName="alias/other", TargetKeyId=key)
+        kms["both"].create_alias(AliasName="alias/app-a", TargetKeyId=key)
+        kms["both"].create_alias(AliasName="alias/app-kept", TargetKeyId=key)
+        with helpers.raises_aws(*denied("keys", "kms:UpdateAlias", "alias/app-a", no_allow.format("kms:UpdateAlias"))):
+            kms["keys"].update_alias(AliasName="alias/app-a", TargetKeyId=other)
+        kms["both"].update_alias(AliasName="alias/app-a", TargetKeyId=other)
+        with helpers.raises_aws(*denied("keys", "kms:DeleteAlias", "alias/app-a", no_allow.format("kms:DeleteAlias"))):
+            kms["keys"].delete_alias(AliasName="alias/app-a")
+        with helpers.raises_aws(*denied("both", "kms:DeleteAlias", "alias/app-kept",
+                                        "with an explicit deny in an identity-based policy")):
+            kms["both"].delete_alias(AliasName="alias/app-kept")
+        kms["both"].delete_alias(AliasName="alias/app-a")
+        names = {a["AliasName"]: a.get("TargetKeyId") for a in kms["admin"].list_aliases()["Aliases"]}
+        assert "alias/app-a" not in names and names["alias/app-kept"] == key, names
+    finally:
+        assert srv.stop() == 0, srv.log()
+
+
 def test_key_policies_decide_with_identity_policies_who_may_use_a_key(tmp_path_factory):
     srv = auth_server(tmp_path_factory, KP_USERS)
     try:
