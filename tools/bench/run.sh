@@ -73,7 +73,8 @@
 # kinesd runs durable (no --no-sync) with --no-limits; kinesalite and kinesis-mock keep
 # everything in memory. Each server is started on a free loopback port, gets one stream, runs
 # every selected mode, and is stopped before the next starts, so no two servers share the
-# cores. During each mode kbench samples the server's RssAnon every 100 ms. The table at the
+# cores. Before each mode kinesd is let finish storing what the mode before wrote (its
+# unflushed bytes back to 0), so a figure does not depend on the modes run before it. During each mode kbench samples the server's RssAnon every 100 ms. The table at the
 # end has the absolute figures and the ratios kinesd/kinesalite and kinesd/kinesis-mock.
 # Servers started here are stopped on exit.
 set -euo pipefail
@@ -456,6 +457,7 @@ run_suite() {
             continue
         fi
         extra=()
+        settle "$port"
         # the disk's own figures, measured in kinesd's data directory right before the modes
         # bound by them: sync latency before PutRecord, sequential bandwidth before large records
         if [[ -n $disk_dir ]]; then
@@ -566,6 +568,19 @@ measure() {
     return "$rc"
 }
 
+# settle PORT: wait (at most 60 s) until kinesd has stored in its database everything it
+# acknowledged (kinesd_unflushed_bytes 0), so that no mode pays for flushing what the one before
+# it wrote; a server without that metric goes on at once
+settle() {
+    local i v
+    for i in $(seq 600); do
+        v=$(curl -s --max-time 2 "http://127.0.0.1:$1/metrics" 2>/dev/null |
+            awk '$1 == "kinesd_unflushed_bytes" { print $2 }')
+        [[ -n $v && $v != 0 ]] || return 0
+        sleep 0.1
+    done
+}
+
 # scraper PORT OUT: GET /metrics once a second until killed; one line per scrape into OUT:
 # HTTP status, seconds the scrape took, bytes of the exposition
 scraper() {
@@ -597,6 +612,7 @@ scrape_compare() {
             sides="off on"
             ((r % 2)) || sides="on off"
             for on in $sides; do
+                settle "$port"
                 sp=
                 if [[ $on == on ]]; then
                     scraper "$port" "$LOG_DIR/$name.scrapes.txt" &
