@@ -909,12 +909,21 @@ if has_mode putrecord-h2; then
     R "PutRecord h2c mean ms" putrecord-h2 mean_ms
     R "PutRecord h2c max ms" putrecord-h2 max_ms
 fi
+# cpu_per SERVER MODE: the server's CPU microseconds per record of a mode
+cpu_per() {
+    awk -v c="$(field "$1.$2.cpu" cpu_s)" -v r="$(field "$1.$2" records)" 'BEGIN {
+        if (c ~ /^[0-9.]+$/ && r ~ /^[0-9]+$/ && r + 0 > 0) printf "%.2f", c * 1e6 / r }'
+}
 if has_mode putrecords; then
     R "PutRecords 500 x 100 B: records/s" putrecords records_per_s ">=400000"
     R "PutRecords 500 x 100 B: p99 ms" putrecords p99_ms
     if has_server kinesd-unsealed; then
         row "  % of --no-encryption-at-rest" "" \
             "$(pct "$(field kinesd.putrecords records_per_s)" "$(field kinesd-unsealed.putrecords records_per_s)")" "" "" ">=85"
+        # the steadier figure on shared cores: records per second of kinesd's own CPU
+        row "  kinesd CPU us/record: sealed" "" "$(cpu_per kinesd putrecords)"
+        row "  kinesd CPU us/record: unsealed" "" "$(cpu_per kinesd-unsealed putrecords)"
+        row "  sealed records per CPU second, %" "" "$(pct "$(cpu_per kinesd-unsealed putrecords)" "$(cpu_per kinesd putrecords)")"
     fi
 fi
 if has_mode getrecords; then
@@ -923,13 +932,12 @@ if has_mode getrecords; then
     if has_server kinesd-unsealed; then
         row "  % of --no-encryption-at-rest" "" \
             "$(pct "$(field kinesd.getrecords records_per_s)" "$(field kinesd-unsealed.getrecords records_per_s)")" "" "" ">=85"
+        # the steadier figure on shared cores: records per second of kinesd's own CPU
+        row "  kinesd CPU us/record: sealed" "" "$(cpu_per kinesd getrecords)"
+        row "  kinesd CPU us/record: unsealed" "" "$(cpu_per kinesd-unsealed getrecords)"
+        row "  sealed records per CPU second, %" "" "$(pct "$(cpu_per kinesd-unsealed getrecords)" "$(cpu_per kinesd getrecords)")"
     fi
 fi
-# cpu_per SERVER MODE: the server's CPU microseconds per record of a mode
-cpu_per() {
-    awk -v c="$(field "$1.$2.cpu" cpu_s)" -v r="$(field "$1.$2" records)" 'BEGIN {
-        if (c ~ /^[0-9.]+$/ && r ~ /^[0-9]+$/ && r + 0 > 0) printf "%.2f", c * 1e6 / r }'
-}
 if has_mode putrecords-kms; then
     R "PutRecords KMS-encrypted stream: rec/s" putrecords-kms records_per_s
     row "  KMS stream, % of the plain one" "" \
