@@ -66,6 +66,7 @@ static void reopen_file(struct accesslog *l)
 
 static void *writer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-alog"); /* top -H, perf */
     struct accesslog *l = arg;
     pthread_mutex_lock(&l->mu);
     for (;;) {

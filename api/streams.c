@@ -1747,6 +1747,7 @@ static void refresh(struct api *a)
 
 void *streams_maintain(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-maint"); /* top -H, perf */
     struct api *a = arg;
     bool drops = true; /* drop rows may be left from before a restart */
     pthread_mutex_lock(&a->maint_mu);

@@ -91,6 +91,7 @@ struct sub {
 
 static void *timer_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-subs"); /* top -H, perf */
     struct subs *r = arg;
     pthread_mutex_lock(&r->mu);
     while (!r->stopping) {

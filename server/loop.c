@@ -1052,6 +1052,7 @@ static void start_drain(struct loop *l)
 
 static void *loop_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-loop"); /* top -H, perf */
     struct loop *l = arg;
     struct http *h = l->h;
     this_loop = l;

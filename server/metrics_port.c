@@ -107,6 +107,7 @@ static void serve(struct metrics_port *mp, int fd)
 
 static void *port_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-metrics"); /* top -H, perf */
     struct metrics_port *mp = arg;
     while (!atomic_load(&mp->stopping)) {
         struct pollfd pfd = {mp->lfd, POLLIN, 0};

@@ -30,6 +30,7 @@ struct workers {
 
 static void *worker_main(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-worker"); /* top -H, perf */
     struct workers *w = arg;
     pthread_mutex_lock(&w->mu);
     for (;;) {

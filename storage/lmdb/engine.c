@@ -469,6 +469,7 @@ static int retire(struct lmdb *e)
 
 static void *flush_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-flush"); /* top -H, perf */
     struct lmdb *e = arg;
     int64_t retry_at = 0;
     pthread_mutex_lock(&e->tail_mu);
@@ -622,6 +623,7 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
 
 static void *commit_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-commit"); /* top -H, perf */
     struct lmdb *e = arg;
     pthread_mutex_lock(&e->mu);
     int me = e->next_committer++;

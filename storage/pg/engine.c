@@ -539,6 +539,7 @@ out:
 
 static void *commit_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-pgcommit"); /* top -H, perf */
     struct pg *p = arg;
     pthread_mutex_lock(&p->mu);
     for (;;) {
@@ -1032,6 +1033,7 @@ static void on_notify(struct pg *p, const PGnotify *n)
 
 static void *listen_loop(void *arg)
 {
+    pthread_setname_np(pthread_self(), "kinesd-pglisten"); /* top -H, perf */
     struct pg *p = arg;
     bool listening = false;
     for (;;) {
