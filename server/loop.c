@@ -503,6 +503,15 @@ struct job *conn_job_new(struct conn *c, void *owner)
     return j;
 }
 
+/* Wakes l's epoll_wait through its eventfd. A failed write means the counter is full: the loop
+ * is awake anyway. */
+static void loop_kick(struct loop *l)
+{
+    uint64_t one = 1;
+    if (write(l->efd, &one, sizeof one) < 0) {
+    }
+}
+
 static void queue_job(struct job *j)
 {
     struct loop *l = j->c->l;
@@ -512,10 +521,7 @@ static void queue_job(struct job *j)
     pthread_mutex_unlock(&l->mu);
     if (this_loop == l && l->in_queue) /* a posted step finished: run_queue takes it next */
         return;
-    uint64_t one = 1;
-    if (write(l->efd, &one, sizeof one) < 0) {
-        /* the counter is full: the loop is awake anyway */
-    }
+    loop_kick(l);
 }
 
 void conn_job_done(void *ctx, struct hresp *out)
@@ -550,9 +556,7 @@ static void sink_wake(struct api_sink *base)
     s->next = l->sinks;
     l->sinks = s;
     pthread_mutex_unlock(&l->mu);
-    uint64_t one = 1;
-    if (write(l->efd, &one, sizeof one) < 0) {
-    }
+    loop_kick(l);
 }
 
 struct sink *conn_sink_new(struct conn *c, void *owner)
@@ -648,9 +652,7 @@ static void run_queue(struct loop *l)
         last->next = l->jobs;
         l->jobs = jobs;
         pthread_mutex_unlock(&l->mu);
-        uint64_t one = 1;
-        if (write(l->efd, &one, sizeof one) < 0) {
-        }
+        loop_kick(l);
     }
     while (sinks) {
         struct sink *s = sinks;
@@ -1000,10 +1002,7 @@ static void accept_some(struct loop *l)
         in->next = t->incoming;
         t->incoming = in;
         pthread_mutex_unlock(&t->mu);
-        uint64_t v = 1;
-        if (write(t->efd, &v, sizeof v) < 0) {
-            /* the counter is full: that loop is awake anyway */
-        }
+        loop_kick(t);
     }
 }
 
@@ -1214,9 +1213,7 @@ int http_start(struct api *a, const struct http_config *cfg, struct http **out)
             klog(KLOG_ERROR, "cannot start event loop %d: %s", i, strerror(errno));
             atomic_store(&h->draining, true);
             for (int k = 0; k < i; k++) {
-                uint64_t one = 1;
-                if (write(h->loops[k].efd, &one, sizeof one) < 0) {
-                }
+                loop_kick(&h->loops[k]);
                 pthread_join(h->loops[k].th, NULL);
             }
             if (i == 0) /* otherwise the last loop closed it */
@@ -1236,11 +1233,8 @@ void http_drain(struct http *h)
 {
     if (!h || atomic_exchange(&h->draining, true))
         return;
-    for (int i = 0; i < h->nloops; i++) {
-        uint64_t one = 1;
-        if (write(h->loops[i].efd, &one, sizeof one) < 0) {
-        }
-    }
+    for (int i = 0; i < h->nloops; i++)
+        loop_kick(&h->loops[i]);
 }
 
 const struct pipeline *http_pipeline(const struct http *h) { return &h->p; }
