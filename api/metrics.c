@@ -803,12 +803,17 @@ static void labels_free(struct labels *l)
 }
 
 /* One sample: name, labels (without their closing brace), value. */
-static void sample_u64(struct buf *b, const char *name, size_t nlen, const char *labels, size_t llen,
-                       uint64_t v)
+static void sample_head(struct buf *b, const char *name, size_t nlen, const char *labels, size_t llen)
 {
     buf_add(b, name, nlen);
     buf_add(b, labels, llen);
     buf_add(b, "} ", 2);
+}
+
+static void sample_u64(struct buf *b, const char *name, size_t nlen, const char *labels, size_t llen,
+                       uint64_t v)
+{
+    sample_head(b, name, nlen, labels, llen);
     put_u64(b, v);
     buf_addc(b, '\n');
 }
@@ -816,9 +821,7 @@ static void sample_u64(struct buf *b, const char *name, size_t nlen, const char 
 static void sample_i64(struct buf *b, const char *name, size_t nlen, const char *labels, size_t llen,
                        int64_t v)
 {
-    buf_add(b, name, nlen);
-    buf_add(b, labels, llen);
-    buf_add(b, "} ", 2);
+    sample_head(b, name, nlen, labels, llen);
     put_i64(b, v);
     buf_addc(b, '\n');
 }
