@@ -105,6 +105,12 @@ def test_the_aws_cli_over_https_with_ca_bundle_writes_and_reads(kinesd_factory):
             "kinesis"]
     subprocess.run(base + ["create-stream", "--stream-name", "tls-cli", "--shard-count", "1"], check=True,
                    capture_output=True, timeout=60)
+    # the stream is CREATING for the server's creation delay; AWS answers a write to it as not found
+    for _ in range(100):
+        out = subprocess.run(base + ["describe-stream-summary", "--stream-name", "tls-cli"], check=True,
+                             capture_output=True, timeout=60)
+        if json.loads(out.stdout)["StreamDescriptionSummary"]["StreamStatus"] == "ACTIVE":
+            break
     out = subprocess.run(base + ["put-record", "--stream-name", "tls-cli", "--partition-key", "k", "--data",
                                  "aGVsbG8=", "--cli-binary-format", "base64"],
                          check=True, capture_output=True, timeout=60)
