@@ -986,7 +986,7 @@ int api_open(const struct api_config *cfg, struct api **out)
              store_strerror(rc));
         datakeys_close(a->dk);
         free(a);
-        return -1;
+        return rc == STORE_NEWER ? -2 : -1; /* a newer schema: not this binary's to run on */
     }
     if ((rc = load_iter_key(a)) || (rc = streams_open(a))) {
         klog(KLOG_ERROR, "cannot load state from %s (%d)", cfg->data_dir, rc);

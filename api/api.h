@@ -118,7 +118,8 @@ struct api_producer {
 
 /* Open the data directory and load every stream. *out owned by the caller until api_close.
  * Returns 0, or -1 after printing why to stderr, or -2 (after printing why) when the root key
- * cannot be had or is not this data directory's: exit with status 2, nothing was changed. */
+ * cannot be had or is not this data directory's, or the store's schema is newer than this
+ * binary knows: exit with status 2, nothing was changed. */
 int api_open(const struct api_config *cfg, struct api **out);
 
 /* Stop background work, commit, close the store. NULL is allowed. */

@@ -72,6 +72,7 @@ const char *store_strerror(int rc)
     case STORE_BUSY: return "busy";
     case STORE_UNAVAILABLE: return "unavailable";
     case STORE_CONFLICT: return "conflict";
+    case STORE_NEWER: return "made by a newer kinesd";
     default: return "unknown";
     }
 }

@@ -38,6 +38,7 @@ enum {
     STORE_BUSY = -8,        /* backpressure: too much is not yet flushed; retry shortly */
     STORE_UNAVAILABLE = -9, /* the engine cannot serve now (a failed sync, a lost connection) */
     STORE_CONFLICT = -10,   /* a compare-and-set found another version */
+    STORE_NEWER = -11,      /* the store was laid out by a newer kinesd: left untouched */
 };
 
 /* A short, static name for a STORE_* code ("io", "busy", ...), for logs. */
@@ -78,7 +79,8 @@ struct store_config {
 
 /* Open (creating if needed) the store. Recovery runs here: whatever the engine acknowledged
  * before a crash or power loss is readable when this returns. *out owned by the caller until
- * store_close. Returns 0, STORE_IO, STORE_CORRUPT, STORE_INVALID, STORE_NOMEM. */
+ * store_close. Returns 0, STORE_IO, STORE_CORRUPT, STORE_INVALID, STORE_NOMEM, STORE_NEWER (a schema
+ * newer than this binary knows; nothing was changed). */
 int store_open(const struct store_config *cfg, struct store **out);
 
 /* Finish appends already queued, make everything durable, release everything. NULL allowed. */

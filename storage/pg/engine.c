@@ -267,7 +267,7 @@ static int migrate(struct pg *p, PGconn *c)
         if (have > SCHEMA_VERSION) {
             klog(KLOG_ERROR, "pg: the database has schema version %d; this kinesd knows up to %d", have,
                  SCHEMA_VERSION);
-            rc = STORE_INVALID;
+            rc = STORE_NEWER;
         } else if (have == 0) {
             rc = exec0(c, schema_v1);
         }

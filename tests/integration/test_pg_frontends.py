@@ -358,13 +358,20 @@ def test_postgresql_restarted_under_load_gives_retryable_errors_and_loses_nothin
         assert got.get(seq) == data, f"acknowledged record {seq} is missing"
 
 
-def test_when_the_leader_dies_another_front_end_takes_over_the_background_work(start):
-    flags = ("--create-stream-ms", "0", "--update-stream-ms", "300", "--delete-stream-ms", "0", "--no-limits")
+def psql(url, sql):
+    return subprocess.run(["psql", url, "-qAtc", sql], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def test_when_the_leader_dies_another_front_end_takes_over_the_background_work(start, store):
+    flags = ("--create-stream-ms", "0", "--update-stream-ms", "300", "--delete-stream-ms", "0", "--no-limits",
+             "--test-clock")
     a = start(flags)
     b = start(flags)
     ka, kb = client(a), client(b)
     ka.create_stream(StreamName="lead", ShardCount=1)
     wait_active(kb, "lead")
+    ka.put_records(StreamName="lead", Records=[{"PartitionKey": f"k{i}", "Data": b"old"} for i in range(50)])
+    assert int(psql(store, "SELECT count(*) FROM kinesd_records")) == 50
     a.kill()  # the first to start holds the lease; it dies with its session
     for attempt in range(5):
         # a change racing the dying leader's last write loses its compare-and-set and answers a
@@ -381,6 +388,70 @@ def test_when_the_leader_dies_another_front_end_takes_over_the_background_work(s
     shards = kb.list_shards(StreamName="lead")["Shards"]
     assert len(shards) == 3
     assert "EndingSequenceNumber" in shards[0]["SequenceNumberRange"]
+    # and trimming: on the survivor's clock the records are 25 hours old, past the stream's
+    # 24; the dead leader's clock never moved, so only the survivor can have deleted them
+    resp = helpers.http_request(b.endpoint, "POST", f"/_test/advance-clock?ms={25 * 3600 * 1000}")
+    assert resp.status == 200
+    deadline = time.time() + 20
+    while int(psql(store, "SELECT count(*) FROM kinesd_records")) > 0:
+        assert time.time() < deadline, "the survivor did not trim the expired records"
+        time.sleep(0.2)
+
+
+def test_a_database_with_a_newer_schema_is_refused_with_exit_status_2(start, store):
+    start().stop()  # creates the schema
+    psql(store, "UPDATE kinesd_schema SET version = version + 1")
+    version = psql(store, "SELECT version FROM kinesd_schema")
+    tables = psql(store, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables"
+                         " WHERE tablename LIKE 'kinesd%'")
+    f = Frontend(store)
+    proc = subprocess.run([f.binary, "--host", "127.0.0.1", "--port", str(f.port), "--store", store],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2, (proc.returncode, proc.stderr)
+    assert f"schema version {version}" in proc.stderr
+    # nothing was changed
+    assert psql(store, "SELECT version FROM kinesd_schema") == version
+    assert psql(store, "SELECT string_agg(tablename, ',' ORDER BY tablename) FROM pg_tables"
+                       " WHERE tablename LIKE 'kinesd%'") == tables
+
+
+PK_MARK = "pk-plaintext-4e1f"
+DATA_MARK = b"payload-plaintext-8a2c"
+
+
+def database_text(url):
+    """Everything the database holds, as pg_dump writes it (bytea as hex)."""
+    cmd = [os.environ["KINESD_PG_BIN"] + "/pg_dump", "--data-only", url]
+    return subprocess.run(cmd, check=True, capture_output=True).stdout.decode(errors="replace").lower()
+
+
+def write_marked_records(front):
+    k = client(front)
+    k.create_stream(StreamName="secret", ShardCount=2)
+    wait_active(k, "secret")
+    k.put_record(StreamName="secret", PartitionKey=PK_MARK, Data=DATA_MARK)
+    # both sealing paths: records of up to 2 KiB and longer ones
+    k.put_records(StreamName="secret", Records=[
+        {"PartitionKey": f"{PK_MARK}-{i}", "Data": DATA_MARK * (1 if i % 2 else 200)} for i in range(20)])
+    got = read_shard(k, "secret", "shardId-000000000000") + read_shard(k, "secret", "shardId-000000000001")
+    assert len(got) == 21
+
+
+def marks_in(text):
+    return [m for m in (PK_MARK.encode(), DATA_MARK) if m.decode() in text or m.hex() in text]
+
+
+def test_the_database_never_sees_a_plaintext_partition_key_or_payload(start, store):
+    write_marked_records(start(("--create-stream-ms", "0", "--no-limits")))
+    assert marks_in(database_text(store)) == []
+    # the same records stored unencrypted are found by this search
+    plain = fresh_database(PG_URL, "t_plaintext_control")
+    f = Frontend(plain, ("--create-stream-ms", "0", "--no-limits", "--no-encryption-at-rest")).start()
+    try:
+        write_marked_records(f)
+    finally:
+        assert f.stop() == 0, f.log()
+    assert marks_in(database_text(plain)) == [PK_MARK.encode(), DATA_MARK]
 
 
 LIMITED = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0")  # limits on
