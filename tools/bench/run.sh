@@ -56,7 +56,7 @@
 #                                     BENCH_SCRAPE_ROUNDS rounds alternating: records/s both ways,
 #                                     their ratio, and kinesd's CPU time per record both ways
 #   BENCH_SECONDS   seconds per measured mode (default 8)
-#   BENCH_SCRAPE_ROUNDS  rounds of the scrape and auth modes (default 4)
+#   BENCH_SCRAPE_ROUNDS  rounds of the scrape and auth modes (default 6)
 #   BENCH_SCRAPE_COST_N  scrapes in a row that measure one scrape's CPU (default 200)
 #   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
 #   BENCH_CKPT_RECORD   record size of the checkpoint mode (default 1024)
@@ -94,7 +94,7 @@ CKPT_SECS=${BENCH_CKPT_SECONDS:-20}
 CKPT_RECORD=${BENCH_CKPT_RECORD:-1024}
 DISK_MIB=${BENCH_DISK_MIB:-256}
 SHARDS=${BENCH_SHARDS:-4}
-SCRAPE_ROUNDS=${BENCH_SCRAPE_ROUNDS:-4}
+SCRAPE_ROUNDS=${BENCH_SCRAPE_ROUNDS:-6}
 SCRAPE_COST_N=${BENCH_SCRAPE_COST_N:-200}
 KINESD=${KINESD_BIN:-build/kinesd}
 KINESALITE_CLI=${KINESALITE_CLI:-build/npm/node_modules/kinesalite/cli.js}
@@ -239,7 +239,22 @@ kb() {
     local out=$1
     shift
     # pipefail: the pipeline fails when kbench does
-    timeout --signal=TERM "$KB_TIMEOUT" "$KBENCH" "$@" 2>&1 | tee -a "$out"
+    "${KB_CPUS[@]}" timeout --signal=TERM "$KB_TIMEOUT" "$KBENCH" "$@" 2>&1 | tee -a "$out"
+}
+KB_CPUS=() # a taskset prefix for kbench while a mode pins the load generator (scrape)
+
+# pin_apart PID: kinesd (every thread of PID) on every core but the last, kbench and the
+# scraper (KB_CPUS) on the last; a no-op with one core. unpin PID: every core again.
+pin_apart() {
+    local n
+    n=$(nproc)
+    ((n > 1)) || return 0
+    taskset -a -p -c "0-$((n - 2))" "$1" >/dev/null
+    KB_CPUS=(taskset -c "$((n - 1))")
+}
+unpin() {
+    taskset -a -p -c "0-$(($(nproc) - 1))" "$1" >/dev/null
+    KB_CPUS=()
 }
 
 # wait_port PID PORT NAME LOG SECONDS: wait until PORT accepts connections
@@ -605,6 +620,9 @@ scrape_compare() {
         -H 'x-amz-date: 20260101T000000Z' \
         -H 'authorization: AWS4-HMAC-SHA256 Credential=AKIDEXAMPLE/20260101/us-east-1/kinesis/aws4_request, SignedHeaders=content-type;host;x-amz-date;x-amz-target, Signature=0000000000000000000000000000000000000000000000000000000000000000' \
         -d "{\"StreamName\":\"$STREAM\",\"ShardLevelMetrics\":[\"ALL\"]}" "http://127.0.0.1:$port/" || rc=1
+    # the load generator and the scraper on a core of their own: on shared cores their CPU,
+    # not the scrape's, moved kinesd's throughput between the arms
+    pin_apart "$pid"
     for r in $(seq "$SCRAPE_ROUNDS"); do
         for load in putrecord putrecords; do
             # the order alternates between rounds, so that neither side always runs on the
@@ -617,6 +635,8 @@ scrape_compare() {
                 if [[ $on == on ]]; then
                     scraper "$port" "$LOG_DIR/$name.scrapes.txt" &
                     sp=$!
+                    # the scraper stands for Prometheus: with the load generator
+                    ((${#KB_CPUS[@]} == 0)) || taskset -p -c "${KB_CPUS[2]}" "$sp" >/dev/null
                 fi
                 local cpu0
                 cpu0=$(proc_cpu "$pid")
@@ -632,6 +652,7 @@ scrape_compare() {
             done
         done
     done
+    unpin "$pid"
     # the cost of one scrape itself, measured alone: kinesd's CPU over SCRAPE_COST_N scrapes in a
     # row on the same data (the throughput ratios above move by a few per cent from run to run on
     # a shared machine; this figure does not, and bounds what a scrape a second can take)
