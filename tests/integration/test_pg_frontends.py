@@ -345,6 +345,7 @@ def test_postgresql_restarted_under_load_gives_retryable_errors_and_loses_nothin
     t.join()
     # errors while the database was away are 5xx ones SDKs retry, never a client error
     assert all(status >= 500 for _, status in codes), codes
+    assert all(code in ("InternalFailure", "ServiceUnavailable") for code, _ in codes), codes
     deadline = time.time() + 10
     while True:  # the front-end reconnects by itself
         try:
@@ -468,17 +469,72 @@ def test_writes_split_across_two_front_ends_stay_within_one_shards_write_rate(st
     ka, kb = client(a), client(b)
     ka.create_stream(StreamName="limited", ShardCount=1)
     wait_active(kb, "limited")
-    admitted, sent = 0, 0
+    admitted, sent, i = 0, 0, 0
     t0 = time.monotonic()
-    for i in range(24):  # 12,000 records at one shard, alternating front-ends, as fast as they go
+    # for 5 s (a few batches take less than a second, within the first second's burst, where
+    # front-ends that did not share would pass too), alternating front-ends, as fast as they go
+    while time.monotonic() - t0 < 5:
         admitted += put_batch((ka, kb)[i % 2], "limited")
         sent += 500
+        i += 1
     elapsed = time.monotonic() - t0
     # one shard takes 1,000 records a second after a one-second burst: what both front-ends
     # let through stays within 10 % of that (each alone would let all of it through)
     assert admitted <= 1.1 * 1000 * (1 + elapsed), (admitted, elapsed)
     if sent > 2 * 1.1 * 1000 * (1 + elapsed):  # demand well over the rate: it is mostly used
         assert admitted >= 0.5 * 1000 * elapsed, (admitted, elapsed)
+
+
+def test_writes_split_unevenly_across_two_front_ends_stay_within_one_shards_write_rate(start):
+    a, b = start(LIMITED), start(LIMITED)
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="uneven", ShardCount=1)
+    wait_active(kb, "uneven")
+    admitted, sent, i = {"a": 0, "b": 0}, 0, 0
+    t0 = time.monotonic()
+    # for 5 s, long enough that each front-end alone would refill a whole rate of its own
+    # several times over: three calls of four through the first front-end, one through the second
+    while time.monotonic() - t0 < 5:
+        tag = "b" if i % 4 == 3 else "a"
+        admitted[tag] += put_batch(ka if tag == "a" else kb, "uneven")
+        sent += 500
+        i += 1
+    elapsed = time.monotonic() - t0
+    total = admitted["a"] + admitted["b"]
+    # the shard's rate, whatever the share of each front-end (each alone would let through a
+    # whole rate of its own: the second's quarter of the demand is itself over the rate)
+    assert total <= 1.1 * 1000 * (1 + elapsed), (admitted, elapsed)
+    if sent > 2 * 1.1 * 1000 * (1 + elapsed):
+        assert total >= 0.5 * 1000 * elapsed, (admitted, elapsed)
+
+
+def test_reads_split_across_two_front_ends_stay_within_one_shards_read_call_rate(start):
+    a, b = start(LIMITED), start(LIMITED)
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="reads", ShardCount=1)
+    wait_active(kb, "reads")
+    ka.put_record(StreamName="reads", PartitionKey="k", Data=b"x")
+    its = [k.get_shard_iterator(StreamName="reads", ShardId="shardId-000000000000",
+                                ShardIteratorType="TRIM_HORIZON")["ShardIterator"] for k in (ka, kb)]
+    admitted, refused, i = 0, 0, 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 6:  # GetRecords as fast as they go, alternating front-ends
+        k = (ka, kb)[i % 2]
+        try:
+            out = k.get_records(ShardIterator=its[i % 2])
+            its[i % 2] = out["NextShardIterator"]
+            admitted += 1
+        except ClientError as e:
+            assert e.response["Error"]["Code"] == "ProvisionedThroughputExceededException", e
+            refused += 1
+        i += 1
+    elapsed = time.monotonic() - t0
+    # a shard takes 5 GetRecords calls a second after a one-second burst, through both
+    # front-ends together (each alone would take 5 of its own)
+    assert refused > 0
+    assert admitted <= 1.1 * 5 * (1 + elapsed), (admitted, refused, elapsed)
+    if admitted + refused > 4 * 5 * elapsed:  # demand well over the rate: it is mostly used
+        assert admitted >= 0.5 * 5 * elapsed, (admitted, refused, elapsed)
 
 
 def test_writes_through_one_front_end_of_two_get_a_shards_whole_write_rate_not_half(start):
