@@ -284,7 +284,9 @@ static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, in
     return db_txn_last(txn, d->log, log, last, state);
 }
 
-static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, int state)
+/* The last-position entry through cur when the caller has one on d->log (see append_in), else
+ * by a search of its own. */
+static int put_last_at(struct db *d, MDB_txn *txn, MDB_cursor *cur, uint64_t log, uint64_t last, int state)
 {
     unsigned char lk[16], lv[9];
     db_be64(lk, log);
@@ -292,7 +294,12 @@ static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, int
     db_be64(lv, last);
     lv[8] = (unsigned char)state;
     MDB_val k = {16, lk}, v = {state == OPEN ? 8 : 9, lv};
-    return mdb_put(txn, d->log, &k, &v, 0);
+    return cur ? mdb_cursor_put(cur, &k, &v, 0) : mdb_put(txn, d->log, &k, &v, 0);
+}
+
+static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, int state)
+{
+    return put_last_at(d, txn, NULL, log, last, state);
 }
 
 struct append_ctx {
@@ -301,9 +308,25 @@ struct append_ctx {
     bool replay;
 };
 
+/* The records go in through one cursor: each key follows the one before, so LMDB finds its
+ * place on the page the cursor is on (two key compares and a search of that page) instead of
+ * descending the tree from the root for every record as mdb_put does (per level a search of the
+ * transaction's dirty pages and of the node). */
+static int append_run(struct db *d, MDB_txn *txn, MDB_cursor *cur, struct append_ctx *a);
+
 static int append_in(struct db *d, MDB_txn *txn, void *ctx)
 {
-    struct append_ctx *a = ctx;
+    MDB_cursor *cur;
+    int rc = mdb_cursor_open(txn, d->log, &cur);
+    if (rc)
+        return rc;
+    rc = append_run(d, txn, cur, ctx);
+    mdb_cursor_close(cur);
+    return rc;
+}
+
+static int append_run(struct db *d, MDB_txn *txn, MDB_cursor *cur, struct append_ctx *a)
+{
     for (size_t i = 0; i < a->n;) {
         uint64_t log = a->r[i].log, last;
         int state;
@@ -325,12 +348,12 @@ static int append_in(struct db *d, MDB_txn *txn, void *ctx)
             db_be64(key, log);
             db_be64(key + 8, r->pos);
             MDB_val k = {16, key}, v = {r->len, NULL};
-            if ((rc = mdb_put(txn, d->log, &k, &v, MDB_RESERVE)))
+            if ((rc = mdb_cursor_put(cur, &k, &v, MDB_RESERVE)))
                 return rc;
             memcpy(v.mv_data, r->val, r->len);
             last = r->pos;
         }
-        if (!dropped && (rc = put_last(d, txn, log, last, state)))
+        if (!dropped && (rc = put_last_at(d, txn, cur, log, last, state)))
             return rc;
         i = j;
     }
