@@ -11,7 +11,12 @@
  * the rows written in the last LIVE_MS as the live front-ends and grants itself its part of
  * every rate from their demands (limits.c documents the rule and its bound). A front-end that
  * dies stops refreshing its row and drops out within LIVE_MS; the maintenance leader deletes
- * rows older than FORGET_MS. With an embedded store nothing here writes: every rate is whole. */
+ * rows older than FORGET_MS. With an embedded store nothing here writes: every rate is whole.
+ *
+ * The same rows carry what each front-end routed to the shards of on-demand streams in its last
+ * second (streams_offered_publish: " h<log>=<records> v<log>=<bytes>"), so that the maintenance
+ * leader, which decides on-demand splits, counts the writes that went through the others too.
+ * Only rows written within OFFER_MS count: a front-end that died stops adding to them at once. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -24,6 +29,8 @@
 #define LIVE_MS 3500
 #define FORGET_MS 60000
 #define ROW_MAX (32u << 10) /* a heartbeat row: the time and up to PUBLISH_MAX demands */
+#define OFFER_MS 1000       /* a row's on-demand counts are its last second's: no older */
+#define OFFERS_MAX 512      /* shards of on-demand streams counted from the others' rows */
 
 struct count {
     struct api *a;
@@ -33,7 +40,42 @@ struct count {
     bool busy;          /* another front-end published demand */
     char stale[16][40]; /* rows to forget */
     int nstale;
+    struct offer offers[OFFERS_MAX]; /* the others' on-demand counts, summed per log */
+    size_t noffers;
 };
+
+/* Add a row's " h<log>=<records>" and " v<log>=<bytes>" entries to c->offers (others are
+ * for limits.c). */
+static void add_offers(struct count *c, const char *p, const char *end)
+{
+    while (p < end) {
+        while (p < end && *p == ' ')
+            p++;
+        const char *e = memchr(p, ' ', (size_t)(end - p));
+        if (!e)
+            e = end;
+        char entry[64];
+        if ((*p == 'h' || *p == 'v') && e - p > 1 && (size_t)(e - p) < sizeof entry) {
+            memcpy(entry, p, (size_t)(e - p));
+            entry[e - p] = 0;
+            char *eq, *stop;
+            uint64_t log = strtoull(entry + 1, &eq, 10);
+            uint64_t v = *eq == '=' ? strtoull(eq + 1, &stop, 10) : 0;
+            size_t i = 0;
+            while (i < c->noffers && c->offers[i].log != log)
+                i++;
+            if (v && i == c->noffers && c->noffers < OFFERS_MAX)
+                c->offers[c->noffers++] = (struct offer){.log = log};
+            if (v && i < c->noffers) {
+                if (entry[0] == 'h')
+                    c->offers[i].recs += v;
+                else
+                    c->offers[i].bytes += v;
+            }
+        }
+        p = e;
+    }
+}
 
 static int count_row(void *ctx, const char *key, size_t klen, const char *val, size_t vlen, uint64_t version)
 {
@@ -49,8 +91,11 @@ static int count_row(void *ctx, const char *key, size_t klen, const char *val, s
     if (c->now - at < LIVE_MS) {
         c->live++;
         bool self = strlen(c->self) == klen && !memcmp(key, c->self, klen);
-        if (!self && tlen < vlen && c->a->limits) {
-            limits_others_add(c->a->limits, val + tlen, vlen - tlen);
+        if (!self && tlen < vlen) {
+            if (c->a->limits)
+                limits_others_add(c->a->limits, val + tlen, vlen - tlen);
+            if (c->now - at < OFFER_MS)
+                add_offers(c, val + tlen, val + vlen);
             c->busy = true;
         }
     } else if (c->now - at > FORGET_MS && c->nstale < 16 && klen < sizeof c->stale[0]) {
@@ -77,6 +122,7 @@ void frontends_tick(struct api *a)
         return;
     int n = snprintf(val, 24, "%" PRId64, now);
     size_t demand = a->limits ? limits_demand(a->limits, val + n, ROW_MAX - (size_t)n) : 0;
+    demand += streams_offered_publish(a, val + n + demand, ROW_MAX - (size_t)n - demand);
     if (!a->first_round_ms)
         a->first_round_ms = now;
     /* idle: once a second, but every round at first, so that a front-end that starts beside
@@ -93,17 +139,24 @@ void frontends_tick(struct api *a)
     free(val);
     if (rc)
         return; /* the store is away: keep the grants we have */
-    struct count c = {.a = a, .self = key, .now = now};
+    struct count *c = calloc(1, sizeof *c);
+    if (!c)
+        return;
+    *c = (struct count){.a = a, .self = key, .now = now};
     if (a->limits)
         limits_others_clear(a->limits);
-    if (store_meta_scan(a->store, "fe/", count_row, &c) || c.live < 1)
+    if (store_meta_scan(a->store, "fe/", count_row, c) || c->live < 1) {
+        free(c);
         return;
+    }
     if (a->limits)
-        limits_regrant(a->limits, c.live);
-    a->demand_seen = demand || c.busy;
+        limits_regrant(a->limits, c->live);
+    streams_offered_others(a, c->offers, c->noffers);
+    a->demand_seen = demand || c->busy;
     if (store_lease(a->store, "maintenance") == 0)
-        for (int i = 0; i < c.nstale; i++)
-            store_meta_put(a->store, c.stale[i], NULL, 0);
+        for (int i = 0; i < c->nstale; i++)
+            store_meta_put(a->store, c->stale[i], NULL, 0);
+    free(c);
 }
 
 void frontends_leave(struct api *a)

@@ -44,6 +44,8 @@ struct shard {
     uint64_t ver;                    /* its metadata row's version */
     int64_t trim_at;                 /* in memory: when its oldest record passes retention */
     uint64_t offered, offered_bytes; /* records and bytes routed here (atomic; on-demand scaling) */
+    uint64_t last, last_bytes;       /* of those, the last whole second's (maintenance thread) */
+    uint64_t others, others_bytes;   /* the other front-ends' last second, as they published it */
     uint32_t hot_ticks;              /* consecutive seconds above one shard's write capacity */
 };
 
@@ -337,6 +339,19 @@ void limits_regrant(struct limits *l, int live);
 void frontends_tick(struct api *a);
 /* Remove this front-end's heartbeat row (at close). */
 void frontends_leave(struct api *a);
+
+/* On-demand scaling across front-ends: every front-end counts the writes routed to each shard
+ * of an on-demand stream, and the maintenance leader, which decides the splits, adds the
+ * others' counts to its own. streams_offered_publish writes this front-end's last second, as
+ * " h<log>=<records> v<log>=<bytes>" entries, into out (cap bytes; what does not fit is left
+ * out) and returns their length; takes the change lock. streams_offered_others sets the
+ * others' counts of every shard to the n entries of v (the sums over the other front-ends,
+ * borrowed); takes the change lock. */
+struct offer {
+    uint64_t log, recs, bytes;
+};
+size_t streams_offered_publish(struct api *a, char *out, size_t cap);
+void streams_offered_others(struct api *a, const struct offer *v, size_t n);
 
 /* ---- clock, randomness, injected faults ---- */
 /* Milliseconds since the epoch, plus the test offset (api_clock_advance). */

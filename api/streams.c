@@ -205,7 +205,8 @@ struct stream *stream_copy(const struct stream *s)
     if (s->nshards)
         memcpy(d->shards, s->shards, s->nshards * sizeof *d->shards);
     for (uint32_t i = 0; i < s->nshards; i++)
-        d->shards[i].offered = d->shards[i].offered_bytes = 0;
+        d->shards[i].offered = d->shards[i].offered_bytes = d->shards[i].last = d->shards[i].last_bytes =
+            d->shards[i].others = d->shards[i].others_bytes = 0;
     if (s->nscalings)
         memcpy(d->scalings, s->scalings, s->nscalings * sizeof *d->scalings);
     for (uint32_t i = 0; i < s->ntags; i++)
@@ -1484,9 +1485,72 @@ static void trim_expired(struct api *a, int64_t now)
 #define HOT_BYTES (1u << 20)
 #define HOT_TICKS 3 /* seconds above capacity before an on-demand shard splits */
 
-/* On-demand capacity: a shard whose offered write rate stays above one shard's capacity for
- * HOT_TICKS seconds running is split at the middle of its range, through the same lineage as
- * SplitShard. Called once a second, change lock held. */
+/* Every front-end, once a second, change lock held: what was routed to each shard of an
+ * on-demand stream in the second that ended becomes its last second (published to the
+ * leader by frontends.c). */
+static void roll_offered(struct api *a)
+{
+    struct streams *r = a->streams;
+    for (size_t i = 0; i < r->n; i++) {
+        struct stream *s = r->v[i];
+        for (uint32_t j = 0; s->on_demand && j < s->nshards; j++) {
+            struct shard *sh = &s->shards[j];
+            sh->last = __atomic_exchange_n(&sh->offered, 0, __ATOMIC_RELAXED);
+            sh->last_bytes = __atomic_exchange_n(&sh->offered_bytes, 0, __ATOMIC_RELAXED);
+        }
+    }
+}
+
+size_t streams_offered_publish(struct api *a, char *out, size_t cap)
+{
+    struct streams *r = a->streams;
+    size_t len = 0;
+    streams_change_lock(a);
+    for (size_t i = 0; i < r->n; i++) {
+        struct stream *s = r->v[i];
+        for (uint32_t j = 0; s->on_demand && j < s->nshards; j++) {
+            struct shard *sh = &s->shards[j];
+            if (!sh->last || !shard_open(sh))
+                continue;
+            uint64_t log = log_id(s->uid, sh->index);
+            int n = snprintf(out + len, cap - len, " h%" PRIu64 "=%" PRIu64 " v%" PRIu64 "=%" PRIu64, log,
+                             sh->last, log, sh->last_bytes);
+            if (n < 0 || (size_t)n >= cap - len)
+                goto full;
+            len += (size_t)n;
+        }
+    }
+full:
+    if (cap)
+        out[len] = 0;
+    streams_change_unlock(a);
+    return len;
+}
+
+void streams_offered_others(struct api *a, const struct offer *v, size_t n)
+{
+    struct streams *r = a->streams;
+    streams_change_lock(a);
+    for (size_t i = 0; i < r->n; i++) {
+        struct stream *s = r->v[i];
+        for (uint32_t j = 0; s->on_demand && j < s->nshards; j++) {
+            struct shard *sh = &s->shards[j];
+            uint64_t log = log_id(s->uid, sh->index);
+            sh->others = sh->others_bytes = 0;
+            for (size_t k = 0; k < n; k++)
+                if (v[k].log == log) {
+                    sh->others = v[k].recs;
+                    sh->others_bytes = v[k].bytes;
+                }
+        }
+    }
+    streams_change_unlock(a);
+}
+
+/* On-demand capacity: a shard whose offered write rate (through every front-end) stays above
+ * one shard's capacity for HOT_TICKS seconds running is split at the middle of its range,
+ * through the same lineage as SplitShard. Called once a second after roll_offered, change
+ * lock held. */
 static void scale_on_demand(struct api *a, int64_t now)
 {
     struct streams *r = a->streams;
@@ -1496,8 +1560,7 @@ static void scale_on_demand(struct api *a, int64_t now)
             continue;
         for (uint32_t j = 0; j < s->nshards; j++) {
             struct shard *sh = &s->shards[j];
-            uint64_t recs = __atomic_exchange_n(&sh->offered, 0, __ATOMIC_RELAXED);
-            uint64_t bytes = __atomic_exchange_n(&sh->offered_bytes, 0, __ATOMIC_RELAXED);
+            uint64_t recs = sh->last + sh->others, bytes = sh->last_bytes + sh->others_bytes;
             if (!shard_open(sh))
                 continue;
             sh->hot_ticks = recs > HOT_RECORDS || bytes > HOT_BYTES ? sh->hot_ticks + 1 : 0;
@@ -1766,6 +1829,8 @@ void *streams_maintain(void *arg)
             consumers_settle(a, now);
         if (leader)
             drops |= settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
+        if (tick % 10 == 0)
+            roll_offered(a);
         if (leader && tick % 10 == 0)
             scale_on_demand(a, now);
         streams_change_unlock(a);

@@ -455,6 +455,29 @@ def test_the_database_never_sees_a_plaintext_partition_key_or_payload(start, sto
     assert marks_in(database_text(plain)) == [PK_MARK.encode(), DATA_MARK]
 
 
+def test_an_on_demand_shard_hot_through_a_front_end_that_is_not_the_leader_is_split(start):
+    a = start()  # the first to start holds the lease: the maintenance leader
+    b = start()
+    ka, kb = client(a), client(b)
+    ka.create_stream(StreamName="hot", StreamModeDetails={"StreamMode": "ON_DEMAND"})
+    wait_active(kb, "hot")
+    before = kb.list_shards(StreamName="hot")["Shards"]
+    assert len(before) == 4
+    hot = helpers.shard_for_hash(before, helpers.hash_key("hot"))
+    deadline = time.monotonic() + 15
+    split = []
+    while time.monotonic() < deadline and not split:
+        # 2,000 records a second into one key, all through the front-end that is not the
+        # leader: twice one shard's write capacity
+        for _ in range(4):
+            out = kb.put_records(StreamName="hot", Records=[{"PartitionKey": "hot", "Data": b"x" * 10}] * 500)
+            assert out["FailedRecordCount"] == 0
+        time.sleep(0.5)
+        split = [sh for sh in kb.list_shards(StreamName="hot")["Shards"] if "ParentShardId" in sh]
+    assert len(split) == 2, "no shard was split within 15 s of writing at twice its capacity"
+    assert all(sh["ParentShardId"] == hot for sh in split)
+
+
 LIMITED = ("--create-stream-ms", "0", "--update-stream-ms", "0", "--delete-stream-ms", "0")  # limits on
 
 
