@@ -86,6 +86,31 @@ def two_front_ends(start, name, shards):
     return ka, kb
 
 
+def test_three_front_ends_started_at_once_on_an_empty_database_come_up_sharing_one_store(store):
+    # as docker/compose.yaml starts them: the schema, the root and node keys and the iterator
+    # key are each made once, by whichever front-end gets there first, and read by the others
+    fronts = [Frontend(store, ("--create-stream-ms", "0", "--no-limits")) for _ in range(3)]
+    threads = [threading.Thread(target=f.start) for f in fronts]
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for f in fronts:
+            assert f.proc is not None and f.proc.poll() is None, f.log()
+        ks = [client(f) for f in fronts]
+        ks[0].create_stream(StreamName="together", ShardCount=1)
+        wait_active(ks[2], "together")
+        put = ks[1].put_record(StreamName="together", PartitionKey="k", Data=b"one")
+        it = ks[2].get_shard_iterator(StreamName="together", ShardId=put["ShardId"],
+                                      ShardIteratorType="TRIM_HORIZON")["ShardIterator"]
+        assert [r["Data"] for r in ks[0].get_records(ShardIterator=it)["Records"]] == [b"one"]
+    finally:
+        for f in fronts:
+            if f.proc is not None and f.proc.poll() is None:
+                assert f.stop() == 0, f.log()
+
+
 def test_a_stream_created_through_one_front_end_is_served_by_the_other(start):
     a, b = start(), start()
     ka, kb = client(a), client(b)
