@@ -1,8 +1,11 @@
 """kinesd restarted on the same data directory keeps everything a client could have seen."""
 
+import subprocess
+
 import pytest
 
 import helpers
+from conftest import kinesd_binary
 from helpers import raises_aws, shard_id
 
 pytestmark = pytest.mark.own_server
@@ -129,3 +132,28 @@ def test_two_servers_on_different_data_directories_share_nothing(kinesd_factory)
     one.create_stream(StreamName="only-in-one", ShardCount=1)
     helpers.wait_for_status(one, "only-in-one")
     assert "only-in-one" not in two.list_streams()["StreamNames"]
+
+
+def test_store_lmdb_dir_names_the_same_store_as_data_dir(kinesd_factory, tmp_path):
+    d = tmp_path / "via-store"
+    # its own --data-dir comes first on the command line; --store lmdb:DIR names the store
+    first = kinesd_factory(flags={"--store": f"lmdb:{d}"})
+    kinesis = helpers.make_client(first.endpoint)
+    kinesis.create_stream(StreamName="named", ShardCount=1)
+    helpers.wait_for_status(kinesis, "named")
+    kinesis.put_record(StreamName="named", PartitionKey="a", Data=b"there")
+    assert first.stop() == 0
+    assert d.is_dir() and any(d.iterdir())
+    second = kinesd_factory(data_dir=d)
+    kinesis = helpers.make_client(second.endpoint)
+    assert [data for _, data, _ in records_of(kinesis, "named", 0)] == [b"there"]
+
+
+@pytest.mark.parametrize("url", ["mysql://db/x", "lmdb:", "/var/lib/kinesd"])
+def test_a_store_that_is_neither_lmdb_nor_postgresql_is_refused_with_exit_status_2(tmp_path, url):
+    binary = kinesd_binary()
+    out = subprocess.run([str(binary), "--port", "0", "--data-dir", str(tmp_path / "d"), "--store", url],
+                         capture_output=True, text=True, timeout=30)
+    assert out.returncode == 2, out
+    assert "--store expects lmdb:DIR or postgresql://" in out.stderr
+    assert not (tmp_path / "d").exists()
