@@ -556,6 +556,24 @@ def test_writes_split_unevenly_across_two_front_ends_stay_within_one_shards_writ
         assert total >= 0.5 * 1000 * elapsed, (admitted, elapsed)
 
 
+def test_writes_spread_over_three_front_ends_stay_within_one_shards_write_rate(start):
+    fronts = [start(LIMITED) for _ in range(3)]
+    ks = [client(f) for f in fronts]
+    ks[0].create_stream(StreamName="three", ShardCount=1)
+    for k in ks[1:]:
+        wait_active(k, "three")
+    admitted, sent, i = 0, 0, 0
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < 5:  # round robin over the three, as fast as they go
+        admitted += put_batch(ks[i % 3], "three")
+        sent += 500
+        i += 1
+    elapsed = time.monotonic() - t0
+    assert admitted <= 1.1 * 1000 * (1 + elapsed), (admitted, elapsed)
+    if sent > 2 * 1.1 * 1000 * (1 + elapsed):
+        assert admitted >= 0.5 * 1000 * elapsed, (admitted, elapsed)
+
+
 def test_reads_split_across_two_front_ends_stay_within_one_shards_read_call_rate(start):
     a, b = start(LIMITED), start(LIMITED)
     ka, kb = client(a), client(b)
