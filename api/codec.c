@@ -167,6 +167,7 @@ struct shard *shard_by_index(struct stream *s, uint32_t index)
 /* numbers are written from base 10^9 limbs, least significant first */
 #define LIMB 1000000000ull
 #define NLIMB 7 /* 63 digits */
+_Static_assert(sizeof((struct seq_shard *)0)->k == NLIMB * sizeof(uint64_t), "seq_shard holds NLIMB limbs");
 static const uint64_t pow2_36[] = {719476736, 68};
 static const uint64_t pow2_80[] = {174706176, 819614629, 1208925};
 static const uint64_t pow2_144[] = {505980416, 272648361, 141535718, 198530623, 22300745};
@@ -187,40 +188,68 @@ void seq_shard_init(struct seq_shard *b, uint32_t shard, int64_t created_ms)
         k[i] %= LIMB;
     }
     b->created_ms = created_ms;
+    b->have = false;
 }
 
-void seq_shard_write(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t ix, int64_t secs)
+/* The limbs of the number of index ix and record second secs. */
+static void seq_limbs(uint64_t r[NLIMB], const struct seq_shard *b, uint64_t ix, int64_t secs)
 {
     /* k + ix * 2^80 + secs * 2^36, limb by limb: every limb's sum stays below 2^64 (at most four
      * products below 10^18 each) until the carries */
     const uint64_t *k = b->k, *p = pow2_80, *q = pow2_36;
     uint64_t d0 = ix % LIMB, d1 = ix / LIMB % LIMB, d2 = ix / LIMB / LIMB;
     uint64_t t = (uint64_t)secs & 0xFFFFFFFFFull, t0 = t % LIMB, t1 = t / LIMB;
-    uint64_t r[NLIMB] = {
-        k[0] + d0 * p[0] + t0 * q[0],
-        k[1] + d0 * p[1] + d1 * p[0] + t0 * q[1] + t1 * q[0],
-        k[2] + d0 * p[2] + d1 * p[1] + d2 * p[0] + t1 * q[1],
-        k[3] + d1 * p[2] + d2 * p[1],
-        k[4] + d2 * p[2],
-        k[5],
-        k[6],
-    };
+    r[0] = k[0] + d0 * p[0] + t0 * q[0];
+    r[1] = k[1] + d0 * p[1] + d1 * p[0] + t0 * q[1] + t1 * q[0];
+    r[2] = k[2] + d0 * p[2] + d1 * p[1] + d2 * p[0] + t1 * q[1];
+    r[3] = k[3] + d1 * p[2] + d2 * p[1];
+    r[4] = k[4] + d2 * p[2];
+    r[5] = k[5];
+    r[6] = k[6];
     for (int i = 0; i < NLIMB - 1; i++) {
         r[i + 1] += r[i] / LIMB;
         r[i] %= LIMB;
     }
+}
+
+/* The text of limbs r into out, but for those equal to old's (NULL: all of them). */
+static void seq_text(char out[SEQ_LEN + 1], const uint64_t r[NLIMB], const uint64_t *old)
+{
     /* 2^185 < n < 3 * 2^184: always 56 digits, the top limb two of them */
-    enc_digits(out, r[6], 2);
+    if (!old || old[6] != r[6])
+        enc_digits(out, r[6], 2);
     for (int i = 0; i < 6; i++)
-        enc_digits(out + 2 + 9 * i, r[5 - i], 9);
+        if (!old || old[5 - i] != r[5 - i])
+            enc_digits(out + 2 + 9 * i, r[5 - i], 9);
     out[SEQ_LEN] = 0;
+}
+
+void seq_shard_write(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t ix, int64_t secs)
+{
+    uint64_t r[NLIMB];
+    seq_limbs(r, b, ix, secs);
+    seq_text(out, r, NULL);
+}
+
+/* below the shard's first position (its starting number is 0): the creation second */
+static int64_t seq_secs(const struct seq_shard *b, uint64_t pos)
+{
+    return pos < pos_floor(b->created_ms) ? b->created_ms / 1000 : pos_ms(pos) / 1000;
 }
 
 void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t pos)
 {
-    /* below the shard's first position (its starting number is 0): the creation second */
-    int64_t secs = pos < pos_floor(b->created_ms) ? b->created_ms / 1000 : pos_ms(pos) / 1000;
-    seq_shard_write(out, b, pos & SEQ_IX_END, secs);
+    seq_shard_write(out, b, pos & SEQ_IX_END, seq_secs(b, pos));
+}
+
+const char *seq_next(struct seq_shard *b, uint64_t pos)
+{
+    uint64_t r[NLIMB];
+    seq_limbs(r, b, pos & SEQ_IX_END, seq_secs(b, pos));
+    seq_text(b->text, r, b->have ? b->last : NULL);
+    memcpy(b->last, r, sizeof r);
+    b->have = true;
+    return b->text;
 }
 
 void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t pos)

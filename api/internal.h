@@ -590,6 +590,10 @@ struct shard *shard_by_index(struct stream *s, uint32_t index);
 struct seq_shard {
     uint64_t k[7];
     int64_t created_ms;
+    /* seq_next's last number: its limbs and its text */
+    uint64_t last[7];
+    char text[SEQ_LEN + 1];
+    bool have;
 };
 /* Prepare b for the shard of that index and creation time. */
 void seq_shard_init(struct seq_shard *b, uint32_t shard, int64_t created_ms);
@@ -600,6 +604,10 @@ void seq_shard_write(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t 
  * pos's second (the creation second below the shard's first position). GetRecords prepares b
  * once per page. */
 void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t pos);
+/* seq_record into b's own text, which it returns (valid until the next call): numbers written
+ * one after another for records in position order (an answer's) rewrite only the limbs that
+ * changed since the last, the lower three or four of seven. */
+const char *seq_next(struct seq_shard *b, uint64_t pos);
 /* seq_record of a shard given by index and creation time. */
 void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t pos);
 /* A closed shard's EndingSequenceNumber. */

@@ -23,12 +23,10 @@ static const struct vfield schema[] = {
 
 static void *arena_fn(void *arena, size_t n) { return arena_alloc(arena, n); }
 
-static void emit(struct enc *e, const struct seq_shard *shard, const struct store_read *v)
+static void emit(struct enc *e, struct seq_shard *shard, const struct store_read *v)
 {
-    char seq[SEQ_LEN + 1];
-    seq_record(seq, shard, v->pos);
     enc_obj_begin(e);
-    ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq, SEQ_LEN);
+    ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq_next(shard, v->pos), SEQ_LEN);
     ENC_KEY(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
     ENC_KEY(e, "Data"), enc_blob(e, v->data, v->data_len);
     ENC_KEY(e, "PartitionKey"), enc_str(e, v->pk, v->pk_len);

@@ -249,7 +249,40 @@ static void iterators_are_sealed_and_tamper_evident(void)
     arena_free(&c.arena);
 }
 
+/* seq_next, which rewrites only the limbs that changed, writes what the layout says for every
+ * record of a run: consecutive positions, jumps within and across milliseconds and seconds,
+ * and indexes whose step carries into higher limbs */
+static void numbers_written_in_a_row_are_each_whole(void)
+{
+    char hex[48], want[64];
+    uint64_t x = 0x9E3779B97F4A7C15ull;
+    for (int run = 0; run < 200; run++) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        int64_t created = 1420070400000 + (int64_t)(x % 2000000000000ull);
+        uint32_t shard = (uint32_t)(x >> 40) % 5000;
+        struct seq_shard b;
+        seq_shard_init(&b, shard, created);
+        uint64_t pos = run % 2 ? pos_floor(created + (int64_t)(x >> 50)) : 0; /* from the starting number */
+        for (int i = 0; i < 300; i++) {
+            x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+            switch (x % 4) {
+            case 0: pos += 1; break;
+            case 1: pos += x >> 44; break; /* within a few milliseconds */
+            case 2: pos = pos_floor(pos_ms(pos) + (int64_t)(x >> 50)) | (x >> 20 & 0xFFFFF); break;
+            default: pos += (uint64_t)1 << (x >> 8) % 62; /* any limb */
+            }
+            if (pos > SEQ_IX_END)
+                pos = pos_floor(created);
+            const char *got = seq_next(&b, pos);
+            uint64_t secs = pos < pos_floor(created) ? (uint64_t)created / 1000 : (uint64_t)pos_ms(pos) / 1000;
+            v2_hex(hex, (uint64_t)created / 1000, shard, pos, 0, secs & 0xFFFFFFFFFull);
+            hex_to_dec(hex, want);
+            CHECK_STR(got, want);
+        }
+    }
+}
+
 CHECK_RUN("codec", T(two_shards_meet_where_aws_splits), T(hash_key_is_md5_read_big_endian),
-          T(sequence_numbers_are_aws_version_2), T(a_number_belongs_to_its_shard_incarnation),
+          T(sequence_numbers_are_aws_version_2), T(numbers_written_in_a_row_are_each_whole), T(a_number_belongs_to_its_shard_incarnation),
           T(old_layout_numbers_still_decode), T(ordering_numbers_are_any_well_formed_number_of_the_past),
           T(shard_ids_parse_like_aws), T(iterators_are_sealed_and_tamper_evident))
