@@ -274,7 +274,8 @@ static void numbers_written_in_a_row_are_each_whole(void)
             if (pos > SEQ_IX_END)
                 pos = pos_floor(created);
             const char *got = seq_next(&b, pos);
-            uint64_t secs = pos < pos_floor(created) ? (uint64_t)created / 1000 : (uint64_t)pos_ms(pos) / 1000;
+            uint64_t secs =
+                pos < pos_floor(created) ? (uint64_t)created / 1000 : (uint64_t)pos_ms(pos) / 1000;
             v2_hex(hex, (uint64_t)created / 1000, shard, pos, 0, secs & 0xFFFFFFFFFull);
             hex_to_dec(hex, want);
             CHECK_STR(got, want);
@@ -283,6 +284,7 @@ static void numbers_written_in_a_row_are_each_whole(void)
 }
 
 CHECK_RUN("codec", T(two_shards_meet_where_aws_splits), T(hash_key_is_md5_read_big_endian),
-          T(sequence_numbers_are_aws_version_2), T(numbers_written_in_a_row_are_each_whole), T(a_number_belongs_to_its_shard_incarnation),
-          T(old_layout_numbers_still_decode), T(ordering_numbers_are_any_well_formed_number_of_the_past),
-          T(shard_ids_parse_like_aws), T(iterators_are_sealed_and_tamper_evident))
+          T(sequence_numbers_are_aws_version_2), T(numbers_written_in_a_row_are_each_whole),
+          T(a_number_belongs_to_its_shard_incarnation), T(old_layout_numbers_still_decode),
+          T(ordering_numbers_are_any_well_formed_number_of_the_past), T(shard_ids_parse_like_aws),
+          T(iterators_are_sealed_and_tamper_evident))
