@@ -15,7 +15,9 @@
  * the appends are reported only once COMMIT returned (synchronous_commit as the server has
  * it, on by default). A lost connection reports STORE_UNAVAILABLE (also when COMMIT was sent
  * and no answer came: nothing is acknowledged that is not known to be committed); the next
- * call reconnects, at most every RECONNECT_MS.
+ * call reconnects: RECONNECT_MS after a failed attempt, twice as long after each further one,
+ * up to RECONNECT_MAX_MS (a database that is down is not asked 5 times a second by every
+ * connection of every front-end; one that is back is used within RECONNECT_MAX_MS).
  *
  * A dropped or sealed log row (read under its lock) refuses every append that writes it, so an
  * append routed by another front-end's older layout fails whole (STORE_NOT_FOUND /
@@ -51,6 +53,7 @@
 #define DEFAULT_UNFLUSHED (256ull << 20)
 #define DROP_BATCH 4096
 #define RECONNECT_MS 200
+#define RECONNECT_MAX_MS 3200
 #define NOTIFY_MAX 7000 /* payload bytes per NOTIFY (PostgreSQL's limit is 8000) */
 #define MAX_LEASES 8
 
@@ -66,6 +69,7 @@ struct job {
 struct conn {
     PGconn *c;
     int64_t tried_ms; /* last connection attempt */
+    int wait_ms;      /* before the next one: 0 after a success */
 };
 
 struct pg {
@@ -113,14 +117,14 @@ static int64_t now_ms(void)
 
 /* ---- connections ---- */
 
-/* A usable connection in *k, connecting (again) if needed, at most every RECONNECT_MS.
+/* A usable connection in *k, connecting (again) if needed, with the backoff of the header.
  * Returns 0 or STORE_UNAVAILABLE. */
 static int conn_ready(struct pg *p, struct conn *k)
 {
     if (k->c && PQstatus(k->c) == CONNECTION_OK)
         return 0;
     int64_t t = now_ms();
-    if (k->tried_ms && t - k->tried_ms < RECONNECT_MS)
+    if (k->tried_ms && t - k->tried_ms < k->wait_ms)
         return STORE_UNAVAILABLE;
     k->tried_ms = t;
     if (k->c)
@@ -130,8 +134,11 @@ static int conn_ready(struct pg *p, struct conn *k)
         klog(KLOG_WARN, "pg: %s", PQerrorMessage(k->c));
         PQfinish(k->c);
         k->c = NULL;
+        k->wait_ms = k->wait_ms ? (k->wait_ms * 2 < RECONNECT_MAX_MS ? k->wait_ms * 2 : RECONNECT_MAX_MS)
+                                : RECONNECT_MS;
         return STORE_UNAVAILABLE;
     }
+    k->wait_ms = 0;
     PQclear(PQexec(k->c, "SET client_min_messages = warning"));
     return 0;
 }
