@@ -9,7 +9,9 @@
  * life. Sockets are non-blocking and
  * edge-triggered: on any event the loop reads until EAGAIN (or until the protocol's read buffer
  * is full: that is back-pressure), hands the bytes to the protocol, and writes until EAGAIN.
- * No call on a loop thread blocks on a socket.
+ * A connection gets a bounded number of such rounds per kick; one that used them up with bytes
+ * left (in the socket or in its buffers) is kicked again after the rest of the batch, since no
+ * new edge comes for bytes that are there already. No call on a loop thread blocks on a socket.
  *
  * Sniffing: the first byte, peeked, tells a TLS ClientHello (0x16) from cleartext; after the
  * TLS handshake (if any) the first bytes tell the HTTP/2 preface from HTTP/1.1. So one port
@@ -68,6 +70,7 @@
 #define LINGER_MS 2000
 #define RBUF_MIN 4096
 #define TLS_BATCH (64 * 1024) /* TLS records made from the output before they are sent */
+#define KICK_ROUNDS 64        /* read-parse-send rounds of one kick; then the others have a turn */
 
 /* An accepted socket on its way to its loop. */
 struct incoming {
@@ -818,9 +821,20 @@ void conn_kick(struct conn *c)
     release(c);
 }
 
+/* Kick c once more after the other connections of this batch of events had their turn. */
+static void kick_again(struct conn *c)
+{
+    if (c->again)
+        return;
+    c->again = true;
+    c->again_next = c->l->again;
+    c->l->again = c;
+    hold(c);
+}
+
 static void kick(struct conn *c)
 {
-    for (int round = 0; !c->dead && round < 64; round++) {
+    for (int round = 0; !c->dead && round < KICK_ROUNDS; round++) {
         if (c->lingering) {
             linger_read(c);
             return;
@@ -886,14 +900,8 @@ static void kick(struct conn *c)
             return;
         if (bounded) {
             /* a producer outran the turns one kick gives it and the socket still takes more: no
-             * edge will come for a socket that stays writable, so the loop kicks it again after
-             * the other connections of this batch had their turn */
-            if (!c->again) {
-                c->again = true;
-                c->again_next = c->l->again;
-                c->l->again = c;
-                hold(c);
-            }
+             * edge will come for a socket that stays writable */
+            kick_again(c);
             return;
         }
         if (c->closing && conn_pending(c) == 0) {
@@ -907,6 +915,11 @@ static void kick(struct conn *c)
         if (!(full && !c->closing && !c->eof && c->rlen < c->rmax))
             return;
     }
+    /* out of rounds with more to read: a body that had arrived whole and is longer than the
+     * rounds' reads (KICK_ROUNDS fills of HTTP/1.1's 64 KiB buffer: 4 MiB) has its tail still in
+     * the socket, and no edge comes for bytes that were there already */
+    if (!c->dead)
+        kick_again(c);
 }
 
 /* ---- accepting ---- */
