@@ -17,7 +17,8 @@
  * and no answer came: nothing is acknowledged that is not known to be committed); the next
  * call reconnects: RECONNECT_MS after a failed attempt, twice as long after each further one,
  * up to RECONNECT_MAX_MS (a database that is down is not asked 5 times a second by every
- * connection of every front-end; one that is back is used within RECONNECT_MAX_MS).
+ * connection of every front-end); once any connection of this front-end gets through, the
+ * others try again at their next call, so reads do not fail for seconds after writes resume.
  *
  * A dropped or sealed log row (read under its lock) refuses every append that writes it, so an
  * append routed by another front-end's older layout fails whole (STORE_NOT_FOUND /
@@ -74,6 +75,7 @@ struct conn {
 
 struct pg {
     char *conninfo;
+    int64_t reached_ms;             /* when a connection last succeeded (atomic): the backoff's end */
     const struct store_keyring *kr; /* the records' data keys (NULL: not encrypted) */
     struct store *owner;
     uint64_t max_unflushed;
@@ -124,7 +126,10 @@ static int conn_ready(struct pg *p, struct conn *k)
     if (k->c && PQstatus(k->c) == CONNECTION_OK)
         return 0;
     int64_t t = now_ms();
-    if (k->tried_ms && t - k->tried_ms < k->wait_ms)
+    /* backing off, unless another connection got through since this one last tried: the
+     * database is back, and this connection's next call must not fail for its own old wait */
+    if (k->tried_ms && t - k->tried_ms < k->wait_ms &&
+        __atomic_load_n(&p->reached_ms, __ATOMIC_RELAXED) <= k->tried_ms)
         return STORE_UNAVAILABLE;
     k->tried_ms = t;
     if (k->c)
@@ -139,6 +144,7 @@ static int conn_ready(struct pg *p, struct conn *k)
         return STORE_UNAVAILABLE;
     }
     k->wait_ms = 0;
+    __atomic_store_n(&p->reached_ms, t, __ATOMIC_RELAXED);
     PQclear(PQexec(k->c, "SET client_min_messages = warning"));
     return 0;
 }
