@@ -376,5 +376,10 @@ def test_the_aws_cli_registers_lists_and_deregisters(endpoint, make_stream):
                          check=True, capture_output=True, text=True).stdout
     assert [c["ConsumerARN"] for c in json.loads(out)["Consumers"]] == [arn]
     subprocess.run(cli + ["deregister-stream-consumer", "--consumer-arn", arn], check=True, capture_output=True)
-    out = subprocess.run(cli + ["describe-stream-consumer", "--consumer-arn", arn], capture_output=True, text=True)
+    # DELETING for the server's transition delay (a fast CLI start can ask within it), then gone
+    for _ in range(100):
+        out = subprocess.run(cli + ["describe-stream-consumer", "--consumer-arn", arn], capture_output=True, text=True)
+        if out.returncode != 0:
+            break
+        assert json.loads(out.stdout)["ConsumerDescription"]["ConsumerStatus"] == "DELETING"
     assert out.returncode != 0 and "ResourceNotFoundException" in out.stderr
