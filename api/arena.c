@@ -161,3 +161,5 @@ char *arena_printf(struct arena *a, const char *fmt, ...)
     }
     return p;
 }
+
+void *arena_alloc_fn(void *arena, size_t n) { return arena_alloc(arena, n); }

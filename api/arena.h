@@ -47,6 +47,8 @@ char *arena_try_strndup(struct arena *a, const char *s, size_t len);
 
 /* Return n bytes aligned to 16, owned by the arena. Never returns NULL. */
 void *arena_alloc(struct arena *a, size_t n);
+/* arena_alloc as an allocator callback takes it (store_records.alloc, with the arena as actx). */
+void *arena_alloc_fn(void *arena, size_t n);
 
 /* Like arena_alloc, zero-filled. */
 void *arena_zalloc(struct arena *a, size_t n);

@@ -237,26 +237,26 @@ static int64_t seq_secs(const struct seq_shard *b, uint64_t pos)
     return pos < pos_floor(b->created_ms) ? b->created_ms / 1000 : pos_ms(pos) / 1000;
 }
 
-void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t pos)
+void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t ix, uint64_t pos)
 {
-    seq_shard_write(out, b, pos & SEQ_IX_END, seq_secs(b, pos));
+    seq_shard_write(out, b, ix & SEQ_IX_END, seq_secs(b, pos));
 }
 
-const char *seq_next(struct seq_shard *b, uint64_t pos)
+const char *seq_next(struct seq_shard *b, uint64_t ix, uint64_t pos)
 {
     uint64_t r[NLIMB];
-    seq_limbs(r, b, pos & SEQ_IX_END, seq_secs(b, pos));
+    seq_limbs(r, b, ix & SEQ_IX_END, seq_secs(b, pos));
     seq_text(b->text, r, b->have ? b->last : NULL);
     memcpy(b->last, r, sizeof r);
     b->have = true;
     return b->text;
 }
 
-void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t pos)
+void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t ix, uint64_t pos)
 {
     struct seq_shard b;
     seq_shard_init(&b, shard, created_ms);
-    seq_record(out, &b, pos);
+    seq_record(out, &b, ix, pos);
 }
 
 void seq_format_end(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, int64_t closed_ms)
@@ -396,9 +396,8 @@ bool seq_of_shard(const struct seq_num *q, uint64_t uid, uint32_t shard, int64_t
         return q->time_ms == q->shard_s * 1000;
     if (q->pos == SEQ_IX_END)
         return true;
-    /* a record's: at or after the shard's first position (the shard of a stream deleted and
-     * created again in the same second held only earlier ones), its second the position's */
-    return q->pos >= pos_floor(created_ms) && q->time_ms == pos_ms(q->pos) / 1000 * 1000;
+    /* a record's: its index at or above the shard's first position, its second not before */
+    return q->pos >= pos_floor(created_ms) && q->time_ms >= q->shard_s * 1000;
 }
 
 bool seq_ordering_valid(const char *s, int64_t now_ms)

@@ -280,6 +280,7 @@ struct put_item {
     uint32_t shard;           /* out: shard index */
     int64_t shard_created_ms; /* out: that shard's creation time (its sequence numbers hold it) */
     uint64_t pos;             /* out: position in the shard's log */
+    uint64_t ix;              /* out: index in it (store_rec's) */
     enum kerr err;            /* out: 0, or why this record was not written (throttled, injected) */
 };
 /* What a write's second half finds in c->op_state. */
@@ -578,10 +579,15 @@ struct shard *shard_by_index(struct stream *s, uint32_t index);
 /* Sequence numbers (codec.c) are AWS's version-2 layout: the decimal number, read as 47 hex digits,
  *     2 | shard creation second (9) | shard index's last digit (1) | sequence index (16) |
  *     a byte (2) | record second (9) | shard index (8) | 2 (the version)
- * The sequence index is the record's storage position (milliseconds << 20 | counter): strictly
- * increasing within a shard, as AWS's counter is, but it grows by more than one per record (AWS
- * counts records; ours would need a per-shard counter in storage). The byte is 00 in every
- * number AWS hands out and decoders expect that, so it stays 00. A shard's starting number has
+ * The sequence index is the record's index in its shard's log (store.h): it steps by one per
+ * record, as AWS's counter does, from the shard's first record's position (milliseconds << 20
+ * | counter; records written before storage counted them have their position as their index,
+ * and such a shard counts on from its last position). So a shard's numbers only increase, and
+ * every record's index is at or above the shard's creation time shifted as a position is, which
+ * tells a number of a stream deleted and created again under the same name from the new one's.
+ * A number names a record by its index and second, which the record's position is found from
+ * (seq_start). The byte is 00 in every number AWS hands out and decoders expect that, so it
+ * stays 00. A shard's starting number has
  * index 0 and the creation second, a closed shard's ending number index SEQ_IX_END and the
  * closing second, as AWS's. Such a number is always SEQ_LEN digits. */
 #define SEQ_IX_END 0x7FFFFFFFFFFFFFFFull
@@ -600,16 +606,16 @@ void seq_shard_init(struct seq_shard *b, uint32_t shard, int64_t created_ms);
 /* The number of index ix (at most SEQ_IX_END) and record second secs into out (SEQ_LEN digits
  * and a NUL). */
 void seq_shard_write(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t ix, int64_t secs);
-/* The number of the record at pos (also the shard's starting number, at pos 0): index pos and
- * pos's second (the creation second below the shard's first position). GetRecords prepares b
- * once per page. */
-void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t pos);
+/* The number of the record of index ix at pos (also the shard's starting number, 0 at 0): index
+ * ix and pos's second (the creation second below the shard's first position). GetRecords
+ * prepares b once per page. */
+void seq_record(char out[SEQ_LEN + 1], const struct seq_shard *b, uint64_t ix, uint64_t pos);
 /* seq_record into b's own text, which it returns (valid until the next call): numbers written
  * one after another for records in position order (an answer's) rewrite only the limbs that
  * changed since the last, the lower three or four of seven. */
-const char *seq_next(struct seq_shard *b, uint64_t pos);
+const char *seq_next(struct seq_shard *b, uint64_t ix, uint64_t pos);
 /* seq_record of a shard given by index and creation time. */
-void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t pos);
+void seq_format(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, uint64_t ix, uint64_t pos);
 /* A closed shard's EndingSequenceNumber. */
 void seq_format_end(char out[SEQ_LEN + 1], uint32_t shard, int64_t created_ms, int64_t closed_ms);
 /* The shard id a sequence number encodes, as AWS names it: AWS's index is a signed 32-bit
@@ -626,7 +632,7 @@ enum seq_layout {
 struct seq_num {
     enum seq_layout layout;
     uint32_t shard;    /* the shard index it encodes */
-    uint64_t pos;      /* where it points: the position (SEQ_KINESD) or the sequence index (SEQ_AWS2) */
+    uint64_t pos;      /* what it names: the position (SEQ_KINESD) or the record's index (SEQ_AWS2) */
     uint64_t uid;      /* SEQ_KINESD: the stream's uid */
     int64_t shard_s;   /* AWS's layouts: the shard's creation second */
     int64_t time_ms;   /* the record's time (AWS's layouts: a whole second) */
@@ -637,10 +643,15 @@ struct seq_num {
 int seq_parse(const char *s, struct seq_num *q);
 /* Whether q was handed out for shard (index, creation time) of the stream incarnation uid:
  * old numbers by the uid; new ones by the creation second, the shard's digit and byte, and an
- * index that is the starting number's, the ending number's, or a position at or after the
- * shard's first one with its second (the shard of a stream of the same name deleted and created
- * again within the same second only held earlier positions). */
+ * index that is the starting number's, the ending number's, or a record's: at or above the
+ * shard's first position, its second not before the shard's (the shard of a stream of the
+ * same name deleted and created again within the same second only held lower indexes). */
 bool seq_of_shard(const struct seq_num *q, uint64_t uid, uint32_t shard, int64_t created_ms);
+/* The position a read of log AT (after false) or AFTER sequence number q (of that log's shard:
+ * seq_of_shard) starts at: the first record whose index is at least q's (one above it), looked
+ * for among the records of q's second, else the first after that second. Returns 0 or a
+ * STORE_* code. */
+int seq_start(struct store *st, uint64_t log, const struct seq_num *q, bool after, uint64_t *pos);
 /* SequenceNumberForOrdering: any well-formed number (kinesd's, AWS's versions 2, 1 and 0) whose
  * record and shard times are not after now. */
 bool seq_ordering_valid(const char *s, int64_t now_ms);

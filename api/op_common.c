@@ -1,5 +1,6 @@
 /* op_common.c: pieces several operations share: naming the request's stream, ARNs, the
  * common parts of stream descriptions, tag character rules. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -224,4 +225,72 @@ void enc_child_shards(struct enc *e, const struct shard *kids, uint32_t n)
         enc_obj_end(e);
     }
     enc_arr_end(e);
+}
+
+/* A probe's memory: what a scan of one record's index allocates. */
+struct probe_mem {
+    void *p[4];
+    int n;
+};
+
+static void *probe_alloc(void *ctx, size_t n)
+{
+    struct probe_mem *m = ctx;
+    return m->n < 4 ? (m->p[m->n++] = malloc(n)) : NULL;
+}
+
+/* The position and index of log's first record at or after from that checks out, passing by
+ * those that do not (corrupt, moved, their data key gone) but none at or past hi: 1 with *pos
+ * and *ix set (*ix STORE_IX_NONE only past hi), 0 when there is none, or a STORE_* code. */
+static int probe(struct store *st, uint64_t log, uint64_t from, uint64_t hi, uint64_t *pos, uint64_t *ix)
+{
+    for (;;) {
+        struct probe_mem m = {.n = 0};
+        struct store_records got = {.alloc = probe_alloc, .actx = &m, .index_only = true};
+        int rc = store_scan(st, log, from, 1, 1, &got);
+        if (!rc && got.n) {
+            *pos = got.v[0].pos;
+            *ix = got.v[0].ix;
+            rc = 1;
+        }
+        while (m.n)
+            free(m.p[--m.n]);
+        if (rc != 1 || *ix != STORE_IX_NONE || *pos >= hi)
+            return rc;
+        from = *pos + 1;
+    }
+}
+
+int seq_start(struct store *st, uint64_t log, const struct seq_num *q, bool after, uint64_t *pos)
+{
+    if (q->layout != SEQ_AWS2 || q->pos == SEQ_IX_END) { /* a position, or past the shard's end */
+        *pos = q->pos + after;
+        return 0;
+    }
+    if (q->pos == 0) { /* the starting number: every record is at or after it */
+        *pos = 0;
+        return 0;
+    }
+    /* the least position p from which the first record that checks out has an index >= want
+     * or lies past the number's second (a predicate that only turns true as p grows: indexes
+     * increase with positions): a binary search that reads a record per step and skips past
+     * each one it finds too low. If the record it ends at is the one wanted, the read starts
+     * there; else (a number of no record, or of one that does not check out) at p, so that a
+     * record passed by as not checking out is read, and fails as its own read would. */
+    uint64_t want = q->pos + after, lo = pos_floor(q->time_ms), hi = pos_floor(q->time_ms + 1000), p, ix;
+    while (lo < hi) {
+        uint64_t mid = lo + (hi - lo) / 2;
+        int rc = probe(st, log, mid, hi, &p, &ix);
+        if (rc < 0)
+            return rc;
+        if (rc && p < hi && ix < want)
+            lo = p + 1;
+        else
+            hi = mid;
+    }
+    int rc = probe(st, log, lo, UINT64_MAX, &p, &ix);
+    if (rc < 0)
+        return rc;
+    *pos = rc && ix == want ? p : lo;
+    return 0;
 }

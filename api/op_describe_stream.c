@@ -37,7 +37,7 @@ void enc_shard(struct api_ctx *c, const struct shard *sh)
     enc_obj_end(e);
     enc_key(e, "SequenceNumberRange");
     enc_obj_begin(e);
-    seq_format(seq, sh->index, sh->created_ms, 0);
+    seq_format(seq, sh->index, sh->created_ms, 0, 0);
     enc_key(e, "StartingSequenceNumber"), enc_strz(e, seq);
     if (sh->closed_ms) {
         seq_format_end(seq, sh->index, sh->created_ms, sh->closed_ms);

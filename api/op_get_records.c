@@ -21,12 +21,10 @@ static const struct vfield schema[] = {
     {0},
 };
 
-static void *arena_fn(void *arena, size_t n) { return arena_alloc(arena, n); }
-
 static void emit(struct enc *e, struct seq_shard *shard, const struct store_read *v)
 {
     enc_obj_begin(e);
-    ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq_next(shard, v->pos), SEQ_LEN);
+    ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq_next(shard, v->ix, v->pos), SEQ_LEN);
     ENC_KEY(e, "ApproximateArrivalTimestamp"), enc_time_ms(e, pos_ms(v->pos));
     ENC_KEY(e, "Data"), enc_blob(e, v->data, v->data_len);
     ENC_KEY(e, "PartitionKey"), enc_str(e, v->pk, v->pk_len);
@@ -123,7 +121,7 @@ static int run(struct api_ctx *c)
     uint64_t from = pos > pos_floor(horizon) ? pos : pos_floor(horizon);
 
     /* the records, and the shard's newest position from the same snapshot */
-    struct store_records got = {.alloc = arena_fn, .actx = &c->arena};
+    struct store_records got = {.alloc = arena_alloc_fn, .actx = &c->arena};
     int rc = store_scan(c->api->store, log_id(uid, ix), from, (size_t)limit, MAX_ANSWER_BYTES, &got);
     if (rc)
         return kms_scan_fail(c, log_id(uid, ix), rc);

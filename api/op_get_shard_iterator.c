@@ -79,9 +79,10 @@ static int run(struct api_ctx *c)
                             "StartingSequenceNumber %s used in GetShardIterator on shard %s in stream %s "
                             "under account %s is invalid because it did not come from this stream.",
                             seq, id, name, acct);
-        pos = q.pos;
-        if (type[1] == 'F') /* AFTER_SEQUENCE_NUMBER */
-            pos++;
+        int rc =
+            seq_start(c->api->store, log_id(uid, ix), &q, type[1] == 'F' /* AFTER_SEQUENCE_NUMBER */, &pos);
+        if (rc)
+            return api_store_fail(c, rc);
     } else if (!strcmp(type, "LATEST")) {
         uint64_t last;
         int rc = store_log_bounds(c->api->store, log_id(uid, ix), &last, NULL);

@@ -23,7 +23,7 @@ static int answer(struct api_ctx *c)
         return api_fail(c, it->err, NULL);
     char id[32], seq[SEQ_LEN + 1];
     shard_id(id, it->shard);
-    seq_format(seq, it->shard, it->shard_created_ms, it->pos);
+    seq_format(seq, it->shard, it->shard_created_ms, it->ix, it->pos);
     struct enc *e = &c->out;
     enc_obj_begin(e);
     enc_key(e, "ShardId"), enc_strz(e, id);

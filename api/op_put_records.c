@@ -52,7 +52,7 @@ static int answer(struct api_ctx *c)
         }
         if (items[i].shard != id_of)
             shard_id(id, id_of = items[i].shard);
-        seq_format(seq, items[i].shard, items[i].shard_created_ms, items[i].pos);
+        seq_format(seq, items[i].shard, items[i].shard_created_ms, items[i].ix, items[i].pos);
         enc_obj_begin(e);
         ENC_KEY(e, "SequenceNumber"), enc_str_ascii(e, seq, SEQ_LEN);
         ENC_KEY(e, "ShardId"), enc_str_ascii(e, id, SHARD_ID_LEN);

@@ -150,8 +150,10 @@ static int answer_committed(struct api_ctx *c)
     if (ps->rc)
         return api_store_fail(c, ps->rc);
     for (size_t i = 0; i < ps->n; i++)
-        if (!ps->items[i].err)
+        if (!ps->items[i].err) {
             ps->items[i].pos = ps->recs[ps->slot[i]].pos;
+            ps->items[i].ix = ps->recs[ps->slot[i]].ix;
+        }
     return c->resume(c);
 }
 
@@ -284,7 +286,7 @@ static int append(struct api_ctx *c, struct put_state *ps)
             continue;
         struct store_batch *sb = &batches[slot[i]];
         struct store_rec *r = sb->recs + sb->n++;
-        *r = (struct store_rec){items[i].pk, items[i].pk_len, items[i].data, items[i].data_len, 0};
+        *r = (struct store_rec){items[i].pk, items[i].pk_len, items[i].data, items[i].data_len, 0, 0};
         slot[i] = (size_t)(r - recs);
     }
     ps->recs = recs;

@@ -65,8 +65,8 @@ struct sub {
     int64_t shard_created_ms; /* its sequence numbers hold it */
     char shard_id[32], request_id[40];
     /* the connection thread's */
-    uint64_t next; /* next position to read */
-    uint64_t last_sent;
+    uint64_t next;                    /* next position to read */
+    uint64_t last_sent, last_sent_ix; /* the position and index of the last record sent */
     bool any_sent;
     struct buf out;
     size_t off;
@@ -407,7 +407,7 @@ static int produce(struct sub *s)
     char seq[SEQ_LEN + 1];
     for (size_t i = 0; i < got.n; i++) {
         const struct store_read *v = &got.v[i];
-        seq_format(seq, s->shard, s->shard_created_ms, v->pos);
+        seq_format(seq, s->shard, s->shard_created_ms, v->ix, v->pos);
         enc_obj_begin(&e);
         enc_key(&e, "SequenceNumber"), enc_str(&e, seq, SEQ_LEN);
         enc_key(&e, "ApproximateArrivalTimestamp"), enc_time_ms(&e, pos_ms(v->pos));
@@ -421,6 +421,7 @@ static int produce(struct sub *s)
     if (got.n) {
         s->next = got.v[got.n - 1].pos + 1;
         s->last_sent = got.v[got.n - 1].pos;
+        s->last_sent_ix = got.v[got.n - 1].ix;
         s->any_sent = true;
         s->tokens -= (double)got.bytes;
     }
@@ -429,10 +430,12 @@ static int produce(struct sub *s)
         buf_adds(&e.b, "null");
         e.need_comma[e.depth] = true;
     } else {
-        /* the last record sent, or just before the next position: AFTER_SEQUENCE_NUMBER of it
-         * resumes here */
-        seq_format(seq, s->shard, s->shard_created_ms,
-                   s->any_sent ? s->last_sent : (s->next ? s->next - 1 : 0));
+        /* the last record sent, or else the log's last one (nothing was found past it to send;
+         * the starting number when there is none): AFTER_SEQUENCE_NUMBER of it resumes here */
+        if (s->any_sent)
+            seq_format(seq, s->shard, s->shard_created_ms, s->last_sent_ix, s->last_sent);
+        else
+            seq_format(seq, s->shard, s->shard_created_ms, got.last_ix, got.last);
         enc_str(&e, seq, SEQ_LEN);
     }
     int64_t behind = got.n && got.last > s->last_sent ? now - pos_ms(s->next) : 0;
@@ -575,9 +578,9 @@ int subs_subscribe(struct api_ctx *c)
                 "StartingSequenceNumber %s used in SubscribeToShard on shard %s in stream %s under "
                 "account %s is invalid because it did not come from this stream.",
                 seq, id, name, acct);
-        pos = q.pos;
-        if (type[1] == 'F')
-            pos++;
+        int rc = seq_start(a->store, log_id(uid, ix), &q, type[1] == 'F' /* AFTER_SEQUENCE_NUMBER */, &pos);
+        if (rc)
+            return api_store_fail(c, rc);
     } else if (!strcmp(type, "LATEST")) {
         uint64_t last;
         int rc = store_log_bounds(a->store, log_id(uid, ix), &last, NULL);

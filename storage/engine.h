@@ -13,8 +13,9 @@
  * (a later engine, storage/pg/):
  *   open        connect, create or migrate the schema (a schema_version row), LISTEN.
  *   append      queue; a connection thread takes every queued append and runs one
- *               transaction: per log `UPDATE logs SET last = GREATEST(last + n, floor + n - 1)
- *               WHERE log = $1 RETURNING last` gives the positions, then one multi-row INSERT
+ *               transaction: per log `UPDATE logs SET last = GREATEST(last + n, floor + n - 1),
+ *               ix = ... WHERE log = $1 RETURNING last, ix` gives the positions and indexes
+ *               (store.h), then one multi-row INSERT
  *               of the sealed records and a NOTIFY per log; done() runs after COMMIT returns
  *               (synchronous_commit on). A lost connection reports STORE_UNAVAILABLE.
  *   scan        SELECT pos, rec FROM records WHERE log = $1 AND pos >= $2 ORDER BY pos LIMIT n,

@@ -26,7 +26,7 @@
 #include "gcm.h"
 
 #define V1_HDR 32
-#define AD_LEN (FORMAT_SEALED_HDR + 16)
+#define AD_MAX (FORMAT_SEALED_HDR + FORMAT_IX_LEN + 16)
 
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_NPUBBYTES == 24, "nonce size");
 _Static_assert(crypto_aead_xchacha20poly1305_ietf_ABYTES == FORMAT_TAG, "tag size");
@@ -47,6 +47,20 @@ static uint64_t rd64(const unsigned char *p)
     return v;
 }
 
+/* The header's length for a record's first two bytes: the version's, and the index's 8 bytes
+ * after it when the flags say so; 0 for a version not ours, more than any record holds for
+ * flags not ours. */
+static size_t hdr_of(const unsigned char *v)
+{
+    size_t ix = v[1] == FORMAT_F_IX ? FORMAT_IX_LEN : v[1] == 0 ? 0 : SIZE_MAX / 2;
+    switch (v[0]) {
+    case FORMAT_VERSION: return FORMAT_HDR + ix;
+    case FORMAT_XCHACHA_VERSION:
+    case FORMAT_SEALED_VERSION: return FORMAT_SEALED_HDR + ix;
+    default: return 0;
+    }
+}
+
 static uint32_t check_of(const unsigned char *rec, size_t len, uint64_t log, uint64_t pos)
 {
     unsigned char lp[16];
@@ -57,11 +71,14 @@ static uint32_t check_of(const unsigned char *rec, size_t len, uint64_t log, uin
     return crc32c(c, rec + FORMAT_HDR, len - FORMAT_HDR);
 }
 
-static void ad_of(unsigned char ad[AD_LEN], const unsigned char *hdr, uint64_t log, uint64_t pos)
+/* The associated data of a sealed record: its header (hlen bytes), log, pos; its length. */
+static size_t ad_of(unsigned char ad[AD_MAX], const unsigned char *hdr, size_t hlen, uint64_t log,
+                    uint64_t pos)
 {
-    memcpy(ad, hdr, FORMAT_SEALED_HDR);
-    le64(ad + FORMAT_SEALED_HDR, log);
-    le64(ad + FORMAT_SEALED_HDR + 8, pos);
+    memcpy(ad, hdr, hlen);
+    le64(ad + hlen, log);
+    le64(ad + hlen + 8, pos);
+    return hlen + 16;
 }
 
 /* Whether this CPU has AES and carry-less multiply instructions (what gcm.c needs, and what
@@ -176,28 +193,30 @@ static void xor_into(unsigned char *o, const unsigned char *a, const unsigned ch
         o[i] = a[i] ^ ks[i];
 }
 
-static size_t seal_v2(char *out, uint64_t log, uint64_t pos, const struct store_rec *r)
+static size_t seal_v2(char *out, uint64_t log, uint64_t pos, uint64_t ix, const struct store_rec *r)
 {
     unsigned char *o = (unsigned char *)out;
     o[0] = FORMAT_VERSION;
-    o[1] = 0;
+    o[1] = FORMAT_F_IX;
     o[2] = (unsigned char)r->pk_len;
     o[3] = (unsigned char)(r->pk_len >> 8);
-    memcpy(o + FORMAT_HDR, r->pk, r->pk_len);
+    le64(o + FORMAT_HDR, ix);
+    const size_t h = FORMAT_HDR + FORMAT_IX_LEN;
+    memcpy(o + h, r->pk, r->pk_len);
     if (r->data_len)
-        memcpy(o + FORMAT_HDR + r->pk_len, r->data, r->data_len);
-    size_t len = FORMAT_HDR + r->pk_len + r->data_len;
+        memcpy(o + h + r->pk_len, r->data, r->data_len);
+    size_t len = h + r->pk_len + r->data_len;
     uint32_t c = check_of(o, len, log, pos);
     for (int i = 0; i < 4; i++, c >>= 8)
         o[4 + i] = (unsigned char)c;
     return len;
 }
 
-int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, size_t n,
+int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, uint64_t ix, size_t n,
                 const struct store_rec *r, size_t *len)
 {
     if (!s->kr) {
-        *len = seal_v2(out, log, pos, r);
+        *len = seal_v2(out, log, pos, ix, r);
         return 0;
     }
     if (!s->key || s->log != log || pos >= s->bucket_end || pos < s->bucket_end - keyring_bucket_start(1)) {
@@ -220,16 +239,18 @@ int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, 
     }
     unsigned char *o = (unsigned char *)out;
     o[0] = s->gcm ? FORMAT_SEALED_VERSION : FORMAT_XCHACHA_VERSION;
-    o[1] = 0;
+    o[1] = FORMAT_F_IX;
     o[2] = (unsigned char)r->pk_len;
     o[3] = (unsigned char)(r->pk_len >> 8);
     le64(o + 4, s->key_id);
     le64(s->nonce + 16, s->ctr++);
     memcpy(o + 12, s->nonce, 24);
-    unsigned char *m = o + FORMAT_SEALED_HDR;
+    le64(o + FORMAT_SEALED_HDR, ix);
+    const size_t h = FORMAT_SEALED_HDR + FORMAT_IX_LEN;
+    unsigned char *m = o + h;
     size_t mlen = r->pk_len + r->data_len;
-    unsigned char ad[AD_LEN];
-    ad_of(ad, o, log, pos);
+    unsigned char ad[AD_MAX];
+    size_t adlen = ad_of(ad, o, h, log, pos);
     unsigned char n12[12];
     ietf_nonce(n12, o + 12);
     if (s->gcm && mlen <= GCM_SHORT_MAX) {
@@ -239,12 +260,12 @@ int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, 
         memcpy(m, r->pk, r->pk_len);
         if (r->data_len)
             memcpy(m + r->pk_len, r->data, r->data_len);
-        gcm_seal(k, m, m + mlen, m, mlen, ad, sizeof ad, n12);
+        gcm_seal(k, m, m + mlen, m, mlen, ad, adlen, n12);
     } else if (s->gcm) { /* encrypted from the caller's bytes, no copy first */
         EVP_CIPHER_CTX *x = s->gcm_ctx;
         int ol;
         if (EVP_EncryptInit_ex(x, NULL, NULL, NULL, n12) != 1 ||
-            EVP_EncryptUpdate(x, NULL, &ol, ad, sizeof ad) != 1 ||
+            EVP_EncryptUpdate(x, NULL, &ol, ad, (int)adlen) != 1 ||
             EVP_EncryptUpdate(x, m, &ol, (const unsigned char *)r->pk, (int)r->pk_len) != 1 ||
             (r->data_len && EVP_EncryptUpdate(x, m + r->pk_len, &ol, (const unsigned char *)r->data,
                                               (int)r->data_len) != 1) ||
@@ -257,15 +278,15 @@ int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, 
         xor_into(m, r->pk, ks + 64, r->pk_len);
         if (r->data_len)
             xor_into(m + r->pk_len, r->data, ks + 64 + r->pk_len, r->data_len);
-        short_tag(m + mlen, ks, ad, sizeof ad, m, mlen);
+        short_tag(m + mlen, ks, ad, adlen, m, mlen);
         sodium_memzero(ks, sizeof ks);
     } else {
         memcpy(m, r->pk, r->pk_len);
         memcpy(m + r->pk_len, r->data, r->data_len);
-        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + mlen, NULL, m, mlen, ad, sizeof ad, NULL,
-                                                           n12, s->subkey);
+        crypto_aead_chacha20poly1305_ietf_encrypt_detached(m, m + mlen, NULL, m, mlen, ad, adlen, NULL, n12,
+                                                           s->subkey);
     }
-    *len = FORMAT_SEALED_HDR + mlen + FORMAT_TAG;
+    *len = h + mlen + FORMAT_TAG;
     return 0;
 }
 
@@ -277,32 +298,33 @@ static bool zero(const unsigned char *p, size_t n)
     return acc == 0;
 }
 
-/* Where the key and data are in a stored record, or STORE_CORRUPT. *sealed: version 3 or 4. */
+/* Where the key and data are in a stored record, and its index (pos for a record written
+ * without one), or STORE_CORRUPT. *sealed: version 3 or 4. */
 static int parse(const char *val, size_t len, uint64_t log, uint64_t pos, size_t *hdr, size_t *pk_len,
-                 bool *sealed)
+                 uint64_t *ix, bool *sealed)
 {
     const unsigned char *v = (const unsigned char *)val;
     if (len < 4)
         return STORE_CORRUPT;
-    size_t pl = (size_t)v[2] | (size_t)v[3] << 8;
+    size_t pl = (size_t)v[2] | (size_t)v[3] << 8, h = hdr_of(v);
     *sealed = false;
-    if ((v[0] == FORMAT_XCHACHA_VERSION || v[0] == FORMAT_SEALED_VERSION) && v[1] == 0 &&
-        len >= FORMAT_SEALED_HDR + FORMAT_TAG && pl <= len - FORMAT_SEALED_HDR - FORMAT_TAG) {
-        *hdr = FORMAT_SEALED_HDR;
+    if ((v[0] == FORMAT_XCHACHA_VERSION || v[0] == FORMAT_SEALED_VERSION) && len >= h + FORMAT_TAG &&
+        pl <= len - h - FORMAT_TAG) {
         *sealed = true;
-    } else if (v[0] == FORMAT_VERSION && v[1] == 0 && len >= FORMAT_HDR && pl <= len - FORMAT_HDR) {
+    } else if (v[0] == FORMAT_VERSION && len >= h && pl <= len - h) {
         uint32_t want = (uint32_t)v[4] | (uint32_t)v[5] << 8 | (uint32_t)v[6] << 16 | (uint32_t)v[7] << 24;
         if (check_of(v, len, log, pos) != want)
             return STORE_CORRUPT;
-        *hdr = FORMAT_HDR;
     } else if (v[0] == 1 && v[1] == 0 && len >= V1_HDR && pl <= len - V1_HDR && zero(v + 4, V1_HDR - 4)) {
         /* (its reserved bytes were always written as zeros: a sealed record with a flipped
            version byte is not taken for one) */
-        *hdr = V1_HDR;
+        h = V1_HDR;
     } else {
         return STORE_CORRUPT;
     }
+    *hdr = h;
     *pk_len = pl;
+    *ix = v[1] == FORMAT_F_IX ? rd64(v + h - FORMAT_IX_LEN) : pos;
     return 0;
 }
 
@@ -323,8 +345,9 @@ void format_opener_done(struct format_opener *o)
 }
 
 /* Open a version 4 record's ciphertext c (clen bytes) with tag into m. */
-static int open_gcm(struct format_opener *o, const unsigned char *ad, const unsigned char n12[12],
-                    const unsigned char *c, size_t clen, const unsigned char *tag, unsigned char *m)
+static int open_gcm(struct format_opener *o, const unsigned char *ad, size_t adlen,
+                    const unsigned char n12[12], const unsigned char *c, size_t clen,
+                    const unsigned char *tag, unsigned char *m)
 {
     /* gcm.c only where the CPU has AES instructions (it needs them: a data directory sealed
      * elsewhere is read here through OpenSSL) */
@@ -333,7 +356,7 @@ static int open_gcm(struct format_opener *o, const unsigned char *ad, const unsi
         if (!k)
             return STORE_NOMEM;
         /* (it leaves zeros in m when the tag does not check out) */
-        return gcm_open(k, m, c, clen, tag, ad, AD_LEN, n12) ? STORE_CORRUPT : 0;
+        return gcm_open(k, m, c, clen, tag, ad, adlen, n12) ? STORE_CORRUPT : 0;
     }
     if (!o->gcm_ctx && !(o->gcm_ctx = EVP_CIPHER_CTX_new()))
         return STORE_NOMEM;
@@ -347,7 +370,8 @@ static int open_gcm(struct format_opener *o, const unsigned char *ad, const unsi
     memcpy(t, tag, sizeof t);
     int ol;
     if (EVP_DecryptInit_ex(x, NULL, NULL, NULL, n12) != 1 ||
-        EVP_DecryptUpdate(x, NULL, &ol, ad, AD_LEN) != 1 || EVP_DecryptUpdate(x, m, &ol, c, (int)clen) != 1 ||
+        EVP_DecryptUpdate(x, NULL, &ol, ad, (int)adlen) != 1 ||
+        EVP_DecryptUpdate(x, m, &ol, c, (int)clen) != 1 ||
         EVP_CIPHER_CTX_ctrl(x, EVP_CTRL_GCM_SET_TAG, FORMAT_TAG, t) != 1 ||
         EVP_DecryptFinal_ex(x, m + ol, &ol) != 1) {
         sodium_memzero(m, clen); /* nothing of a record that does not check out is kept */
@@ -356,9 +380,9 @@ static int open_gcm(struct format_opener *o, const unsigned char *ad, const unsi
     return 0;
 }
 
-/* Decrypt a version 3 or 4 record into m (len - header - tag bytes). */
-static int unseal(struct format_opener *o, const unsigned char *v, size_t len, uint64_t log, uint64_t pos,
-                  unsigned char *m, uint32_t *cls)
+/* Decrypt a version 3 or 4 record (a header of h bytes) into m (len - h - tag bytes). */
+static int unseal(struct format_opener *o, const unsigned char *v, size_t len, size_t h, uint64_t log,
+                  uint64_t pos, unsigned char *m, uint32_t *cls)
 {
     const unsigned char *key;
     if (!o->kr || o->kr->open_key(o->kr->ctx, log, rd64(v + 4), &key, cls))
@@ -373,21 +397,21 @@ static int unseal(struct format_opener *o, const unsigned char *v, size_t len, u
         o->gcm_keyed = false;
         o->gcm_short_keyed = false;
     }
-    unsigned char ad[AD_LEN], n12[12];
-    ad_of(ad, v, log, pos);
+    unsigned char ad[AD_MAX], n12[12];
+    size_t adlen = ad_of(ad, v, h, log, pos);
     ietf_nonce(n12, n24);
-    size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
-    const unsigned char *c = v + FORMAT_SEALED_HDR;
+    size_t clen = len - h - FORMAT_TAG;
+    const unsigned char *c = v + h;
     if (v[0] == FORMAT_SEALED_VERSION)
-        return open_gcm(o, ad, n12, c, clen, v + len - FORMAT_TAG, m);
+        return open_gcm(o, ad, adlen, n12, c, clen, v + len - FORMAT_TAG, m);
     if (clen > SHORT_MAX)
         return crypto_aead_chacha20poly1305_ietf_decrypt_detached(m, NULL, c, clen, v + len - FORMAT_TAG, ad,
-                                                                  sizeof ad, n12, o->subkey)
+                                                                  adlen, n12, o->subkey)
                    ? STORE_CORRUPT
                    : 0;
     unsigned char ks[256], tag[16];
     short_stream(ks, n12, o->subkey);
-    short_tag(tag, ks, ad, sizeof ad, c, clen);
+    short_tag(tag, ks, ad, adlen, c, clen);
     int rc = crypto_verify_16(tag, v + len - FORMAT_TAG) ? STORE_CORRUPT : 0;
     if (rc == 0) /* nothing is decrypted unless the tag checks out */
         xor_into(m, c, ks + 64, clen);
@@ -395,28 +419,37 @@ static int unseal(struct format_opener *o, const unsigned char *v, size_t len, u
     return rc;
 }
 
-int format_check_keyless(const char *val, size_t len, uint64_t log, uint64_t pos)
+int format_check_keyless(const char *val, size_t len, uint64_t log, uint64_t pos, uint64_t *ix)
 {
     size_t hdr, pl;
     bool sealed;
-    return parse(val, len, log, pos, &hdr, &pl, &sealed);
+    uint64_t x;
+    return parse(val, len, log, pos, &hdr, &pl, ix ? ix : &x, &sealed);
+}
+
+uint64_t format_index(const char *val, size_t len, uint64_t pos)
+{
+    const unsigned char *v = (const unsigned char *)val;
+    size_t h = len >= 2 && v[1] == FORMAT_F_IX ? hdr_of(v) : 0;
+    return h && len >= h ? rd64(v + h - FORMAT_IX_LEN) : pos;
 }
 
 int format_check(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos)
 {
     size_t hdr, pl;
     bool sealed;
-    int rc = parse(val, len, log, pos, &hdr, &pl, &sealed);
+    uint64_t ix;
+    int rc = parse(val, len, log, pos, &hdr, &pl, &ix, &sealed);
     if (rc || !sealed)
         return rc;
-    size_t mlen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+    size_t mlen = len - hdr - FORMAT_TAG;
     unsigned char *m = sodium_malloc(mlen ? mlen : 1);
     if (!m)
         return STORE_NOMEM;
     uint32_t cls;
     struct format_opener o;
     format_opener_init(&o, kr);
-    rc = unseal(&o, (const unsigned char *)val, len, log, pos, m, &cls);
+    rc = unseal(&o, (const unsigned char *)val, len, hdr, log, pos, m, &cls);
     format_opener_done(&o);
     sodium_free(m);
     return rc;
@@ -437,8 +470,9 @@ int format_open_with(struct format_opener *o, const char *val, size_t len, uint6
 {
     size_t hdr, pl;
     bool sealed;
-    int rc = parse(val, len, log, pos, &hdr, &pl, &sealed);
-    if (rc)
+    uint64_t ix;
+    int rc = parse(val, len, log, pos, &hdr, &pl, &ix, &sealed);
+    if (rc && !out->index_only)
         return rc;
     size_t n = out->n;
     if ((n & (n - 1)) == 0 && (n == 0 || n >= 16)) { /* 0, 16, 32, 64...: room for twice as many */
@@ -450,19 +484,30 @@ int format_open_with(struct format_opener *o, const char *val, size_t len, uint6
             memcpy(v, out->v, n * sizeof *v);
         out->v = v;
     }
-    size_t body = len - hdr - (sealed ? FORMAT_TAG : 0);
+    size_t body = rc ? 0 : len - hdr - (sealed ? FORMAT_TAG : 0);
+    if (out->index_only) { /* opened as a read opens it, its bytes then dropped */
+        uint32_t cls;
+        unsigned char *m = !rc && sealed ? out->alloc(out->actx, body ? body : 1) : NULL;
+        if (!rc && sealed && !m)
+            return STORE_NOMEM;
+        if (!rc && sealed)
+            rc = unseal(o, (const unsigned char *)val, len, hdr, log, pos, m, &cls);
+        out->v[n] = (struct store_read){.pos = pos, .ix = rc ? STORE_IX_NONE : ix, .pk = "", .data = ""};
+        out->n = n + 1;
+        return 0;
+    }
     char *p = out->alloc(out->actx, body ? body : 1);
     if (!p)
         return STORE_NOMEM;
     uint32_t cls = 0;
     if (sealed) {
-        if ((rc = unseal(o, (const unsigned char *)val, len, log, pos, (unsigned char *)p, &cls)))
+        if ((rc = unseal(o, (const unsigned char *)val, len, hdr, log, pos, (unsigned char *)p, &cls)))
             return rc;
     } else {
         memcpy(p, val + hdr, body);
     }
     out->v[n] = (struct store_read){
-        .pos = pos, .key_class = cls, .pk = p, .pk_len = pl, .data = p + pl, .data_len = body - pl};
+        .pos = pos, .ix = ix, .key_class = cls, .pk = p, .pk_len = pl, .data = p + pl, .data_len = body - pl};
     out->n = n + 1;
     out->bytes += body;
     return 0;

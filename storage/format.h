@@ -39,6 +39,12 @@
  * 100-byte record it costs a fraction of what ChaCha20-Poly1305 does here (AES-NI and
  * PCLMULQDQ, gcm.h: the key expanded once per batch and data key, only the nonce per record).
  *
+ * The record's index. Records are written with flags FORMAT_F_IX: the header is 8 bytes longer
+ * than the version's own, those 8 bytes (little-endian) the record's index in its log (the
+ * engine counts a log's records, store.h), so the sealed header is 44 bytes (the
+ * associated data is then bytes 0..43 . log . pos) and version 2's 16 (its check covers them).
+ * Records of flags 0 (written before the index existed) read with their position as the index.
+ *
  * Version 2 (written without a keyring), an 8-byte header:
  *     0    1 version   2
  *     1    1 flags     0
@@ -64,12 +70,14 @@
 #define FORMAT_SEALED_HDR 36
 #define FORMAT_TAG 16
 #define FORMAT_MAX_PK 0xFFFF
+#define FORMAT_F_IX 1 /* flags: the record's index follows the version's header */
+#define FORMAT_IX_LEN 8
 
 /* Bytes that format_seal writes for a record of these sizes (kr: the store's keyring, NULL
  * for none). */
 static inline size_t format_sealed_len(const struct store_keyring *kr, size_t pk_len, size_t data_len)
 {
-    return kr ? FORMAT_SEALED_HDR + pk_len + data_len + FORMAT_TAG : FORMAT_HDR + pk_len + data_len;
+    return (kr ? FORMAT_SEALED_HDR + FORMAT_TAG : FORMAT_HDR) + FORMAT_IX_LEN + pk_len + data_len;
 }
 
 /* One batch's sealing state: the nonce base and counter, the current data key (cached across
@@ -93,12 +101,12 @@ void format_sealer_init(struct format_sealer *s, const struct store_keyring *kr)
 /* End a batch: wipes the sealer's derived key (and frees its cipher context). */
 void format_sealer_done(struct format_sealer *s);
 
-/* Seal one record for (log, pos) into out, which has format_sealed_len bytes of room. n is
+/* Seal one record for (log, pos) with its index ix into out, which has format_sealed_len bytes of room. n is
  * the number of records of this log the caller is about to seal from here on (the key's
  * count is reserved for them when a key is first taken). pk_len <= FORMAT_MAX_PK (the caller
  * checked). *len gets the bytes written. Returns 0, or a keyring code (STORE_IO, STORE_FULL,
  * STORE_NOMEM) when no data key could be had. */
-int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, size_t n,
+int format_seal(struct format_sealer *s, char *out, uint64_t log, uint64_t pos, uint64_t ix, size_t n,
                 const struct store_rec *r, size_t *len);
 
 /* One scan's opening state: the last record's data key and derived subkey, so that records
@@ -122,7 +130,8 @@ void format_opener_init(struct format_opener *o, const struct store_keyring *kr)
 void format_opener_done(struct format_opener *o);
 
 /* Check the sealed bytes of the record stored at (log, pos) and append it to out, copying its
- * key and data through out->alloc (decrypted there for version 3, with the opener's keyring).
+ * key and data through out->alloc (decrypted there for version 3, with the opener's keyring;
+ * with out->index_only, as store.h says).
  * Returns 0, STORE_CORRUPT (does not check out: moved, altered, swapped, an unknown version, or
  * a data key that is gone), STORE_NOMEM. */
 int format_open_with(struct format_opener *o, const char *val, size_t len, uint64_t log, uint64_t pos,
@@ -137,8 +146,13 @@ void format_test_no_aes(bool on);
 
 /* Check what needs no key: the layout, and for version 2 the binding to (log, pos); a version 3
  * record's binding is checked when it is opened. Recovery uses it (data keys are rows of the
- * store being recovered). Returns 0 or STORE_CORRUPT. */
-int format_check_keyless(const char *val, size_t len, uint64_t log, uint64_t pos);
+ * store being recovered), and reads the record's index from it into *ix (may be NULL; as
+ * store_read's ix: pos for a record without one). Returns 0 or STORE_CORRUPT. */
+int format_check_keyless(const char *val, size_t len, uint64_t log, uint64_t pos, uint64_t *ix);
+
+/* The index a stored record carries (store_read's ix), read from its header without checking
+ * anything else: for engines that keep a log's last index beside its last position. */
+uint64_t format_index(const char *val, size_t len, uint64_t pos);
 
 /* Only check the record (for verification tools). Returns 0 or STORE_CORRUPT. */
 int format_check(const struct store_keyring *kr, const char *val, size_t len, uint64_t log, uint64_t pos);

@@ -9,6 +9,14 @@
  * survives restarts, crashes, power loss and trims, so a position is never handed out twice, and
  * an acknowledged position always names the record it was acknowledged for.
  *
+ * Indexes. The engine also counts each log's records, in the same commit as their positions: a
+ * log's first record takes its position as its index, every later one the index one above its
+ * predecessor's. So indexes step by one per record and, like positions, strictly increase and
+ * are never handed out twice; every index of a log is at or above its first record's position,
+ * and no record's index is above its own position (a log that held records from before
+ * indexes counts on from its last position, which every earlier record's index is taken to
+ * be). Sequence numbers count records with it.
+ *
  * Durability. An append is reported (its callback runs with rc 0) only after its records are
  * durable, unless the store was opened with sync off. Concurrent appends share commits.
  *
@@ -101,6 +109,7 @@ struct store_rec {
     const void *data;
     size_t data_len;
     uint64_t pos; /* out: the position assigned */
+    uint64_t ix;  /* out: the index assigned (the log's records counted, from its first's position) */
 };
 
 /* Records for one log within an append. */
@@ -128,9 +137,11 @@ int store_append(struct store *s, struct store_batch *batches, size_t nbatches);
 
 /* ---- reading ---- */
 
+#define STORE_IX_NONE UINT64_MAX /* store_records.index_only: a record that does not check out */
 /* One record read back. pk and data point into memory from the caller's allocator. */
 struct store_read {
     uint64_t pos;
+    uint64_t ix;        /* its index (store_rec's); its position if it was written before indexes */
     uint32_t key_class; /* the keyring's class of the data key that sealed it (keyring.h); 0 if none */
     const char *pk;
     size_t pk_len;
@@ -143,10 +154,15 @@ struct store_read {
 struct store_records {
     void *(*alloc)(void *actx, size_t n); /* returns NULL when out of memory */
     void *actx;
+    /* set by the caller: each record is checked as a read checks it, and kept with only its pos
+       and ix (pk and data empty); one that does not check out (corrupt, moved, or its data key
+       gone) is kept with ix STORE_IX_NONE instead of ending the scan */
+    bool index_only;
     struct store_read *v; /* from alloc, n entries, position order */
     size_t n;
-    size_t bytes;  /* pk + data bytes in v */
-    uint64_t last; /* the log's last position in the same snapshot, 0 if none */
+    size_t bytes;     /* pk + data bytes in v */
+    uint64_t last;    /* the log's last position in the same snapshot, 0 if none */
+    uint64_t last_ix; /* ... and its last index (store_rec's), 0 if none */
 };
 
 /* Copy records of log with position >= from into out, in order, until max_n records were read

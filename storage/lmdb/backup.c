@@ -184,14 +184,20 @@ static int went_cmp(const void *a, const void *b)
 
 /* ---- the snapshot ---- */
 
-/* The last-position entry of log in snapshot txn. */
-static int get_last_in(struct backup_snap *s, MDB_txn *txn, uint64_t log, uint64_t *last, int *state)
+/* The last-position entry of log in snapshot txn (ix may be NULL). */
+static int get_last_ix(struct backup_snap *s, MDB_txn *txn, uint64_t log, uint64_t *last, uint64_t *ix,
+                       int *state)
 {
-    int st, rc = db_store_rc(db_txn_last(txn, s->log, log, last, &st));
+    int st, rc = db_store_rc(db_txn_last(txn, s->log, log, last, ix, &st));
     *state = st == DB_LOG_DROPPED  ? BACKUP_LOG_DROPPED
              : st == DB_LOG_SEALED ? BACKUP_LOG_SEALED
                                    : BACKUP_LOG_OPEN;
     return rc;
+}
+
+static int get_last_in(struct backup_snap *s, MDB_txn *txn, uint64_t log, uint64_t *last, int *state)
+{
+    return get_last_ix(s, txn, log, last, NULL, state);
 }
 
 static int get_last(struct backup_snap *s, uint64_t log, uint64_t *last, int *state)
@@ -480,14 +486,18 @@ static int sn_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     format_opener_done(&c.o);
     if (rc < 0)
         return rc;
-    uint64_t last;
+    uint64_t last, ix;
     int state;
-    if ((rc = get_last(s, log, &last, &state)))
+    if ((rc = get_last_ix(s, s->txn, log, &last, &ix, &state)))
         return rc;
     size_t i = ents_from(s, log, UINT64_MAX);
-    if (i && s->ents[i - 1].log == log)
-        last = s->ents[i - 1].pos;
+    if (i && s->ents[i - 1].log == log) {
+        const struct went *e = &s->ents[i - 1];
+        last = e->pos;
+        ix = format_index(e->val, e->len, e->pos);
+    }
     out->last = last;
+    out->last_ix = ix;
     return 0;
 }
 

@@ -257,49 +257,58 @@ int db_free_pages(struct db *d, uint64_t *out)
 
 enum { OPEN = DB_LOG_OPEN, DROPPED = DB_LOG_DROPPED, SEALED = DB_LOG_SEALED };
 
-int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, int *state)
+/* The last-position entry's value: the last position (8 bytes), the last index (8; absent in
+ * entries written before indexes: the index is then the position), and a state byte unless
+ * the log is open. */
+int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, uint64_t *ix, int *state)
 {
     unsigned char lk[16];
     db_be64(lk, log);
     db_be64(lk + 8, DB_LAST_KEY);
     MDB_val k = {16, lk}, v;
     int rc = mdb_get(txn, dbi, &k, &v);
-    *last = 0;
+    uint64_t x;
+    ix = ix ? ix : &x;
+    *last = *ix = 0;
     *state = OPEN;
     if (rc == MDB_NOTFOUND)
         return 0;
     if (rc)
         return rc;
-    if (v.mv_size != 8 &&
-        !(v.mv_size == 9 && (((char *)v.mv_data)[8] == DROPPED || ((char *)v.mv_data)[8] == SEALED)))
+    const char *b = v.mv_data;
+    size_t n = v.mv_size & ~(size_t)1;
+    if ((n != 8 && n != 16) || (v.mv_size & 1 && b[n] != DROPPED && b[n] != SEALED))
         return MDB_CORRUPTED;
-    *last = db_rd64(v.mv_data);
-    *state = v.mv_size == 9 ? ((char *)v.mv_data)[8] : OPEN;
+    *last = db_rd64(b);
+    *ix = n == 16 ? db_rd64(b + 8) : *last;
+    *state = v.mv_size & 1 ? b[n] : OPEN;
     return 0;
 }
 
-/* The last-position entry of log: *last and *state, or 0 / OPEN when there is none. */
-static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, int *state)
+/* The last-position entry of log: *last, *ix and *state, or 0 / OPEN when there is none. */
+static int get_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t *last, uint64_t *ix, int *state)
 {
-    return db_txn_last(txn, d->log, log, last, state);
+    return db_txn_last(txn, d->log, log, last, ix, state);
 }
 
 /* The last-position entry through cur when the caller has one on d->log (see append_in), else
  * by a search of its own. */
-static int put_last_at(struct db *d, MDB_txn *txn, MDB_cursor *cur, uint64_t log, uint64_t last, int state)
+static int put_last_at(struct db *d, MDB_txn *txn, MDB_cursor *cur, uint64_t log, uint64_t last, uint64_t ix,
+                       int state)
 {
-    unsigned char lk[16], lv[9];
+    unsigned char lk[16], lv[17];
     db_be64(lk, log);
     db_be64(lk + 8, DB_LAST_KEY);
     db_be64(lv, last);
-    lv[8] = (unsigned char)state;
-    MDB_val k = {16, lk}, v = {state == OPEN ? 8 : 9, lv};
+    db_be64(lv + 8, ix);
+    lv[16] = (unsigned char)state;
+    MDB_val k = {16, lk}, v = {state == OPEN ? 16 : 17, lv};
     return cur ? mdb_cursor_put(cur, &k, &v, 0) : mdb_put(txn, d->log, &k, &v, 0);
 }
 
-static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, int state)
+static int put_last(struct db *d, MDB_txn *txn, uint64_t log, uint64_t last, uint64_t ix, int state)
 {
-    return put_last_at(d, txn, NULL, log, last, state);
+    return put_last_at(d, txn, NULL, log, last, ix, state);
 }
 
 struct append_ctx {
@@ -328,13 +337,13 @@ static int append_in(struct db *d, MDB_txn *txn, void *ctx)
 static int append_run(struct db *d, MDB_txn *txn, MDB_cursor *cur, struct append_ctx *a)
 {
     for (size_t i = 0; i < a->n;) {
-        uint64_t log = a->r[i].log, last;
+        uint64_t log = a->r[i].log, last, ix;
         int state;
-        int rc = get_last(d, txn, log, &last, &state);
+        int rc = get_last(d, txn, log, &last, &ix, &state);
         if (rc)
             return rc;
         bool dropped = state == DROPPED;
-        size_t j = i;
+        size_t j = i, stored = SIZE_MAX;
         for (; j < a->n && a->r[j].log == log; j++) {
             const struct db_rec *r = &a->r[j];
             /* a sealed log still takes what was acknowledged before the seal (a replay, or a
@@ -352,8 +361,12 @@ static int append_run(struct db *d, MDB_txn *txn, MDB_cursor *cur, struct append
                 return rc;
             memcpy(v.mv_data, r->val, r->len);
             last = r->pos;
+            stored = j;
         }
-        if (!dropped && (rc = put_last_at(d, txn, cur, log, last, state)))
+        /* the log's last index is its last record's (read from the record's header) */
+        if (stored != SIZE_MAX)
+            ix = format_index(a->r[stored].val, a->r[stored].len, last);
+        if (!dropped && (rc = put_last_at(d, txn, cur, log, last, ix, state)))
             return rc;
         i = j;
     }
@@ -368,7 +381,7 @@ int db_append(struct db *d, const struct db_rec *r, size_t n, bool replay)
 }
 
 int db_scan(struct db *d, struct format_opener *o, uint64_t log, uint64_t from, size_t max_n,
-            size_t max_bytes, struct store_records *out, uint64_t *last)
+            size_t max_bytes, struct store_records *out, uint64_t *last, uint64_t *last_ix)
 {
     MDB_txn *txn;
     MDB_cursor *cur;
@@ -400,13 +413,14 @@ int db_scan(struct db *d, struct format_opener *o, uint64_t log, uint64_t from, 
         out_rc = map_rc(rc);
     mdb_cursor_close(cur);
     int state;
-    if (!out_rc && last && (rc = get_last(d, txn, log, last, &state)))
+    if (!out_rc && last && (rc = get_last(d, txn, log, last, last_ix, &state)))
         out_rc = map_rc(rc);
     txn_abort(d, txn);
     return out_rc;
 }
 
-int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool *dropped, bool *sealed)
+int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *ix, uint64_t *first, bool *dropped,
+              bool *sealed)
 {
     MDB_txn *txn;
     uint64_t seen, l;
@@ -414,7 +428,7 @@ int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool 
     int rc = txn_begin(d, MDB_RDONLY, &txn, &seen);
     if (rc)
         return map_rc(rc);
-    if ((rc = get_last(d, txn, log, &l, &state)))
+    if ((rc = get_last(d, txn, log, &l, ix, &state)))
         goto out;
     if (last)
         *last = l;
@@ -505,7 +519,7 @@ int db_trim(struct db *d, uint64_t log, uint64_t below, size_t max, size_t *dele
             struct store_trim_row *rows, size_t nrows)
 {
     uint64_t first = 0;
-    int rc = db_bounds(d, log, NULL, &first, NULL, NULL); /* a read: most calls find nothing due */
+    int rc = db_bounds(d, log, NULL, NULL, &first, NULL, NULL); /* a read: most calls find nothing due */
     *deleted = 0;
     for (size_t i = 0; i < nrows; i++)
         rows[i].gone = false;
@@ -530,11 +544,11 @@ static int drop_in(struct db *d, MDB_txn *txn, void *ctx)
     int rc = trim_in(d, txn, ctx);
     if (rc || t->more)
         return rc;
-    uint64_t last;
+    uint64_t last, ix;
     int state;
-    if ((rc = get_last(d, txn, t->log, &last, &state)))
+    if ((rc = get_last(d, txn, t->log, &last, &ix, &state)))
         return rc;
-    return put_last(d, txn, t->log, last, DROPPED);
+    return put_last(d, txn, t->log, last, ix, DROPPED);
 }
 
 int db_drop(struct db *d, uint64_t log, size_t max, bool *more)
@@ -551,10 +565,10 @@ struct seal_ctx {
 
 static int seal_in(struct db *d, MDB_txn *txn, void *ctx)
 {
-    uint64_t log = ((struct seal_ctx *)ctx)->log, last;
+    uint64_t log = ((struct seal_ctx *)ctx)->log, last, ix;
     int state;
-    int rc = get_last(d, txn, log, &last, &state);
-    return rc || state != OPEN ? rc : put_last(d, txn, log, last, SEALED);
+    int rc = get_last(d, txn, log, &last, &ix, &state);
+    return rc || state != OPEN ? rc : put_last(d, txn, log, last, ix, SEALED);
 }
 
 int db_seal(struct db *d, uint64_t log)

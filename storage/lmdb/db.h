@@ -59,14 +59,15 @@ void db_close(struct db *d);
  * dropped log fails it with STORE_NOT_FOUND. */
 int db_append(struct db *d, const struct db_rec *r, size_t n, bool replay);
 
-/* Open records of log from position from into out (format_open_with o), as store_scan. *last gets
- * the log's last position in the same snapshot. */
+/* Open records of log from position from into out (format_open_with o), as store_scan. *last and
+ * *last_ix get the log's last position and index in the same snapshot. */
 int db_scan(struct db *d, struct format_opener *o, uint64_t log, uint64_t from, size_t max_n,
-            size_t max_bytes, struct store_records *out, uint64_t *last);
+            size_t max_bytes, struct store_records *out, uint64_t *last, uint64_t *last_ix);
 
-/* The log's last position (0 if none), first stored position (0 if none), and whether it was
- * dropped or sealed. Any out-param may be NULL. */
-int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *first, bool *dropped, bool *sealed);
+/* The log's last position (0 if none), last index (store.h; 0 if none), first stored position
+ * (0 if none), and whether it was dropped or sealed. Any out-param may be NULL. */
+int db_bounds(struct db *d, uint64_t log, uint64_t *last, uint64_t *ix, uint64_t *first, bool *dropped,
+              bool *sealed);
 
 /* Mark the log sealed (see store_log_seal); its last position stays. */
 int db_seal(struct db *d, uint64_t log);
@@ -105,8 +106,8 @@ uint64_t db_write_txns(struct db *d);
 
 enum { DB_LOG_OPEN = 0, DB_LOG_DROPPED = 'D', DB_LOG_SEALED = 'S' };
 
-/* The log's last position (0 if none) and its DB_LOG_* state. */
-int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, int *state);
+/* The log's last position (0 if none), its last index (may be NULL) and its DB_LOG_* state. */
+int db_txn_last(MDB_txn *txn, MDB_dbi dbi, uint64_t log, uint64_t *last, uint64_t *ix, int *state);
 /* As db_meta_get. */
 int db_txn_row_get(MDB_txn *txn, MDB_dbi dbi, const char *key, char **val, size_t *len, uint64_t *version);
 /* As db_meta_scan. */

@@ -2,8 +2,8 @@
  * a flusher into LMDB, checkpoints that do not stop writers, recovery, fenced drops, watches.
  *
  * Group commit. store_append_async queues a job (the caller's batches, borrowed). A committer
- * takes every queued job at once (up to BATCH_BYTES), and under wal_mu assigns positions from
- * `last` (the one place positions are decided), seals each record with its position straight
+ * takes every queued job at once (up to BATCH_BYTES), and under wal_mu assigns positions and
+ * indexes from `last` (the one place they are decided), seals each record with them straight
  * from the caller's memory into one frame buffer, and writes the frame to the log. It then
  * syncs the frame outside the lock through a descriptor of its own, while the other committer
  * may write and sync the next frame. Frames are published to the tail in the order they were
@@ -83,9 +83,10 @@ struct job {
     struct job *next;
 };
 
-/* One run of consecutive positions of one log within a frame. */
+/* One run of consecutive positions (and indexes) of one log within a frame. */
 struct run {
     uint64_t log, first;
+    uint64_t ix; /* the first record's index */
     size_t n;
     size_t ent; /* index of its first entry in the frame's ents */
 };
@@ -112,10 +113,10 @@ struct frame {
     struct frame *next;
 };
 
-/* log id -> last position handed out (and whether the log was dropped). */
+/* log id -> last position and index handed out (and whether the log was dropped). */
 struct posmap {
     struct pm_slot {
-        uint64_t key, val;
+        uint64_t key, val, ix;
         bool used, dropped, sealed;
     } * v;
     size_t cap, n;
@@ -239,14 +240,15 @@ static int last_of(struct lmdb *e, uint64_t log, struct pm_slot **out)
 {
     struct pm_slot *p = pm_find(&e->last, log);
     if (!p) {
-        uint64_t last;
+        uint64_t last, ix;
         bool dropped, sealed;
-        int rc = db_bounds(e->db, log, &last, NULL, &dropped, &sealed);
+        int rc = db_bounds(e->db, log, &last, &ix, NULL, &dropped, &sealed);
         if (rc)
             return rc;
         if (!(p = pm_get(&e->last, log)))
             return STORE_NOMEM;
         p->val = last;
+        p->ix = ix;
         p->dropped = dropped;
         p->sealed = sealed;
     }
@@ -515,8 +517,8 @@ static void *flush_loop(void *arg)
 
 /* ---- committing ---- */
 
-/* Fill the positions frame f assigned into its jobs' records, before f is published (after
- * that the flusher may free it at any time). */
+/* Fill the positions and indexes frame f assigned into its jobs' records, before f is
+ * published (after that the flusher may free it at any time). */
 static void fill_positions(struct job *j, const struct frame *f)
 {
     size_t run = 0;
@@ -524,8 +526,10 @@ static void fill_positions(struct job *j, const struct frame *f)
         if (j->rc)
             continue;
         for (size_t b = 0; b < j->nb; b++, run++)
-            for (size_t i = 0; i < j->batches[b].n; i++)
+            for (size_t i = 0; i < j->batches[b].n; i++) {
                 j->batches[b].recs[i].pos = f->runs[run].first + i;
+                j->batches[b].recs[i].ix = f->runs[run].ix + i;
+            }
     }
 }
 
@@ -583,16 +587,18 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
         for (size_t b = 0; b < j->nb; b++) {
             const struct store_batch *sb = &j->batches[b];
             struct pm_slot *p = pm_find(&e->last, sb->log);
-            uint64_t pos = p->val + 1 > sb->floor ? p->val + 1 : sb->floor;
-            f->runs[f->nruns++] = (struct run){.log = sb->log, .first = pos, .n = sb->n, .ent = f->nents};
-            for (size_t i = 0; i < sb->n; i++, pos++) {
+            uint64_t pos = p->val + 1 > sb->floor ? p->val + 1 : sb->floor, ix = p->ix ? p->ix + 1 : pos;
+            f->runs[f->nruns++] =
+                (struct run){.log = sb->log, .first = pos, .ix = ix, .n = sb->n, .ent = f->nents};
+            for (size_t i = 0; i < sb->n; i++, pos++, ix++) {
                 const struct store_rec *r = &sb->recs[i];
                 off += wal_put_entry(f->buf + off, sb->log, pos,
                                      format_sealed_len(e->kr, r->pk_len, r->data_len));
                 size_t len;
-                int rc = format_seal(&sealer, f->buf + off, sb->log, pos, sb->n - i, r, &len);
-                if (rc) { /* no data key: the positions handed out so far are skipped */
+                int rc = format_seal(&sealer, f->buf + off, sb->log, pos, ix, sb->n - i, r, &len);
+                if (rc) { /* no data key: the positions and indexes handed out so far are skipped */
                     p->val = pos;
+                    p->ix = ix;
                     format_sealer_done(&sealer);
                     frame_free(e, f);
                     return rc;
@@ -601,6 +607,7 @@ static int write_frame(struct lmdb *e, struct job *jobs, struct frame **out)
                 off += len;
             }
             p->val = pos - 1;
+            p->ix = ix - 1;
         }
     }
     format_sealer_done(&sealer);
@@ -747,7 +754,7 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
                    struct store_records *out)
 {
     struct lmdb *e = impl;
-    uint64_t stored = 0;
+    uint64_t stored = 0, stored_ix = 0;
     out->n = 0;
     out->bytes = 0;
     out->v = NULL;
@@ -757,18 +764,20 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     pthread_mutex_unlock(&e->tail_mu);
     struct format_opener o;
     format_opener_init(&o, e->kr);
-    int rc = db_scan(e->db, &o, log, from, max_n, max_bytes, out, &stored);
+    int rc = db_scan(e->db, &o, log, from, max_n, max_bytes, out, &stored, &stored_ix);
     /* then the tail: records past the snapshot's, as far as the limits allow, and the log's
-     * newest position */
-    uint64_t newest = stored;
+     * newest position and index */
+    uint64_t newest = stored, newest_ix = stored_ix;
     for (struct frame *f = first; f && rc == 0; f = f == tl ? NULL : f->next)
         for (size_t i = 0; i < f->nruns && rc == 0; i++) {
             const struct run *u = &f->runs[i];
             if (u->log != log)
                 continue;
             uint64_t end = u->first + u->n - 1;
-            if (end > newest)
+            if (end > newest) {
                 newest = end;
+                newest_ix = u->ix + u->n - 1;
+            }
             for (size_t k = 0; k < u->n && rc == 0; k++) {
                 uint64_t pos = u->first + k;
                 if (pos < from || pos <= stored)
@@ -781,8 +790,10 @@ static int lm_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
         }
     pthread_rwlock_unlock(&e->tail_rw);
     format_opener_done(&o);
-    if (rc == 0)
+    if (rc == 0) {
         out->last = newest;
+        out->last_ix = newest_ix;
+    }
     return rc;
 }
 
@@ -791,7 +802,7 @@ static int lm_log_bounds(void *impl, uint64_t log, uint64_t *last, uint64_t *fir
     struct lmdb *e = impl;
     uint64_t l = 0, f = 0, lo, hi;
     pthread_rwlock_rdlock(&e->tail_rw);
-    int rc = db_bounds(e->db, log, &l, &f, NULL, NULL);
+    int rc = db_bounds(e->db, log, &l, NULL, &f, NULL, NULL);
     tail_bounds(e, log, &lo, &hi);
     pthread_rwlock_unlock(&e->tail_rw);
     if (last)
@@ -935,7 +946,7 @@ static struct frame *frame_of(struct lmdb *e, const char *payload, size_t len, s
         struct run *u = f->nruns ? &f->runs[f->nruns - 1] : NULL;
         if (!u || u->log != log || u->first + u->n != pos) {
             u = &f->runs[f->nruns++];
-            *u = (struct run){.log = log, .first = pos, .ent = f->nents};
+            *u = (struct run){.log = log, .first = pos, .ix = format_index(val, vlen, pos), .ent = f->nents};
         }
         u->n++;
         f->ents[f->nents++] = (struct ent){(uint32_t)(val - f->buf), (uint32_t)vlen};
@@ -955,7 +966,7 @@ static int check_frame(void *ctx, const char *payload, size_t len)
     const char *val;
     int rc;
     while ((rc = wal_next_entry(payload, len, &off, &log, &pos, &val, &vlen)) == 1)
-        if (format_check_keyless(val, vlen, log, pos)) {
+        if (format_check_keyless(val, vlen, log, pos, NULL)) {
             klog(KLOG_ERROR,
                  "storage: a log frame that checks out holds a malformed entry, a record sealed "
                  "for another place "

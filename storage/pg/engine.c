@@ -1,8 +1,10 @@
 /* engine.c: the pg engine: PostgreSQL as the shared store of any number of kinesd front-ends.
  *
- * Schema (version 1; kinesd_schema holds the version, and a newer one than this binary knows
- * is refused at open):
- *   kinesd_logs    (log bigint PRIMARY KEY, last bigint, dropped bool, sealed bool)
+ * Schema (version 2; kinesd_schema holds the version: an older one is migrated at open, a newer
+ * one than this binary knows is refused, so a front-end of an older version does not start on
+ * a migrated database; upgrade by stopping every front-end, then starting the new ones):
+ *   kinesd_logs    (log bigint PRIMARY KEY, last bigint, ix bigint (the last index; NULL for a
+ *                  log of version 1), dropped bool, sealed bool)
  *   kinesd_records (log bigint, pos bigint, rec bytea, PRIMARY KEY (log, pos))
  *   kinesd_rows    (key text PRIMARY KEY, version bigint, val bytea)
  *
@@ -48,7 +50,7 @@
 #include "../watch.h"
 #include "klog.h"
 
-#define SCHEMA_VERSION 1
+#define SCHEMA_VERSION 2
 #define POOL 4
 #define BATCH_BYTES (16u << 20)
 #define DEFAULT_UNFLUSHED (256ull << 20)
@@ -265,6 +267,13 @@ static const char *const schema_v1 =
     "CREATE TABLE kinesd_rows (key text PRIMARY KEY, version bigint NOT NULL, val bytea NOT NULL);"
     "INSERT INTO kinesd_schema (id, version) VALUES (1, 1);";
 
+/* Version 2: each log's last index (store.h; 0 until its first record takes its position as
+ * its index). A log from version 1 has none (NULL): its next record's index is one above its
+ * last position, above every index its records were read with (their positions). */
+static const char *const schema_v2 = "ALTER TABLE kinesd_logs ADD COLUMN ix bigint;"
+                                     "ALTER TABLE kinesd_logs ALTER COLUMN ix SET DEFAULT 0;"
+                                     "UPDATE kinesd_schema SET version = 2;";
+
 /* Create the schema, or check the one there: one front-end at a time (an advisory lock). */
 static int migrate(struct pg *p, PGconn *c)
 {
@@ -281,8 +290,11 @@ static int migrate(struct pg *p, PGconn *c)
             klog(KLOG_ERROR, "pg: the database has schema version %d; this kinesd knows up to %d", have,
                  SCHEMA_VERSION);
             rc = STORE_NEWER;
-        } else if (have == 0) {
-            rc = exec0(c, schema_v1);
+        } else {
+            if (have == 0)
+                rc = exec0(c, schema_v1);
+            if (!rc && have < 2)
+                rc = exec0(c, schema_v2);
         }
     }
     PQclear(r);
@@ -299,6 +311,7 @@ static int migrate(struct pg *p, PGconn *c)
 /* One log's share of a group: its batches in order. */
 struct group {
     uint64_t log, floor, n, first;
+    uint64_t first_ix, ix; /* the first index it took; the next one to hand out */
     int rc;
 };
 
@@ -460,9 +473,10 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
         p_bytes(&q, floors, strlen(floors), 25);
         r = execp(
             c,
-            "UPDATE kinesd_logs l SET last = GREATEST(l.last + v.n, v.floor + v.n - 1)"
+            "UPDATE kinesd_logs l SET last = GREATEST(l.last + v.n, v.floor + v.n - 1),"
+            " ix = coalesce(nullif(coalesce(l.ix, l.last), 0), GREATEST(l.last + 1, v.floor) - 1) + v.n"
             " FROM unnest($1::text::bigint[], $2::text::bigint[], $3::text::bigint[]) AS v(log, n, floor)"
-            " WHERE l.log = v.log RETURNING l.log, l.last",
+            " WHERE l.log = v.log RETURNING l.log, l.last, l.ix",
             &q);
         if ((rc = res_rc(c, r))) {
             PQclear(r);
@@ -470,8 +484,10 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
         }
         for (int t = 0; t < PQntuples(r); t++) {
             struct group *x = group_of(g, ng, get_i64(r, t, 0));
-            if (x)
+            if (x) {
                 x->first = get_i64(r, t, 1) - x->n + 1;
+                x->first_ix = get_i64(r, t, 2) - x->n + 1;
+            }
         }
         PQclear(r);
     }
@@ -482,8 +498,10 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
     put32(&o, 0);
     put32(&o, 0);
     size_t rows = 0;
-    for (size_t i = 0; i < ng; i++)
-        g[i].floor = g[i].first; /* now: the next position to hand out */
+    for (size_t i = 0; i < ng; i++) { /* now: the next position and index to hand out */
+        g[i].floor = g[i].first;
+        g[i].ix = g[i].first_ix;
+    }
     struct format_sealer sealer;
     format_sealer_init(&sealer, p->kr);
     for (struct job *j = jobs; j; j = j->next) {
@@ -493,7 +511,7 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
             struct store_batch *sb = &j->batches[b];
             struct group *x = group_of(g, ng, sb->log);
             for (size_t i = 0; i < sb->n; i++) {
-                uint64_t pos = x->floor++;
+                uint64_t pos = x->floor++, ix = x->ix++;
                 put16(&o, 3);
                 put32(&o, 8);
                 put64(&o, sb->log);
@@ -501,7 +519,7 @@ static int commit_jobs(struct pg *p, struct job *jobs, struct group **out, size_
                 put64(&o, pos);
                 size_t len = format_sealed_len(p->kr, sb->recs[i].pk_len, sb->recs[i].data_len);
                 put32(&o, (uint32_t)len);
-                if ((rc = format_seal(&sealer, o, sb->log, pos, sb->n - i, &sb->recs[i], &len))) {
+                if ((rc = format_seal(&sealer, o, sb->log, pos, ix, sb->n - i, &sb->recs[i], &len))) {
                     format_sealer_done(&sealer);
                     goto rollback; /* no data key */
                 }
@@ -582,14 +600,18 @@ static void *commit_loop(void *arg)
         uint64_t took = (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000 + (t1.tv_nsec - t0.tv_nsec));
         __atomic_add_fetch(&p->commit_ns, took, __ATOMIC_RELAXED);
         store_sync_observe(p->commit_buckets, took);
-        if (rc == 0) { /* positions, as the groups handed them out in job order */
-            for (size_t i = 0; i < ng; i++)
+        if (rc == 0) { /* positions and indexes, as the groups handed them out in job order */
+            for (size_t i = 0; i < ng; i++) {
                 g[i].floor = g[i].first;
+                g[i].ix = g[i].first_ix;
+            }
             for (j = first; j; j = j->next)
                 for (size_t b = 0; b < j->nb && !j->rc; b++) {
                     struct group *x = group_of(g, ng, j->batches[b].log);
-                    for (size_t i = 0; i < j->batches[b].n; i++)
+                    for (size_t i = 0; i < j->batches[b].n; i++) {
                         j->batches[b].recs[i].pos = x->floor++;
+                        j->batches[b].recs[i].ix = x->ix++;
+                    }
                 }
         }
         __atomic_sub_fetch(&p->queued, bytes, __ATOMIC_RELAXED);
@@ -667,10 +689,10 @@ static int pg_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     p_i64(&q, max_n > INT64_MAX ? INT64_MAX : max_n);
     p_i64(&q, max_bytes > INT64_MAX ? INT64_MAX : max_bytes);
     /* one statement, one snapshot: the records (as many as fit max_bytes, the one that
-     * crosses it included) and the log's last position */
+     * crosses it included) and the log's last position and index */
     PGresult *r =
         execp(c,
-              "SELECT l.last, r.pos, r.rec FROM kinesd_logs l LEFT JOIN LATERAL"
+              "SELECT l.last, r.pos, r.rec, coalesce(l.ix, l.last) FROM kinesd_logs l LEFT JOIN LATERAL"
               " (SELECT pos, rec, sum(octet_length(rec)) OVER (ORDER BY pos) AS cum FROM kinesd_records"
               "  WHERE log = $1 AND pos >= $2 ORDER BY pos LIMIT $3) r ON true"
               " WHERE l.log = $1 AND (r.cum IS NULL OR r.cum - octet_length(r.rec) < $4) ORDER BY r.pos",
@@ -681,6 +703,7 @@ static int pg_scan(void *impl, uint64_t log, uint64_t from, size_t max_n, size_t
     format_opener_init(&op, p->kr);
     for (int t = 0; rc == 0 && t < PQntuples(r); t++) {
         out->last = get_i64(r, t, 0);
+        out->last_ix = get_i64(r, t, 3);
         if (PQgetisnull(r, t, 1))
             continue;
         rc = format_open_with(&op, PQgetvalue(r, t, 2), (size_t)PQgetlength(r, t, 2), log, get_i64(r, t, 1),

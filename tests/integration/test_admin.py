@@ -192,7 +192,7 @@ def test_verify_names_an_encrypted_record_whose_ciphertext_was_altered(kinesd_fa
     with env.begin(write=True) as txn:
         recs = [(k, v) for k, v in txn.cursor(db=log_db) if struct.unpack(">Q", k[8:])[0] != LAST]
         k, v = recs[2]
-        txn.put(k, v[:-20] + bytes([v[-20] ^ 1]) + v[-19:], db=log_db)
+        txn.put(k, v[:-17] + bytes([v[-17] ^ 1]) + v[-16:], db=log_db)  # the ciphertext's last byte
     env.close()
     out = admin(server.data_dir, "verify", "--root-key", key, check=PROBLEMS)
     assert f"shard {shard_id(0)} sequence number {seqs[2]}: its seal does not open" in out.stdout

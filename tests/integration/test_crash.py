@@ -384,6 +384,18 @@ def test_sequence_numbers_increase_within_each_shard_and_none_is_ever_given_twic
     assert not problems, f"{crash_run}\n{summary(problems)}"
 
 
+def test_each_shards_sequence_index_steps_by_one_from_record_to_record_across_the_kills(crash_run):
+    # what a kill loses is never acknowledged, and what survives of a shard is a prefix of what
+    # it was handed: the records read back count on without a gap or a repeat
+    problems = []
+    for shard, records in crash_run.records.items():
+        indexes = [int(format(int(r["SequenceNumber"]), "x")[11:27], 16) for r in records]
+        for i, (a, b) in enumerate(zip(indexes, indexes[1:])):
+            if b != a + 1:
+                problems.append(f"{shard}: record {i + 1} has index {b}, after {a}")
+    assert not problems, f"{crash_run}\n{summary(problems)}"
+
+
 def test_only_records_the_producers_sent_are_read_back_each_at_most_once(crash_run):
     problems = []
     found = {}

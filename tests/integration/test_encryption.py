@@ -205,7 +205,9 @@ def test_a_flipped_byte_or_two_swapped_ciphertexts_fail_the_read_and_nothing_els
     with env.begin(write=True) as txn:
         k, v = recs[1]
         flipped = bytearray(v)
-        flipped[len(v) - 20] ^= 0x01  # a byte of the ciphertext
+        flipped[len(v) - 17] ^= 0x01  # a byte of the ciphertext (the tag's 16 bytes follow it)
+        assert v[1] == 1  # flags: the record's index follows the 36-byte header
+        flipped[43] ^= 0x40  # and its index, made far larger: no search for another number is misled
         txn.put(k, bytes(flipped), db=log_db)
         (k3, v3), (k4, v4) = recs[3], recs[4]
         txn.put(k3, v4, db=log_db)

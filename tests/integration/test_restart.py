@@ -75,6 +75,9 @@ def test_restart_never_reuses_a_sequence_number(kinesd_factory):
     for shard, numbers in seqs.items():
         assert all(a < b for a, b in zip(numbers, numbers[1:])), shard
         assert [int(s) for s, _, _ in records_of(kinesis, "seq", shard)] == numbers
+        # the sequence index (AWS's layout) counts the shard's records on across the restarts
+        indexes = [int(format(n, "x")[11:27], 16) for n in numbers]
+        assert [b - a for a, b in zip(indexes, indexes[1:])] == [1] * (len(indexes) - 1), (shard, indexes)
 
 
 def test_restart_keeps_shard_iterators_valid(kinesd_factory):

@@ -89,6 +89,45 @@ def test_numbers_and_their_sequence_index_strictly_increase_within_a_shard(kines
     assert [r["SequenceNumber"] for r in helpers.read_all(kinesis, name, shard_id(0))] == seqs
 
 
+def test_a_shards_sequence_index_steps_by_one_per_record(kinesis, make_stream):
+    name = make_stream(3)
+    third = helpers.POW_128 // 3
+    keys = ["0", str(third * 2 - 1), TOP]  # one hash key in each of the three shards
+    written = {0: [], 1: [], 2: []}
+    for i in range(6):
+        put = kinesis.put_record(StreamName=name, PartitionKey="p", Data=b"x", ExplicitHashKey=keys[i % 3])
+        written[int(put["ShardId"].split("-")[1])].append(put["SequenceNumber"])
+    # one PutRecords that goes back and forth between the shards (kinesalite's case)
+    batch = kinesis.put_records(StreamName=name, Records=[
+        {"PartitionKey": "a", "Data": b"", "ExplicitHashKey": keys[s]} for s in (0, 1, 2, 1, 2, 1, 2)
+    ])
+    assert batch["FailedRecordCount"] == 0
+    for r in batch["Records"]:
+        written[int(r["ShardId"].split("-")[1])].append(r["SequenceNumber"])
+    for index, seqs in written.items():
+        ix = [decode(seq)["index"] for seq in seqs]
+        assert [b - a for a, b in zip(ix, ix[1:])] == [1] * (len(ix) - 1), (index, ix)
+        assert [r["SequenceNumber"] for r in helpers.read_all(kinesis, name, shard_id(index))] == seqs
+
+
+def test_at_and_after_a_number_find_their_record_among_many_of_the_same_second(kinesis, make_stream):
+    name = make_stream(1)
+    seqs = []
+    for _ in range(2):
+        answer = kinesis.put_records(StreamName=name, Records=[
+            {"PartitionKey": "p", "Data": b"%d" % (len(seqs) + j)} for j in range(400)
+        ])
+        assert answer["FailedRecordCount"] == 0
+        seqs += [r["SequenceNumber"] for r in answer["Records"]]
+    for i in (0, 1, 137, 399, 400, 401, 798, 799):
+        for kind, first in (("AT_SEQUENCE_NUMBER", i), ("AFTER_SEQUENCE_NUMBER", i + 1)):
+            it = kinesis.get_shard_iterator(StreamName=name, ShardId=shard_id(0), ShardIteratorType=kind,
+                                            StartingSequenceNumber=seqs[i])["ShardIterator"]
+            got = kinesis.get_records(ShardIterator=it, Limit=2)["Records"]
+            assert [r["SequenceNumber"] for r in got] == seqs[first:first + 2], (kind, i)
+            assert [r["Data"] for r in got] == [b"%d" % j for j in range(first, min(first + 2, len(seqs)))]
+
+
 def test_shard_ranges_start_at_index_0_and_a_closed_shard_ends_at_the_last_index(kinesis, make_stream):
     name = make_stream(2)
     created = stream_created_second(kinesis, name)

@@ -94,8 +94,12 @@ def test_the_key_state_applies_to_writes_and_reads_at_once(env):
     name = new_stream(kinesis)
     kinesis.start_stream_encryption(StreamName=name, EncryptionType="KMS", KeyId=key["Arn"])
     helpers.wait_for_status(kinesis, name)
-    kinesis.put_record(StreamName=name, PartitionKey="a", Data=b"x")
+    seq = kinesis.put_record(StreamName=name, PartitionKey="a", Data=b"x")["SequenceNumber"]
     kms.disable_key(KeyId=key["KeyId"])
+    # an iterator at a record's number is had without its key: the reads are what the key stops
+    for kind in ("AT_SEQUENCE_NUMBER", "AFTER_SEQUENCE_NUMBER"):
+        kinesis.get_shard_iterator(StreamName=name, ShardId=helpers.shard_id(0), ShardIteratorType=kind,
+                                   StartingSequenceNumber=seq)
     with helpers.raises_aws("KMSDisabledException"):
         kinesis.put_record(StreamName=name, PartitionKey="a", Data=b"y")
     with helpers.raises_aws("KMSDisabledException"):  # the whole call, not one record

@@ -190,6 +190,26 @@ def test_resuming_after_the_last_continuation_sequence_number_loses_nothing(kine
     assert [r["SequenceNumber"] for r in got + rest] == seqs
 
 
+def test_an_empty_events_continuation_number_resumes_after_the_records_before_it(kinesd_factory):
+    # subscribed at LATEST past records already there: nothing is sent, and the continuation
+    # number of the empty event must still resume exactly where the subscription stood
+    srv, k, (arn,) = start(kinesd_factory)
+    old = [put(k, b"old%d" % i) for i in range(3)]
+    stream = subscribe(k, arn, Type="LATEST")
+    first = next(events(stream))
+    stream.close()
+    assert first["Records"] == []
+    cont = first["ContinuationSequenceNumber"]
+    assert int(old[-1]) <= int(cont)
+    new = [put(k, b"new%d" % i) for i in range(2)]
+    advance(srv, 1100)
+    rest, _ = read_until(subscribe(k, arn, Type="AFTER_SEQUENCE_NUMBER", SequenceNumber=cont), 2)
+    assert [r["SequenceNumber"] for r in rest] == new
+    it = k.get_shard_iterator(StreamName="s", ShardId=helpers.shard_id(0), ShardIteratorType="AFTER_SEQUENCE_NUMBER",
+                              StartingSequenceNumber=cont)["ShardIterator"]
+    assert [r["Data"] for r in helpers.read_from_iterator(k, it)] == [b"new0", b"new1"]
+
+
 def test_shard_end_names_the_children_and_they_continue_without_loss(kinesd_factory):
     srv, k, (arn,) = start(kinesd_factory)
     first = [put(k, b"p%d" % i, key=f"k{i}") for i in range(4)]

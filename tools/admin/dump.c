@@ -57,13 +57,18 @@ static int dump_shard(struct adm_dir *d, const struct adm_stream *s, uint32_t ix
         rc = store_scan(d->store, log, from, BATCH_RECORDS, BATCH_BYTES, &out);
         if (rc == STORE_CORRUPT) {
             /* name the record: the first one past what opened */
-            uint64_t at = out.n ? out.v[out.n - 1].pos + 1 : from;
-            seq_format(seq, ix, s->shards[ix].created_ms, at);
-            fprintf(
-                stderr,
-                "kinesd-admin: stream %s shard %s: the record at or after sequence number %s does not open "
-                "(corrupt, or its data key is gone or wrong): run verify\n",
-                s->name, id, seq);
+            if (out.n) {
+                seq_format(seq, ix, s->shards[ix].created_ms, out.v[out.n - 1].ix, out.v[out.n - 1].pos);
+                fprintf(stderr,
+                        "kinesd-admin: stream %s shard %s: the record after sequence number %s does not open "
+                        "(corrupt, or its data key is gone or wrong): run verify\n",
+                        s->name, id, seq);
+            } else {
+                fprintf(stderr,
+                        "kinesd-admin: stream %s shard %s: a record does not open (corrupt, or its data key "
+                        "is gone or wrong): run verify\n",
+                        s->name, id);
+            }
         }
         for (size_t i = 0; i < out.n; i++) {
             const struct store_read *r = &out.v[i];
@@ -81,7 +86,7 @@ static int dump_shard(struct adm_dir *d, const struct adm_stream *s, uint32_t ix
                 }
                 b64 = nb, b64cap = need;
             }
-            seq_format(seq, ix, s->shards[ix].created_ms, r->pos);
+            seq_format(seq, ix, s->shards[ix].created_ms, r->ix, r->pos);
             put_jsonl(id, seq, r, b64, b64cap);
         }
         bool more = out.n && !rc;
@@ -152,9 +157,12 @@ int adm_dump(const struct adm_opts *o)
             fprintf(stderr, "kinesd-admin: stream %s has no shard %s\n", s->name, o->pos[1]);
             code = ADM_USAGE;
         } else {
+            uint64_t from = 0;
+            if (o->from)
+                rc = seq_start(d.store, log_id(s->uid, q.shard), &q, false, &from);
             for (uint32_t i = 0; rc == 0 && i < s->nshards; i++)
                 if (only < 0 || i == (uint32_t)only)
-                    rc = dump_shard(&d, s, i, only >= 0 ? q.pos : 0, raw);
+                    rc = dump_shard(&d, s, i, only >= 0 ? from : 0, raw);
         }
     }
     adm_catalog_free(&c);

@@ -23,6 +23,7 @@ struct vctx {
     const struct adm_stream *s; /* the log's stream, or NULL */
     const struct adm_shard *sh;
     uint64_t log, last, prev, records;
+    uint64_t ix, prev_ix;        /* the record's index (format.h) and the one's before it */
     uint64_t total;              /* records checked */
     struct format_opener opener; /* with the data keys, when the directory has them */
     struct adm_arena arena;      /* opened records, wiped and freed every ARENA_RESET_BYTES */
@@ -48,7 +49,7 @@ static const char *record_name(struct vctx *v, uint64_t pos, char out[400])
 {
     if (v->sh) {
         char seq[SEQ_LEN + 1];
-        seq_format(seq, v->sh->index, v->sh->created_ms, pos);
+        seq_format(seq, v->sh->index, v->sh->created_ms, v->ix, pos);
         snprintf(out, 400, "%s sequence number %s", v->where, seq);
     } else {
         snprintf(out, 400, "%s position %" PRIu64, v->where, pos);
@@ -63,22 +64,27 @@ static int check_record(void *ctx, uint64_t log, uint64_t pos, const char *val, 
     const char *where = in_wal ? " (in the write-ahead log)" : "";
     v->records++;
     v->total++;
+    v->ix = format_index(val, len, pos);
     if (v->records > 1 && pos <= v->prev)
         problem(v, "%s%s: not after the record before it (position %" PRIu64 ")", record_name(v, pos, name),
                 where, v->prev);
+    else if (v->records > 1 && v->ix <= v->prev_ix)
+        problem(v, "%s%s: its index %" PRIu64 " is not above the record's before it (%" PRIu64 ")",
+                record_name(v, pos, name), where, v->ix, v->prev_ix);
     if (pos > v->last)
         problem(v, "%s%s: past the log's last position %" PRIu64, record_name(v, pos, name), where, v->last);
     if (v->sh && v->sh->closed_ms && v->sh->end_pos && pos > v->sh->end_pos)
         problem(v, "%s%s: past the end of its closed shard (position %" PRIu64 ")", record_name(v, pos, name),
                 where, v->sh->end_pos);
     v->prev = pos;
+    v->prev_ix = v->ix;
     unsigned ver = len ? (unsigned char)val[0] : 0;
     if (ver > FORMAT_SEALED_VERSION) {
         problem(v, "%s%s: record format version %u is newer than this build reads (%d)",
                 record_name(v, pos, name), where, ver, FORMAT_SEALED_VERSION);
         return 0;
     }
-    if (format_check_keyless(val, len, log, pos)) {
+    if (format_check_keyless(val, len, log, pos, NULL)) {
         problem(v, "%s%s: corrupt (its layout or checksum does not check out)", record_name(v, pos, name),
                 where);
         return 0;

@@ -71,17 +71,20 @@ static void sequence_numbers_are_aws_version_2(void)
         int64_t created = 1420070400000 + (int64_t)(x % 2000000000000ull);
         uint32_t shard = i < 1000 ? (uint32_t)(x >> 40) % 1000 : (uint32_t)(x >> 33) & INT32_MAX;
         uint64_t pos = pos_floor(created + (int64_t)(x >> 45)) | (x >> 7 & 0xFFFFF);
-        seq_format(got, shard, created, pos);
-        v2_hex(hex, (uint64_t)created / 1000, shard, pos, 0, (uint64_t)pos_ms(pos) / 1000);
+        /* a record's index: its position (the shard's first record, or one written before
+         * indexes), or above it by any count */
+        uint64_t ix = i % 2 ? pos : pos + (x >> (x % 64)) % (SEQ_IX_END - pos);
+        seq_format(got, shard, created, ix, pos);
+        v2_hex(hex, (uint64_t)created / 1000, shard, ix, 0, (uint64_t)pos_ms(pos) / 1000);
         hex_to_dec(hex, want);
         CHECK_STR(got, want);
         struct seq_num q;
-        CHECK(seq_parse(got, &q) == 0 && q.layout == SEQ_AWS2 && q.shard == shard && q.pos == pos &&
+        CHECK(seq_parse(got, &q) == 0 && q.layout == SEQ_AWS2 && q.shard == shard && q.pos == ix &&
               q.shard_s == created / 1000 && q.time_ms == pos_ms(pos) / 1000 * 1000);
         CHECK(seq_of_shard(&q, 99, shard, created));
     }
     /* the extremes: index 0 (a starting number) and the end, the largest shard and second */
-    seq_format(got, 0, 1700000000999, 0);
+    seq_format(got, 0, 1700000000999, 0, 0);
     v2_hex(hex, 1700000000, 0, 0, 0, 1700000000);
     hex_to_dec(hex, want);
     CHECK_STR(got, want);
@@ -89,10 +92,10 @@ static void sequence_numbers_are_aws_version_2(void)
     v2_hex(hex, 0xFFFFFFFFF, INT32_MAX, SEQ_IX_END, 0, 0xFFFFFFFFF);
     hex_to_dec(hex, want);
     CHECK_STR(got, want);
-    /* within a shard the numeric order is the order of positions */
+    /* within a shard the numeric order is the order of indexes, whatever the seconds */
     char a[SEQ_LEN + 1], b[SEQ_LEN + 1];
-    seq_format(a, 3, 1700000000000, pos_floor(1700000000000) + 5);
-    seq_format(b, 3, 1700000000000, pos_floor(1700000000001));
+    seq_format(a, 3, 1700000000000, 5, pos_floor(1700000009000));
+    seq_format(b, 3, 1700000000000, 6, pos_floor(1700000001000));
     CHECK(strcmp(a, b) < 0);
     seq_format_end(b, 3, 1700000000000, 1700000000000);
     CHECK(strcmp(a, b) < 0);
@@ -103,24 +106,30 @@ static void a_number_belongs_to_its_shard_incarnation(void)
     int64_t created = 1700000000400;
     char s[SEQ_LEN + 1];
     struct seq_num q;
-    seq_format(s, 1, created, pos_floor(created + 7000) + 3);
-    CHECK(seq_parse(s, &q) == 0 && seq_of_shard(&q, 1, 1, created));
+    uint64_t ix = pos_floor(created) + 17;
+    seq_format(s, 1, created, ix, pos_floor(created + 7000) + 3);
+    CHECK(seq_parse(s, &q) == 0 && q.pos == ix && seq_of_shard(&q, 1, 1, created));
     CHECK(!seq_of_shard(&q, 1, 2, created));
-    /* another second of creation; the same second but created after the record */
+    /* another second of creation; the same second but created after the record's index */
     CHECK(!seq_of_shard(&q, 1, 1, created + 1000));
-    seq_format(s, 1, created, pos_floor(created + 100));
-    CHECK(seq_parse(s, &q) == 0 && !seq_of_shard(&q, 1, 1, created + 500));
+    CHECK(!seq_of_shard(&q, 1, 1, created + 100));
     /* the starting and ending numbers */
-    seq_format(s, 1, created, 0);
+    seq_format(s, 1, created, 0, 0);
     CHECK(seq_parse(s, &q) == 0 && q.pos == 0 && seq_of_shard(&q, 1, 1, created));
     seq_format_end(s, 1, created, created + 60000);
     CHECK(seq_parse(s, &q) == 0 && q.pos == SEQ_IX_END && seq_of_shard(&q, 1, 1, created));
-    /* a made-up number of the shard with another byte, or a time that is not its position's */
+    /* a made-up number of the shard with another byte, or a record time before the shard's */
     char hex[48], dec[64];
-    v2_hex(hex, 1700000000, 1, (uint64_t)pos_floor(created + 7000), 0x15, 1700000007);
+    v2_hex(hex, 1700000000, 1, ix, 0x15, 1700000007);
     hex_to_dec(hex, dec);
     CHECK(seq_parse(dec, &q) == 0 && !seq_of_shard(&q, 1, 1, created));
-    v2_hex(hex, 1700000000, 1, (uint64_t)pos_floor(created + 7000), 0, 1700000009);
+    v2_hex(hex, 1700000000, 1, ix, 0, 1700000007);
+    hex_to_dec(hex, dec);
+    CHECK(seq_parse(dec, &q) == 0 && seq_of_shard(&q, 1, 1, created));
+    v2_hex(hex, 1700000000, 1, ix, 0, 1699999999);
+    hex_to_dec(hex, dec);
+    CHECK(seq_parse(dec, &q) == 0 && !seq_of_shard(&q, 1, 1, created));
+    v2_hex(hex, 1700000000, 1, 17, 0, 1700000007); /* below the shard's first position */
     hex_to_dec(hex, dec);
     CHECK(seq_parse(dec, &q) == 0 && !seq_of_shard(&q, 1, 1, created));
 }
@@ -187,7 +196,7 @@ static void ordering_numbers_are_any_well_formed_number_of_the_past(void)
     }
     CHECK(seq_ordering_valid("5", now));
     char s[SEQ_LEN + 1];
-    seq_format(s, 0, now - 5000, pos_floor(now));
+    seq_format(s, 0, now - 5000, 1, pos_floor(now));
     CHECK(seq_ordering_valid(s, now) && !seq_ordering_valid(s, now - 1000));
     /* the index AWS prints for a shard field of 2^31 and above */
     char id[32];
@@ -251,7 +260,7 @@ static void iterators_are_sealed_and_tamper_evident(void)
 
 /* seq_next, which rewrites only the limbs that changed, writes what the layout says for every
  * record of a run: consecutive positions, jumps within and across milliseconds and seconds,
- * and indexes whose step carries into higher limbs */
+ * and indexes that step by one, jump, carry into higher limbs, or are the position */
 static void numbers_written_in_a_row_are_each_whole(void)
 {
     char hex[48], want[64];
@@ -263,6 +272,7 @@ static void numbers_written_in_a_row_are_each_whole(void)
         struct seq_shard b;
         seq_shard_init(&b, shard, created);
         uint64_t pos = run % 2 ? pos_floor(created + (int64_t)(x >> 50)) : 0; /* from the starting number */
+        uint64_t ix = pos;
         for (int i = 0; i < 300; i++) {
             x ^= x << 13, x ^= x >> 7, x ^= x << 17;
             switch (x % 4) {
@@ -273,10 +283,16 @@ static void numbers_written_in_a_row_are_each_whole(void)
             }
             if (pos > SEQ_IX_END)
                 pos = pos_floor(created);
-            const char *got = seq_next(&b, pos);
+            switch (x >> 30 & 3) {
+            case 0: ix = pos; break;
+            case 1: ix += (uint64_t)1 << (x >> 32) % 62; break;
+            default: ix += 1;
+            }
+            ix &= SEQ_IX_END;
+            const char *got = seq_next(&b, ix, pos);
             uint64_t secs =
                 pos < pos_floor(created) ? (uint64_t)created / 1000 : (uint64_t)pos_ms(pos) / 1000;
-            v2_hex(hex, (uint64_t)created / 1000, shard, pos, 0, secs & 0xFFFFFFFFFull);
+            v2_hex(hex, (uint64_t)created / 1000, shard, ix, 0, secs & 0xFFFFFFFFFull);
             hex_to_dec(hex, want);
             CHECK_STR(got, want);
         }

@@ -181,16 +181,24 @@ static inline int h_scan_all(struct store *s, uint64_t log, struct h_arena *a, s
     return 0;
 }
 
-/* Append one record to log (floor 0); its position in *pos. */
-static inline int h_append1(struct store *s, uint64_t log, const char *pk, const void *data, size_t len,
-                            uint64_t *pos)
+/* Append one record to log (floor 0); its position in *pos and index in *ix (either may be NULL). */
+static inline int h_append1x(struct store *s, uint64_t log, const char *pk, const void *data, size_t len,
+                             uint64_t *pos, uint64_t *ix)
 {
-    struct store_rec r = {pk, strlen(pk), data, len, 0};
+    struct store_rec r = {pk, strlen(pk), data, len, 0, 0};
     struct store_batch b = {log, 0, &r, 1};
     int rc = store_append(s, &b, 1);
     if (rc == 0 && pos)
         *pos = r.pos;
+    if (rc == 0 && ix)
+        *ix = r.ix;
     return rc;
+}
+
+static inline int h_append1(struct store *s, uint64_t log, const char *pk, const void *data, size_t len,
+                            uint64_t *pos)
+{
+    return h_append1x(s, log, pk, data, len, pos, NULL);
 }
 
 /* ---- a watchdog: a hang fails the test binary instead of hanging it ---- */

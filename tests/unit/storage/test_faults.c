@@ -364,7 +364,7 @@ static void *fill_thread(void *arg)
     struct filler *f = arg;
     while (!f->stop && f->acked < 200) { /* a checkpoint comes after 32: 200 is a bound */
         snprintf(f->buf, 16, "%010u", f->acked);
-        struct store_rec r = {"k", 1, f->buf, BIG, 0};
+        struct store_rec r = {"k", 1, f->buf, BIG, 0, 0};
         struct store_batch b = {1, 0, &r, 1};
         int rc = store_append(f->s, &b, 1);
         if (rc == STORE_BUSY) {
@@ -420,7 +420,7 @@ static struct store *open_stuck(const char *d, uint64_t cap, struct filler *f)
 static int append_next(struct filler *f)
 {
     snprintf(f->buf, 16, "%010u", f->acked);
-    struct store_rec r = {"k", 1, f->buf, BIG, 0};
+    struct store_rec r = {"k", 1, f->buf, BIG, 0, 0};
     struct store_batch b = {1, 0, &r, 1};
     int rc = store_append(f->s, &b, 1);
     if (rc == 0) {
@@ -456,7 +456,7 @@ static void checkpoints_switch_segments_and_do_not_stop_writers(void)
     CHECK(st.checkpoints == 0);
     for (int i = 0; i < 5; i++) {
         snprintf(f.buf, 16, "%010u", f.acked);
-        struct store_rec r = {"k", 1, f.buf, BIG, 0};
+        struct store_rec r = {"k", 1, f.buf, BIG, 0, 0};
         struct store_batch b = {1, 0, &r, 1};
         int rc = store_append(s, &b, 1);
         CHECK(rc == 0 && r.pos == f.acked + 1);
@@ -529,7 +529,7 @@ static void torn_header_child(void *arg)
     CHECK(f.err == 0);
     for (int i = 0; i < 3; i++) { /* more, acknowledged while the retire is stuck */
         snprintf(f.buf, 16, "%010u", f.acked);
-        struct store_rec r = {"k", 1, f.buf, BIG, 0};
+        struct store_rec r = {"k", 1, f.buf, BIG, 0, 0};
         struct store_batch b = {1, 0, &r, 1};
         if (store_append(s, &b, 1) == 0 && r.pos == f.acked + 1)
             f.acked++;
@@ -653,7 +653,7 @@ static void appends_get_busy_while_the_flusher_is_stuck_and_succeed_after(void)
     CHECK(ok < 16); /* ... soon */
     /* still busy while stuck */
     snprintf(f.buf, 16, "%010u", f.acked);
-    struct store_rec r = {"k", 1, f.buf, BIG, 0};
+    struct store_rec r = {"k", 1, f.buf, BIG, 0, 0};
     struct store_batch b = {1, 0, &r, 1};
     CHECK(store_append(s, &b, 1) == STORE_BUSY);
     fault_release();

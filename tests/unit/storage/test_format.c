@@ -4,6 +4,7 @@
 #include <sodium.h>
 
 #include "check.h"
+#include "crc32c.h"
 #include "format.h"
 
 static unsigned char keys[2][32];
@@ -79,12 +80,13 @@ static void test_a_sealed_record_opens_at_its_log_and_position_only(void)
     struct store_rec r = {.pk = "partition-key", .pk_len = 13, .data = "secret data", .data_len = 11};
     char buf[128];
     size_t len;
-    CHECK(format_seal(&s, buf, 7, POS(1000), 1, &r, &len) == 0);
+    CHECK(format_seal(&s, buf, 7, POS(1000), 12345, 1, &r, &len) == 0);
     CHECK(len == format_sealed_len(&kr, 13, 11));
     CHECK(buf[0] == FORMAT_SEALED_VERSION);
     CHECK(!memmem(buf, len, "secret", 6) && !memmem(buf, len, "partition", 9));
+    CHECK(format_index(buf, len, POS(1000)) == 12345);
     struct store_records out;
-    CHECK(open1(&kr, buf, len, 7, POS(1000), &out) == 0);
+    CHECK(open1(&kr, buf, len, 7, POS(1000), &out) == 0 && out.v[0].ix == 12345);
     CHECK(out.n == 1 && out.v[0].pk_len == 13 && !memcmp(out.v[0].pk, "partition-key", 13));
     CHECK(out.v[0].data_len == 11 && !memcmp(out.v[0].data, "secret data", 11));
     CHECK(open1(&kr, buf, len, 8, POS(1000), &out) == STORE_CORRUPT);     /* another log (stream, shard) */
@@ -101,7 +103,7 @@ static void test_every_flipped_bit_fails_to_open(void)
     struct store_rec r = {.pk = "k", .pk_len = 1, .data = "0123456789", .data_len = 10};
     char buf[128];
     size_t len;
-    CHECK(format_seal(&s, buf, 1, POS(5), 1, &r, &len) == 0);
+    CHECK(format_seal(&s, buf, 1, POS(5), 1, 1, &r, &len) == 0);
     int opened = 0;
     for (size_t i = 0; i < len; i++)
         for (int b = 0; b < 8; b++) {
@@ -124,8 +126,8 @@ static void test_two_records_swapped_do_not_open(void)
     struct store_rec b = {.pk = "b", .pk_len = 1, .data = "other", .data_len = 5};
     char ba[64], bb[64];
     size_t la, lb;
-    CHECK(format_seal(&s, ba, 3, POS(9), 2, &a, &la) == 0);
-    CHECK(format_seal(&s, bb, 3, POS(9) + 1, 1, &b, &lb) == 0);
+    CHECK(format_seal(&s, ba, 3, POS(9), 1, 2, &a, &la) == 0);
+    CHECK(format_seal(&s, bb, 3, POS(9) + 1, 1, 1, &b, &lb) == 0);
     struct store_records out;
     CHECK(open1(&kr, bb, lb, 3, POS(9), &out) == STORE_CORRUPT);
     CHECK(open1(&kr, ba, la, 3, POS(9) + 1, &out) == STORE_CORRUPT);
@@ -146,16 +148,16 @@ static void test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket(void
     seal_calls = 0;
     uint64_t hour = KEYRING_BUCKET_MS;
     for (int i = 0; i < 10; i++)
-        CHECK(format_seal(&s1, buf, 1, POS(hour * 4) + (uint64_t)i, 10, &r, &len) == 0);
+        CHECK(format_seal(&s1, buf, 1, POS(hour * 4) + (uint64_t)i, 1, 10, &r, &len) == 0);
     CHECK(seal_calls == 1);
     /* the next bucket (another key) and another log each take a lookup */
-    CHECK(format_seal(&s1, buf, 1, POS(hour * 5), 1, &r, &len) == 0);
+    CHECK(format_seal(&s1, buf, 1, POS(hour * 5), 1, 1, &r, &len) == 0);
     CHECK(seal_calls == 2);
     CHECK(buf[4] == 1); /* key id's low byte: bucket 5's key (generation 1 in this table) */
     struct store_records out;
     CHECK(open1(&kr, buf, len, 1, POS(hour * 5), &out) == 0);
     CHECK(out.v[0].key_class == 8); /* the keyring's class of the key, passed on */
-    CHECK(format_seal(&s1, buf, 2, POS(hour * 5) + 1, 1, &r, &len) == 0);
+    CHECK(format_seal(&s1, buf, 2, POS(hour * 5) + 1, 1, 1, &r, &len) == 0);
     CHECK(seal_calls == 3);
     /* a record claiming another key id fails */
     buf[4] ^= 1;
@@ -171,11 +173,13 @@ static void test_versions_2_and_1_are_still_read(void)
     struct store_rec r = {.pk = "pk", .pk_len = 2, .data = "plain", .data_len = 5};
     char buf[64];
     size_t len;
-    CHECK(format_seal(&s, buf, 4, 44, 1, &r, &len) == 0);
+    CHECK(format_seal(&s, buf, 4, 44, 3, 1, &r, &len) == 0);
     CHECK(len == format_sealed_len(NULL, 2, 5) && buf[0] == 2);
     struct store_records out;
-    CHECK(open1(&kr, buf, len, 4, 44, &out) == 0 && out.v[0].data_len == 5);
+    CHECK(open1(&kr, buf, len, 4, 44, &out) == 0 && out.v[0].data_len == 5 && out.v[0].ix == 3);
     CHECK(open1(NULL, buf, len, 4, 45, &out) == STORE_CORRUPT);
+    buf[FORMAT_HDR] ^= 4; /* the index is under the check */
+    CHECK(open1(NULL, buf, len, 4, 44, &out) == STORE_CORRUPT);
     char v1[40] = {1, 0, 2, 0};
     memcpy(v1 + 32, "pkdata", 6);
     CHECK(open1(NULL, v1, 38, 4, 1, &out) == 0 && out.v[0].data_len == 4 &&
@@ -184,13 +188,15 @@ static void test_versions_2_and_1_are_still_read(void)
     CHECK(open1(&kr, v9, 40, 4, 1, &out) == STORE_CORRUPT);
 }
 
-/* The associated data of a version 3 record, as format.h lays it out. */
-static void ad_of(unsigned char ad[FORMAT_SEALED_HDR + 16], const char *rec, uint64_t log, uint64_t pos)
+/* The header of a version 3 or 4 record as written now (with its index), and its associated
+ * data, as format.h lays them out. */
+#define SEALED_HDR (FORMAT_SEALED_HDR + FORMAT_IX_LEN)
+static void ad_of(unsigned char ad[SEALED_HDR + 16], const char *rec, uint64_t log, uint64_t pos)
 {
-    memcpy(ad, rec, FORMAT_SEALED_HDR);
+    memcpy(ad, rec, SEALED_HDR);
     for (int i = 0; i < 8; i++) {
-        ad[FORMAT_SEALED_HDR + i] = (unsigned char)(log >> 8 * i);
-        ad[FORMAT_SEALED_HDR + 8 + i] = (unsigned char)(pos >> 8 * i);
+        ad[SEALED_HDR + i] = (unsigned char)(log >> 8 * i);
+        ad[SEALED_HDR + 8 + i] = (unsigned char)(pos >> 8 * i);
     }
 }
 
@@ -206,7 +212,7 @@ static void seal_random(bool gcm, size_t n, size_t pk, char *buf, char *want, ui
     randombytes_buf(want, pk + n);
     struct store_rec r = {.pk = want, .pk_len = pk, .data = want + pk, .data_len = n};
     *log = randombytes_random(), *pos = POS(1000 + n) + n;
-    CHECK(format_seal(&s, buf, *log, *pos, 1, &r, len) == 0);
+    CHECK(format_seal(&s, buf, *log, *pos, 1, 1, &r, len) == 0);
     format_sealer_done(&s);
 }
 
@@ -218,7 +224,7 @@ static int opens_then_forged_fails(char *buf, size_t len, uint64_t log, uint64_t
     struct store_records out;
     int ok = open1(&kr, buf, len, log, pos, &out) == 0 && out.n == 1 && out.v[0].pk_len == pk &&
              out.v[0].data_len == n && !memcmp(out.v[0].pk, want, pk) && !memcmp(out.v[0].data, want + pk, n);
-    buf[FORMAT_SEALED_HDR + randombytes_uniform((uint32_t)(len - FORMAT_SEALED_HDR))] ^=
+    buf[SEALED_HDR + randombytes_uniform((uint32_t)(len - SEALED_HDR))] ^=
         (char)(1 + randombytes_uniform(255));
     *forged += open1(&kr, buf, len, log, pos, &out) == 0;
     return ok;
@@ -236,20 +242,20 @@ static void test_version_3_is_libsodiums_xchacha20_poly1305(void)
         size_t pk = n % 7 + 1, len;
         uint64_t log, pos;
         seal_random(false, n, pk, buf, want, &log, &pos, &len);
-        unsigned char ad[FORMAT_SEALED_HDR + 16];
+        unsigned char ad[SEALED_HDR + 16];
         ad_of(ad, buf, log, pos);
-        size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+        size_t clen = len - SEALED_HDR - FORMAT_TAG;
         const unsigned char *key = keys[(unsigned char)buf[4] & 1];
-        sealed_ok += crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
-                         m, NULL, (unsigned char *)buf + FORMAT_SEALED_HDR, clen,
-                         (unsigned char *)buf + len - FORMAT_TAG, ad, sizeof ad, (unsigned char *)buf + 12,
-                         key) == 0 &&
-                     clen == pk + n && !memcmp(m, want, clen);
+        sealed_ok +=
+            crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+                m, NULL, (unsigned char *)buf + SEALED_HDR, clen, (unsigned char *)buf + len - FORMAT_TAG, ad,
+                sizeof ad, (unsigned char *)buf + 12, key) == 0 &&
+            clen == pk + n && !memcmp(m, want, clen);
         /* libsodium seals the same record anew under a fresh nonce: format_open reads it */
         randombytes_buf(buf + 12, 24);
         ad_of(ad, buf, log, pos);
         crypto_aead_xchacha20poly1305_ietf_encrypt_detached(
-            (unsigned char *)buf + FORMAT_SEALED_HDR, (unsigned char *)buf + len - FORMAT_TAG, NULL,
+            (unsigned char *)buf + SEALED_HDR, (unsigned char *)buf + len - FORMAT_TAG, NULL,
             (unsigned char *)want, clen, ad, sizeof ad, NULL, (unsigned char *)buf + 12, key);
         opened_ok += opens_then_forged_fails(buf, len, log, pos, want, pk, n, &forged);
     }
@@ -281,20 +287,20 @@ static void test_version_4_is_aes_256_gcm_under_the_batchs_subkey(void)
         uint64_t log, pos;
         seal_random(true, n, pk, buf, want, &log, &pos, &len);
         CHECK(buf[0] == 4);
-        unsigned char ad[FORMAT_SEALED_HDR + 16], sub[32], n12[12] = {0};
+        unsigned char ad[SEALED_HDR + 16], sub[32], n12[12] = {0};
         ad_of(ad, buf, log, pos);
-        size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+        size_t clen = len - SEALED_HDR - FORMAT_TAG;
         crypto_core_hchacha20(sub, (unsigned char *)buf + 12, keys[(unsigned char)buf[4] & 1], NULL);
         memcpy(n12 + 4, buf + 28, 8);
-        sealed_ok += crypto_aead_aes256gcm_decrypt_detached(m, NULL, (unsigned char *)buf + FORMAT_SEALED_HDR,
-                                                            clen, (unsigned char *)buf + len - FORMAT_TAG, ad,
+        sealed_ok += crypto_aead_aes256gcm_decrypt_detached(m, NULL, (unsigned char *)buf + SEALED_HDR, clen,
+                                                            (unsigned char *)buf + len - FORMAT_TAG, ad,
                                                             sizeof ad, n12, sub) == 0 &&
                      clen == pk + n && !memcmp(m, want, clen);
         /* libsodium seals it anew under another counter: format_open reads it */
         buf[28] ^= 1;
         n12[4] ^= 1;
         ad_of(ad, buf, log, pos);
-        crypto_aead_aes256gcm_encrypt_detached((unsigned char *)buf + FORMAT_SEALED_HDR,
+        crypto_aead_aes256gcm_encrypt_detached((unsigned char *)buf + SEALED_HDR,
                                                (unsigned char *)buf + len - FORMAT_TAG, NULL,
                                                (unsigned char *)want, clen, ad, sizeof ad, NULL, n12, sub);
         opened_ok += opens_then_forged_fails(buf, len, log, pos, want, pk, n, &forged);
@@ -345,21 +351,56 @@ static void test_long_records_are_libsodiums_xchacha20_poly1305_too(void)
             struct store_rec r = {.pk = want, .pk_len = pks[i], .data = want + pks[i], .data_len = datas[j]};
             uint64_t log = randombytes_random(), pos = POS(5000 + j) + i;
             size_t len;
-            CHECK(format_seal(&s, buf, log, pos, 1, &r, &len) == 0);
+            CHECK(format_seal(&s, buf, log, pos, 1, 1, &r, &len) == 0);
             format_sealer_done(&s);
-            unsigned char ad[FORMAT_SEALED_HDR + 16];
+            unsigned char ad[SEALED_HDR + 16];
             ad_of(ad, buf, log, pos);
-            size_t clen = len - FORMAT_SEALED_HDR - FORMAT_TAG;
+            size_t clen = len - SEALED_HDR - FORMAT_TAG;
             const unsigned char *key = keys[(unsigned char)buf[4] & 1];
-            ok += crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
-                      m, NULL, (unsigned char *)buf + FORMAT_SEALED_HDR, clen,
-                      (unsigned char *)buf + len - FORMAT_TAG, ad, sizeof ad, (unsigned char *)buf + 12,
-                      key) == 0 &&
-                  clen == pks[i] + datas[j] && !memcmp(m, want, clen);
+            ok +=
+                crypto_aead_xchacha20poly1305_ietf_decrypt_detached(
+                    m, NULL, (unsigned char *)buf + SEALED_HDR, clen, (unsigned char *)buf + len - FORMAT_TAG,
+                    ad, sizeof ad, (unsigned char *)buf + 12, key) == 0 &&
+                clen == pks[i] + datas[j] && !memcmp(m, want, clen);
             cases++;
         }
     CHECK(ok == cases);
     randombytes_buf(keys, sizeof keys);
+}
+
+/* Records written before indexes (flags 0: the version's header alone) open as they did, with
+ * their position as their index: version 2 under its check, version 3 as libsodium seals it
+ * with the 36-byte header as associated data; either with the flag set but no index fails. */
+static void test_records_without_an_index_read_with_their_position_as_it(void)
+{
+    uint64_t log = 9, pos = POS(77) + 3;
+    unsigned char v2[64] = {2, 0, 2, 0}, lp[16];
+    memcpy(v2 + FORMAT_HDR, "pkplain", 7);
+    for (int i = 0; i < 8; i++)
+        lp[i] = (unsigned char)(log >> 8 * i), lp[8 + i] = (unsigned char)(pos >> 8 * i);
+    uint32_t c = crc32c(crc32c(crc32c(0, lp, 16), v2, 4), v2 + FORMAT_HDR, 7);
+    for (int i = 0; i < 4; i++)
+        v2[4 + i] = (unsigned char)(c >> 8 * i);
+    struct store_records out;
+    CHECK(open1(NULL, (char *)v2, FORMAT_HDR + 7, log, pos, &out) == 0 && out.v[0].ix == pos &&
+          out.v[0].data_len == 5 && !memcmp(out.v[0].data, "plain", 5));
+    CHECK(format_index((char *)v2, FORMAT_HDR + 7, pos) == pos);
+    v2[1] = FORMAT_F_IX;
+    CHECK(open1(NULL, (char *)v2, FORMAT_HDR + 7, log, pos, &out) == STORE_CORRUPT);
+
+    unsigned char v3[128] = {3, 0, 2, 0}, ad[FORMAT_SEALED_HDR + 16];
+    v3[4] = 1; /* key id: bucket 0, generation 1 */
+    randombytes_buf(v3 + 12, 24);
+    memcpy(ad, v3, FORMAT_SEALED_HDR);
+    memcpy(ad + FORMAT_SEALED_HDR, lp, 16);
+    crypto_aead_xchacha20poly1305_ietf_encrypt_detached(v3 + FORMAT_SEALED_HDR, v3 + FORMAT_SEALED_HDR + 7,
+                                                        NULL, (const unsigned char *)"pkplain", 7, ad,
+                                                        sizeof ad, NULL, v3 + 12, keys[1]);
+    size_t len = FORMAT_SEALED_HDR + 7 + FORMAT_TAG;
+    CHECK(open1(&kr, (char *)v3, len, log, pos, &out) == 0 && out.v[0].ix == pos && out.v[0].data_len == 5 &&
+          !memcmp(out.v[0].data, "plain", 5));
+    v3[1] = FORMAT_F_IX;
+    CHECK(open1(&kr, (char *)v3, len, log, pos, &out) == STORE_CORRUPT);
 }
 
 int main(void)
@@ -375,6 +416,8 @@ int main(void)
         {"batches draw fresh nonces and look keys up once per bucket",
          test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket},
         {"versions 2 and 1 are still read", test_versions_2_and_1_are_still_read},
+        {"records without an index read with their position as it",
+         test_records_without_an_index_read_with_their_position_as_it},
         {"version 3 is libsodium's XChaCha20-Poly1305", test_version_3_is_libsodiums_xchacha20_poly1305},
         {"version 4 is AES-256-GCM under the batch's subkey",
          test_version_4_is_aes_256_gcm_under_the_batchs_subkey},

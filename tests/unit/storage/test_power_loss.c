@@ -102,7 +102,7 @@ struct sent {
 
 struct ack {
     uint32_t w, seq;
-    uint64_t log, pos;
+    uint64_t log, pos, ix;
 };
 
 struct shared {
@@ -277,7 +277,7 @@ static void *writer_thread(void *arg)
             unsigned seq = first + (unsigned)i;
             size_t len = rec_data(t->seed, t->big, t->g, w, seq, data[i]);
             snprintf(pk[i], sizeof pk[i], "g%u.w%u.%u", t->g, w, seq);
-            recs[i] = (struct store_rec){pk[i], strlen(pk[i]), data[i], len, 0};
+            recs[i] = (struct store_rec){pk[i], strlen(pk[i]), data[i], len, 0, 0};
             sh->sent[w][seq].log = log;
         }
         __atomic_store_n(&sh->nsent[w], first + (unsigned)n, __ATOMIC_RELEASE); /* sent before the append */
@@ -288,7 +288,7 @@ static void *writer_thread(void *arg)
         if (rc == 0) {
             pthread_mutex_lock(&jmu); /* acks from several threads */
             for (size_t i = 0; i < n; i++)
-                sh->acks[sh->nacks + i] = (struct ack){w, first + (unsigned)i, log, recs[i].pos};
+                sh->acks[sh->nacks + i] = (struct ack){w, first + (unsigned)i, log, recs[i].pos, recs[i].ix};
             __atomic_store_n(&sh->nacks, sh->nacks + (uint32_t)n, __ATOMIC_RELEASE);
             pthread_mutex_unlock(&jmu);
             lastpos[li] = recs[n - 1].pos;
@@ -423,7 +423,7 @@ static void rebuild(const char *dir, struct image base[NFILES], uint64_t *r, uns
 /* ---- the parent: what is known ---- */
 
 struct known {
-    uint64_t log, pos, sum;
+    uint64_t log, pos, ix, sum;
     char pk[32];
 };
 
@@ -435,6 +435,7 @@ struct model {
     uint64_t unknown[GENS]; /* logs whose drop began but did not finish: not checked again */
     int nunknown;
     uint64_t max_pos[200]; /* highest position ever acknowledged or found, per log id */
+    uint64_t max_ix[200];  /* ... and index */
 };
 
 static uint64_t sum_of(const char *p, size_t n)
@@ -445,17 +446,20 @@ static uint64_t sum_of(const char *p, size_t n)
     return h ^ n;
 }
 
-static void known_add(struct model *m, uint64_t log, uint64_t pos, const char *pk, size_t pkl, uint64_t sum)
+static void known_add(struct model *m, uint64_t log, uint64_t pos, uint64_t ix, const char *pk, size_t pkl,
+                      uint64_t sum)
 {
     if (m->n == m->cap) {
         m->cap = m->cap ? 2 * m->cap : 1024;
         m->v = realloc(m->v, m->cap * sizeof *m->v);
     }
     struct known *k = &m->v[m->n++];
-    *k = (struct known){.log = log, .pos = pos, .sum = sum};
+    *k = (struct known){.log = log, .pos = pos, .ix = ix, .sum = sum};
     snprintf(k->pk, sizeof k->pk, "%.*s", (int)pkl, pk);
     if (pos > m->max_pos[log < 200 ? log : 0])
         m->max_pos[log < 200 ? log : 0] = pos;
+    if (ix > m->max_ix[log < 200 ? log : 0])
+        m->max_ix[log < 200 ? log : 0] = ix;
 }
 
 /* Check the reopened store against the model and this trial's reports; update the model.
@@ -480,6 +484,7 @@ static int verify(struct store *s, const struct trial *t, struct model *m)
     memcpy(next.unknown, m->unknown, sizeof m->unknown);
     next.nunknown = m->nunknown;
     memcpy(next.max_pos, m->max_pos, sizeof m->max_pos);
+    memcpy(next.max_ix, m->max_ix, sizeof m->max_ix);
     int drop = __atomic_load_n(&sh->drop_state, __ATOMIC_ACQUIRE);
     uint32_t nacks = __atomic_load_n(&sh->nacks, __ATOMIC_ACQUIRE);
     static char buf[MAX_DATA];
@@ -518,6 +523,8 @@ static int verify(struct store *s, const struct trial *t, struct model *m)
             snprintf(pkz, sizeof pkz, "%.*s", (int)(x->pk_len < 39 ? x->pk_len : 39), x->pk);
             if (i && x->pos <= v[i - 1].pos)
                 BAD("log %llu: positions out of order", (unsigned long long)log);
+            if (i && x->ix <= v[i - 1].ix)
+                BAD("log %llu: indexes out of order", (unsigned long long)log);
             if (sscanf(pkz, "g%u.w%u.%u", &g, &w, &seq) == 3 && g == t->g) {
                 if (w >= NW || seq >= sh->nsent[w] || sh->sent[w][seq].log != log) {
                     BAD("log %llu pos %llu: record %s was never sent to it", (unsigned long long)log,
@@ -534,13 +541,13 @@ static int verify(struct store *s, const struct trial *t, struct model *m)
                 /* from an earlier trial: it must be one the model knows, at that position */
                 bool found = false;
                 for (size_t k = 0; k < m->n && !found; k++)
-                    found = m->v[k].log == log && m->v[k].pos == x->pos && !strcmp(m->v[k].pk, pkz) &&
-                            m->v[k].sum == sum_of(x->data, x->data_len);
+                    found = m->v[k].log == log && m->v[k].pos == x->pos && m->v[k].ix == x->ix &&
+                            !strcmp(m->v[k].pk, pkz) && m->v[k].sum == sum_of(x->data, x->data_len);
                 if (!found)
                     BAD("log %llu pos %llu: record %s is unknown", (unsigned long long)log,
                         (unsigned long long)x->pos, pkz);
             }
-            known_add(&next, log, x->pos, x->pk, x->pk_len, sum_of(x->data, x->data_len));
+            known_add(&next, log, x->pos, x->ix, x->pk, x->pk_len, sum_of(x->data, x->data_len));
         }
         /* what must be there: everything known before, everything acknowledged */
         for (size_t k = 0; k < m->n; k++) {
@@ -561,6 +568,8 @@ static int verify(struct store *s, const struct trial *t, struct model *m)
                 continue;
             if (c->pos > next.max_pos[log < 200 ? log : 0])
                 next.max_pos[log < 200 ? log : 0] = c->pos;
+            if (c->ix > next.max_ix[log < 200 ? log : 0])
+                next.max_ix[log < 200 ? log : 0] = c->ix;
             if (prev_pos[c->w] && c->seq > prev_seq[c->w] && c->pos <= prev_pos[c->w])
                 BAD("log %llu: writer %u's records acknowledged out of order", (unsigned long long)log, c->w);
             prev_pos[c->w] = c->pos;
@@ -571,26 +580,29 @@ static int verify(struct store *s, const struct trial *t, struct model *m)
             snprintf(want, sizeof want, "g%u.w%u.%u", t->g, c->w, c->seq);
             bool found = false;
             for (size_t i = 0; i < n && !found; i++)
-                found =
-                    v[i].pos == c->pos && v[i].pk_len == strlen(want) && !memcmp(v[i].pk, want, v[i].pk_len);
+                found = v[i].pos == c->pos && v[i].ix == c->ix && v[i].pk_len == strlen(want) &&
+                        !memcmp(v[i].pk, want, v[i].pk_len);
             if (!found)
                 BAD("log %llu pos %llu: acknowledged record %s is missing", (unsigned long long)log,
                     (unsigned long long)c->pos, want);
         }
         h_arena_free(&a);
         /* no position is handed out twice: the next one is above everything ever seen */
-        uint64_t lb = 0, p = 0;
+        uint64_t lb = 0, p = 0, ix = 0;
         char pk[32];
         snprintf(pk, sizeof pk, "p%u.%llu", t->g, (unsigned long long)log);
         if (store_log_bounds(s, log, &lb, NULL) || lb < next.max_pos[log < 200 ? log : 0])
             BAD("log %llu: last position %llu below %llu, which was acknowledged", (unsigned long long)log,
                 (unsigned long long)lb, (unsigned long long)next.max_pos[log < 200 ? log : 0]);
-        if ((rc = h_append1(s, log, pk, pk, strlen(pk), &p)) || p <= next.max_pos[log < 200 ? log : 0])
+        if ((rc = h_append1x(s, log, pk, pk, strlen(pk), &p, &ix)) || p <= next.max_pos[log < 200 ? log : 0])
             BAD("log %llu: a new append answered %s at %llu, not above %llu", (unsigned long long)log,
                 store_strerror(rc), (unsigned long long)p,
                 (unsigned long long)next.max_pos[log < 200 ? log : 0]);
+        else if (ix <= next.max_ix[log < 200 ? log : 0])
+            BAD("log %llu: a new append took index %llu, not above %llu", (unsigned long long)log,
+                (unsigned long long)ix, (unsigned long long)next.max_ix[log < 200 ? log : 0]);
         if (rc == 0)
-            known_add(&next, log, p, pk, strlen(pk), sum_of(pk, strlen(pk)));
+            known_add(&next, log, p, ix, pk, strlen(pk), sum_of(pk, strlen(pk)));
     }
     /* logs dropped in earlier trials stay dropped */
     for (int i = 0; i < next.ndropped; i++) {

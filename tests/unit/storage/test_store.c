@@ -1,5 +1,6 @@
 /* Unit tests of the storage front and the lmdb engine, on a real LMDB in a temporary dir. */
 #include <fcntl.h>
+#include <lmdb.h>
 #include <pthread.h>
 #include <stdint.h>
 #include <sys/wait.h>
@@ -24,7 +25,7 @@ static struct store *open_at(const char *dir, uint64_t map)
 }
 
 struct collect {
-    uint64_t pos[64];
+    uint64_t pos[64], ix[64];
     char data[64][32];
     size_t n;
 };
@@ -50,6 +51,7 @@ static int scan(struct store *s, uint64_t log, uint64_t from, size_t max, struct
     for (size_t i = 0; i < out.n && c->n < 64; i++, c->n++) {
         const struct store_read *v = &out.v[i];
         c->pos[c->n] = v->pos;
+        c->ix[c->n] = v->ix;
         snprintf(c->data[c->n], sizeof c->data[0], "%.*s|%.*s", (int)v->pk_len, v->pk, (int)v->data_len,
                  v->data);
     }
@@ -64,7 +66,7 @@ static void append_assigns_increasing_positions_from_floor(void)
 {
     char *d = tmpdir_new();
     struct store *s = open_at(d, 0);
-    struct store_rec r[3] = {{"a", 1, "x", 1, 0}, {"b", 1, "", 0, 0}, {"c", 1, "zz", 2, 0}};
+    struct store_rec r[3] = {{"a", 1, "x", 1, 0, 0}, {"b", 1, "", 0, 0, 0}, {"c", 1, "zz", 2, 0, 0}};
     CHECK(append1(s, 7, 100, r, 3) == 0);
     CHECK(r[0].pos == 100 && r[1].pos == 101 && r[2].pos == 102);
     /* a lower floor never moves positions backwards */
@@ -91,7 +93,7 @@ static void positions_survive_reopen_and_trim(void)
 {
     char *d = tmpdir_new();
     struct store *s = open_at(d, 0);
-    struct store_rec r[2] = {{"k", 1, "1", 1, 0}, {"k", 1, "2", 1, 0}};
+    struct store_rec r[2] = {{"k", 1, "1", 1, 0, 0}, {"k", 1, "2", 1, 0, 0}};
     CHECK(append1(s, 1, 10, r, 2) == 0);
     size_t del = 0;
     CHECK(store_trim(s, 1, UINT64_MAX, 100, &del) == 0);
@@ -108,13 +110,71 @@ static void positions_survive_reopen_and_trim(void)
     tmpdir_remove(d);
 }
 
+/* Write log's last-position entry as kinesd wrote it before indexes (8 bytes: the position). */
+static void put_old_last_entry(const char *dir, uint64_t log, uint64_t last)
+{
+    MDB_env *env;
+    MDB_txn *txn;
+    MDB_dbi dbi;
+    unsigned char k[16], v[8];
+    for (int i = 0; i < 8; i++) {
+        k[i] = (unsigned char)(log >> (56 - 8 * i));
+        k[8 + i] = 0xFF;
+        v[i] = (unsigned char)(last >> (56 - 8 * i));
+    }
+    MDB_val key = {16, k}, val = {8, v};
+    CHECK(mdb_env_create(&env) == 0 && mdb_env_set_maxdbs(env, 4) == 0 &&
+          mdb_env_open(env, dir, 0, 0644) == 0);
+    CHECK(mdb_txn_begin(env, NULL, 0, &txn) == 0 && mdb_dbi_open(txn, "log", 0, &dbi) == 0);
+    CHECK(mdb_put(txn, dbi, &key, &val, 0) == 0 && mdb_txn_commit(txn) == 0);
+    mdb_env_close(env);
+}
+
+/* Each log's records are counted: indexes step by one from the first record's position whatever
+ * the later positions, kept across a trim of every record and a reopen; a log whose last entry
+ * is from before indexes counts on from its last position, above every index its records read
+ * with. */
+static void indexes_count_each_logs_records(void)
+{
+    char *d = tmpdir_new();
+    struct store *s = open_at(d, 0);
+    struct store_rec r[3] = {{"a", 1, "x", 1, 0, 0}, {"b", 1, "y", 1, 0, 0}, {"c", 1, "z", 1, 0, 0}};
+    CHECK(append1(s, 7, 100, r, 3) == 0 && r[0].ix == 100 && r[1].ix == 101 && r[2].ix == 102);
+    CHECK(append1(s, 7, 5000, r, 1) == 0 && r[0].pos == 5000 && r[0].ix == 103);
+    CHECK(append1(s, 8, 40, r, 2) == 0 && r[0].ix == 40 && r[1].ix == 41);
+    struct collect c = {0};
+    uint64_t last = 0;
+    CHECK(scan(s, 7, 0, 100, &c, &last) == 0 && c.n == 4);
+    CHECK(c.ix[0] == 100 && c.ix[1] == 101 && c.ix[2] == 102 && c.ix[3] == 103 && c.pos[3] == 5000);
+    size_t del = 0;
+    CHECK(store_trim(s, 7, UINT64_MAX, 100, &del) == 0 && del == 4);
+    store_close(s);
+    s = open_at(d, 0);
+    struct blocks b = {.n = 0};
+    struct store_records out = {.alloc = blocks_alloc, .actx = &b};
+    CHECK(store_scan(s, 7, 0, 10, SIZE_MAX, &out) == 0 && out.n == 0 && out.last == 5000 &&
+          out.last_ix == 103);
+    CHECK(append1(s, 7, 0, r, 1) == 0 && r[0].pos == 5001 && r[0].ix == 104);
+    out = (struct store_records){.alloc = blocks_alloc, .actx = &b};
+    CHECK(store_scan(s, 7, 0, 10, SIZE_MAX, &out) == 0 && out.n == 1 && out.v[0].ix == 104 &&
+          out.last_ix == 104);
+    while (b.n)
+        free(b.p[--b.n]);
+    store_close(s);
+    put_old_last_entry(d, 9, 77777);
+    s = open_at(d, 0);
+    CHECK(append1(s, 9, 0, r, 2) == 0 && r[0].pos == 77778 && r[0].ix == 77778 && r[1].ix == 77779);
+    store_close(s);
+    tmpdir_remove(d);
+}
+
 static void scan_respects_from_limit_and_stop(void)
 {
     char *d = tmpdir_new();
     struct store *s = open_at(d, 0);
     struct store_rec r[10];
     for (int i = 0; i < 10; i++)
-        r[i] = (struct store_rec){"p", 1, "d", 1, 0};
+        r[i] = (struct store_rec){"p", 1, "d", 1, 0, 0};
     CHECK(append1(s, 3, 1, r, 10) == 0);
     struct collect c = {0};
     CHECK(scan(s, 3, 5, 3, &c, NULL) == 0);
@@ -135,7 +195,7 @@ static void map_grows_instead_of_failing(void)
     struct store *s = open_at(d, 1 << 20); /* 1 MiB map */
     static char big[64 * 1024];
     memset(big, 'x', sizeof big);
-    struct store_rec r = {"k", 1, big, sizeof big, 0};
+    struct store_rec r = {"k", 1, big, sizeof big, 0, 0};
     for (int i = 0; i < 100; i++) /* 6.4 MiB in all */
         CHECK(append1(s, 1, 0, &r, 1) == 0);
     uint64_t last;
@@ -171,7 +231,7 @@ struct writer {
 static void *write_many(void *arg)
 {
     struct writer *w = arg;
-    struct store_rec r = {"k", 1, "v", 1, 0};
+    struct store_rec r = {"k", 1, "v", 1, 0, 0};
     uint64_t prev = 0;
     for (int i = 0; i < 200; i++) {
         if (append1(w->s, w->log, 0, &r, 1) || r.pos <= prev)
@@ -206,7 +266,7 @@ static void one_commit_spans_several_logs(void)
 {
     char *d = tmpdir_new();
     struct store *s = open_at(d, 0);
-    struct store_rec a[2] = {{"a", 1, "1", 1, 0}, {"a", 1, "2", 1, 0}}, b[1] = {{"b", 1, "3", 1, 0}};
+    struct store_rec a[2] = {{"a", 1, "1", 1, 0, 0}, {"a", 1, "2", 1, 0, 0}}, b[1] = {{"b", 1, "3", 1, 0, 0}};
     struct store_batch bs[2] = {{10, 50, a, 2}, {11, 70, b, 1}};
     CHECK(store_append(s, bs, 2) == 0);
     CHECK(a[0].pos == 50 && a[1].pos == 51 && b[0].pos == 70);
@@ -239,7 +299,7 @@ static void in_crashing_child(const char *dir, void (*fn)(struct store *))
 
 static void put_two_logs(struct store *s)
 {
-    struct store_rec r[3] = {{"a", 1, "one", 3, 0}, {"b", 1, "two", 3, 0}, {"c", 1, "", 0, 0}};
+    struct store_rec r[3] = {{"a", 1, "one", 3, 0, 0}, {"b", 1, "two", 3, 0, 0}, {"c", 1, "", 0, 0, 0}};
     CHECK(append1(s, 1, 100, r, 3) == 0 && r[0].pos == 100 && r[2].pos == 102);
     CHECK(append1(s, 2, 7, r, 1) == 0 && r[0].pos == 7);
     CHECK(append1(s, 1, 0, r + 1, 1) == 0 && r[1].pos == 103);
@@ -258,7 +318,7 @@ static void acknowledged_appends_survive_a_crash_before_they_are_flushed(void)
     CHECK_STR(c.data[2], "c|");
     CHECK_STR(c.data[3], "b|two");
     CHECK(store_log_bounds(s, 2, &last, NULL) == 0 && last == 7);
-    struct store_rec r = {"d", 1, "x", 1, 0};
+    struct store_rec r = {"d", 1, "x", 1, 0, 0};
     CHECK(append1(s, 1, 0, &r, 1) == 0 && r.pos == 104); /* never a position twice */
     store_close(s);
     /* closed cleanly: everything is in the backend, and it reads the same */
@@ -274,7 +334,7 @@ static void put_and_drop(struct store *s)
     put_two_logs(s);
     CHECK(store_log_drop(s, 1) == 0);
     /* fenced: an append to it fails, and nothing of it is read */
-    struct store_rec r = {"z", 1, "late", 4, 0};
+    struct store_rec r = {"z", 1, "late", 4, 0, 0};
     CHECK(append1(s, 1, 0, &r, 1) == STORE_NOT_FOUND);
 }
 
@@ -287,7 +347,7 @@ static void a_dropped_log_is_not_brought_back_by_a_crash(void)
     CHECK(store_log_bounds(s, 1, &last, &first) == 0 && first == 0);
     struct collect c = {.n = 0};
     CHECK(scan(s, 1, 0, 100, &c, NULL) == 0 && c.n == 0);
-    struct store_rec r = {"z", 1, "later", 5, 0};
+    struct store_rec r = {"z", 1, "later", 5, 0, 0};
     CHECK(append1(s, 1, 0, &r, 1) == STORE_NOT_FOUND); /* still fenced after a restart */
     CHECK(store_log_bounds(s, 2, &last, NULL) == 0 && last == 7);
     store_close(s);
@@ -301,7 +361,7 @@ static void a_trim_with_nothing_below_the_mark_opens_no_write_transaction(void)
 {
     char *d = tmpdir_new();
     struct store *s = open_at(d, 0);
-    struct store_rec r[2] = {{"a", 1, "x", 1, 0}, {"b", 1, "y", 1, 0}};
+    struct store_rec r[2] = {{"a", 1, "x", 1, 0, 0}, {"b", 1, "y", 1, 0, 0}};
     CHECK(append1(s, 5, 1000, r, 2) == 0);
     size_t del = 9;
     CHECK(store_trim(s, 5, 1001, 0, &del) == 0 && del == 0); /* flushes the tail (a commit), deletes none */
@@ -322,8 +382,8 @@ static void a_trim_with_nothing_below_the_mark_opens_no_write_transaction(void)
 
 CHECK_RUN("storage", T(a_trim_with_nothing_below_the_mark_opens_no_write_transaction),
           T(one_commit_spans_several_logs), T(append_assigns_increasing_positions_from_floor),
-          T(positions_survive_reopen_and_trim), T(scan_respects_from_limit_and_stop),
-          T(map_grows_instead_of_failing), T(meta_put_get_scan_delete),
+          T(positions_survive_reopen_and_trim), T(indexes_count_each_logs_records),
+          T(scan_respects_from_limit_and_stop), T(map_grows_instead_of_failing), T(meta_put_get_scan_delete),
           T(concurrent_appends_get_unique_positions),
           T(acknowledged_appends_survive_a_crash_before_they_are_flushed),
           T(a_dropped_log_is_not_brought_back_by_a_crash))

@@ -145,7 +145,7 @@ static void test_a_trim_destroys_the_keys_of_buckets_no_record_is_left_in(void)
     struct store_rec r = {.pk = "p", .pk_len = 1, .data = "x", .data_len = 1};
     char sealed[64];
     size_t len;
-    CHECK(format_seal(&sealer, sealed, 2, HOUR_POS(10) + 7, 1, &r, &len) == 0);
+    CHECK(format_seal(&sealer, sealed, 2, HOUR_POS(10) + 7, 1, 1, &r, &len) == 0);
     format_sealer_done(&sealer);
     CHECK(format_check(kr, sealed, len, 2, HOUR_POS(10) + 7) == 0);
     size_t del;

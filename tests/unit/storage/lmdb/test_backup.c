@@ -25,9 +25,9 @@ static size_t seal(char *buf, const struct rec *r)
 {
     struct format_sealer sealer;
     format_sealer_init(&sealer, NULL);
-    struct store_rec sr = {"pk", 2, r->data, strlen(r->data), 0};
+    struct store_rec sr = {"pk", 2, r->data, strlen(r->data), 0, 0};
     size_t len;
-    format_seal(&sealer, buf, r->log, r->pos, 1, &sr, &len);
+    format_seal(&sealer, buf, r->log, r->pos, 1, 1, &sr, &len);
     return len;
 }
 
@@ -108,7 +108,7 @@ static int see_log(void *ctx, const struct backup_log *l)
 static int see_rec(void *ctx, uint64_t log, uint64_t pos, const char *val, size_t len, bool in_wal)
 {
     struct seen *s = ctx;
-    CHECK(format_check_keyless(val, len, log, pos) == 0);
+    CHECK(format_check_keyless(val, len, log, pos, NULL) == 0);
     if (s->n < 16) {
         s->pos[s->n] = pos;
         s->in_wal[s->n++] = in_wal;

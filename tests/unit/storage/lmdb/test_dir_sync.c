@@ -80,7 +80,7 @@ static void a_fresh_data_directory_is_synced_after_its_log_files_are_created(voi
     struct store_config cfg = {.dir = d, .sync = true, .io = &io};
     struct store *s = NULL;
     CHECK(store_open(&cfg, &s) == 0);
-    struct store_rec r = {"k", 1, "v", 1, 0};
+    struct store_rec r = {"k", 1, "v", 1, 0, 0};
     struct store_batch b = {1, 1, &r, 1};
     CHECK(store_append(s, &b, 1) == 0);
     store_close(s);

@@ -38,10 +38,10 @@ static size_t build_frame(char *buf, const struct rec *recs, size_t n)
     struct format_sealer sealer;
     format_sealer_init(&sealer, NULL); /* records as a store without a keyring seals them */
     for (size_t i = 0; i < n; i++) {
-        struct store_rec r = {recs[i].pk, strlen(recs[i].pk), recs[i].data, strlen(recs[i].data), 0};
+        struct store_rec r = {recs[i].pk, strlen(recs[i].pk), recs[i].data, strlen(recs[i].data), 0, 0};
         size_t len = format_sealed_len(NULL, r.pk_len, r.data_len);
         off += wal_put_entry(buf + off, recs[i].log, recs[i].pos, len);
-        format_seal(&sealer, buf + off, recs[i].log, recs[i].pos, 1, &r, &len);
+        format_seal(&sealer, buf + off, recs[i].log, recs[i].pos, 1, 1, &r, &len);
         off += len;
     }
     return off;

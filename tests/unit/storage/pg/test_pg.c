@@ -87,7 +87,7 @@ static void *write_many(void *arg)
     for (int i = 0; i < 200; i++) {
         char data[32];
         int n = snprintf(data, sizeof data, "w%d-%d", w->id, i);
-        struct store_rec r = {"k", 1, data, (size_t)n, 0};
+        struct store_rec r = {"k", 1, data, (size_t)n, 0, 0};
         if (append1(w->s, 42, 1000, &r, 1) != 0)
             return NULL;
         w->pos[i] = r.pos;
@@ -140,7 +140,7 @@ static void a_record_acknowledged_by_one_front_end_is_read_at_once_by_the_other(
 {
     fresh_db("t_ryw");
     struct store *a = open_pg(), *b = open_pg();
-    struct store_rec r = {"pk", 2, "hello", 5, 0};
+    struct store_rec r = {"pk", 2, "hello", 5, 0, 0};
     CHECK(append1(a, 7, 5000, &r, 1) == 0 && r.pos == 5000);
     uint64_t last = 0, first = 0;
     CHECK(store_log_bounds(b, 7, &last, &first) == 0 && last == 5000 && first == 5000);
@@ -164,13 +164,13 @@ static void a_watch_on_one_front_end_is_woken_by_a_write_through_the_other(void)
 {
     fresh_db("t_watch");
     struct store *a = open_pg(), *b = open_pg();
-    struct store_rec r = {"pk", 2, "one", 3, 0};
+    struct store_rec r = {"pk", 2, "one", 3, 0, 0};
     CHECK(append1(a, 9, 100, &r, 1) == 0);
     woken = 0;
     struct store_watch *w;
     CHECK(store_watch(b, 9, r.pos, on_wake, NULL, &w) == 0);
     CHECK(!woken); /* nothing past it yet */
-    struct store_rec r2 = {"pk", 2, "two", 3, 0};
+    struct store_rec r2 = {"pk", 2, "two", 3, 0, 0};
     CHECK(append1(a, 9, 100, &r2, 1) == 0);
     wait_until(&woken);
     CHECK(woken);
@@ -225,10 +225,10 @@ static void a_sealed_log_refuses_appends_through_every_front_end_and_stays_reada
 {
     fresh_db("t_seal");
     struct store *a = open_pg(), *b = open_pg();
-    struct store_rec r = {"pk", 2, "before", 6, 0};
+    struct store_rec r = {"pk", 2, "before", 6, 0, 0};
     CHECK(append1(b, 11, 1, &r, 1) == 0);
     CHECK(store_log_seal(a, 11) == 0);
-    struct store_rec late = {"pk", 2, "after", 5, 0};
+    struct store_rec late = {"pk", 2, "after", 5, 0, 0};
     CHECK(append1(b, 11, 1, &late, 1) == STORE_CONFLICT);
     CHECK(append1(a, 11, 1, &late, 1) == STORE_CONFLICT);
     struct blocks bl = {.n = 0};
@@ -245,7 +245,8 @@ static void an_append_refused_for_one_sealed_log_takes_no_positions_in_the_other
 {
     fresh_db("t_seal_gap");
     struct store *a = open_pg();
-    struct store_rec r = {"pk", 2, "one", 3, 0}, s1 = {"pk", 2, "two", 3, 0}, s2 = {"pk", 2, "six", 3, 0};
+    struct store_rec r = {"pk", 2, "one", 3, 0, 0}, s1 = {"pk", 2, "two", 3, 0, 0},
+                     s2 = {"pk", 2, "six", 3, 0, 0};
     CHECK(append1(a, 21, 1, &r, 1) == 0);
     CHECK(append1(a, 22, 1, &r, 1) == 0);
     CHECK(store_log_seal(a, 22) == 0);
@@ -265,7 +266,7 @@ static void a_dropped_log_is_gone_for_every_front_end(void)
 {
     fresh_db("t_drop");
     struct store *a = open_pg(), *b = open_pg();
-    struct store_rec r[3] = {{"a", 1, "1", 1, 0}, {"b", 1, "2", 1, 0}, {"c", 1, "3", 1, 0}};
+    struct store_rec r[3] = {{"a", 1, "1", 1, 0, 0}, {"b", 1, "2", 1, 0, 0}, {"c", 1, "3", 1, 0, 0}};
     CHECK(append1(a, 13, 1, r, 3) == 0);
     int rc;
     while ((rc = store_log_drop(b, 13)) == STORE_BUSY)
@@ -284,11 +285,11 @@ static void trim_deletes_below_the_mark_in_bounded_batches(void)
 {
     fresh_db("t_trim");
     struct store *a = open_pg();
-    struct store_rec r[5] = {{"a", 1, "1", 1, 0},
-                             {"a", 1, "2", 1, 0},
-                             {"a", 1, "3", 1, 0},
-                             {"a", 1, "4", 1, 0},
-                             {"a", 1, "5", 1, 0}};
+    struct store_rec r[5] = {{"a", 1, "1", 1, 0, 0},
+                             {"a", 1, "2", 1, 0, 0},
+                             {"a", 1, "3", 1, 0, 0},
+                             {"a", 1, "4", 1, 0, 0},
+                             {"a", 1, "5", 1, 0, 0}};
     CHECK(append1(a, 14, 10, r, 5) == 0 && r[4].pos == 14);
     size_t d = 0;
     CHECK(store_trim(a, 14, 13, 2, &d) == 0 && d == 2);
@@ -330,6 +331,34 @@ static void a_newer_schema_than_the_binary_knows_is_refused(void)
     CHECK(store_open(&cfg, &s) == STORE_NEWER && s == NULL);
 }
 
+/* Two front-ends writing one log take consecutive indexes from one count (from the first
+ * record's position), kept by the database; a database of schema version 1 is migrated at open,
+ * its logs counting on from their last position (the index their records read with). */
+static void front_ends_share_each_logs_count_and_version_1_logs_count_on(void)
+{
+    fresh_db("t_index");
+    struct store *a = open_pg(), *b = open_pg();
+    struct store_rec r[3] = {{"a", 1, "1", 1, 0, 0}, {"b", 1, "2", 1, 0, 0}, {"c", 1, "3", 1, 0, 0}};
+    CHECK(append1(a, 31, 100, r, 2) == 0 && r[0].ix == 100 && r[1].ix == 101);
+    CHECK(append1(b, 31, 9000, r, 1) == 0 && r[0].pos == 9000 && r[0].ix == 102);
+    CHECK(append1(a, 32, 7, r, 1) == 0 && r[0].ix == 7);
+    struct blocks bl = {.n = 0};
+    struct store_records out = {.alloc = blocks_alloc, .actx = &bl};
+    CHECK(store_scan(b, 31, 0, 10, SIZE_MAX, &out) == 0 && out.n == 3 && out.v[0].ix == 100 &&
+          out.v[2].ix == 102 && out.last_ix == 102 && out.last == 9000);
+    blocks_free(&bl);
+    store_close(a);
+    store_close(b);
+    /* as version 1 left it: no index column, a log with records (read with their positions) */
+    PGconn *c = PQconnectdb(url);
+    PQclear(PQexec(c, "ALTER TABLE kinesd_logs DROP COLUMN ix; UPDATE kinesd_schema SET version = 1"));
+    PQfinish(c);
+    a = open_pg();
+    CHECK(append1(a, 31, 0, r, 2) == 0 && r[0].pos == 9001 && r[0].ix == 9001 && r[1].ix == 9002);
+    CHECK(append1(a, 33, 55, r, 1) == 0 && r[0].ix == 55); /* a new log counts from its first position */
+    store_close(a);
+}
+
 CHECK_RUN("pg", T(two_front_ends_writing_one_log_get_strictly_increasing_unique_positions),
           T(a_record_acknowledged_by_one_front_end_is_read_at_once_by_the_other),
           T(a_watch_on_one_front_end_is_woken_by_a_write_through_the_other),
@@ -338,4 +367,5 @@ CHECK_RUN("pg", T(two_front_ends_writing_one_log_get_strictly_increasing_unique_
           T(an_append_refused_for_one_sealed_log_takes_no_positions_in_the_others),
           T(a_dropped_log_is_gone_for_every_front_end), T(trim_deletes_below_the_mark_in_bounded_batches),
           T(one_front_end_holds_a_lease_at_a_time_and_it_moves_when_that_one_goes),
-          T(a_newer_schema_than_the_binary_knows_is_refused))
+          T(a_newer_schema_than_the_binary_knows_is_refused),
+          T(front_ends_share_each_logs_count_and_version_1_logs_count_on))
