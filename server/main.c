@@ -232,14 +232,12 @@ int main(int argc, char **argv)
      * was most of RssAnon after a mix of workloads (62 MB against 33 MB with one heap per
      * core). As many heaps as cores keeps lock contention at the level of the cores. */
     mallopt(M_ARENA_MAX, ncpu > 2 ? (int)ncpu : 2);
-    /* A GetRecords answer of 10,000 small records is ~3 MB, built and freed per request, with
-     * the records it was made from. glibc's own thresholds (trim at twice the largest mmap'd
-     * block freed) gave those pages back after every request and took them again, zeroed, in
-     * the next: ~770 page faults and a brk per request, a quarter of GetRecords' CPU. Each
-     * heap now keeps up to 16 MB free at its top, and blocks below 8 MB come from the heaps
-     * (larger ones, a 10 MB answer, are still mapped and unmapped on their own). */
-    mallopt(M_MMAP_THRESHOLD, 8 << 20);
-    mallopt(M_TRIM_THRESHOLD, 16 << 20);
+    /* glibc's own mmap and trim thresholds stay. A GetRecords answer of 10,000 small records
+     * is ~3 MB built and freed per request, with the records it was made from, so with them
+     * those pages go back after every request and come again, zeroed, in the next (~900 page
+     * faults per request, a quarter of GetRecords' CPU). Heaps that kept 16 MB free at their
+     * top saved that but held 50-58 MB of RssAnon under the benchmark, above its 48 MB; 4-10
+     * MB saved nothing. What would save both is not to allocate those buffers per request. */
     long loops = ncpu > 4 ? ncpu : 4, max_conns = 10000, budget_mb = 1024, t_first = 10000, t_header = 10000,
          t_idle = 120000, t_body = 30000, t_send = 30000, t_drain = 8000, h2_streams = 128,
          workers = ncpu > 4 ? ncpu : 4, worker_queue = 1024;
