@@ -124,7 +124,7 @@ static void test_two_records_swapped_do_not_open(void)
     format_sealer_init(&s, &kr);
     struct store_rec a = {.pk = "a", .pk_len = 1, .data = "first", .data_len = 5};
     struct store_rec b = {.pk = "b", .pk_len = 1, .data = "other", .data_len = 5};
-    char ba[64], bb[64];
+    char ba[128], bb[128];
     size_t la, lb;
     CHECK(format_seal(&s, ba, 3, POS(9), 1, 2, &a, &la) == 0);
     CHECK(format_seal(&s, bb, 3, POS(9) + 1, 1, 1, &b, &lb) == 0);
@@ -143,7 +143,7 @@ static void test_batches_draw_fresh_nonces_and_look_keys_up_once_per_bucket(void
     format_sealer_init(&s2, &kr);
     CHECK(memcmp(s1.nonce, s2.nonce, 16) != 0);
     struct store_rec r = {.pk = "k", .pk_len = 1, .data = "d", .data_len = 1};
-    char buf[64];
+    char buf[128];
     size_t len;
     seal_calls = 0;
     uint64_t hour = KEYRING_BUCKET_MS;
