@@ -1346,6 +1346,11 @@ static int collect_drop(void *ctx, const char *key, size_t klen, const char *val
 
 /* Remove the logs of retired streams, a bounded piece at a time. Visits the store only while
  * some are left (known from the last pass or from a retirement since). */
+/* Drop pieces of the logs of deleted streams, for at most DROP_BUDGET_MS: the maintenance thread
+ * that runs this also completes lifecycle transitions and reshards, which must not wait behind
+ * a backlog of drops (on PostgreSQL each piece is a commit: a few dozen deleted streams took
+ * seconds, and a SplitShard stayed UPDATING for over 10 s). What is left stays pending. */
+#define DROP_BUDGET_MS 200
 static void drop_logs(struct api *a, bool *pending)
 {
     if (!*pending)
@@ -1354,10 +1359,13 @@ static void drop_logs(struct api *a, bool *pending)
     if (meta_scan(a, "drop/", collect_drop, &d))
         return;
     *pending = d.n > 0;
+    int64_t until = clock_now_ms() + DROP_BUDGET_MS;
     for (int i = 0; i < d.n && !a->stopping; i++) {
         uint64_t uid = strtoull(d.keys[i] + 5, NULL, 10);
         bool gone = true;
         for (uint32_t sh = 0; sh < d.nshards[i] && gone; sh++) {
+            if (clock_now_ms() >= until)
+                return; /* the rest at the next call */
             int rc = drop_piece(a, log_id(uid, sh));
             if (rc < 0) {
                 klog(KLOG_WARN, "dropping the logs of stream %" PRIu64 ": storage error %d", uid, rc);
