@@ -1,6 +1,5 @@
 /* op_common.c: pieces several operations share: naming the request's stream, ARNs, the
  * common parts of stream descriptions, tag character rules. */
-#include <stdlib.h>
 #include <string.h>
 
 #include "internal.h"
@@ -227,34 +226,22 @@ void enc_child_shards(struct enc *e, const struct shard *kids, uint32_t n)
     enc_arr_end(e);
 }
 
-/* A probe's memory: what a scan of one record's index allocates. */
-struct probe_mem {
-    void *p[4];
-    int n;
-};
-
-static void *probe_alloc(void *ctx, size_t n)
-{
-    struct probe_mem *m = ctx;
-    return m->n < 4 ? (m->p[m->n++] = malloc(n)) : NULL;
-}
-
 /* The position and index of log's first record at or after from that checks out, passing by
  * those that do not (corrupt, moved, their data key gone) but none at or past hi: 1 with *pos
  * and *ix set (*ix STORE_IX_NONE only past hi), 0 when there is none, or a STORE_* code. */
 static int probe(struct store *st, uint64_t log, uint64_t from, uint64_t hi, uint64_t *pos, uint64_t *ix)
 {
     for (;;) {
-        struct probe_mem m = {.n = 0};
-        struct store_records got = {.alloc = probe_alloc, .actx = &m, .index_only = true};
+        struct arena ar; /* one record's worth, freed at once */
+        arena_init(&ar);
+        struct store_records got = {.alloc = arena_alloc_fn, .actx = &ar, .index_only = true};
         int rc = store_scan(st, log, from, 1, 1, &got);
         if (!rc && got.n) {
             *pos = got.v[0].pos;
             *ix = got.v[0].ix;
             rc = 1;
         }
-        while (m.n)
-            free(m.p[--m.n]);
+        arena_free(&ar);
         if (rc != 1 || *ix != STORE_IX_NONE || *pos >= hi)
             return rc;
         from = *pos + 1;
