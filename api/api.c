@@ -1063,7 +1063,17 @@ int api_open(const struct api_config *cfg, struct api **out)
     metrics_sync(a); /* the streams loaded: their series from the first scrape on */
     pthread_mutex_init(&a->maint_mu, NULL);
     pthread_cond_init(&a->maint_cv, NULL);
-    if (pthread_create(&a->maint, NULL, streams_maintain, a)) {
+    pthread_cond_init(&a->sweep_cv, NULL);
+    a->drops = true; /* drop rows may be left from before a restart */
+    bool maint = pthread_create(&a->maint, NULL, streams_maintain, a) == 0;
+    if (!maint || pthread_create(&a->sweep, NULL, streams_sweep, a)) {
+        if (maint) {
+            pthread_mutex_lock(&a->maint_mu);
+            a->stopping = true;
+            pthread_cond_signal(&a->maint_cv);
+            pthread_mutex_unlock(&a->maint_mu);
+            pthread_join(a->maint, NULL);
+        }
         accesslog_close(a->alog);
         metrics_close(a->metrics);
         store_close(a->store);
@@ -1083,8 +1093,10 @@ void api_close(struct api *a)
     pthread_mutex_lock(&a->maint_mu);
     a->stopping = true;
     pthread_cond_signal(&a->maint_cv);
+    pthread_cond_signal(&a->sweep_cv);
     pthread_mutex_unlock(&a->maint_mu);
     pthread_join(a->maint, NULL);
+    pthread_join(a->sweep, NULL);
     subs_close(a);
     frontends_leave(a);
     /* until the store is closed its engine's threads may tell of changed rows (another
@@ -1101,5 +1113,6 @@ void api_close(struct api *a)
     metrics_close(a->metrics);
     pthread_mutex_destroy(&a->maint_mu);
     pthread_cond_destroy(&a->maint_cv);
+    pthread_cond_destroy(&a->sweep_cv);
     free(a);
 }

@@ -158,6 +158,9 @@ struct api {
     pthread_t maint;
     pthread_mutex_t maint_mu;
     pthread_cond_t maint_cv;
+    pthread_t sweep;         /* trimming and dropping logs (streams_sweep) */
+    pthread_cond_t sweep_cv; /* under maint_mu: wakes the sweep at close */
+    bool drops;              /* logs of retired streams may be left to drop (atomic) */
     bool stopping;
 };
 
@@ -532,8 +535,13 @@ int reshard_check(struct api_ctx *c, struct stream *s);
 int check_shard_limit(struct api_ctx *c, uint32_t more);
 /* LimitExceededException: the stream has no shard indices left (STREAMS_NO_IDS). Returns -1. */
 int fail_no_indices(struct api_ctx *c, const struct stream *s);
-/* Run background maintenance (lifecycle transitions, deleting dropped logs) until stopping. */
+/* Run background maintenance (lifecycle transitions, reshards, consumers, on-demand scaling)
+ * until stopping. */
 void *streams_maintain(void *arg);
+/* Trim expired records and drop the logs of retired streams until stopping: bulk storage work
+ * of its own thread, so that a slow store (a PostgreSQL commit per piece) never holds up the
+ * lifecycle transitions that clients wait for. */
+void *streams_sweep(void *arg);
 
 /* Big-endian 64-bit fields of tokens and iterators. */
 static inline void put64(unsigned char *o, uint64_t v)

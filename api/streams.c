@@ -40,8 +40,12 @@
  * (waited for without any registry lock), each parent is closed at its last position.
  *
  * Trimming. Each shard remembers (in memory) when its oldest record passes retention; the
- * maintenance thread visits a shard only then, so an idle server writes nothing, and a closed
- * shard whose records are all gone is never visited again.
+ * sweep thread visits a shard only then, so an idle server writes nothing, and a closed shard
+ * whose records are all gone is never visited again. Trimming and dropping the logs of deleted
+ * streams are bulk deletes; they run on that thread of their own, beside the maintenance thread
+ * that makes lifecycle transitions and completes reshards, so a slow store (on PostgreSQL a
+ * commit per piece, seconds under a busy disk) delays only them, never a status a client waits
+ * for.
  *
  * Front-ends sharing a store (PostgreSQL) each keep such a registry. Rows another one changed
  * are reported by the store (store_meta_watch); the maintenance thread reloads those streams
@@ -1313,7 +1317,9 @@ int stream_scale(struct api *a, struct stream *s, uint32_t target, int64_t now)
 /* ---- maintenance ---- */
 
 #define TRIM_BATCH 5000
-#define MAINT_TICK_MS 100 /* lifecycle changes land this often; trimming every 5 ticks */
+#define MAINT_TICK_MS 100 /* lifecycle changes land this often */
+#define SWEEP_TICK_MS 500 /* trimming and dropping this often */
+#define SLOW_PASS_MS 1000 /* a maintenance pass that long is logged */
 
 /* Drop a piece of log: 0 once it is gone, 1 while records remain, or a STORE_* code. */
 static int drop_piece(struct api *a, uint64_t log)
@@ -1344,13 +1350,8 @@ static int collect_drop(void *ctx, const char *key, size_t klen, const char *val
     return d->n >= 64;
 }
 
-/* Remove the logs of retired streams, a bounded piece at a time. Visits the store only while
- * some are left (known from the last pass or from a retirement since). */
-/* Drop pieces of the logs of deleted streams, for at most DROP_BUDGET_MS: the maintenance thread
- * that runs this also completes lifecycle transitions and reshards, which must not wait behind
- * a backlog of drops (on PostgreSQL each piece is a commit: a few dozen deleted streams took
- * seconds, and a SplitShard stayed UPDATING for over 10 s). What is left stays pending. */
-#define DROP_BUDGET_MS 200
+/* Remove the logs of retired streams, a bounded piece at a time (the sweep thread). Visits the
+ * store only while some are left (known from the last pass or from a retirement since). */
 static void drop_logs(struct api *a, bool *pending)
 {
     if (!*pending)
@@ -1359,13 +1360,10 @@ static void drop_logs(struct api *a, bool *pending)
     if (meta_scan(a, "drop/", collect_drop, &d))
         return;
     *pending = d.n > 0;
-    int64_t until = clock_now_ms() + DROP_BUDGET_MS;
     for (int i = 0; i < d.n && !a->stopping; i++) {
         uint64_t uid = strtoull(d.keys[i] + 5, NULL, 10);
         bool gone = true;
         for (uint32_t sh = 0; sh < d.nshards[i] && gone; sh++) {
-            if (clock_now_ms() >= until)
-                return; /* the rest at the next call */
             int rc = drop_piece(a, log_id(uid, sh));
             if (rc < 0) {
                 klog(KLOG_WARN, "dropping the logs of stream %" PRIu64 ": storage error %d", uid, rc);
@@ -1816,27 +1814,40 @@ static void refresh(struct api *a)
         reload(a, uids[i]);
 }
 
+/* Wait on cv (maint_mu held) for ms or until signalled. */
+static void tick_wait(struct api *a, pthread_cond_t *cv, long ms)
+{
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    ts.tv_nsec += ms * 1000000L;
+    ts.tv_sec += ts.tv_nsec / 1000000000L;
+    ts.tv_nsec %= 1000000000L;
+    pthread_cond_timedwait(cv, &a->maint_mu, &ts);
+}
+
+/* One front-end of those sharing a store does the background work (an embedded store: this
+ * one, always). */
+static bool leading(struct api *a) { return store_lease(a->store, "maintenance") == 0; }
+
 void *streams_maintain(void *arg)
 {
     pthread_setname_np(pthread_self(), "kinesd-maint"); /* top -H, perf */
     struct api *a = arg;
-    bool drops = true; /* drop rows may be left from before a restart */
     pthread_mutex_lock(&a->maint_mu);
     int tick = 0;
     while (!a->stopping) {
         pthread_mutex_unlock(&a->maint_mu);
         int64_t now = clock_now_ms();
-        /* one front-end of those sharing a store does the background work (an embedded store:
-         * this one, always) */
-        bool leader = store_lease(a->store, "maintenance") == 0;
+        bool leader = leading(a);
         frontends_tick(a);
         streams_change_lock(a);
         refresh(a);
         consumers_refresh(a);
         if (leader)
             consumers_settle(a, now);
-        if (leader)
-            drops |= settle(a, now); /* cheap when nothing is due: lifecycle changes land within a tick */
+        /* cheap when nothing is due: lifecycle changes land within a tick */
+        if (leader && settle(a, now))
+            __atomic_store_n(&a->drops, true, __ATOMIC_RELEASE);
         if (tick % 10 == 0)
             roll_offered(a);
         if (leader && tick % 10 == 0)
@@ -1845,23 +1856,37 @@ void *streams_maintain(void *arg)
         put_reroute(a, false);
         if (leader && tick % 600 == 0) /* a minute: every KMS operation also makes what is due */
             kms_maintain(a, now);      /* key deletions and automatic rotations that are due */
-        if (tick++ % 5 == 0 && leader) {
-            trim_expired(a, now);
-            drop_logs(a, &drops);
-        }
+        int64_t took = clock_now_ms() - now;
+        if (took >= SLOW_PASS_MS) /* transitions and reshards waited that long: the store is slow */
+            klog(KLOG_WARN, "a maintenance pass took %" PRId64 " ms", took);
+        tick++;
         pthread_mutex_lock(&a->maint_mu);
-        if (a->stopping)
-            break;
-        struct timespec ts;
-        clock_gettime(CLOCK_REALTIME, &ts);
-        ts.tv_nsec += MAINT_TICK_MS * 1000000L;
-        if (ts.tv_nsec >= 1000000000L) {
-            ts.tv_sec++;
-            ts.tv_nsec -= 1000000000L;
-        }
-        pthread_cond_timedwait(&a->maint_cv, &a->maint_mu, &ts);
+        if (!a->stopping)
+            tick_wait(a, &a->maint_cv, MAINT_TICK_MS);
     }
     pthread_mutex_unlock(&a->maint_mu);
     put_reroute(a, true);
+    return NULL;
+}
+
+void *streams_sweep(void *arg)
+{
+    pthread_setname_np(pthread_self(), "kinesd-sweep"); /* top -H, perf */
+    struct api *a = arg;
+    pthread_mutex_lock(&a->maint_mu);
+    while (!a->stopping) {
+        pthread_mutex_unlock(&a->maint_mu);
+        if (leading(a)) {
+            trim_expired(a, clock_now_ms());
+            bool drops = __atomic_exchange_n(&a->drops, false, __ATOMIC_ACQ_REL);
+            drop_logs(a, &drops);
+            if (drops) /* some left, or the store was away: the next pass goes on */
+                __atomic_store_n(&a->drops, true, __ATOMIC_RELEASE);
+        }
+        pthread_mutex_lock(&a->maint_mu);
+        if (!a->stopping)
+            tick_wait(a, &a->sweep_cv, SWEEP_TICK_MS);
+    }
+    pthread_mutex_unlock(&a->maint_mu);
     return NULL;
 }

@@ -413,11 +413,14 @@ def main():
     env = dict(os.environ, KINESD_ENDPOINT=proxy.endpoint, KINESD_REMOTE_KINESALITE="0")
     status = subprocess.call(cmd, env=env)
     proxy.stop()
-    for f in fronts:
+    for i, f in enumerate(fronts):
         code = f.stop()
         if code != 0:
             print(f"kinesd front-end exited with {code}:\n{f.log()}", file=sys.stderr)
             status = status or 1
+        elif status != 0:  # what the front-ends warned of, to explain the failure
+            tail = "\n".join(f.log().splitlines()[-60:])
+            print(f"kinesd front-end {i} log (last lines):\n{tail}", file=sys.stderr)
     sys.exit(status)
 
 
