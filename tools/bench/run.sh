@@ -4,9 +4,9 @@
 # Usage: tools/bench/run.sh [--kinesd-only | --kinesalite-only] [-h]
 #
 # Environment:
-#   BENCH_SERVERS   servers to run, in order (default "kinesd kinesd-unsealed kinesalite
-#                   kinesis-mock"; kinesd-unsealed is kinesd with --no-encryption-at-rest, for
-#                   putrecords and getrecords only: the cost of sealing records at rest); also
+#   BENCH_SERVERS   servers to run, in order (default "kinesd kinesalite kinesis-mock"); also
+#                     kinesd-unsealed kinesd with --no-encryption-at-rest, putrecords and
+#                                     getrecords only (the sealing mode compares the two fairly)
 #                     kinesd-pg       one kinesd with --store on the PostgreSQL of KINESD_PG_URL
 #                     kinesd-pg2      two kinesd front-ends on that PostgreSQL, the load split
 #                                     between them (two kbench processes, half the connections
@@ -50,13 +50,19 @@
 #                                     series are counted and written too), BENCH_SCRAPE_ROUNDS
 #                                     rounds of each (the order alternating): both figures and
 #                                     their ratio, and kinesd's CPU time per record both ways
+#                     sealing         kinesd only: what sealing records at rest costs: two fresh
+#                                     kinesd, one sealing (the default) and one with
+#                                     --no-encryption-at-rest, BENCH_SCRAPE_ROUNDS rounds in
+#                                     alternating order, each a putrecords and then a getrecords
+#                                     (--no-fill: what is stored) on each: records/s both ways,
+#                                     their ratio, and kinesd's CPU time per record both ways
 #                     auth            kinesd only: PutRecords (500 x 100 B) with every request
 #                                     signed (SigV4, kbench --sign) against two fresh kinesd, one
 #                                     with --auth (verifying each signature) and one without,
 #                                     BENCH_SCRAPE_ROUNDS rounds alternating: records/s both ways,
 #                                     their ratio, and kinesd's CPU time per record both ways
 #   BENCH_SECONDS   seconds per measured mode (default 8)
-#   BENCH_SCRAPE_ROUNDS  rounds of the scrape and auth modes (default 6)
+#   BENCH_SCRAPE_ROUNDS  rounds of the scrape, sealing and auth modes (default 6)
 #   BENCH_SCRAPE_COST_N  scrapes in a row that measure one scrape's CPU (default 200)
 #   BENCH_CKPT_SECONDS  seconds of the checkpoint mode (default 20)
 #   BENCH_CKPT_RECORD   record size of the checkpoint mode (default 1024)
@@ -82,11 +88,11 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 cd "$ROOT"
 
-DEFAULT_SERVERS="kinesd kinesd-unsealed kinesalite kinesis-mock"
-ALL_SERVERS="$DEFAULT_SERVERS kinesd-pg kinesd-pg2"
+DEFAULT_SERVERS="kinesd kinesalite kinesis-mock"
+ALL_SERVERS="$DEFAULT_SERVERS kinesd-unsealed kinesd-pg kinesd-pg2"
 PG_MODES="putrecord putrecords getrecords"
 UNSEALED_MODES="putrecords getrecords"
-ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout scrape auth"
+ALL_MODES="ceiling putrecord putrecord-h2 putrecords getrecords putrecords-kms getrecords-kms putrecords-1k putrecords-25k checkpoint transport fanout scrape sealing auth"
 SERVERS=${BENCH_SERVERS:-$DEFAULT_SERVERS}
 MODES=${BENCH_MODES:-$ALL_MODES}
 SECS=${BENCH_SECONDS:-8}
@@ -514,6 +520,14 @@ run_suite() {
             fi
             continue
         fi
+        if [[ $m == sealing ]]; then
+            if [[ $name == kinesd ]]; then
+                seal_compare "$name" || rc=1
+            else
+                echo "run.sh: the sealing mode measures kinesd's encryption at rest: skipping it for $name"
+            fi
+            continue
+        fi
         if [[ $m == auth ]]; then
             if [[ $name == kinesd ]]; then
                 auth_compare "$name" || rc=1
@@ -711,6 +725,59 @@ auth_compare() {
     return "$rc"
 }
 
+# seal_compare NAME: putrecords and then getrecords (what is stored) against a fresh kinesd
+# sealing records at rest and one with --no-encryption-at-rest, alternating, SCRAPE_ROUNDS
+# rounds: both start empty and hold the same records at every step, so the figures differ by
+# what sealing costs and nothing else. RESULT lines in LOG_DIR/NAME.seal-{on,off}-{put,get}-ROUND.out,
+# the servers' CPU time in the matching .cpu.out
+seal_compare() {
+    local name=$1 rc=0 r on sides side_port side_pid cpu0 w
+    local off_port on_port off_pid on_pid
+    on_port=$("$KBENCH" --mode freeport)
+    start_kinesd "$on_port" "$LOG_DIR/$name.seal-on.log"
+    on_pid=$START_PID
+    SERVER_PIDS+=("$on_pid")
+    off_port=$("$KBENCH" --mode freeport)
+    start_kinesd "$off_port" "$LOG_DIR/$name.seal-off.log" --no-encryption-at-rest
+    off_pid=$START_PID
+    SERVER_PIDS+=("$off_pid")
+    wait_port "$on_pid" "$on_port" "$name (sealing)" "$LOG_DIR/$name.seal-on.log" 10 || rc=1
+    wait_port "$off_pid" "$off_port" "$name --no-encryption-at-rest" "$LOG_DIR/$name.seal-off.log" 10 || rc=1
+    for side_port in "$on_port" "$off_port"; do
+        ((rc == 0)) || break
+        kb "$LOG_DIR/$name.seal-create.out" --host 127.0.0.1 --port "$side_port" --stream "$STREAM" \
+            --mode create --shards "$SHARDS" || rc=1
+    done
+    if ((rc == 0)); then
+        for r in $(seq "$SCRAPE_ROUNDS"); do
+            sides="on off"
+            ((r % 2)) || sides="off on"
+            for on in $sides; do
+                if [[ $on == on ]]; then side_port=$on_port side_pid=$on_pid; else side_port=$off_port side_pid=$off_pid; fi
+                for w in put get; do
+                    settle "$side_port"
+                    cpu0=$(proc_cpu "$side_pid")
+                    if [[ $w == put ]]; then
+                        # shellcheck disable=SC2046
+                        measure "$name" "seal-$on-$w-$r" --host 127.0.0.1 --port "$side_port" --stream "$STREAM" \
+                            $(workload putrecords) --pid "$side_pid" || rc=1
+                    else
+                        # shellcheck disable=SC2046
+                        measure "$name" "seal-$on-$w-$r" --host 127.0.0.1 --port "$side_port" --stream "$STREAM" \
+                            $(workload getrecords) --no-fill --pid "$side_pid" || rc=1
+                    fi
+                    echo "RESULT mode=seal-$w cpu_s=$(awk -v a="$cpu0" -v b="$(proc_cpu "$side_pid")" \
+                        -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", (b - a) / hz }')" \
+                        >"$LOG_DIR/$name.seal-$on-$w-$r.cpu.out"
+                done
+            done
+        done
+    fi
+    stop_server "$on_pid"
+    stop_server "$off_pid"
+    return "$rc"
+}
+
 start_kinesd() { # PORT LOG [FLAG...] -> pid in START_PID, data dir in START_DIR
     local port=$1 log=$2 args
     START_DIR=$(mktemp -d)
@@ -760,7 +827,7 @@ if has_mode ceiling; then
     echo "=== kbench ceiling (built-in trivial server answering canned 200s, same cores) ==="
     for m in $MODES; do
         # the modes that are not one kbench workload of their own have no ceiling run
-        [[ $m == ceiling || $m == putrecord-h2 || $m == transport || $m == fanout || $m == scrape || $m == auth ]] && continue
+        [[ $m == ceiling || $m == putrecord-h2 || $m == transport || $m == fanout || $m == scrape || $m == sealing || $m == auth ]] && continue
         # shellcheck disable=SC2046
         kb "$LOG_DIR/ceiling.$m.out" --trivial-server $(workload "$m") || FAILED=1
     done
@@ -903,7 +970,7 @@ disk_bw=$(field disk.write mb_per_s)
 mb_target=$(awk -v d="$disk_bw" 'BEGIN { if (d ~ /^[0-9.]+$/) printf ">=%.0f", 0.6 * d }')
 small_modes=(putrecord putrecords getrecords)
 all_modes=()
-for m in $MODES; do [[ $m == ceiling || $m == transport || $m == fanout || $m == scrape || $m == auth ]] || all_modes+=("$m"); done
+for m in $MODES; do [[ $m == ceiling || $m == transport || $m == fanout || $m == scrape || $m == sealing || $m == auth ]] || all_modes+=("$m"); done
 
 echo
 echo "=== kinesd / kinesalite / kinesis-mock: ${SECS} s per mode, $SHARDS shards; kinesd durable," \
@@ -1062,6 +1129,25 @@ if has_mode scrape && [[ -f $LOG_DIR/kinesd.scrapes.txt ]]; then
         for load in putrecord putrecords; do scrape_runs+=("scrape-off-$load-$r" "scrape-on-$load-$r"); done
     done
     row "  errors in these runs" "" "$(over kinesd errors sum "${scrape_runs[@]}")"
+fi
+if has_mode sealing && [[ -f $LOG_DIR/kinesd.seal-on-put-1.out ]]; then
+    seal_mean() { rounds_mean "kinesd.seal-$1-$2" records_per_s; } # on|off put|get
+    seal_cpu() { rounds_cpu "kinesd.seal-$1-$2"; }                 # on|off put|get
+    seal_rows() { # put|get LABEL
+        row "$2 sealed, rec/s" "" "$(seal_mean on "$1")"
+        row "  --no-encryption-at-rest" "" "$(seal_mean off "$1")"
+        row "  sealed, % of unsealed" "" "$(pct "$(seal_mean on "$1")" "$(seal_mean off "$1")")" "" "" ">=85"
+        row "  kinesd CPU us/record, sealed" "" "$(seal_cpu on "$1")"
+        row "  kinesd CPU us/record, unsealed" "" "$(seal_cpu off "$1")"
+        row "  sealed records per CPU second, %" "" "$(pct "$(seal_cpu off "$1")" "$(seal_cpu on "$1")")"
+    }
+    seal_rows put "PutRecords 500x100 B" # a fresh pair of servers
+    seal_rows get "GetRecords 10000"
+    seal_runs=()
+    for r in $(seq "$SCRAPE_ROUNDS"); do
+        for w in put get; do seal_runs+=("seal-on-$w-$r" "seal-off-$w-$r"); done
+    done
+    row "  errors in these runs" "" "$(over kinesd errors sum "${seal_runs[@]}")"
 fi
 if has_mode auth && [[ -f $LOG_DIR/kinesd.auth-on-1.out ]]; then
     auth_mean() { rounds_mean "kinesd.auth-$1" records_per_s; } # off|on
